@@ -1,0 +1,1 @@
+"""Network definitions (torch), the shipped weights and their model cards.  Torch-side only."""

@@ -1,0 +1,106 @@
+"""The two networks of Harley 2015 as torch modules: the LeNet-style CNN and the MLP.
+
+Both take a batch of 28x28 MNIST-style images in [0, 1] (ink = 1), shape (B, 1, 28, 28).
+`forward_all` returns every layer's activation by the layer names of `describe()`, which is what
+the worker turns into a NetSpec; `forward` returns the logits only (for training).
+Imported by the worker and the tools only — never by the render process.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.graph.spec import LayerSpec
+
+
+class LeNet(nn.Module):
+    """32x32 input (28x28 padded by 2) -> conv 6@5x5 -> pool 2 -> conv 16@5x5 -> pool 2 -> 120 -> 100 -> 10."""
+
+    name = "lenet"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 100)
+        self.output = nn.Linear(100, 10)
+
+    @staticmethod
+    def describe() -> list[LayerSpec]:
+        return [
+            LayerSpec("input", "input", (1, 32, 32)),
+            LayerSpec("conv1", "conv", (6, 28, 28), activation="relu", kernel=5),
+            LayerSpec("pool1", "pool", (6, 14, 14), kernel=2, stride=2),
+            LayerSpec("conv2", "conv", (16, 10, 10), activation="relu", kernel=5),
+            LayerSpec("pool2", "pool", (16, 5, 5), kernel=2, stride=2),
+            LayerSpec("fc1", "fc", (120,), activation="relu"),
+            LayerSpec("fc2", "fc", (100,), activation="relu"),
+            LayerSpec("output", "output", (10,), activation="softmax"),
+        ]
+
+    def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        a: dict[str, torch.Tensor] = {}
+        a["input"] = x = F.pad(x, (2, 2, 2, 2))
+        a["conv1"] = x = F.relu(self.conv1(x))
+        a["pool1"] = x = F.max_pool2d(x, 2)
+        a["conv2"] = x = F.relu(self.conv2(x))
+        a["pool2"] = x = F.max_pool2d(x, 2)
+        a["fc1"] = x = F.relu(self.fc1(x.flatten(1)))
+        a["fc2"] = x = F.relu(self.fc2(x))
+        a["output"] = self.output(x)  # logits; probabilities are their softmax
+        return a
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, (2, 2, 2, 2))
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.relu(self.fc1(x.flatten(1)))
+        x = F.relu(self.fc2(x))
+        return self.output(x)
+
+
+class MLP(nn.Module):
+    """784 -> 300 -> 100 -> 10, ReLU between."""
+
+    name = "mlp"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(784, 300)
+        self.fc2 = nn.Linear(300, 100)
+        self.output = nn.Linear(100, 10)
+
+    @staticmethod
+    def describe() -> list[LayerSpec]:
+        return [
+            LayerSpec("input", "input", (1, 28, 28)),
+            LayerSpec("fc1", "fc", (300,), activation="relu"),
+            LayerSpec("fc2", "fc", (100,), activation="relu"),
+            LayerSpec("output", "output", (10,), activation="softmax"),
+        ]
+
+    def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        a: dict[str, torch.Tensor] = {}
+        a["input"] = x
+        a["fc1"] = x = F.relu(self.fc1(x.flatten(1)))
+        a["fc2"] = x = F.relu(self.fc2(x))
+        a["output"] = self.output(x)
+        return a
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.fc1(x.flatten(1)))
+        x = F.relu(self.fc2(x))
+        return self.output(x)
+
+
+MODELS: dict[str, type[nn.Module]] = {"lenet": LeNet, "mlp": MLP}
+
+
+def build(name: str) -> nn.Module:
+    try:
+        return MODELS[name]()
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}") from None

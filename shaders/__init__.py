@@ -1,0 +1,1 @@
+"""GLSL sources, loaded by engine.gpu.programs; shipped as package data."""
