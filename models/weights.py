@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -45,8 +45,10 @@ def load_model(name: str, path: str | os.PathLike | None = None) -> nn.Module:
         raise WeightsError(f"weights file {path} not found; {_retrain_hint(name)}")
     try:
         tensors = load_file(str(path))
-    except (SafetensorsError, OSError, ValueError, RuntimeError) as exc:
-        raise WeightsError(f"weights file {path} is corrupt or not safetensors ({exc}); {_retrain_hint(name)}") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise WeightsError(
+            f"weights file {path} is corrupt or not safetensors ({exc}); {_retrain_hint(name)}"
+        ) from None
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
@@ -77,6 +79,7 @@ def save_model(model: nn.Module, path: str | os.PathLike, card: dict | None = No
     os.close(fd)
     try:
         save_file(state, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; weights are meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

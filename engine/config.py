@@ -1,0 +1,89 @@
+"""AppConfig: every user setting with its default, loadable from a TOML file and overridden by the CLI.
+
+Precedence: defaults < `--config FILE.toml` < command-line flags.  Unknown keys and wrong types
+are errors that name the key, so a typo in a kiosk's config file never goes unnoticed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A config file or value is unreadable or invalid; the message names the file and key."""
+
+
+@dataclass
+class AppConfig:
+    model: str = "lenet"  # network shown at start: "lenet" or "mlp"
+    width: int = 1600  # window size in screen coordinates (pixels on a non-HiDPI screen)
+    height: int = 900
+    fullscreen: bool = False  # fullscreen on the primary monitor
+    vsync: bool = True  # lock to the display's refresh rate; off for benchmarks
+    show_frame_time: bool = False  # frame-time overlay in a corner
+    colormap: str = "harley"  # node colormap: "harley" (the paper's rainbow variant) or "viridis"
+    normalize: str = "layer"  # colour range per "layer" or "global" over the network
+    ui_scale: float = 1.0  # scales ImGui fonts and widgets (touch screens want 1.5 - 2)
+    pad_size: int = 280  # drawing pad edge in pixels (>= 280: ten pad pixels per network pixel)
+    brush: float = 18.0  # default pen radius in pad pixels
+    weights: dict[str, str] = field(default_factory=dict)  # model name -> safetensors path override
+    worker_timeout: float = 60.0  # seconds to wait for the worker to load a model before reporting failure
+
+    def validate(self) -> AppConfig:
+        if self.model not in ("lenet", "mlp"):
+            raise ConfigError(f"model: {self.model!r} is not one of 'lenet', 'mlp'")
+        if self.colormap not in ("harley", "viridis", "grayscale"):
+            raise ConfigError(f"colormap: {self.colormap!r} is not one of 'harley', 'viridis', 'grayscale'")
+        if self.normalize not in ("layer", "global"):
+            raise ConfigError(f"normalize: {self.normalize!r} is not one of 'layer', 'global'")
+        if not (64 <= self.width <= 16384 and 64 <= self.height <= 16384):
+            raise ConfigError(f"width/height: {self.width}x{self.height} is outside 64..16384")
+        if not 0.5 <= self.ui_scale <= 4.0:
+            raise ConfigError(f"ui_scale: {self.ui_scale} is outside 0.5..4")
+        if not 112 <= self.pad_size <= 2048:
+            raise ConfigError(f"pad_size: {self.pad_size} is outside 112..2048")
+        if not 1.0 <= self.brush <= self.pad_size / 4:
+            raise ConfigError(f"brush: {self.brush} is outside 1..{self.pad_size / 4}")
+        return self
+
+
+def _check_type(name: str, value, default):
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, dict):
+        ok = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ConfigError(f"{name}: expected {type(default).__name__}, got {value!r}")
+    return value
+
+
+def load_config(path: str | Path | None = None, **overrides) -> AppConfig:
+    """Defaults, then the TOML file (if any), then the non-None `overrides`."""
+    cfg = AppConfig()
+    defaults = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    values: dict = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    for key, value in values.items():
+        if key not in defaults:
+            where = f" in {path}" if path else ""
+            raise ConfigError(f"unknown config key {key!r}{where} (known: {', '.join(sorted(defaults))})")
+        setattr(cfg, key, _check_type(key, value, defaults[key]))
+    return cfg.validate()

@@ -1,0 +1,123 @@
+"""The `convscope` command: parses the command line, loads the config and starts a window or a headless run.
+
+    convscope [--model lenet|mlp] [--fullscreen] [--config FILE.toml]
+    convscope --headless --frames N --width W --height H --screenshot OUT.png
+              [--input DRAWING.png] [--dump-activations OUT.npz]
+
+Every user mistake (unknown option, unreadable file, bad value) ends with one line on stderr that
+starts with "convscope: error:" and a non-zero exit status — never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+class UsageError(Exception):
+    """A command-line mistake: reported on one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of usage + message
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="convscope", description="See every node of a convolutional network work, in 3D.")
+    p.add_argument("--model", choices=["lenet", "mlp"], help="network to show first (default lenet)")
+    p.add_argument("--fullscreen", action="store_true", default=None, help="fullscreen on the primary monitor")
+    p.add_argument("--config", metavar="FILE.toml", help="settings file (see README)")
+    p.add_argument("--weights", metavar="FILE.safetensors", help="weights for --model instead of the shipped ones")
+    p.add_argument("--colormap", choices=["harley", "viridis", "grayscale"], help="node colormap")
+    p.add_argument("--frame-time", action="store_true", default=None, help="show the frame-time overlay")
+    p.add_argument("--no-vsync", action="store_true", help="do not wait for the display refresh")
+    p.add_argument("--headless", action="store_true", help="render offscreen through EGL, no window")
+    p.add_argument("--frames", type=int, metavar="N", help="render N frames, then exit")
+    p.add_argument("--width", type=int, metavar="W", help="window or image width in pixels")
+    p.add_argument("--height", type=int, metavar="H", help="window or image height in pixels")
+    p.add_argument("--screenshot", metavar="OUT.png", help="write the last frame as PNG")
+    p.add_argument("--input", metavar="DRAWING.png", help="start with this drawing on the pad (any size, any polarity)")
+    p.add_argument("--dump-activations", metavar="OUT.npz", help="write the activations the render process received")
+    return p
+
+
+def _check_output(path: str | None, flag: str) -> Path | None:
+    if path is None:
+        return None
+    out = Path(path)
+    parent = out.resolve().parent
+    if not parent.is_dir():
+        raise UsageError(f"{flag}: folder {parent} does not exist")
+    return out
+
+
+def parse(argv: list[str] | None = None):
+    """Parse and check the command line; returns (options, AppConfig, initial drawing or None)."""
+    from engine.config import ConfigError, load_config
+    from scenes.explore.preprocess import InputImageError, image_file_to_input
+
+    opts = build_parser().parse_args(argv)
+    if opts.frames is not None and opts.frames < 1:
+        raise UsageError(f"--frames must be at least 1, got {opts.frames}")
+    if opts.headless and not opts.screenshot and not opts.dump_activations:
+        raise UsageError("--headless needs --screenshot OUT.png and/or --dump-activations OUT.npz")
+    opts.screenshot = _check_output(opts.screenshot, "--screenshot")
+    opts.dump_activations = _check_output(opts.dump_activations, "--dump-activations")
+    weights = None
+    if opts.weights:
+        if not Path(opts.weights).is_file():
+            raise UsageError(f"--weights: cannot read {opts.weights}")
+        weights = {opts.model or "lenet": str(Path(opts.weights).resolve())}
+    try:
+        cfg = load_config(
+            opts.config,
+            model=opts.model,
+            fullscreen=opts.fullscreen,
+            colormap=opts.colormap,
+            show_frame_time=opts.frame_time,
+            width=opts.width,
+            height=opts.height,
+        )
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    if weights:
+        cfg.weights.update(weights)
+    if opts.no_vsync:
+        cfg.vsync = False
+    drawing = None
+    if opts.input:
+        try:
+            drawing = image_file_to_input(opts.input)
+        except InputImageError as exc:
+            raise UsageError(str(exc)) from None
+    return opts, cfg, drawing
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        opts, cfg, drawing = parse(argv)
+    except UsageError as exc:
+        print(f"convscope: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from scenes.explore.run import AppError, run_headless, run_window
+
+    try:
+        if opts.headless:
+            run_headless(cfg, opts, drawing)
+        else:
+            run_window(cfg, opts, drawing)
+    except AppError as exc:
+        print(f"convscope: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
