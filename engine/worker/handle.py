@@ -1,0 +1,445 @@
+"""WorkerHandle: the render process's side of the torch worker.
+
+It starts the process, owns the shared memory, sends requests and reads results.
+
+Imports no torch and no `models`: the render process may import this module freely (a test checks
+`'torch' not in sys.modules` afterwards).  All calls but `start`, `infer_sync` and `close` return at
+once, so the render loop can call, once per frame:
+
+    handle.check()            # restarts a dead worker (counts handle.restarts)
+    handle.submit(image)      # when the drawing changed
+    result = handle.poll()    # newest finished result, or None
+    if handle.spec_version != seen: ...rebuild the layout from handle.spec...
+
+Shared memory: for every model the worker announces, this side creates one input slot and two
+result slots, sends their names, and unlinks them as soon as the worker says it has attached
+(STYLE habit 3; see shm.py).  `measure_latency` at the bottom is the micro-benchmark that
+tools/bench.py runs.
+
+A handle is used from one thread.  The worker is started with "spawn", which re-imports the main
+module in the worker: a program that makes a handle must keep its top level behind
+`if __name__ == "__main__":`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import multiprocessing as mp
+import os
+import time
+import weakref
+from collections import deque
+from collections.abc import Mapping
+
+import numpy as np
+
+from engine.graph.spec import NetSpec
+from engine.worker import protocol as P
+from engine.worker.process import worker_main
+from engine.worker.shm import Slot
+
+# States of the handle's side of the load handshake.
+STOPPED = "stopped"  # no worker process
+LOADING = "loading"  # LOAD sent, waiting for SPEC or ERROR
+ATTACHING = "attaching"  # segments created and named to the worker, waiting for ATTACHED
+READY = "ready"  # results flow
+FAILED = "failed"  # the model did not load (see .error); the worker is alive and waits for switch_model
+
+
+class WorkerHandle:
+    """Runs one torch worker process for the render loop; see the module docstring for the frame loop."""
+
+    def __init__(
+        self,
+        model: str = "lenet",
+        weights: Mapping[str, str | os.PathLike] | None = None,
+        *,
+        max_inflight: int = 4,  # INFER commands not yet answered; bounds the pipe if the worker stalls
+    ) -> None:
+        self._model = model
+        self._weights = {name: os.fspath(path) for name, path in (weights or {}).items()}
+        self._max_inflight = max_inflight
+        self._ctx = mp.get_context("spawn")  # fork would copy the GL context and the render threads
+        self._proc: mp.process.BaseProcess | None = None
+        self._conn = None
+        self._lost = False  # pipe hit EOF or a send failed: the worker is gone even if not yet reaped
+        self._state = STOPPED
+        self._load_id = 0
+        self._input: Slot | None = None
+        self._results: list[Slot] = []
+        self._pending_spec: NetSpec | None = None
+        self.spec: NetSpec | None = None  # the network that poll()'s results describe
+        self.spec_version = 0  # bumped whenever .spec changes (new model, or None after a failed load)
+        self.error: str | None = None  # last problem as text (bad weights, dead worker); cleared when ready
+        self.restarts = 0
+        self.results_computed = 0  # forward passes the worker reported; fewer than submits when coalescing
+        self._seq = 0
+        self._last_image: np.ndarray | None = None  # re-sent after a restart or a model switch
+        self._written = 0  # seq now in the input slot
+        self._done_seq = 0  # newest seq the worker has answered
+        self._returned_seq = 0  # newest seq poll() has handed out
+        self._sent: deque[int] = deque()  # INFER seqs sent and not yet answered
+        self._submit_t: dict[int, float] = {}
+        self._note: tuple[int, int, float] | None = None  # newest DONE not yet read
+        self._fail_streak = 0  # restarts since the worker was last ready; drives the back-off
+        self._next_restart = 0.0
+        self._closed = False
+        self._atexit = functools.partial(_close_at_exit, weakref.ref(self))
+        atexit.register(self._atexit)
+
+    # -- properties ----------------------------------------------------------------------------
+
+    @property
+    def model(self) -> str:
+        """The model asked for last (it may still be loading, or have failed: see .error)."""
+        return self._model
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @property
+    def ready(self) -> bool:
+        return self._state == READY
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and not self._lost and self._proc.is_alive()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self, timeout: float = 30.0) -> bool:
+        """Start the worker; wait until its model is ready (True) or failed / timed out (False: .error)."""
+        if self._closed:
+            raise RuntimeError("WorkerHandle is closed")
+        if self._proc is None:
+            self._spawn()
+        deadline = time.monotonic() + timeout
+        while self._state not in (READY, FAILED):
+            if not self.alive:
+                self._drain()  # it may have said why before it went
+                if self._state in (READY, FAILED):
+                    break
+                self.error = f"worker process exited during start (exit code {self._proc.exitcode})"
+                return False
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.error = f"worker sent no model spec within {timeout:g} s"
+                return False
+            self._wait(min(left, 0.05))
+        return self._state == READY
+
+    def switch_model(self, name: str) -> None:
+        """Ask for another model; returns at once.  Its spec shows up later as a new spec_version."""
+        if self._closed:
+            raise RuntimeError("WorkerHandle is closed")
+        self._model = name
+        # The worker drops the old model and its segments on LOAD, so results of the old one are
+        # never read again; close our side now.
+        self._release_segments()
+        self._note = None
+        self._sent.clear()
+        if self._proc is not None and self.alive:
+            self._send_load()
+
+    def check(self) -> bool:
+        """Restart the worker if it died (same model, last input re-sent).  True if it restarted now."""
+        if self._closed or self._proc is None or self.alive:
+            return False
+        now = time.monotonic()
+        if now < self._next_restart:
+            return False  # backing off: it died again before it ever got ready
+        code = self._proc.exitcode
+        self._teardown(graceful=False)
+        self.restarts += 1
+        self._fail_streak += 1
+        self._next_restart = now + min(0.25 * 2 ** (self._fail_streak - 1), 8.0)
+        self.error = f"worker process died (exit code {code}); restarted it"
+        self._spawn()
+        return True
+
+    def close(self) -> None:
+        """Stop the worker and free the shared memory.  Idempotent; also runs at interpreter exit."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self._atexit)
+        if self.alive:
+            self._send(P.quit_msg())
+        self._teardown(graceful=True)
+
+    def __enter__(self) -> WorkerHandle:
+        self.start()  # on failure the block still runs: look at .spec / .error
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- per frame -----------------------------------------------------------------------------
+
+    def submit(self, image: np.ndarray) -> int:
+        """Queue a (28, 28) float image for inference; returns its seq at once (never blocks)."""
+        img = np.asarray(image, dtype=np.float32)
+        if img.shape != P.INPUT_SHAPE:
+            raise ValueError(f"submit() takes a {P.INPUT_SHAPE} image, got shape {img.shape}")
+        self._seq += 1
+        self._last_image = img.copy()
+        self._submit_t[self._seq] = time.perf_counter()
+        if len(self._submit_t) > 1024:  # no model answering (failed load): keep the table bounded
+            del self._submit_t[next(iter(self._submit_t))]
+        if self._state == READY:
+            self._push()
+        return self._seq
+
+    def poll(self) -> P.Result | None:
+        """The newest result finished since the last poll (a copy), or None.  Never blocks."""
+        if self._conn is None:
+            return None
+        self._drain()
+        if self._state == READY:
+            self._kick()
+        if self._note is None or not self._results:
+            return None
+        _, k, compute_s = self._note
+        n = self.spec.total_nodes
+        buf = np.empty(n + P.N_CLASSES, np.float32)
+        got = self._results[k].read_into(buf)
+        if got is None:
+            return None  # the worker lapped us twice during the copy; try next frame
+        self._note = None
+        seq = got[0]
+        if seq <= self._returned_seq:
+            return None  # already handed out via a slot the worker had refilled early
+        self._returned_seq = seq
+        t_submit = self._submit_t.get(seq, float("nan"))
+        while self._submit_t:
+            oldest = next(iter(self._submit_t))
+            if oldest > seq:
+                break
+            del self._submit_t[oldest]
+        return P.Result(
+            seq=seq,
+            activations=buf[:n],
+            probabilities=buf[n:].copy(),
+            latency_s=time.perf_counter() - t_submit,
+            compute_s=compute_s,
+            spec_version=self.spec_version,
+            model=self.spec.model,
+        )
+
+    def infer_sync(self, image: np.ndarray, timeout: float = 10.0) -> P.Result:
+        """Blocking helper for tools and tests: submit `image` and wait for its result."""
+        if self._proc is None:
+            self.start(timeout)
+        seq = self.submit(image)
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.poll()
+            if result is not None and result.seq >= seq:
+                return result
+            if self._state == FAILED:
+                raise RuntimeError(self.error or f"model {self._model!r} did not load")
+            if not self.alive:
+                raise RuntimeError(
+                    f"worker process died (exit code {self._proc.exitcode if self._proc else None})"
+                )
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no result for request {seq} within {timeout:g} s (state {self._state})")
+            self._wait(min(left, 0.05))
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(target=worker_main, args=(child,), name="convscope-worker", daemon=True)
+        proc.start()
+        child.close()  # only the worker holds its end, so its death reads as EOF here
+        self._proc, self._conn, self._lost = proc, parent, False
+        self._send_load()
+
+    def _send_load(self) -> None:
+        self._load_id += 1
+        self._state = LOADING
+        self._send(P.load_msg(self._load_id, self._model, self._weights.get(self._model)))
+
+    def _send(self, msg: tuple) -> bool:
+        try:
+            self._conn.send(msg)
+            return True
+        except (OSError, ValueError):
+            self._lost = True
+            return False
+
+    def _wait(self, timeout: float) -> None:
+        """Block up to `timeout` for a message, then handle everything waiting."""
+        try:
+            ready = self._conn.poll(timeout)
+        except (EOFError, OSError):
+            self._lost = True
+            return
+        if ready:
+            self._drain()
+
+    def _drain(self) -> None:
+        try:
+            while self._conn.poll(0):
+                self._handle(self._conn.recv())
+        except (EOFError, OSError):
+            self._lost = True
+
+    def _handle(self, msg: tuple) -> None:
+        tag = msg[0]
+        if tag == P.DONE:
+            seq, slot, compute_s = msg[1:]
+            if self._state == READY:
+                self.results_computed += 1
+                self._note = (seq, slot, compute_s)
+                self._done_seq = max(self._done_seq, seq)
+                while self._sent and self._sent[0] <= seq:
+                    self._sent.popleft()
+        elif msg[1] != self._load_id:
+            return  # answer to a load that switch_model (or a restart) has superseded
+        elif tag == P.SPEC:
+            self._on_spec(NetSpec.from_dict(msg[2]))
+        elif tag == P.ATTACHED:
+            self._on_attached()
+        elif tag == P.ERROR:
+            self._on_error(msg[2])
+
+    def _on_spec(self, spec: NetSpec) -> None:
+        if self._state != LOADING:
+            return
+        self._release_segments()
+        try:
+            self._input = Slot.create(P.INPUT_SIZE)
+            self._results = [Slot.create(spec.total_nodes + P.N_CLASSES) for _ in range(P.RESULT_SLOTS)]
+        except OSError as exc:
+            self._release_segments()
+            self._fail(f"could not create shared memory for {spec.model}: {exc}")
+            return
+        self._pending_spec = spec
+        self._state = ATTACHING
+        names = tuple(slot.name for slot in self._results)
+        self._send(P.attach_msg(self._load_id, self._input.name, names))
+
+    def _on_attached(self) -> None:
+        if self._state != ATTACHING:
+            return
+        for slot in (self._input, *self._results):
+            slot.unlink()  # both sides have it mapped now; nothing can leak from here on
+        if self._pending_spec != self.spec:  # a restart brings back an equal spec: keep the layout
+            self.spec = self._pending_spec
+            self.spec_version += 1
+        self._pending_spec = None
+        self._state = READY
+        self.error = None
+        self._fail_streak = 0
+        self._next_restart = 0.0
+        self._written = self._done_seq = self._returned_seq = 0
+        self._sent.clear()
+        self._note = None
+        if self._last_image is not None:
+            self._submit_t.setdefault(self._seq, time.perf_counter())
+            self._push()
+
+    def _on_error(self, text: str) -> None:
+        self.error = text
+        if self._state in (LOADING, ATTACHING):
+            self._release_segments()
+            self._fail(text)
+
+    def _fail(self, text: str) -> None:
+        self.error = text
+        self._state = FAILED
+        self._pending_spec = None
+        if self.spec is not None:
+            self.spec = None
+            self.spec_version += 1
+
+    def _push(self) -> None:
+        self._input.write(self._seq, self._last_image)
+        self._written = self._seq
+        self._kick()
+
+    def _kick(self) -> None:
+        """Ask for the input slot's image unless it is answered, already asked for, or too many wait."""
+        if self._written <= self._done_seq or (self._sent and self._sent[-1] >= self._written):
+            return
+        if len(self._sent) >= self._max_inflight:
+            return  # poll() retries once answers come back; the worker reads the newest input anyway
+        if self._send(P.infer_msg(self._written)):
+            self._sent.append(self._written)
+
+    def _release_segments(self) -> None:
+        for slot in (self._input, *self._results):
+            if slot is not None:
+                slot.unlink()  # no-op once unlinked after ATTACHED
+                slot.close()
+        self._input = None
+        self._results = []
+
+    def _teardown(self, graceful: bool) -> None:
+        proc, conn = self._proc, self._conn
+        self._proc = self._conn = None
+        if proc is not None:
+            if graceful:
+                proc.join(1.0)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(1.0)
+            if proc.is_alive():
+                proc.kill()
+            proc.join()
+            proc.close()
+        if conn is not None:
+            conn.close()
+        self._release_segments()
+        self._state = STOPPED
+        self._lost = False
+        self._pending_spec = None
+        self._note = None
+        self._sent.clear()
+
+
+def _close_at_exit(ref: weakref.ref) -> None:
+    handle = ref()
+    if handle is not None:
+        handle.close()
+
+
+def measure_latency(
+    handle: WorkerHandle, n: int = 200, *, warmup: int = 20, timeout: float = 5.0, yield_cpu: bool = True
+) -> np.ndarray:
+    """Seconds from submit() to the result seen by poll() for `n` requests, one at a time, busy-polling.
+
+    `handle` must be ready.  Uses seeded random images so runs are comparable.  With `yield_cpu` the
+    poll loop gives its core away between polls: on a machine with few cores a pure spin competes with
+    the worker for a CPU and measures the scheduler (p99 of ~5 ms instead of <1 ms on 2 busy cores).
+    """
+    pause = getattr(os, "sched_yield", None) if yield_cpu else None
+    if not handle.ready:
+        raise RuntimeError(f"handle is not ready (state {handle.state}, error {handle.error})")
+    images = np.random.default_rng(0).random((8, *P.INPUT_SHAPE), dtype=np.float32)
+    while handle.poll() is not None:
+        pass  # a result left over from before would be mistaken for ours
+    out = np.empty(n, np.float64)
+    for i in range(warmup + n):
+        seq = handle.submit(images[i % len(images)])
+        deadline = time.perf_counter() + timeout
+        while True:
+            result = handle.poll()
+            if result is not None and result.seq >= seq:
+                break
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"request {seq} got no result within {timeout:g} s (alive={handle.alive})")
+            if pause is not None:
+                pause()
+        if i >= warmup:
+            out[i - warmup] = result.latency_s
+    return out
