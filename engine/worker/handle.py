@@ -134,6 +134,14 @@ class WorkerHandle:
             self._wait(min(left, 0.05))
         return self._state == READY
 
+    def launch(self) -> None:
+        """Start the worker without waiting: the render loop's `poll()` picks up its spec later
+        (as spec_version 1), so the first frame need not wait for torch to import."""
+        if self._closed:
+            raise RuntimeError("WorkerHandle is closed")
+        if self._proc is None:
+            self._spawn()
+
     def switch_model(self, name: str) -> None:
         """Ask for another model; returns at once.  Its spec shows up later as a new spec_version."""
         if self._closed:

@@ -1,0 +1,169 @@
+"""The main loop: poll input -> panels -> update scene -> upload -> draw -> ImGui -> swap.
+
+`App` runs one `Scene` (see engine/scene.py) either in a GLFW window or headless into an
+offscreen framebuffer (EGL); both paths share `frame()`, so a headless test exercises the very
+code a user runs.  The panels are built right after input is polled so that a pen stroke made in
+this frame reaches the worker in this frame's update, not the next one.
+
+The app owns the ImGui context and renderer, the frame clock and the frame-time overlay; the
+scene owns everything about its network.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import numpy as np
+from imgui_bundle import imgui
+
+from engine.gpu.frame import OffscreenTarget
+from engine.gpu.imgui_renderer import ImGuiRenderer
+from engine.scene import FrameContext, Scene
+from engine.ui.backend import UiBackend, UiConfig
+from engine.ui.input import InputCollector, InputState
+
+
+class FrameStats:
+    """Frame times of the last few seconds, for the overlay and for benchmarks."""
+
+    def __init__(self, keep: int = 600) -> None:
+        self.times: deque[float] = deque(maxlen=keep)
+
+    def add(self, seconds: float) -> None:
+        self.times.append(seconds)
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(np.asarray(self.times), q)) * 1e3 if self.times else 0.0
+
+
+def draw_frame_overlay(stats: FrameStats) -> None:
+    """Frame time p50 / p99 and fps in the top-right corner, drawn over everything."""
+    p50, p99 = stats.percentile(50), stats.percentile(99)
+    text = f"{p50:5.1f} ms p50  {p99:5.1f} ms p99  {1000.0 / max(p50, 1e-3):5.0f} fps"
+    size = imgui.calc_text_size(text)
+    w = imgui.get_io().display_size.x
+    dl = imgui.get_foreground_draw_list()
+    x, y = w - size.x - 12, 8
+    dl.add_rect_filled((x - 6, y - 3), (x + size.x + 6, y + size.y + 3), imgui.get_color_u32((0, 0, 0, 0.55)), 4.0)
+    dl.add_text((x, y), imgui.get_color_u32((1, 1, 1, 1)), text)
+
+
+class App:
+    """Drives one scene.  Give it a `window` (engine.window.Window) or a headless `ctx` and `size`."""
+
+    def __init__(
+        self,
+        scene: Scene,
+        *,
+        window=None,
+        ctx=None,
+        size: tuple[int, int] | None = None,
+        ui_config: UiConfig | None = None,
+        show_frame_time: bool = False,
+    ) -> None:
+        if window is None and (ctx is None or size is None):
+            raise ValueError("App needs a window, or a ctx and a size for headless runs")
+        self.window = window
+        self.ctx = window.ctx if window is not None else ctx
+        self.scene = scene
+        self.show_frame_time = show_frame_time
+        self.stats = FrameStats()
+        self.frames = 0
+        self.ui = UiBackend(ui_config)
+        self.imgui_renderer = ImGuiRenderer(self.ctx)
+        self.offscreen: OffscreenTarget | None = None
+        self._headless_input: InputCollector | None = None
+        if window is None:
+            self.offscreen = OffscreenTarget(self.ctx, size[0], size[1])
+            self._headless_input = InputCollector(size, size)
+        self._last = time.perf_counter()
+        self._entered = False
+        self.scene.on_enter(FrameContext(self.ctx, self.imgui_renderer, self))
+        self._entered = True
+
+    # -- one frame --------------------------------------------------------------------------------
+
+    def poll(self) -> InputState:
+        if self.window is not None:
+            return self.window.poll()
+        return self._headless_input.snapshot(time.perf_counter())
+
+    @property
+    def headless_input(self) -> InputCollector | None:
+        """Headless runs: the event sink tests and scripted input feed (same calls a window makes)."""
+        return self._headless_input
+
+    def frame(self, inp: InputState | None = None) -> None:
+        now = time.perf_counter()
+        dt, self._last = now - self._last, now
+        inp = inp if inp is not None else self.poll()
+        if inp.minimized:
+            return
+        viewport = inp.framebuffer_size
+        self.ui.new_frame(inp.window_size, inp.framebuffer_scale, dt, inp)
+        self.scene.gui()
+        if self.show_frame_time:
+            draw_frame_overlay(self.stats)
+        self.scene.update(inp, dt, self.ui.want_capture_mouse, self.ui.want_capture_keyboard)
+        self.scene.upload()
+        target = self.offscreen if self.offscreen is not None else self.ctx.screen
+        target.use()
+        self.ctx.viewport = (0, 0, viewport[0], viewport[1])
+        self.scene.draw(viewport)
+        draw_data = self.ui.render()
+        self.imgui_renderer.render(draw_data)
+        if self.window is not None:
+            self.window.swap()
+        self.stats.add(time.perf_counter() - now)
+        self.frames += 1
+
+    def run(self, frames: int | None = None) -> None:
+        """Until the window closes (or `frames` frames have been drawn)."""
+        while frames is None or self.frames < frames:
+            if self.window is not None and self.window.should_close:
+                break
+            self.frame()
+
+    def read_pixels(self) -> np.ndarray:
+        """The last frame as (h, w, 3) uint8, top row first.  Windowed: the next frame is drawn again
+        into an offscreen target of the window's size (reading the window's own buffer leaves a GL
+        error on some drivers)."""
+        if self.window is None:
+            self.ctx.finish()
+            return self.offscreen.read()
+        w, h = self.window.framebuffer_size
+        target = OffscreenTarget(self.ctx, w, h)
+        try:
+            inp = self.window.poll()
+            viewport = inp.framebuffer_size
+            self.ui.new_frame(inp.window_size, inp.framebuffer_scale, 1 / 60, inp)
+            self.scene.gui()
+            self.scene.update(inp, 1 / 60, self.ui.want_capture_mouse, self.ui.want_capture_keyboard)
+            self.scene.upload()
+            target.use()
+            self.ctx.viewport = (0, 0, viewport[0], viewport[1])
+            self.scene.draw(viewport)
+            self.imgui_renderer.render(self.ui.render())
+            self.ctx.finish()
+            return target.read()
+        finally:
+            target.release()
+            self.ctx.screen.use()
+
+    def close(self) -> None:
+        """Scene first (it may hold textures the renderer shows), then ImGui, then the target."""
+        if self._entered:
+            self.scene.on_exit()
+            self._entered = False
+        self.imgui_renderer.release()
+        self.ui.destroy()
+        if self.offscreen is not None:
+            self.offscreen.release()
+            self.offscreen = None
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,135 @@
+"""SceneRenderer: one frame of a network — background, nodes, labels — for one layout.
+
+The scene owns a SceneRenderer per loaded network and calls, per frame:
+    renderer.set_activations(acts)            # only when a new result came in
+    renderer.draw(camera, (w, h), settings)   # into whatever framebuffer is bound
+Everything GL-side lives here and below; settings are a plain dataclass the UI edits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import moderngl
+import numpy as np
+
+from engine.camera import OrbitCamera
+from engine.graph.layout import Layout
+from engine.gpu.background import Background, BackgroundStyle
+from engine.gpu.labels import LabelBatch
+from engine.gpu.nodes import NodeBatch, NodeStyle
+from engine.gpu.normalize import layer_ranges
+
+
+@dataclass
+class RenderSettings:
+    colormap: str = "harley"  # one of engine.gpu.colormaps.NAMES
+    normalize: str = "layer"  # colour range per "layer" or "global" (see normalize.py)
+    node_mode: str = "quads"  # "quads", "points" or "auto" (tools/bench_render.py compares them)
+    highlight: int = -1  # node id with a white outline (hover); -1 for none
+    visible: tuple[bool, ...] | None = None  # per layer; None shows all
+    show_class_labels: bool = True  # "0".."9" above the output nodes
+    show_layer_names: bool = True  # layer names left of each layer
+    label_scale: float = 1.0  # text size multiplier
+
+
+class SceneRenderer:
+    def __init__(
+        self,
+        ctx: moderngl.Context,
+        layout: Layout,
+        background: BackgroundStyle | None = None,
+        nodes: NodeStyle | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.layout = layout
+        self.background = Background(ctx, background)
+        self.nodes = NodeBatch(ctx, layout, nodes)
+        self.labels = LabelBatch(ctx)
+        self._acts: np.ndarray | None = None
+        self._explicit_ranges = False
+        self._label_key: tuple | None = None
+        self._ranges_mode: str | None = None
+
+    @property
+    def spec(self):
+        return self.layout.spec
+
+    def set_layout(self, layout: Layout) -> None:
+        """Re-layout of the same network (e.g. hidden layers closed up): rewrites node positions."""
+        self.nodes.set_layout(layout)
+        self.layout = layout
+        self._label_key = None
+
+    def set_activations(self, acts: np.ndarray, ranges: np.ndarray | None = None) -> None:
+        """Upload a new result: float32 (N,) by node id.  Colour ranges come from `ranges` (L, 2)
+        when given, else from the activations by settings.normalize at the next draw."""
+        self.nodes.set_activations(acts)
+        self._acts = np.asarray(acts, np.float32)
+        self._explicit_ranges = ranges is not None
+        if ranges is not None:
+            self.nodes.set_ranges(ranges)
+        self._ranges_mode = None
+
+    def _update_ranges(self, mode: str) -> None:
+        if self._acts is None or self._explicit_ranges or self._ranges_mode == mode:
+            return
+        self.nodes.set_ranges(layer_ranges(self.spec, self._acts, mode))
+        self._ranges_mode = mode
+
+    def _update_labels(self, s: RenderSettings) -> None:
+        visible = s.visible if s.visible is not None else (True,) * len(self.spec.layers)
+        key = (s.show_class_labels, s.show_layer_names, tuple(visible), id(self.layout))
+        if key == self._label_key:
+            return
+        self._label_key = key
+        texts, anchors, offsets, scales, colors, aligns = [], [], [], [], [], []
+        layers = self.spec.layers
+        last = layers[-1]
+        if s.show_class_labels and last.kind == "output" and visible[-1]:
+            pos = self.layout.positions[last.start : last.stop]
+            size = self.layout.sizes[last.start : last.stop]
+            for name, p, sz in zip(self.spec.classes, pos, size, strict=False):
+                texts.append(name)
+                # Anchored on the node's top-far edge, then lifted on screen: clear of the square
+                # whether it faces the camera or lies in its layer's plane.
+                anchors.append(p + np.array([0.0, 0.5 * sz, -0.5 * sz], np.float32))
+                offsets.append((0.0, -14.0))
+                scales.append(1.0)
+                colors.append((1.0, 1.0, 1.0, 1.0))
+                aligns.append("center")
+        if s.show_layer_names:
+            for i, layer in enumerate(layers):
+                if not visible[i]:
+                    continue
+                lo, hi = self.layout.layer_bounds[i]
+                texts.append(layer.name)
+                anchors.append(np.array([lo[0], (lo[1] + hi[1]) / 2, (lo[2] + hi[2]) / 2], np.float32))
+                offsets.append((-12.0, 0.0))
+                scales.append(0.8)
+                colors.append((0.92, 0.94, 0.98, 0.9))
+                aligns.append("right")
+        self.labels.set_labels(
+            texts, np.array(anchors, np.float32).reshape(-1, 3), offsets, colors, align=aligns, scale=scales
+        )
+
+    def draw(self, camera: OrbitCamera, viewport: tuple[int, int], settings: RenderSettings | None = None) -> list[str]:
+        """Clear and draw the whole frame into the bound framebuffer (its viewport as set); returns
+        how each layer's nodes were drawn ("quads" / "points", "" where hidden)."""
+        s = settings or RenderSettings()
+        w, h = viewport
+        view = camera.view_matrix()
+        proj = camera.projection(w / max(h, 1))
+        self._update_ranges(s.normalize)
+        self.nodes.set_visible(s.visible if s.visible is not None else [True] * len(self.spec.layers))
+        self._update_labels(s)
+        self.ctx.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)
+        self.background.draw(viewport)
+        modes = self.nodes.draw(view, proj, viewport, colormap=s.colormap, highlight=s.highlight, mode=s.node_mode)
+        self.labels.draw(proj @ view, viewport, s.label_scale)
+        return modes
+
+    def release(self) -> None:
+        self.labels.release()
+        self.nodes.release()
+        self.background.release()

@@ -1,0 +1,360 @@
+"""Input: window events gathered into one immutable `InputState` per frame, and replayed into ImGui.
+
+`InputCollector` receives raw events (the window's GLFW callbacks call its `on_*` methods; a test
+or a headless run may call them directly) and `snapshot()` turns everything since the last frame
+into an `InputState`: pointer position in window and framebuffer coordinates, buttons down /
+pressed / released, drag offsets, scroll, keys, typed text, resize and focus. The camera and the
+scenes read that; `forward_to_imgui` replays the same events, in their original order, into
+ImGui's input queue (so a press and a release inside one frame still make a click).
+
+Coordinates: window coordinates have their origin at the top-left of the client area, in the units
+GLFW reports (screen coordinates, which are logical points on macOS and pixels elsewhere);
+framebuffer coordinates are pixels of the drawable, same origin. Keys are GLFW key codes,
+mouse buttons are 0 left, 1 right, 2 middle (GLFW's and ImGui's numbering). No GL here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple
+
+import glfw
+from imgui_bundle import imgui
+
+MOUSE_LEFT, MOUSE_RIGHT, MOUSE_MIDDLE = 0, 1, 2
+KEY_RELEASE, KEY_PRESS, KEY_REPEAT = glfw.RELEASE, glfw.PRESS, glfw.REPEAT
+MOD_SHIFT, MOD_CONTROL, MOD_ALT, MOD_SUPER = glfw.MOD_SHIFT, glfw.MOD_CONTROL, glfw.MOD_ALT, glfw.MOD_SUPER
+
+# The modifier each modifier key sets, so `mods` is right on the key's own event (X11 reports the
+# state from before the key).
+_MODIFIER_KEYS = {
+    glfw.KEY_LEFT_SHIFT: MOD_SHIFT,
+    glfw.KEY_RIGHT_SHIFT: MOD_SHIFT,
+    glfw.KEY_LEFT_CONTROL: MOD_CONTROL,
+    glfw.KEY_RIGHT_CONTROL: MOD_CONTROL,
+    glfw.KEY_LEFT_ALT: MOD_ALT,
+    glfw.KEY_RIGHT_ALT: MOD_ALT,
+    glfw.KEY_LEFT_SUPER: MOD_SUPER,
+    glfw.KEY_RIGHT_SUPER: MOD_SUPER,
+}
+
+
+class InputEvent(NamedTuple):
+    """One raw event, kept in arrival order for ImGui."""
+
+    kind: str  # "pos", "leave", "button", "scroll", "key", "char" or "focus"
+    x: float = 0.0  # pointer position (pos) or wheel offset (scroll)
+    y: float = 0.0
+    code: int = 0  # mouse button, GLFW key or unicode code point
+    down: bool = False  # button / key pressed, or window focused
+    mods: int = 0  # GLFW modifier bits after this event
+
+
+@dataclass(frozen=True)
+class InputState:
+    """Everything the user did during one frame. Immutable; a fresh one each frame."""
+
+    time: float = 0.0  # seconds, the window's clock when the snapshot was taken
+    dt: float = 1.0 / 60.0  # seconds since the previous snapshot (1/60 for the first)
+    window_size: tuple[int, int] = (0, 0)  # client area in window coordinates (ImGui's display size)
+    framebuffer_size: tuple[int, int] = (0, 0)  # drawable in pixels
+    content_scale: tuple[float, float] = (1.0, 1.0)  # the monitor's DPI scale as GLFW reports it
+    resized: bool = False  # window or framebuffer size changed this frame
+    focused: bool = True
+    cursor_inside: bool = False
+    mouse_pos: tuple[float, float] = (0.0, 0.0)  # window coordinates
+    mouse_delta: tuple[float, float] = (0.0, 0.0)  # movement this frame, window coordinates
+    buttons_down: frozenset[int] = frozenset()
+    buttons_pressed: frozenset[int] = frozenset()  # went down this frame (even if also released)
+    buttons_released: frozenset[int] = frozenset()  # went up this frame
+    drag_origin: Mapping[int, tuple[float, float]] = field(default_factory=dict)  # held button -> press pos
+    scroll: tuple[float, float] = (0.0, 0.0)  # wheel / trackpad offset summed over the frame
+    keys_down: frozenset[int] = frozenset()  # GLFW key codes
+    keys_pressed: frozenset[int] = frozenset()  # went down this frame (repeats excluded)
+    keys_released: frozenset[int] = frozenset()
+    mods: int = 0  # GLFW modifier bits at the end of the frame
+    chars: str = ""  # text typed this frame
+    events: tuple[InputEvent, ...] = ()  # the raw events, in order (for ImGui)
+
+    @property
+    def framebuffer_scale(self) -> tuple[float, float]:
+        """Pixels per window unit (2 on a Retina Mac, usually 1 elsewhere)."""
+        w, h = self.window_size
+        fw, fh = self.framebuffer_size
+        return (fw / w if w else 1.0, fh / h if h else 1.0)
+
+    @property
+    def mouse_pos_fb(self) -> tuple[float, float]:
+        """Pointer position in framebuffer pixels (top-left origin): for picking and viewports."""
+        sx, sy = self.framebuffer_scale
+        return (self.mouse_pos[0] * sx, self.mouse_pos[1] * sy)
+
+    @property
+    def minimized(self) -> bool:
+        return self.framebuffer_size[0] <= 0 or self.framebuffer_size[1] <= 0
+
+    def is_down(self, button: int) -> bool:
+        return button in self.buttons_down
+
+    def was_pressed(self, button: int) -> bool:
+        return button in self.buttons_pressed
+
+    def was_released(self, button: int) -> bool:
+        return button in self.buttons_released
+
+    def key_pressed(self, key: int) -> bool:
+        return key in self.keys_pressed
+
+    def drag_delta(self, button: int) -> tuple[float, float]:
+        """Offset from where `button` went down to the pointer now; (0, 0) when it is not held."""
+        origin = self.drag_origin.get(button)
+        if origin is None:
+            return (0.0, 0.0)
+        return (self.mouse_pos[0] - origin[0], self.mouse_pos[1] - origin[1])
+
+
+class InputCollector:
+    """Accumulates events between frames; `snapshot()` hands them over as one `InputState`."""
+
+    def __init__(
+        self,
+        window_size: tuple[int, int] = (0, 0),
+        framebuffer_size: tuple[int, int] = (0, 0),
+        content_scale: tuple[float, float] = (1.0, 1.0),
+    ) -> None:
+        self.window_size = (int(window_size[0]), int(window_size[1]))
+        self.framebuffer_size = (int(framebuffer_size[0]), int(framebuffer_size[1]))
+        self.content_scale = (float(content_scale[0]), float(content_scale[1]))
+        self.focused = True
+        self.cursor_inside = False
+        self.mouse_pos = (0.0, 0.0)
+        self.mods = 0
+        self._buttons_down: set[int] = set()
+        self._keys_down: set[int] = set()
+        self._drag_origin: dict[int, tuple[float, float]] = {}
+        self._last_time: float | None = None
+        self._frame_start_pos = self.mouse_pos
+        self._clear_frame()
+
+    def _clear_frame(self) -> None:
+        self._events: list[InputEvent] = []
+        self._pressed: set[int] = set()
+        self._released: set[int] = set()
+        self._keys_pressed: set[int] = set()
+        self._keys_released: set[int] = set()
+        self._scroll = [0.0, 0.0]
+        self._chars: list[str] = []
+        self._resized = False
+        self._frame_start_pos = self.mouse_pos
+
+    # -- event sinks (GLFW callback signatures minus the window handle) ----------------------------
+
+    def on_cursor_pos(self, x: float, y: float) -> None:
+        self.mouse_pos = (float(x), float(y))
+        self.cursor_inside = True
+        self._events.append(InputEvent("pos", self.mouse_pos[0], self.mouse_pos[1]))
+
+    def on_cursor_enter(self, entered: bool) -> None:
+        self.cursor_inside = bool(entered)
+        if entered:
+            self._events.append(InputEvent("pos", self.mouse_pos[0], self.mouse_pos[1]))
+        else:
+            self._events.append(InputEvent("leave"))
+
+    def on_mouse_button(self, button: int, down: bool, mods: int = 0) -> None:
+        self.mods = mods
+        if down:
+            self._buttons_down.add(button)
+            self._pressed.add(button)
+            self._drag_origin[button] = self.mouse_pos
+        elif button in self._buttons_down:
+            self._buttons_down.discard(button)
+            self._released.add(button)
+            self._drag_origin.pop(button, None)
+        self._events.append(InputEvent("button", code=button, down=bool(down), mods=mods))
+
+    def on_scroll(self, dx: float, dy: float) -> None:
+        self._scroll[0] += dx
+        self._scroll[1] += dy
+        self._events.append(InputEvent("scroll", float(dx), float(dy)))
+
+    def on_key(self, key: int, action: int, mods: int = 0) -> None:
+        if action == KEY_REPEAT:
+            return  # ImGui and the camera do their own repeat from the held state
+        down = action == KEY_PRESS
+        bit = _MODIFIER_KEYS.get(key, 0)
+        mods = (mods | bit) if down else (mods & ~bit)
+        self.mods = mods
+        if down:
+            self._keys_down.add(key)
+            self._keys_pressed.add(key)
+        else:
+            self._keys_down.discard(key)
+            self._keys_released.add(key)
+        self._events.append(InputEvent("key", code=key, down=down, mods=mods))
+
+    def on_char(self, codepoint: int) -> None:
+        self._chars.append(chr(codepoint))
+        self._events.append(InputEvent("char", code=int(codepoint)))
+
+    def on_focus(self, focused: bool) -> None:
+        self.focused = bool(focused)
+        if not focused:
+            # Releases can be lost while another window has focus; never leave a drag stuck.
+            for button in sorted(self._buttons_down):
+                self.on_mouse_button(button, False, self.mods)
+            for key in list(self._keys_down):
+                self._keys_released.add(key)
+            self._keys_down.clear()
+            self.mods = 0
+        self._events.append(InputEvent("focus", down=bool(focused)))
+
+    def on_resize(self, window_size: tuple[int, int], framebuffer_size: tuple[int, int]) -> None:
+        self.window_size = (int(window_size[0]), int(window_size[1]))
+        self.framebuffer_size = (int(framebuffer_size[0]), int(framebuffer_size[1]))
+        self._resized = True
+
+    def on_content_scale(self, sx: float, sy: float) -> None:
+        self.content_scale = (float(sx), float(sy))
+        self._resized = True
+
+    # -- per frame -----------------------------------------------------------------------------
+
+    def snapshot(self, time: float | None = None) -> InputState:
+        """Everything since the previous snapshot; starts collecting the next frame."""
+        if time is None or self._last_time is None:
+            dt = 1.0 / 60.0
+        else:
+            dt = max(time - self._last_time, 1e-4)  # ImGui asserts on dt <= 0
+        if time is not None:
+            self._last_time = time
+        x0, y0 = self._frame_start_pos
+        state = InputState(
+            time=0.0 if time is None else float(time),
+            dt=dt,
+            window_size=self.window_size,
+            framebuffer_size=self.framebuffer_size,
+            content_scale=self.content_scale,
+            resized=self._resized,
+            focused=self.focused,
+            cursor_inside=self.cursor_inside,
+            mouse_pos=self.mouse_pos,
+            mouse_delta=(self.mouse_pos[0] - x0, self.mouse_pos[1] - y0),
+            buttons_down=frozenset(self._buttons_down),
+            buttons_pressed=frozenset(self._pressed),
+            buttons_released=frozenset(self._released),
+            drag_origin=MappingProxyType(dict(self._drag_origin)),
+            scroll=(self._scroll[0], self._scroll[1]),
+            keys_down=frozenset(self._keys_down),
+            keys_pressed=frozenset(self._keys_pressed),
+            keys_released=frozenset(self._keys_released),
+            mods=self.mods,
+            chars="".join(self._chars),
+            events=tuple(self._events),
+        )
+        self._clear_frame()
+        return state
+
+
+# -- ImGui ------------------------------------------------------------------------------------------
+
+_FLT_MAX = 3.4028234663852886e38  # ImGui's "no mouse" position
+
+
+def _build_key_map() -> dict[int, imgui.Key]:
+    k = imgui.Key
+    table = {
+        glfw.KEY_TAB: k.tab,
+        glfw.KEY_LEFT: k.left_arrow,
+        glfw.KEY_RIGHT: k.right_arrow,
+        glfw.KEY_UP: k.up_arrow,
+        glfw.KEY_DOWN: k.down_arrow,
+        glfw.KEY_PAGE_UP: k.page_up,
+        glfw.KEY_PAGE_DOWN: k.page_down,
+        glfw.KEY_HOME: k.home,
+        glfw.KEY_END: k.end,
+        glfw.KEY_INSERT: k.insert,
+        glfw.KEY_DELETE: k.delete,
+        glfw.KEY_BACKSPACE: k.backspace,
+        glfw.KEY_SPACE: k.space,
+        glfw.KEY_ENTER: k.enter,
+        glfw.KEY_ESCAPE: k.escape,
+        glfw.KEY_APOSTROPHE: k.apostrophe,
+        glfw.KEY_COMMA: k.comma,
+        glfw.KEY_MINUS: k.minus,
+        glfw.KEY_PERIOD: k.period,
+        glfw.KEY_SLASH: k.slash,
+        glfw.KEY_SEMICOLON: k.semicolon,
+        glfw.KEY_EQUAL: k.equal,
+        glfw.KEY_LEFT_BRACKET: k.left_bracket,
+        glfw.KEY_BACKSLASH: k.backslash,
+        glfw.KEY_RIGHT_BRACKET: k.right_bracket,
+        glfw.KEY_GRAVE_ACCENT: k.grave_accent,
+        glfw.KEY_CAPS_LOCK: k.caps_lock,
+        glfw.KEY_SCROLL_LOCK: k.scroll_lock,
+        glfw.KEY_NUM_LOCK: k.num_lock,
+        glfw.KEY_PRINT_SCREEN: k.print_screen,
+        glfw.KEY_PAUSE: k.pause,
+        glfw.KEY_KP_DECIMAL: k.keypad_decimal,
+        glfw.KEY_KP_DIVIDE: k.keypad_divide,
+        glfw.KEY_KP_MULTIPLY: k.keypad_multiply,
+        glfw.KEY_KP_SUBTRACT: k.keypad_subtract,
+        glfw.KEY_KP_ADD: k.keypad_add,
+        glfw.KEY_KP_ENTER: k.keypad_enter,
+        glfw.KEY_KP_EQUAL: k.keypad_equal,
+        glfw.KEY_LEFT_SHIFT: k.left_shift,
+        glfw.KEY_LEFT_CONTROL: k.left_ctrl,
+        glfw.KEY_LEFT_ALT: k.left_alt,
+        glfw.KEY_LEFT_SUPER: k.left_super,
+        glfw.KEY_RIGHT_SHIFT: k.right_shift,
+        glfw.KEY_RIGHT_CONTROL: k.right_ctrl,
+        glfw.KEY_RIGHT_ALT: k.right_alt,
+        glfw.KEY_RIGHT_SUPER: k.right_super,
+        glfw.KEY_MENU: k.menu,
+    }
+    for i in range(10):
+        table[glfw.KEY_0 + i] = getattr(k, f"_{i}")
+        table[glfw.KEY_KP_0 + i] = getattr(k, f"keypad{i}")
+    for i in range(26):
+        table[glfw.KEY_A + i] = getattr(k, chr(ord("a") + i))
+    for i in range(12):
+        table[glfw.KEY_F1 + i] = getattr(k, f"f{i + 1}")
+    return table
+
+
+GLFW_TO_IMGUI_KEY: dict[int, imgui.Key] = _build_key_map()
+
+
+def _forward_mods(io: imgui.IO, mods: int) -> None:
+    io.add_key_event(imgui.Key.mod_ctrl, bool(mods & MOD_CONTROL))
+    io.add_key_event(imgui.Key.mod_shift, bool(mods & MOD_SHIFT))
+    io.add_key_event(imgui.Key.mod_alt, bool(mods & MOD_ALT))
+    io.add_key_event(imgui.Key.mod_super, bool(mods & MOD_SUPER))
+
+
+def forward_to_imgui(state: InputState, io: imgui.IO | None = None) -> None:
+    """Replay a frame's events into ImGui's input queue (call before `imgui.new_frame`)."""
+    io = io if io is not None else imgui.get_io()
+    for ev in state.events:
+        if ev.kind == "pos":
+            io.add_mouse_pos_event(ev.x, ev.y)
+        elif ev.kind == "leave":
+            io.add_mouse_pos_event(-_FLT_MAX, -_FLT_MAX)
+        elif ev.kind == "button":
+            if 0 <= ev.code < imgui.MouseButton_.count:
+                _forward_mods(io, ev.mods)
+                io.add_mouse_button_event(ev.code, ev.down)
+        elif ev.kind == "scroll":
+            io.add_mouse_wheel_event(ev.x, ev.y)
+        elif ev.kind == "key":
+            _forward_mods(io, ev.mods)
+            key = GLFW_TO_IMGUI_KEY.get(ev.code)
+            if key is not None:
+                io.add_key_event(key, ev.down)
+        elif ev.kind == "char":
+            if 0 < ev.code < 0x110000:
+                io.add_input_character(ev.code)
+        elif ev.kind == "focus":
+            io.add_focus_event(ev.down)

@@ -1,0 +1,15 @@
+"""Shared pytest set-up.
+
+Mesa's llvmpipe and triton each bring their own LLVM; once a process holds a llvmpipe context,
+importing triton (which torchvision pulls in through torch._dynamo) crashes it.  The app never
+meets this (its render process has no torch), but this test process does both, so triton is
+loaded first when it is installed.
+"""
+
+import contextlib
+import os
+
+os.environ.setdefault("PYOPENGL_PLATFORM", "egl")  # imgui-bundle's PyOpenGL import must not ask for GLX
+
+with contextlib.suppress(ImportError):
+    import triton  # noqa: F401

@@ -1,0 +1,84 @@
+"""Helpers for the headless GL tests: torch-free specs of Harley's two networks, a shared EGL
+context (or a skip where there is none), and an offscreen frame of a SceneRenderer.
+
+The specs repeat models/nets.py's describe() by hand, because importing models imports torch.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+from engine.graph.spec import LayerSpec, NetSpec
+
+
+def lenet_spec() -> NetSpec:
+    return NetSpec.build(
+        "lenet",
+        [
+            LayerSpec("input", "input", (1, 32, 32)),
+            LayerSpec("conv1", "conv", (6, 28, 28), activation="relu", kernel=5),
+            LayerSpec("pool1", "pool", (6, 14, 14), kernel=2, stride=2),
+            LayerSpec("conv2", "conv", (16, 10, 10), activation="relu", kernel=5),
+            LayerSpec("pool2", "pool", (16, 5, 5), kernel=2, stride=2),
+            LayerSpec("fc1", "fc", (120,), activation="relu"),
+            LayerSpec("fc2", "fc", (100,), activation="relu"),
+            LayerSpec("output", "output", (10,), activation="softmax"),
+        ],
+    )
+
+
+def mlp_spec() -> NetSpec:
+    return NetSpec.build(
+        "mlp",
+        [
+            LayerSpec("input", "input", (1, 28, 28)),
+            LayerSpec("fc1", "fc", (300,), activation="relu"),
+            LayerSpec("fc2", "fc", (100,), activation="relu"),
+            LayerSpec("output", "output", (10,), activation="softmax"),
+        ],
+    )
+
+
+@functools.cache
+def _context():
+    from engine.gpu.context import GLVersionError, create_headless
+
+    try:
+        return create_headless()
+    except GLVersionError as exc:
+        return exc
+
+
+def gl_context():
+    """The process-wide headless context; skips the test where EGL / OpenGL 3.3 is missing."""
+    ctx = _context()
+    if isinstance(ctx, Exception):
+        pytest.skip(f"no headless OpenGL: {ctx}")
+    return ctx
+
+
+def smooth_activations(spec: NetSpec, seed: int = 0) -> np.ndarray:
+    """Plausible-looking activations: smooth blobs in grid layers, sparse ReLU-like vectors, a
+    peaked softmax at the output."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(spec.total_nodes, np.float32)
+    for layer in spec.layers:
+        if layer.is_grid:
+            c, h, w = layer.shape
+            yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+            maps = []
+            for _ in range(c):
+                fx, fy, ph = rng.uniform(1, 4), rng.uniform(1, 4), rng.uniform(0, 6.3)
+                maps.append(np.maximum(0, np.sin(fx * 6.3 * xx + ph) * np.cos(fy * 6.3 * yy)))
+            a = np.stack(maps)
+        elif layer.kind == "output":
+            logits = rng.normal(0, 1, layer.count)
+            logits[rng.integers(layer.count)] += 4
+            a = np.exp(logits) / np.exp(logits).sum()
+        else:
+            a = np.maximum(0, rng.normal(0, 1, layer.count))
+        out[layer.start : layer.stop] = a.reshape(-1)
+    return out
