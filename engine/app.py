@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
+import glfw
 import numpy as np
 from imgui_bundle import imgui
 
@@ -47,6 +48,14 @@ def draw_frame_overlay(stats: FrameStats) -> None:
     x, y = w - size.x - 12, 8
     dl.add_rect_filled((x - 6, y - 3), (x + size.x + 6, y + size.y + 3), imgui.get_color_u32((0, 0, 0, 0.55)), 4.0)
     dl.add_text((x, y), imgui.get_color_u32((1, 1, 1, 1)), text)
+
+
+def _quit_chord(inp: InputState) -> bool:
+    """Ctrl+Q closes the window (outputs asked for on the command line are written on the way out)."""
+    # Read the modifiers from the key's own event: press and release can both land in one frame.
+    return any(
+        e.kind == "key" and e.code == glfw.KEY_Q and e.down and e.mods & glfw.MOD_CONTROL for e in inp.events
+    )
 
 
 class App:
@@ -100,6 +109,8 @@ class App:
         inp = inp if inp is not None else self.poll()
         if inp.minimized:
             return
+        if self.window is not None and _quit_chord(inp):
+            self.window.request_close()
         viewport = inp.framebuffer_size
         self.ui.new_frame(inp.window_size, inp.framebuffer_scale, dt, inp)
         self.scene.gui()

@@ -1,0 +1,120 @@
+"""The explore scene driven headless in this process: drawing, model switch, a killed worker, and
+the colours on screen following the activations.  Pointer input is scripted through the same
+InputCollector calls a GLFW window makes."""
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.app import App
+from engine.config import AppConfig
+from engine.ui.input import MOUSE_LEFT
+from scenes.explore.run import wait_until_ready
+from scenes.explore.scene import ExploreScene
+
+pytestmark = pytest.mark.gl
+W, H = 960, 600
+PAD_X, PAD_Y = 18, 37  # pad's top-left corner in the "Draw a digit" panel at (10, 10)
+
+
+def our_segments() -> set[str]:
+    return {p.name for p in Path("/dev/shm").glob("convscope*")}
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    from engine.gpu.context import create_headless
+
+    ctx = create_headless()
+    yield ctx
+    ctx.release()
+
+
+@pytest.fixture
+def app(ctx):
+    before = our_segments()
+    scene = ExploreScene(AppConfig(pad_size=280))
+    app = App(scene, ctx=ctx, size=(W, H))
+    yield app
+    app.close()
+    assert our_segments() - before == set(), "shared-memory segments left behind"
+
+
+def frames_until(app: App, cond, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        app.frame()
+        time.sleep(0.002)
+
+
+def drag(app: App, points: list[tuple[float, float]]) -> None:
+    """A left-button stroke through `points` (pad coordinates), one pointer move per frame."""
+    sink = app.headless_input
+    sink.on_cursor_pos(PAD_X + points[0][0], PAD_Y + points[0][1])
+    app.frame()
+    sink.on_mouse_button(MOUSE_LEFT, True, 0)
+    app.frame()
+    for x, y in points[1:]:
+        sink.on_cursor_pos(PAD_X + x, PAD_Y + y)
+        app.frame()
+    sink.on_mouse_button(MOUSE_LEFT, False, 0)
+    app.frame()
+
+
+def test_scripted_stroke_reaches_the_network_and_the_screen(app):
+    scene = app.scene
+    wait_until_ready(app, scene, 60)
+    assert scene.spec.total_nodes == 9134
+    app.frame()
+    before = app.read_pixels().copy()
+    seq0 = scene.result_seq
+    drag(app, [(140, 40 + 10 * i) for i in range(21)])  # a vertical bar: a "1"
+    frames_until(app, lambda: scene.ready and scene.result_seq > seq0)
+    app.frame()
+    after = app.read_pixels()
+    assert scene.state.network_input.max() > 0.9
+    assert scene.state.top_guesses(1)[0][0] == "1"
+    # Pad pixels turned white along the stroke, and nodes in the scene changed colour.
+    assert after[PAD_Y + 150, PAD_X + 140].mean() > 200 and before[PAD_Y + 150, PAD_X + 140].mean() < 60
+    changed = np.abs(after.astype(int) - before.astype(int)).sum(axis=2) > 60
+    assert changed[:, PAD_X + 480 :].sum() > 300
+
+
+def test_model_switch_at_run_time(app):
+    scene = app.scene
+    wait_until_ready(app, scene, 60)
+    scene.state.model = "mlp"
+    frames_until(app, lambda: scene.spec.model == "mlp" and scene.ready)
+    assert scene.spec.total_nodes == 1194
+    assert len(scene.activations) == 1194
+    assert scene.state.layer_names == ["input", "fc1", "fc2", "output"]
+
+
+def test_killed_worker_is_shown_restarted_and_leaks_nothing(app):
+    scene = app.scene
+    wait_until_ready(app, scene, 60)
+    os.kill(scene.worker.pid, signal.SIGKILL)
+    frames_until(app, lambda: scene.state.worker_restarts == 1)
+    assert "restarted" in (scene.state.error or "")
+    scene.pad.set_image(np.eye(28, dtype=np.float32))
+    frames_until(app, lambda: scene.ready and scene.worker.alive, timeout=60)
+    assert scene.activations is not None
+    assert not any(p.name.startswith("convscope") for p in Path("/dev/shm").iterdir())
+
+
+def test_hiding_a_layer_removes_its_pixels(app):
+    scene = app.scene
+    wait_until_ready(app, scene, 60)
+    app.frame()
+    shown = app.read_pixels().copy()
+    scene.state.layer_visible[scene.spec.index("conv1")] = False
+    scene.state.layers_changed = True
+    app.frame()
+    app.frame()
+    hidden = app.read_pixels()
+    assert np.abs(shown.astype(int) - hidden.astype(int)).sum(axis=2).astype(bool).sum() > 1000
