@@ -134,7 +134,9 @@ class OrbitCamera:
         self.scene_radius = max(float(np.linalg.norm(hi - lo)) / 2.0, 1e-3)
         ty = math.tan(self.fov_y / 2.0) * (1.0 - margin)
         tx = math.tan(self.fov_y / 2.0) * aspect * (1.0 - margin)
-        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+        corners = np.array(
+            [[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
+        )
         v = corners - self.target
         r, u, f = v @ self.right, v @ self.up, v @ self.forward
         # A corner at view depth (d + f) is inside when |r| <= tx (d + f) and |u| <= ty (d + f).

@@ -32,7 +32,7 @@ flat out vec2 v_center;      // window position of the node centre (gl_FragCoord
 flat out mat2 v_to_local;    // window offset in pixels -> square coordinates
 flat out float v_per_px;     // square units per pixel
 #else
-out vec2 v_local;            // square coordinates: the node's edges at +-1
+centroid out vec2 v_local;   // square coordinates, edges at +-1; centroid: MSAA edge pixels stay inside
 const vec2 CORNERS[4] = vec2[4](vec2(-1.0, -1.0), vec2(1.0, -1.0), vec2(-1.0, 1.0), vec2(1.0, 1.0));
 #endif
 
@@ -125,7 +125,7 @@ flat in vec2 v_center;
 flat in mat2 v_to_local;
 flat in float v_per_px;
 #else
-in vec2 v_local;
+centroid in vec2 v_local;
 #endif
 out vec4 f_color;
 
@@ -142,7 +142,10 @@ void main() {
     vec2 local = v_local;
     float per_px = max(fwidth(local.x), fwidth(local.y));
 #endif
-    float d = sd_round_box(local, u_corner);
+    // Round corners only where the rounding spans a pixel or more: smaller, it just eats the
+    // corners of far-away nodes and lets the background speckle through a feature map.
+    float corner = u_corner * smoothstep(0.5, 1.5, u_corner / per_px);
+    float d = sd_round_box(local, corner);
     if (d > 0.0) {
         if (v_highlight == 1 && d < v_extent - 1.0) {
             f_color = vec4(1.0);

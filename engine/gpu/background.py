@@ -17,8 +17,8 @@ from engine.gpu.programs import create_program, set_uniform
 class BackgroundStyle:
     center_color: tuple[float, float, float] = (0.80, 0.83, 0.88)  # light grey-blue at the centre
     edge_color: tuple[float, float, float] = (0.13, 0.14, 0.18)  # dark slate at the edges
-    radii: tuple[float, float] = (1.9, 1.15)  # ellipse half-axes in half viewport heights: wider than tall
-    falloff: float = 1.6  # light at the ellipse's rim = 2^-falloff of the centre's
+    radii: tuple[float, float] = (1.75, 1.05)  # ellipse half-axes in half viewport heights: wider than tall
+    falloff: float = 2.0  # light at the ellipse's rim = 2^-falloff of the centre's
 
 
 class Background:

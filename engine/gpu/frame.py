@@ -44,7 +44,9 @@ class OffscreenTarget:
         self.fbo.use()
         self.fbo.viewport = (0, 0, *self.size)
 
-    def clear(self, color: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 1.0), depth: float = 1.0) -> None:
+    def clear(
+        self, color: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 1.0), depth: float = 1.0
+    ) -> None:
         self.fbo.clear(*color, depth=depth)
 
     def read(self, components: int = 3) -> np.ndarray:
@@ -64,6 +66,11 @@ class OffscreenTarget:
         self._build(int(width), int(height))
 
     def _release_objects(self) -> None:
+        if self.ctx.fbo is self.fbo:
+            # moderngl re-binds the "current" framebuffer after creating another one; a deleted one
+            # there is a GL_INVALID_OPERATION, so hand the binding back to the default framebuffer.
+            # (A wrapper of framebuffer 0 owns no GL object: nothing to release.)
+            self.ctx.detect_framebuffer(0).use()
         for obj in self._objects:
             obj.release()
         self._objects = []

@@ -126,7 +126,15 @@ class LabelBatch:
             for g, x, y in self.atlas.layout(text, aligns[i]):
                 gx, gy, gw, gh = g.rect
                 uv = (gx / aw, gy / ah, (gx + gw) / aw, (gy + gh) / ah)
-                rows.append((positions[i], (x * k + offsets[i, 0], y * k + offsets[i, 1]), (gw * k, gh * k), uv, colors[i]))
+                rows.append(
+                    (
+                        positions[i],
+                        (x * k + offsets[i, 0], y * k + offsets[i, 1]),
+                        (gw * k, gh * k),
+                        uv,
+                        colors[i],
+                    )
+                )
         data = np.array(rows, dtype=_GLYPH) if rows else np.zeros(0, _GLYPH)
         self.count = len(data)
         if self.buffer is None or self.buffer.size < max(data.nbytes, 1):
@@ -142,7 +150,9 @@ class LabelBatch:
         """Draw over everything already in the framebuffer (depth test off, blending on)."""
         if not self.count:
             return
-        set_uniform(self.program, "u_view_proj", np.ascontiguousarray(np.asarray(view_proj, np.float32).T).tobytes())
+        set_uniform(
+            self.program, "u_view_proj", np.ascontiguousarray(np.asarray(view_proj, np.float32).T).tobytes()
+        )
         set_uniform(self.program, "u_viewport", (float(viewport[0]), float(viewport[1])))
         set_uniform(self.program, "u_scale", float(scale))
         set_uniform(self.program, "u_outline_color", self.outline_color)

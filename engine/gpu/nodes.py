@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import moderngl
 import numpy as np
 
-from engine.graph.layout import Layout
 from engine.gpu import colormaps
 from engine.gpu.programs import create_program, set_uniform
+from engine.graph.layout import Layout
 
 ACT_TEX_WIDTH = 4096  # width of the per-node textures (texels); height grows with the node count
 MODES = ("quads", "points", "auto")
@@ -57,7 +57,9 @@ class NodeBatch:
         self.spec = layout.spec
         self.count = int(layout.spec.total_nodes)
         self.n_layers = len(layout.spec.layers)
-        self.max_point_size = float(ctx.info.get("GL_ALIASED_POINT_SIZE_RANGE", ctx.info["GL_POINT_SIZE_RANGE"])[1])
+        self.max_point_size = float(
+            ctx.info.get("GL_ALIASED_POINT_SIZE_RANGE", ctx.info["GL_POINT_SIZE_RANGE"])[1]
+        )
 
         max_tex = int(ctx.info["GL_MAX_TEXTURE_SIZE"])
         width = min(ACT_TEX_WIDTH, max_tex)
@@ -77,7 +79,9 @@ class NodeBatch:
         index = (np.arange(self.count, dtype=np.uint32)[:, None] * 4 + _QUAD).ravel()
         self.index = ctx.buffer(index.tobytes() if self.count else b"\0" * 4)
         self.vaos = {
-            "quads": ctx.vertex_array(self.programs["quads"], [], index_buffer=self.index, index_element_size=4),
+            "quads": ctx.vertex_array(
+                self.programs["quads"], [], index_buffer=self.index, index_element_size=4
+            ),
             "points": ctx.vertex_array(self.programs["points"], []),
         }
         self.ranges = np.tile(np.array([0.0, 1.0], np.float32), (self.n_layers, 1))
@@ -144,7 +148,9 @@ class NodeBatch:
             raise ValueError(f"NodeStyle.flat must be 'grids', 'all' or 'none', not {flat!r}")
         return flat == "all" or (flat == "grids" and self.spec.layers[i].is_grid)
 
-    def layer_modes(self, mode: str, view: np.ndarray, proj: np.ndarray, viewport: tuple[int, int]) -> list[str]:
+    def layer_modes(
+        self, mode: str, view: np.ndarray, proj: np.ndarray, viewport: tuple[int, int]
+    ) -> list[str]:
         """How each layer is drawn this frame.  "auto" picks points for a layer while its biggest
         node, put at the nearest point of the layer's box, is at most AUTO_POINT_PX across, and
         the layer lies wholly on screen or its nodes are tiny (a point whose centre leaves the
@@ -156,14 +162,20 @@ class NodeBatch:
         eye = -view[:3, :3].T @ view[:3, 3]
         lo, hi = self.layout.layer_bounds[:, 0], self.layout.layer_bounds[:, 1]
         nearest = np.linalg.norm(eye - np.clip(eye, lo, hi), axis=1)
-        px = self._biggest * self.style.size_scale * proj[1, 1] * 0.5 * viewport[1] / np.maximum(nearest, 1e-6)
+        px = (
+            self._biggest * self.style.size_scale * proj[1, 1] * 0.5 * viewport[1] / np.maximum(nearest, 1e-6)
+        )
         # Each layer box's 8 corners in clip space: on screen when all lie inside the frustum.
         corners = np.stack([np.where(np.array(bits, bool), hi, lo) for bits in np.ndindex(2, 2, 2)], axis=1)
         clip = np.c_[corners.reshape(-1, 3), np.ones(8 * self.n_layers)] @ (proj @ view).T
         w = clip[:, 3:4]
-        inside = ((w[:, 0] > 0) & (np.abs(clip[:, :3]) <= w).all(axis=1)).reshape(self.n_layers, 8).all(axis=1)
+        inside = (
+            ((w[:, 0] > 0) & (np.abs(clip[:, :3]) <= w).all(axis=1)).reshape(self.n_layers, 8).all(axis=1)
+        )
         limit = min(AUTO_POINT_PX, self.max_point_size / 2)
-        return ["points" if p <= limit and (ok or p <= 4.0) else "quads" for p, ok in zip(px, inside, strict=True)]
+        return [
+            "points" if p <= limit and (ok or p <= 4.0) else "quads" for p, ok in zip(px, inside, strict=True)
+        ]
 
     def draw(
         self,

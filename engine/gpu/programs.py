@@ -24,7 +24,11 @@ from engine.gpu import colormaps
 
 SHADER_DIR = Path(shaders.__file__).parent
 STAGES = ("VERTEX_SHADER", "GEOMETRY_SHADER", "FRAGMENT_SHADER")
-_STAGE_KW = {"VERTEX_SHADER": "vertex_shader", "GEOMETRY_SHADER": "geometry_shader", "FRAGMENT_SHADER": "fragment_shader"}
+_STAGE_KW = {
+    "VERTEX_SHADER": "vertex_shader",
+    "GEOMETRY_SHADER": "geometry_shader",
+    "FRAGMENT_SHADER": "fragment_shader",
+}
 
 # Sources written by Python at load time; keeps tables that both the CPU and the GPU need in one place.
 GENERATED: dict[str, Callable[[], str]] = {"gen/colormaps.glsl": colormaps.glsl_block}
@@ -63,7 +67,9 @@ def _expand(name: str, seen: set[str], out: list[tuple[str, Origin]]) -> None:
             out.append((line, (name, i)))
 
 
-def stage_source(name: str, stage: str, defines: Mapping[str, object] | None = None) -> tuple[str, list[Origin]]:
+def stage_source(
+    name: str, stage: str, defines: Mapping[str, object] | None = None
+) -> tuple[str, list[Origin]]:
     """The full text of one stage of shaders/<name>.glsl and where each of its lines came from."""
     lines: list[tuple[str, Origin]] = []
     _expand(f"{name}.glsl", set(), lines)

@@ -1,0 +1,169 @@
+"""convscope's benchmark: the figures the issues set targets for, measured on this machine.
+
+    python tools/bench.py --json OUT.json [--quick]
+
+Measures and prints
+  * input -> activations visible in the render process, p50 / p99 ms (shared-memory round trip
+    with the LeNet forward pass; target p99 <= 2 ms);
+  * frame time p50 / p99 of the whole explore scene (panels included) offscreen at 1280x720 for
+    the LeNet, with a new drawing sent every frame (target >= 30 fps on llvmpipe, >= 60 on a GPU);
+  * frame time of synthetic layouts of 100k and 1M nodes (nodes renderer only);
+  * time from launch to first frame and to first activations (target first frame <= 2 s);
+  * the GL renderer string and the CPU.
+Targets live here and in docs/BENCHMARKS.md, never in timed tests.  The machines are noisy: each
+figure is the median over repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} x{os.cpu_count()}"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} x{os.cpu_count()}"
+
+
+def bench_latency(n: int, repeats: int) -> dict:
+    from engine.worker import WorkerHandle, measure_latency
+
+    with WorkerHandle("lenet") as handle:
+        if handle.spec is None:
+            raise SystemExit(f"worker failed: {handle.error}")
+        runs = [measure_latency(handle, n) * 1e3 for _ in range(repeats)]
+    return {
+        "requests": n * repeats,
+        "p50_ms": statistics.median(float(np.percentile(r, 50)) for r in runs),
+        "p99_ms": statistics.median(float(np.percentile(r, 99)) for r in runs),
+    }
+
+
+def bench_explore_scene(frames: int, size: tuple[int, int]) -> dict:
+    """The real scene, panels and all, with a changing drawing every frame (what a user drawing sees)."""
+    from engine.app import App
+    from engine.config import AppConfig
+    from engine.gpu.context import create_headless, renderer_string
+    from scenes.explore.run import wait_until_ready
+    from scenes.explore.scene import ExploreScene
+
+    ctx = create_headless()
+    scene = ExploreScene(AppConfig())
+    app = App(scene, ctx=ctx, size=size)
+    rng = np.random.default_rng(0)
+    drawings = [(rng.random((28, 28)) > 0.8).astype(np.float32) for _ in range(8)]
+    try:
+        wait_until_ready(app, scene, 60)
+        times, results = [], 0
+        for i in range(frames + 5):
+            scene.pad.set_image(drawings[i % len(drawings)])
+            seq = scene.result_seq
+            t0 = time.perf_counter()
+            app.frame()
+            ctx.finish()
+            if i >= 5:
+                times.append((time.perf_counter() - t0) * 1e3)
+                results += scene.result_seq > seq
+        renderer = renderer_string(ctx)
+    finally:
+        app.close()
+        ctx.release()
+    t = np.array(times)
+    return {
+        "size": f"{size[0]}x{size[1]}",
+        "frames": len(t),
+        "p50_ms": float(np.percentile(t, 50)),
+        "p99_ms": float(np.percentile(t, 99)),
+        "fps_p50": 1000.0 / float(np.percentile(t, 50)),
+        "frames_with_new_result": results,
+        "renderer": renderer,
+    }
+
+
+def bench_startup(repeats: int) -> dict:
+    """Launch `convscope --headless` and read when its first frame and first result appeared."""
+    first_frame, first_acts = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats):
+            log = Path(tmp) / f"startup{i}.log"
+            env = {**os.environ, "CONVSCOPE_STARTUP_LOG": str(log)}
+            t0 = time.time()
+            subprocess.run(
+                [sys.executable, "-m", "scenes.cli", "--headless", "--frames", "1",
+                 "--screenshot", str(Path(tmp) / "s.png")],
+                env=env, check=True, capture_output=True, cwd=ROOT,
+            )
+            events = dict(line.split() for line in log.read_text().splitlines())
+            first_frame.append(float(events["first_frame"]) - t0)
+            first_acts.append(float(events["first_activations"]) - t0)
+    return {
+        "first_frame_s": statistics.median(first_frame),
+        "first_activations_s": statistics.median(first_acts),
+        "runs": repeats,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--json", metavar="OUT.json", help="also write the results here")
+    p.add_argument("--quick", action="store_true", help="fewer frames and repeats (a smoke run)")
+    p.add_argument("--skip-big", action="store_true", help="leave out the 100k / 1M layouts")
+    args = p.parse_args()
+    quick = args.quick
+    results: dict = {"cpu": cpu_name(), "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
+
+    print("input -> activations ...", flush=True)
+    results["latency"] = bench_latency(300 if quick else 2000, 1 if quick else 3)
+    print(f"  p50 {results['latency']['p50_ms']:.3f} ms  p99 {results['latency']['p99_ms']:.3f} ms")
+
+    print("explore scene (LeNet, 1280x720, panels, new drawing every frame) ...", flush=True)
+    runs = [bench_explore_scene(40 if quick else 200, (1280, 720)) for _ in range(1 if quick else 3)]
+    scene = dict(runs[0])
+    scene["p50_ms"] = statistics.median(r["p50_ms"] for r in runs)
+    scene["p99_ms"] = statistics.median(r["p99_ms"] for r in runs)
+    scene["fps_p50"] = 1000.0 / scene["p50_ms"]
+    results["explore_scene"] = scene
+    results["gl_renderer"] = scene["renderer"]
+    print(f"  p50 {scene['p50_ms']:.2f} ms  p99 {scene['p99_ms']:.2f} ms  ({scene['fps_p50']:.1f} fps)")
+
+    from bench_render import bench_suite, format_table
+
+    sizes = ("lenet",) if args.skip_big else ("lenet", 100_000, 1_000_000)
+    print("node rendering (background + nodes + labels) ...", flush=True)
+    rows = bench_suite(
+        sizes=sizes, modes=("quads", "points", "auto"), repeats=1 if quick else 3,
+        frames=20 if quick else 60, max_seconds=5 if quick else 15,
+    )
+    results["render"] = rows
+    print(format_table(rows))
+
+    print("launch -> first frame ...", flush=True)
+    results["startup"] = bench_startup(1 if quick else 5)
+    s = results["startup"]
+    print(f"  first frame {s['first_frame_s']:.2f} s, first activations {s['first_activations_s']:.2f} s")
+    print(f"GL: {results['gl_renderer']}\nCPU: {results['cpu']}")
+
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
