@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 HOME_YAW = 0.0  # radians: straight from the front
-HOME_PITCH = math.radians(22.0)  # from a little above, so the sheets show their faces
+HOME_PITCH = math.radians(28.0)  # from a little above, so the sheets show their faces
 PITCH_LIMIT = math.radians(89.0)  # never reach the pole, where look-at loses its up vector
 
 

@@ -118,6 +118,12 @@ class UiBackend:
         return imgui.get_draw_data()
 
     @property
+    def display_width(self) -> float:
+        """Width of the last frame's display in window coordinates (0 before the first frame)."""
+        imgui.set_current_context(self.context)
+        return float(imgui.get_io().display_size.x)
+
+    @property
     def want_capture_mouse(self) -> bool:
         """True while the pointer is over (or dragging) a panel: the camera should ignore the mouse."""
         return bool(imgui.get_io().want_capture_mouse)

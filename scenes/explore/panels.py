@@ -21,10 +21,12 @@ _DIM_RGBA = imgui.ImVec4(0.75, 0.78, 0.85, 1.0)
 
 def gui_draw_panel(
     state: ExploreState, pad: PadState, seen: TextureLike | None, pad_side: float, scale: float
-) -> None:
-    """Top-left: the pad with its tools, what the network sees, and the top three guesses."""
+) -> float:
+    """Top-left: the pad with its tools, what the network sees, and the top three guesses.
+    Returns the panel's bottom edge, where the next panel goes."""
     imgui.set_next_window_pos(imgui.ImVec2(10 * scale, 10 * scale), _FIRST)
     imgui.begin("Draw a digit", None, imgui.WindowFlags_.always_auto_resize | imgui.WindowFlags_.no_collapse)
+    bottom = imgui.get_window_pos().y + imgui.get_window_size().y
     gui_pad(pad, pad_side)
     imgui.same_line()
     imgui.begin_group()
@@ -45,6 +47,7 @@ def gui_draw_panel(
             imgui.pop_style_color()
     imgui.end_group()
     imgui.end()
+    return bottom
 
 
 def _combo(label: str, value: str, options: tuple[str, ...], labels: dict[str, str] | None = None) -> str:
@@ -53,10 +56,10 @@ def _combo(label: str, value: str, options: tuple[str, ...], labels: dict[str, s
     return options[i] if changed else value
 
 
-def gui_network_panel(state: ExploreState, scale: float) -> None:
-    """Top-right: model, colours, per-layer visibility, camera reset, frame-time overlay."""
-    w = imgui.get_io().display_size.x
-    imgui.set_next_window_pos(imgui.ImVec2(w - 10 * scale, 10 * scale), _FIRST, imgui.ImVec2(1.0, 0.0))
+def gui_network_panel(state: ExploreState, scale: float, top: float, settle: bool = False) -> None:
+    """Under the drawing panel, so the scene keeps the right side: model, colours, layers, camera."""
+    # The drawing panel's height is known only after it has been laid out once: follow it until then.
+    imgui.set_next_window_pos(imgui.ImVec2(10 * scale, top), imgui.Cond_.always if settle else _FIRST)
     imgui.begin("Network", None, imgui.WindowFlags_.always_auto_resize | imgui.WindowFlags_.no_collapse)
     state.model = _combo("model", state.model, MODELS, MODEL_LABELS)
     state.colormap = _combo("colours", state.colormap, COLORMAPS)
@@ -66,8 +69,7 @@ def gui_network_panel(state: ExploreState, scale: float) -> None:
         imgui.same_line()
         if imgui.radio_button(f"per {mode}", state.normalize == mode):
             state.normalize = mode
-    if state.layer_names:
-        imgui.separator_text("layers")
+    if state.layer_names and imgui.collapsing_header("layers"):
         for i, name in enumerate(state.layer_names):
             changed, on = imgui.checkbox(name, state.layer_visible[i])
             if changed:

@@ -51,6 +51,7 @@ class ExploreScene:
         self.sent_seq = 0  # seq of the newest drawing sent
         self._spec_version = 0
         self._fit_pending = False
+        self._gui_frames = 0
         self._new_result = False
         self._renderer: SceneRenderer | None = None
         self._layout = None
@@ -84,8 +85,9 @@ class ExploreScene:
 
     def gui(self) -> None:
         s = self.ui_scale
-        gui_draw_panel(self.state, self.pad, self._seen_texture.ref, self.pad.size * s, s)
-        gui_network_panel(self.state, s)
+        bottom = gui_draw_panel(self.state, self.pad, self._seen_texture.ref, self.pad.size * s, s)
+        gui_network_panel(self.state, s, bottom + 8 * s, settle=self._gui_frames < 3)
+        self._gui_frames += 1
         self.app.show_frame_time = self.state.show_frame_time
 
     def update(self, inp: InputState, dt: float, ui_mouse: bool, ui_keyboard: bool) -> None:
@@ -112,7 +114,7 @@ class ExploreScene:
     def draw(self, viewport: tuple[int, int]) -> None:
         if self._fit_pending and self._layout is not None:
             self._fit_pending = False
-            self.camera.fit(*self._layout.bounds, viewport[0] / max(viewport[1], 1))
+            self._fit(viewport)
         if self._renderer is None:
             self.ctx.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)
             self._background.draw(viewport)
@@ -123,6 +125,15 @@ class ExploreScene:
             _startup_log("first_frame")
 
     # -- helpers -----------------------------------------------------------------------------------
+
+    def _fit(self, viewport: tuple[int, int]) -> None:
+        """Fit the network into the part of the view right of the drawing panel, when there is room."""
+        w, h = viewport
+        scale = w / max(self.app.ui.display_width, 1.0)  # framebuffer pixels per window unit
+        panel = (self.pad.size + 160) * self.ui_scale * scale
+        free = w - panel if w - panel > 0.45 * w else w
+        self.camera.fit(*self._layout.bounds, free / max(h, 1), margin=0.08)
+        self.camera.pan((w - free) / 2, 0.0, h)
 
     def render_settings(self) -> RenderSettings:
         return RenderSettings(
@@ -166,7 +177,8 @@ class ExploreScene:
             return
         self.activations = result.activations
         self.state.probabilities = result.probabilities
-        self.state.latency_ms = result.latency_s * 1e3 if math.isfinite(result.latency_s) else None
+        if self.first_result_s is not None and math.isfinite(result.latency_s):  # the first one waited for start-up
+            self.state.latency_ms = result.latency_s * 1e3
         self.result_seq = result.seq
         self._new_result = True
         if self.worker.restarts == 0 or self.worker.alive:

@@ -1,0 +1,592 @@
+"""The training loop of the live-training scene (issue 4), as plain methods a worker process can drive.
+
+`Trainer` owns one RevaCNN, its optimizer, the data and the run state: step counters, the batch order,
+smoothed chart values, the per-filter statistics the scene draws, the last good weights, pause state and
+the message for the user.  One call to `step()` is one minibatch; the worker calls `tick()` in its loop
+(a step unless paused), forwards the returned stats dict, and calls the rest in answer to commands:
+
+    pause() / resume() / single_step() / reset(seed)      run control
+    set_hyper(lr=..., batch_size=..., optimizer=...)      validated now, applied at the start of the next step
+    add_filter / remove_filter / add_layer / remove_layer steering, through models/surgery.py
+    grad_magnitudes()                                     jitter: smoothed mean |dL/dw| per filter coefficient
+    monitor()                                             paths: activation-map sums for the monitored image
+    validate() / save(path) / load(path)
+
+Hyperparameters and optimizers.  lr and weight_decay apply to every optimizer; `momentum` is SGD's (Adam
+keeps betas (0.9, 0.999), Adadelta rho 0.95 and eps 1e-6; Adadelta's customary lr is 1.0).  Switching the
+optimizer rebuilds it and carries over the state that has a meaning in the new one:
+    Adam -> SGD        momentum_buffer = bias-corrected exp_avg / (1 - momentum)  (SGD's buffer sums g/(1-mu))
+    Adam -> Adadelta   square_avg = bias-corrected exp_avg_sq; acc_delta starts at 0
+    Adadelta -> Adam   exp_avg_sq = square_avg, exp_avg = 0, step = steps trained so far (bias correction then
+                       over-, never under-estimates the second moment: first steps are small, not large)
+    SGD -> Adam / Adadelta, Adadelta -> SGD: fresh state.  A first moment without a second moment would make
+                       Adam's first updates huge, and Adadelta's averages have no SGD counterpart.
+
+Divergence guard.  Before each update the weights that just gave a finite loss are copied (with the optimizer
+state, the step counter and the batch position).  A NaN or inf loss (or one above `max_loss`), or NaN/inf
+weights after an update, restores that copy, pauses, and sets `message`; nothing raises.  A learning rate
+that diverges over several steps may have damaged the weights before the loss overflowed; the message says
+which step was restored, and reset() or a checkpoint goes further back.
+
+Determinism.  Initial weights come from `hyper.seed`; the batch order of epoch e is a permutation drawn from
+(seed, e), so a run resumed from a checkpoint continues exactly; weights drawn by surgery come from
+(seed, number of edits so far).  `reset()` rebuilds the *current* architecture from the seed (so an edited
+'20-20-21' net can be compared with the same net trained from scratch, as in the paper's section 4.2).
+
+Torch-side only: imported by the worker process and the tools, never by the render process.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.graph.spec import NetSpec
+from engine.worker.datasets import Dataset, to_input
+from models import surgery
+from models.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_optimizer_state_by_name,
+    save_checkpoint,
+)
+from models.revacnn import Arch, RevaCNN
+
+OPTIMIZERS = ("sgd", "adam", "adadelta")
+ADAM_BETAS = (0.9, 0.999)
+ADADELTA_RHO = 0.95
+ADADELTA_EPS = 1e-6
+MAX_LR = 10.0
+MAX_BATCH = 4096
+_SEED_MIX = 1_000_003  # spreads (seed, counter) pairs over generator seeds
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """What the user may change while training runs; a bad value raises ValueError naming the field."""
+
+    lr: float = 0.01  # step size, 0 < lr <= 10
+    momentum: float = 0.9  # SGD momentum, 0 <= momentum < 1 (unused by Adam and Adadelta)
+    batch_size: int = 4  # images per step, 1..4096 (the paper's default is 4; clipped to the training set)
+    weight_decay: float = 1e-4  # L2 penalty, 0..1 (ConvNetJS's CIFAR-10 demo uses 1e-4)
+    optimizer: str = "sgd"  # "sgd" (with momentum), "adam" or "adadelta"
+    seed: int = 0  # initial weights and batch order; a changed seed takes effect at reset()
+
+    def __post_init__(self) -> None:
+        def number(name: str, lo: float, hi: float, lo_open: bool, hi_open: bool) -> None:
+            v = getattr(self, name)
+            ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            ok = ok and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+            if not ok:
+                rng = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+                raise ValueError(f"{name} must be a number in {rng}, got {v!r}")
+            object.__setattr__(self, name, float(v))
+
+        number("lr", 0.0, MAX_LR, True, False)
+        number("momentum", 0.0, 1.0, False, True)
+        number("weight_decay", 0.0, 1.0, False, False)
+        for name, hi in (("batch_size", MAX_BATCH), ("seed", 2**63 - 1)):
+            v = getattr(self, name)
+            lo = 1 if name == "batch_size" else 0
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {v!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainerConfig:
+    """How the trainer measures and reports; none of it changes the training itself."""
+
+    widths: tuple[int, ...] = (16, 20, 20)  # conv filters per layer at start (the paper's 16-20-20 model)
+    val_every: int = 500  # steps between validation passes; 0 = only when validate() is called
+    val_limit: int = 1000  # held-out images per validation pass (the first ones: the same subset each time)
+    val_batch: int = 500  # images per forward pass while validating (bounds memory)
+    jitter_beta: float = 0.9  # EMA factor of the per-filter gradient magnitudes (~10-step memory)
+    chart_beta: float = 0.98  # EMA factor of the smoothed loss and training accuracy (~50-step memory)
+    rate_beta: float = 0.9  # EMA factor of images/s
+    monitor_index: int = 0  # held-out image whose activations drive the paths
+    max_loss: float = (
+        1e4  # a batch loss above this counts as divergence, like NaN (10-class CE stays far below)
+    )
+    device: str = "cpu"  # torch device of the model and the batches
+
+
+def make_optimizer(name: str, params, hyper: Hyper) -> torch.optim.Optimizer:
+    """A fresh optimizer of kind `name` over `params` with `hyper`'s settings."""
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=hyper.lr, momentum=hyper.momentum, weight_decay=hyper.weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=hyper.lr, betas=ADAM_BETAS, weight_decay=hyper.weight_decay)
+    if name == "adadelta":
+        return torch.optim.Adadelta(
+            params, lr=hyper.lr, rho=ADADELTA_RHO, eps=ADADELTA_EPS, weight_decay=hyper.weight_decay
+        )
+    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+
+
+def convert_optimizer(
+    old: torch.optim.Optimizer, old_name: str, hyper: Hyper, model: RevaCNN, steps: int
+) -> torch.optim.Optimizer:
+    """A `hyper.optimizer` over model's parameters, `old`'s state mapped as the module docstring says."""
+    new = make_optimizer(hyper.optimizer, model.parameters(), hyper)
+    b1, b2 = ADAM_BETAS
+    for p in model.parameters():
+        st = old.state.get(p) or {}
+        if old_name == hyper.optimizer:
+            new.state[p] = {k: v.clone() if torch.is_tensor(v) else v for k, v in st.items()}
+        elif old_name == "adam" and "exp_avg" in st:
+            t = float(st["step"])
+            if hyper.optimizer == "sgd" and hyper.momentum > 0:
+                new.state[p] = {"momentum_buffer": st["exp_avg"] / (1 - b1**t) / (1 - hyper.momentum)}
+            elif hyper.optimizer == "adadelta":
+                new.state[p] = {
+                    "step": torch.tensor(0.0),
+                    "square_avg": st["exp_avg_sq"] / (1 - b2**t),
+                    "acc_delta": torch.zeros_like(p),
+                }
+        elif old_name == "adadelta" and hyper.optimizer == "adam" and "square_avg" in st:
+            new.state[p] = {
+                "step": torch.tensor(float(max(steps, 1))),
+                "exp_avg": torch.zeros_like(p),
+                "exp_avg_sq": st["square_avg"].clone(),
+            }
+    return new
+
+
+def top_half(values: np.ndarray) -> np.ndarray:
+    """Mask of the ceil(n/2) largest values (ties by index): the paths the paper draws (its top 50%)."""
+    order = np.argsort(-np.asarray(values, dtype=np.float64), kind="stable")
+    mask = np.zeros(len(order), dtype=bool)
+    mask[order[: (len(order) + 1) // 2]] = True
+    return mask
+
+
+class _Smooth:
+    """Bias-corrected exponential moving average (starts at the first value, not at 0)."""
+
+    def __init__(self, beta: float, value: float = 0.0, weight: float = 0.0) -> None:
+        self.beta, self.value, self.weight = beta, value, weight
+
+    def update(self, x: float) -> float:
+        self.value = self.beta * self.value + (1 - self.beta) * x
+        self.weight = self.beta * self.weight + (1 - self.beta)
+        return self.get()
+
+    def get(self) -> float:
+        return self.value / self.weight if self.weight > 0 else float("nan")
+
+
+@dataclass
+class _Good:
+    """The last weights that gave a finite loss, with what is needed to continue from them."""
+
+    step: int
+    position: tuple[int, int]  # (epoch, offset) of the batch those weights were about to train on
+    params: list[torch.Tensor]
+    state: list[dict]
+
+
+class Trainer:
+    """Live training of a RevaCNN on `data`; see the module docstring for the whole contract."""
+
+    def __init__(
+        self, data: Dataset, hyper: Hyper | None = None, config: TrainerConfig | None = None
+    ) -> None:
+        self.data = data
+        self.config = config or TrainerConfig()
+        self.device = torch.device(self.config.device)
+        self.hyper = hyper or Hyper()
+        self._pending: Hyper | None = None
+        self.paused = False
+        self.message = ""  # the latest thing the user should read (a refused edit, a NaN pause, a load)
+        self.monitor_index = self.config.monitor_index
+        arch = Arch(data.channels, data.size, tuple(self.config.widths), len(data.classes))
+        self._build(arch)
+
+    # -- construction and run state -------------------------------------------------------------------------
+    def _build(self, arch: Arch) -> None:
+        """Fresh weights from the seed, a fresh optimizer, counters at zero."""
+        g = torch.Generator().manual_seed(self.hyper.seed)
+        self.model = RevaCNN(arch, generator=g).to(self.device)
+        self.optimizer = make_optimizer(self.hyper.optimizer, self.model.parameters(), self.hyper)
+        self.step_count = 0  # optimizer updates applied to the current weights
+        self.epoch, self.offset = 0, 0  # position in the batch order
+        self.n_edits = 0  # surgeries so far (seeds the weights they draw)
+        self._perm: tuple[int, torch.Tensor] | None = None
+        self._loss = _Smooth(self.config.chart_beta)
+        self._acc = _Smooth(self.config.chart_beta)
+        self._rate = _Smooth(self.config.rate_beta)
+        self._jitter: list[torch.Tensor | None] = [None] * len(arch.widths)
+        self.val_acc: float | None = None
+        self.val_step: int | None = None
+        self._snapshot((self.epoch, self.offset))
+
+    @property
+    def spec(self) -> NetSpec:
+        """The NetSpec of the current architecture (rebuild the scene's layout when it changes)."""
+        return NetSpec.build("revacnn", self.model.describe(), classes=self.data.classes)
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        self.message = ""
+
+    def tick(self) -> dict | None:
+        """The worker loop's call: one step unless paused."""
+        return None if self.paused else self.step()
+
+    def single_step(self) -> dict:
+        """One step, then paused."""
+        self.paused = True
+        return self.step()
+
+    def reset(self, seed: int | None = None, widths: tuple[int, ...] | None = None) -> None:
+        """Start over from fresh weights drawn from `seed` (default: the current seed) for the current
+        architecture (or `widths`); pending hyperparameters apply now.  Pause state is kept."""
+        if seed is not None:
+            self.set_hyper(seed=seed)
+        if self._pending is not None:
+            self.hyper, self._pending = self._pending, None
+        old = self.model.spec
+        arch = Arch(
+            old.in_channels, old.size, tuple(widths) if widths is not None else old.widths, old.classes
+        )
+        self._build(arch)
+        self.message = ""
+
+    # -- hyperparameters ------------------------------------------------------------------------------------
+    def set_hyper(self, **changes) -> Hyper:
+        """Validate `changes` now (ValueError naming the field); they apply at the start of the next step."""
+        known = {f.name for f in fields(Hyper)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(f"unknown hyperparameter(s) {unknown}; known: {sorted(known)}")
+        self._pending = replace(self._pending or self.hyper, **changes)
+        return self._pending
+
+    @property
+    def pending(self) -> Hyper | None:
+        return self._pending
+
+    def _apply_pending(self) -> None:
+        new, self._pending = self._pending, None
+        if new is None or new == self.hyper:
+            return
+        old = self.hyper
+        self.hyper = new
+        if new.optimizer != old.optimizer:
+            self.optimizer = convert_optimizer(
+                self.optimizer, old.optimizer, new, self.model, self.step_count
+            )
+            self._snapshot((self.epoch, self.offset))  # the saved state must fit the new optimizer
+            return
+        for group in self.optimizer.param_groups:
+            group["lr"] = new.lr
+            group["weight_decay"] = new.weight_decay
+            if new.optimizer == "sgd":
+                group["momentum"] = new.momentum
+
+    # -- batches --------------------------------------------------------------------------------------------
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if self._perm is None or self._perm[0] != epoch:
+            g = torch.Generator().manual_seed((self.hyper.seed * _SEED_MIX + epoch) % 2**63)
+            self._perm = (epoch, torch.randperm(len(self.data.x_train), generator=g))
+        return self._perm[1]
+
+    def _next_indices(self, batch_size: int) -> torch.Tensor:
+        n = len(self.data.x_train)
+        batch_size = min(batch_size, n)
+        if self.offset + batch_size > n:  # drop the short tail: every epoch has whole batches
+            self.epoch, self.offset = self.epoch + 1, 0
+        idx = self._permutation(self.epoch)[self.offset : self.offset + batch_size]
+        self.offset += batch_size
+        return idx
+
+    # -- the step -------------------------------------------------------------------------------------------
+    def step(self) -> dict:
+        """One minibatch: forward, guard, backward, update, statistics.  Returns the stats dict."""
+        t0 = time.perf_counter()
+        self._apply_pending()
+        position = (self.epoch, self.offset)
+        idx = self._next_indices(self.hyper.batch_size)
+        x = to_input(self.data.x_train[idx], self.device)
+        y = self.data.y_train[idx].to(self.device)
+
+        self.model.train()
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y)
+        loss_value = float(loss.item())
+        if not math.isfinite(loss_value) or loss_value > self.config.max_loss:
+            if math.isfinite(loss_value):
+                return self._blow_up(
+                    f"the loss rose to {loss_value:.4g}, above max_loss {self.config.max_loss:g}"
+                )
+            return self._blow_up(f"the loss became {loss_value}")
+        self._snapshot(position)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if not self._weights_finite():
+            return self._blow_up("the weights became NaN or inf")
+        self.step_count += 1
+
+        acc = float((logits.detach().argmax(1) == y).float().mean().item())
+        self._update_jitter()
+        rate = len(idx) / max(time.perf_counter() - t0, 1e-9)  # before validation: that is not training
+        if self.config.val_every and self.step_count % self.config.val_every == 0:
+            self.validate()
+        return self._stats(
+            loss=loss_value,
+            acc=acc,
+            loss_smooth=self._loss.update(loss_value),
+            acc_smooth=self._acc.update(acc),
+            images_per_s=self._rate.update(rate),
+            ok=True,
+        )
+
+    def _stats(self, **kw) -> dict:
+        n = len(self.data.x_train)
+        return {
+            "step": self.step_count,
+            "epoch": self.epoch + self.offset / n,
+            "batch_size": min(self.hyper.batch_size, n),
+            "lr": self.hyper.lr,
+            "optimizer": self.hyper.optimizer,
+            "val_acc": self.val_acc,
+            "val_step": self.val_step,
+            "paused": self.paused,
+            "message": self.message,
+            **kw,
+        }
+
+    def _weights_finite(self) -> bool:
+        with torch.no_grad():
+            return bool(torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all())
+
+    def _update_jitter(self) -> None:
+        beta = self.config.jitter_beta
+        with torch.no_grad():
+            for i, conv in enumerate(self.model.convs):
+                g = conv.weight.grad.abs().mean(dim=(1, 2, 3))
+                prev = self._jitter[i]
+                self._jitter[i] = g if prev is None else prev.mul_(beta).add_(g, alpha=1 - beta)
+
+    # -- last good weights ----------------------------------------------------------------------------------
+    def _snapshot(self, position: tuple[int, int]) -> None:
+        params = list(self.model.parameters())
+        old = getattr(self, "_good", None)
+        if old is not None and [t.shape for t in old.params] == [p.shape for p in params]:
+            for buf, p in zip(old.params, params, strict=True):
+                buf.copy_(p.detach())
+            saved = old.params  # reuse the buffers: this runs every step
+        else:
+            saved = [p.detach().clone() for p in params]
+        state = [
+            {k: v.clone() if torch.is_tensor(v) else v for k, v in self.optimizer.state.get(p, {}).items()}
+            for p in params
+        ]
+        self._good = _Good(self.step_count, position, saved, state)
+
+    def _restore(self) -> None:
+        good = self._good
+        with torch.no_grad():
+            for p, buf, st in zip(self.model.parameters(), good.params, good.state, strict=True):
+                p.copy_(buf)
+                p.grad = None
+                self.optimizer.state[p] = {k: v.clone() if torch.is_tensor(v) else v for k, v in st.items()}
+        self.step_count = good.step
+        self.epoch, self.offset = good.position
+
+    def _blow_up(self, reason: str) -> dict:
+        failed = self.step_count + 1
+        self._restore()
+        self.paused = True
+        self.message = (
+            f"training paused at step {failed}: {reason} ({self.hyper.optimizer}, lr {self.hyper.lr:g}). "
+            f"Restored the weights and optimizer state of step {self.step_count}; lower the learning rate "
+            f"and resume."
+        )
+        nan = float("nan")
+        return self._stats(
+            loss=nan,
+            acc=nan,
+            loss_smooth=self._loss.get(),
+            acc_smooth=self._acc.get(),
+            images_per_s=self._rate.get(),
+            ok=False,
+        )
+
+    # -- steering -------------------------------------------------------------------------------------------
+    def _edit_generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(
+            (self.hyper.seed * _SEED_MIX + 7919 * (self.n_edits + 1)) % 2**63
+        )
+
+    def _after_edit(self, what: str) -> None:
+        self.n_edits += 1
+        self._snapshot((self.epoch, self.offset))  # the saved weights must have the new shapes
+        self.message = what
+
+    def add_filter(self, layer_idx: int, index: int | None = None) -> int:
+        """Add a filter to conv layer `layer_idx` (0-based); outputs unchanged.  SurgeryError if refused."""
+        i = surgery.add_filter(
+            self.model, self.optimizer, layer_idx, index=index, generator=self._edit_generator()
+        )
+        jit = self._jitter[layer_idx]
+        if jit is not None:
+            self._jitter[layer_idx] = torch.cat([jit[:i], jit.new_zeros(1), jit[i:]])
+        self._after_edit(f"added filter {i} to conv{layer_idx + 1}")
+        return i
+
+    def remove_filter(self, layer_idx: int, filter_idx: int) -> None:
+        surgery.remove_filter(self.model, self.optimizer, layer_idx, filter_idx)
+        jit = self._jitter[layer_idx]
+        if jit is not None:
+            self._jitter[layer_idx] = torch.cat([jit[:filter_idx], jit[filter_idx + 1 :]])
+        self._after_edit(f"removed filter {filter_idx} from conv{layer_idx + 1}")
+
+    def add_layer(self, position: int, width: int) -> int:
+        """Insert a conv layer before conv layer `position` (len: at the end), initialised as the identity."""
+        p = surgery.add_conv_layer(
+            self.model, self.optimizer, position, width, generator=self._edit_generator()
+        )
+        self._jitter.insert(p, None)
+        self._after_edit(f"added conv layer {p + 1} with {width} filters")
+        return p
+
+    def remove_layer(self, layer_idx: int) -> None:
+        surgery.remove_conv_layer(self.model, self.optimizer, layer_idx)
+        del self._jitter[layer_idx]
+        self._after_edit(f"removed conv layer {layer_idx + 1}")
+
+    # -- what the scene draws -------------------------------------------------------------------------------
+    def grad_magnitudes(self) -> list[np.ndarray]:
+        """Per conv layer, (width,) float32: smoothed mean |dL/dw| over each filter's coefficients (jitter).
+
+        Zeros for a layer that has not been through a step yet (a new layer, or before the first step).
+        """
+        return [
+            (j.detach().cpu().numpy().astype(np.float32) if j is not None else np.zeros(w, np.float32))
+            for j, w in zip(self._jitter, self.model.widths, strict=True)
+        ]
+
+    def monitor(self, image: torch.Tensor | None = None) -> dict:
+        """Activations of the monitored image (default: held-out image `monitor_index`), for the paths.
+
+        Returns {"activations": {layer: array}, "filter_sums": {grid layer: (C,) sums of each map},
+        "top_half": {grid layer: bool mask of the upper half of those sums}} — every layer of `spec`.
+        """
+        if image is None:
+            image = self.data.x_val[self.monitor_index % len(self.data.x_val)]
+        x = to_input(image.unsqueeze(0), self.device) if image.dtype == torch.uint8 else image.unsqueeze(0)
+        self.model.eval()
+        with torch.no_grad():
+            acts = {k: v[0].cpu().numpy() for k, v in self.model.forward_all(x.to(self.device)).items()}
+        sums = {k: a.reshape(a.shape[0], -1).sum(1) for k, a in acts.items() if a.ndim == 3}
+        return {
+            "activations": acts,
+            "filter_sums": sums,
+            "top_half": {k: top_half(s) for k, s in sums.items()},
+        }
+
+    def validate(self) -> float:
+        """Accuracy on the first `val_limit` held-out images; also stored as val_acc / val_step."""
+        n = min(len(self.data.x_val), self.config.val_limit)
+        correct = 0
+        self.model.eval()
+        with torch.no_grad():
+            for s in range(0, n, self.config.val_batch):
+                e = min(n, s + self.config.val_batch)
+                logits = self.model(to_input(self.data.x_val[s:e], self.device))
+                correct += int((logits.argmax(1).cpu() == self.data.y_val[s:e]).sum())
+        self.val_acc, self.val_step = correct / n, self.step_count
+        return self.val_acc
+
+    # -- checkpoints ----------------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Checkpoint model, optimizer state, hyperparameters and run state (not a pending change)."""
+        meta = {
+            "hyper": self.hyper.to_dict(),
+            "run": {
+                "step": self.step_count,
+                "epoch": self.epoch,
+                "offset": self.offset,
+                "n_edits": self.n_edits,
+                "val_acc": self.val_acc,
+                "val_step": self.val_step,
+                "smooth": {k: [s.value, s.weight] for k, s in (("loss", self._loss), ("acc", self._acc))},
+            },
+            "dataset": {
+                "name": self.data.name,
+                "source": self.data.source,
+                "n_train": len(self.data.x_train),
+            },
+        }
+        extra = {f"jitter/{i}": j for i, j in enumerate(self._jitter) if j is not None}
+        return save_checkpoint(path, self.model, self.optimizer, meta=meta, extra=extra)
+
+    def load(self, path: str | Path) -> None:
+        """Continue from a checkpoint.  Everything is validated first: on CheckpointError the session is as
+        it was.  Afterwards the trainer is paused, at the saved step and batch position."""
+        ck = load_checkpoint(path)
+        where = str(ck.path)
+        arch = ck.arch
+        d = self.data
+        if (arch.in_channels, arch.size, arch.classes) != (d.channels, d.size, len(d.classes)):
+            raise CheckpointError(
+                f"{where}: the network takes {arch.in_channels}x{arch.size}x{arch.size} images and "
+                f"{arch.classes} classes; the data set {d.name!r} has {d.channels}x{d.size}x{d.size} and "
+                f"{len(d.classes)}"
+            )
+        try:
+            hyper = Hyper(**ck.meta["hyper"])
+            run = ck.meta["run"]
+            step, epoch, offset, n_edits = (int(run[k]) for k in ("step", "epoch", "offset", "n_edits"))
+            smooth = {k: [float(v) for v in run["smooth"][k]] for k in ("loss", "acc")}
+            val_acc = None if run.get("val_acc") is None else float(run["val_acc"])
+            val_step = None if run.get("val_step") is None else int(run["val_step"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{where}: bad run state in the manifest ({exc})") from None
+        if min(step, epoch, offset, n_edits) < 0 or offset > len(self.data.x_train):
+            raise CheckpointError(f"{where}: run state out of range for this data set")
+        if ck.optimizer_name != hyper.optimizer:
+            raise CheckpointError(
+                f"{where}: optimizer state is {ck.optimizer_name}'s but hyper says {hyper.optimizer}"
+            )
+        jitter: list[torch.Tensor | None] = []
+        for i, w in enumerate(arch.widths):
+            j = ck.extra.get(f"jitter/{i}")
+            if j is not None and tuple(j.shape) != (w,):
+                raise CheckpointError(
+                    f"{where}: jitter/{i} has shape {tuple(j.shape)}, conv{i + 1} has {w} filters"
+                )
+            jitter.append(None if j is None else j.to(self.device, torch.float32))
+        model = ck.build_model(self.device)
+        optimizer = make_optimizer(hyper.optimizer, model.parameters(), hyper)
+        load_optimizer_state_by_name(model, optimizer, ck.optimizer_state)
+
+        # Everything is built and checked: switch over.
+        self.model, self.optimizer, self.hyper, self._pending = model, optimizer, hyper, None
+        self.step_count, self.epoch, self.offset, self.n_edits = step, epoch, offset, n_edits
+        self._perm = None
+        self._loss = _Smooth(self.config.chart_beta, *smooth["loss"])
+        self._acc = _Smooth(self.config.chart_beta, *smooth["acc"])
+        self._rate = _Smooth(self.config.rate_beta)
+        self._jitter = jitter
+        self.val_acc, self.val_step = val_acc, val_step
+        self._good = None
+        self._snapshot((self.epoch, self.offset))
+        self.paused = True
+        self.message = f"loaded {where} at step {step}"
