@@ -46,7 +46,9 @@ def draw_frame_overlay(stats: FrameStats) -> None:
     w = imgui.get_io().display_size.x
     dl = imgui.get_foreground_draw_list()
     x, y = w - size.x - 12, 8
-    dl.add_rect_filled((x - 6, y - 3), (x + size.x + 6, y + size.y + 3), imgui.get_color_u32((0, 0, 0, 0.55)), 4.0)
+    dl.add_rect_filled(
+        (x - 6, y - 3), (x + size.x + 6, y + size.y + 3), imgui.get_color_u32((0, 0, 0, 0.55)), 4.0
+    )
     dl.add_text((x, y), imgui.get_color_u32((1, 1, 1, 1)), text)
 
 

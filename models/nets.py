@@ -13,10 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.graph.spec import LayerSpec
+from models.specs import LENET_LAYERS, MLP_LAYERS
 
 
 class LeNet(nn.Module):
-    """32x32 input (28x28 padded by 2) -> conv 6@5x5 -> pool 2 -> conv 16@5x5 -> pool 2 -> 120 -> 100 -> 10."""
+    """32x32 input (28x28 padded by 2) -> conv 6@5x5 -> pool 2 -> conv 16@5x5 -> pool 2 -> 120 -> 100 -> 10"""
 
     name = "lenet"
 
@@ -30,16 +31,7 @@ class LeNet(nn.Module):
 
     @staticmethod
     def describe() -> list[LayerSpec]:
-        return [
-            LayerSpec("input", "input", (1, 32, 32)),
-            LayerSpec("conv1", "conv", (6, 28, 28), activation="relu", kernel=5),
-            LayerSpec("pool1", "pool", (6, 14, 14), kernel=2, stride=2),
-            LayerSpec("conv2", "conv", (16, 10, 10), activation="relu", kernel=5),
-            LayerSpec("pool2", "pool", (16, 5, 5), kernel=2, stride=2),
-            LayerSpec("fc1", "fc", (120,), activation="relu"),
-            LayerSpec("fc2", "fc", (100,), activation="relu"),
-            LayerSpec("output", "output", (10,), activation="softmax"),
-        ]
+        return list(LENET_LAYERS)
 
     def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         a: dict[str, torch.Tensor] = {}
@@ -75,12 +67,7 @@ class MLP(nn.Module):
 
     @staticmethod
     def describe() -> list[LayerSpec]:
-        return [
-            LayerSpec("input", "input", (1, 28, 28)),
-            LayerSpec("fc1", "fc", (300,), activation="relu"),
-            LayerSpec("fc2", "fc", (100,), activation="relu"),
-            LayerSpec("output", "output", (10,), activation="softmax"),
-        ]
+        return list(MLP_LAYERS)
 
     def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         a: dict[str, torch.Tensor] = {}

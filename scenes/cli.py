@@ -30,9 +30,13 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="convscope", description="See every node of a convolutional network work, in 3D.")
     p.add_argument("--model", choices=["lenet", "mlp"], help="network to show first (default lenet)")
-    p.add_argument("--fullscreen", action="store_true", default=None, help="fullscreen on the primary monitor")
+    p.add_argument(
+        "--fullscreen", action="store_true", default=None, help="fullscreen on the primary monitor"
+    )
     p.add_argument("--config", metavar="FILE.toml", help="settings file (see README)")
-    p.add_argument("--weights", metavar="FILE.safetensors", help="weights for --model instead of the shipped ones")
+    p.add_argument(
+        "--weights", metavar="FILE.safetensors", help="weights for --model instead of the shipped ones"
+    )
     p.add_argument("--colormap", choices=["harley", "viridis", "grayscale"], help="node colormap")
     p.add_argument("--frame-time", action="store_true", default=None, help="show the frame-time overlay")
     p.add_argument("--no-vsync", action="store_true", help="do not wait for the display refresh")
@@ -41,8 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, metavar="W", help="window or image width in pixels")
     p.add_argument("--height", type=int, metavar="H", help="window or image height in pixels")
     p.add_argument("--screenshot", metavar="OUT.png", help="write the last frame as PNG")
-    p.add_argument("--input", metavar="DRAWING.png", help="start with this drawing on the pad (any size, any polarity)")
-    p.add_argument("--dump-activations", metavar="OUT.npz", help="write the activations the render process received")
+    p.add_argument(
+        "--input", metavar="DRAWING.png", help="start with this drawing on the pad (any size, any polarity)"
+    )
+    p.add_argument(
+        "--dump-activations", metavar="OUT.npz", help="write the activations the render process received"
+    )
     return p
 
 

@@ -1,7 +1,7 @@
 """Helpers for the headless GL tests: torch-free specs of Harley's two networks, a shared EGL
 context (or a skip where there is none), and an offscreen frame of a SceneRenderer.
 
-The specs repeat models/nets.py's describe() by hand, because importing models imports torch.
+The specs come from models/specs.py, which does not import torch.
 """
 
 from __future__ import annotations
@@ -11,35 +11,8 @@ import functools
 import numpy as np
 import pytest
 
-from engine.graph.spec import LayerSpec, NetSpec
-
-
-def lenet_spec() -> NetSpec:
-    return NetSpec.build(
-        "lenet",
-        [
-            LayerSpec("input", "input", (1, 32, 32)),
-            LayerSpec("conv1", "conv", (6, 28, 28), activation="relu", kernel=5),
-            LayerSpec("pool1", "pool", (6, 14, 14), kernel=2, stride=2),
-            LayerSpec("conv2", "conv", (16, 10, 10), activation="relu", kernel=5),
-            LayerSpec("pool2", "pool", (16, 5, 5), kernel=2, stride=2),
-            LayerSpec("fc1", "fc", (120,), activation="relu"),
-            LayerSpec("fc2", "fc", (100,), activation="relu"),
-            LayerSpec("output", "output", (10,), activation="softmax"),
-        ],
-    )
-
-
-def mlp_spec() -> NetSpec:
-    return NetSpec.build(
-        "mlp",
-        [
-            LayerSpec("input", "input", (1, 28, 28)),
-            LayerSpec("fc1", "fc", (300,), activation="relu"),
-            LayerSpec("fc2", "fc", (100,), activation="relu"),
-            LayerSpec("output", "output", (10,), activation="softmax"),
-        ],
-    )
+from engine.graph.spec import NetSpec
+from models.specs import lenet_spec, mlp_spec  # noqa: F401
 
 
 @functools.cache

@@ -48,8 +48,19 @@ def headless_run(tmp_path_factory):
     drawing = seven(tmp, dark_on_light=True)
     shot, dump = tmp / "shot.png", tmp / "acts.npz"
     proc = convscope(
-        "--headless", "--frames", "2", "--width", "640", "--height", "400",
-        "--screenshot", str(shot), "--input", str(drawing), "--dump-activations", str(dump),
+        "--headless",
+        "--frames",
+        "2",
+        "--width",
+        "640",
+        "--height",
+        "400",
+        "--screenshot",
+        str(shot),
+        "--input",
+        str(drawing),
+        "--dump-activations",
+        str(dump),
     )
     assert proc.returncode == 0, proc.stderr
     return shot, dump, drawing
@@ -103,7 +114,9 @@ def test_unreadable_input_file_is_one_line(tmp_path):
     proc = convscope("--headless", "--screenshot", str(tmp_path / "x.png"), "--input", str(bad))
     assert proc.returncode == 2
     assert "not_an_image.png" in one_error_line(proc)
-    missing = convscope("--headless", "--screenshot", str(tmp_path / "x.png"), "--input", str(tmp_path / "nope.png"))
+    missing = convscope(
+        "--headless", "--screenshot", str(tmp_path / "x.png"), "--input", str(tmp_path / "nope.png")
+    )
     assert missing.returncode == 2 and "nope.png" in one_error_line(missing)
 
 
@@ -126,7 +139,9 @@ def test_corrupt_weights_give_a_clear_error_naming_the_file(tmp_path):
 
 def test_mismatched_weights_give_a_clear_error(tmp_path):
     mlp = Path(__file__).resolve().parents[1] / "models" / "mlp.safetensors"
-    proc = convscope("--headless", "--screenshot", str(tmp_path / "x.png"), "--model", "lenet", "--weights", str(mlp))
+    proc = convscope(
+        "--headless", "--screenshot", str(tmp_path / "x.png"), "--model", "lenet", "--weights", str(mlp)
+    )
     assert proc.returncode == 1
     line = one_error_line(proc)
     assert "mlp.safetensors" in line and "does not fit" in line

@@ -32,7 +32,8 @@ def display():
             break
     proc = subprocess.Popen(
         ["Xvfb", f":{n}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10
     while not Path(f"/tmp/.X11-unix/X{n}").exists():
@@ -47,7 +48,9 @@ def display():
 
 def xdo(display: str, *args: str) -> str:
     env = {**os.environ, "DISPLAY": display}
-    return subprocess.run(["xdotool", *args], env=env, capture_output=True, text=True, timeout=20).stdout.strip()
+    return subprocess.run(
+        ["xdotool", *args], env=env, capture_output=True, text=True, timeout=20
+    ).stdout.strip()
 
 
 def run_app(display: str, tmp: Path, strokes: list[list[tuple[int, int]]]) -> tuple[np.ndarray, dict]:
@@ -57,9 +60,24 @@ def run_app(display: str, tmp: Path, strokes: list[list[tuple[int, int]]]) -> tu
     env = {k: v for k, v in os.environ.items() if k != "PYOPENGL_PLATFORM"}
     env.update(DISPLAY=display, CONVSCOPE_STARTUP_LOG=str(log))
     app = subprocess.Popen(
-        [sys.executable, "-m", "scenes.cli", "--width", str(W), "--height", str(H), "--no-vsync",
-         "--screenshot", str(shot), "--dump-activations", str(dump)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "scenes.cli",
+            "--width",
+            str(W),
+            "--height",
+            str(H),
+            "--no-vsync",
+            "--screenshot",
+            str(shot),
+            "--dump-activations",
+            str(dump),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 90

@@ -5,30 +5,22 @@ import pytest
 
 from engine.graph.layout import build_layout
 from engine.graph.spec import LayerSpec, NetSpec, synthetic_spec
-
-LENET = [
-    LayerSpec("input", "input", (1, 32, 32)),
-    LayerSpec("conv1", "conv", (6, 28, 28), activation="relu", kernel=5),
-    LayerSpec("pool1", "pool", (6, 14, 14), kernel=2, stride=2),
-    LayerSpec("conv2", "conv", (16, 10, 10), activation="relu", kernel=5),
-    LayerSpec("pool2", "pool", (16, 5, 5), kernel=2, stride=2),
-    LayerSpec("fc1", "fc", (120,), activation="relu"),
-    LayerSpec("fc2", "fc", (100,), activation="relu"),
-    LayerSpec("output", "output", (10,), activation="softmax"),
-]
-MLP = [
-    LayerSpec("input", "input", (1, 28, 28)),
-    LayerSpec("fc1", "fc", (300,), activation="relu"),
-    LayerSpec("fc2", "fc", (100,), activation="relu"),
-    LayerSpec("output", "output", (10,), activation="softmax"),
-]
+from models.specs import LENET_LAYERS as LENET
+from models.specs import MLP_LAYERS as MLP
 
 
 def test_lenet_and_mlp_node_counts_and_ranges():
     lenet = NetSpec.build("lenet", LENET)
     assert lenet.total_nodes == 9134
     assert [(x.start, x.stop) for x in lenet.layers] == [
-        (0, 1024), (1024, 5728), (5728, 6904), (6904, 8504), (8504, 8904), (8904, 9024), (9024, 9124), (9124, 9134),
+        (0, 1024),
+        (1024, 5728),
+        (5728, 6904),
+        (6904, 8504),
+        (8504, 8904),
+        (8904, 9024),
+        (9024, 9124),
+        (9124, 9134),
     ]
     assert NetSpec.build("mlp", MLP).total_nodes == 1194
 

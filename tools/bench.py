@@ -107,9 +107,20 @@ def bench_startup(repeats: int) -> dict:
             env = {**os.environ, "CONVSCOPE_STARTUP_LOG": str(log)}
             t0 = time.time()
             subprocess.run(
-                [sys.executable, "-m", "scenes.cli", "--headless", "--frames", "1",
-                 "--screenshot", str(Path(tmp) / "s.png")],
-                env=env, check=True, capture_output=True, cwd=ROOT,
+                [
+                    sys.executable,
+                    "-m",
+                    "scenes.cli",
+                    "--headless",
+                    "--frames",
+                    "1",
+                    "--screenshot",
+                    str(Path(tmp) / "s.png"),
+                ],
+                env=env,
+                check=True,
+                capture_output=True,
+                cwd=ROOT,
             )
             events = dict(line.split() for line in log.read_text().splitlines())
             first_frame.append(float(events["first_frame"]) - t0)
@@ -128,7 +139,11 @@ def main() -> None:
     p.add_argument("--skip-big", action="store_true", help="leave out the 100k / 1M layouts")
     args = p.parse_args()
     quick = args.quick
-    results: dict = {"cpu": cpu_name(), "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
+    results: dict = {
+        "cpu": cpu_name(),
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
 
     print("input -> activations ...", flush=True)
     results["latency"] = bench_latency(300 if quick else 2000, 1 if quick else 3)
@@ -149,8 +164,11 @@ def main() -> None:
     sizes = ("lenet",) if args.skip_big else ("lenet", 100_000, 1_000_000)
     print("node rendering (background + nodes + labels) ...", flush=True)
     rows = bench_suite(
-        sizes=sizes, modes=("quads", "points", "auto"), repeats=1 if quick else 3,
-        frames=20 if quick else 60, max_seconds=5 if quick else 15,
+        sizes=sizes,
+        modes=("quads", "points", "auto"),
+        repeats=1 if quick else 3,
+        frames=20 if quick else 60,
+        max_seconds=5 if quick else 15,
     )
     results["render"] = rows
     print(format_table(rows))

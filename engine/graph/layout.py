@@ -85,7 +85,9 @@ def _vector_layer(layer: LayerSpec, style: LayoutStyle) -> tuple[np.ndarray, flo
     return pos, node
 
 
-def build_layout(spec: NetSpec, style: LayoutStyle | None = None, visible: list[bool] | None = None) -> Layout:
+def build_layout(
+    spec: NetSpec, style: LayoutStyle | None = None, visible: list[bool] | None = None
+) -> Layout:
     """Place every node of `spec`.  Hidden layers (visible[i] False) keep their nodes but take no
     vertical room, so the remaining layers close up."""
     style = style or LayoutStyle()

@@ -33,7 +33,9 @@ class LayerSpec:
         if self.kind not in KINDS:
             raise ValueError(f"layer {self.name!r}: unknown kind {self.kind!r} (expected one of {KINDS})")
         if not self.shape or any(int(s) <= 0 for s in self.shape) or len(self.shape) not in (1, 3):
-            raise ValueError(f"layer {self.name!r}: shape must be (N,) or (C, H, W) of positives, got {self.shape}")
+            raise ValueError(
+                f"layer {self.name!r}: shape must be (N,) or (C, H, W) of positives, got {self.shape}"
+            )
 
     @property
     def count(self) -> int:
@@ -125,7 +127,11 @@ class NetSpec:
         return self.layers[lo]
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "classes": list(self.classes), "layers": [x.to_dict() for x in self.layers]}
+        return {
+            "model": self.model,
+            "classes": list(self.classes),
+            "layers": [x.to_dict() for x in self.layers],
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> NetSpec:

@@ -80,7 +80,11 @@ def run_window(cfg: AppConfig, opts, drawing: np.ndarray | None) -> None:
     try:
         window = Window(
             WindowConfig(
-                title="convscope", width=cfg.width, height=cfg.height, vsync=cfg.vsync, fullscreen=cfg.fullscreen
+                title="convscope",
+                width=cfg.width,
+                height=cfg.height,
+                vsync=cfg.vsync,
+                fullscreen=cfg.fullscreen,
             )
         )
     except (WindowError, GLVersionError) as exc:
