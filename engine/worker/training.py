@@ -28,10 +28,16 @@ weights after an update, restores that copy, pauses, and sets `message`; nothing
 that diverges over several steps may have damaged the weights before the loss overflowed; the message says
 which step was restored, and reset() or a checkpoint goes further back.
 
-Determinism.  Initial weights come from `hyper.seed`; the batch order of epoch e is a permutation drawn from
-(seed, e), so a run resumed from a checkpoint continues exactly; weights drawn by surgery come from
-(seed, number of edits so far).  `reset()` rebuilds the *current* architecture from the seed (so an edited
-'20-20-21' net can be compared with the same net trained from scratch, as in the paper's section 4.2).
+Determinism.  A run starts from `hyper.seed` (kept as `run_seed`; a changed seed waits for reset()): the
+initial weights, the batch order (epoch e is a permutation drawn from (run_seed, e)) and the weights drawn by
+surgery ((run_seed, edits so far)) all follow from it, so a run resumed from a checkpoint continues bit for
+bit.  `reset()` rebuilds the *current* architecture from the seed (so an edited '20-20-21' net can be compared
+with the same net trained from scratch, as in the paper's section 4.2).  Layer edits re-fit the linear head
+on the first `refit_images` training images (models/surgery.py explains why).
+
+Stats dict of step(): step, epoch (fractional), batch_size, lr, optimizer, loss, loss_smooth, acc (this
+batch), acc_smooth, images_per_s (smoothed, validation excluded), val_acc / val_step (latest pass, None
+before the first), ok (False when the guard fired), paused, message.
 
 Torch-side only: imported by the worker process and the tools, never by the render process.
 """
@@ -105,7 +111,7 @@ class Hyper:
 
 @dataclass
 class TrainerConfig:
-    """How the trainer measures and reports; none of it changes the training itself."""
+    """Set once per session (the user does not change these live): start architecture, measuring, guards."""
 
     widths: tuple[int, ...] = (16, 20, 20)  # conv filters per layer at start (the paper's 16-20-20 model)
     val_every: int = 500  # steps between validation passes; 0 = only when validate() is called
@@ -115,9 +121,8 @@ class TrainerConfig:
     chart_beta: float = 0.98  # EMA factor of the smoothed loss and training accuracy (~50-step memory)
     rate_beta: float = 0.9  # EMA factor of images/s
     monitor_index: int = 0  # held-out image whose activations drive the paths
-    max_loss: float = (
-        1e4  # a batch loss above this counts as divergence, like NaN (10-class CE stays far below)
-    )
+    max_loss: float = 1e4  # a batch loss above this counts as divergence, like NaN (sane 10-class CE: < 20)
+    refit_images: int = 256  # training images the head is re-fitted on after a layer edit (0: none)
     device: str = "cpu"  # torch device of the model and the batches
 
 
@@ -216,9 +221,12 @@ class Trainer:
     # -- construction and run state -------------------------------------------------------------------------
     def _build(self, arch: Arch) -> None:
         """Fresh weights from the seed, a fresh optimizer, counters at zero."""
-        g = torch.Generator().manual_seed(self.hyper.seed)
+        self.run_seed = self.hyper.seed  # the seed this run started from; a later seed change waits for reset
+        g = torch.Generator().manual_seed(self.run_seed)
         self.model = RevaCNN(arch, generator=g).to(self.device)
         self.optimizer = make_optimizer(self.hyper.optimizer, self.model.parameters(), self.hyper)
+        self._params = list(self.model.parameters())  # cached: model.parameters() walks modules each call
+        self._good: _Good | None = None
         self.step_count = 0  # optimizer updates applied to the current weights
         self.epoch, self.offset = 0, 0  # position in the batch order
         self.n_edits = 0  # surgeries so far (seeds the weights they draw)
@@ -255,14 +263,14 @@ class Trainer:
     def reset(self, seed: int | None = None, widths: tuple[int, ...] | None = None) -> None:
         """Start over from fresh weights drawn from `seed` (default: the current seed) for the current
         architecture (or `widths`); pending hyperparameters apply now.  Pause state is kept."""
+        old = self.model.spec
+        arch = Arch(  # checked before anything changes: bad widths raise ValueError
+            old.in_channels, old.size, tuple(widths) if widths is not None else old.widths, old.classes
+        )
         if seed is not None:
             self.set_hyper(seed=seed)
         if self._pending is not None:
             self.hyper, self._pending = self._pending, None
-        old = self.model.spec
-        arch = Arch(
-            old.in_channels, old.size, tuple(widths) if widths is not None else old.widths, old.classes
-        )
         self._build(arch)
         self.message = ""
 
@@ -301,7 +309,7 @@ class Trainer:
     # -- batches --------------------------------------------------------------------------------------------
     def _permutation(self, epoch: int) -> torch.Tensor:
         if self._perm is None or self._perm[0] != epoch:
-            g = torch.Generator().manual_seed((self.hyper.seed * _SEED_MIX + epoch) % 2**63)
+            g = torch.Generator().manual_seed((self.run_seed * _SEED_MIX + epoch) % 2**63)
             self._perm = (epoch, torch.randperm(len(self.data.x_train), generator=g))
         return self._perm[1]
 
@@ -372,8 +380,10 @@ class Trainer:
         }
 
     def _weights_finite(self) -> bool:
+        # One sum per tensor: NaN/inf propagate into it.  (A sum can also overflow for weights near 1e38,
+        # which is divergence too.)  ~3x cheaper than isfinite().all() per tensor, and this runs every step.
         with torch.no_grad():
-            return bool(torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all())
+            return bool(torch.isfinite(torch.stack([p.sum() for p in self._params])).all())
 
     def _update_jitter(self) -> None:
         beta = self.config.jitter_beta
@@ -385,24 +395,33 @@ class Trainer:
 
     # -- last good weights ----------------------------------------------------------------------------------
     def _snapshot(self, position: tuple[int, int]) -> None:
-        params = list(self.model.parameters())
-        old = getattr(self, "_good", None)
-        if old is not None and [t.shape for t in old.params] == [p.shape for p in params]:
-            for buf, p in zip(old.params, params, strict=True):
-                buf.copy_(p.detach())
-            saved = old.params  # reuse the buffers: this runs every step
-        else:
-            saved = [p.detach().clone() for p in params]
-        state = [
-            {k: v.clone() if torch.is_tensor(v) else v for k, v in self.optimizer.state.get(p, {}).items()}
-            for p in params
-        ]
+        """Copy weights + optimizer state as the last good ones.  Runs every step, so it copies into the
+        previous copy's buffers when the shapes still fit (they change only with surgery)."""
+        params, old = self._params, self._good
+        fits = old is not None and [t.shape for t in old.params] == [p.shape for p in params]
+        with torch.no_grad():
+            if fits:
+                for buf, p in zip(old.params, params, strict=True):
+                    buf.copy_(p)
+                saved, state = old.params, old.state
+            else:
+                saved, state = [p.detach().clone() for p in params], [{} for _ in params]
+            for i, p in enumerate(params):
+                live, kept = self.optimizer.state.get(p, {}), state[i]
+                if fits and live.keys() == kept.keys():
+                    for k, v in live.items():
+                        if torch.is_tensor(v) and torch.is_tensor(kept[k]) and v.shape == kept[k].shape:
+                            kept[k].copy_(v)
+                        else:
+                            kept[k] = v.clone() if torch.is_tensor(v) else v
+                else:
+                    state[i] = {k: v.clone() if torch.is_tensor(v) else v for k, v in live.items()}
         self._good = _Good(self.step_count, position, saved, state)
 
     def _restore(self) -> None:
         good = self._good
         with torch.no_grad():
-            for p, buf, st in zip(self.model.parameters(), good.params, good.state, strict=True):
+            for p, buf, st in zip(self._params, good.params, good.state, strict=True):
                 p.copy_(buf)
                 p.grad = None
                 self.optimizer.state[p] = {k: v.clone() if torch.is_tensor(v) else v for k, v in st.items()}
@@ -430,12 +449,16 @@ class Trainer:
 
     # -- steering -------------------------------------------------------------------------------------------
     def _edit_generator(self) -> torch.Generator:
-        return torch.Generator().manual_seed(
-            (self.hyper.seed * _SEED_MIX + 7919 * (self.n_edits + 1)) % 2**63
-        )
+        return torch.Generator().manual_seed((self.run_seed * _SEED_MIX + 7919 * (self.n_edits + 1)) % 2**63)
+
+    def _calibration(self) -> torch.Tensor | None:
+        """The first `refit_images` training images: the head is re-fitted to keep their logits."""
+        n = min(self.config.refit_images, len(self.data.x_train))
+        return to_input(self.data.x_train[:n], self.device) if n > 0 else None
 
     def _after_edit(self, what: str) -> None:
         self.n_edits += 1
+        self._params = list(self.model.parameters())
         self._snapshot((self.epoch, self.offset))  # the saved weights must have the new shapes
         self.message = what
 
@@ -460,14 +483,19 @@ class Trainer:
     def add_layer(self, position: int, width: int) -> int:
         """Insert a conv layer before conv layer `position` (len: at the end), initialised as the identity."""
         p = surgery.add_conv_layer(
-            self.model, self.optimizer, position, width, generator=self._edit_generator()
+            self.model,
+            self.optimizer,
+            position,
+            width,
+            generator=self._edit_generator(),
+            calibration=self._calibration(),
         )
         self._jitter.insert(p, None)
         self._after_edit(f"added conv layer {p + 1} with {width} filters")
         return p
 
     def remove_layer(self, layer_idx: int) -> None:
-        surgery.remove_conv_layer(self.model, self.optimizer, layer_idx)
+        surgery.remove_conv_layer(self.model, self.optimizer, layer_idx, calibration=self._calibration())
         del self._jitter[layer_idx]
         self._after_edit(f"removed conv layer {layer_idx + 1}")
 
@@ -520,6 +548,7 @@ class Trainer:
         meta = {
             "hyper": self.hyper.to_dict(),
             "run": {
+                "seed": self.run_seed,
                 "step": self.step_count,
                 "epoch": self.epoch,
                 "offset": self.offset,
@@ -553,13 +582,14 @@ class Trainer:
         try:
             hyper = Hyper(**ck.meta["hyper"])
             run = ck.meta["run"]
-            step, epoch, offset, n_edits = (int(run[k]) for k in ("step", "epoch", "offset", "n_edits"))
+            keys = ("seed", "step", "epoch", "offset", "n_edits")
+            seed, step, epoch, offset, n_edits = (int(run[k]) for k in keys)
             smooth = {k: [float(v) for v in run["smooth"][k]] for k in ("loss", "acc")}
             val_acc = None if run.get("val_acc") is None else float(run["val_acc"])
             val_step = None if run.get("val_step") is None else int(run["val_step"])
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{where}: bad run state in the manifest ({exc})") from None
-        if min(step, epoch, offset, n_edits) < 0 or offset > len(self.data.x_train):
+        if min(seed, step, epoch, offset, n_edits) < 0 or offset > len(self.data.x_train):
             raise CheckpointError(f"{where}: run state out of range for this data set")
         if ck.optimizer_name != hyper.optimizer:
             raise CheckpointError(
@@ -580,12 +610,14 @@ class Trainer:
         # Everything is built and checked: switch over.
         self.model, self.optimizer, self.hyper, self._pending = model, optimizer, hyper, None
         self.step_count, self.epoch, self.offset, self.n_edits = step, epoch, offset, n_edits
+        self.run_seed = seed
         self._perm = None
         self._loss = _Smooth(self.config.chart_beta, *smooth["loss"])
         self._acc = _Smooth(self.config.chart_beta, *smooth["acc"])
         self._rate = _Smooth(self.config.rate_beta)
         self._jitter = jitter
         self.val_acc, self.val_step = val_acc, val_step
+        self._params = list(model.parameters())
         self._good = None
         self._snapshot((self.epoch, self.offset))
         self.paused = True

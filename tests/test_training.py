@@ -1,0 +1,426 @@
+"""The live-training core (engine/worker/training.py) and its data (engine/worker/datasets.py).
+
+Checked against hand computations: an SGD update equals -lr * grad with the lr set one step earlier; the
+jitter statistic is the EMA of mean |grad| per filter; the monitored sums are those of a direct forward_all;
+validation accuracy is a hand count.  Behaviour: the loss falls on the built-in digits, a diverging learning
+rate pauses and restores the last good weights, pause / resume / single step / reset(seed) do what they say,
+and steering through the trainer keeps it training.  Data: the digits split, npz and IDX readers on tiny files
+written here, and the fallback message.  Needs no data set on disk.
+Run: python -m pytest tests/test_training.py -q
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine.worker.datasets import (
+    Dataset,
+    DatasetUnavailable,
+    builtin_digits,
+    load_cifar10,
+    load_mnist,
+    make_dataset,
+    to_input,
+)
+from engine.worker.training import (
+    ADAM_BETAS,
+    Hyper,
+    Trainer,
+    TrainerConfig,
+    convert_optimizer,
+    make_optimizer,
+)
+from models.revacnn import RevaCNN
+from models.surgery import SurgeryError
+
+torch.set_num_threads(1)
+
+SMALL = TrainerConfig(widths=(4, 5), val_every=0)  # fast nets for behaviour tests
+SHARED_DATA = Path("/work/shared/data")  # the team's offline copy; tests that need it skip without it
+
+
+@pytest.fixture(scope="module")
+def digits() -> Dataset:
+    return builtin_digits(channels=3)
+
+
+def _close(got, want, what: str, **tol) -> None:
+    torch.testing.assert_close(
+        got, want, **(tol or {"rtol": 1e-6, "atol": 1e-7}), msg=lambda m: f"{what}: {m}"
+    )
+
+
+def _weights(t: Trainer) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in t.model.state_dict().items()}
+
+
+# -- hyperparameters ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("lr", 0.0),
+        ("lr", -0.1),
+        ("lr", 10.5),
+        ("lr", float("nan")),
+        ("lr", "0.1"),
+        ("momentum", 1.0),
+        ("momentum", -0.01),
+        ("batch_size", 0),
+        ("batch_size", 4097),
+        ("batch_size", 3.5),
+        ("batch_size", True),
+        ("weight_decay", -1e-4),
+        ("weight_decay", 2.0),
+        ("optimizer", "rmsprop"),
+        ("seed", -1),
+    ],
+)
+def test_absurd_hyperparameters_are_refused_by_name(digits: Dataset, field: str, value) -> None:
+    with pytest.raises(ValueError, match=field):
+        Hyper(**{field: value})
+    t = Trainer(digits, config=SMALL)
+    with pytest.raises(ValueError, match=field):
+        t.set_hyper(**{field: value})
+    assert t.pending is None, f"a refused change must not be queued, got {t.pending}"
+    with pytest.raises(ValueError, match="unknown"):
+        t.set_hyper(learning_rate=0.1)
+
+
+def test_hyperparameter_change_reaches_optimizer_at_next_step(digits: Dataset) -> None:
+    t = Trainer(digits, Hyper(lr=0.05, momentum=0.0, weight_decay=0.0, batch_size=8), SMALL)
+    for _ in range(3):
+        t.step()
+    t.set_hyper(lr=0.123, batch_size=5)
+    assert t.optimizer.param_groups[0]["lr"] == 0.05, "the change must wait for the next step"
+    before = {n: p.detach().clone() for n, p in t.model.named_parameters()}
+    offset = t.offset
+    stats = t.step()
+    assert t.optimizer.param_groups[0]["lr"] == 0.123
+    assert stats["lr"] == 0.123 and stats["batch_size"] == 5 and t.offset == offset + 5, stats
+    for n, p in t.model.named_parameters():  # plain SGD: the update is exactly -lr * grad
+        _close(p.detach() - before[n], -0.123 * p.grad, f"{n}: update after lr 0.05 -> 0.123")
+    t.set_hyper(momentum=0.7, weight_decay=0.01)
+    t.step()
+    group = t.optimizer.param_groups[0]
+    assert (group["momentum"], group["weight_decay"]) == (0.7, 0.01), group
+
+
+def test_switching_optimizer_rebuilds_it_at_next_step(digits: Dataset) -> None:
+    t = Trainer(digits, Hyper(optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=8), SMALL)
+    for _ in range(4):
+        t.step()
+    adam_state = {
+        n: {k: v.clone() for k, v in t.optimizer.state[p].items()} for n, p in t.model.named_parameters()
+    }
+    t.set_hyper(optimizer="sgd", momentum=0.5, lr=0.01)
+    assert isinstance(t.optimizer, torch.optim.Adam)
+    stats = t.step()
+    assert isinstance(t.optimizer, torch.optim.SGD) and stats["ok"] and stats["optimizer"] == "sgd"
+    b1 = ADAM_BETAS[0]
+    for n, p in t.model.named_parameters():  # buffer = 0.5 * (bias-corrected exp_avg / (1 - 0.5)) + grad
+        st = adam_state[n]
+        carried = st["exp_avg"] / (1 - b1 ** float(st["step"])) / (1 - 0.5)
+        _close(t.optimizer.state[p]["momentum_buffer"], 0.5 * carried + p.grad, f"{n}: SGD buffer from Adam")
+
+
+@pytest.mark.parametrize(("old", "new"), [("adam", "adadelta"), ("adadelta", "adam"), ("sgd", "adam")])
+def test_optimizer_state_conversion_table(old: str, new: str) -> None:
+    model = RevaCNN(
+        {"in_channels": 1, "size": 8, "widths": [2], "classes": 3}, torch.Generator().manual_seed(0)
+    )
+    hyper = Hyper(optimizer=old, lr=1.0 if old == "adadelta" else 0.01)
+    opt = make_optimizer(old, model.parameters(), hyper)
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    for _ in range(3):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), torch.tensor([0, 1, 2, 0])).backward()
+        opt.step()
+    conv = convert_optimizer(opt, old, Hyper(optimizer=new), model, steps=3)
+    for p in model.parameters():
+        st, got = opt.state[p], conv.state.get(p, {})
+        if (old, new) == ("adam", "adadelta"):
+            _close(
+                got["square_avg"], st["exp_avg_sq"] / (1 - ADAM_BETAS[1] ** 3), "square_avg from exp_avg_sq"
+            )
+            assert got["acc_delta"].abs().sum() == 0
+        elif (old, new) == ("adadelta", "adam"):
+            _close(got["exp_avg_sq"], st["square_avg"], "exp_avg_sq from square_avg")
+            assert got["exp_avg"].abs().sum() == 0 and float(got["step"]) == 3.0
+        else:
+            assert not got, f"SGD momentum must not seed Adam (got keys {sorted(got)})"
+
+
+# -- training ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(digits: Dataset) -> tuple[Trainer, list[float]]:
+    """The paper's 16-20-20 model, 300 steps of batch 16 on the built-in digits (~3 s on one core)."""
+    t = Trainer(digits, Hyper(batch_size=16, lr=0.01, momentum=0.9), TrainerConfig(val_every=100))
+    return t, [t.step()["loss"] for _ in range(300)]
+
+
+def test_loss_decreases_on_builtin_digits(trained) -> None:
+    t, losses = trained
+    first, last = float(np.mean(losses[:30])), float(np.mean(losses[-30:]))
+    assert last < 0.4 * first, f"mean loss of the first 30 steps {first:.3f}, of the last 30 {last:.3f}"
+    assert t.val_step == 300 and t.val_acc >= 0.8, f"validation accuracy {t.val_acc} at step {t.val_step}"
+
+
+@pytest.mark.parametrize(("edit", "floor"), [("append", 0.9), ("insert", 0.8), ("remove", 0.9)])
+def test_layer_edits_keep_a_trained_net_working(trained, edit: str, floor: float) -> None:
+    """With the head re-fitted on 256 training images, a layer edit keeps most of the validation accuracy;
+    the block rules alone (refit_images 0) and a random new layer do much worse (numbers in the message)."""
+    results = {}
+    for refit in (256, 0):
+        t = copy.deepcopy(trained[0])
+        t.config = replace(t.config, refit_images=refit)
+        before = t.validate()
+        if edit == "append":
+            t.add_layer(3, 20)
+        elif edit == "insert":
+            t.add_layer(1, 16)
+        else:
+            t.remove_layer(1)
+        results[refit] = t.validate()
+    msg = (
+        f"{edit}: trained {before:.3f}, re-fitted head {results[256]:.3f}, block rules only {results[0]:.3f}"
+    )
+    assert results[256] >= floor and results[256] > results[0] + 0.3, msg
+    if edit == "append":  # the identity init matters too: a random layer in its place is near chance
+        with torch.no_grad():
+            t.model.convs[3].weight.uniform_(-0.045, 0.045, generator=torch.Generator().manual_seed(0))
+        assert t.validate() < 0.3, f"{msg}; a random layer kept {t.validate():.3f}"
+
+
+def test_divergent_learning_rate_pauses_and_restores_last_good_weights(digits: Dataset) -> None:
+    t = Trainer(digits, Hyper(batch_size=8), SMALL)
+    history = {0: _weights(t)}
+    for _ in range(3):
+        t.step()
+        history[t.step_count] = _weights(t)
+    t.set_hyper(lr=10.0, weight_decay=1.0)  # |1 - lr * wd| = 9: weights grow ninefold per step
+    for _ in range(100):
+        stats = t.step()
+        if not stats["ok"]:
+            break
+        history[t.step_count] = _weights(t)
+    assert not stats["ok"] and t.paused and stats["paused"], f"no pause after 100 divergent steps: {stats}"
+    assert "paused" in t.message and "lr 10" in t.message, t.message
+    assert math.isnan(stats["loss"])
+    for k, v in _weights(t).items():
+        _close(
+            v,
+            history[t.step_count][k],
+            f"{k}: restored weights vs those of step {t.step_count}",
+            rtol=0,
+            atol=0,
+        )
+    assert all(torch.isfinite(v).all() for st in t.optimizer.state.values() for v in st.values())
+    assert t.tick() is None, "paused: tick must not step"
+    t.set_hyper(lr=0.01, weight_decay=0.0)
+    t.resume()
+    assert t.tick()["ok"] and not t.paused
+
+
+def test_nan_weights_are_caught_and_rolled_back(digits: Dataset) -> None:
+    t = Trainer(digits, Hyper(batch_size=8), SMALL)
+    for _ in range(3):
+        t.step()
+    good = _weights(t)
+    t.step()
+    with torch.no_grad():
+        t.model.convs[0].weight[0, 0, 0, 0] = float("nan")
+    stats = t.step()
+    assert not stats["ok"] and t.paused and "nan" in t.message, t.message
+    assert t.step_count == 3, f"expected the weights of step 3 back, got step {t.step_count}"
+    for k, v in _weights(t).items():
+        _close(v, good[k], f"{k} rolled back", rtol=0, atol=0)
+
+
+def test_pause_resume_single_step(digits: Dataset) -> None:
+    t = Trainer(digits, Hyper(batch_size=4), SMALL)
+    assert t.tick()["step"] == 1
+    t.pause()
+    assert t.tick() is None and t.step_count == 1
+    assert t.single_step()["step"] == 2 and t.paused
+    assert t.tick() is None
+    t.resume()
+    assert t.tick()["step"] == 3
+
+
+def test_reset_with_the_same_seed_replays_the_run(digits: Dataset) -> None:
+    t = Trainer(digits, Hyper(batch_size=8, seed=3), SMALL)
+    start = _weights(t)
+    first = [t.step()["loss"] for _ in range(5)]
+    t.add_filter(0)
+    t.reset()
+    assert t.step_count == 0 and list(t.model.widths) == [5, 5], "reset keeps the current architecture"
+    t.reset(widths=(4, 5))
+    for k, v in _weights(t).items():
+        _close(v, start[k], f"{k} after reset with the same seed", rtol=0, atol=0)
+    again = [t.step()["loss"] for _ in range(5)]
+    assert again == first, f"expected losses {first}, got {again}"
+    t.reset(seed=4)
+    assert t.hyper.seed == 4 and not torch.equal(t.model.convs[0].weight, start["convs.0.weight"])
+
+
+# -- what the scene draws ----------------------------------------------------------------------------------
+def test_grad_magnitudes_are_smoothed_mean_abs_grad_per_filter(digits: Dataset) -> None:
+    t = Trainer(digits, Hyper(batch_size=8), TrainerConfig(widths=(4, 5), val_every=0, jitter_beta=0.5))
+    assert [m.tolist() for m in t.grad_magnitudes()] == [[0.0] * 4, [0.0] * 5]
+    t.step()
+    g1 = [c.weight.grad.abs().mean(dim=(1, 2, 3)).clone() for c in t.model.convs]
+    for i, m in enumerate(t.grad_magnitudes()):
+        _close(torch.from_numpy(m), g1[i], f"conv{i + 1} jitter after one step")
+    t.step()
+    g2 = [c.weight.grad.abs().mean(dim=(1, 2, 3)) for c in t.model.convs]
+    for i, m in enumerate(t.grad_magnitudes()):
+        _close(torch.from_numpy(m), 0.5 * g1[i] + 0.5 * g2[i], f"conv{i + 1} jitter after two steps")
+    t.add_filter(1, index=2)
+    got = t.grad_magnitudes()[1]
+    assert got.shape == (6,) and got[2] == 0.0, got
+    t.remove_filter(0, 1)
+    assert [len(m) for m in t.grad_magnitudes()] == [3, 6]
+    t.add_layer(1, 3)
+    assert [len(m) for m in t.grad_magnitudes()] == [3, 3, 6] and t.grad_magnitudes()[1].sum() == 0
+    t.step()
+    assert all(np.isfinite(m).all() for m in t.grad_magnitudes())
+
+
+def test_monitor_sums_match_forward_all(digits: Dataset) -> None:
+    t = Trainer(digits, Hyper(batch_size=8), SMALL)
+    t.monitor_index = 7
+    t.step()
+    got = t.monitor()
+    with torch.no_grad():
+        want = t.model.forward_all(to_input(digits.x_val[7:8]))
+    assert list(got["activations"]) == [layer.name for layer in t.spec.layers]
+    for name, a in want.items():
+        np.testing.assert_array_equal(got["activations"][name], a[0].numpy(), err_msg=name)
+        if a.ndim == 4:
+            np.testing.assert_allclose(got["filter_sums"][name], a[0].sum(dim=(1, 2)).numpy(), rtol=1e-5)
+            mask, sums = got["top_half"][name], got["filter_sums"][name]
+            assert mask.sum() == (len(sums) + 1) // 2, f"{name}: top half of {len(sums)} is {mask.sum()}"
+            assert sums[mask].min() >= sums[~mask].max(initial=-np.inf), f"{name}: {sums} -> {mask}"
+
+
+def test_validation_accuracy_is_a_hand_count(digits: Dataset) -> None:
+    t = Trainer(
+        digits, Hyper(batch_size=8), TrainerConfig(widths=(4, 5), val_every=3, val_limit=100, val_batch=30)
+    )
+    stats = [t.step() for _ in range(3)]
+    assert stats[1]["val_acc"] is None and stats[2]["val_step"] == 3, stats
+    with torch.no_grad():
+        pred = t.model(to_input(digits.x_val[:100])).argmax(1)
+    want = float((pred == digits.y_val[:100]).float().mean())
+    assert stats[2]["val_acc"] == pytest.approx(want), f"expected {want}, got {stats[2]['val_acc']}"
+
+
+def test_steering_through_the_trainer(digits: Dataset) -> None:
+    t = Trainer(digits, Hyper(batch_size=8, optimizer="adam", lr=1e-3), SMALL)
+    t.step()
+    t.add_filter(0)
+    t.add_layer(2, 6)
+    t.step()
+    t.remove_filter(1, 0)
+    t.remove_layer(0)
+    assert t.step()["ok"]
+    assert list(t.model.widths) == [4, 6] and [x.shape for x in t.spec.layers][1] == (4, 32, 32)
+    weights = _weights(t)
+    with pytest.raises(SurgeryError, match="only conv layer"):
+        t.remove_layer(0) or t.remove_layer(0)
+    assert list(t.model.widths) == [6]
+    with pytest.raises(SurgeryError, match="single filter"):
+        for _ in range(6):
+            t.remove_filter(0, 0)
+    assert list(t.model.widths) == [1] and t.step()["ok"]
+    assert weights  # the edits above were accepted one by one; the refused last one changed nothing
+
+
+# -- data ----------------------------------------------------------------------------------------------------
+def test_builtin_digits_split(digits: Dataset) -> None:
+    assert digits.x_train.dtype == torch.uint8 and digits.x_train.shape[1:] == (3, 32, 32)
+    assert len(digits.x_train) + len(digits.x_val) == 1797
+    share = torch.bincount(digits.y_val, minlength=10).float() / torch.bincount(digits.y_train, minlength=10)
+    assert share.min() > 0.2 and share.max() < 0.3, f"held-out share per class {share.tolist()}"
+    assert int(digits.x_train.max()) == 255 and int(digits.x_train.min()) == 0
+    grey = builtin_digits(channels=1)
+    assert torch.equal(grey.x_train[:, 0], digits.x_train[:, 1]) and torch.equal(grey.y_val, digits.y_val)
+
+
+def test_cifar_npz_is_read_without_pickle(tmp_path) -> None:
+    g = np.random.default_rng(0)
+    x = g.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    np.savez(
+        tmp_path / "cifar10.npz", x_train=x, y_train=np.arange(6) % 10, x_test=x[:2], y_test=np.array([1, 2])
+    )
+    ds = load_cifar10(tmp_path, download=False)
+    assert ds.x_train.shape == (6, 3, 32, 32) and ds.y_val.tolist() == [1, 2]
+    assert torch.equal(ds.x_train[3].permute(1, 2, 0), torch.from_numpy(x[3]))
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    np.savez(
+        bad / "cifar10.npz", x_train=x[:, :16], y_train=np.arange(6), x_test=x[:2], y_test=np.array([1, 2])
+    )
+    with pytest.raises(DatasetUnavailable, match="x_train"):
+        load_cifar10(bad, download=False)
+    evil = tmp_path / "evil"
+    evil.mkdir()  # object arrays need pickle: refused with a message, never unpickled
+    np.savez(
+        evil / "cifar10.npz", x_train=np.array([object()], dtype=object), y_train=[0], x_test=[0], y_test=[0]
+    )
+    with pytest.raises(DatasetUnavailable, match="not a readable npz"):
+        load_cifar10(evil, download=False)
+
+
+def _idx(path, magic: int, arr: np.ndarray) -> None:
+    header = magic.to_bytes(4, "big") + len(arr).to_bytes(4, "big")
+    if arr.ndim == 3:
+        header += (28).to_bytes(4, "big") * 2
+    path.write_bytes(gzip.compress(header + arr.tobytes()))
+
+
+def test_mnist_idx_files_are_read_and_padded(tmp_path) -> None:
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    imgs = np.random.default_rng(1).integers(1, 256, (3, 28, 28), dtype=np.uint8)
+    for prefix in ("train", "t10k"):
+        _idx(raw / f"{prefix}-images-idx3-ubyte.gz", 2051, imgs)
+        _idx(raw / f"{prefix}-labels-idx1-ubyte.gz", 2049, np.array([3, 1, 4], np.uint8))
+    ds = load_mnist(tmp_path, download=False, channels=1)
+    assert ds.x_train.shape == (3, 1, 32, 32) and ds.y_train.tolist() == [3, 1, 4]
+    assert (
+        torch.equal(ds.x_train[:, 0, 2:30, 2:30], torch.from_numpy(imgs)) and ds.x_train[:, :, :2].sum() == 0
+    )
+    (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(b"junk")
+    with pytest.raises(DatasetUnavailable, match="unreadable|IDX"):
+        load_mnist(tmp_path, download=False)
+
+
+def test_absent_data_falls_back_to_digits_and_says_so(tmp_path) -> None:
+    with pytest.raises(DatasetUnavailable, match=str(tmp_path)):
+        load_cifar10(tmp_path, download=False)
+    ds = make_dataset("mnist", tmp_path, download=False)
+    assert ds.name == "digits" and ds.channels == 1, (ds.name, ds.channels)
+    assert "MNIST not found" in ds.note and "built-in digits" in ds.note, ds.note
+    assert make_dataset("digits").note == ""
+
+
+@pytest.mark.skipif(
+    not (SHARED_DATA / "cifar10" / "cifar10_exact_subset.npz").is_file(), reason="no shared CIFAR-10 copy"
+)
+def test_shared_cifar_npz_matches_its_readme() -> None:
+    ds = make_dataset("cifar10", SHARED_DATA, download=False)
+    assert ds.note == "" and ds.source.endswith("cifar10_exact_subset.npz"), (ds.source, ds.note)
+    assert ds.x_train.shape == (8068, 3, 32, 32) and ds.x_val.shape == (1017, 3, 32, 32)
+    counts = torch.bincount(ds.y_val, minlength=10).tolist()  # shared/data/README.md lists these
+    assert counts == [105, 93, 100, 104, 92, 87, 114, 102, 110, 110], counts
+    assert ds.classes[0] == "airplane" and ds.classes[9] == "truck"
