@@ -72,6 +72,7 @@ class App:
         size: tuple[int, int] | None = None,
         ui_config: UiConfig | None = None,
         show_frame_time: bool = False,
+        quit_chord: bool = True,  # Ctrl+Q closes the window; False where no key may close it (kiosk)
     ) -> None:
         if window is None and (ctx is None or size is None):
             raise ValueError("App needs a window, or a ctx and a size for headless runs")
@@ -79,6 +80,7 @@ class App:
         self.ctx = window.ctx if window is not None else ctx
         self.scene = scene
         self.show_frame_time = show_frame_time
+        self.quit_chord = quit_chord
         self.stats = FrameStats()
         self.frames = 0
         self.ui = UiBackend(ui_config)
@@ -111,7 +113,7 @@ class App:
         inp = inp if inp is not None else self.poll()
         if inp.minimized:
             return
-        if self.window is not None and _quit_chord(inp):
+        if self.window is not None and self.quit_chord and _quit_chord(inp):
             self.window.request_close()
         viewport = inp.framebuffer_size
         self.ui.new_frame(inp.window_size, inp.framebuffer_scale, dt, inp)

@@ -42,7 +42,10 @@ class WindowConfig:
     width: int = 1600  # client area in window coordinates (scaled by the monitor's DPI on Windows / X11)
     height: int = 900
     vsync: bool = True  # swap at the monitor's refresh rate; False for benchmarks
-    fullscreen: bool = False  # cover the primary monitor at its current video mode
+    fullscreen: bool = False  # cover `monitor` at its current video mode (borderless)
+    monitor: int = 0  # fullscreen on this monitor: 0 the primary, then in GLFW's order
+    lock_close: bool = False  # ignore the close box / Alt+F4; request_close() still works
+    hide_cursor_after: float = 0.0  # seconds without pointer movement before the cursor hides; 0 = never
     resizable: bool = True
     visible: bool = True  # False: a hidden window, for tests that only need the context
     samples: int = 0  # MSAA samples of the window's framebuffer; 0 = none
@@ -61,6 +64,7 @@ class Window:
         self.handle = None
         self.ctx: moderngl.Context | None = None
         self._windowed_rect: tuple[int, int, int, int] | None = None
+        self._last_pointer_move: float | None = None  # window clock, for hide_cursor_after
         self._glfw_live = False
 
         glfw.set_error_callback(self._on_glfw_error)
@@ -98,9 +102,7 @@ class Window:
         monitor = None
         width, height = int(cfg.width), int(cfg.height)
         if cfg.fullscreen:
-            monitor = glfw.get_primary_monitor()
-            if not monitor:
-                raise WindowError("fullscreen: no monitor found")
+            monitor = self._monitor(cfg.monitor)
             mode = glfw.get_video_mode(monitor)
             width, height = mode.size.width, mode.size.height
             glfw.window_hint(glfw.REFRESH_RATE, mode.refresh_rate)
@@ -125,6 +127,15 @@ class Window:
         self._install_callbacks()
         self._sync_screen_viewport()
 
+    @staticmethod
+    def _monitor(index: int):
+        monitors = glfw.get_monitors() or []
+        if not monitors:
+            raise WindowError("fullscreen: no monitor found")
+        if not 0 <= index < len(monitors):
+            raise WindowError(f"fullscreen: no monitor {index} (found {len(monitors)}, numbered from 0)")
+        return monitors[index]  # GLFW lists the primary monitor first
+
     def _install_callbacks(self) -> None:
         h, inp = self.handle, self.input
         glfw.set_cursor_pos_callback(h, lambda _w, x, y: inp.on_cursor_pos(x, y))
@@ -139,6 +150,12 @@ class Window:
         glfw.set_window_size_callback(h, lambda _w, _x, _y: self._on_resize())
         glfw.set_framebuffer_size_callback(h, lambda _w, _x, _y: self._on_resize())
         glfw.set_window_content_scale_callback(h, lambda _w, sx, sy: inp.on_content_scale(sx, sy))
+        glfw.set_window_close_callback(h, self._on_close_request)
+
+    def _on_close_request(self, _handle) -> None:
+        # GLFW has already set the close flag when this runs; a locked window takes it back.
+        if self.config.lock_close:
+            glfw.set_window_should_close(self.handle, False)
 
     def _on_resize(self) -> None:
         self.input.on_resize(self.size, self.framebuffer_size)
@@ -170,6 +187,14 @@ class Window:
     def content_scale(self) -> tuple[float, float]:
         return tuple(glfw.get_window_content_scale(self.handle))
 
+    def units_per_mm(self) -> float | None:
+        """Window units per millimetre on the monitor the window covers (else the configured one),
+        from its reported physical size; None when it reports none (many touch panels and VMs)."""
+        monitor = glfw.get_window_monitor(self.handle) or self._monitor(self.config.monitor)
+        mm_w, _ = glfw.get_monitor_physical_size(monitor)
+        mode = glfw.get_video_mode(monitor)
+        return mode.size.width / mm_w if mm_w > 0 and mode is not None else None
+
     @property
     def ui_scale_hint(self) -> float:
         """How much to enlarge the UI: the monitor's DPI scale not already in the framebuffer scale."""
@@ -187,7 +212,23 @@ class Window:
         state = self.input.snapshot(glfw.get_time())
         if state.resized:
             self._sync_screen_viewport()
+        self._hide_idle_cursor(state)
         return state
+
+    def _hide_idle_cursor(self, state: InputState) -> None:
+        if self.config.hide_cursor_after <= 0:
+            return
+        moved = state.mouse_delta != (0.0, 0.0) or state.buttons_pressed or state.scroll != (0.0, 0.0)
+        if moved or self._last_pointer_move is None:
+            self._last_pointer_move = state.time
+            if self.cursor_hidden:
+                glfw.set_input_mode(self.handle, glfw.CURSOR, glfw.CURSOR_NORMAL)
+        elif not self.cursor_hidden and state.time - self._last_pointer_move >= self.config.hide_cursor_after:
+            glfw.set_input_mode(self.handle, glfw.CURSOR, glfw.CURSOR_HIDDEN)
+
+    @property
+    def cursor_hidden(self) -> bool:
+        return glfw.get_input_mode(self.handle, glfw.CURSOR) == glfw.CURSOR_HIDDEN
 
     def swap(self) -> None:
         glfw.swap_buffers(self.handle)
@@ -197,6 +238,7 @@ class Window:
         return bool(glfw.window_should_close(self.handle))
 
     def request_close(self) -> None:
+        """Close from the program (a quit key, the kiosk's exit chord); works on a locked window too."""
         glfw.set_window_should_close(self.handle, True)
 
     def set_title(self, title: str) -> None:
@@ -212,13 +254,11 @@ class Window:
         return bool(glfw.get_window_monitor(self.handle))
 
     def set_fullscreen(self, on: bool) -> None:
-        """Switch between fullscreen on the primary monitor and the previous windowed rect."""
+        """Switch between fullscreen on the configured monitor and the previous windowed rect."""
         if on == self.fullscreen:
             return
         if on:
-            monitor = glfw.get_primary_monitor()
-            if not monitor:
-                raise WindowError("fullscreen: no monitor found")
+            monitor = self._monitor(self.config.monitor)
             x, y = glfw.get_window_pos(self.handle)
             self._windowed_rect = (x, y, *self.size)
             mode = glfw.get_video_mode(monitor)

@@ -7,6 +7,13 @@ pressed / released, drag offsets, scroll, keys, typed text, resize and focus. Th
 scenes read that; `forward_to_imgui` replays the same events, in their original order, into
 ImGui's input queue (so a press and a release inside one frame still make a click).
 
+Touch: a window backend that has finger events (engine/window_sdl.py) feeds them to
+`on_touch_down / on_touch_move / on_touch_up`.  One finger is turned into the left mouse button
+(so drawing and orbiting work as with a mouse, and ImGui sees a click); as soon as a second finger
+lands the emulated button is released and the frame's two-finger gesture is reported instead, as
+`pinch` (distance ratio) and `pan2` (centroid movement), until every finger is up.  GLFW has no
+touch events: there a single touch arrives from the OS as the mouse.
+
 Coordinates: window coordinates have their origin at the top-left of the client area, in the units
 GLFW reports (screen coordinates, which are logical points on macOS and pixels elsewhere);
 framebuffer coordinates are pixels of the drawable, same origin. Keys are GLFW key codes,
@@ -15,6 +22,7 @@ mouse buttons are 0 left, 1 right, 2 middle (GLFW's and ImGui's numbering). No G
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -77,6 +85,10 @@ class InputState:
     mods: int = 0  # GLFW modifier bits at the end of the frame
     chars: str = ""  # text typed this frame
     events: tuple[InputEvent, ...] = ()  # the raw events, in order (for ImGui)
+    touches: int = 0  # fingers on the screen at the end of the frame (0 with GLFW: no touch events)
+    pinch: float = 1.0  # two-finger spread this frame: distance now / distance before (1 = none)
+    pan2: tuple[float, float] = (0.0, 0.0)  # two-finger centroid movement this frame, window coordinates
+    touch_center: tuple[float, float] = (0.0, 0.0)  # the two-finger centroid, window coordinates
 
     @property
     def framebuffer_scale(self) -> tuple[float, float]:
@@ -136,6 +148,10 @@ class InputCollector:
         self._drag_origin: dict[int, tuple[float, float]] = {}
         self._last_time: float | None = None
         self._frame_start_pos = self.mouse_pos
+        self._fingers: dict[int, tuple[float, float]] = {}  # finger id -> position, window coordinates
+        self._primary: int | None = None  # the finger that drives the emulated left button
+        self._gesture = False  # two fingers were down since the last time none was
+        self._touch_center = (0.0, 0.0)
         self._clear_frame()
 
     def _clear_frame(self) -> None:
@@ -148,6 +164,8 @@ class InputCollector:
         self._chars: list[str] = []
         self._resized = False
         self._frame_start_pos = self.mouse_pos
+        self._pinch = 1.0
+        self._pan2 = [0.0, 0.0]
 
     # -- event sinks (GLFW callback signatures minus the window handle) ----------------------------
 
@@ -209,6 +227,8 @@ class InputCollector:
                 self._keys_released.add(key)
             self._keys_down.clear()
             self.mods = 0
+            self._fingers.clear()
+            self._primary, self._gesture = None, False
         self._events.append(InputEvent("focus", down=bool(focused)))
 
     def on_resize(self, window_size: tuple[int, int], framebuffer_size: tuple[int, int]) -> None:
@@ -219,6 +239,62 @@ class InputCollector:
     def on_content_scale(self, sx: float, sy: float) -> None:
         self.content_scale = (float(sx), float(sy))
         self._resized = True
+
+    # -- touch (window coordinates; finger ids as the platform numbers them) ---------------------
+
+    def _two_fingers(self) -> tuple[float, tuple[float, float]] | None:
+        """Distance and centroid of the two lowest-numbered fingers down."""
+        if len(self._fingers) < 2:
+            return None
+        (ax, ay), (bx, by) = (self._fingers[k] for k in sorted(self._fingers)[:2])
+        return math.hypot(bx - ax, by - ay), ((ax + bx) / 2.0, (ay + by) / 2.0)
+
+    def on_touch_down(self, finger: int, x: float, y: float) -> None:
+        self._fingers[finger] = (float(x), float(y))
+        if len(self._fingers) == 1 and not self._gesture:
+            self._primary = finger
+            self.on_cursor_pos(x, y)
+            self.on_mouse_button(MOUSE_LEFT, True, self.mods)
+            return
+        if not self._gesture:
+            # A second finger: what the first one started (a stroke, an orbit) ends here.
+            self._gesture = True
+            if MOUSE_LEFT in self._buttons_down:
+                self.on_mouse_button(MOUSE_LEFT, False, self.mods)
+        pair = self._two_fingers()
+        if pair is not None:
+            self._touch_center = pair[1]
+
+    def on_touch_move(self, finger: int, x: float, y: float) -> None:
+        if finger not in self._fingers:
+            return
+        before = self._two_fingers()
+        self._fingers[finger] = (float(x), float(y))
+        if not self._gesture:
+            if finger == self._primary:
+                self.on_cursor_pos(x, y)
+            return
+        after = self._two_fingers()
+        if before is None or after is None:
+            return
+        (d0, c0), (d1, c1) = before, after
+        if d0 > 1e-6 and d1 > 1e-6:
+            self._pinch *= d1 / d0
+        self._pan2[0] += c1[0] - c0[0]
+        self._pan2[1] += c1[1] - c0[1]
+        self._touch_center = c1
+
+    def on_touch_up(self, finger: int, x: float, y: float) -> None:
+        if finger not in self._fingers:
+            return
+        del self._fingers[finger]
+        if finger == self._primary and not self._gesture:
+            self.on_cursor_pos(x, y)
+            self.on_mouse_button(MOUSE_LEFT, False, self.mods)
+        if finger == self._primary:
+            self._primary = None
+        if not self._fingers:
+            self._gesture = False
 
     # -- per frame -----------------------------------------------------------------------------
 
@@ -253,6 +329,10 @@ class InputCollector:
             mods=self.mods,
             chars="".join(self._chars),
             events=tuple(self._events),
+            touches=len(self._fingers),
+            pinch=self._pinch,
+            pan2=(self._pan2[0], self._pan2[1]),
+            touch_center=self._touch_center,
         )
         self._clear_frame()
         return state

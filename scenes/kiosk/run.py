@@ -1,0 +1,157 @@
+"""Starting the kiosk: under its supervisor, as the supervised app in a locked fullscreen window,
+or headless for screenshots (and, from soak.py, for the soak run).
+
+    convscope --kiosk [--config kiosk.toml]           supervisor -> app (this module's run_window)
+    convscope --kiosk --no-supervisor                 the app alone (systemd / a task watches it)
+    convscope --kiosk --headless --frames N --screenshot OUT.png
+    convscope --kiosk --soak MINUTES --report OUT.json [--headless]
+
+The window: fullscreen and borderless on KioskConfig.monitor, close box and Alt+F4 swallowed,
+Ctrl+Q off, cursor hidden after a moment; only the exit chord or the operator PIN close it (exit
+status 0, which tells the supervisor to stop too).  The UI scale follows the screen's millimetres,
+so every touch target is at least KioskConfig.control_mm.
+
+The headless run uses a frame clock (1/30 s a frame) so `--frames 300` shows the kiosk as it is
+ten seconds after start, whatever the machine's speed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from PIL import Image
+
+from engine.app import App
+from engine.config import AppConfig
+from engine.gpu.context import GLVersionError, create_headless
+from engine.ui.backend import UiConfig
+from scenes.explore.run import AppError, wait_until_ready
+from scenes.kiosk.config import KioskConfig
+from scenes.kiosk.scene import KioskScene, kiosk_ui_scale
+from scenes.kiosk.supervisor import RESTARTS_ENV, Heartbeat, supervise
+
+DEFAULT_DPI = 96.0  # when neither the config nor the monitor says
+
+
+class FrameClock:
+    """A clock that moves `step` seconds each time `tick()` is called: headless runs see the same
+    kiosk at the same frame on any machine."""
+
+    def __init__(self, step: float = 1.0 / 30.0) -> None:
+        self.step = step
+        self.now = 0.0
+
+    def tick(self) -> None:
+        self.now += self.step
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def monitor_px_per_mm(window, kiosk: KioskConfig) -> float:
+    """Window units per millimetre on the kiosk's screen: from KioskConfig.screen_dpi, else the
+    monitor's reported physical size (many touch monitors report none: then 96 dpi)."""
+    fb_scale = window.framebuffer_scale[0] or 1.0
+    if kiosk.screen_dpi > 0:
+        return kiosk.screen_dpi / 25.4 / fb_scale  # dpi counts pixels; a Retina window unit is two
+    reported = window.units_per_mm()  # the monitor's video mode is in window units already
+    return reported if reported else DEFAULT_DPI / 25.4 / fb_scale
+
+
+def ui_config(kiosk: KioskConfig, scale: float) -> UiConfig:
+    return UiConfig(ui_scale=scale, font_path=kiosk.font or None)
+
+
+def make_window(cfg: AppConfig, kiosk: KioskConfig, fullscreen: bool | None = None):
+    """The kiosk's window, GLFW or SDL2 (KioskConfig.backend); AppError when it cannot open."""
+    from engine.window import WindowConfig, WindowError
+
+    wc = WindowConfig(
+        title="convscope",
+        width=cfg.width,
+        height=cfg.height,
+        vsync=cfg.vsync,
+        fullscreen=kiosk.fullscreen if fullscreen is None else fullscreen,
+        monitor=kiosk.monitor,
+        lock_close=True,
+        hide_cursor_after=kiosk.hide_cursor_after,
+        resizable=False,
+    )
+    try:
+        if kiosk.backend == "sdl":
+            from engine.window_sdl import SdlWindow
+
+            return SdlWindow(wc)
+        from engine.window import Window
+
+        return Window(wc)
+    except (WindowError, GLVersionError) as exc:
+        raise AppError(str(exc)) from None
+
+
+def run_window(cfg: AppConfig, kiosk: KioskConfig) -> None:
+    """The supervised app: frames until the exit chord / PIN; a heartbeat every frame."""
+    window = make_window(cfg, kiosk)
+    px_per_mm = monitor_px_per_mm(window, kiosk)
+    scale = kiosk_ui_scale(kiosk.control_mm, px_per_mm, cfg.ui_scale * window.ui_scale_hint)
+    restarts = int(os.environ.get(RESTARTS_ENV, "0") or 0)
+    scene = KioskScene(cfg, kiosk, ui_scale=scale, px_per_mm=px_per_mm, restarts=restarts)
+    app = App(scene, window=window, ui_config=ui_config(kiosk, scale), quit_chord=False)
+    heartbeat = Heartbeat.from_env()
+    try:
+        while not window.should_close:
+            app.frame()
+            heartbeat.beat()
+    finally:
+        app.close()
+        window.close()
+
+
+def run_headless(cfg: AppConfig, kiosk: KioskConfig, opts) -> None:
+    """N frames of the kiosk on a frame clock, then the screenshot (the newest drawing answered)."""
+    width, height = opts.width or 1280, opts.height or 720
+    try:
+        ctx = create_headless()
+    except GLVersionError as exc:
+        raise AppError(str(exc)) from None
+    px_per_mm = (kiosk.screen_dpi or DEFAULT_DPI) / 25.4
+    scale = kiosk_ui_scale(kiosk.control_mm, px_per_mm, cfg.ui_scale)
+    clock = FrameClock()
+    scene = KioskScene(cfg, kiosk, ui_scale=scale, px_per_mm=px_per_mm, clock=clock)
+    app = App(scene, ctx=ctx, size=(width, height), ui_config=ui_config(kiosk, scale), quit_chord=False)
+    try:
+        wait_until_ready(app, scene.inner, cfg.worker_timeout)
+        for _ in range(opts.frames or 1):
+            clock.tick()
+            app.frame()
+            # Pace the pen to the worker, so every frame's drawing has come back before the next.
+            deadline = time.monotonic() + 5.0
+            while not scene.ready and time.monotonic() < deadline:
+                time.sleep(0.002)
+                app.frame()
+        if opts.screenshot is not None:
+            Image.fromarray(app.read_pixels()).save(opts.screenshot)
+    finally:
+        app.close()
+        ctx.release()
+
+
+def main(cfg: AppConfig, kiosk: KioskConfig, opts, argv: list[str]) -> int:
+    """The `--kiosk` branch of the command line; returns the exit status."""
+    if opts.soak is not None:
+        from scenes.kiosk.soak import run_soak
+
+        run_soak(cfg, kiosk, opts)
+        return 0
+    if opts.headless:
+        run_headless(cfg, kiosk, opts)
+        return 0
+    if not opts.no_supervisor:
+        try:
+            return supervise([sys.executable, "-m", "scenes.cli", *argv, "--no-supervisor"], kiosk)
+        except OSError as exc:  # the log folder cannot be made, or the app cannot be started
+            raise AppError(f"kiosk supervisor: {exc}") from None
+    run_window(cfg, kiosk)
+    return 0

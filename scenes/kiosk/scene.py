@@ -1,0 +1,516 @@
+"""KioskScene: the explorer as an unattended exhibit, by composition.
+
+It wraps an `ExploreScene` (the network, the worker, the pad, the camera, the renderer) and
+implements the same Scene protocol, forwarding update / upload / draw to it.  What it adds:
+
+* who owns the exhibit (scenes/kiosk/idle.py): attract mode when nobody is there, the visitor
+  from their first touch, a full reset (pad cleared, camera home, panels closed) when they leave;
+* attract mode (attract.py): the pad is drawn on through `PadState` like a finger would, so the
+  worker and the node colours follow the pen exactly as they follow a visitor;
+* its own touch-sized panels (panels.py) instead of the explorer's, unless the config allows
+  "explore"; tap a layer for its visitor text, double-tap to fly the camera to it; pinch and
+  two-finger pan where the window backend delivers them (engine/ui/input.py);
+* locked keys: the explorer never sees a key; only the exit chord or the operator PIN end the
+  kiosk (`exit_requested`, and the window is asked to close);
+* a dark "Starting..." / "Restarting..." card until the network has answered.
+
+Every time-dependent decision reads `clock` (injectable), so tests run idle timeouts instantly.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import glfw
+import numpy as np
+from imgui_bundle import imgui
+
+from engine.camera import OrbitCamera
+from engine.config import AppConfig
+from engine.graph.layout import Layout, build_layout
+from engine.scene import FrameContext
+from engine.ui.input import MOUSE_LEFT, InputState
+from scenes.explore.scene import ExploreScene
+from scenes.kiosk.attract import Attract, load_strokes
+from scenes.kiosk.config import STRINGS, KioskConfig
+from scenes.kiosk.idle import RESET, START_ATTRACT, STOP_ATTRACT, VISITOR, IdleMachine
+from scenes.kiosk.panels import KioskUi, gui_kiosk
+
+TAP_SLOP = 12.0  # window units a finger may wander and still tap
+TAP_TIME = 0.35  # seconds a tap may last
+DOUBLE_TAP = 0.45  # seconds between the taps of a double tap
+FLIGHT_S = 0.8  # camera flights (home, to a layer)
+MIN_COVER_S = 0.6  # the start-up card stays at least this long, so it never flickers
+
+
+def button_edge(control_mm: float, px_per_mm: float, scale: float) -> float:
+    """Touch-target edge in window units: `control_mm` on the screen, never below ImGui's own
+    frame height at `scale` (a 15 px font plus padding)."""
+    return max(control_mm * px_per_mm, 21.0 * scale)
+
+
+def kiosk_ui_scale(control_mm: float, px_per_mm: float, base: float) -> float:
+    """ImGui style scale: at least `base` (the app's ui_scale times the monitor's DPI hint), and
+    enough that ImGui's own widgets (21 px at scale 1) are `control_mm` tall."""
+    return max(base, control_mm * px_per_mm / 21.0)
+
+
+@dataclass
+class Pose:
+    target: np.ndarray
+    yaw: float
+    pitch: float
+    distance: float
+
+    @classmethod
+    def of(cls, cam: OrbitCamera) -> Pose:
+        return cls(cam.target.copy(), cam.yaw, cam.pitch, cam.distance)
+
+    def apply(self, cam: OrbitCamera) -> None:
+        cam.target, cam.yaw, cam.pitch, cam.distance = self.target.copy(), self.yaw, self.pitch, self.distance
+
+
+@dataclass
+class Flight:
+    """A smooth camera move to `goal`; the start pose is taken at the first step (so a fit the
+    explorer makes in between is where the move starts)."""
+
+    goal: Pose
+    duration: float = FLIGHT_S
+    start: Pose | None = None
+    t: float = 0.0
+
+    def step(self, cam: OrbitCamera, dt: float) -> bool:
+        """Move; True when arrived."""
+        if self.start is None:
+            self.start = Pose.of(cam)
+        self.t = min(self.t + dt, self.duration)
+        u = self.t / self.duration
+        u = u * u * (3.0 - 2.0 * u)  # smoothstep: no jolt at either end
+        a, b = self.start, self.goal
+        dyaw = (b.yaw - a.yaw + math.pi) % (2.0 * math.pi) - math.pi  # the short way round
+        # Distance in log space: a zoom reads as steady, not fast then slow.
+        dist = math.exp(math.log(a.distance) + (math.log(b.distance) - math.log(a.distance)) * u)
+        Pose(
+            a.target + (b.target - a.target) * u, a.yaw + dyaw * u, a.pitch + (b.pitch - a.pitch) * u, dist
+        ).apply(cam)
+        return self.t >= self.duration
+
+
+class KioskScene:
+    def __init__(
+        self,
+        config: AppConfig,
+        kiosk: KioskConfig,
+        *,
+        ui_scale: float = 1.0,
+        px_per_mm: float = 96.0 / 25.4,
+        clock: Callable[[], float] = time.monotonic,
+        restarts: int = 0,
+    ) -> None:
+        self.kiosk = kiosk
+        self.clock = clock
+        self.inner = ExploreScene(config, None, ui_scale)
+        self.idle = IdleMachine(kiosk.attract_after, kiosk.reset_after, clock)
+        self.attract = Attract(
+            self.inner.pad,
+            self.inner.camera,
+            load_strokes(),
+            pen_speed=kiosk.pen_speed,
+            orbit_speed=kiosk.orbit_speed,
+            hold_digit=kiosk.hold_digit,
+            seed=kiosk.seed,
+        )
+        self.ui = KioskUi(
+            scale=ui_scale,
+            button=button_edge(kiosk.control_mm, px_per_mm, ui_scale),
+            strings={k: kiosk.string(k) for k in STRINGS},
+            panels=tuple(kiosk.panels),
+            cover=kiosk.string("restarting" if restarts else "starting"),
+        )
+        self.px_per_mm = px_per_mm
+        self.exit_requested = False
+        self.flight: Flight | None = None
+        self._exit_keys = kiosk.exit_keys
+        self._typed = ""  # digits typed since the last Enter (keyboard PIN)
+        self._corner_since: float | None = None  # the top-right corner is being held since
+        self._press: tuple[float, float, float] | None = None  # scene press: x, y, time
+        self._last_tap: tuple[float, float, float] | None = None
+        self._zoom_left = 0.0  # zoom steps still to apply, spread over a few frames
+        self._layout: Layout | None = None
+        self._layout_key = None
+        self._spec = None
+        self._viewport = (1, 1)
+        self._fb_scale = 1.0
+        self._last_error: str | None = None
+        self._started = clock()
+        self._last = self._started
+        self.app = None
+
+    # -- the explorer's parts, for the runner, the soak and tests ------------------------------------
+
+    @property
+    def pad(self):
+        return self.inner.pad
+
+    @property
+    def camera(self) -> OrbitCamera:
+        return self.inner.camera
+
+    @property
+    def state(self):
+        return self.inner.state
+
+    @property
+    def worker(self):
+        return self.inner.worker
+
+    @property
+    def ready(self) -> bool:
+        return self.inner.ready
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def on_enter(self, fc: FrameContext) -> None:
+        self.app = fc.app
+        self.inner.on_enter(fc)
+        self.app.show_frame_time = False
+
+    def on_exit(self) -> None:
+        self.attract.stop()
+        self.inner.on_exit()
+
+    # -- per frame -----------------------------------------------------------------------------------
+
+    def gui(self) -> None:
+        now = self.clock()
+        if self._visitor_in_imgui() and self.idle.state != VISITOR:
+            # Before the pad widget runs: the finger that stops attract mode also starts the stroke.
+            self._act(self.idle.step(True))
+        self.ui.time = now - self._started
+        self.ui.attract = self.attract.active
+        self.ui.pen = self.attract.pen
+        if self.ui.cover is not None and self.inner.ready and now - self._started >= MIN_COVER_S:
+            self.ui.cover = None
+        if self.ui.pin_open:
+            self.ui.layer_card = None
+        if "explore" in self.ui.panels:
+            self.inner.gui()
+            self.app.show_frame_time = False
+        io = imgui.get_io()
+        gui_kiosk(
+            self.ui, self.inner.pad, self.inner.state.probabilities, (io.display_size.x, io.display_size.y)
+        )
+
+    def update(self, inp: InputState, dt: float, ui_mouse: bool, ui_keyboard: bool) -> None:
+        now = self.clock()
+        kdt, self._last = max(now - self._last, 0.0), now
+        self._fb_scale = inp.framebuffer_scale[0] or 1.0
+        self._keys(inp)
+        self._pin_corner(inp, now)
+        self._act(self.idle.step(self._had_input(inp)))
+        self._requests()
+        if self.attract.active:
+            self.attract.update(kdt)
+        if (
+            self.flight is not None
+            and inp.is_down(MOUSE_LEFT)
+            and inp.mouse_delta != (0.0, 0.0)
+            and not ui_mouse
+        ):
+            self.flight = None  # the visitor drags the camera: theirs now (a tap leaves the flight alone)
+        self.inner.update(_without_keys(inp), dt, ui_mouse, True)
+        self._report_errors()
+        self._watch_spec()
+        self._gestures(inp)
+        self._taps(inp, ui_mouse, now)
+        self._zoom_step(kdt)
+        if self.flight is not None and self.flight.step(self.camera, kdt):
+            self.flight = None
+
+    def upload(self) -> None:
+        self.inner.upload()
+
+    def draw(self, viewport: tuple[int, int]) -> None:
+        self._viewport = (max(int(viewport[0]), 1), max(int(viewport[1]), 1))
+        self.inner.draw(viewport)
+
+    # -- who owns the exhibit --------------------------------------------------------------------------
+
+    def _visitor_in_imgui(self) -> bool:
+        io = imgui.get_io()
+        moved = io.mouse_pos.x > -1e30 and (io.mouse_delta.x != 0.0 or io.mouse_delta.y != 0.0)
+        return any(io.mouse_down[i] for i in range(3)) or io.mouse_wheel != 0.0 or moved
+
+    @staticmethod
+    def _had_input(inp: InputState) -> bool:
+        return bool(
+            inp.buttons_pressed
+            or inp.buttons_down
+            or inp.keys_pressed
+            or inp.chars
+            or inp.scroll != (0.0, 0.0)
+            or (inp.cursor_inside and inp.mouse_delta != (0.0, 0.0))
+            or inp.touches
+            or inp.pinch != 1.0
+            or inp.pan2 != (0.0, 0.0)
+        )
+
+    def _act(self, actions: list[str]) -> None:
+        for action in actions:
+            if action == STOP_ATTRACT:
+                self.attract.stop()
+                self.inner.pad.clear()  # the visitor starts on an empty pad
+                self.fly_home()
+            elif action == RESET:
+                self.reset()
+            elif action == START_ATTRACT:
+                self.attract.start()
+
+    def reset(self) -> None:
+        """The full reset after a visitor leaves: pad cleared, camera home, panels closed."""
+        if self.inner.pad.drawing:
+            self.inner.pad.end_stroke()
+        self.inner.pad.clear()
+        self.ui.layer_card = None
+        self.ui.pin_open, self.ui.pin_entry, self.ui.pin_wrong = False, "", False
+        self._zoom_left = 0.0
+        self.fly_home()
+
+    # -- keys: locked, except the way out ----------------------------------------------------------------
+
+    def _keys(self, inp: InputState) -> None:
+        if self._exit_keys is not None:
+            mods, key = self._exit_keys
+            for e in inp.events:
+                if e.kind == "key" and e.down and e.code == key and (e.mods & mods) == mods:
+                    self.request_exit()
+        if self.kiosk.pin:
+            self._typed = (self._typed + "".join(c for c in inp.chars if c.isdigit()))[-12:]
+            if inp.key_pressed(glfw.KEY_ENTER) or inp.key_pressed(glfw.KEY_KP_ENTER):
+                if self._typed.endswith(self.kiosk.pin):
+                    self.request_exit()
+                self._typed = ""
+
+    def _pin_corner(self, inp: InputState, now: float) -> None:
+        """Holding the top-right corner for pin_hold seconds opens the PIN keypad."""
+        if not self.kiosk.pin:
+            return
+        w = inp.window_size[0]
+        x, y = inp.mouse_pos
+        if inp.is_down(MOUSE_LEFT) and x >= w - self.ui.button and y <= self.ui.button:
+            if self._corner_since is None:
+                self._corner_since = now
+            elif now - self._corner_since >= self.kiosk.pin_hold:
+                self.ui.pin_open = True
+        else:
+            self._corner_since = None
+
+    def request_exit(self) -> None:
+        self.exit_requested = True
+        window = getattr(self.app, "window", None)
+        if window is not None:
+            window.request_close()
+
+    # -- what the panels asked for ---------------------------------------------------------------------
+
+    def _requests(self) -> None:
+        ui = self.ui
+        if ui.clear:
+            ui.clear = False
+            self.inner.pad.clear()
+        if ui.fit:
+            ui.fit = False
+            self.fly_home(keep_angle=True)
+        if ui.reset:
+            ui.reset = False
+            self.fly_home()
+        if ui.zoom:
+            self._zoom_left += ui.zoom
+            ui.zoom = 0.0
+        if ui.pin_submit is not None:
+            if self.kiosk.pin and ui.pin_submit == self.kiosk.pin:
+                self.request_exit()
+            else:
+                ui.pin_wrong = True
+            ui.pin_submit = None
+
+    def _report_errors(self) -> None:
+        """Problems the explorer would show in its status panel go to stderr instead, which the
+        supervisor writes to the kiosk log: visitors see none of it, operators all of it."""
+        error = self.inner.state.error
+        if error != self._last_error:
+            self._last_error = error
+            if error:
+                print(f"convscope kiosk: {error}", file=sys.stderr, flush=True)
+
+    # -- camera ------------------------------------------------------------------------------------------
+
+    def _watch_spec(self) -> None:
+        spec = self.inner.spec
+        if spec is None:
+            return
+        key = (id(spec), tuple(self.inner.state.layer_visible))
+        if key != self._layout_key:
+            first = self._spec is None or spec.model != self._spec.model
+            self._layout_key, self._spec = key, spec
+            self._layout = build_layout(spec, visible=self.inner.state.layer_visible)
+            self.ui.layer_card = None
+            if first:
+                self.fly_home()
+
+    def free_region(self) -> tuple[float, float]:
+        """Left and right edge (framebuffer pixels) of the part of the screen the panels leave free."""
+        w = self._viewport[0]
+        left = self.ui.left_edge * self._fb_scale
+        right = (self.ui.right_edge * self._fb_scale) if self.ui.right_edge > 0 else w
+        if right - left < 0.4 * w:
+            return 0.0, float(w)
+        return float(left), float(right)
+
+    def home_pose(self, keep_angle: bool = False) -> Pose | None:
+        """The whole network framed in the free region, from the home angle (or the current one)."""
+        if self._layout is None:
+            return None
+        w, h = self._viewport
+        left, right = self.free_region()
+        cam = copy.deepcopy(self.camera)
+        angle = {"yaw": cam.yaw, "pitch": cam.pitch} if keep_angle else {}
+        cam.fit(*self._layout.bounds, (right - left) / h, margin=0.1, **angle)
+        cam.pan((left + right) / 2.0 - w / 2.0, 0.0, h)
+        self.camera.scene_radius = cam.scene_radius
+        return Pose.of(cam)
+
+    def fly_home(self, keep_angle: bool = False) -> None:
+        goal = self.home_pose(keep_angle)
+        if goal is not None:
+            self.flight = Flight(goal)
+
+    def fly_to_layer(self, index: int) -> None:
+        lo, hi = self._layout.layer_bounds[index]
+        w, h = self._viewport
+        left, right = self.free_region()
+        cam = copy.deepcopy(self.camera)
+        cam.fit(
+            lo, hi, (right - left) / h, margin=0.25, yaw=cam.yaw, pitch=max(cam.pitch, math.radians(35.0))
+        )
+        cam.pan((left + right) / 2.0 - w / 2.0, 0.0, h)
+        self.flight = Flight(Pose.of(cam))
+
+    def _zoom_step(self, dt: float) -> None:
+        if abs(self._zoom_left) < 1e-3:
+            self._zoom_left = 0.0
+            return
+        step = self._zoom_left * min(1.0, dt * 10.0)  # most of a click's zoom within ~0.3 s
+        self._zoom_left -= step
+        self.flight = None
+        w, h = self._viewport
+        left, right = self.free_region()
+        ndc = (2.0 * ((left + right) / 2.0) / w - 1.0, 0.0)  # toward the middle of the free region
+        self.camera.zoom(step, ndc, w / h)
+
+    def _gestures(self, inp: InputState) -> None:
+        if inp.pinch == 1.0 and inp.pan2 == (0.0, 0.0):
+            return
+        self.flight = None
+        w, h = self._viewport
+        sx, sy = inp.framebuffer_scale
+        if inp.pinch != 1.0 and inp.pinch > 0.0:
+            steps = math.log(inp.pinch) / -math.log(self.camera.zoom_factor)
+            cx, cy = inp.touch_center[0] * sx, inp.touch_center[1] * sy
+            self.camera.zoom(steps, (2.0 * cx / w - 1.0, 1.0 - 2.0 * cy / h), w / h)
+        if inp.pan2 != (0.0, 0.0):
+            self.camera.pan(inp.pan2[0] * sx, inp.pan2[1] * sy, h)
+
+    # -- tapping a layer ---------------------------------------------------------------------------------
+
+    def _taps(self, inp: InputState, ui_mouse: bool, now: float) -> None:
+        if inp.touches >= 2:
+            self._press = None  # the first finger of a pinch is not a tap
+            return
+        if inp.was_pressed(MOUSE_LEFT) and not ui_mouse:
+            self._press = (*inp.mouse_pos, now)
+        if not inp.was_released(MOUSE_LEFT) or self._press is None:
+            return
+        x0, y0, t0 = self._press
+        self._press = None
+        x, y = inp.mouse_pos
+        if math.hypot(x - x0, y - y0) > TAP_SLOP * self.ui.scale or now - t0 > TAP_TIME:
+            return  # a drag (an orbit), not a tap
+        double = (
+            self._last_tap is not None
+            and now - self._last_tap[2] <= DOUBLE_TAP
+            and math.hypot(x - self._last_tap[0], y - self._last_tap[1]) <= 3 * TAP_SLOP * self.ui.scale
+        )
+        self._last_tap = None if double else (x, y, now)
+        layer = self.pick_layer(x * self._fb_scale, y * self._fb_scale)
+        if layer is None:
+            return
+        if "layer_text" in self.ui.panels:
+            self.open_layer_card(layer)
+        if double:
+            self.fly_to_layer(layer)
+
+    def open_layer_card(self, index: int) -> None:
+        layer = self._spec.layers[index]
+        text = self.kiosk.layer_text(self._spec.model, layer.name)
+        if text is None:
+            return
+        shape = layer.shape
+        if len(shape) == 3:
+            what = f"{shape[0]} map{'s' if shape[0] != 1 else ''} of {shape[1]} x {shape[2]}"
+        else:
+            what = f"{shape[0]} nodes"
+        self.ui.layer_card = index
+        w, h = self._viewport
+        centre = self.camera.project(self._layout.layer_center(index)[None], w, h)[0]
+        self.ui.card_on_top = bool(np.isfinite(centre[1]) and centre[1] > 0.5 * h)
+        self.ui.card_title = f"{layer.name}  ·  {what}"
+        self.ui.card_text = text
+
+    def pick_layer(self, px: float, py: float) -> int | None:
+        """The layer under framebuffer pixel (px, py): the nearest layer sheet the picking ray
+        crosses inside its bounds (with a margin of a node or two, so thin rows are hittable)."""
+        if self._layout is None:
+            return None
+        w, h = self._viewport
+        eye, d = self.camera.ray(px, py, w, h)
+        best, best_t = None, math.inf
+        visible = self.inner.state.layer_visible
+        for i, (lo, hi) in enumerate(self._layout.layer_bounds):
+            if visible and not visible[i]:
+                continue
+            ext = hi - lo
+            margin = max(float(ext[0]), float(ext[2])) * 0.04 + 1.5 * float(self._layout.sizes.max())
+            yc = (lo[1] + hi[1]) / 2.0
+            if abs(d[1]) < 1e-9:
+                continue
+            t = (yc - eye[1]) / d[1]
+            if t <= 0:
+                continue
+            p = eye + d * t
+            if (
+                lo[0] - margin <= p[0] <= hi[0] + margin
+                and lo[2] - margin <= p[2] <= hi[2] + margin
+                and t < best_t
+            ):
+                best, best_t = i, t
+        return best
+
+
+def _without_keys(inp: InputState) -> InputState:
+    """The frame's input with every key and typed character removed: the explorer's shortcuts are locked."""
+    return dataclasses.replace(
+        inp,
+        keys_down=frozenset(),
+        keys_pressed=frozenset(),
+        keys_released=frozenset(),
+        chars="",
+        events=tuple(e for e in inp.events if e.kind not in ("key", "char")),
+    )

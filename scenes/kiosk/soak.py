@@ -1,0 +1,343 @@
+"""The soak run: the kiosk for MINUTES of real time, attract mode and synthetic visitors taking
+turns, then a JSON report.
+
+    convscope --kiosk --soak 60 --report soak.json [--headless]
+
+A synthetic visitor arrives every few seconds of attract mode and uses the exhibit through the
+same input path a finger does (engine.ui.input.InputCollector: pointer and touch events): draws a
+digit or two on the pad, sometimes clears it, orbits the scene, taps a layer, presses the zoom /
+fit / reset buttons, pinches; then leaves, the idle reset runs and attract resumes.  Idle timings
+are shortened for the soak (attract after 3 s, reset after 6 s) so a session cycle takes seconds.
+
+Report (all times in milliseconds, memory in kB):
+    frame_ms: per time bucket (60 s; a quarter of the run when it is under 2 minutes)
+              frames, p50, p99, max
+    rss_kb:   render and worker process at start (first result), after warm-up, and at the end
+    rss_growth_after_warmup_pct, worker_restarts, worker_pids, sessions, resets, attract_digits,
+    shm_segments_start / shm_segments_end (/dev/shm/convscope*, any process's; end is after
+    shutdown), shm_leaked (those of this process at the end: should be none)
+
+Frames are paced to 30 fps headless (a window paces itself by vsync); a frame's time is its work
+including GPU completion (ctx.finish()), not the pacing sleep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from engine.app import App
+from engine.config import AppConfig
+from engine.gpu.context import GLVersionError, create_headless, renderer_string
+from engine.ui.input import MOUSE_LEFT, InputCollector
+from engine.worker.shm import segment_prefix
+from scenes.explore.run import AppError, wait_until_ready
+from scenes.kiosk.attract import place
+from scenes.kiosk.config import KioskConfig
+from scenes.kiosk.idle import VISITOR
+from scenes.kiosk.run import DEFAULT_DPI, make_window, monitor_px_per_mm, ui_config
+from scenes.kiosk.scene import KioskScene, kiosk_ui_scale
+
+HEADLESS_FPS = 30.0
+SOAK_ATTRACT_AFTER = 3.0
+SOAK_RESET_AFTER = 6.0
+
+
+def rss_kb(pid: int | None) -> int | None:
+    """Resident memory of a process (VmRSS from /proc), kB; None where there is no /proc or no process."""
+    if pid is None:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def shm_segments() -> list[str]:
+    shm = Path("/dev/shm")
+    return sorted(p.name for p in shm.glob("convscope*")) if shm.is_dir() else []
+
+
+class SyntheticVisitor:
+    """Scripted visitors, one input step per `frame()` call, fed into `sink` like a window's events."""
+
+    def __init__(self, scene: KioskScene, sink: InputCollector, seed: int = 0) -> None:
+        self.scene = scene
+        self.sink = sink
+        self.rng = np.random.default_rng(seed)
+        self.sessions = 0
+        self.actions: dict[str, int] = {}
+        self._script = self._visitors()
+
+    def frame(self) -> None:
+        next(self._script)
+
+    # -- building blocks (each yields once per frame) --------------------------------------------------
+
+    def _count(self, name: str) -> None:
+        self.actions[name] = self.actions.get(name, 0) + 1
+
+    def _wait(self, seconds: float) -> Iterator[None]:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            yield
+
+    def _tap(self, x: float, y: float) -> Iterator[None]:
+        self.sink.on_cursor_pos(x, y)
+        yield
+        self.sink.on_mouse_button(MOUSE_LEFT, True, 0)
+        yield
+        self.sink.on_mouse_button(MOUSE_LEFT, False, 0)
+        yield
+
+    def _press(self, label: str) -> Iterator[None]:
+        where = self.scene.ui.target(label)
+        if where is not None:
+            self._count(label)
+            yield from self._tap(*where)
+
+    def _draw_digit(self) -> Iterator[None]:
+        lib = self.scene.attract.library
+        digit = str(self.rng.integers(10))
+        variants = lib[digit]
+        strokes = place(
+            variants[int(self.rng.integers(len(variants)))], 1000, float(self.rng.uniform(0.85, 1.05))
+        )
+        x0, y0, x1, y1 = self.scene.ui.pad_rect
+        to_window = lambda p: (x0 + p[0] / 1000.0 * (x1 - x0), y0 + p[1] / 1000.0 * (y1 - y0))  # noqa: E731
+        self._count("digit")
+        for s in strokes:
+            self.sink.on_cursor_pos(*to_window(s[0]))
+            yield
+            self.sink.on_mouse_button(MOUSE_LEFT, True, 0)
+            for k in range(1, len(s), 5):  # a brisk finger: a few path points a frame
+                self.sink.on_cursor_pos(*to_window(s[k]))
+                yield
+            self.sink.on_cursor_pos(*to_window(s[-1]))
+            self.sink.on_mouse_button(MOUSE_LEFT, False, 0)
+            yield
+
+    def _orbit(self) -> Iterator[None]:
+        w, h = self.sink.window_size
+        left, right = self.scene.ui.left_edge, self.scene.ui.right_edge or w
+        x, y = (left + right) / 2.0, h * 0.35
+        self._count("orbit")
+        self.sink.on_cursor_pos(x, y)
+        yield
+        self.sink.on_mouse_button(MOUSE_LEFT, True, 0)
+        for _ in range(20):
+            x += float(self.rng.uniform(-12, 18))
+            y += float(self.rng.uniform(-4, 5))
+            self.sink.on_cursor_pos(x, y)
+            yield
+        self.sink.on_mouse_button(MOUSE_LEFT, False, 0)
+        yield
+
+    def _tap_layer(self, double: bool) -> Iterator[None]:
+        scene = self.scene
+        layout = scene._layout
+        if layout is None:
+            return
+        i = int(self.rng.integers(len(layout.layer_bounds)))
+        w, h = scene._viewport
+        px = scene.camera.project(layout.layer_center(i)[None], w, h)[0]
+        if not np.all(np.isfinite(px)):
+            return
+        x, y = px / scene._fb_scale
+        self._count("double_tap" if double else "tap")
+        yield from self._tap(x, y)
+        if double:
+            yield from self._tap(x, y)
+
+    def _pinch(self) -> Iterator[None]:
+        w, h = self.sink.window_size
+        left, right = self.scene.ui.left_edge, self.scene.ui.right_edge or w
+        cx, cy = (left + right) / 2.0, h * 0.45
+        spread = 60.0
+        grow = float(self.rng.choice([-1.0, 1.0]))
+        self._count("pinch")
+        self.sink.on_touch_down(1, cx - spread, cy)
+        self.sink.on_touch_down(2, cx + spread, cy)
+        yield
+        for _ in range(12):
+            spread *= 1.0 + 0.04 * grow
+            cx += 3.0
+            self.sink.on_touch_move(1, cx - spread, cy)
+            self.sink.on_touch_move(2, cx + spread, cy)
+            yield
+        self.sink.on_touch_up(1, cx - spread, cy)
+        self.sink.on_touch_up(2, cx + spread, cy)
+        yield
+
+    # -- the visitors ------------------------------------------------------------------------------------
+
+    def _visitors(self) -> Iterator[None]:
+        first = True
+        while True:
+            # Attract mode runs (the first visitor comes soon, so even a short soak sees a reset).
+            yield from self._wait(float(self.rng.uniform(2.0, 4.0) if first else self.rng.uniform(3.0, 8.0)))
+            first = False
+            self.sessions += 1
+            for _ in range(int(self.rng.integers(1, 3))):
+                yield from self._draw_digit()
+                yield from self._wait(float(self.rng.uniform(0.5, 1.5)))
+                if self.rng.random() < 0.5:
+                    yield from self._press("Clear")
+            yield from self._orbit()
+            yield from self._tap_layer(double=bool(self.rng.random() < 0.5))
+            yield from self._wait(float(self.rng.uniform(0.3, 1.0)))
+            for label in self.rng.permutation(["+", "-", "Fit", "Reset"]):
+                yield from self._press(str(label))
+            yield from self._pinch()
+            while self.scene.idle.state == VISITOR:  # the visitor leaves; the idle reset follows
+                yield
+
+
+def _percentiles(times: list[float]) -> dict:
+    if not times:
+        return {"frames": 0, "p50": None, "p99": None, "max": None}
+    a = np.asarray(times) * 1e3
+    return {
+        "frames": len(times),
+        "p50": round(float(np.percentile(a, 50)), 3),
+        "p99": round(float(np.percentile(a, 99)), 3),
+        "max": round(float(a.max()), 3),
+    }
+
+
+def run_soak(cfg: AppConfig, kiosk: KioskConfig, opts) -> dict:
+    """Run the soak and write opts.report; returns the report."""
+    total = float(opts.soak) * 60.0
+    kiosk = dataclasses.replace(
+        kiosk,
+        attract_after=min(kiosk.attract_after, SOAK_ATTRACT_AFTER),
+        reset_after=min(kiosk.reset_after, SOAK_RESET_AFTER),
+    )
+    shm_start = shm_segments()
+    window = ctx = None
+    if opts.headless:
+        width, height = opts.width or 1280, opts.height or 720
+        try:
+            ctx = create_headless()
+        except GLVersionError as exc:
+            raise AppError(str(exc)) from None
+        px_per_mm = (kiosk.screen_dpi or DEFAULT_DPI) / 25.4
+        scale = kiosk_ui_scale(kiosk.control_mm, px_per_mm, cfg.ui_scale)
+    else:
+        window = make_window(cfg, kiosk)
+        ctx = window.ctx
+        px_per_mm = monitor_px_per_mm(window, kiosk)
+        scale = kiosk_ui_scale(kiosk.control_mm, px_per_mm, cfg.ui_scale * window.ui_scale_hint)
+    scene = KioskScene(cfg, kiosk, ui_scale=scale, px_per_mm=px_per_mm)
+    if window is None:
+        app = App(scene, ctx=ctx, size=(width, height), ui_config=ui_config(kiosk, scale), quit_chord=False)
+        sink = app.headless_input
+    else:
+        app = App(scene, window=window, ui_config=ui_config(kiosk, scale), quit_chord=False)
+        sink = window.input
+    visitor = SyntheticVisitor(scene, sink, seed=kiosk.seed)
+    bucket_s = 60.0 if total >= 120.0 else total / 4.0
+    warm_s = min(60.0, 0.25 * total)
+    buckets: list[list[float]] = []
+    rss_series: list[dict] = []
+    worker_pids: list[int] = []
+    try:
+        wait_until_ready(app, scene.inner, cfg.worker_timeout)
+        renderer = renderer_string(ctx)
+        start = {"render": rss_kb(os.getpid()), "worker": rss_kb(scene.worker.pid)}
+        warm = None
+        t0 = time.monotonic()
+        next_frame = t0
+        while (now := time.monotonic()) - t0 < total:
+            if scene.worker.pid is not None and scene.worker.pid not in worker_pids:
+                worker_pids.append(scene.worker.pid)
+            visitor.frame()
+            f0 = time.perf_counter()
+            app.frame()
+            ctx.finish()
+            spent = time.perf_counter() - f0
+            k = int((now - t0) / bucket_s)
+            while len(buckets) <= k:
+                buckets.append([])
+                rss_series.append(
+                    {
+                        "t_s": round(now - t0, 1),
+                        "render": rss_kb(os.getpid()),
+                        "worker": rss_kb(scene.worker.pid),
+                    }
+                )
+            buckets[k].append(spent)
+            if warm is None and now - t0 >= warm_s:
+                warm = {"render": rss_kb(os.getpid()), "worker": rss_kb(scene.worker.pid)}
+            if window is None:
+                next_frame = max(next_frame + 1.0 / HEADLESS_FPS, time.monotonic())
+                time.sleep(max(next_frame - time.monotonic(), 0.0))
+            elif window.should_close:
+                break  # the operator's exit chord ends a windowed soak early
+        end = {"render": rss_kb(os.getpid()), "worker": rss_kb(scene.worker.pid)}
+        elapsed = time.monotonic() - t0
+        restarts = scene.worker.restarts
+        stats = {
+            "sessions": visitor.sessions,
+            "visitor_actions": visitor.actions,
+            "resets": scene.idle.resets,
+            "attract_digits": scene.attract.digits_drawn,
+        }
+    finally:
+        app.close()
+        if window is not None:
+            window.close()
+        elif ctx is not None:
+            ctx.release()
+    time.sleep(0.2)  # the worker has been joined; give the OS a moment before listing /dev/shm
+    shm_end = shm_segments()
+
+    def growth(key: str) -> float | None:
+        a, b = (warm or start).get(key), end.get(key)
+        return round(100.0 * (b - a) / a, 2) if a and b else None
+
+    report = {
+        "minutes": float(opts.soak),
+        "elapsed_s": round(elapsed, 1),
+        "mode": "headless" if window is None else "window",
+        "renderer": renderer,
+        "python": platform.python_version(),
+        "platform": sys.platform,
+        "frames": sum(len(b) for b in buckets),
+        "bucket_s": bucket_s,
+        "frame_ms": [
+            {"bucket": i, "t0_s": round(i * bucket_s, 1), **_percentiles(b)} for i, b in enumerate(buckets)
+        ],
+        "frame_ms_all": _percentiles([t for b in buckets for t in b]),
+        "rss_kb": {"start": start, "after_warmup": warm, "end": end, "series": rss_series},
+        "warmup_s": warm_s,
+        "rss_growth_after_warmup_pct": {"render": growth("render"), "worker": growth("worker")},
+        "worker_restarts": restarts,
+        "worker_pids": worker_pids,
+        **stats,
+        "timings": {"attract_after_s": kiosk.attract_after, "reset_after_s": kiosk.reset_after},
+        "shm_segments_start": shm_start,
+        "shm_segments_end": shm_end,
+        # Ours: the render process creates every segment of its worker, named after its own pid.
+        "shm_leaked": [name for name in shm_end if name.startswith(segment_prefix())],
+    }
+    Path(opts.report).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    a = report["frame_ms_all"]
+    print(
+        f"soak {elapsed / 60:.2f} min: {report['frames']} frames, p50 {a['p50']} ms, p99 {a['p99']} ms; "
+        f"RSS growth after warm-up render {report['rss_growth_after_warmup_pct']['render']} %, "
+        f"worker {report['rss_growth_after_warmup_pct']['worker']} %; restarts {restarts}; "
+        f"leaked segments {len(report['shm_leaked'])}; report {opts.report}"
+    )
+    return report

@@ -1,0 +1,225 @@
+"""Kiosk logic without a GPU: the idle state machine on a simulated clock, config errors that name
+the key and the line, exit chords, the stroke library, attract mode inking a pad, and touch
+gestures in the engine's input layer."""
+
+import math
+from pathlib import Path
+
+import glfw
+import numpy as np
+import pytest
+
+from engine.camera import OrbitCamera
+from engine.ui.input import MOUSE_LEFT, InputCollector
+from scenes.explore.pad import PadState
+from scenes.kiosk.attract import DIGIT_BOX, Attract, load_strokes, sample_stroke
+from scenes.kiosk.config import KioskConfig, KioskConfigError, find_line, load_kiosk_config, parse_chord
+from scenes.kiosk.idle import ATTRACT, IDLE, RESET, START_ATTRACT, STOP_ATTRACT, VISITOR, IdleMachine
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- who owns the exhibit -------------------------------------------------------------------------
+
+
+def test_idle_then_attract_then_visitor_then_reset():
+    clock = FakeClock()
+    m = IdleMachine(attract_after=8.0, reset_after=45.0, clock=clock)
+    assert m.state == IDLE
+    clock.now += 7.9
+    assert m.step(False) == [] and m.state == IDLE
+    clock.now += 0.2
+    assert m.step(False) == [START_ATTRACT] and m.state == ATTRACT
+    clock.now += 600.0  # attract mode runs for as long as nobody comes
+    assert m.step(False) == [] and m.state == ATTRACT
+    assert m.step(True) == [STOP_ATTRACT] and m.state == VISITOR  # at once, on the first touch
+    clock.now += 44.0
+    assert m.step(False) == [] and m.state == VISITOR
+    assert m.step(True) == []  # still drawing: the timer starts over
+    clock.now += 44.9
+    assert m.step(False) == []
+    clock.now += 0.2
+    assert m.step(False) == [RESET, START_ATTRACT] and m.state == ATTRACT
+    assert (m.visitors, m.resets) == (1, 1)
+
+
+def test_a_visitor_before_attract_mode_gets_the_pad_without_a_stop():
+    clock = FakeClock()
+    m = IdleMachine(attract_after=8.0, reset_after=45.0, clock=clock)
+    clock.now += 3.0
+    assert m.step(True) == [] and m.state == VISITOR
+
+
+# -- config ----------------------------------------------------------------------------------------
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "kiosk.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_config_loads_app_and_kiosk_settings(tmp_path):
+    path = write(
+        tmp_path,
+        'model = "mlp"\n\n[kiosk]\nattract_after = 5\nexit_chord = "ctrl+shift+e"\n'
+        'panels = ["pad", "controls"]\n\n[kiosk.text]\nfc1 = "Dreihundert Knoten."\n'
+        '[kiosk.strings]\nattract = "Zeichne eine Ziffer"\n',
+    )
+    app, kiosk = load_kiosk_config(path, width=800)
+    assert (app.model, app.width) == ("mlp", 800)
+    assert kiosk.attract_after == 5.0 and kiosk.panels == ["pad", "controls"]
+    assert kiosk.layer_text("mlp", "fc1") == "Dreihundert Knoten."
+    assert kiosk.layer_text("lenet", "conv1").startswith("Six filters")  # English built in
+    assert kiosk.string("attract") == "Zeichne eine Ziffer" and kiosk.string("clear") == "Clear"
+    assert kiosk.exit_keys == (glfw.MOD_CONTROL | glfw.MOD_SHIFT, glfw.KEY_E)
+
+
+@pytest.mark.parametrize(
+    "text, line, words",
+    [
+        (
+            'model = "lenet"\n\n[kiosk]\nhold_digit = 2\nattract_after = "soon"\n',
+            5,
+            ["kiosk.attract_after", "number"],
+        ),
+        ("[kiosk]\n# idle\n\nreset_aftr = 30\n", 4, ["kiosk.reset_aftr", "unknown"]),
+        ('kiosk.panels = ["pad", "jukebox"]\n', 1, ["kiosk.panels", "jukebox"]),
+        ('[kiosk]\nexit_chord = "q"\n', 2, ["kiosk.exit_chord", "modifiers+key"]),
+        ('[kiosk]\nexit_chord = ""\npin = ""\n', 2, ["kiosk.exit_chord", "pin"]),
+        ('[kiosk]\npin = "12a4"\n', 2, ["kiosk.pin", "digits"]),
+        (
+            '[kiosk]\nfullscreen = true\n[kiosk.strings]\nprompt = "x"\n',
+            4,
+            ["kiosk.strings.prompt", "unknown"],
+        ),
+        ('width = 900\ncolourmap = "viridis"\n[kiosk]\n', 2, ["colourmap", "unknown"]),
+        ('width = 900\ncolormap = "rainbow"\n', 2, ["colormap", "rainbow"]),
+        ("[kiosk]\nattract_after = 3\nattract_after = 4\n", 3, ["not valid TOML"]),
+    ],
+)
+def test_config_errors_name_the_key_and_the_line(tmp_path, text, line, words):
+    path = write(tmp_path, text)
+    with pytest.raises(KioskConfigError) as err:
+        load_kiosk_config(path)
+    message = str(err.value)
+    assert f"line {line}" in message or f"kiosk.toml:{line}:" in message, message
+    for word in words:
+        assert word in message, message
+    assert "\n" not in message
+
+
+def test_find_line_handles_tables_dotted_keys_and_inline_tables():
+    text = 'a = 1\n[kiosk]\n  pin = "1"\n[kiosk.text]\n"conv1" = "x"\n[other]\npin = 2\n'
+    assert find_line(text, ("kiosk", "pin")) == 3
+    assert find_line(text, ("kiosk", "text", "conv1")) == 5
+    assert find_line(text, ("kiosk", "text")) == 4
+    assert find_line('kiosk = { pin = "1" }\n', ("kiosk", "pin")) == 1
+    assert find_line(text, ("kiosk", "missing")) is None
+
+
+def test_exit_chords():
+    assert parse_chord("Ctrl+Alt+Shift+Q") == (glfw.MOD_CONTROL | glfw.MOD_ALT | glfw.MOD_SHIFT, glfw.KEY_Q)
+    assert parse_chord("super+f12") == (glfw.MOD_SUPER, glfw.KEY_F12)
+    for bad in ("shift+q", "ctrl+", "ctrl+banana", "hyper+q"):
+        with pytest.raises(ValueError):
+            parse_chord(bad)
+    assert KioskConfig(exit_chord="", pin="2718").exit_keys is None
+
+
+# -- strokes and attract mode -------------------------------------------------------------------------
+
+
+def test_the_stroke_library_has_every_digit_in_the_unit_box():
+    lib = load_strokes()
+    assert sorted(lib) == [str(d) for d in range(10)]
+    for digit, variants in lib.items():
+        assert len(variants) >= 3, digit
+        for strokes in variants:
+            pts = np.vstack(strokes)
+            assert pts.min() >= -0.02 and pts.max() <= 1.02, digit
+            for s in strokes:  # dense enough that the pen draws smooth curves
+                assert np.linalg.norm(np.diff(s, axis=0), axis=1).max() < 0.03, digit
+
+
+def test_a_repeated_control_point_is_a_sharp_corner():
+    pts = sample_stroke([[0, 0], [1, 0], [1, 0], [1, 1]])
+    corner = np.argmin(np.linalg.norm(pts - [1, 0], axis=1))
+    assert np.allclose(pts[corner], [1, 0])
+    assert np.abs(pts[:corner, 1]).max() < 1e-9 and np.abs(pts[corner:, 0] - 1).max() < 1e-9
+
+
+def test_attract_inks_the_pad_along_the_stroke_and_turns_the_camera():
+    pad = PadState(size=280, radius=18)
+    cam = OrbitCamera()
+    attract = Attract(pad, cam, pen_speed=1.3, orbit_speed=5.0, hold_digit=1.0, seed=3)
+    attract.start()
+    yaw0 = cam.yaw
+    versions, inked = [], []
+    for _ in range(90):  # three seconds at 30 fps
+        attract.update(1 / 30)
+        versions.append(pad.version)
+        inked.append(float(pad.canvas.sum()))
+        if attract.digits_drawn:
+            break
+    assert attract.digits_drawn == 1, "one digit takes under three seconds"
+    assert len(set(versions)) > 20, "the ink grows frame by frame, like a pen"
+    assert all(b >= a for a, b in zip(inked, inked[1:], strict=False))
+    ys, xs = np.nonzero(pad.canvas > 0.5)
+    lo, hi = DIGIT_BOX[0] * 280 - 30, DIGIT_BOX[1] * 280 + 30
+    assert xs.min() > lo and xs.max() < hi and ys.min() > lo and ys.max() < hi
+    assert math.isclose(
+        (cam.yaw - yaw0) % (2 * math.pi), math.radians(5.0) * len(versions) / 30, rel_tol=1e-6
+    )
+    attract.stop()
+    assert not pad.drawing and attract.pen is None
+
+
+def test_attract_cycles_through_all_ten_digits():
+    pad = PadState(size=140, radius=9)
+    attract = Attract(pad, OrbitCamera(), hold_digit=0.2, seed=0)
+    attract.start()
+    seen = set()
+    for _ in range(3000):
+        attract.update(0.1)
+        if attract.digit is not None:
+            seen.add(attract.digit)
+        if attract.digits_drawn >= 10:
+            break
+    assert seen == {str(d) for d in range(10)}
+
+
+# -- touch in the input layer --------------------------------------------------------------------------
+
+
+def test_one_finger_is_the_left_button_and_two_fingers_pinch_and_pan():
+    inp = InputCollector((800, 600), (800, 600))
+    inp.on_touch_down(7, 100, 100)
+    s = inp.snapshot(0.0)
+    assert s.was_pressed(MOUSE_LEFT) and s.mouse_pos == (100.0, 100.0) and s.touches == 1
+    inp.on_touch_move(7, 120, 110)
+    s = inp.snapshot(0.016)
+    assert s.is_down(MOUSE_LEFT) and s.mouse_delta == (20.0, 10.0) and s.pinch == 1.0
+    inp.on_touch_down(9, 220, 110)  # a second finger: the stroke ends, the gesture begins
+    s = inp.snapshot(0.032)
+    assert s.was_released(MOUSE_LEFT) and not s.is_down(MOUSE_LEFT) and s.touches == 2
+    inp.on_touch_move(9, 320, 110)  # spread 100 -> 200 px
+    inp.on_touch_move(7, 120, 150)
+    s = inp.snapshot(0.048)
+    expected = math.hypot(200, 40) / 100.0
+    assert math.isclose(s.pinch, expected, rel_tol=1e-9)
+    assert s.pan2 == (50.0, 20.0) and s.touch_center == (220.0, 130.0)
+    assert not s.buttons_pressed
+    inp.on_touch_up(9, 320, 110)
+    inp.on_touch_move(7, 300, 300)  # the finger left behind draws nothing until all are up
+    s = inp.snapshot(0.064)
+    assert not s.is_down(MOUSE_LEFT) and s.pinch == 1.0 and s.pan2 == (0.0, 0.0)
+    inp.on_touch_up(7, 300, 300)
+    inp.on_touch_down(1, 50, 50)
+    assert inp.snapshot(0.08).was_pressed(MOUSE_LEFT)
