@@ -3,6 +3,11 @@
     convscope [--model lenet|mlp] [--fullscreen] [--config FILE.toml]
     convscope --headless --frames N --width W --height H --screenshot OUT.png
               [--input DRAWING.png] [--dump-activations OUT.npz]
+    convscope --kiosk [--config kiosk.toml] [--no-supervisor]
+    convscope --kiosk --headless --frames N --screenshot OUT.png
+    convscope --kiosk --soak MINUTES --report OUT.json [--headless]
+    convscope --scene train [--dataset cifar10|mnist|digits] [--data-dir DIR]   (live training, issue 4)
+    convscope --scene train --headless --frames N --screenshot OUT.png
 
 Every user mistake (unknown option, unreadable file, bad value) ends with one line on stderr that
 starts with "convscope: error:" and a non-zero exit status — never a traceback.
@@ -51,6 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dump-activations", metavar="OUT.npz", help="write the activations the render process received"
     )
+    k = p.add_argument_group("kiosk (docs/KIOSK.md)")
+    k.add_argument("--kiosk", action="store_true", help="unattended exhibit: locked fullscreen, attract mode")
+    k.add_argument("--no-supervisor", action="store_true", help="with --kiosk: run the app unsupervised")
+    k.add_argument("--soak", type=float, metavar="MINUTES", help="with --kiosk: attract + synthetic visitors")
+    k.add_argument("--report", metavar="OUT.json", help="where --soak writes its report")
+    t = p.add_argument_group("live training (scenes/train)")
+    t.add_argument(
+        "--scene", choices=["explore", "train"], default="explore", help="scene to open (default explore)"
+    )
+    t.add_argument(
+        "--dataset", choices=["cifar10", "mnist", "digits"], help="with --scene train (default cifar10)"
+    )
+    t.add_argument("--data-dir", metavar="DIR", help="with --scene train: where the data set is or goes")
     return p
 
 
@@ -64,6 +82,46 @@ def _check_output(path: str | None, flag: str) -> Path | None:
     return out
 
 
+def _check_kiosk_options(opts) -> None:
+    if not opts.kiosk:
+        for flag, value in (
+            ("--soak", opts.soak),
+            ("--report", opts.report),
+            ("--no-supervisor", opts.no_supervisor),
+        ):
+            if value:
+                raise UsageError(f"{flag} needs --kiosk")
+        return
+    if getattr(opts, "scene", "explore") != "explore":
+        raise UsageError("--kiosk shows the explorer; it takes no --scene")
+    if opts.soak is not None and not opts.soak > 0:
+        raise UsageError(f"--soak must be more than 0 minutes, got {opts.soak:g}")
+    if (opts.soak is None) != (opts.report is None):
+        raise UsageError("--soak MINUTES and --report OUT.json go together")
+    if opts.input or opts.dump_activations:
+        raise UsageError("--kiosk takes no --input or --dump-activations (the pad belongs to the visitors)")
+    if opts.headless and opts.soak is None and not opts.screenshot:
+        raise UsageError("--kiosk --headless needs --screenshot OUT.png (or --soak)")
+
+
+def _check_train_options(opts) -> None:
+    if opts.scene != "train":
+        if opts.dataset or opts.data_dir:
+            raise UsageError(f"{'--dataset' if opts.dataset else '--data-dir'} needs --scene train")
+        return
+    for flag, value in (
+        ("--kiosk", opts.kiosk),
+        ("--model", opts.model),
+        ("--weights", opts.weights),
+        ("--input", opts.input),
+        ("--dump-activations", opts.dump_activations),
+    ):
+        if value:
+            raise UsageError(f"--scene train takes no {flag}")
+    if opts.data_dir and Path(opts.data_dir).exists() and not Path(opts.data_dir).is_dir():
+        raise UsageError(f"--data-dir: {opts.data_dir} is not a folder")
+
+
 def parse(argv: list[str] | None = None):
     """Parse and check the command line; returns (options, AppConfig, initial drawing or None)."""
     from engine.config import ConfigError, load_config
@@ -72,25 +130,34 @@ def parse(argv: list[str] | None = None):
     opts = build_parser().parse_args(argv)
     if opts.frames is not None and opts.frames < 1:
         raise UsageError(f"--frames must be at least 1, got {opts.frames}")
-    if opts.headless and not opts.screenshot and not opts.dump_activations:
+    _check_kiosk_options(opts)
+    _check_train_options(opts)
+    if opts.headless and not opts.screenshot and not opts.dump_activations and opts.soak is None:
         raise UsageError("--headless needs --screenshot OUT.png and/or --dump-activations OUT.npz")
     opts.screenshot = _check_output(opts.screenshot, "--screenshot")
     opts.dump_activations = _check_output(opts.dump_activations, "--dump-activations")
+    opts.report = _check_output(opts.report, "--report")
     weights = None
     if opts.weights:
         if not Path(opts.weights).is_file():
             raise UsageError(f"--weights: cannot read {opts.weights}")
         weights = {opts.model or "lenet": str(Path(opts.weights).resolve())}
+    overrides = dict(
+        model=opts.model,
+        fullscreen=opts.fullscreen,
+        colormap=opts.colormap,
+        show_frame_time=opts.frame_time,
+        width=opts.width,
+        height=opts.height,
+    )
+    opts.kiosk_config = None
     try:
-        cfg = load_config(
-            opts.config,
-            model=opts.model,
-            fullscreen=opts.fullscreen,
-            colormap=opts.colormap,
-            show_frame_time=opts.frame_time,
-            width=opts.width,
-            height=opts.height,
-        )
+        if opts.kiosk:
+            from scenes.kiosk.config import load_kiosk_config  # the file's [kiosk] table, errors with lines
+
+            cfg, opts.kiosk_config = load_kiosk_config(opts.config, **overrides)
+        else:
+            cfg = load_config(opts.config, **overrides)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     if weights:
@@ -107,6 +174,7 @@ def parse(argv: list[str] | None = None):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
         opts, cfg, drawing = parse(argv)
     except UsageError as exc:
@@ -115,6 +183,15 @@ def main(argv: list[str] | None = None) -> int:
     from scenes.explore.run import AppError, run_headless, run_window
 
     try:
+        if opts.scene == "train":
+            from scenes.train.run import run_from_cli
+
+            run_from_cli(cfg, opts)
+            return 0
+        if opts.kiosk:
+            from scenes.kiosk.run import main as kiosk_main
+
+            return kiosk_main(cfg, opts.kiosk_config, opts, argv)
         if opts.headless:
             run_headless(cfg, opts, drawing)
         else:

@@ -23,6 +23,9 @@ uniform int u_colormap;
 uniform int u_highlight;     // node id drawn with a white outline; -1 for none
 uniform float u_size_scale;  // multiplies every node's size
 uniform float u_max_point;   // largest point size the driver draws
+uniform int u_jitter_on;     // opt-in (the training scene): nodes tremble by u_jitter; 0 = still
+uniform sampler2D u_jitter;  // RG32F: jitter amplitude (world units) and phase, by node id
+uniform float u_time;        // seconds; drives the jitter
 
 flat out vec3 v_color;
 flat out int v_highlight;
@@ -41,6 +44,13 @@ ivec2 texel(int id, sampler2D tex) {
     return ivec2(id % w, id / w);
 }
 
+// A trembling offset: three incommensurate frequencies, so it never looks like a regular circle.
+// Nodes that share a phase (one filter's map) move together.
+vec3 jitter_offset(float phase, float t) {
+    float p = 6.2831853 * phase;
+    return vec3(sin(53.0 * t + p), 0.5 * sin(41.0 * t + 2.3 * p), sin(67.0 * t + 3.7 * p + 1.7));
+}
+
 void cull() {
     gl_Position = vec4(2.0, 2.0, 2.0, 1.0);  // outside the clip volume: dropped
     gl_PointSize = 1.0;
@@ -53,6 +63,10 @@ void main() {
     int id = gl_VertexID >> 2;
 #endif
     vec4 node = texelFetch(u_nodes, texel(id, u_nodes), 0);
+    if (u_jitter_on == 1) {
+        vec2 jit = texelFetch(u_jitter, texel(id, u_jitter), 0).rg;
+        node.xyz += jit.x * jitter_offset(jit.y, u_time);
+    }
     float a = texelFetch(u_acts, texel(id, u_acts), 0).r;
     float t = (a - u_range.x) / max(u_range.y - u_range.x, 1e-20);
     v_color = isnan(a) ? vec3(0.5) : colormap(u_colormap, t);

@@ -13,6 +13,9 @@ How a layer is drawn (shaders/nodes.glsl builds both):
             point size across, and dropped whole when its centre leaves the screen
   "auto"    per layer and frame: points while the layer's nodes are small on screen, else quads
 tools/bench_render.py measures them.
+
+Jitter (opt-in, used by the training scene; off unless `set_jitter` gave amplitudes): each node is
+offset by amplitude * a trembling function of `jitter_time` and its phase (one RG32F texture by node id).
 """
 
 from __future__ import annotations
@@ -84,6 +87,9 @@ class NodeBatch:
             ),
             "points": ctx.vertex_array(self.programs["points"], []),
         }
+        self.jitter: moderngl.Texture | None = None  # made by the first set_jitter
+        self.jitter_on = False
+        self.jitter_time = 0.0  # seconds; the caller advances it while jitter is on
         self.ranges = np.tile(np.array([0.0, 1.0], np.float32), (self.n_layers, 1))
         self.visible = np.ones(self.n_layers, bool)
         self.set_layout(layout)
@@ -126,6 +132,25 @@ class NodeBatch:
         if len(values) != self.count:
             raise ValueError(f"{len(values)} activations for {self.count} nodes")
         self._write_rows(self.acts, values)
+
+    def set_jitter(self, amplitude: np.ndarray | None, phase: np.ndarray | None = None) -> None:
+        """Per-node jitter amplitude in world units (N,) and phase (N,) (nodes with equal phases move
+        together; default 0); None turns jitter off.  One upload per call."""
+        if amplitude is None:
+            self.jitter_on = False
+            return
+        amplitude = np.asarray(amplitude, np.float32).reshape(-1)
+        if len(amplitude) != self.count:
+            raise ValueError(f"{len(amplitude)} jitter amplitudes for {self.count} nodes")
+        data = np.zeros((self.count, 2), np.float32)
+        data[:, 0] = amplitude
+        if phase is not None:
+            data[:, 1] = np.asarray(phase, np.float32).reshape(-1)
+        if self.jitter is None:
+            self.jitter = self.ctx.texture(self.nodes.size, 2, dtype="f4")
+            self.jitter.filter = (moderngl.NEAREST, moderngl.NEAREST)
+        self._write_rows(self.jitter, data)
+        self.jitter_on = True
 
     def set_ranges(self, ranges: np.ndarray) -> None:
         """Per-layer [lo, hi] (L, 2) that map to the two ends of the colormap (see normalize.py)."""
@@ -193,6 +218,8 @@ class NodeBatch:
         s = self.style
         self.nodes.use(location=0)
         self.acts.use(location=1)
+        if self.jitter_on:
+            self.jitter.use(location=2)
         for prog in self.programs.values():
             set_uniform(prog, "u_nodes", 0)
             set_uniform(prog, "u_acts", 1)
@@ -207,6 +234,10 @@ class NodeBatch:
             set_uniform(prog, "u_corner", float(s.corner))
             set_uniform(prog, "u_border", float(s.border))
             set_uniform(prog, "u_border_shade", float(s.border_shade))
+            set_uniform(prog, "u_jitter_on", int(self.jitter_on))
+            if self.jitter_on:
+                set_uniform(prog, "u_jitter", 2)
+                set_uniform(prog, "u_time", float(self.jitter_time))
         self.ctx.enable(moderngl.DEPTH_TEST | moderngl.PROGRAM_POINT_SIZE)
         self.ctx.disable(moderngl.BLEND)
         used = []
@@ -234,3 +265,5 @@ class NodeBatch:
         self.index.release()
         self.nodes.release()
         self.acts.release()
+        if self.jitter is not None:
+            self.jitter.release()

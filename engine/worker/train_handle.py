@@ -1,0 +1,415 @@
+"""TrainHandle: the render process's side of the training worker (engine/worker/train_process.py).
+
+It starts the process, owns the shared memory, sends commands and reads snapshots.  Imports no torch (a
+test checks `'torch' not in sys.modules`).  Every call but `start`, `wait_reply`, `wait_snapshot` and
+`close` returns at once, so the render loop calls, once per frame:
+
+    handle.check()                 # restarts a dead worker (counts handle.restarts, sets handle.error)
+    snap = handle.poll()           # newest snapshot (TrainSnapshot, copied out), or None
+    if handle.spec_version != seen: ...rebuild the layout from handle.spec...
+    handle.command("add_filter", layer=1)   # or handle.pause(), handle.set_hyper(lr=0.1), ...
+
+Commands are answered asynchronously: each call returns an id, and `handle.replies[id]` becomes
+(ok, text) once the worker has acted on it; `ok=False` carries the reason (a refused edit, a bad value,
+a bad checkpoint) and nothing changed in the worker.
+
+Shared memory: for every architecture the worker announces (at start, after an edit, a reset or a load),
+this side creates one segment sized by train_protocol.SnapshotLayout, names it to the worker, and unlinks
+it as soon as the worker says it has attached (STYLE habit 3, as engine/worker/handle.py does, with the
+same engine/worker/shm.py Slot).  So /dev/shm holds nothing of ours while training runs, even after a
+SIGKILL of either process.
+
+Restart: a worker that dies (killed, crashed) is restarted by `check()` with the architecture, the
+hyperparameters and the run/pause state last seen — with fresh weights from the seed, since the weights
+lived in the dead process (a saved checkpoint brings them back).  `error` says so until the new worker is up.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import multiprocessing as mp
+import os
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+
+from engine.graph.spec import NetSpec
+from engine.worker import train_protocol as T
+from engine.worker.shm import Slot
+from engine.worker.train_process import DEFAULTS, train_main
+
+STOPPED = "stopped"  # no worker process
+STARTING = "starting"  # process started, no architecture announced yet (importing torch, loading data)
+ATTACHING = "attaching"  # a slot is named to the worker, waiting for ATTACHED
+READY = "ready"  # snapshots flow
+
+
+class TrainHandle:
+    """Runs one training worker for the render loop; see the module docstring for the frame loop."""
+
+    def __init__(
+        self,
+        dataset: str = "cifar10",
+        data_dir: str | os.PathLike | None = None,
+        *,
+        hyper: dict | None = None,  # engine.worker.training.Hyper fields (lr, momentum, ..., seed)
+        widths: tuple[int, ...] = (16, 20, 20),  # conv filters per layer at start
+        val_every: int = 500,  # steps between validation passes
+        monitor_index: int = 0,  # held-out image shown at start
+        publish_hz: float = 60.0,  # snapshots per second at most while training runs
+        start_paused: bool = False,
+        download: bool = True,  # let torchvision download a missing data set
+        max_loss: float = 1e4,  # divergence guard (TrainerConfig.max_loss)
+    ) -> None:
+        self.options = {
+            **DEFAULTS,
+            "dataset": dataset,
+            "data_dir": None if data_dir is None else os.fspath(data_dir),
+            "download": bool(download),
+            "hyper": dict(hyper or {}),
+            "widths": tuple(int(w) for w in widths),
+            "val_every": int(val_every),
+            "monitor_index": int(monitor_index),
+            "publish_hz": float(publish_hz),
+            "start_paused": bool(start_paused),
+            "max_loss": float(max_loss),
+        }
+        self._ctx = mp.get_context("spawn")  # fork would copy the GL context and the render threads
+        self._proc: mp.process.BaseProcess | None = None
+        self._conn = None
+        self._lost = False
+        self._state = STOPPED
+        self._worker_version = 0  # version of the newest SPEC from the current process
+        self._slot: Slot | None = None  # the attached snapshot slot
+        self._layout: T.SnapshotLayout | None = None
+        self._pending: tuple[int, Slot, NetSpec, dict] | None = None  # named to the worker, not attached
+        self._note: tuple[int, int] | None = None  # newest (version, seq) published and not read yet
+        self._cmd = 0
+        self.spec: NetSpec | None = None  # the architecture poll()'s snapshots describe
+        self.spec_version = 0  # bumped whenever .spec changes (edit, reset, load, restart)
+        self.info: dict = {}  # the SPEC's info: dataset, source, note, classes, hyper, reason, ...
+        self.replies: dict[int, tuple[bool, str]] = {}  # command id -> (ok, text)
+        self.notices: deque[str] = deque(maxlen=32)  # worker messages (NaN pause, ...) for the UI
+        self.message = ""  # the newest of them
+        self.messages_received = 0  # counts them, so a caller can tell a repeated text from a new one
+        self.error: str | None = None  # dead / failed worker, shown until it is back
+        self.restarts = 0
+        self.snapshots_read = 0
+        self.last: T.TrainSnapshot | None = None  # newest snapshot handed out
+        self._fail_streak = 0
+        self._next_restart = 0.0
+        self._closed = False
+        self._atexit = functools.partial(_close_at_exit, weakref.ref(self))
+        atexit.register(self._atexit)
+
+    # -- properties ----------------------------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @property
+    def ready(self) -> bool:
+        return self._state == READY
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and not self._lost and self._proc.is_alive()
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def launch(self) -> None:
+        """Start the worker without waiting; its spec and snapshots arrive through poll()."""
+        if self._closed:
+            raise RuntimeError("TrainHandle is closed")
+        if self._proc is None:
+            self._spawn()
+
+    def start(self, timeout: float = 60.0) -> bool:
+        """Start the worker and wait for its first snapshot: True, or False with .error set."""
+        self.launch()
+        try:
+            self.wait_snapshot(timeout=timeout)
+        except (TimeoutError, RuntimeError) as exc:
+            self.error = self.error or str(exc)
+            return False
+        return True
+
+    def check(self) -> bool:
+        """Restart the worker if it died (see the module docstring).  True if it restarted now."""
+        if self._closed or self._proc is None or self.alive:
+            return False
+        now = time.monotonic()
+        if now < self._next_restart:
+            return False  # it died again before it ever got ready: back off
+        self._drain()  # it may have said why
+        code = self._proc.exitcode
+        reason = self.error if self.error and self._state != READY else None
+        self._teardown(graceful=False)
+        self.restarts += 1
+        self._fail_streak += 1
+        self._next_restart = now + min(0.25 * 2 ** (self._fail_streak - 1), 8.0)
+        if self.spec is not None:
+            self.options["widths"] = tuple(layer.shape[0] for layer in T.conv_layers(self.spec))
+        if self.info.get("hyper"):
+            self.options["hyper"] = dict(self.info["hyper"])
+        if self.last is not None:
+            self.options["start_paused"] = self.last.paused
+            self.options["monitor_index"] = int(self.last.stats["monitor_index"])
+        self.error = (
+            f"the training process died (exit code {code}); restarted it from the seed"
+            + (f" ({reason})" if reason else "")
+            + " — load a checkpoint to continue from saved weights"
+        )
+        self._spawn()
+        return True
+
+    def close(self) -> None:
+        """Stop the worker and free the shared memory.  Idempotent; also runs at interpreter exit."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self._atexit)
+        if self.alive:
+            self._send(T.quit_msg())
+        self._teardown(graceful=True)
+
+    def __enter__(self) -> TrainHandle:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- commands ------------------------------------------------------------------------------------
+    def command(self, name: str, **kwargs) -> int:
+        """Send one command (train_protocol.COMMANDS); returns its id at once.  See `replies`."""
+        msg = T.cmd_msg(self._cmd + 1, name, kwargs)  # ValueError for an unknown name, before any id
+        self._cmd += 1
+        if name == "set_hyper" and self.info.get("hyper") is not None:
+            self.info["hyper"] = {**self.info["hyper"], **kwargs}  # kept for a restart
+        if self._conn is None or not self._send(msg):
+            self.replies[self._cmd] = (False, "the training process is not running")
+        return self._cmd
+
+    def pause(self) -> int:
+        return self.command("pause")
+
+    def resume(self) -> int:
+        return self.command("resume")
+
+    def step(self) -> int:
+        """One training step, then paused."""
+        return self.command("step")
+
+    def reset(self, seed: int | None = None) -> int:
+        return self.command("reset", seed=seed)
+
+    def set_hyper(self, **changes) -> int:
+        return self.command("set_hyper", **changes)
+
+    def add_filter(self, layer: int, index: int | None = None) -> int:
+        return self.command("add_filter", layer=layer, index=index)
+
+    def remove_filter(self, layer: int, filter: int) -> int:  # noqa: A002 - the domain's word
+        return self.command("remove_filter", layer=layer, filter=filter)
+
+    def add_layer(self, position: int, width: int) -> int:
+        return self.command("add_layer", position=position, width=width)
+
+    def remove_layer(self, layer: int) -> int:
+        return self.command("remove_layer", layer=layer)
+
+    def save(self, path: str | os.PathLike) -> int:
+        return self.command("save", path=os.fspath(path))
+
+    def load(self, path: str | os.PathLike) -> int:
+        return self.command("load", path=os.fspath(path))
+
+    def set_monitor_index(self, index: int) -> int:
+        return self.command("set_monitor_index", index=int(index))
+
+    # -- per frame -----------------------------------------------------------------------------------
+    def poll(self) -> T.TrainSnapshot | None:
+        """The newest snapshot published since the last poll (a copy), or None.  Never blocks."""
+        if self._conn is None:
+            return None
+        self._drain()
+        if self._note is None or self._slot is None or self._state != READY:
+            return None
+        version, _ = self._note
+        if version != self._worker_version:
+            self._note = None
+            return None
+        buf = np.empty(self._layout.count, np.float32)
+        got = self._slot.read_into(buf)
+        if got is None:
+            return None  # the worker kept rewriting it during the copy; next frame
+        self._note = None
+        seq = got[0]
+        if seq == 0:
+            return None
+        self._send(T.read_msg(seq))  # flow control: the worker may write the next one
+        snap = T.unpack(self._layout, buf, seq, self.spec_version)
+        self.last = snap
+        self.snapshots_read += 1
+        self._fail_streak = 0
+        if self.error and self.error.startswith("the training process died"):
+            self.error = None
+        return snap
+
+    # -- blocking helpers for tools and tests ---------------------------------------------------------
+    def wait_reply(self, cmd_id: int, timeout: float = 30.0) -> tuple[bool, str]:
+        """Block until command `cmd_id` is answered; (ok, text)."""
+        deadline = time.monotonic() + timeout
+        while cmd_id not in self.replies:
+            self._wait_once(deadline, f"no answer to command {cmd_id}")
+        return self.replies[cmd_id]
+
+    def wait_snapshot(
+        self, pred: Callable[[T.TrainSnapshot], bool] | None = None, timeout: float = 30.0
+    ) -> T.TrainSnapshot:
+        """Block until a snapshot arrives for which `pred` holds (default: any)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            snap = self.poll()
+            if snap is not None and (pred is None or pred(snap)):
+                return snap
+            self._wait_once(deadline, "no matching snapshot")
+
+    def _wait_once(self, deadline: float, what: str) -> None:
+        if self._conn is None or not self.alive:
+            self._drain()
+            raise RuntimeError(f"{what}: {self.error or 'the training process is not running'}")
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"{what} within the timeout (state {self._state}, error {self.error})")
+        try:
+            if self._conn.poll(min(left, 0.05)):
+                self._drain()
+        except (EOFError, OSError):
+            self._lost = True
+
+    # -- internals -----------------------------------------------------------------------------------
+    def _spawn(self) -> None:
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(
+            target=train_main, args=(child, dict(self.options)), name="convscope-train", daemon=True
+        )
+        proc.start()
+        child.close()  # only the worker holds its end, so its death reads as EOF here
+        self._proc, self._conn, self._lost = proc, parent, False
+        self._state = STARTING
+        self._worker_version = 0
+
+    def _send(self, msg: tuple) -> bool:
+        try:
+            self._conn.send(msg)
+            return True
+        except (OSError, ValueError, AttributeError):
+            self._lost = True
+            return False
+
+    def _drain(self) -> None:
+        if self._conn is None:
+            return
+        try:
+            while self._conn.poll(0):
+                self._handle(self._conn.recv())
+        except (EOFError, OSError):
+            self._lost = True
+
+    def _handle(self, msg: tuple) -> None:
+        tag = msg[0]
+        if tag == T.SNAP:
+            self._note = (msg[1], msg[2])
+        elif tag == T.SPEC:
+            self._on_spec(msg[1], NetSpec.from_dict(msg[2]), msg[3])
+        elif tag == T.ATTACHED:
+            self._on_attached(msg[1])
+        elif tag == T.REPLY:
+            self.replies[msg[1]] = (msg[2], msg[3])
+            if len(self.replies) > 4096:  # nobody reads old answers; keep the table bounded
+                del self.replies[next(iter(self.replies))]
+        elif tag == T.MESSAGE:
+            self.message = msg[1]
+            self.notices.append(msg[1])
+            self.messages_received += 1
+        elif tag == T.ERROR:
+            self.error = msg[1]
+
+    def _on_spec(self, version: int, spec: NetSpec, info: dict) -> None:
+        self._worker_version = version
+        self._release_pending()
+        self._release_slot()  # the worker let go of it before announcing
+        self._note = None
+        try:
+            layout = T.SnapshotLayout(spec)
+            slot = Slot.create(layout.count)
+        except (OSError, ValueError) as exc:
+            self.error = f"could not create shared memory for the training snapshot: {exc}"
+            return
+        self._pending = (version, slot, spec, info)
+        self._state = ATTACHING
+        self._send(T.attach_msg(version, slot.name))
+
+    def _on_attached(self, version: int) -> None:
+        if self._pending is None or self._pending[0] != version:
+            return
+        _, slot, spec, info = self._pending
+        self._pending = None
+        slot.unlink()  # both sides have it mapped now; nothing can leak from here on
+        self._slot = slot
+        self._layout = T.SnapshotLayout(spec)
+        self.spec = spec
+        self.info = info
+        self.spec_version += 1
+        self._state = READY
+        if self.error and not self.error.startswith("the training process died"):
+            self.error = None
+
+    def _release_pending(self) -> None:
+        if self._pending is not None:
+            slot = self._pending[1]
+            slot.unlink()
+            slot.close()
+            self._pending = None
+
+    def _release_slot(self) -> None:
+        if self._slot is not None:
+            self._slot.unlink()  # no-op once unlinked after ATTACHED
+            self._slot.close()
+            self._slot = None
+
+    def _teardown(self, graceful: bool) -> None:
+        proc, conn = self._proc, self._conn
+        self._proc = self._conn = None
+        if proc is not None:
+            if graceful:
+                proc.join(2.0)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(1.0)
+            if proc.is_alive():
+                proc.kill()
+            proc.join()
+            proc.close()
+        if conn is not None:
+            conn.close()
+        self._release_pending()
+        self._release_slot()
+        self._state = STOPPED
+        self._lost = False
+        self._note = None
+
+
+def _close_at_exit(ref: weakref.ref) -> None:
+    handle = ref()
+    if handle is not None:
+        handle.close()

@@ -1,0 +1,364 @@
+"""The training worker process: runs a Trainer (engine/worker/training.py) and publishes what the scene draws.
+
+The render process starts `train_main` with multiprocessing's "spawn" context (engine/worker/train_handle.py).
+Like engine/worker/process.py, nothing at module level imports torch: the render process imports this module
+to name the spawn target.
+
+Loop: handle every waiting command (pause, set_hyper, add_filter, save, ... see train_protocol.COMMANDS),
+then one training step unless paused, then — at most `publish_hz` times a second and only once the render
+side has read the previous one (not every step), or at once after a command changed something — one
+snapshot into the shared-memory slot: the monitored image's
+activations for every node, per-filter gradient magnitudes (jitter), per-map activation sums (paths), the
+first layer's filters and the stats (layout: train_protocol.SnapshotLayout).  While paused it blocks on
+the pipe, so a paused session costs no CPU.  After an architecture change, a reset or a load it sends the
+new NetSpec and stops publishing until the render side has made and named a slot of the new size.
+
+Every command is answered (REPLY, id, ok, text); a refused edit, a bad hyperparameter or a bad checkpoint
+is `ok=False` with the reason, and the session goes on untouched.  On EOF (render process gone) it exits.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+import time
+from multiprocessing.connection import Connection
+
+import numpy as np
+
+from engine.worker import train_protocol as T
+from engine.worker.shm import Slot
+
+DEFAULTS = {
+    "dataset": "cifar10",  # "cifar10", "mnist" or "digits"; falls back to the built-in digits with a note
+    "data_dir": None,  # where make_dataset looks (and downloads to)
+    "download": True,  # let torchvision download a missing set (fails fast when offline)
+    "hyper": {},  # engine.worker.training.Hyper fields
+    "widths": (16, 20, 20),  # conv filters per layer at start (the paper's 16-20-20)
+    "val_every": 500,  # steps between validation passes
+    "monitor_index": 0,  # held-out image whose activations are shown
+    "publish_hz": 60.0,  # snapshots per second at most while training runs
+    "start_paused": False,
+    "max_loss": 1e4,  # divergence guard threshold (TrainerConfig.max_loss)
+}
+HEARTBEAT_S = 0.5  # publish even without a READ after this long (see the flow control in train_protocol)
+
+
+def train_main(conn: Connection, options: dict) -> None:
+    """Entry point of the training process; returns when told to quit or when the pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the render process decides when we stop
+    import torch
+
+    # One core for the net: the machine is shared with the render loop (and llvmpipe), and threads
+    # cost more in wake-ups than they save on nets this small.
+    torch.set_num_threads(1)
+    torch.set_num_interop_threads(1)
+    worker = None
+    try:
+        worker = _TrainWorker(conn, {**DEFAULTS, **options})
+        worker.serve()
+    except Exception as exc:  # a crash is reported as one line, not a traceback in the user's terminal
+        try:
+            conn.send(T.error_msg(f"training process failed: {type(exc).__name__}: {exc}"))
+        except OSError:
+            pass
+    finally:
+        if worker is not None:
+            worker.release()
+        conn.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # skip torch's slow interpreter teardown; everything is released above
+
+
+class _TrainWorker:
+    def __init__(self, conn: Connection, opts: dict) -> None:
+        from engine.worker.datasets import make_dataset
+        from engine.worker.training import Hyper, Trainer, TrainerConfig
+
+        self.conn = conn
+        self.opts = opts
+        self.t0 = time.perf_counter()
+        data = make_dataset(opts["dataset"], opts["data_dir"], download=opts["download"])
+        config = TrainerConfig(
+            widths=tuple(opts["widths"]),
+            val_every=int(opts["val_every"]),
+            monitor_index=int(opts["monitor_index"]) % len(data.x_val),
+            max_loss=float(opts["max_loss"]),
+        )
+        self.trainer = Trainer(data, Hyper(**opts["hyper"]), config)
+        self.trainer.paused = bool(opts["start_paused"])
+        self.period = 1.0 / max(float(opts["publish_hz"]), 1e-3)
+        self.version = 0
+        self.layout: T.SnapshotLayout | None = None
+        self.slot: Slot | None = None
+        self.seq = 0
+        self.last_publish = -math.inf
+        self.dirty = False  # something the user should see changed: publish now, even while paused
+        self.unread = 0  # snapshots written since the render side last said it read one
+        self.quit = False
+        self.last_cmd = 0
+        self.images_total = 0.0
+        self.message_sent = ""
+        self.stats: dict = {}
+        self.history = np.zeros((T.HISTORY, T.HISTORY_COLS), np.float32)  # ring of per-step rows
+        self.history_n = 0  # rows ever written (ring position = history_n % HISTORY)
+
+    # -- loop -----------------------------------------------------------------------------------------
+    def serve(self) -> None:
+        self.announce("start")
+        while not self.quit:
+            publishable = self.dirty and self.slot is not None
+            if not self.receive(block=self.trainer.paused and not publishable):
+                return
+            if self.quit:
+                return
+            if not self.trainer.paused:
+                stats = self.trainer.tick()
+                if stats is not None:
+                    self.record(stats)
+            now = time.perf_counter()
+            due = not self.trainer.paused and now - self.last_publish >= self.period
+            # Flow control (train_protocol): the next one only once the last one was read, except for
+            # a slow heartbeat, so a render side that lost a READ cannot stall the pictures for good.
+            wanted = self.unread == 0 or now - self.last_publish >= HEARTBEAT_S
+            if self.slot is not None and (self.dirty or (due and wanted)):
+                self.publish()
+                self.last_publish = now
+
+    def receive(self, block: bool) -> bool:
+        """Handle every waiting message (after waiting for one when `block`); False when the pipe closed."""
+        try:
+            msgs = [self.conn.recv()] if block else []
+            while self.conn.poll():
+                msgs.append(self.conn.recv())
+        except (EOFError, OSError):
+            return False
+        for msg in msgs:
+            tag = msg[0]
+            if tag == T.QUIT:
+                self.quit = True
+                return True
+            if tag == T.READ:
+                self.unread = 0
+            elif tag == T.ATTACH:
+                self.attach(msg[1], msg[2])
+            elif tag == T.CMD:
+                self.command(*msg[1:])
+        return True
+
+    def send(self, msg: tuple) -> None:
+        try:
+            self.conn.send(msg)
+        except OSError:
+            pass  # render side gone; the next recv() sees EOF and we exit
+
+    # -- architecture announcements -------------------------------------------------------------------
+    def announce(self, reason: str) -> None:
+        """Send the current NetSpec; publishing waits for the render side's slot of the new size."""
+        tr = self.trainer
+        self.close_slot()
+        self.version += 1
+        spec = tr.spec
+        self.layout = T.SnapshotLayout(spec)
+        d = tr.data
+        info = {
+            "reason": reason,
+            "dataset": d.name,
+            "source": d.source,
+            "note": d.note,
+            "classes": list(d.classes),
+            "n_train": len(d.x_train),
+            "n_val": len(d.x_val),
+            "widths": list(tr.model.widths),
+            "hyper": (tr.pending or tr.hyper).to_dict(),
+            "paused": tr.paused,
+            "message": tr.message,
+        }
+        self.send(T.spec_msg(self.version, spec, info))
+
+    def attach(self, version: int, name: str) -> None:
+        if version != self.version or self.layout is None:
+            return  # for a spec that a newer one replaced; the render side drops that segment itself
+        self.close_slot()
+        try:
+            self.slot = Slot.attach(name, self.layout.count)
+        except (OSError, ValueError) as exc:
+            self.send(T.error_msg(f"could not attach the snapshot segment: {exc}"))
+            self.quit = True
+            return
+        self.send(T.attached_msg(version))
+        self.dirty = True
+        self.unread = 0
+
+    def close_slot(self) -> None:
+        if self.slot is not None:
+            self.slot.close()
+            self.slot = None
+
+    # -- commands -------------------------------------------------------------------------------------
+    def command(self, cmd_id: int, name: str, kwargs: dict) -> None:
+        from models.checkpoint import CheckpointError
+        from models.surgery import SurgeryError
+
+        tr = self.trainer
+        self.last_cmd = cmd_id
+        reason = None  # set when the architecture (or the whole run) changed
+        try:
+            if name == "pause":
+                tr.pause()
+                text = "paused"
+            elif name == "resume":
+                tr.resume()
+                text = "running"
+            elif name == "step":
+                self.record(tr.single_step())
+                text = tr.message or f"step {tr.step_count}"
+            elif name == "reset":
+                tr.reset(kwargs.get("seed"))
+                self.history_n = 0
+                self.history[:] = 0
+                reason, text = "reset", f"reset to fresh weights from seed {tr.run_seed}"
+            elif name == "set_hyper":
+                pending = tr.set_hyper(**kwargs)
+                text = "next step uses " + ", ".join(f"{k}={getattr(pending, k)}" for k in sorted(kwargs))
+            elif name == "add_filter":
+                i = tr.add_filter(int(kwargs["layer"]), kwargs.get("index"))
+                reason, text = "edit", f"added filter {i} to conv{int(kwargs['layer']) + 1}"
+            elif name == "remove_filter":
+                tr.remove_filter(int(kwargs["layer"]), int(kwargs["filter"]))
+                reason, text = "edit", tr.message
+            elif name == "add_layer":
+                p = tr.add_layer(int(kwargs["position"]), int(kwargs["width"]))
+                reason, text = "edit", f"added conv layer {p + 1} with {int(kwargs['width'])} filters"
+            elif name == "remove_layer":
+                tr.remove_layer(int(kwargs["layer"]))
+                reason, text = "edit", tr.message
+            elif name == "save":
+                path = tr.save(kwargs["path"])
+                text = f"saved checkpoint {path} at step {tr.step_count}"
+            elif name == "load":
+                tr.load(kwargs["path"])
+                self.history_n = 0
+                self.history[:] = 0
+                reason, text = "load", tr.message
+            elif name == "set_monitor_index":
+                tr.monitor_index = int(kwargs["index"]) % len(tr.data.x_val)
+                text = f"monitoring held-out image {tr.monitor_index}"
+            elif name == "validate":
+                text = f"validation accuracy {tr.validate():.3f}"
+            else:
+                raise ValueError(f"unknown command {name!r}")
+        except (SurgeryError, CheckpointError, ValueError, KeyError, TypeError, OSError) as exc:
+            # A refused edit, a bad value or a bad file: nothing changed (Trainer and surgery check
+            # first), so the session runs on; the user reads why.
+            text = str(exc) if not isinstance(exc, KeyError) else f"missing argument {exc}"
+            self.send(T.reply_msg(cmd_id, False, text))
+            self.dirty = True
+            return
+        if reason is not None:
+            self.announce(reason)
+        self.send(T.reply_msg(cmd_id, True, text))
+        self.dirty = True
+
+    # -- per step -------------------------------------------------------------------------------------
+    def record(self, stats: dict) -> None:
+        self.stats = stats
+        if stats.get("ok", False):
+            self.images_total += stats["batch_size"]
+            row = self.history[self.history_n % T.HISTORY]
+            row[0], row[1], row[2] = stats["step"], stats["loss"], stats["acc"]
+            self.history_n += 1
+        message = self.trainer.message
+        if message != self.message_sent:
+            self.message_sent = message
+            if message and not stats.get("ok", True):
+                self.send(T.message_msg(message))
+                self.dirty = True
+
+    def publish(self) -> None:
+        """One snapshot into the slot (a seqlock write: the render side never sees half of one).
+
+        The monitored image's forward pass writes straight into the shared payload (torch views of it),
+        which keeps a publish near the cost of one single-image forward pass (~0.5 ms here)."""
+        import torch
+
+        from engine.worker.datasets import to_input
+
+        tr, lay = self.trainer, self.layout
+        n_val = len(tr.data.x_val)
+        index = tr.monitor_index % n_val
+        group = tr.optimizer.param_groups[0]
+        rows = min(self.history_n, T.HISTORY)
+        s = self.stats
+        nan = float("nan")
+        values = {
+            "step": tr.step_count,
+            "epoch": tr.epoch + tr.offset / len(tr.data.x_train),
+            "loss": s.get("loss", nan),
+            "loss_smooth": s.get("loss_smooth", nan),
+            "acc": s.get("acc", nan),
+            "acc_smooth": s.get("acc_smooth", nan),
+            "val_acc": nan if tr.val_acc is None else tr.val_acc,
+            "val_step": nan if tr.val_step is None else tr.val_step,
+            "images_per_s": s.get("images_per_s", nan),
+            "images_total": self.images_total,
+            "clock": time.perf_counter() - self.t0,
+            "paused": float(tr.paused),
+            "ok": float(s.get("ok", True)),
+            "batch_size": min(tr.hyper.batch_size, len(tr.data.x_train)),
+            "opt_lr": group["lr"],
+            "opt_momentum": group.get("momentum", 0.0),
+            "opt_weight_decay": group.get("weight_decay", 0.0),
+            "optimizer": _optimizer_index(tr.optimizer, torch),
+            "monitor_index": index,
+            "monitor_label": int(tr.data.y_val[index]),
+            "n_val": n_val,
+            "cmd": self.last_cmd,
+            "history_rows": rows,
+            "publishes": self.seq + 1,
+        }
+        model = tr.model
+        model.eval()  # as Trainer.monitor does (the net has no dropout / batch norm: it changes nothing)
+        with torch.no_grad():
+            acts = model.forward_all(to_input(tr.data.x_val[index : index + 1], tr.device))
+            jitter = tr.grad_magnitudes()
+            self.seq += 1
+            out = self.slot.begin_write()
+            try:
+                view = torch.from_numpy(out)
+                out[lay.stats] = [values[k] for k in T.STATS]
+                if rows:
+                    start = self.history_n - rows  # oldest row still in the ring, written first
+                    order = (np.arange(start, self.history_n) % T.HISTORY).astype(np.intp)
+                    out[lay.history][: rows * T.HISTORY_COLS] = self.history[order].reshape(-1)
+                base, at = lay.acts.start, lay.sums.start
+                for layer in lay.spec.layers:
+                    a = acts[layer.name][0]
+                    view[base + layer.start : base + layer.stop].copy_(a.reshape(-1))
+                    if layer.is_grid:
+                        c = layer.shape[0]
+                        view[at : at + c].copy_(a.reshape(c, -1).sum(1))
+                        at += c
+                out[lay.jitter] = np.concatenate(jitter) if jitter else []
+                view[lay.filters].copy_(model.convs[0].weight.detach().reshape(-1))
+                del view
+            finally:
+                del out
+                self.slot.end_write(self.seq)
+        self.send(T.snap_msg(self.version, self.seq))
+        self.dirty = False
+        self.unread += 1
+
+    def release(self) -> None:
+        self.close_slot()
+
+
+def _optimizer_index(optimizer, torch) -> int:
+    kinds = (torch.optim.SGD, torch.optim.Adam, torch.optim.Adadelta)
+    for i, kind in enumerate(kinds):
+        if type(optimizer) is kind:
+            return i
+    return -1

@@ -1,0 +1,307 @@
+"""The training scene's ImGui panels: run control, monitored sample, hyperparameters, checkpoints (left);
+steering, view options, charts and the first layer's filters (right).
+
+One function per panel section; each reads and edits `TrainState` only (no GL, no worker): commands go
+into `state.requests`, which the scene sends.  Sizes are in window coordinates times the UI scale.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from imgui_bundle import imgui, implot
+
+from engine.ui.widgets import TextureLike, help_marker, image
+from scenes.train.state import ADADELTA_LR, OPTIMIZER_LABELS, OPTIMIZERS, Series, TrainState
+
+_FIRST = imgui.Cond_.first_use_ever
+_ERROR = imgui.ImVec4(1.0, 0.45, 0.4, 1.0)
+_DIM = imgui.ImVec4(0.75, 0.78, 0.85, 1.0)
+_WARN = imgui.ImVec4(1.0, 0.8, 0.35, 1.0)
+LEFT_WIDTH = 330  # window units at ui_scale 1; the scene keeps the 3D view clear of both columns
+RIGHT_WIDTH = 360
+COLORMAPS = ("harley", "viridis", "grayscale")
+
+
+def _fmt(v: float, spec: str = ".4f") -> str:
+    return "-" if v is None or not math.isfinite(v) else format(v, spec)
+
+
+def _wrapped(text: str, color: imgui.ImVec4 | None = None) -> None:
+    imgui.push_text_wrap_pos(0.0)
+    if color is None:
+        imgui.text_unformatted(text)
+    else:
+        imgui.text_colored(color, text)
+    imgui.pop_text_wrap_pos()
+
+
+def _column(title: str, x: float, width: float, scale: float) -> None:
+    h = imgui.get_io().display_size.y
+    imgui.set_next_window_pos(imgui.ImVec2(x, 10 * scale), _FIRST)
+    imgui.set_next_window_size_constraints(
+        imgui.ImVec2(width * scale, 0), imgui.ImVec2(width * scale, max(h - 20 * scale, 100))
+    )
+    imgui.begin(title, None, imgui.WindowFlags_.always_auto_resize | imgui.WindowFlags_.no_collapse)
+
+
+# -- left column ---------------------------------------------------------------------------------------
+def gui_left(state: TrainState, sample: TextureLike | None, scale: float) -> None:
+    _column("Training", 10 * scale, LEFT_WIDTH, scale)
+    gui_run(state)
+    gui_sample(state, sample, scale)
+    if imgui.collapsing_header("Hyperparameters", imgui.TreeNodeFlags_.default_open):
+        gui_hyper(state)
+    if imgui.collapsing_header("Checkpoint"):
+        gui_checkpoint(state)
+    gui_status(state)
+    imgui.end()
+
+
+def gui_run(state: TrainState) -> None:
+    name = state.dataset or "..."
+    imgui.text(f"data: {name}")
+    if state.dataset_source:
+        imgui.same_line()
+        help_marker(state.dataset_source)
+    if state.dataset_note:
+        _wrapped(state.dataset_note, _WARN)
+    label = "Pause (space)" if state.running else "Resume (space)"
+    if imgui.button(label):
+        state.request("pause" if state.running else "resume")
+    imgui.same_line()
+    if imgui.button("Step"):
+        state.request("step")
+    imgui.same_line()
+    if imgui.button("Reset"):
+        state.request("reset", seed=int(state.seed))
+    imgui.same_line()
+    imgui.set_next_item_width(50)
+    changed, seed = imgui.input_int("seed", int(state.seed), 0, 0)
+    if changed:
+        state.seed = max(0, int(seed))
+    imgui.text(f"step {state.step:,}   epoch {_fmt(state.epoch, '.2f')}")
+    imgui.text(f"loss {_fmt(state.loss)}   smoothed {_fmt(state.loss_smooth)}")
+    imgui.text(f"train acc {_fmt(state.acc_smooth, '.3f')}   val acc {_fmt(state.val_acc, '.3f')}")
+    imgui.text(f"{_fmt(state.images_per_s, ',.0f')} images/s   {state.nodes:,} nodes")
+
+
+def gui_sample(state: TrainState, sample: TextureLike | None, scale: float) -> None:
+    imgui.separator()
+    imgui.begin_group()
+    if sample is not None:
+        image(sample, (96 * scale, 96 * scale))
+    imgui.end_group()
+    imgui.same_line()
+    imgui.begin_group()
+    imgui.text_colored(_DIM, "monitored held-out image")
+    imgui.text(f"#{state.monitor_index} of {state.n_val}")
+    classes = state.classes
+    if 0 <= state.monitor_label < len(classes):
+        imgui.text(f"class: {classes[state.monitor_label]}")
+    if 0 <= state.monitor_pred < len(classes):
+        right = state.monitor_pred == state.monitor_label
+        imgui.text_colored(
+            imgui.ImVec4(0.5, 0.95, 0.5, 1) if right else _ERROR,
+            f"guess: {classes[state.monitor_pred]} ({100 * state.monitor_prob:.0f} %)",
+        )
+    if imgui.button("< prev"):
+        state.request("set_monitor_index", index=state.monitor_index - 1)
+    imgui.same_line()
+    if imgui.button("next >"):
+        state.request("set_monitor_index", index=state.monitor_index + 1)
+    imgui.end_group()
+
+
+def gui_hyper(state: TrainState) -> None:
+    """Each change goes to the worker at once and takes effect at its next step."""
+    changes: dict = {}
+    imgui.set_next_item_width(-110)
+    changed, lr = imgui.slider_float(
+        "learning rate", state.lr, 1e-5, 10.0, "%.2e", imgui.SliderFlags_.logarithmic
+    )
+    if changed:
+        state.lr = changes["lr"] = float(lr)
+    imgui.set_next_item_width(-110)
+    imgui.begin_disabled(state.optimizer != "sgd")
+    changed, mom = imgui.slider_float("momentum", state.momentum, 0.0, 0.99, "%.2f")
+    imgui.end_disabled()
+    if changed:
+        state.momentum = changes["momentum"] = float(mom)
+    imgui.set_next_item_width(-110)
+    changed, bs = imgui.slider_int(
+        "batch size", state.batch_size, 1, 512, "%d", imgui.SliderFlags_.logarithmic
+    )
+    if changed:
+        state.batch_size = changes["batch_size"] = int(bs)
+    imgui.set_next_item_width(-110)
+    changed, wd = imgui.slider_float(
+        "weight decay", state.weight_decay, 0.0, 0.1, "%.1e", imgui.SliderFlags_.logarithmic
+    )
+    if changed:
+        state.weight_decay = changes["weight_decay"] = float(wd)
+    imgui.set_next_item_width(-110)
+    names = [OPTIMIZER_LABELS[o] for o in OPTIMIZERS]
+    changed, i = imgui.combo("optimizer", OPTIMIZERS.index(state.optimizer), names)
+    if changed and OPTIMIZERS[i] != state.optimizer:
+        state.optimizer = changes["optimizer"] = OPTIMIZERS[i]
+        if state.optimizer == "adadelta" and state.lr != ADADELTA_LR:
+            state.lr = changes["lr"] = ADADELTA_LR
+            state.hyper_note = f"lr set to {ADADELTA_LR:g}, Adadelta's customary value"
+        else:
+            state.hyper_note = ""
+    if state.hyper_note:
+        _wrapped(state.hyper_note, _DIM)
+    if changes:
+        state.request("set_hyper", **changes)
+
+
+def gui_checkpoint(state: TrainState) -> None:
+    imgui.set_next_item_width(-1)
+    _, state.checkpoint_path = imgui.input_text("##ckpt", state.checkpoint_path)
+    if imgui.button("Save"):
+        state.request("save", path=state.checkpoint_path)
+    imgui.same_line()
+    if imgui.button("Load"):
+        state.request("load", path=state.checkpoint_path)
+    imgui.same_line()
+    imgui.text_colored(_DIM, "model + optimizer + run state")
+
+
+def gui_status(state: TrainState) -> None:
+    imgui.separator()
+    if state.error:
+        _wrapped(state.error, _ERROR)
+    if state.message:
+        _wrapped(state.message, _ERROR if state.message_is_error else _DIM)
+    _wrapped(state.status, _DIM)
+    if state.worker_restarts:
+        imgui.text_colored(_DIM, f"training process restarts: {state.worker_restarts}")
+
+
+# -- right column --------------------------------------------------------------------------------------
+def gui_right(
+    state: TrainState, filters: TextureLike | None, filters_size: tuple[int, int], scale: float
+) -> None:
+    w = imgui.get_io().display_size.x
+    _column("Network", w - (RIGHT_WIDTH + 10) * scale, RIGHT_WIDTH, scale)
+    if imgui.collapsing_header("Steering", imgui.TreeNodeFlags_.default_open):
+        gui_steering(state)
+    if imgui.collapsing_header("View"):
+        gui_view(state)
+    if imgui.collapsing_header("Charts", imgui.TreeNodeFlags_.default_open):
+        gui_charts(state, scale)
+    if imgui.collapsing_header("First-layer filters", imgui.TreeNodeFlags_.default_open) and filters:
+        fw, fh = filters_size
+        avail = imgui.get_content_region_avail().x
+        zoom = min(avail / max(fw, 1), 8.0 * scale)
+        image(filters, (fw * zoom, fh * zoom))
+    imgui.end()
+
+
+def gui_steering(state: TrainState) -> None:
+    """Filters and conv layers: a picked map (click it in 3D) can be removed; '+' adds to a layer."""
+    sel = state.selected
+    if sel is None:
+        imgui.text_colored(_DIM, "click a feature map to select its filter")
+    else:
+        imgui.text(f"selected: conv{sel[0] + 1} filter {sel[1]}")
+    n = len(state.widths)
+    for k, width in enumerate(state.widths):
+        imgui.push_id(k)
+        imgui.text(f"conv{k + 1} {width:3d}")
+        imgui.same_line()
+        if imgui.small_button("+ filter"):
+            state.request("add_filter", layer=k)
+        imgui.same_line()
+        imgui.begin_disabled(sel is None or sel[0] != k)
+        if imgui.small_button("- selected"):
+            state.request("remove_filter", layer=k, filter=sel[1])
+            state.selected = None
+        imgui.end_disabled()
+        imgui.same_line()
+        if imgui.small_button("- layer"):
+            state.request("remove_layer", layer=k)
+            state.selected = None
+        imgui.pop_id()
+    imgui.set_next_item_width(90)
+    changed, pos = imgui.slider_int("##pos", state.new_layer_position, 0, n, "at %d")
+    if changed:
+        state.new_layer_position = int(pos)
+    imgui.same_line()
+    imgui.set_next_item_width(90)
+    changed, width = imgui.slider_int("##width", state.new_layer_width, 1, 64, "%d filters")
+    if changed:
+        state.new_layer_width = int(width)
+    imgui.same_line()
+    if imgui.button("+ layer"):
+        state.request("add_layer", position=min(state.new_layer_position, n), width=state.new_layer_width)
+    imgui.same_line()
+    help_marker(
+        "Inserts a conv layer (5x5, ReLU, 2x2 pool) before conv<at+1> ('at' = number of layers: on top). "
+        "It starts as the identity on its first channels; the linear head is re-fitted."
+    )
+
+
+def gui_view(state: TrainState) -> None:
+    _, state.show_jitter = imgui.checkbox("jitter (gradient size per filter)", state.show_jitter)
+    imgui.set_next_item_width(150)
+    _, state.jitter_gain = imgui.slider_float("jitter strength", state.jitter_gain, 0.0, 10.0, "%.1f")
+    _, state.show_paths = imgui.checkbox("paths (top half of map sums)", state.show_paths)
+    imgui.set_next_item_width(150)
+    changed, i = imgui.combo("colours", COLORMAPS.index(state.colormap), list(COLORMAPS))
+    if changed:
+        state.colormap = COLORMAPS[i]
+    if imgui.button("Fit all (F)"):
+        state.reset_camera = True
+    imgui.same_line()
+    _, state.show_frame_time = imgui.checkbox("frame time", state.show_frame_time)
+
+
+def _plot(title: str, series: list[tuple[str, Series]], height: float, y_limits=None) -> None:
+    flags = implot.Flags_.no_mouse_text | implot.Flags_.no_box_select | implot.Flags_.no_menus
+    if not implot.begin_plot(title, imgui.ImVec2(-1, height), flags):
+        return
+    fit = implot.AxisFlags_.auto_fit
+    implot.setup_axes("", "", fit, 0 if y_limits else fit)
+    if y_limits:
+        implot.setup_axis_limits(implot.ImAxis_.y1, y_limits[0], y_limits[1], imgui.Cond_.always)
+    implot.setup_legend(implot.Location_.north_west, implot.LegendFlags_.horizontal)
+    for label, s in series:
+        if s.n == 0:
+            continue
+        x, y = s.display()
+        if s.n == 1:
+            implot.plot_scatter(label, x, y)
+        else:
+            implot.plot_line(label, x, y)
+    implot.end_plot()
+
+
+def gui_charts(state: TrainState, scale: float) -> None:
+    """Against the step: every batch's loss and the smoothed loss; smoothed training accuracy and the
+    periodic validation accuracy; images/s."""
+    c = state.charts
+    h = 125 * scale
+    _plot("loss##chart", [("batch", c.loss), ("smoothed", c.loss_smooth)], h)
+    _plot("accuracy##chart", [("train (smoothed)", c.acc), ("validation", c.val_acc)], h, (0.0, 1.05))
+    _plot("images/s##chart", [("images/s", c.rate)], 105 * scale)
+
+
+def filter_montage(weights: np.ndarray, per_row: int = 8) -> np.ndarray:
+    """(F, C, k, k) first-layer weights -> one RGB uint8 picture, each filter min-max scaled on its own
+    (ReVACNN fig. 7: colour filters show whether a filter mixes the channels); 1-channel filters grey."""
+    f, c, k, _ = weights.shape
+    rows = max(1, math.ceil(f / per_row))
+    cols = min(f, per_row)
+    out = np.full((rows * (k + 1) + 1, cols * (k + 1) + 1, 3), 40, np.uint8)
+    for i in range(f):
+        w = weights[i]
+        lo, hi = float(w.min()), float(w.max())
+        img = (w - lo) / (hi - lo) if hi > lo else np.full_like(w, 0.5)
+        rgb = np.repeat(img[:1], 3, 0) if c != 3 else img
+        r, q = divmod(i, per_row)
+        y, x = 1 + r * (k + 1), 1 + q * (k + 1)
+        out[y : y + k, x : x + k] = (rgb.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
+    return out

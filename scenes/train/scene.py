@@ -1,0 +1,543 @@
+"""TrainScene: watch the ReVACNN network (Chung et al. 2016) learn in the 3D node-link view and steer it.
+
+Owns the training worker's handle (engine/worker/train_handle.py), the camera and the GPU side of one
+architecture: a SceneRenderer for the nodes (rebuilt whenever the worker announces a new architecture),
+a PathBatch for the paths and one for the selected map's outline.  Per frame: panels edit TrainState;
+`update` sends the panels' requests to the worker, reads the newest snapshot, turns it into per-node
+jitter amplitudes and per-path widths (CPU, numpy), restarts a dead worker, picks a clicked feature map
+and moves the camera; `upload` is the only place new data reaches the GPU.
+
+What is drawn, from each snapshot:
+  nodes   activations of the monitored held-out image (output nodes: class probabilities).  The 3x32x32
+          input is shown as three grids (R, G, B channel maps, in the colormap like every layer) and the
+          image itself in colour in the Training panel.
+  jitter  each filter's conv map and its pooled map tremble together with an amplitude proportional to
+          the smoothed mean |dL/dw| per coefficient of that filter; the scale is the largest value seen
+          lately (a peak that decays with a 20 s half-life), so the amplitude follows training as it
+          slows down, and the busiest filter moves `jitter_gain` world units (a node pitch is 1).
+          Only while training runs: a paused net is not being trained.
+  paths   one per filter pair between consecutive layers: previous map (input channel or pooled map) ->
+          each filter of the next conv layer, and each conv map -> its pooled map.  A path's width is the
+          sum of its target map for the monitored image; only the top half of each layer's maps (sorted
+          by that sum; ties by index) get paths, as in the paper.
+"""
+
+from __future__ import annotations
+
+import math
+
+import glfw
+import numpy as np
+
+from engine.camera import OrbitCamera
+from engine.gpu.background import Background
+from engine.gpu.imgui_renderer import UiTexture
+from engine.gpu.paths import PathBatch
+from engine.gpu.scene_renderer import RenderSettings, SceneRenderer
+from engine.graph.layout import Layout, LayoutStyle, build_layout
+from engine.graph.spec import NetSpec
+from engine.scene import FrameContext
+from engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputState
+from engine.worker.train_handle import TrainHandle
+from engine.worker.train_protocol import TrainSnapshot
+from scenes.train.panels import LEFT_WIDTH, RIGHT_WIDTH, filter_montage, gui_left, gui_right
+from scenes.train.state import TrainConfig, TrainState
+
+PATH_RGBA = (1.0, 0.86, 0.55, 0.3)  # warm, translucent: hundreds overlap
+OUTLINE_RGBA = (1.0, 0.95, 0.2, 1.0)
+PATH_MIN_PX, PATH_MAX_PX = 0.75, 5.0  # width of the weakest / strongest drawn path, times the UI scale
+JITTER_HALF_LIFE_S = 20.0  # how fast the jitter scale forgets a past peak of the gradients
+CLICK_SLOP_PX = 5.0  # a press and release closer than this is a click (pick), not an orbit
+# Every layer's maps in one row (up to 24; more wrap into a block), sheets further apart than the explorer's
+# and seen from higher up, so the paths between consecutive layers fan out visibly.
+LAYOUT_STYLE = LayoutStyle(max_maps_per_row=24, layer_gap=80.0)
+HOME_PITCH = math.radians(30.0)
+
+
+def top_half(values: np.ndarray) -> np.ndarray:
+    """Mask of the ceil(n/2) largest values, ties by index (engine.worker.training.top_half)."""
+    order = np.argsort(-np.asarray(values, np.float64), kind="stable")
+    mask = np.zeros(len(order), bool)
+    mask[order[: (len(order) + 1) // 2]] = True
+    return mask
+
+
+class Geometry:
+    """Everything about one layout that the paths, the jitter and the picking need (numpy, per layout)."""
+
+    def __init__(self, layout: Layout) -> None:
+        spec = layout.spec
+        self.layout = layout
+        self.grids = [layer for layer in spec.layers if layer.is_grid]
+        self.convs = [layer for layer in spec.layers if layer.kind == "conv"]
+        # Per grid layer: map centres (C, 3) and half extents (x, z), from the node positions.
+        self.centres: dict[str, np.ndarray] = {}
+        self.half: dict[str, tuple[float, float]] = {}
+        for g in self.grids:
+            c, h, w = g.shape
+            pos = layout.positions[g.start : g.stop].reshape(c, h * w, 3)
+            self.centres[g.name] = pos.mean(axis=1)
+            lo, hi = pos[0].min(axis=0), pos[0].max(axis=0)
+            half = layout.sizes[g.start] / 2
+            self.half[g.name] = ((hi[0] - lo[0]) / 2 + half, (hi[2] - lo[2]) / 2 + half)
+        # Offsets of each grid layer's maps in the snapshot's sums vector, and of each conv layer's
+        # filters in its jitter vector.
+        self.sum_at: dict[str, int] = {}
+        at = 0
+        for g in self.grids:
+            self.sum_at[g.name] = at
+            at += g.shape[0]
+        self.conv_at: dict[str, int] = {}
+        at = 0
+        for cv in self.convs:
+            self.conv_at[cv.name] = at
+            at += cv.shape[0]
+        self.n_filters = at
+        # Jitter: the filter each node belongs to (its conv map or that map pooled), -1 for the rest.
+        self.filter_of_node = np.full(spec.total_nodes, -1, np.int64)
+        for cv in self.convs:
+            k = cv.name[len("conv") :]
+            for name in (cv.name, f"pool{k}"):
+                try:
+                    layer = spec.layer(name)
+                except KeyError:
+                    continue
+                c = layer.shape[0]
+                per = layer.count // c
+                self.filter_of_node[layer.start : layer.stop] = self.conv_at[cv.name] + np.repeat(
+                    np.arange(c), per
+                )
+        filt = np.arange(self.n_filters)
+        phase_of_filter = (filt * 0.6180339887) % 1.0  # golden-ratio spread: neighbours differ
+        has = self.filter_of_node >= 0
+        self.node_phase = np.where(has, phase_of_filter[np.maximum(self.filter_of_node, 0)], 0.0).astype(
+            np.float32
+        )
+        # Paths: source point, target point, and where the target map's sum sits in the sums vector.
+        p0, p1, dst, dst_layer = [], [], [], []
+        layers = spec.layers
+        for i in range(1, len(layers)):
+            a, b = layers[i - 1], layers[i]
+            if not (a.is_grid and b.is_grid):
+                continue
+            ca, cb = self.centres[a.name], self.centres[b.name]
+            if b.kind == "conv":
+                ia, ib = np.meshgrid(np.arange(len(ca)), np.arange(len(cb)), indexing="ij")
+                ia, ib = ia.ravel(), ib.ravel()
+            elif b.kind == "pool" and len(ca) == len(cb):
+                ia = ib = np.arange(len(cb))
+            else:
+                continue
+            p0.append(ca[ia])
+            p1.append(cb[ib])
+            dst.append(self.sum_at[b.name] + ib)
+            dst_layer.append(np.full(len(ib), self.grids.index(b)))
+        self.path_p0 = np.concatenate(p0) if p0 else np.zeros((0, 3), np.float32)
+        self.path_p1 = np.concatenate(p1) if p1 else np.zeros((0, 3), np.float32)
+        self.path_dst = np.concatenate(dst) if dst else np.zeros(0, np.int64)
+
+    def sums_vector(self, snap: TrainSnapshot) -> np.ndarray:
+        return np.concatenate([snap.filter_sums[g.name] for g in self.grids]).astype(np.float64)
+
+    def path_widths(self, sums: np.ndarray, scale: float = 1.0) -> np.ndarray:
+        """Pixel width of every path: 0 unless its target map is in the top half of its layer."""
+        visible = np.zeros(len(sums), bool)
+        norm = np.ones(len(sums))
+        for g in self.grids:
+            at, c = self.sum_at[g.name], g.shape[0]
+            s = sums[at : at + c]
+            visible[at : at + c] = top_half(s)
+            peak = float(np.max(s)) if c else 0.0
+            norm[at : at + c] = peak if peak > 0 else 1.0
+        v = np.clip(sums[self.path_dst] / norm[self.path_dst], 0.0, 1.0)
+        w = (PATH_MIN_PX + (PATH_MAX_PX - PATH_MIN_PX) * v) * scale
+        return np.where(visible[self.path_dst] & np.isfinite(w), w, 0.0).astype(np.float32)
+
+    def pick(self, origin: np.ndarray, direction: np.ndarray) -> tuple[str, int] | None:
+        """The grid layer map (layer name, channel) the ray hits first, or None."""
+        best, best_t = None, math.inf
+        if abs(direction[1]) < 1e-9:
+            return None
+        for g in self.grids:
+            c = self.centres[g.name]
+            t = (c[0, 1] - origin[1]) / direction[1]
+            if not 0 < t < best_t:
+                continue
+            hit = origin + t * direction
+            hx, hz = self.half[g.name]
+            inside = (np.abs(c[:, 0] - hit[0]) <= hx) & (np.abs(c[:, 2] - hit[2]) <= hz)
+            if inside.any():
+                best, best_t = (g.name, int(np.argmax(inside))), t
+        return best
+
+    def outline(self, layer: str, channel: int, lift: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+        """Four segments around one map, just above its plane."""
+        cx, cy, cz = self.centres[layer][channel]
+        hx, hz = self.half[layer]
+        y = cy + lift
+        corners = np.array(
+            [[cx - hx, y, cz - hz], [cx + hx, y, cz - hz], [cx + hx, y, cz + hz], [cx - hx, y, cz + hz]]
+        )
+        return corners, np.roll(corners, -1, axis=0)
+
+
+class TrainScene:
+    def __init__(self, config: TrainConfig | None = None, handle: TrainHandle | None = None) -> None:
+        self.config = cfg = config or TrainConfig()
+        st = TrainState(
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            batch_size=cfg.batch_size,
+            weight_decay=cfg.weight_decay,
+            optimizer=cfg.optimizer,
+            seed=cfg.seed,
+            colormap=cfg.colormap,
+            jitter_gain=cfg.jitter_gain,
+            show_frame_time=cfg.show_frame_time,
+        )
+        self.state = st
+        self.ui_scale = cfg.ui_scale
+        self.handle = handle or TrainHandle(
+            cfg.dataset,
+            cfg.data_dir,
+            hyper=cfg.hyper(),
+            widths=cfg.widths,
+            val_every=cfg.val_every,
+            publish_hz=cfg.publish_hz,
+            start_paused=cfg.start_paused,
+            download=cfg.download,
+        )
+        self.camera = OrbitCamera()
+        self.spec: NetSpec | None = None
+        self.geometry: Geometry | None = None
+        self.snapshot: TrainSnapshot | None = None
+        self.time = 0.0  # seconds of animation (jitter)
+        self.jitter_scale = 0.0  # decaying peak of the per-filter gradient magnitudes
+        self.uploads = 0  # snapshots uploaded to the GPU (tests)
+        self._spec_version = 0
+        self._sent: dict[int, str] = {}  # command id -> command name, until answered
+        self._notices_seen = 0
+        self._press: tuple[float, float] | None = None
+        self._fit_pending = False
+        self._new_snapshot = False
+        self._jitter_nodes: np.ndarray | None = None
+        self._path_widths: np.ndarray | None = None
+        self._view_key: tuple | None = None  # the view settings last uploaded (jitter, paths, selection)
+        self._renderer: SceneRenderer | None = None
+        self._filters_size = (1, 1)
+        self.ctx = None
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    def on_enter(self, fc: FrameContext) -> None:
+        self.ctx = fc.ctx
+        self.app = fc.app
+        self._background = Background(self.ctx)
+        self._paths = PathBatch(self.ctx)
+        self._outline = PathBatch(self.ctx)
+        self._sample_tex = UiTexture(self.ctx, (32, 32), 3, smooth=False)
+        self._filters_tex: UiTexture | None = None
+        self.handle.launch()
+
+    def on_exit(self) -> None:
+        self.handle.close()
+        if self._renderer is not None:
+            self._renderer.release()
+            self._renderer = None
+        self._paths.release()
+        self._outline.release()
+        self._background.release()
+        self._sample_tex.release()
+        if self._filters_tex is not None:
+            self._filters_tex.release()
+            self._filters_tex = None
+
+    # -- per frame ------------------------------------------------------------------------------------
+    def gui(self) -> None:
+        s = self.ui_scale
+        gui_left(self.state, self._sample_tex.ref if self.snapshot is not None else None, s)
+        tex = self._filters_tex.ref if self._filters_tex is not None else None
+        gui_right(self.state, tex, self._filters_size, s)
+        self.app.show_frame_time = self.state.show_frame_time
+
+    def update(self, inp: InputState, dt: float, ui_mouse: bool, ui_keyboard: bool) -> None:
+        self.time += dt
+        st = self.state
+        if not ui_keyboard and inp.key_pressed(glfw.KEY_SPACE):
+            st.request("pause" if st.running else "resume")
+        self._send_requests()
+        self._watch_worker()
+        snap = self.handle.poll()
+        if self.handle.spec_version != self._spec_version and self.handle.spec is not None:
+            self._spec_version = self.handle.spec_version
+            self._on_new_spec(self.handle.spec, self.handle.info)
+        if snap is not None and snap.spec_version == self._spec_version:
+            self._take_snapshot(snap, dt)
+        self._read_replies()
+        self._steer_camera(inp, ui_mouse, ui_keyboard)
+
+    def upload(self) -> None:
+        r = self._renderer
+        if r is None:
+            return
+        st = self.state
+        view_key = (st.show_jitter, st.show_paths, st.selected, st.jitter_gain, self.ui_scale)
+        if self._new_snapshot or view_key != self._view_key:
+            snap = self.snapshot
+            if self._new_snapshot:
+                r.set_activations(self.display_values())
+                self._sample_tex.upload(self.sample_image())
+                self._upload_filters(snap)
+                self.uploads += 1
+            jitter = self.jitter_amplitudes() if st.show_jitter else None
+            r.nodes.set_jitter(jitter, self.geometry.node_phase if jitter is not None else None)
+            g = self.geometry
+            if st.show_paths and self._path_widths is not None and len(g.path_dst):
+                self._paths.set_segments(g.path_p0, g.path_p1, self._path_widths, PATH_RGBA)
+            else:
+                self._paths.clear()
+            self._upload_outline()
+            self._new_snapshot = False
+            self._view_key = view_key
+        r.nodes.jitter_time = self.time
+
+    def draw(self, viewport: tuple[int, int]) -> None:
+        if self._fit_pending and self.geometry is not None:
+            self._fit_pending = False
+            self._fit(viewport)
+        if self._renderer is None:
+            self.ctx.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)
+            self._background.draw(viewport)
+            return
+        self._renderer.draw(self.camera, viewport, RenderSettings(colormap=self.state.colormap))
+        w, h = viewport
+        view, proj = self.camera.view_matrix(), self.camera.projection(w / max(h, 1))
+        self._paths.draw(view, proj, viewport, depth_test=True)
+        self._outline.draw(view, proj, viewport, depth_test=False)
+
+    # -- snapshot -> what is drawn ---------------------------------------------------------------------
+    def display_values(self) -> np.ndarray:
+        """Node values: activations, except the output layer shows class probabilities (softmax)."""
+        values = self.snapshot.activations.copy()
+        out = self.spec.layers[-1]
+        logits = values[out.start : out.stop].astype(np.float64)
+        if np.all(np.isfinite(logits)):
+            e = np.exp(logits - logits.max())
+            values[out.start : out.stop] = e / e.sum()
+        return values
+
+    def sample_image(self) -> np.ndarray:
+        """The monitored image as (32, 32, 3) floats in [0, 1] (grey images repeated to RGB)."""
+        inp = self.spec.layers[0]
+        img = self.snapshot.activations[inp.start : inp.stop].reshape(inp.shape)
+        if img.shape[0] != 3:
+            img = np.repeat(img[:1], 3, axis=0)
+        img = img.transpose(1, 2, 0)
+        if img.shape[:2] != (32, 32):
+            img = np.resize(img, (32, 32, 3))
+        return np.clip(img, 0.0, 1.0)
+
+    def jitter_amplitudes(self) -> np.ndarray | None:
+        """World-unit jitter per node, or None when nothing trembles (paused, no gradients yet)."""
+        if self._jitter_nodes is None or not self.state.running:
+            return None
+        return self._jitter_nodes * float(self.state.jitter_gain)
+
+    def _take_snapshot(self, snap: TrainSnapshot, dt: float) -> None:
+        st, s = self.state, snap.stats
+        self.snapshot = snap
+        self._new_snapshot = True
+        st.running = not snap.paused
+        st.step = int(s["step"])
+        st.epoch = s["epoch"]
+        if s["ok"]:
+            st.loss = s["loss"]
+        st.loss_smooth = s["loss_smooth"]
+        st.acc_smooth = s["acc_smooth"]
+        st.val_acc = s["val_acc"]
+        st.images_per_s = s["images_per_s"]
+        st.monitor_index = int(s["monitor_index"])
+        st.monitor_label = int(s["monitor_label"])
+        st.n_val = int(s["n_val"])
+        out = self.spec.layers[-1]
+        logits = snap.activations[out.start : out.stop]
+        if np.all(np.isfinite(logits)):
+            st.monitor_pred = int(np.argmax(logits))
+            e = np.exp(logits - logits.max())
+            st.monitor_prob = float(e[st.monitor_pred] / e.sum())
+        # Charts: every step's batch loss from the history rows, the rest once per snapshot.
+        c = st.charts
+        rows = snap.history[snap.history[:, 0] > c.loss.last_x]
+        if len(rows):
+            c.loss.append(rows[:, 0], rows[:, 1])
+        if st.step > c.loss_smooth.last_x and math.isfinite(st.loss_smooth):
+            c.loss_smooth.append(st.step, st.loss_smooth)
+            c.acc.append(st.step, st.acc_smooth)
+            if math.isfinite(st.images_per_s) and st.running:
+                c.rate.append(st.step, st.images_per_s)
+        if math.isfinite(s["val_acc"]) and s["val_step"] > c.val_acc.last_x:
+            c.val_acc.append(s["val_step"], s["val_acc"])
+        # Jitter: per-filter magnitudes over a slowly forgetting peak, then per node.
+        g = self.geometry
+        jit = np.nan_to_num(np.asarray(snap.jitter, np.float64), nan=0.0, posinf=0.0)
+        decay = 0.5 ** (max(dt, 0.0) / JITTER_HALF_LIFE_S)
+        self.jitter_scale = max(float(jit.max(initial=0.0)), self.jitter_scale * decay)
+        if self.jitter_scale > 0 and len(jit) == g.n_filters:
+            rel = (jit / self.jitter_scale).astype(np.float32)
+            idx = g.filter_of_node
+            self._jitter_nodes = np.where(idx >= 0, rel[np.maximum(idx, 0)], 0.0).astype(np.float32)
+        else:
+            self._jitter_nodes = None
+        self._path_widths = g.path_widths(g.sums_vector(snap), self.ui_scale)
+
+    def _upload_filters(self, snap: TrainSnapshot) -> None:
+        pic = filter_montage(snap.first_filters)
+        size = (pic.shape[1], pic.shape[0])
+        if self._filters_tex is None or self._filters_tex.size != size:
+            if self._filters_tex is not None:
+                self._filters_tex.release()
+            self._filters_tex = UiTexture(self.ctx, size, 3, smooth=False)
+            self._filters_size = size
+        self._filters_tex.upload(pic)
+
+    def _upload_outline(self) -> None:
+        sel, g = self.state.selected, self.geometry
+        if sel is None or g is None or sel[0] >= len(g.convs):
+            self._outline.clear()
+            return
+        conv = g.convs[sel[0]]
+        if sel[1] >= conv.shape[0]:
+            self._outline.clear()
+            return
+        starts, ends = [], []
+        for name in (conv.name, "pool" + conv.name[len("conv") :]):
+            if name in g.centres:
+                a, b = g.outline(name, sel[1])
+                starts.append(a)
+                ends.append(b)
+        self._outline.set_segments(
+            np.concatenate(starts), np.concatenate(ends), 2.5 * self.ui_scale, OUTLINE_RGBA
+        )
+
+    # -- worker ---------------------------------------------------------------------------------------
+    def _send_requests(self) -> None:
+        for name, kwargs in self.state.take_requests():
+            cmd_id = self.handle.command(name, **kwargs)
+            self._sent[cmd_id] = name
+
+    def _read_replies(self) -> None:
+        st = self.state
+        for cmd_id in [i for i in self._sent if i in self.handle.replies]:
+            name = self._sent.pop(cmd_id)
+            ok, text = self.handle.replies[cmd_id]
+            if not ok or name not in ("pause", "resume", "set_hyper", "set_monitor_index"):
+                st.message, st.message_is_error = text, not ok
+        if self.handle.messages_received != self._notices_seen:  # a NaN pause and the like
+            self._notices_seen = self.handle.messages_received
+            st.message, st.message_is_error = self.handle.message, True
+
+    def _watch_worker(self) -> None:
+        st, h = self.state, self.handle
+        if h.check():
+            st.worker_restarts = h.restarts
+            self._sent.clear()  # the dead process will never answer them
+            # Kept after the new worker is up (error clears then): the weights are fresh from the seed.
+            st.message, st.message_is_error = h.error or "", True
+        st.error = h.error
+        if h.spec is None:
+            st.status = "starting the training process (importing torch, loading the data)..."
+
+    def _on_new_spec(self, spec: NetSpec, info: dict) -> None:
+        st = self.state
+        first = self.spec is None
+        self.spec = spec
+        layout = build_layout(spec, LAYOUT_STYLE)
+        self.geometry = Geometry(layout)
+        if self._renderer is not None:
+            self._renderer.release()
+        self._renderer = SceneRenderer(self.ctx, layout)
+        self.snapshot = None
+        self._jitter_nodes = None
+        self._path_widths = None
+        self._view_key = None
+        self._paths.clear()
+        st.widths = [c.shape[0] for c in self.geometry.convs]
+        st.nodes = spec.total_nodes
+        st.classes = spec.classes
+        st.dataset = info.get("dataset", "")
+        st.dataset_source = info.get("source", "")
+        st.dataset_note = info.get("note", "")
+        arch = "-".join(map(str, st.widths))
+        st.status = f"ReVACNN {arch}: {spec.total_nodes:,} nodes in {len(spec.layers)} layers"
+        if st.selected is not None and (
+            st.selected[0] >= len(st.widths) or st.selected[1] >= st.widths[st.selected[0]]
+        ):
+            st.selected = None
+        reason = info.get("reason")
+        if reason in ("reset", "load", "start"):
+            st.charts.clear()
+            self.jitter_scale = 0.0
+        if reason in ("load", "start") and info.get("hyper"):
+            hp = info["hyper"]
+            st.lr, st.momentum = float(hp["lr"]), float(hp["momentum"])
+            st.batch_size, st.weight_decay = int(hp["batch_size"]), float(hp["weight_decay"])
+            st.optimizer, st.seed = hp["optimizer"], int(hp["seed"])
+        st.new_layer_position = min(st.new_layer_position, len(st.widths))
+        if first or reason in ("start", "load"):
+            self._fit_pending = True
+
+    # -- camera and picking -------------------------------------------------------------------------
+    def _fit(self, viewport: tuple[int, int]) -> None:
+        """Fit the network between the two panel columns when they leave room, else the whole view."""
+        w, h = viewport
+        scale = w / max(self.app.ui.display_width, 1.0)  # framebuffer pixels per window unit
+        left = (LEFT_WIDTH + 20) * self.ui_scale * scale
+        right = (RIGHT_WIDTH + 20) * self.ui_scale * scale
+        free = w - left - right
+        if free < 0.4 * w:
+            left = right = 0.0
+            free = w
+        self.camera.fit(*self.geometry.layout.bounds, free / max(h, 1), margin=0.04, pitch=HOME_PITCH)
+        self.camera.pan((right - left) / 2, 0.0, h)
+
+    def _steer_camera(self, inp: InputState, ui_mouse: bool, ui_keyboard: bool) -> None:
+        w, h = inp.framebuffer_size
+        if self.state.reset_camera or (not ui_keyboard and inp.key_pressed(glfw.KEY_F)):
+            self.state.reset_camera = False
+            self._fit_pending = True
+        if w <= 0 or h <= 0:
+            return
+        if inp.was_pressed(MOUSE_LEFT):
+            self._press = None if ui_mouse else inp.mouse_pos
+        if inp.was_released(MOUSE_LEFT) and self._press is not None:
+            dx, dy = inp.mouse_pos[0] - self._press[0], inp.mouse_pos[1] - self._press[1]
+            self._press = None
+            if math.hypot(dx, dy) <= CLICK_SLOP_PX:
+                self.pick(*inp.mouse_pos_fb, w, h)
+        if ui_mouse:
+            return
+        sx, sy = inp.framebuffer_scale
+        dx, dy = inp.mouse_delta[0] * sx, inp.mouse_delta[1] * sy
+        if inp.is_down(MOUSE_LEFT) and not inp.was_pressed(MOUSE_LEFT):
+            self.camera.orbit(dx, dy)
+        elif inp.is_down(MOUSE_RIGHT) and not inp.was_pressed(MOUSE_RIGHT):
+            self.camera.pan(dx, dy, h)
+        if inp.scroll[1]:
+            mx, my = inp.mouse_pos_fb
+            self.camera.zoom(inp.scroll[1], (2.0 * mx / w - 1.0, 1.0 - 2.0 * my / h), w / h)
+
+    def pick(self, px: float, py: float, w: int, h: int) -> tuple[int, int] | None:
+        """Select the filter whose conv (or pooled) map is under framebuffer pixel (px, py)."""
+        if self.geometry is None:
+            return None
+        origin, direction = self.camera.ray(px, py, w, h)
+        hit = self.geometry.pick(origin, direction)
+        if hit is None or not hit[0].startswith(("conv", "pool")):
+            self.state.selected = None
+            return None
+        conv = "conv" + hit[0][4:]
+        names = [c.name for c in self.geometry.convs]
+        if conv not in names:
+            self.state.selected = None
+            return None
+        self.state.selected = (names.index(conv), hit[1])
+        return self.state.selected

@@ -1,0 +1,191 @@
+"""TrainConfig, TrainState and the chart history of the live-training scene: plain data, no GL, no IPC.
+
+The panels (scenes/train/panels.py) read and edit a TrainState; what they want done in the training
+worker they append to `state.requests` as (command, kwargs), and the scene sends those in its update step.
+The scene writes what it reads from the worker's snapshots back into the state (stats, messages, charts).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+OPTIMIZERS = ("sgd", "adam", "adadelta")  # engine.worker.training.OPTIMIZERS (torch-free copy)
+OPTIMIZER_LABELS = {"sgd": "SGD + momentum", "adam": "Adam", "adadelta": "Adadelta"}
+ADADELTA_LR = 1.0  # Adadelta's customary learning rate, proposed when the user switches to it
+DATASETS = ("cifar10", "mnist", "digits")
+
+
+@dataclass
+class TrainConfig:
+    """Set once per session (command line / caller); everything live is in TrainState."""
+
+    dataset: str = "cifar10"  # "cifar10" (the paper's), "mnist", or "digits" (built in, always there)
+    data_dir: str | None = None  # where the data set is looked for / downloaded; None: built-in digits
+    download: bool = True  # let torchvision download a missing data set (fails fast offline)
+    widths: tuple[int, ...] = (16, 20, 20)  # conv filters per layer at start (the paper's 16-20-20)
+    lr: float = 0.01  # starting hyperparameters (engine.worker.training.Hyper's defaults)
+    momentum: float = 0.9
+    batch_size: int = 4  # the paper's default
+    weight_decay: float = 1e-4
+    optimizer: str = "sgd"
+    seed: int = 0  # initial weights and batch order; reset starts from it again
+    val_every: int = 500  # steps between validation passes
+    publish_hz: float = 60.0  # snapshots per second at most while training runs (and no more than drawn)
+    max_fps: float = 30.0  # the window's frame rate cap while this scene runs (0: the display's rate).  With
+    # software GL (llvmpipe) a frame of this scene costs ~25 ms of CPU; at 60 frames/s that takes 1.5 of 2
+    # cores from training, at 30 about 0.75 (tools/bench_training.py).  30 still animates the jitter smoothly.
+    start_paused: bool = False
+    colormap: str = "harley"
+    jitter_gain: float = 4.0  # world units the busiest filter moves (a node pitch is 1)
+    show_frame_time: bool = False
+    ui_scale: float = 1.0
+    worker_timeout: float = 120.0  # seconds to wait for the first snapshot (import torch, load data)
+
+    def hyper(self) -> dict:
+        return {
+            "lr": self.lr,
+            "momentum": self.momentum,
+            "batch_size": self.batch_size,
+            "weight_decay": self.weight_decay,
+            "optimizer": self.optimizer,
+            "seed": self.seed,
+        }
+
+
+class Series:
+    """A growing (x, y) series for a chart; past `cap` points the older half is thinned 2:1, so a long run
+    keeps its whole shape in bounded memory and plotting time."""
+
+    def __init__(self, cap: int = 20_000) -> None:
+        self.cap = cap
+        self._x = np.empty(1024, np.float64)
+        self._y = np.empty(1024, np.float64)
+        self.n = 0
+        self._shown: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    def append(self, x, y) -> None:
+        x = np.atleast_1d(np.asarray(x, np.float64))
+        y = np.atleast_1d(np.asarray(y, np.float64))
+        need = self.n + len(x)
+        if need > len(self._x):
+            size = max(need, 2 * len(self._x))
+            self._x = np.resize(self._x, size)
+            self._y = np.resize(self._y, size)
+        self._x[self.n : need] = x
+        self._y[self.n : need] = y
+        self.n = need
+        while self.n > self.cap:
+            half = self.n // 2
+            keep = np.r_[np.arange(0, half, 2), np.arange(half, self.n)]
+            k = len(keep)
+            self._x[:k] = self._x[keep]
+            self._y[:k] = self._y[keep]
+            self.n = k
+
+    def display(self, max_points: int = 600) -> tuple[np.ndarray, np.ndarray]:
+        """At most about `max_points` points for plotting: past that, each bucket of points becomes its
+        minimum and its maximum, so spikes of the batch loss survive.  Cached until the series grows."""
+        n = self.n
+        if n <= max_points:
+            return self.x, self.y
+        if self._shown is not None and self._shown[0] == n:
+            return self._shown[1], self._shown[2]
+        per = math.ceil(2 * n / max_points)
+        m = n // per * per
+        xb = self._x[:m].reshape(-1, per)
+        yb = self._y[:m].reshape(-1, per)
+        x = np.repeat(xb[:, 0], 2)
+        y = np.stack([yb.min(axis=1), yb.max(axis=1)], axis=1).reshape(-1)
+        x = np.r_[x, self._x[m:n]]
+        y = np.r_[y, self._y[m:n]]
+        self._shown = (n, x, y)
+        return x, y
+
+    @property
+    def x(self) -> np.ndarray:
+        return self._x[: self.n]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self._y[: self.n]
+
+    @property
+    def last_x(self) -> float:
+        return float(self._x[self.n - 1]) if self.n else -math.inf
+
+    def clear(self) -> None:
+        self.n = 0
+        self._shown = None
+
+
+@dataclass
+class Charts:
+    loss: Series = field(default_factory=Series)  # batch loss per step
+    loss_smooth: Series = field(default_factory=Series)  # the trainer's smoothed loss, per snapshot
+    acc: Series = field(default_factory=Series)  # smoothed training accuracy, per snapshot
+    val_acc: Series = field(default_factory=Series)  # one point per validation pass
+    rate: Series = field(default_factory=Series)  # images/s per snapshot, x = step
+
+    def clear(self) -> None:
+        for s in (self.loss, self.loss_smooth, self.acc, self.val_acc, self.rate):
+            s.clear()
+
+
+@dataclass
+class TrainState:
+    # -- what the worker reports (written by the scene) ---------------------------------------------
+    status: str = "starting the training process (importing torch, loading the data)..."
+    error: str | None = None  # dead worker, failed command: shown in red
+    message: str = ""  # the newest answer or worker message (NaN pause, refused edit, saved ...)
+    message_is_error: bool = False
+    dataset: str = ""
+    dataset_source: str = ""
+    dataset_note: str = ""  # why the built-in digits stand in for the data set asked for
+    classes: tuple[str, ...] = ()
+    running: bool = False  # the newest snapshot says training runs
+    step: int = 0
+    epoch: float = 0.0
+    loss: float = math.nan
+    loss_smooth: float = math.nan
+    acc_smooth: float = math.nan
+    val_acc: float = math.nan
+    images_per_s: float = math.nan
+    widths: list[int] = field(default_factory=list)  # conv filters per layer, from the current spec
+    nodes: int = 0
+    worker_restarts: int = 0
+    charts: Charts = field(default_factory=Charts)
+    monitor_index: int = 0
+    monitor_label: int = -1
+    monitor_pred: int = -1
+    monitor_prob: float = math.nan
+    n_val: int = 0
+
+    # -- what the user edits (read by the scene) ---------------------------------------------------
+    lr: float = 0.01
+    momentum: float = 0.9
+    batch_size: int = 4
+    weight_decay: float = 1e-4
+    optimizer: str = "sgd"
+    seed: int = 0
+    hyper_note: str = ""  # e.g. the lr proposed for Adadelta
+    selected: tuple[int, int] | None = None  # (conv layer index from 0, filter index) picked in 3D
+    new_layer_position: int = 0  # where "add layer" inserts (0 = before conv1)
+    new_layer_width: int = 16
+    checkpoint_path: str = "checkpoints/revacnn.json"
+    colormap: str = "harley"
+    show_jitter: bool = True
+    jitter_gain: float = 4.0
+    show_paths: bool = True
+    show_frame_time: bool = False
+    reset_camera: bool = False
+    requests: list[tuple[str, dict]] = field(default_factory=list)  # commands for the worker
+
+    def request(self, name: str, **kwargs) -> None:
+        self.requests.append((name, kwargs))
+
+    def take_requests(self) -> list[tuple[str, dict]]:
+        out, self.requests = self.requests, []
+        return out

@@ -1,0 +1,285 @@
+"""The training scene driven headless in this process (TrainScene + a real training worker on the built-in
+digits): it renders while training runs and the frames show the data; jitter and paths change the drawn
+pixels; a click on a feature map selects its filter; a filter added through the panel's request grows the
+network, its layout and its paths; a SIGKILLed worker is reported, restarted, and leaves no shared memory.
+
+Frames are rendered offscreen (EGL, llvmpipe).  PNGs of the compared frames go to pytest's tmp_path.
+Run: python -m pytest tests/test_train_scene.py -q
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+from gl_helpers import gl_context
+from PIL import Image
+
+from engine.app import App
+from engine.ui.input import MOUSE_LEFT
+from engine.worker.shm import list_segments, segment_prefix
+from scenes.train.scene import TrainScene
+from scenes.train.state import TrainConfig
+
+pytestmark = pytest.mark.gl
+W, H = 1280, 720
+TIMEOUT = 120.0  # a fresh worker imports torch on 2 shared cores
+
+
+@pytest.fixture(scope="module")
+def app():
+    ctx = gl_context()
+    before = set(list_segments(segment_prefix()))
+    scene = TrainScene(TrainConfig(dataset="digits", val_every=50, batch_size=8, lr=0.02))
+    app = App(scene, ctx=ctx, size=(W, H))
+    yield app
+    app.close()
+    assert set(list_segments(segment_prefix())) - before == set(), "shared-memory segments left behind"
+
+
+def frame(app: App) -> None:
+    app.frame()
+    app.ctx.finish()  # headless frames are not throttled by a swap; keep llvmpipe from queueing them
+
+
+def frames_until(app: App, cond, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        frame(app)
+        time.sleep(0.003)
+
+
+def render_now(app: App) -> np.ndarray:
+    """Upload and draw the scene's current data again (no worker poll, no panels): two calls with one
+    view setting changed in between show exactly that setting's effect."""
+    scene = app.scene
+    scene.upload()
+    app.offscreen.use()
+    app.ctx.viewport = (0, 0, W, H)
+    scene.draw((W, H))
+    app.ctx.finish()
+    return app.offscreen.read()
+
+
+def changed_pixels(a: np.ndarray, b: np.ndarray, threshold: int = 24) -> int:
+    return int((np.abs(a.astype(int) - b.astype(int)).sum(axis=2) > threshold).sum())
+
+
+def test_renders_while_training(app, tmp_path):
+    scene = app.scene
+    frames_until(app, lambda: scene.snapshot is not None and scene.state.step > 0)
+    step0 = scene.state.step
+    frames_until(app, lambda: scene.state.step >= step0 + 12 and scene.state.running)
+    assert scene.uploads > 1 and scene.state.nodes == 31_562
+    loss = scene.state.charts.loss
+    assert loss.n == scene.snapshot.step and loss.x[-1] == scene.snapshot.step, "every step's loss is charted"
+    frame(app)
+    img = app.read_pixels()
+    Image.fromarray(img).save(tmp_path / "training.png")
+    # The network occupies the middle of the frame: many pixels far from the grey background gradient.
+    middle = img[:, 360:920].astype(int)
+    colourful = (middle.max(axis=2) - middle.min(axis=2)) > 60
+    assert colourful.sum() > 2000, "no coloured nodes or paths in the middle of the frame"
+    # The monitored image is shown, and the guess is one of the classes.
+    assert 0 <= scene.state.monitor_pred < 10 and scene.state.n_val > 0
+
+
+def test_jitter_and_paths_change_the_pixels(app, tmp_path):
+    scene, st = app.scene, app.scene.state
+    frames_until(app, lambda: st.running and scene._jitter_nodes is not None)
+    scene.time = 0.37  # a moment where every filter's offset is well away from zero
+    st.jitter_gain = 6.0
+    st.show_jitter, st.show_paths = False, False
+    bare = render_now(app)
+    st.show_jitter = True
+    jitter = render_now(app)
+    st.show_jitter, st.show_paths = False, True
+    paths = render_now(app)
+    for name, img in (("bare", bare), ("jitter", jitter), ("paths", paths)):
+        Image.fromarray(img).save(tmp_path / f"{name}.png")
+    assert scene._renderer.nodes.jitter_on is False
+    assert changed_pixels(bare, jitter) > 500, "jitter moved no nodes"
+    assert changed_pixels(bare, paths) > 500, "paths drew nothing"
+    # Only the top half of each layer's maps get paths.
+    widths = scene._path_widths
+    assert 0 < np.count_nonzero(widths) < len(widths)
+    st.show_jitter, st.jitter_gain = True, 4.0
+
+
+def test_click_on_a_map_selects_its_filter(app, tmp_path):
+    scene = app.scene
+    frames_until(app, lambda: scene.geometry is not None)
+    g = scene.geometry
+    centre = g.centres["conv2"][10]
+    x, y = scene.camera.project(centre[None], W, H)[0]
+    sink = app.headless_input
+    sink.on_cursor_pos(float(x), float(y))
+    frame(app)
+    sink.on_mouse_button(MOUSE_LEFT, True, 0)
+    frame(app)
+    sink.on_mouse_button(MOUSE_LEFT, False, 0)
+    frame(app)
+    assert scene.state.selected == (1, 10)
+    frame(app)
+    img = app.read_pixels()
+    Image.fromarray(img).save(tmp_path / "selected.png")
+    yellow = (img[..., 0] > 200) & (img[..., 1] > 200) & (img[..., 2] < 90)
+    assert yellow[int(y) - 30 : int(y) + 30, int(x) - 40 : int(x) + 40].sum() > 20, "no outline drawn"
+
+
+def test_add_filter_grows_network_layout_and_paths(app):
+    scene, st = app.scene, app.scene.state
+    frames_until(app, lambda: scene.geometry is not None)
+    nodes, paths = st.nodes, len(scene.geometry.path_dst)
+    st.request("add_filter", layer=0)
+    frames_until(app, lambda: st.nodes > nodes and scene.snapshot is not None)
+    assert st.nodes == nodes + 32 * 32 + 16 * 16  # conv1's map and its pooled map
+    assert st.widths[0] == 17 and "added filter" in st.message
+    # New paths: 3 input channels -> the filter, its map -> its pooled map, its pooled map -> conv2.
+    assert len(scene.geometry.path_dst) == paths + 3 + 1 + st.widths[1]
+    assert scene._renderer.nodes.count == st.nodes
+    assert scene.snapshot.activations.shape == (st.nodes,)
+    # Refused surgery is a message, not a crash.
+    st.request("add_filter", layer=9)
+    frames_until(app, lambda: st.message_is_error)
+    assert scene.handle.alive
+
+
+def test_killed_worker_is_reported_restarted_and_leaves_no_shared_memory(app):
+    scene, st = app.scene, app.scene.state
+    frames_until(app, lambda: scene.handle.ready)
+    version = scene.handle.spec_version
+    os.kill(scene.handle.pid, signal.SIGKILL)
+    frames_until(app, lambda: st.worker_restarts == 1)
+    assert "died" in (st.error or ""), st.error
+    frames_until(app, lambda: scene.handle.spec_version > version and scene.snapshot is not None)
+    frames_until(app, lambda: scene.handle.ready and st.step > 0 and st.error is None)
+    assert scene.handle.alive and "restarted" in st.message
+    assert st.widths[0] == 17, "the restarted worker keeps the architecture the user built"
+    assert list_segments(segment_prefix()) == [], "segments must be unlinked once attached"
+
+
+def test_scene_switch_enters_one_scene_at_a_time():
+    from scenes.train.switch import SceneSwitch
+
+    class Stub:
+        """Records its lifecycle; draws a flat colour so the switch shows in the pixels."""
+
+        def __init__(self, log: list, name: str, colour: tuple) -> None:
+            self.log, self.name, self.colour = log, name, colour
+
+        def on_enter(self, fc) -> None:
+            self.ctx = fc.ctx
+            self.log.append(("enter", self.name))
+
+        def on_exit(self) -> None:
+            self.log.append(("exit", self.name))
+
+        def gui(self) -> None:
+            pass
+
+        def update(self, *args) -> None:
+            pass
+
+        def upload(self) -> None:
+            pass
+
+        def draw(self, viewport) -> None:
+            self.ctx.clear(*self.colour, 1.0)
+
+    log: list = []
+    switch = SceneSwitch(
+        {"Explore": lambda: Stub(log, "Explore", (1, 0, 0)), "Train": lambda: Stub(log, "Train", (0, 0, 1))},
+        "Explore",
+    )
+    app = App(switch, ctx=gl_context(), size=(320, 200))
+    try:
+        frame(app)
+        assert app.read_pixels()[10, 10].tolist() == [255, 0, 0]
+        switch.wanted = "Train"
+        frame(app)
+        assert app.read_pixels()[10, 10].tolist() == [0, 0, 255]
+        assert log == [("enter", "Explore"), ("exit", "Explore"), ("enter", "Train")]
+    finally:
+        app.close()
+    assert log[-1] == ("exit", "Train")
+
+
+def test_diverging_lr_and_a_bad_checkpoint_are_messages_in_the_panel(app, tmp_path):
+    scene, st = app.scene, app.scene.state
+    frames_until(app, lambda: scene.handle.ready and st.running)
+    st.request("set_hyper", lr=10.0)
+    frames_until(app, lambda: not st.running and "paused" in st.message)
+    assert st.message_is_error and scene.handle.alive
+    assert np.all(np.isfinite(scene.snapshot.activations)), "the last good weights are shown"
+    step = st.step
+    st.request("load", path=str(tmp_path / "missing.json"))
+    frames_until(app, lambda: "not found" in st.message)
+    assert st.message_is_error and st.step == step and not st.running
+    st.lr = 0.02
+    st.request("set_hyper", lr=0.02)
+    st.request("resume")
+    frames_until(app, lambda: st.running and st.step > step)
+
+
+def test_paths_are_one_per_filter_pair_and_only_the_top_half_is_drawn():
+    from engine.graph.layout import build_layout
+    from engine.graph.spec import NetSpec
+    from models.revacnn import Arch, describe_arch
+    from scenes.train.scene import Geometry, top_half
+
+    spec = NetSpec.build("revacnn", describe_arch(Arch()))
+    g = Geometry(build_layout(spec))
+    # every input x conv1 pair, conv1 -> pool1 per channel, every pool1 x conv2 pair, and so on
+    assert len(g.path_dst) == 3 * 16 + 16 + 16 * 20 + 20 + 20 * 20 + 20
+    sums = np.arange(sum(x.shape[0] for x in g.grids), dtype=np.float64)[::-1].copy()  # distinct, falling
+    widths = g.path_widths(sums)
+    for layer in g.grids[1:]:
+        at, c = g.sum_at[layer.name], layer.shape[0]
+        drawn = {int(i) - at for i in np.unique(g.path_dst[widths > 0]) if at <= i < at + c}
+        assert (
+            drawn == set(np.flatnonzero(top_half(sums[at : at + c])).tolist()) and len(drawn) == (c + 1) // 2
+        )
+    # Wider for a larger map sum: within conv2 the paths into filter 0 (largest sum) are the widest.
+    conv2 = g.sum_at["conv2"]
+    assert widths[g.path_dst == conv2].min() > widths[(g.path_dst == conv2 + 9)].max()
+    # Every conv filter's map and pooled map share one phase (they tremble together), other nodes none.
+    conv1, pool1 = spec.layer("conv1"), spec.layer("pool1")
+    assert np.all(g.filter_of_node[conv1.start : conv1.start + 1024] == 0)
+    assert np.all(g.filter_of_node[pool1.start + 256 : pool1.start + 512] == 1)
+    assert np.all(g.filter_of_node[: spec.layer("input").stop] == -1)
+
+
+def test_chart_series_keep_their_shape_in_bounded_points():
+    from scenes.train.state import Series
+
+    s = Series(cap=4000)
+    x = np.arange(10_000, dtype=np.float64)
+    y = np.where(x == 7777, 50.0, np.sin(x))  # one spike
+    for i in range(0, 10_000, 250):
+        s.append(x[i : i + 250], y[i : i + 250])
+    assert s.n <= 4000 and s.x[-1] == 9999 and np.all(np.diff(s.x) > 0)
+    dx, dy = s.display(600)
+    assert len(dx) <= 620 and dy.max() == 50.0, "the min/max buckets keep a spike"
+
+
+@pytest.mark.slow
+def test_command_line(tmp_path):
+    import subprocess
+    import sys
+
+    from scenes.cli import main
+
+    assert main(["--scene", "train", "--input", "x.png"]) == 2
+    assert main(["--dataset", "mnist"]) == 2
+    out = tmp_path / "train.png"
+    cmd = [sys.executable, "-m", "scenes.cli", "--scene", "train", "--dataset", "digits", "--headless"]
+    cmd += ["--frames", "3", "--width", "640", "--height", "400", "--screenshot", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    img = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    assert img.shape == (400, 640, 3) and (img.max(axis=2) - img.min(axis=2) > 60).sum() > 1000

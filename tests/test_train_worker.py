@@ -1,0 +1,210 @@
+"""The training worker seen from the render side (engine/worker/train_handle.py + train_process.py).
+
+One worker on the built-in digits, started paused so every step is the test's: a snapshot's activations
+equal a torch forward pass of the monitored image with the worker's current weights (read back from a
+checkpoint it saved) and with a Trainer run here from the same seed; a hyperparameter change shows up in
+the optimizer's own param group at the next step, not before; adding a filter grows the spec by exactly
+that filter's nodes; a diverging learning rate pauses with a message and leaves finite weights; a bad or
+mismatched checkpoint is refused and changes nothing; refused surgery is a message, not a crash; the
+render side never imports torch.  Never reads /work/shared.
+Run: python -m pytest tests/test_train_worker.py -q
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine.graph.layout import build_layout
+from engine.worker.datasets import builtin_digits, to_input
+from engine.worker.shm import list_segments, segment_prefix
+from engine.worker.train_handle import TrainHandle
+from engine.worker.training import Hyper, Trainer, TrainerConfig
+from models.checkpoint import load_checkpoint, save_checkpoint
+from models.revacnn import Arch, RevaCNN
+
+REPO = Path(__file__).resolve().parents[1]
+START_TIMEOUT = 120.0  # torch import + data in a fresh process, on 2 shared cores
+HYPER = {"lr": 0.02, "momentum": 0.9, "batch_size": 8, "weight_decay": 1e-4, "optimizer": "sgd", "seed": 3}
+VAL_EVERY = 10_000  # no validation pass in the middle of a test's steps
+
+
+@pytest.fixture(scope="module")
+def data():
+    return builtin_digits(channels=3)
+
+
+@pytest.fixture(scope="module")
+def handle():
+    h = TrainHandle("digits", hyper=HYPER, val_every=VAL_EVERY, start_paused=True)
+    assert h.start(START_TIMEOUT), h.error
+    yield h
+    h.close()
+    assert list_segments(segment_prefix()) == [], "snapshot segments left in /dev/shm"
+
+
+def run(h: TrainHandle, cmd_id: int) -> str:
+    ok, text = h.wait_reply(cmd_id)
+    assert ok, text
+    return text
+
+
+def after(h: TrainHandle, cmd_id: int):
+    """The first snapshot published after command `cmd_id` was handled (and for the current spec)."""
+    h.wait_reply(cmd_id)
+    return h.wait_snapshot(lambda s: s.stats["cmd"] >= cmd_id and s.spec_version == h.spec_version)
+
+
+def layer_acts(h: TrainHandle, snap) -> dict[str, np.ndarray]:
+    return {x.name: snap.activations[x.start : x.stop].reshape(x.shape) for x in h.spec.layers}
+
+
+def test_snapshot_equals_a_direct_forward_pass(handle, data, tmp_path):
+    h = handle
+    for _ in range(4):
+        last = h.step()
+    snap = after(h, h.set_monitor_index(5))
+    assert snap.step == 4 and snap.paused and int(snap.stats["monitor_index"]) == 5
+    assert h.spec.total_nodes == 31_562
+    got = layer_acts(h, snap)
+
+    # Reference 1: the worker's own weights, saved by it and loaded here.
+    path = tmp_path / "now.json"
+    snap2 = after(h, h.save(path))
+    assert snap2.step == snap.step, "paused: nothing may have trained in between"
+    ck = load_checkpoint(path)
+    model = ck.build_model()
+    x = to_input(data.x_val[5:6])
+    with torch.no_grad():
+        ref = {k: v[0].numpy() for k, v in model.forward_all(x).items()}
+    for name, want in ref.items():
+        np.testing.assert_allclose(got[name], want, rtol=0, atol=1e-5, err_msg=name)
+    np.testing.assert_array_equal(snap.first_filters, model.convs[0].weight.detach().numpy())
+    for name, sums in snap.filter_sums.items():
+        np.testing.assert_allclose(sums, want_sums := ref[name].reshape(len(sums), -1).sum(1), rtol=1e-5)
+        assert want_sums.shape == sums.shape
+    jit = np.concatenate([ck.extra[f"jitter/{i}"].numpy() for i in range(3)])
+    np.testing.assert_allclose(snap.jitter, jit, rtol=1e-6)
+
+    # Reference 2: a Trainer run here from the same seed and the same four steps.
+    tr = Trainer(data, Hyper(**HYPER), TrainerConfig(val_every=VAL_EVERY))
+    for _ in range(4):
+        tr.step()
+    mon = tr.monitor(data.x_val[5])
+    for name, want in mon["activations"].items():
+        np.testing.assert_allclose(got[name], want, rtol=0, atol=1e-5, err_msg=f"trainer {name}")
+    assert h.replies[last][0]
+    # The history rows carry every step's loss.
+    assert list(snap.history[:, 0]) == [1, 2, 3, 4]
+
+
+def test_hyperparameter_change_reaches_the_optimizer_at_the_next_step(handle):
+    h = handle
+    before = after(h, h.set_hyper(lr=0.05, momentum=0.5, weight_decay=1e-3, batch_size=16))
+    # Validated and queued, not applied: the optimizer still has the old values.
+    assert before.stats["opt_lr"] == pytest.approx(HYPER["lr"])
+    assert before.stats["batch_size"] == HYPER["batch_size"]
+    snap = after(h, h.step())
+    assert snap.step == before.step + 1
+    assert snap.stats["opt_lr"] == pytest.approx(0.05)
+    assert snap.stats["opt_momentum"] == pytest.approx(0.5)
+    assert snap.stats["opt_weight_decay"] == pytest.approx(1e-3)
+    assert snap.stats["batch_size"] == 16
+    # An optimizer switch, and a bad value refused with the reason.
+    ok, text = h.wait_reply(h.set_hyper(lr=-1.0))
+    assert not ok and "lr" in text
+    h.set_hyper(optimizer="adam", lr=1e-3)
+    snap = after(h, h.step())
+    assert snap.stats["optimizer"] == 1 and snap.stats["opt_lr"] == pytest.approx(1e-3)
+    run(h, h.set_hyper(**HYPER))
+
+
+def test_add_filter_grows_the_spec_by_that_filters_nodes(handle):
+    h = handle
+    n0, v0 = h.spec.total_nodes, h.spec_version
+    text = run(h, h.add_filter(1))
+    assert "conv2" in text
+    snap = h.wait_snapshot(lambda s: h.spec_version > v0 and s.spec_version == h.spec_version)
+    conv2, pool2 = h.spec.layer("conv2"), h.spec.layer("pool2")
+    assert conv2.shape == (21, 16, 16) and pool2.shape == (21, 8, 8)
+    assert h.spec.total_nodes == n0 + 16 * 16 + 8 * 8
+    assert snap.activations.shape == (h.spec.total_nodes,)
+    assert len(snap.filter_sums["conv2"]) == 21 and len(snap.jitter) == 16 + 21 + 20
+    layout = build_layout(h.spec)
+    assert layout.positions.shape == (n0 + 320, 3)
+    # The new filter's outgoing weights are zero: the output did not move.
+    out = h.spec.layers[-1]
+    logits = snap.activations[out.start : out.stop]
+    assert np.all(np.isfinite(logits))
+    run(h, h.remove_filter(1, 20))
+    h.wait_snapshot(lambda s: s.spec_version == h.spec_version and s.activations.shape == (n0,))
+    assert h.spec.total_nodes == n0
+
+
+def test_diverging_learning_rate_pauses_with_a_message(handle):
+    h = handle
+    run(h, h.set_hyper(lr=10.0, momentum=0.9, optimizer="sgd"))
+    step0 = h.last.step
+    run(h, h.resume())
+    snap = h.wait_snapshot(lambda s: s.paused and s.stats["cmd"] >= h._cmd and s.step >= step0, timeout=60)
+    assert h.alive
+    assert "paused" in h.message and ("loss" in h.message or "NaN" in h.message), h.message
+    assert np.all(np.isfinite(snap.activations)), "the last good weights were restored"
+    run(h, h.set_hyper(**HYPER))
+    snap = after(h, h.step())
+    assert snap.stats["ok"] == 1 and np.isfinite(snap.stats["loss"])
+
+
+def test_bad_checkpoints_are_refused_and_change_nothing(handle, tmp_path):
+    h = handle
+    before = after(h, h.pause())
+    version = h.spec_version
+
+    ok, text = h.wait_reply(h.load(tmp_path / "missing.json"))
+    assert not ok and "not found" in text
+
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text("{ this is not json")
+    ok, text = h.wait_reply(h.load(corrupt))
+    assert not ok and "corrupt.json" in text
+
+    grey = RevaCNN(Arch(in_channels=1), generator=torch.Generator().manual_seed(0))  # MNIST-shaped
+    other = save_checkpoint(tmp_path / "grey.json", grey, torch.optim.SGD(grey.parameters(), lr=0.1))
+    ok, text = h.wait_reply(h.load(other))
+    assert not ok and "1x32x32" in text
+
+    snap = after(h, h.set_monitor_index(int(before.stats["monitor_index"])))
+    assert h.spec_version == version and snap.step == before.step
+    np.testing.assert_array_equal(snap.activations, before.activations)
+
+
+def test_refused_surgery_is_a_message_and_training_goes_on(handle):
+    h = handle
+    run(h, h.remove_layer(2))
+    run(h, h.remove_layer(1))
+    ok, text = h.wait_reply(h.remove_layer(0))
+    assert not ok and "only conv layer left" in text
+    ok, text = h.wait_reply(h.add_filter(7))
+    assert not ok
+    snap = after(h, h.step())
+    assert [x.shape[0] for x in h.spec.layers if x.kind == "conv"] == [16]
+    assert snap.activations.shape == (h.spec.total_nodes,) and snap.stats["ok"] == 1
+
+
+def test_render_side_never_imports_torch():
+    code = textwrap.dedent(
+        """
+        import sys
+        from engine.worker.train_handle import TrainHandle
+        import scenes.train.scene, scenes.train.run
+        TrainHandle("digits")
+        assert "torch" not in sys.modules, "the render side imported torch"
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)
