@@ -2,14 +2,16 @@
 
     python tools/bench.py --json OUT.json [--quick]
 
-Measures and prints
+Sections (`--only NAME...`; all by default):
   * input -> activations visible in the render process, p50 / p99 ms (shared-memory round trip
     with the LeNet forward pass; target p99 <= 2 ms);
   * frame time p50 / p99 of the whole explore scene (panels included) offscreen at 1280x720 for
     the LeNet, with a new drawing sent every frame (target >= 30 fps on llvmpipe, >= 60 on a GPU);
   * frame time of synthetic layouts of 100k and 1M nodes (nodes renderer only);
   * time from launch to first frame and to first activations (target first frame <= 2 s);
-  * the GL renderer string and the CPU.
+  * the GL renderer string and the CPU;
+  * hover cost per hover change (pick + edges + upload), the training scene's frame time and training
+    throughput with the visualization on vs a bare torch loop, and t-SNE embedding times.
 Targets live here and in docs/BENCHMARKS.md, never in timed tests.  The machines are noisy: each
 figure is the median over repeats.
 """
@@ -61,7 +63,7 @@ def bench_explore_scene(frames: int, size: tuple[int, int]) -> dict:
     """The real scene, panels and all, with a changing drawing every frame (what a user drawing sees)."""
     from engine.app import App
     from engine.config import AppConfig
-    from engine.gpu.context import create_headless, renderer_string
+    from engine.gpu.context import create_headless
     from scenes.explore.run import wait_until_ready
     from scenes.explore.scene import ExploreScene
 
@@ -82,7 +84,6 @@ def bench_explore_scene(frames: int, size: tuple[int, int]) -> dict:
             if i >= 5:
                 times.append((time.perf_counter() - t0) * 1e3)
                 results += scene.result_seq > seq
-        renderer = renderer_string(ctx)
     finally:
         app.close()
         ctx.release()
@@ -94,7 +95,6 @@ def bench_explore_scene(frames: int, size: tuple[int, int]) -> dict:
         "p99_ms": float(np.percentile(t, 99)),
         "fps_p50": 1000.0 / float(np.percentile(t, 50)),
         "frames_with_new_result": results,
-        "renderer": renderer,
     }
 
 
@@ -132,55 +132,83 @@ def bench_startup(repeats: int) -> dict:
     }
 
 
+SECTIONS = ("latency", "explore", "render", "startup", "hover", "training", "embed")
+
+
+def run_section(name: str, quick: bool, skip_big: bool) -> dict | list:
+    if name == "latency":
+        r = bench_latency(300 if quick else 2000, 1 if quick else 3)
+        print(f"  p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms")
+        return r
+    if name == "explore":
+        runs = [bench_explore_scene(40 if quick else 200, (1280, 720)) for _ in range(1 if quick else 3)]
+        r = dict(runs[0])
+        r["p50_ms"] = statistics.median(x["p50_ms"] for x in runs)
+        r["p99_ms"] = statistics.median(x["p99_ms"] for x in runs)
+        r["fps_p50"] = 1000.0 / r["p50_ms"]
+        print(f"  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  ({r['fps_p50']:.1f} fps)")
+        return r
+    if name == "render":
+        from bench_render import bench_suite, format_table
+
+        rows = bench_suite(
+            sizes=("lenet",) if skip_big else ("lenet", 100_000, 1_000_000),
+            modes=("quads", "points", "auto"),
+            repeats=1 if quick else 3,
+            frames=20 if quick else 60,
+            max_seconds=5 if quick else 15,
+        )
+        print(format_table(rows))
+        return rows
+    if name == "startup":
+        r = bench_startup(1 if quick else 5)
+        print(f"  first frame {r['first_frame_s']:.2f} s, first activations {r['first_activations_s']:.2f} s")
+        return r
+    if name == "hover":
+        from bench_hover import bench_hover, format_hover
+
+        r = bench_hover(quick=quick)
+        print(format_hover(r))
+        return r
+    if name == "training":
+        from bench_training import bench_frame_times, bench_throughput, format_results
+
+        frames = bench_frame_times(frames=60 if quick else 240)
+        rows = bench_throughput(seconds=2.0 if quick else 4.0)
+        print(format_results(frames, rows))
+        return {"frame_times": frames, "throughput": rows}
+    if name == "embed":
+        from bench_embed import bench_all, format_embed
+
+        r = bench_all(quick=quick)
+        print(format_embed(r))
+        return r
+    raise SystemExit(f"unknown section {name!r} (choose from {', '.join(SECTIONS)})")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", metavar="OUT.json", help="also write the results here")
     p.add_argument("--quick", action="store_true", help="fewer frames and repeats (a smoke run)")
     p.add_argument("--skip-big", action="store_true", help="leave out the 100k / 1M layouts")
+    p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
     args = p.parse_args()
-    quick = args.quick
     results: dict = {
         "cpu": cpu_name(),
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d"),
     }
+    from engine.gpu.context import create_headless, renderer_string
 
-    print("input -> activations ...", flush=True)
-    results["latency"] = bench_latency(300 if quick else 2000, 1 if quick else 3)
-    print(f"  p50 {results['latency']['p50_ms']:.3f} ms  p99 {results['latency']['p99_ms']:.3f} ms")
-
-    print("explore scene (LeNet, 1280x720, panels, new drawing every frame) ...", flush=True)
-    runs = [bench_explore_scene(40 if quick else 200, (1280, 720)) for _ in range(1 if quick else 3)]
-    scene = dict(runs[0])
-    scene["p50_ms"] = statistics.median(r["p50_ms"] for r in runs)
-    scene["p99_ms"] = statistics.median(r["p99_ms"] for r in runs)
-    scene["fps_p50"] = 1000.0 / scene["p50_ms"]
-    results["explore_scene"] = scene
-    results["gl_renderer"] = scene["renderer"]
-    print(f"  p50 {scene['p50_ms']:.2f} ms  p99 {scene['p99_ms']:.2f} ms  ({scene['fps_p50']:.1f} fps)")
-
-    from bench_render import bench_suite, format_table
-
-    sizes = ("lenet",) if args.skip_big else ("lenet", 100_000, 1_000_000)
-    print("node rendering (background + nodes + labels) ...", flush=True)
-    rows = bench_suite(
-        sizes=sizes,
-        modes=("quads", "points", "auto"),
-        repeats=1 if quick else 3,
-        frames=20 if quick else 60,
-        max_seconds=5 if quick else 15,
-    )
-    results["render"] = rows
-    print(format_table(rows))
-
-    print("launch -> first frame ...", flush=True)
-    results["startup"] = bench_startup(1 if quick else 5)
-    s = results["startup"]
-    print(f"  first frame {s['first_frame_s']:.2f} s, first activations {s['first_activations_s']:.2f} s")
+    ctx = create_headless()
+    results["gl_renderer"] = renderer_string(ctx)
+    ctx.release()
+    for name in args.only:
+        print(f"== {name}", flush=True)
+        results[name] = run_section(name, args.quick, args.skip_big)
+        if args.json:  # keep what is done even if a later section fails
+            Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     print(f"GL: {results['gl_renderer']}\nCPU: {results['cpu']}")
-
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
