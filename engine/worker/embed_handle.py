@@ -1,0 +1,570 @@
+"""EmbedHandle: the render process's side of the t-SNE process (engine/worker/embed_process.py).
+
+Imports no torch: the render loop owns it and calls, once per frame,
+
+    result = embed.poll()          # newest layout for the newest request (partial while a big job runs),
+                                   # or None; also restarts a dead process
+    progress = embed.progress      # Progress of the running job, or None
+    ...
+    embed.request(kind, layer, vectors, ids)   # when the panel wants a refresh; returns a job id at once
+
+`request` never blocks on the computation, nor on the copy: small inputs are copied into a fresh
+shared-memory segment at once, big ones (100 MB for 20,000 x 1280 floats, 80-300 ms) by a short-lived thread,
+and poll() sends the job when the copy is done.  At most one job runs; a request made meanwhile
+waits as the one pending request (a newer one replaces it).  If the running job is for another (kind, layer)
+it is cancelled, so switching the view of a 20,000-point job does not wait for it; a refresh of the same
+view lets it finish, so frequent refreshes still produce layouts.
+
+Warm start: the handle keeps the last finished layout of every (kind, layer) in t-SNE's own scale and sends
+it with the next request for that view, matched by id (`ids`: filter indices, or image indices in a data
+set); points whose id is new start beside their nearest neighbour (embed_process.py).  `forget()` drops it.
+
+Results are for display: `EmbedResult.points` are centred with an RMS radius of 1, so axis limits stay put
+across refreshes.  Ids come back in the order they were sent.
+
+Shared memory (STYLE habit 3): this side creates each job's input and output segments and unlinks both as
+soon as the process says it has attached them, so nothing of ours stays in /dev/shm, even if either process
+is SIGKILLed after that; on a death before that, the teardown unlinks them.
+
+Spawn, not fork (fork would copy the GL context and the render threads); a program that makes a handle must
+keep its top level behind `if __name__ == "__main__":`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import multiprocessing as mp
+import os
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.worker import embed_process as E
+from engine.worker.shm import Slot
+
+# The four per-filter vector kinds of the paper's section 3.2.3 (computed by engine/worker/embed_vectors.py).
+KINDS = ("coefficients", "filter_gradients", "activations", "activation_gradients")
+KIND_LABELS = {
+    "coefficients": "filter coefficients",
+    "filter_gradients": "filter gradients",
+    "activations": "activation maps",
+    "activation_gradients": "activation gradients",
+}
+NAN = float("nan")
+BACKGROUND_COPY_BYTES = 4 << 20  # inputs this big are copied into shared memory by a thread
+IMAGES = "images"  # the kind of the second mode: many images by one layer's activations
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    niceness: int = 5  # the t-SNE process runs below the render and training loops (os.nice)
+    engine: str = "auto"  # "auto" (openTSNE when importable), "opentsne" or "sklearn"
+    params: E.TsneParams = field(default_factory=E.TsneParams)  # iteration counts, seed, perplexity
+    max_restarts_per_job: int = 1  # a job whose process died is sent again this often, then dropped
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    job: int
+    kind: str
+    layer: str
+    ids: np.ndarray  # (n,) int64, as sent
+    points: np.ndarray  # (n, 2) float32, centred, RMS radius 1
+    final: bool  # False: a partial layout of a job still running
+    fraction: float  # of the job's iterations done (1 when final)
+    seconds: float  # compute time in the process (final results; nan for partial ones)
+    kl: float  # KL divergence of the final layout (nan if unknown)
+    engine: str  # "opentsne", "sklearn" or "trivial"
+
+
+@dataclass(frozen=True)
+class Progress:
+    job: int
+    kind: str
+    layer: str
+    n: int
+    fraction: float  # 0..1
+    phase: str  # "queued", "neighbors", "exaggeration", "optimize"
+
+
+def normalize(points: np.ndarray) -> np.ndarray:
+    """Centred, RMS distance from the centre 1 (t-SNE's scale means nothing and grows with iterations)."""
+    p = np.asarray(points, np.float64)
+    p = p - p.mean(0)
+    rms = float(np.sqrt((p**2).sum(1).mean())) if len(p) else 0.0
+    return (p / rms if rms > 0 else p).astype(np.float32)
+
+
+@dataclass
+class _Request:
+    job: int
+    kind: str
+    layer: str
+    vectors: np.ndarray  # (n, d) float32, the handle's copy
+    ids: np.ndarray  # (n,) int64
+    warm: bool
+    params: E.TsneParams
+    tries: int = 0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.kind, self.layer)
+
+
+@dataclass
+class _Job:
+    req: _Request
+    slot_in: Slot | None
+    slot_out: Slot | None
+    writer: threading.Thread | None = None  # copies big inputs into slot_in off the render thread
+    sent: bool = False  # JOB went to the process
+    dropped: bool = False  # superseded before it was sent
+    attached: bool = False
+    fraction: float = 0.0
+    phase: str = "queued"
+
+
+class EmbedHandle:
+    """Runs the t-SNE process for the render loop; see the module docstring for the frame loop."""
+
+    def __init__(self, config: EmbedConfig | None = None) -> None:
+        self.config = config or EmbedConfig()
+        self._ctx = mp.get_context("spawn")
+        self._proc: mp.process.BaseProcess | None = None
+        self._conn = None
+        self._ready = False
+        self.engine: str | None = None  # what the process said it uses, once READY
+        self._next_job = 0
+        self._job: _Job | None = None  # sent, not yet answered
+        self._pending: _Request | None = None  # waits for the running job
+        self._view: tuple[str, str] | None = None  # the key of the newest request: poll() shows only that
+        self._layouts: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}  # key -> (ids, raw points)
+        self._latest: EmbedResult | None = None  # newest result not yet handed out by poll()
+        self.last: EmbedResult | None = None  # newest final result handed out or not (for tools)
+        self.error: str | None = None
+        self.restarts = 0
+        self.jobs_done = 0
+        self._fail_streak = 0  # restarts since the process was last ready; drives the back-off
+        self._next_restart = 0.0
+        self._closed = False
+        self._atexit = functools.partial(_close_at_exit, weakref.ref(self))
+        atexit.register(self._atexit)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.is_alive()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready and self.alive
+
+    def launch(self) -> None:
+        """Start the process without waiting (it imports openTSNE for a second or so)."""
+        if self._closed:
+            raise RuntimeError("EmbedHandle is closed")
+        if self._proc is None:
+            self._spawn()
+
+    def start(self, timeout: float = 30.0) -> bool:
+        """Start the process and wait until it is ready (True), for tools and tests."""
+        self.launch()
+        deadline = time.monotonic() + timeout
+        while not self._ready:
+            if not self.alive:
+                self.error = f"embed process exited during start (exit code {self._proc.exitcode})"
+                return False
+            if time.monotonic() > deadline:
+                self.error = f"embed process not ready within {timeout:g} s"
+                return False
+            self._wait(0.05)
+        return True
+
+    def check(self) -> bool:
+        """Restart the process if it died; its running job is sent again (once).  True if it restarted."""
+        if self._closed or self._proc is None or self.alive:
+            return False
+        now = time.monotonic()
+        if now < self._next_restart:
+            return False  # it died again before it was ever ready: back off instead of spawning per frame
+        code = self._proc.exitcode
+        job = self._job
+        self._teardown(graceful=False)
+        self.restarts += 1
+        self._fail_streak += 1
+        self._next_restart = now + min(0.25 * 2 ** (self._fail_streak - 1), 8.0)
+        self.error = f"embed process died (exit code {code}); restarted it"
+        if job is not None and self._pending is None:
+            if job.req.tries < self.config.max_restarts_per_job:
+                job.req.tries += 1
+                self._pending = job.req
+            else:
+                self.error += f"; dropped job {job.req.job} ({job.req.kind} {job.req.layer}) that it died on"
+        self._spawn()
+        self._send_pending()
+        return True
+
+    def close(self) -> None:
+        """Stop the process and free every segment.  Idempotent; also runs at interpreter exit."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self._atexit)
+        if self.alive:
+            self._send((E.QUIT,))
+        self._teardown(graceful=True)
+        self._pending = None
+
+    def __enter__(self) -> EmbedHandle:
+        self.launch()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- requests and results --------------------------------------------------------------------
+
+    def request(
+        self,
+        kind: str,
+        layer: str,
+        vectors: np.ndarray,
+        ids: np.ndarray | None = None,
+        *,
+        warm: bool = True,
+        params: E.TsneParams | None = None,
+    ) -> int:
+        """Ask for the 2D layout of `vectors` (n, d) for view (kind, layer); returns the job id at once.
+
+        `ids` (n,) name the rows (default 0..n-1) for warm starts and for the panel; `warm` starts from the
+        view's previous layout.  The handle keeps a reference to float32 `vectors` until the job is done
+        (copying 100 MB here would cost the frame): do not write into that array afterwards.
+        """
+        if self._closed:
+            raise RuntimeError("EmbedHandle is closed")
+        v = np.ascontiguousarray(vectors, np.float32)  # no copy of float32 input: see the docstring
+        if v.ndim != 2 or len(v) == 0:
+            raise ValueError(f"request() takes (n, d) vectors with n >= 1, got shape {v.shape}")
+        ids = np.arange(len(v), dtype=np.int64) if ids is None else np.asarray(ids, np.int64).reshape(-1)
+        if ids.shape != (len(v),):
+            raise ValueError(f"request(): {len(ids)} ids for {len(v)} vectors")
+        self._next_job += 1
+        req = _Request(self._next_job, kind, layer, v, ids.copy(), warm, params or self.config.params)
+        self._view = req.key
+        if self._latest is not None and (self._latest.kind, self._latest.layer) != req.key:
+            self._latest = None  # another view's result must not show after this request
+        self._pending = req
+        if self._proc is None:
+            self._spawn()
+        self._drop_other_views(req.key)
+        self._send_pending()
+        return req.job
+
+    def _drop_other_views(self, key: tuple[str, str] | None) -> None:
+        """Stop the current job unless it is for `key` (a refresh of the same view lets it finish)."""
+        job = self._job
+        if job is None or job.req.key == key:
+            return
+        if job.sent:
+            self._send((E.CANCEL, job.req.job))
+        else:
+            job.dropped = True  # still being copied: _dispatch releases it instead of sending
+
+    def cancel(self) -> None:
+        """Drop the pending request and stop the running job (the panel left the view)."""
+        self._pending = None
+        self._view = None
+        self._drop_other_views(None)
+
+    def poll(self) -> EmbedResult | None:
+        """The newest layout (partial or final) of the newest request's view since the last poll, or None.
+
+        Never blocks; restarts a dead process.
+        """
+        if self._closed:
+            return None
+        if self._conn is not None:
+            self._drain()
+        self.check()
+        self._dispatch()
+        out, self._latest = self._latest, None
+        return out
+
+    @property
+    def progress(self) -> Progress | None:
+        """The running or waiting job of the current view, or None when idle."""
+        job = self._job
+        if job is not None and job.req.key == self._view:
+            req = job.req
+            return Progress(req.job, req.kind, req.layer, len(req.ids), job.fraction, job.phase)
+        req = self._pending
+        if req is not None and req.key == self._view:
+            return Progress(req.job, req.kind, req.layer, len(req.ids), 0.0, "queued")
+        return None
+
+    @property
+    def busy(self) -> bool:
+        return self._job is not None or self._pending is not None
+
+    def layout(self, kind: str, layer: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(ids, display points) of the view's last finished layout, or None."""
+        got = self._layouts.get((kind, layer))
+        return None if got is None else (got[0].copy(), normalize(got[1]))
+
+    def forget(self, kind: str | None = None, layer: str | None = None) -> None:
+        """Drop warm-start layouts (all, or one view): the next request starts cold."""
+        if kind is None:
+            self._layouts.clear()
+        else:
+            self._layouts.pop((kind, layer), None)
+
+    def wait(self, job: int, timeout: float = 60.0) -> EmbedResult:
+        """Blocking helper for tools and tests: the final result of `job` (a request of the current view)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.poll()
+            if self.last is not None and self.last.job >= job:
+                return self.last
+            if not self.busy:
+                raise RuntimeError(self.error or f"job {job} ended without a result")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no layout for job {job} within {timeout:g} s")
+            self._wait(min(left, 0.05))
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(
+            target=E.embed_main,
+            args=(child, self.config.niceness, self.config.engine),
+            name="convscope-embed",
+            daemon=True,
+        )
+        # The child inherits this environment at exec: one BLAS / OpenMP thread before numpy loads there.
+        saved = {k: os.environ.get(k) for k in E.ENV_ONE_THREAD}
+        os.environ.update(E.ENV_ONE_THREAD)
+        try:
+            proc.start()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        child.close()  # only the process holds its end, so its death reads as EOF here
+        self._proc, self._conn, self._ready = proc, parent, False
+
+    def _send(self, msg: tuple) -> bool:
+        if self._conn is None:
+            return False
+        try:
+            self._conn.send(msg)
+            return True
+        except (OSError, ValueError):
+            return False
+
+    def _wait(self, timeout: float) -> None:
+        if self._conn is None:
+            time.sleep(timeout)
+            return
+        try:
+            ready = self._conn.poll(timeout)
+        except (EOFError, OSError):
+            return
+        if ready:
+            self._drain()
+
+    def _drain(self) -> None:
+        try:
+            while self._conn is not None and self._conn.poll(0):
+                self._handle(self._conn.recv())
+        except (EOFError, OSError):
+            pass  # check() sees the dead process and restarts it
+
+    def _send_pending(self) -> None:
+        """Send the pending request if nothing runs."""
+        if self._job is not None or self._pending is None or self._conn is None:
+            return
+        req, self._pending = self._pending, None
+        n, d = req.vectors.shape
+        init = known = None
+        prev = self._layouts.get(req.key) if req.warm else None
+        if prev is not None:
+            init, known = _match(prev[0], prev[1], req.ids)
+        slots: list[Slot] = []
+        try:
+            slots.append(Slot.create(E.input_count(n, d)))
+            slots.append(Slot.create(2 * n))
+        except OSError as exc:
+            self.error = f"could not create shared memory for {n} x {d} vectors: {exc}"
+            for slot in slots:
+                slot.unlink()
+                slot.close()
+            return
+        slot_in, slot_out = slots
+        job = self._job = _Job(req, slot_in, slot_out)
+        payload = slot_in.begin_write()
+        if req.vectors.nbytes < BACKGROUND_COPY_BYTES:
+            E.pack_input(payload, req.vectors, init, known)
+            self._dispatch()
+        else:
+            # 20,000 x 1280 floats are 100 MB: copying them (and faulting in the fresh segment's pages)
+            # takes 80-300 ms, several frames.  numpy releases the GIL for the copy, so a thread does it
+            # and poll() sends the job once it is done.
+            job.writer = threading.Thread(
+                target=E.pack_input, args=(payload, req.vectors, init, known), name="embed-copy", daemon=True
+            )
+            job.writer.start()
+
+    def _dispatch(self) -> None:
+        """Send the current job once its input is written (at once for small ones; from poll() otherwise)."""
+        job = self._job
+        if job is None or job.sent or (job.writer is not None and job.writer.is_alive()):
+            return
+        if job.writer is not None:
+            job.writer.join()
+            job.writer = None
+        if job.dropped:  # the view changed while its vectors were being copied: never send it
+            self._release_job()
+            self._send_pending()
+            return
+        job.slot_in.end_write(1)
+        req, n, d = job.req, *job.req.vectors.shape
+        job.sent = True
+        if not self._send((E.JOB, req.job, job.slot_in.name, job.slot_out.name, n, d, req.params.to_dict())):
+            self._release_job()
+            if self._pending is None:
+                self._pending = req  # the process is gone: check() restarts it and sends this again
+
+    def _handle(self, msg: tuple) -> None:
+        tag = msg[0]
+        if tag == E.READY:
+            self._ready, self.engine = True, msg[1]
+            self._fail_streak, self._next_restart = 0, 0.0
+            return
+        job = self._job
+        if job is None or not job.sent or msg[1] != job.req.job:
+            return  # about a job already released (after a restart)
+        if tag == E.ATTACHED:
+            job.attached = True
+            for slot in (job.slot_in, job.slot_out):
+                slot.unlink()  # both sides have it mapped now: nothing can leak from here on
+            job.slot_in.close()  # the process copies the vectors out of its own mapping
+            job.slot_in = None
+        elif tag == E.PROGRESS:
+            _, _, fraction, phase, seq = msg
+            job.fraction, job.phase = fraction, phase
+            if seq > 0:
+                self._publish(job, seq, final=False)
+        elif tag == E.DONE:
+            _, _, seq, seconds, kl, engine = msg
+            job.fraction = 1.0
+            self._publish(job, seq, final=True, seconds=seconds, kl=kl, engine=engine)
+            self.jobs_done += 1
+            self._release_job()
+            self._send_pending()
+        elif tag in (E.CANCELLED, E.FAILED):
+            if tag == E.FAILED:
+                self.error = f"embedding {job.req.kind} of {job.req.layer} failed: {msg[2]}"
+            self._release_job()
+            self._send_pending()
+
+    def _publish(
+        self, job: _Job, seq: int, final: bool, seconds: float = NAN, kl: float = NAN, engine: str = ""
+    ) -> None:
+        n = len(job.req.ids)
+        buf = np.empty(2 * n, np.float32)
+        got = job.slot_out.read_into(buf)
+        if got is None or got[0] < seq:
+            if final:
+                self.error = f"job {job.req.job}: the result segment was not completely written"
+            return
+        raw = buf.reshape(n, 2)
+        if final:
+            self._layouts[job.req.key] = (job.req.ids, raw.astype(np.float64))
+        if job.req.key != self._view:
+            return  # kept for a later warm start, not shown
+        result = EmbedResult(
+            job=job.req.job,
+            kind=job.req.kind,
+            layer=job.req.layer,
+            ids=job.req.ids.copy(),
+            points=normalize(raw),
+            final=final,
+            fraction=1.0 if final else job.fraction,
+            seconds=float(seconds),
+            kl=float(kl),
+            engine=engine or (self.engine or ""),
+        )
+        self._latest = result
+        if final:
+            self.last = result
+
+    def _release_job(self) -> None:
+        job, self._job = self._job, None
+        if job is None:
+            return
+        if job.writer is not None:
+            job.writer.join()  # it writes into slot_in: never unmap under it
+        for slot in (job.slot_in, job.slot_out):
+            if slot is not None:
+                slot.unlink()  # no-op once unlinked after ATTACHED
+                slot.close()
+
+    def _teardown(self, graceful: bool) -> None:
+        proc, conn = self._proc, self._conn
+        self._proc = self._conn = None
+        self._ready = False
+        if proc is not None:
+            if graceful:
+                proc.join(2.0)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(1.0)
+            if proc.is_alive():
+                proc.kill()
+            proc.join()
+            proc.close()
+        if conn is not None:
+            conn.close()
+        self._release_job()
+
+
+def _match(prev_ids: np.ndarray, prev_points: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Previous positions of `ids` (init (n, 2)) and which of them had one (known (n,))."""
+    order = np.argsort(prev_ids, kind="stable")
+    sorted_ids = prev_ids[order]
+    pos = np.clip(np.searchsorted(sorted_ids, ids), 0, max(len(sorted_ids) - 1, 0))
+    known = sorted_ids[pos] == ids if len(sorted_ids) else np.zeros(len(ids), bool)
+    init = np.zeros((len(ids), 2), np.float64)
+    init[known] = prev_points[order[pos[known]]]
+    return init, known
+
+
+def _close_at_exit(ref: weakref.ref) -> None:
+    handle = ref()
+    if handle is not None:
+        handle.close()
+
+
+__all__ = [
+    "IMAGES",
+    "KINDS",
+    "KIND_LABELS",
+    "EmbedConfig",
+    "EmbedHandle",
+    "EmbedResult",
+    "Progress",
+    "normalize",
+]
