@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from imgui_bundle import imgui
+from imgui_bundle import imgui, implot
 
 from engine.ui.input import InputState, forward_to_imgui
 
@@ -46,6 +46,8 @@ class UiBackend:
             raise ValueError(f"UiConfig.theme must be one of {THEMES}, got {self.config.theme!r}")
         self.context = imgui.create_context()
         imgui.set_current_context(self.context)
+        # ImPlot (bar charts in the node details panel) keeps its own context beside ImGui's.
+        self.plot_context = implot.create_context()
         io = imgui.get_io()
         io.set_ini_filename(None)
         # convscope's renderer serves ImGui 1.92's texture requests; setting the flag here, not only
@@ -101,6 +103,7 @@ class UiBackend:
     ) -> None:
         """Start a frame: `display_size` in window coordinates, `framebuffer_scale` pixels per unit."""
         imgui.set_current_context(self.context)
+        implot.set_current_context(self.plot_context)
         io = imgui.get_io()
         io.display_size = imgui.ImVec2(max(float(display_size[0]), 0.0), max(float(display_size[1]), 0.0))
         io.display_framebuffer_scale = imgui.ImVec2(float(framebuffer_scale[0]), float(framebuffer_scale[1]))
@@ -141,5 +144,7 @@ class UiBackend:
         imgui.set_current_context(self.context)
         if self._frame_open:
             imgui.end_frame()  # a frame abandoned by an exception
+        implot.destroy_context(self.plot_context)  # before ImGui's, as ImPlot asks
+        self.plot_context = None
         imgui.destroy_context(self.context)
         self.context = None

@@ -13,7 +13,11 @@ once, so the render loop can call, once per frame:
 
 Shared memory: for every model the worker announces, this side creates one input slot and two
 result slots, sends their names, and unlinks them as soon as the worker says it has attached
-(STYLE habit 3; see shm.py).  `measure_latency` at the bottom is the micro-benchmark that
+(STYLE habit 3; see shm.py).  Once the model is ready it also creates one segment for the model's
+parameters, which the worker fills once; this side copies them into `handle.weights` ({layer name:
+{"weight": array, "bias": array}}, numpy, torch's shapes), unlinks and closes the segment.  They
+belong to `handle.spec` and arrive a moment after it (`weights_version` counts arrivals; a restart
+of the same model keeps them and sends none).  `measure_latency` at the bottom is the micro-benchmark that
 tools/bench.py runs.
 
 A handle is used from one thread.  The worker is started with "spawn", which re-imports the main
@@ -70,6 +74,11 @@ class WorkerHandle:
         self._results: list[Slot] = []
         self._pending_spec: NetSpec | None = None
         self.spec: NetSpec | None = None  # the network that poll()'s results describe
+        self.weights: dict[str, dict[str, np.ndarray]] | None = None  # parameters of .spec's model
+        self.weights_version = 0  # bumped whenever a model's weights arrived
+        self._manifest: P.Manifest = ()  # parameter arrays of the model announced last
+        self._pending_manifest: P.Manifest = ()
+        self._weights_slot: Slot | None = None  # created for the worker to fill, until WEIGHTS_WRITTEN
         self.spec_version = 0  # bumped whenever .spec changes (new model, or None after a failed load)
         self.error: str | None = None  # last problem as text (bad weights, dead worker); cleared when ready
         self.restarts = 0
@@ -314,16 +323,19 @@ class WorkerHandle:
         elif msg[1] != self._load_id:
             return  # answer to a load that switch_model (or a restart) has superseded
         elif tag == P.SPEC:
-            self._on_spec(NetSpec.from_dict(msg[2]))
+            self._on_spec(NetSpec.from_dict(msg[2]), msg[3] if len(msg) > 3 else ())
         elif tag == P.ATTACHED:
             self._on_attached()
+        elif tag == P.WEIGHTS_WRITTEN:
+            self._on_weights_written()
         elif tag == P.ERROR:
             self._on_error(msg[2])
 
-    def _on_spec(self, spec: NetSpec) -> None:
+    def _on_spec(self, spec: NetSpec, manifest: P.Manifest = ()) -> None:
         if self._state != LOADING:
             return
         self._release_segments()
+        self._pending_manifest = tuple(manifest)
         try:
             self._input = Slot.create(P.INPUT_SIZE)
             self._results = [Slot.create(spec.total_nodes + P.N_CLASSES) for _ in range(P.RESULT_SLOTS)]
@@ -344,6 +356,10 @@ class WorkerHandle:
         if self._pending_spec != self.spec:  # a restart brings back an equal spec: keep the layout
             self.spec = self._pending_spec
             self.spec_version += 1
+            self.weights = None  # the old model's; the new ones follow
+        if self._pending_manifest != self._manifest:
+            self.weights = None
+        self._manifest = self._pending_manifest
         self._pending_spec = None
         self._state = READY
         self.error = None
@@ -352,12 +368,52 @@ class WorkerHandle:
         self._written = self._done_seq = self._returned_seq = 0
         self._sent.clear()
         self._note = None
+        if self.weights is None and self._manifest:
+            self._request_weights()
         if self._last_image is not None:
             self._submit_t.setdefault(self._seq, time.perf_counter())
             self._push()
 
+    def _request_weights(self) -> None:
+        """Make the segment the worker copies the parameters into (once per model)."""
+        try:
+            self._weights_slot = Slot.create(P.manifest_size(self._manifest))
+        except OSError as exc:
+            self.error = f"could not create shared memory for the weights of {self._model}: {exc}"
+            return
+        self._send(P.weights_msg(self._load_id, self._weights_slot.name))
+
+    def _on_weights_written(self) -> None:
+        slot, self._weights_slot = self._weights_slot, None
+        if slot is None:
+            return
+        try:
+            flat = np.empty(slot.count, np.float32)
+            got = slot.read_into(flat) if self._state == READY else None
+        finally:
+            slot.unlink()
+            slot.close()
+        if self._state != READY:
+            return
+        if got is None or got[0] != 1:
+            self.error = "the weights segment was never completely written"
+            return
+        self.weights = P.unpack_weights(self._manifest, flat)
+        self.weights_version += 1
+
+    def wait_for_weights(self, timeout: float = 10.0) -> dict[str, dict[str, np.ndarray]] | None:
+        """Blocking helper for tools and tests: the current model's weights once they are here."""
+        deadline = time.monotonic() + timeout
+        while self.weights is None and self._conn is not None and time.monotonic() < deadline:
+            if self._state == FAILED or not self.alive:
+                break
+            self._wait(min(deadline - time.monotonic(), 0.05))
+        return self.weights
+
     def _on_error(self, text: str) -> None:
         self.error = text
+        if self._weights_slot is not None and self._state == READY:
+            self._release_weights_slot()  # the worker could not fill it
         if self._state in (LOADING, ATTACHING):
             self._release_segments()
             self._fail(text)
@@ -366,6 +422,7 @@ class WorkerHandle:
         self.error = text
         self._state = FAILED
         self._pending_spec = None
+        self.weights = None
         if self.spec is not None:
             self.spec = None
             self.spec_version += 1
@@ -391,6 +448,13 @@ class WorkerHandle:
                 slot.close()
         self._input = None
         self._results = []
+        self._release_weights_slot()
+
+    def _release_weights_slot(self) -> None:
+        if self._weights_slot is not None:
+            self._weights_slot.unlink()
+            self._weights_slot.close()
+            self._weights_slot = None
 
     def _teardown(self, graceful: bool) -> None:
         proc, conn = self._proc, self._conn

@@ -6,7 +6,9 @@ is the only code in convscope that imports torch or `models` at run time, and it
 module level may pull torch in.
 
 Loop: block on the pipe, read every command that is waiting, act on them in order, then run one
-forward pass on the newest input if any INFER arrived.  Stale INFERs (input already computed) are
+forward pass on the newest input if any INFER arrived.  Once per model it also copies the model's
+parameters into a segment the render side made for them (WEIGHTS; see protocol.py), so hovering
+and explaining nodes never asks the worker anything.  Stale INFERs (input already computed) are
 skipped, which is how a burst of requests coalesces into one pass.  Results alternate between two
 slots.  On EOF (render process gone) the worker closes its segments and exits quietly.
 """
@@ -57,6 +59,7 @@ class _Worker:
         self.input: Slot | None = None
         self.results: list[Slot] = []
         self.out: list = []  # torch views of the result payloads
+        self.params: list = []  # (layer, key, float32 numpy array) in manifest order, for WEIGHTS
         self.img = np.zeros(P.INPUT_SIZE, np.float32)  # private copy of the newest input
         self.last_done = 0
         self.next_slot = 0
@@ -79,6 +82,8 @@ class _Worker:
                     self.load(*msg[1:])
                 elif tag == P.ATTACH:
                     self.attach(*msg[1:])
+                elif tag == P.WEIGHTS:
+                    self.write_weights(*msg[1:])
                 elif tag == P.INFER:
                     want = True
             if want:
@@ -120,8 +125,14 @@ class _Worker:
         except Exception as exc:  # a broken model must not take the worker down with a traceback
             self.send(P.error_msg(load_id, f"could not load model {name!r}: {type(exc).__name__}: {exc}"))
             return
-        self.model, self.spec = model, spec
-        self.send(P.spec_msg(load_id, spec.to_dict()))
+        try:
+            params = layer_parameters(model, spec)
+        except Exception as exc:  # weights for the details view are a bonus; the model still runs
+            self.send(P.error_msg(load_id, f"model {name!r}: cannot list its parameters: {exc}"))
+            params = []
+        self.model, self.spec, self.params = model, spec, params
+        manifest = tuple((layer, key, tuple(a.shape)) for layer, key, a in params)
+        self.send(P.spec_msg(load_id, spec.to_dict(), manifest))
 
     def attach(self, load_id: int, input_name: str, result_names: tuple[str, ...]) -> None:
         import torch
@@ -140,6 +151,28 @@ class _Worker:
         self.last_done = 0
         self.next_slot = 0
         self.send(P.attached_msg(load_id))
+
+    def write_weights(self, load_id: int, name: str) -> None:
+        """Copy every parameter into the render side's segment, then let go of it."""
+        if load_id != self.load_id or self.spec is None:
+            return
+        count = sum(a.size for _, _, a in self.params)
+        try:
+            slot = Slot.attach(name, count)
+        except (OSError, ValueError) as exc:
+            self.send(P.error_msg(load_id, f"could not attach the weights segment: {exc}"))
+            return
+        try:
+            out = slot.begin_write()
+            at = 0
+            for _, _, a in self.params:
+                out[at : at + a.size] = a.reshape(-1)
+                at += a.size
+            del out
+            slot.end_write(1)
+        finally:
+            slot.close()
+        self.send(P.weights_written_msg(load_id))
 
     def infer(self) -> None:
         import torch
@@ -183,3 +216,31 @@ class _Worker:
         self.release_slots()
         self.model = None
         self.spec = None
+        self.params = []
+
+
+def layer_parameters(model, spec) -> list[tuple[str, str, np.ndarray]]:
+    """(layer name, "weight" / "bias", float32 array) for every conv / fc / output layer of `spec`.
+
+    A model may say which tensors belong to which layer with `layer_parameters()` -> {layer name:
+    {"weight": tensor, "bias": tensor}}; otherwise the submodule named like the layer is used (the
+    LeNet and the MLP name their modules after their layers).  Layers without one are left out."""
+    import torch
+
+    own = getattr(model, "layer_parameters", None)
+    by_layer = own() if callable(own) else None
+    modules = dict(model.named_modules())
+    out = []
+    for layer in spec.layers:
+        if layer.kind not in ("conv", "fc", "output"):
+            continue
+        if by_layer is not None:
+            tensors = by_layer.get(layer.name, {})
+        else:
+            module = modules.get(layer.name)
+            tensors = {k: getattr(module, k, None) for k in ("weight", "bias")} if module is not None else {}
+        for key in ("weight", "bias"):
+            t = tensors.get(key)
+            if isinstance(t, torch.Tensor):
+                out.append((layer.name, key, t.detach().to(torch.float32).cpu().numpy().copy()))
+    return out

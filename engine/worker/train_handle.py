@@ -22,18 +22,30 @@ SIGKILL of either process.
 Restart: a worker that dies (killed, crashed) is restarted by `check()` with the architecture, the
 hyperparameters and the run/pause state last seen — with fresh weights from the seed, since the weights
 lived in the dead process (a saved checkpoint brings them back).  `error` says so until the new worker is up.
+
+Embedding view (issue 5): `embed_filters(layer)` returns a command id; once the worker has written that
+layer's filter vectors into the architecture's filters slot (created and unlinked with the snapshot slot),
+`filters[id]` holds a FilterData copied out of it (stable filter ids, the four kinds).
+`embed_images(layer, count, include_train)` creates the job's segment (sized by train_protocol.ImagesLayout),
+names it to the worker and unlinks it once attached; `images` (ImagesJob) follows its progress, and once the
+worker has filled the segment a short-lived thread copies the vectors, labels and pixels out (100+ MB for
+20,000 images: several frames of memcpy) and the segment is closed; `images.vectors` etc. are plain arrays
+from then on.
 """
 
 from __future__ import annotations
 
 import atexit
 import functools
+import math
 import multiprocessing as mp
 import os
+import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -46,6 +58,51 @@ STOPPED = "stopped"  # no worker process
 STARTING = "starting"  # process started, no architecture announced yet (importing torch, loading data)
 ATTACHING = "attaching"  # a slot is named to the worker, waiting for ATTACHED
 READY = "ready"  # snapshots flow
+KEEP_FILTERS = 16  # FilterData kept in `filters` (nobody reads old ones)
+
+
+@dataclass
+class ImagesJob:
+    """An embed_images job seen from the render side; arrays appear when `state` is "done"."""
+
+    cmd: int
+    layer: str
+    n: int  # images: held-out ones first (ids 0..n_val-1), then training images
+    d: int  # values per image vector
+    n_val: int  # of the n, this many are held-out images (id i < n_val: held-out image i)
+    include_train: bool
+    layout: T.ImagesLayout
+    state: str = "starting"  # "starting", "computing", "copying", "done", "failed", "cancelled"
+    fraction: float = 0.0  # of the activations computed in the worker
+    error: str = ""
+    step: int = -1  # training step of the weights used
+    seconds: float = math.nan  # worker time
+    vectors: np.ndarray | None = None  # (n, d) float32
+    labels: np.ndarray | None = None  # (n,) int64
+    images: np.ndarray | None = None  # (n, C, H, W) uint8
+    _slot: Slot | None = field(default=None, repr=False)
+    _copier: threading.Thread | None = field(default=None, repr=False)
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("starting", "computing", "copying")
+
+    def _copy_out(self) -> None:
+        """Thread body: numpy copies release the GIL, so the render loop keeps drawing meanwhile."""
+        payload, lay = self._slot.payload, self.layout
+        self.vectors = payload[lay.vectors].reshape(lay.n, lay.d).copy()
+        self.labels = payload[lay.labels].astype(np.int64)
+        self.images = lay.pixel_view(payload).copy()
+        del payload
+
+    def _release(self) -> None:
+        if self._copier is not None:
+            self._copier.join()  # it reads the mapping: never unmap under it
+            self._copier = None
+        if self._slot is not None:
+            self._slot.unlink()  # no-op once unlinked after IMG_ATTACHED
+            self._slot.close()
+            self._slot = None
 
 
 class TrainHandle:
@@ -85,8 +142,10 @@ class TrainHandle:
         self._state = STOPPED
         self._worker_version = 0  # version of the newest SPEC from the current process
         self._slot: Slot | None = None  # the attached snapshot slot
+        self._filter_slot: Slot | None = None  # the attached filters slot (embed_filters)
         self._layout: T.SnapshotLayout | None = None
-        self._pending: tuple[int, Slot, NetSpec, dict] | None = None  # named to the worker, not attached
+        # named to the worker, not attached: (version, snapshot slot, filters slot, spec, info)
+        self._pending: tuple[int, Slot, Slot, NetSpec, dict] | None = None
         self._note: tuple[int, int] | None = None  # newest (version, seq) published and not read yet
         self._cmd = 0
         self.spec: NetSpec | None = None  # the architecture poll()'s snapshots describe
@@ -100,6 +159,8 @@ class TrainHandle:
         self.restarts = 0
         self.snapshots_read = 0
         self.last: T.TrainSnapshot | None = None  # newest snapshot handed out
+        self.filters: dict[int, T.FilterData] = {}  # embed_filters command id -> its vectors
+        self.images: ImagesJob | None = None  # the newest embed_images job
         self._fail_streak = 0
         self._next_restart = 0.0
         self._closed = False
@@ -179,6 +240,7 @@ class TrainHandle:
         if self.alive:
             self._send(T.quit_msg())
         self._teardown(graceful=True)
+        self._drop_images("cancelled")
 
     def __enter__(self) -> TrainHandle:
         self.start()
@@ -235,9 +297,41 @@ class TrainHandle:
     def set_monitor_index(self, index: int) -> int:
         return self.command("set_monitor_index", index=int(index))
 
+    def embed_filters(self, layer: int) -> int:
+        """Ask for conv layer `layer`'s four filter vector kinds; `filters[id]` once they are read."""
+        return self.command("embed_filters", layer=int(layer))
+
+    def embed_images(
+        self, layer: str, count: int, include_train: bool = True, max_dim: int = T.MAX_IMAGE_DIM
+    ) -> ImagesJob:
+        """Start computing `layer`'s activations of min(count, available) images (held-out first, then
+        training images if `include_train`); replaces a running job.  Follow it in `images`."""
+        if self.spec is None:
+            raise RuntimeError("the training process has not announced its network yet")
+        n_val, n_train = int(self.info["n_val"]), int(self.info["n_train"])
+        n = max(1, min(int(count), n_val + (n_train if include_train else 0)))
+        d = T.image_dim(self.spec.layer(layer).shape, max_dim)  # KeyError for an unknown layer
+        lay = T.ImagesLayout(n, d, tuple(self.spec.layers[0].shape))
+        self._drop_images("cancelled")
+        slot = Slot.create(lay.count)
+        kwargs = dict(layer=layer, n=n, d=d, include_train=bool(include_train), max_dim=int(max_dim))
+        cmd = self.command("embed_images", **kwargs, slot=slot.name, count=lay.count)
+        job = ImagesJob(cmd, layer, n, d, min(n, n_val), bool(include_train), lay, _slot=slot)
+        self.images = job
+        if cmd in self.replies and not self.replies[cmd][0]:
+            self._fail_images(job, self.replies[cmd][1])
+        return job
+
+    def cancel_images(self) -> None:
+        """Stop the running images job (the worker drops it; its segment is freed here)."""
+        if self.images is not None and self.images.state in ("starting", "computing"):
+            self.command("cancel_images")
+        self._drop_images("cancelled")
+
     # -- per frame -----------------------------------------------------------------------------------
     def poll(self) -> T.TrainSnapshot | None:
         """The newest snapshot published since the last poll (a copy), or None.  Never blocks."""
+        self._finish_images()
         if self._conn is None:
             return None
         self._drain()
@@ -282,6 +376,34 @@ class TrainHandle:
             if snap is not None and (pred is None or pred(snap)):
                 return snap
             self._wait_once(deadline, "no matching snapshot")
+
+    def wait_filters(self, cmd_id: int, timeout: float = 30.0) -> T.FilterData:
+        """Block until the vectors of embed_filters command `cmd_id` are here (RuntimeError if refused)."""
+        deadline = time.monotonic() + timeout
+        while cmd_id not in self.filters:
+            ok, text = self.replies.get(cmd_id, (True, ""))
+            if not ok:
+                raise RuntimeError(f"embed_filters refused: {text}")
+            self._wait_once(deadline, f"no filter vectors for command {cmd_id}")
+        return self.filters[cmd_id]
+
+    def wait_images(self, timeout: float = 120.0) -> ImagesJob:
+        """Block until the newest images job is done (RuntimeError if it failed)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._finish_images()
+            job = self.images
+            if job is None or not job.active:
+                break
+            if job.state == "copying":
+                job._copier.join(max(deadline - time.monotonic(), 0.0))
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the images job's copy did not finish")
+                continue
+            self._wait_once(deadline, "images job not done")
+        if job is None or job.state != "done":
+            raise RuntimeError(f"images job {getattr(job, 'state', 'missing')}: {getattr(job, 'error', '')}")
+        return job
 
     def _wait_once(self, deadline: float, what: str) -> None:
         if self._conn is None or not self.alive:
@@ -343,29 +465,92 @@ class TrainHandle:
             self.messages_received += 1
         elif tag == T.ERROR:
             self.error = msg[1]
+        elif tag == T.FILTERS:
+            self._on_filters(msg[1], msg[2], msg[3])
+        elif tag in (T.IMG_ATTACHED, T.IMG_PROGRESS, T.IMG_DONE, T.IMG_FAILED):
+            self._on_images(msg)
+        if tag == T.REPLY and not msg[2]:
+            job = self.images
+            if job is not None and job.cmd == msg[1] and job.active:
+                self._fail_images(job, msg[3])
+
+    def _on_filters(self, cmd_id: int, version: int, meta: dict) -> None:
+        if version != self._worker_version or self._filter_slot is None or self._state != READY:
+            return  # written into a slot of an architecture since replaced
+        lay = T.FilterLayout.of(self.spec, int(meta["layer_index"]))
+        buf = np.empty(self._filter_slot.count, np.float32)
+        got = self._filter_slot.read_into(buf)
+        if got is None or got[0] != cmd_id:
+            return  # a newer embed_filters already overwrote it; its own FILTERS follows
+        self.filters[cmd_id] = T.unpack_filters(lay, buf, cmd_id, self.spec_version, meta)
+        while len(self.filters) > KEEP_FILTERS:
+            del self.filters[next(iter(self.filters))]
+
+    def _on_images(self, msg: tuple) -> None:
+        job = self.images
+        if job is None or job.cmd != msg[1] or not job.active:
+            return  # a job dropped here already
+        tag = msg[0]
+        if tag == T.IMG_ATTACHED:
+            job._slot.unlink()  # both sides have it mapped now
+            job.state = "computing"
+        elif tag == T.IMG_PROGRESS:
+            job.fraction = msg[2]
+        elif tag == T.IMG_DONE:
+            job.fraction, job.step, job.seconds = 1.0, int(msg[2]["step"]), float(msg[2]["seconds"])
+            job.state = "copying"
+            job._copier = threading.Thread(target=job._copy_out, name="train-images-copy", daemon=True)
+            job._copier.start()
+        elif tag == T.IMG_FAILED:
+            self._fail_images(job, msg[2])
+
+    def _finish_images(self) -> None:
+        """Once the copy thread is done: close the segment, hand out the arrays."""
+        job = self.images
+        if job is not None and job.state == "copying" and not job._copier.is_alive():
+            job._release()
+            job.state = "done"
+
+    def _fail_images(self, job: ImagesJob, text: str) -> None:
+        job._release()
+        job.state, job.error = "failed", text
+
+    def _drop_images(self, state: str) -> None:
+        job = self.images
+        if job is not None:
+            job._release()
+            if job.active:
+                job.state = state
 
     def _on_spec(self, version: int, spec: NetSpec, info: dict) -> None:
         self._worker_version = version
         self._release_pending()
         self._release_slot()  # the worker let go of it before announcing
         self._note = None
+        slots: list[Slot] = []
         try:
             layout = T.SnapshotLayout(spec)
-            slot = Slot.create(layout.count)
+            slots.append(Slot.create(layout.count))
+            slots.append(Slot.create(T.filter_slot_count(spec)))
         except (OSError, ValueError) as exc:
+            for slot in slots:
+                slot.unlink()
+                slot.close()
             self.error = f"could not create shared memory for the training snapshot: {exc}"
             return
-        self._pending = (version, slot, spec, info)
+        self._pending = (version, slots[0], slots[1], spec, info)
         self._state = ATTACHING
-        self._send(T.attach_msg(version, slot.name))
+        self._send(T.attach_msg(version, slots[0].name, slots[1].name))
 
     def _on_attached(self, version: int) -> None:
         if self._pending is None or self._pending[0] != version:
             return
-        _, slot, spec, info = self._pending
+        _, slot, filter_slot, spec, info = self._pending
         self._pending = None
-        slot.unlink()  # both sides have it mapped now; nothing can leak from here on
+        slot.unlink()  # both sides have them mapped now; nothing can leak from here on
+        filter_slot.unlink()
         self._slot = slot
+        self._filter_slot = filter_slot
         self._layout = T.SnapshotLayout(spec)
         self.spec = spec
         self.info = info
@@ -376,16 +561,17 @@ class TrainHandle:
 
     def _release_pending(self) -> None:
         if self._pending is not None:
-            slot = self._pending[1]
-            slot.unlink()
-            slot.close()
+            for slot in self._pending[1:3]:
+                slot.unlink()
+                slot.close()
             self._pending = None
 
     def _release_slot(self) -> None:
-        if self._slot is not None:
-            self._slot.unlink()  # no-op once unlinked after ATTACHED
-            self._slot.close()
-            self._slot = None
+        for slot in (self._slot, self._filter_slot):
+            if slot is not None:
+                slot.unlink()  # no-op once unlinked after ATTACHED
+                slot.close()
+        self._slot = self._filter_slot = None
 
     def _teardown(self, graceful: bool) -> None:
         proc, conn = self._proc, self._conn
@@ -404,6 +590,9 @@ class TrainHandle:
             conn.close()
         self._release_pending()
         self._release_slot()
+        job = self.images
+        if job is not None and job.state in ("starting", "computing"):
+            self._fail_images(job, "the training process stopped")
         self._state = STOPPED
         self._lost = False
         self._note = None

@@ -13,6 +13,13 @@ first layer's filters and the stats (layout: train_protocol.SnapshotLayout).  Wh
 the pipe, so a paused session costs no CPU.  After an architecture change, a reset or a load it sends the
 new NetSpec and stops publishing until the render side has made and named a slot of the new size.
 
+Embedding view (issue 5, train_protocol has the messages): `embed_filters` computes
+engine/worker/embed_vectors.filter_vectors for one conv layer on the monitored image and writes the four kinds
+into the architecture's filters slot (a command arriving before that slot is attached waits for it);
+`embed_images` steps an ImageVectors job, one batch after each training step (or alone while paused), writing
+each batch into the job's segment, so 20,000 images cost the training loop a few ms per step instead of
+seconds at once.  Filters keep stable ids across surgery (`filter_ids`).
+
 Every command is answered (REPLY, id, ok, text); a refused edit, a bad hyperparameter or a bad checkpoint
 is `ok=False` with the reason, and the session goes on untouched.  On EOF (render process gone) it exits.
 """
@@ -44,6 +51,7 @@ DEFAULTS = {
     "max_loss": 1e4,  # divergence guard threshold (TrainerConfig.max_loss)
 }
 HEARTBEAT_S = 0.5  # publish even without a READ after this long (see the flow control in train_protocol)
+IMAGE_BATCH = 128  # images per ImageVectors step: ~20 ms of forward pass on one core between training steps
 
 
 def train_main(conn: Connection, options: dict) -> None:
@@ -105,13 +113,19 @@ class _TrainWorker:
         self.stats: dict = {}
         self.history = np.zeros((T.HISTORY, T.HISTORY_COLS), np.float32)  # ring of per-step rows
         self.history_n = 0  # rows ever written (ring position = history_n % HISTORY)
+        self.filter_slot: Slot | None = None  # the architecture's filters slot (embed_filters)
+        self.deferred: list[tuple[int, str, dict]] = []  # embed_filters waiting for the filters slot
+        self.images: _ImagesJob | None = None  # the running embed_images job
+        self.filter_ids: list[list[int]] = []  # per conv layer, the stable id of each filter in index order
+        self.next_filter_id: list[int] = []  # per conv layer, the next id never used there
+        self.fresh_filter_ids()
 
     # -- loop -----------------------------------------------------------------------------------------
     def serve(self) -> None:
         self.announce("start")
         while not self.quit:
             publishable = self.dirty and self.slot is not None
-            if not self.receive(block=self.trainer.paused and not publishable):
+            if not self.receive(block=self.trainer.paused and not publishable and self.images is None):
                 return
             if self.quit:
                 return
@@ -119,6 +133,8 @@ class _TrainWorker:
                 stats = self.trainer.tick()
                 if stats is not None:
                     self.record(stats)
+            if self.images is not None:
+                self.step_images()
             now = time.perf_counter()
             due = not self.trainer.paused and now - self.last_publish >= self.period
             # Flow control (train_protocol): the next one only once the last one was read, except for
@@ -144,7 +160,7 @@ class _TrainWorker:
             if tag == T.READ:
                 self.unread = 0
             elif tag == T.ATTACH:
-                self.attach(msg[1], msg[2])
+                self.attach(msg[1], msg[2], msg[3])
             elif tag == T.CMD:
                 self.command(*msg[1:])
         return True
@@ -179,24 +195,29 @@ class _TrainWorker:
         }
         self.send(T.spec_msg(self.version, spec, info))
 
-    def attach(self, version: int, name: str) -> None:
+    def attach(self, version: int, name: str, filters_name: str) -> None:
         if version != self.version or self.layout is None:
             return  # for a spec that a newer one replaced; the render side drops that segment itself
         self.close_slot()
         try:
             self.slot = Slot.attach(name, self.layout.count)
+            self.filter_slot = Slot.attach(filters_name, T.filter_slot_count(self.trainer.spec))
         except (OSError, ValueError) as exc:
-            self.send(T.error_msg(f"could not attach the snapshot segment: {exc}"))
+            self.send(T.error_msg(f"could not attach the snapshot segments: {exc}"))
             self.quit = True
             return
         self.send(T.attached_msg(version))
         self.dirty = True
         self.unread = 0
+        waiting, self.deferred = self.deferred, []
+        for cmd in waiting:
+            self.command(*cmd)
 
     def close_slot(self) -> None:
-        if self.slot is not None:
-            self.slot.close()
-            self.slot = None
+        for slot in (self.slot, self.filter_slot):
+            if slot is not None:
+                slot.close()
+        self.slot = self.filter_slot = None
 
     # -- commands -------------------------------------------------------------------------------------
     def command(self, cmd_id: int, name: str, kwargs: dict) -> None:
@@ -220,21 +241,33 @@ class _TrainWorker:
                 tr.reset(kwargs.get("seed"))
                 self.history_n = 0
                 self.history[:] = 0
+                self.fresh_filter_ids()
                 reason, text = "reset", f"reset to fresh weights from seed {tr.run_seed}"
             elif name == "set_hyper":
                 pending = tr.set_hyper(**kwargs)
                 text = "next step uses " + ", ".join(f"{k}={getattr(pending, k)}" for k in sorted(kwargs))
             elif name == "add_filter":
-                i = tr.add_filter(int(kwargs["layer"]), kwargs.get("index"))
-                reason, text = "edit", f"added filter {i} to conv{int(kwargs['layer']) + 1}"
+                k = int(kwargs["layer"])
+                i = tr.add_filter(k, kwargs.get("index"))
+                self.filter_ids[k].insert(i, self.next_filter_id[k])
+                self.next_filter_id[k] += 1
+                reason, text = "edit", f"added filter {i} to conv{k + 1}"
             elif name == "remove_filter":
-                tr.remove_filter(int(kwargs["layer"]), int(kwargs["filter"]))
+                k, i = int(kwargs["layer"]), int(kwargs["filter"])
+                tr.remove_filter(k, i)
+                del self.filter_ids[k][i]
                 reason, text = "edit", tr.message
             elif name == "add_layer":
-                p = tr.add_layer(int(kwargs["position"]), int(kwargs["width"]))
-                reason, text = "edit", f"added conv layer {p + 1} with {int(kwargs['width'])} filters"
+                width = int(kwargs["width"])
+                p = tr.add_layer(int(kwargs["position"]), width)
+                self.filter_ids.insert(p, list(range(width)))
+                self.next_filter_id.insert(p, width)
+                reason, text = "edit", f"added conv layer {p + 1} with {width} filters"
             elif name == "remove_layer":
-                tr.remove_layer(int(kwargs["layer"]))
+                k = int(kwargs["layer"])
+                tr.remove_layer(k)
+                del self.filter_ids[k]
+                del self.next_filter_id[k]
                 reason, text = "edit", tr.message
             elif name == "save":
                 path = tr.save(kwargs["path"])
@@ -243,12 +276,23 @@ class _TrainWorker:
                 tr.load(kwargs["path"])
                 self.history_n = 0
                 self.history[:] = 0
+                self.fresh_filter_ids()
                 reason, text = "load", tr.message
             elif name == "set_monitor_index":
                 tr.monitor_index = int(kwargs["index"]) % len(tr.data.x_val)
                 text = f"monitoring held-out image {tr.monitor_index}"
             elif name == "validate":
                 text = f"validation accuracy {tr.validate():.3f}"
+            elif name == "embed_filters":
+                if self.filter_slot is None:  # between a SPEC and its ATTACH: run once the slot is there
+                    self.deferred.append((cmd_id, name, kwargs))
+                    return
+                text = self.embed_filters(cmd_id, int(kwargs["layer"]))
+            elif name == "embed_images":
+                text = self.start_images(cmd_id, kwargs)
+            elif name == "cancel_images":
+                text = "cancelled the images job" if self.images is not None else "no images job running"
+                self.drop_images()
             else:
                 raise ValueError(f"unknown command {name!r}")
         except (SurgeryError, CheckpointError, ValueError, KeyError, TypeError, OSError) as exc:
@@ -352,8 +396,120 @@ class _TrainWorker:
         self.dirty = False
         self.unread += 1
 
+    # -- embedding view ---------------------------------------------------------------------------------
+    def fresh_filter_ids(self) -> None:
+        """Ids 0..w-1 per conv layer: a new run (start, reset, load) has no history to follow."""
+        widths = self.trainer.model.widths
+        self.filter_ids = [list(range(w)) for w in widths]
+        self.next_filter_id = list(widths)
+
+    def embed_filters(self, cmd_id: int, layer: int) -> str:
+        """The four vector kinds of conv layer `layer` for the monitored image, into the filters slot."""
+        from engine.worker.embed_vectors import filter_vectors
+
+        tr = self.trainer
+        t0 = time.perf_counter()
+        lay = T.FilterLayout.of(tr.spec, layer)  # ValueError for a layer that is not there
+        index = tr.monitor_index % len(tr.data.x_val)
+        label = int(tr.data.y_val[index])
+        tr.model.eval()  # as publish() does (no dropout / batch norm: it changes nothing)
+        fv = filter_vectors(tr.model, layer, tr.data.x_val[index], label)
+        out = self.filter_slot.begin_write()
+        try:
+            out[lay.ids] = self.filter_ids[layer]
+            for kind in T.KINDS:
+                out[lay.block(kind)] = fv[kind].reshape(-1)
+        finally:
+            del out
+            self.filter_slot.end_write(cmd_id)
+        meta = {
+            "layer": lay.layer,
+            "layer_index": layer,
+            "label": label,
+            "loss": fv.loss,
+            "step": tr.step_count,
+            "monitor_index": index,
+            "seconds": time.perf_counter() - t0,
+        }
+        self.send(T.filters_msg(cmd_id, self.version, meta))
+        return f"filter vectors of {lay.layer} ({lay.count} filters)"
+
+    def start_images(self, cmd_id: int, kw: dict) -> str:
+        """Attach the job's segment and set up an ImageVectors; step_images does the work."""
+        import torch
+
+        from engine.worker.embed_vectors import ImageVectors
+
+        tr, data = self.trainer, self.trainer.data
+        layer, n, d = str(kw["layer"]), int(kw["n"]), int(kw["d"])
+        include_train = bool(kw["include_train"])
+        names = [x.name for x in tr.spec.layers]
+        if layer not in names:
+            raise ValueError(f"no layer {layer!r}; the network has {names}")
+        n_val = len(data.x_val)
+        total = n_val + (len(data.x_train) if include_train else 0)
+        if not 0 < n <= total:
+            raise ValueError(f"{n} images asked for, {total} available")
+        expected = T.image_dim(tr.spec.layer(layer).shape, int(kw["max_dim"]))
+        if d != expected:
+            raise ValueError(f"{layer}: vectors have {expected} values, not {d}")
+        self.drop_images()
+        x, y = data.x_val[:n], data.y_val[:n]
+        if n > n_val:
+            x = torch.cat([x, data.x_train[: n - n_val]])
+            y = torch.cat([y, data.y_train[: n - n_val]])
+        lay = T.ImagesLayout(n, d, tuple(int(s) for s in x.shape[1:]))
+        iv = ImageVectors(tr.model, x, layer, batch_size=IMAGE_BATCH, max_dim=int(kw["max_dim"]))
+        slot = Slot.attach(kw["slot"], int(kw["count"]))  # OSError / ValueError: refused, nothing runs
+        self.send(T.img_attached_msg(cmd_id))
+        out = slot.begin_write()  # stays "being written" (odd) until the last batch is in
+        try:
+            out[lay.labels] = y.numpy()
+            lay.pixel_view(out)[:] = x.numpy()
+        finally:
+            del out
+        self.images = _ImagesJob(cmd_id, slot, lay, iv, tr.step_count, time.perf_counter())
+        return f"computing {layer} activations of {n} images"
+
+    def step_images(self) -> None:
+        """One batch of the images job, written into its segment; finishes the job after the last one."""
+        job = self.images
+        try:
+            start = job.iv.done
+            job.iv.step()
+            stop = job.iv.done
+            rows = job.iv.out[start:stop]
+            if rows.shape[1] != job.layout.d:
+                raise ValueError(f"vectors of {rows.shape[1]} values, the segment holds {job.layout.d}")
+            vec = job.slot.payload[job.layout.vectors].reshape(job.layout.n, job.layout.d)
+            vec[start:stop] = rows
+            del vec
+        except Exception as exc:  # a failed job must not take training down; the render side is told
+            self.send(T.img_failed_msg(job.cmd, f"{type(exc).__name__}: {exc}"))
+            self.drop_images()
+            return
+        self.send(T.img_progress_msg(job.cmd, job.iv.fraction))
+        if job.iv.finished:
+            job.slot.end_write(job.cmd)
+            meta = {"step": job.step, "seconds": time.perf_counter() - job.t0, "n": job.layout.n}
+            self.send(T.img_done_msg(job.cmd, meta))
+            self.drop_images()
+
+    def drop_images(self) -> None:
+        if self.images is not None:
+            self.images.slot.close()
+            self.images = None
+
     def release(self) -> None:
         self.close_slot()
+        self.drop_images()
+
+
+class _ImagesJob:
+    """The running embed_images job: its segment, its layout and the ImageVectors stepping through it."""
+
+    def __init__(self, cmd: int, slot: Slot, layout: T.ImagesLayout, iv, step: int, t0: float) -> None:
+        self.cmd, self.slot, self.layout, self.iv, self.step, self.t0 = cmd, slot, layout, iv, step, t0
 
 
 def _optimizer_index(optimizer, torch) -> int:

@@ -1,18 +1,29 @@
-"""The explore scene's ImGui panels: drawing, guesses, network settings and status.
+"""The explore scene's ImGui panels: drawing, guesses, network settings and status, node details.
 
 One function per panel; each reads and edits `ExploreState` / `PadState` only (no GL, no worker).
 Sizes are in window coordinates times the UI scale, so a touch screen with ui_scale 2 gets
-controls twice as large.
+controls twice as large.  The details panel formats the scene's `Explanation` of the selected
+node (engine/graph/explain.py); every number in it comes from there.
 """
 
 from __future__ import annotations
 
-from imgui_bundle import imgui
+import numpy as np
+from imgui_bundle import imgui, implot
 
 from engine.gpu import colormaps
+from engine.graph.explain import Explanation, fmt, formula_lines, node_label, position_text
 from engine.ui.widgets import TextureLike, image
 from scenes.explore.pad import PadState, gui_pad
-from scenes.explore.state import COLORMAPS, MODEL_LABELS, MODELS, NORMALIZE, ExploreState
+from scenes.explore.state import (
+    COLORMAPS,
+    EDGE_MODE_LABELS,
+    EDGE_MODES,
+    MODEL_LABELS,
+    MODELS,
+    NORMALIZE,
+    ExploreState,
+)
 
 _FIRST = imgui.Cond_.first_use_ever
 _ERROR_RGBA = imgui.ImVec4(1.0, 0.45, 0.4, 1.0)
@@ -69,6 +80,12 @@ def gui_network_panel(state: ExploreState, scale: float, top: float, settle: boo
         imgui.same_line()
         if imgui.radio_button(f"per {mode}", state.normalize == mode):
             state.normalize = mode
+    _, state.show_edges = imgui.checkbox("edges by", state.show_edges)
+    for mode in EDGE_MODES:
+        imgui.same_line()
+        if imgui.radio_button(EDGE_MODE_LABELS[mode], state.edge_mode == mode):
+            state.edge_mode = mode
+    _legend_numbers(state)
     if state.layer_names and imgui.collapsing_header("layers"):
         for i, name in enumerate(state.layer_names):
             changed, on = imgui.checkbox(name, state.layer_visible[i])
@@ -102,6 +119,23 @@ def _colormap_legend(name: str, scale: float) -> None:
     imgui.text_colored(_DIM_RGBA, "high")
 
 
+def _legend_numbers(state: ExploreState) -> None:
+    """What the two ends of the legend stand for, for the hovered (else selected) node's layer."""
+    lg = state.legend
+    if lg.layer is None:  # two lines, like the numbers, so the panel does not jump
+        imgui.text_colored(_DIM_RGBA, "hover a node: see its incoming edges")
+        imgui.text_colored(_DIM_RGBA, "click a node: see its calculation")
+        return
+    where = "all layers" if state.normalize == "global" else lg.layer
+    imgui.text_colored(_DIM_RGBA, f"nodes ({where}): {fmt(lg.node_lo, 3)} .. {fmt(lg.node_hi, 3)}")
+    if lg.edge_scale is not None:
+        what = EDGE_MODE_LABELS[state.edge_mode]
+        m = fmt(lg.edge_scale, 3)
+        imgui.text_colored(_DIM_RGBA, f"edges ({what}): -{m} .. 0 .. +{m}")
+    else:
+        imgui.text_colored(_DIM_RGBA, "edges: not shown")
+
+
 def gui_status(state: ExploreState) -> None:
     imgui.separator()
     if state.error:
@@ -113,3 +147,163 @@ def gui_status(state: ExploreState) -> None:
         imgui.text_colored(_DIM_RGBA, f"input -> activations {state.latency_ms:.2f} ms")
     if state.worker_restarts:
         imgui.text_colored(_DIM_RGBA, f"worker restarts: {state.worker_restarts}")
+
+
+# -- node details ------------------------------------------------------------------------------------
+
+DETAILS_WIDTH = 340  # window units at ui_scale 1
+_BAR_POS = imgui.ImVec4(0.98, 0.62, 0.25, 1.0)
+_BAR_NEG = imgui.ImVec4(0.35, 0.55, 0.98, 1.0)
+_WIN_RGBA = imgui.ImVec4(1.0, 0.85, 0.3, 1.0)
+
+
+def gui_details_panel(state: ExploreState, images: dict[str, TextureLike], scale: float) -> None:
+    """Top-right: what the selected node computes, with the numbers of the current input.  Its close
+    button clears the selection."""
+    if state.selected < 0:
+        return
+    display = imgui.get_io().display_size
+    imgui.set_next_window_pos(
+        imgui.ImVec2(display.x - 10 * scale, 10 * scale), imgui.Cond_.appearing, imgui.ImVec2(1.0, 0.0)
+    )
+    # Fixed width, height fitted to the contents but never taller than the display.
+    width = DETAILS_WIDTH * scale
+    imgui.set_next_window_size_constraints(
+        imgui.ImVec2(width, 0), imgui.ImVec2(width, max(display.y - 20 * scale, 100))
+    )
+    flags = imgui.WindowFlags_.no_collapse | imgui.WindowFlags_.always_auto_resize
+    _, keep = imgui.begin("Node details", True, flags)
+    if not keep:
+        state.selected = -1
+    e = state.details
+    if e is None:
+        imgui.text_colored(_DIM_RGBA, state.details_note or "no node selected")
+    else:
+        _details(e, state, images, scale)
+    imgui.end()
+
+
+def _details(e: Explanation, state: ExploreState, images: dict[str, TextureLike], scale: float) -> None:
+    imgui.text(f"{e.layer.name}   ({e.kind}, node {e.node})")
+    imgui.text_colored(_DIM_RGBA, position_text(e))
+    if e.kind == "output":
+        imgui.text(f"output: p = {fmt(e.result)}   (logit {fmt(e.value)})")
+    else:
+        imgui.text(f"output: {fmt(e.value)}")
+    imgui.separator()
+    for line in formula_lines(e):
+        imgui.text_wrapped(line)
+    if e.kind == "conv":
+        _conv_images(e, images, scale)
+    if e.kind == "pool":
+        _pool_window(e)
+    if e.kind == "output" and e.probabilities is not None:
+        _softmax_table(e, state)
+    if e.terms is not None:
+        _contribution_chart(e, state, scale)
+        _terms_table(e, state, scale)
+
+
+def _conv_images(e: Explanation, images: dict[str, TextureLike], scale: float) -> None:
+    imgui.separator()
+    c, k, _ = e.patch.shape
+    px = max(4.0, min(16.0, 280.0 / (c * (k + 1)))) * scale  # screen units per filter tap
+    for name, caption in (("patch", "input patch x"), ("filter", "filter w"), ("product", "product w * x")):
+        tex = images.get(name)
+        imgui.text_colored(_DIM_RGBA, f"{caption}  ({c} x {k} x {k})")
+        if tex is not None:
+            image(tex, (px * (c * (k + 1) - 1), px * k))
+
+
+def _pool_window(e: Explanation) -> None:
+    imgui.separator()
+    k = e.window.shape[0]
+    imgui.text_colored(_DIM_RGBA, f"the {k} x {k} window (* the winner)")
+    if imgui.begin_table("window", k, imgui.TableFlags_.borders | imgui.TableFlags_.sizing_fixed_fit):
+        for y in range(k):
+            imgui.table_next_row()
+            for x in range(k):
+                imgui.table_next_column()
+                text = fmt(float(e.window[y, x]), 4)
+                if y * k + x == e.winner:
+                    imgui.text_colored(_WIN_RGBA, text + " *")
+                else:
+                    imgui.text(text)
+        imgui.end_table()
+
+
+def _softmax_table(e: Explanation, state: ExploreState) -> None:
+    imgui.separator()
+    flags = imgui.TableFlags_.borders_inner_h | imgui.TableFlags_.sizing_stretch_same
+    if imgui.begin_table("softmax", 3, flags):
+        imgui.table_setup_column("class")
+        imgui.table_setup_column("logit z")
+        imgui.table_setup_column("p = softmax(z)")
+        imgui.table_headers_row()
+        for i, (z, p) in enumerate(zip(e.logits, e.probabilities, strict=True)):
+            imgui.table_next_row()
+            color = _WIN_RGBA if i == e.unit else None
+            for text in (state.classes[i] if i < len(state.classes) else str(i), fmt(z, 4), fmt(p, 4)):
+                imgui.table_next_column()
+                if color is not None:
+                    imgui.text_colored(color, text)
+                else:
+                    imgui.text(text)
+        imgui.end_table()
+
+
+def _contribution_chart(e: Explanation, state: ExploreState, scale: float) -> None:
+    """The largest terms w * x as horizontal bars, biggest on top (ImPlot)."""
+    top = e.top_terms(10)
+    if e.kind == "conv" or not len(top):
+        return  # a conv node's terms are in the product image
+    imgui.separator()
+    imgui.text_colored(_DIM_RGBA, f"largest contributions w * x (of {len(e.terms)})")
+    vals = e.terms[top][::-1].astype(np.float64)
+    ys = np.arange(len(vals), dtype=np.float64)
+    labels = [node_label(e.source_layer, int(e.sources[i])) for i in top[::-1]]
+    flags = (
+        implot.Flags_.no_legend
+        | implot.Flags_.no_menus
+        | implot.Flags_.no_box_select
+        | implot.Flags_.no_mouse_text
+    )
+    if implot.begin_plot("##contrib", imgui.ImVec2(-1, (30 + 18 * len(vals)) * scale), flags):
+        implot.setup_axes("", "", implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
+        implot.setup_axis_ticks(implot.ImAxis_.y1, ys.tolist(), labels)
+        for sign, color in ((vals >= 0, _BAR_POS), (vals < 0, _BAR_NEG)):
+            if sign.any():
+                spec = implot.Spec(fill_color=color, line_color=color, flags=implot.BarsFlags_.horizontal)
+                implot.plot_bars("##" + str(color.x), vals[sign], ys[sign], 0.7, spec)
+        implot.end_plot()
+
+
+def _terms_table(e: Explanation, state: ExploreState, scale: float) -> None:
+    """Every term of the weighted sum (input, weight, product), scrollable."""
+    n = len(e.terms)
+    if not imgui.collapsing_header(f"all {n} terms  (x, w, w * x)"):
+        return
+    flags = (
+        imgui.TableFlags_.borders_inner_h
+        | imgui.TableFlags_.scroll_y
+        | imgui.TableFlags_.sizing_stretch_prop
+        | imgui.TableFlags_.row_bg
+    )
+    height = min(n + 1, 12) * imgui.get_text_line_height_with_spacing() + 4 * scale
+    if imgui.begin_table("terms", 4, flags, imgui.ImVec2(0, height)):
+        imgui.table_setup_scroll_freeze(0, 1)
+        for col in ("from", "x", "w", "w * x"):
+            imgui.table_setup_column(col)
+        imgui.table_headers_row()
+        clipper = imgui.ListClipper()
+        clipper.begin(n)
+        while clipper.step():
+            for i in range(clipper.display_start, clipper.display_end):
+                imgui.table_next_row()
+                imgui.table_next_column()
+                imgui.text(node_label(e.source_layer, int(e.sources[i])))
+                for v in (e.inputs[i], e.weights[i], e.terms[i]):
+                    imgui.table_next_column()
+                    imgui.text(fmt(float(v), 4))
+        imgui.end_table()
+    imgui.text(f"sum {fmt(e.weighted_sum)}  + bias {fmt(e.bias)}  = {fmt(e.pre_activation)}")

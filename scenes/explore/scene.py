@@ -1,10 +1,16 @@
 """ExploreScene: draw a digit and watch every node of the network follow it (Harley 2015).
 
 Owns the worker handle, the drawing pad, the camera and the GPU side of one network (a
-SceneRenderer rebuilt whenever the worker announces a new spec).  Per frame: panels edit state;
-`update` sends the drawing to the worker when it changed (at most once a frame, and once more at
-stroke end), picks up the newest result, restarts a dead worker and moves the camera;
-`upload` is the only place new data reaches the GPU.
+SceneRenderer and an EdgeBatch rebuilt whenever the worker announces a new spec).  Per frame:
+panels edit state; `update` sends the drawing to the worker when it changed (at most once a
+frame, and once more at stroke end), picks up the newest result and the model's weights,
+restarts a dead worker, moves the camera and picks the node under the pointer; `upload` is the
+only place new data reaches the GPU (activations, the hovered node's edges, the details images).
+
+Pointer: a left drag (beyond CLICK_SLOP window units) orbits, a right drag pans, the wheel zooms;
+a left click that did not move picks: a node selects it (details panel), empty space clears the
+selection.  While the pointer is over the scene and not over a panel, the node under it is hovered:
+highlighted, with its incoming edges drawn.  Picking is a CPU ray cast (engine/graph/picking.py).
 """
 
 from __future__ import annotations
@@ -18,20 +24,28 @@ import numpy as np
 
 from engine.camera import OrbitCamera
 from engine.config import AppConfig
+from engine.gpu import colormaps
 from engine.gpu.background import Background
+from engine.gpu.edges import EdgeBatch
 from engine.gpu.imgui_renderer import UiTexture
+from engine.gpu.normalize import layer_ranges
 from engine.gpu.scene_renderer import RenderSettings, SceneRenderer
+from engine.graph.edges import edge_scale, edge_values, incoming
+from engine.graph.explain import Explanation, explain
 from engine.graph.layout import build_layout
+from engine.graph.picking import Picker
 from engine.graph.spec import NetSpec
 from engine.scene import FrameContext
 from engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputState
 from engine.worker import WorkerHandle
 from scenes.explore.pad import PadState
-from scenes.explore.panels import gui_draw_panel, gui_network_panel
+from scenes.explore.panels import gui_details_panel, gui_draw_panel, gui_network_panel
 from scenes.explore.preprocess import pad_to_input
-from scenes.explore.state import ExploreState
+from scenes.explore.state import ExploreState, Legend
 
 INPUT_SIDE = 28
+CLICK_SLOP = 4.0  # window units a press may move and still be a click (a pick), not a drag (orbit)
+DETAIL_IMAGES = ("patch", "filter", "product")  # conv node details: three strips of k x k tiles
 
 
 class ExploreScene:
@@ -55,6 +69,22 @@ class ExploreScene:
         self._new_result = False
         self._renderer: SceneRenderer | None = None
         self._layout = None
+        self.weights: dict | None = None  # the model's parameters, for self.spec (from the worker)
+        self._weights_version = 0
+        self._result_version = 0  # bumped per new result shown
+        self._node_ranges: dict[str, np.ndarray] | None = None  # per normalisation mode, (L, 2)
+        self._picker: Picker | None = None
+        self._edges: EdgeBatch | None = None
+        self._edge_key: tuple | None = None  # what the edges on the GPU show
+        self._scale_cache: dict[tuple, float] = {}
+        self._hover_key: tuple | None = None  # pointer + camera + layout of the last hover pick
+        self._details_key: tuple | None = None
+        self._press: dict[int, tuple[float, float]] = {}  # button -> where it went down (in the scene)
+        self._dragging: set[int] = set()  # buttons whose press became a drag
+        self.picks = 0  # hover / click picks made (tests, benchmarks)
+        self._detail_textures: dict[str, UiTexture] = {}
+        self._detail_images: dict[str, np.ndarray] = {}  # built in update, uploaded in upload
+        self._detail_version = 0
         self.ctx = None
         self.started_at = time.perf_counter()
         self.first_frame_s: float | None = None
@@ -74,9 +104,10 @@ class ExploreScene:
 
     def on_exit(self) -> None:
         self.worker.close()
-        if self._renderer is not None:
-            self._renderer.release()
-            self._renderer = None
+        self._release_network()
+        for tex in self._detail_textures.values():
+            tex.release()
+        self._detail_textures = {}
         self._background.release()
         self._pad_texture.release()
         self._seen_texture.release()
@@ -87,6 +118,10 @@ class ExploreScene:
         s = self.ui_scale
         bottom = gui_draw_panel(self.state, self.pad, self._seen_texture.ref, self.pad.size * s, s)
         gui_network_panel(self.state, s, bottom + 8 * s, settle=self._gui_frames < 3)
+        images = {
+            k: t.ref for k, t in self._detail_textures.items() if self._detail_images.get(k) is not None
+        }
+        gui_details_panel(self.state, images, s)
         self._gui_frames += 1
         self.app.show_frame_time = self.state.show_frame_time
 
@@ -102,6 +137,9 @@ class ExploreScene:
             self.state.layers_changed = False
             self._relayout()
         self._steer_camera(inp, ui_mouse, ui_keyboard)
+        self._hover(inp, ui_mouse)
+        self._update_details()
+        self._update_legend()
 
     def upload(self) -> None:
         self._pad_texture.sync(self.pad.canvas, self.pad.version)
@@ -110,6 +148,8 @@ class ExploreScene:
         if self._new_result and self._renderer is not None:
             self._new_result = False
             self._renderer.set_activations(self.display_values())
+        self._upload_edges()
+        self._upload_detail_images()
 
     def draw(self, viewport: tuple[int, int]) -> None:
         if self._fit_pending and self._layout is not None:
@@ -120,6 +160,16 @@ class ExploreScene:
             self._background.draw(viewport)
         else:
             self._renderer.draw(self.camera, viewport, self.render_settings())
+            if self._edges is not None and self._edges.count and self.state.show_edges:
+                w, h = viewport
+                scale = w / max(self.app.ui.display_width, 1.0)  # framebuffer pixels per window unit
+                self._edges.draw(
+                    self.camera.view_matrix(),
+                    self.camera.projection(w / max(h, 1)),
+                    viewport,
+                    self.state.colormap,
+                    width_scale=self.ui_scale * scale,
+                )
         if self.first_frame_s is None:
             self.first_frame_s = time.perf_counter() - self.started_at
             _startup_log("first_frame")
@@ -139,8 +189,17 @@ class ExploreScene:
         return RenderSettings(
             colormap=self.state.colormap,
             normalize=self.state.normalize,
-            visible=tuple(self.state.layer_visible) if self.state.layer_visible else None,
+            highlight=self.focus_node,
+            visible=self._visible(),
         )
+
+    def _visible(self) -> tuple[bool, ...] | None:
+        return tuple(self.state.layer_visible) if self.state.layer_visible else None
+
+    @property
+    def focus_node(self) -> int:
+        """The node whose edges are drawn and which is outlined: the hovered one, else the selected one."""
+        return self.state.hovered if self.state.hovered >= 0 else self.state.selected
 
     def display_values(self) -> np.ndarray:
         """What the nodes show: the activations, except that output nodes show class probabilities
@@ -173,11 +232,27 @@ class ExploreScene:
         if self.worker.spec_version != self._spec_version and self.worker.spec is not None:
             self._spec_version = self.worker.spec_version
             self._on_new_spec(self.worker.spec)
+        if (
+            self.worker.weights_version != self._weights_version
+            and self.worker.spec_version == self._spec_version
+        ):
+            # Weights arrive once per model, a moment after its spec; they describe worker.spec,
+            # which is ours now.
+            self._weights_version = self.worker.weights_version
+            self.weights = self.worker.weights
+            self._scale_cache.clear()
         if result is None or result.spec_version != self._spec_version:
             return
         self.activations = result.activations
         self.state.probabilities = result.probabilities
-        if self.first_result_s is not None and math.isfinite(result.latency_s):  # the first one waited for start-up
+        self._result_version += 1
+        self._scale_cache.clear()
+        self._node_ranges = {
+            m: layer_ranges(self.spec, self.display_values(), m) for m in ("layer", "global")
+        }
+        if self.first_result_s is not None and math.isfinite(
+            result.latency_s
+        ):  # the first one waited for start-up
             self.state.latency_ms = result.latency_s * 1e3
         self.result_seq = result.seq
         self._new_result = True
@@ -192,21 +267,43 @@ class ExploreScene:
         keep = self.state.layer_visible if self.spec is not None and self.spec.model == spec.model else None
         self.spec = spec
         self.activations = None
+        self._node_ranges = None
+        self.weights = self.worker.weights  # None until they arrive (weights_version bumps then)
+        self._weights_version = self.worker.weights_version
+        self._scale_cache.clear()
+        # Node ids of the old network mean nothing in the new one.
+        self.state.hovered = self.state.selected = -1
+        self.state.details = None
+        self._hover_key = self._edge_key = self._details_key = None
         self.state.layer_names = [x.name for x in spec.layers]
-        self.state.layer_visible = keep if keep and len(keep) == len(spec.layers) else [True] * len(spec.layers)
+        self.state.layer_visible = (
+            keep if keep and len(keep) == len(spec.layers) else [True] * len(spec.layers)
+        )
         self.state.classes = spec.classes
         self.state.status = f"{spec.model}: {spec.total_nodes:,} nodes in {len(spec.layers)} layers"
         self.state.error = None
         self._layout = build_layout(spec, visible=self.state.layer_visible)
-        if self._renderer is not None:
-            self._renderer.release()
+        self._release_network()
         self._renderer = SceneRenderer(self.ctx, self._layout)
+        self._picker = Picker(self._layout, self._renderer.nodes.style)
+        self._edges = EdgeBatch(self.ctx)
         self._fit_pending = True
         self.pad.dirty = True  # a new network has not seen the drawing yet
+
+    def _release_network(self) -> None:
+        if self._renderer is not None:
+            self._renderer.release()
+            self._renderer = None
+        if self._edges is not None:
+            self._edges.release()
+            self._edges = None
+        self._picker = None
 
     def _relayout(self) -> None:
         self._layout = build_layout(self.spec, visible=self.state.layer_visible)
         self._renderer.set_layout(self._layout)
+        self._picker.set_layout(self._layout)
+        self._hover_key = self._edge_key = None
         self._fit_pending = True
 
     def _steer_camera(self, inp: InputState, ui_mouse: bool, ui_keyboard: bool) -> None:
@@ -214,18 +311,189 @@ class ExploreScene:
         if self.state.reset_camera or (not ui_keyboard and inp.key_pressed(glfw.KEY_F)):
             self.state.reset_camera = False
             self._fit_pending = True
-        if ui_mouse or w <= 0 or h <= 0:
+        if w <= 0 or h <= 0:
             return
         sx, sy = inp.framebuffer_scale
-        dx, dy = inp.mouse_delta[0] * sx, inp.mouse_delta[1] * sy
-        if inp.is_down(MOUSE_LEFT) and not inp.was_pressed(MOUSE_LEFT):
-            self.camera.orbit(dx, dy)
-        elif inp.is_down(MOUSE_RIGHT) and not inp.was_pressed(MOUSE_RIGHT):
-            self.camera.pan(dx, dy, h)
-        if inp.scroll[1]:
+        for button in (MOUSE_LEFT, MOUSE_RIGHT):
+            if inp.was_pressed(button):
+                self._dragging.discard(button)
+                if ui_mouse:
+                    self._press.pop(button, None)  # a press on a panel belongs to the panel
+                else:
+                    self._press[button] = inp.drag_origin.get(button, inp.mouse_pos)
+            if button not in self._press:
+                continue
+            if inp.is_down(button):
+                if button not in self._dragging:
+                    ox, oy = self._press[button]
+                    dx, dy = inp.mouse_pos[0] - ox, inp.mouse_pos[1] - oy
+                    if math.hypot(dx, dy) <= CLICK_SLOP:
+                        continue  # still a click, maybe: the camera stays put
+                    self._dragging.add(button)  # now a drag: catch up with the whole way moved
+                else:
+                    dx, dy = inp.mouse_delta
+                if button == MOUSE_LEFT:
+                    self.camera.orbit(dx * sx, dy * sy)
+                else:
+                    self.camera.pan(dx * sx, dy * sy, h)
+            else:  # released (possibly in the frame it went down)
+                if button == MOUSE_LEFT and button not in self._dragging:
+                    self._click(inp)
+                self._press.pop(button, None)
+                self._dragging.discard(button)
+        if inp.scroll[1] and not ui_mouse:
             mx, my = inp.mouse_pos_fb
             ndc = (2.0 * mx / w - 1.0, 1.0 - 2.0 * my / h)
             self.camera.zoom(inp.scroll[1], ndc, w / h)
+
+    # -- picking, edges, details -------------------------------------------------------------------
+
+    def pick(self, x: float, y: float, viewport: tuple[int, int]) -> int:
+        """The node drawn at framebuffer position (x, y) this frame, or -1."""
+        if self._picker is None:
+            return -1
+        self.picks += 1
+        return self._picker.pick(self.camera, x, y, viewport, self._visible(), self.focus_node)
+
+    def _click(self, inp: InputState) -> None:
+        """A click that did not move: select the node under it, or clear the selection on empty space."""
+        node = self.pick(*inp.mouse_pos_fb, inp.framebuffer_size)
+        self.state.selected = node
+        self._details_key = None
+
+    def _hover(self, inp: InputState, ui_mouse: bool) -> None:
+        """Pick the node under the pointer when the pointer, the camera or the layout moved."""
+        if ui_mouse or not inp.cursor_inside or self._picker is None:
+            self.state.hovered = -1
+            self._hover_key = None
+            return
+        if self._dragging:
+            return  # orbiting / panning: the hovered node stays until the drag ends
+        c = self.camera
+        key = (
+            inp.mouse_pos_fb,
+            inp.framebuffer_size,
+            (*c.target, c.yaw, c.pitch, c.distance),
+            id(self._layout),
+            self._visible(),
+            self.focus_node,  # the highlighted node's outline ring is part of what is drawn
+        )
+        if key == self._hover_key:
+            return
+        self._hover_key = key
+        self.state.hovered = self.pick(*inp.mouse_pos_fb, inp.framebuffer_size)
+
+    def _edge_scale(self, layer) -> float:
+        """[-m, m] of the edges into `layer`, cached until the result, weights or settings change."""
+        s = self.state
+        key = (layer.name, s.edge_mode, s.normalize)
+        if key not in self._scale_cache:
+            self._scale_cache[key] = edge_scale(
+                self.spec, layer, self.weights, self.activations, s.edge_mode, s.normalize
+            )
+        return self._scale_cache[key]
+
+    def _upload_edges(self) -> None:
+        """Regenerate the focus node's edges only when the node, the numbers or the settings changed."""
+        if self._edges is None:
+            return
+        s = self.state
+        node = self.focus_node if s.show_edges else -1
+        key = (node, self._result_version, self._weights_version, s.edge_mode, s.normalize, id(self._layout))
+        if key == self._edge_key:
+            return
+        self._edge_key = key
+        if node < 0 or self.spec is None or node >= self.spec.total_nodes:
+            self._edges.clear()
+            return
+        edges = incoming(self.spec, node)
+        visible = s.layer_visible
+        if edges.count == 0 or (visible and not visible[self.spec.index(edges.source_layer.name)]):
+            self._edges.clear()  # input node, or its inputs are hidden (their nodes are not drawn)
+            return
+        values = edge_values(edges, self.weights, self.activations, s.edge_mode)
+        pos = self._layout.positions
+        self._edges.set_edges(pos[edges.sources], values, pos[node], self._edge_scale(edges.layer))
+
+    def _update_details(self) -> None:
+        """The selected node's calculation, redone when the selection or the numbers change."""
+        s = self.state
+        key = (s.selected, self._result_version, self._weights_version, s.colormap, s.normalize)
+        if key == self._details_key:
+            return
+        self._details_key = key
+        s.details, s.details_note = None, None
+        self._detail_images = {}
+        self._detail_version += 1
+        if s.selected < 0 or self.spec is None or s.selected >= self.spec.total_nodes:
+            return
+        if self.activations is None:
+            s.details_note = "waiting for the network..."
+            return
+        try:
+            e = explain(self.spec, s.selected, self.activations, self.weights)
+        except ValueError:
+            s.details_note = (
+                "waiting for the model's weights..." if self.weights is None else "no weights for this layer"
+            )
+            return
+        s.details = e
+        if e.patch is not None:
+            self._detail_images = self._conv_images(e)
+
+    def _conv_images(self, e: Explanation) -> dict[str, np.ndarray]:
+        """The input patch (coloured like its nodes), the filter and their product (over [-m, m]), as
+        RGB strips of one k x k tile per input channel, 1 px apart."""
+        cmap = self.state.colormap
+        below = self.spec.layers[self.spec.index(e.layer.name) - 1]
+        lo, hi = self._node_range(below.name)
+        out = {}
+        for name, block, rng in (
+            ("patch", e.patch, (lo, hi)),
+            ("filter", e.filter, None),
+            ("product", e.product, None),
+        ):
+            if rng is None:
+                m = float(np.abs(block).max()) or 1.0
+                rng = (-m, m)
+            t = (block.astype(np.float64) - rng[0]) / max(rng[1] - rng[0], 1e-20)
+            rgb = colormaps.sample(cmap, t)  # (C, k, k, 3)
+            c, k, _ = block.shape
+            strip = np.zeros((k, c * (k + 1) - 1, 3), np.float32)
+            for ch in range(c):
+                strip[:, ch * (k + 1) : ch * (k + 1) + k] = rgb[ch]
+            out[name] = strip
+        return out
+
+    def _upload_detail_images(self) -> None:
+        for name in DETAIL_IMAGES:
+            img = self._detail_images.get(name)
+            if img is None:
+                continue
+            h, w = img.shape[:2]
+            tex = self._detail_textures.get(name)
+            if tex is None or tex.size != (w, h):
+                if tex is not None:
+                    tex.release()
+                tex = self._detail_textures[name] = UiTexture(self.ctx, (w, h), 3, smooth=False)
+            tex.sync(img, self._detail_version)
+
+    def _node_range(self, layer_name: str) -> tuple[float, float]:
+        if self._node_ranges is None:
+            return (0.0, 1.0)
+        lo, hi = self._node_ranges[self.state.normalize][self.spec.index(layer_name)]
+        return float(lo), float(hi)
+
+    def _update_legend(self) -> None:
+        """The numbers at the ends of the colour legend, for the focus node's layer."""
+        node = self.focus_node
+        if self.spec is None or node < 0 or node >= self.spec.total_nodes:
+            self.state.legend = Legend()
+            return
+        layer = self.spec.layer_of(node)
+        lo, hi = self._node_range(layer.name)
+        m = self._edge_scale(layer) if layer.kind != "input" and self.state.show_edges else None
+        self.state.legend = Legend(layer.name, lo, hi, m)
 
 
 def _startup_log(event: str) -> None:

@@ -10,10 +10,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine.graph.explain import Explanation
+
 COLORMAPS = ("harley", "viridis", "grayscale")
 NORMALIZE = ("layer", "global")
 MODELS = ("lenet", "mlp")
 MODEL_LABELS = {"lenet": "LeNet (CNN)", "mlp": "MLP (784-300-100-10)"}
+EDGE_MODES = ("weight", "contribution")  # edge colour: the weight, or weight x input (engine.graph.edges)
+EDGE_MODE_LABELS = {"weight": "weight", "contribution": "weight x input"}
+
+
+@dataclass
+class Legend:
+    """Numbers for the colour legend: what the ends of the colormap stand for right now."""
+
+    layer: str | None = None  # layer the ranges are for (hovered, else selected node's); None: none
+    node_lo: float = 0.0  # node values mapped to the low / high end (per layer or global)
+    node_hi: float = 1.0
+    edge_scale: float | None = None  # edges map [-m, m]; None while no edges are shown
 
 
 @dataclass
@@ -34,6 +48,14 @@ class ExploreState:
     frame_ms: float = 0.0  # smoothed frame time for the overlay
     reset_camera: bool = False  # set by the "Fit all" button, consumed by the scene
     network_input: np.ndarray | None = None  # the 28x28 image last sent to the network
+    # -- details on demand (Harley 2015 sec. 3.2): hover shows edges, click shows the calculation
+    hovered: int = -1  # node id under the pointer (set by the scene's picking); -1 for none
+    selected: int = -1  # node id clicked; -1 for none.  The details panel's close button clears it
+    show_edges: bool = True  # draw the incoming edges of the hovered (else the selected) node
+    edge_mode: str = "weight"  # one of EDGE_MODES
+    details: Explanation | None = None  # the selected node's calculation for the newest result
+    details_note: str | None = None  # why there are no details yet ("waiting for the weights")
+    legend: Legend = field(default_factory=Legend)
 
     def top_guesses(self, k: int = 3) -> list[tuple[str, float]]:
         if self.probabilities is None or not np.all(np.isfinite(self.probabilities)):

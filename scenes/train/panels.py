@@ -1,5 +1,6 @@
 """The training scene's ImGui panels: run control, monitored sample, hyperparameters, checkpoints (left);
-steering, view options, charts and the first layer's filters (right).
+steering, view options, charts and the first layer's filters (right); the Embedding window (bottom left,
+engine/ui/embed_panel.py's panel plus this scene's options).
 
 One function per panel section; each reads and edits `TrainState` only (no GL, no worker): commands go
 into `state.requests`, which the scene sends.  Sizes are in window coordinates times the UI scale.
@@ -12,6 +13,7 @@ import math
 import numpy as np
 from imgui_bundle import imgui, implot
 
+from engine.ui.embed_panel import IMAGES, Textures, gui_embed
 from engine.ui.widgets import TextureLike, help_marker, image
 from scenes.train.state import ADADELTA_LR, OPTIMIZER_LABELS, OPTIMIZERS, Series, TrainState
 
@@ -22,6 +24,8 @@ _WARN = imgui.ImVec4(1.0, 0.8, 0.35, 1.0)
 LEFT_WIDTH = 330  # window units at ui_scale 1; the scene keeps the 3D view clear of both columns
 RIGHT_WIDTH = 360
 COLORMAPS = ("harley", "viridis", "grayscale")
+TALL_DISPLAY = 900  # window units: below this the Hyperparameters section starts closed, for the Embedding
+EMBED_MIN_HEIGHT, EMBED_MAX_HEIGHT = 260, 460  # the Embedding window's first height, window units
 
 
 def _fmt(v: float, spec: str = ".4f") -> str:
@@ -51,7 +55,9 @@ def gui_left(state: TrainState, sample: TextureLike | None, scale: float) -> Non
     _column("Training", 10 * scale, LEFT_WIDTH, scale)
     gui_run(state)
     gui_sample(state, sample, scale)
-    if imgui.collapsing_header("Hyperparameters", imgui.TreeNodeFlags_.default_open):
+    # On a short display the Embedding window sits where the hyperparameters would reach: they start closed.
+    tall = imgui.get_io().display_size.y >= TALL_DISPLAY * scale
+    if imgui.collapsing_header("Hyperparameters", imgui.TreeNodeFlags_.default_open if tall else 0):
         gui_hyper(state)
     if imgui.collapsing_header("Checkpoint"):
         gui_checkpoint(state)
@@ -305,3 +311,30 @@ def filter_montage(weights: np.ndarray, per_row: int = 8) -> np.ndarray:
         y, x = 1 + r * (k + 1), 1 + q * (k + 1)
         out[y : y + k, x : x + k] = (rgb.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
     return out
+
+
+# -- the Embedding window ------------------------------------------------------------------------------
+def gui_embedding(state: TrainState, textures: Textures, scale: float) -> None:
+    """The 2D embedding of one layer's filters (or of many images) in a window at the bottom left; the plot
+    takes the height the controls leave (measured the frame before), so resizing the window resizes it."""
+    io = imgui.get_io()
+    height = min(max(io.display_size.y - 400 * scale, EMBED_MIN_HEIGHT * scale), EMBED_MAX_HEIGHT * scale)
+    imgui.set_next_window_pos(imgui.ImVec2(10 * scale, io.display_size.y - 10 * scale), _FIRST, (0.0, 1.0))
+    imgui.set_next_window_size(imgui.ImVec2(LEFT_WIDTH * scale, height), _FIRST)
+    expanded, _ = imgui.begin("Embedding", None, imgui.WindowFlags_.no_scrollbar)
+    if not expanded:
+        imgui.end()
+        return
+    panel = state.embed
+    top = imgui.get_cursor_screen_pos().y
+    plot_h = max(80.0 * scale, imgui.get_content_region_avail().y - state.embed_chrome)
+    panel.plot_size = (-1.0, plot_h)
+    panel.plot_rect = (0.0, 0.0, 0.0, 0.0)  # set again by the panel only if it draws the plot
+    gui_embed(panel, textures)
+    if panel.mode == IMAGES:
+        _, state.embed_include_train = imgui.checkbox(
+            "with training images (after the held-out ones)", state.embed_include_train
+        )
+    used = imgui.get_cursor_screen_pos().y - top
+    state.embed_chrome = used - (plot_h if panel.plot_rect != (0.0, 0.0, 0.0, 0.0) else 0.0)
+    imgui.end()

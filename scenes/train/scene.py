@@ -2,10 +2,12 @@
 
 Owns the training worker's handle (engine/worker/train_handle.py), the camera and the GPU side of one
 architecture: a SceneRenderer for the nodes (rebuilt whenever the worker announces a new architecture),
-a PathBatch for the paths and one for the selected map's outline.  Per frame: panels edit TrainState;
-`update` sends the panels' requests to the worker, reads the newest snapshot, turns it into per-node
-jitter amplitudes and per-path widths (CPU, numpy), restarts a dead worker, picks a clicked feature map
-and moves the camera; `upload` is the only place new data reaches the GPU.
+a PathBatch for the paths and one for the selected map's outline; and the Embedding window's view
+(scenes/train/embedding.py: the t-SNE process and the tooltip textures), linked to the 3D selection.
+Per frame: panels edit TrainState; `update` sends the panels' requests to the worker, reads the newest
+snapshot, turns it into per-node jitter amplitudes and per-path widths (CPU, numpy), restarts a dead worker,
+runs the embedding view, picks a clicked feature map and moves the camera; `upload` is the only place new
+data reaches the GPU.
 
 What is drawn, from each snapshot:
   nodes   activations of the monitored held-out image (output nodes: class probabilities).  The 3x32x32
@@ -37,10 +39,12 @@ from engine.gpu.scene_renderer import RenderSettings, SceneRenderer
 from engine.graph.layout import Layout, LayoutStyle, build_layout
 from engine.graph.spec import NetSpec
 from engine.scene import FrameContext
+from engine.ui.embed_panel import EmbedPanelState
 from engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputState
 from engine.worker.train_handle import TrainHandle
 from engine.worker.train_protocol import TrainSnapshot
-from scenes.train.panels import LEFT_WIDTH, RIGHT_WIDTH, filter_montage, gui_left, gui_right
+from scenes.train.embedding import EmbedView
+from scenes.train.panels import LEFT_WIDTH, RIGHT_WIDTH, filter_montage, gui_embedding, gui_left, gui_right
 from scenes.train.state import TrainConfig, TrainState
 
 PATH_RGBA = (1.0, 0.86, 0.55, 0.3)  # warm, translucent: hundreds overlap
@@ -194,6 +198,11 @@ class TrainScene:
             colormap=cfg.colormap,
             jitter_gain=cfg.jitter_gain,
             show_frame_time=cfg.show_frame_time,
+            embed_include_train=cfg.embed_include_train,
+        )
+        counts = tuple(sorted({1000, 5000, 20_000, int(cfg.embed_images)}))
+        st.embed = EmbedPanelState(
+            refresh_every=cfg.embed_refresh_every, image_counts=counts, image_count=int(cfg.embed_images)
         )
         self.state = st
         self.ui_scale = cfg.ui_scale
@@ -226,6 +235,7 @@ class TrainScene:
         self._renderer: SceneRenderer | None = None
         self._filters_size = (1, 1)
         self.ctx = None
+        self.embedding = EmbedView(st)
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def on_enter(self, fc: FrameContext) -> None:
@@ -237,8 +247,10 @@ class TrainScene:
         self._sample_tex = UiTexture(self.ctx, (32, 32), 3, smooth=False)
         self._filters_tex: UiTexture | None = None
         self.handle.launch()
+        self.embedding.on_enter(self.ctx)
 
     def on_exit(self) -> None:
+        self.embedding.on_exit()  # first: its t-SNE job may hold the images job's vectors
         self.handle.close()
         if self._renderer is not None:
             self._renderer.release()
@@ -257,6 +269,7 @@ class TrainScene:
         gui_left(self.state, self._sample_tex.ref if self.snapshot is not None else None, s)
         tex = self._filters_tex.ref if self._filters_tex is not None else None
         gui_right(self.state, tex, self._filters_size, s)
+        gui_embedding(self.state, self.embedding.textures(), s)
         self.app.show_frame_time = self.state.show_frame_time
 
     def update(self, inp: InputState, dt: float, ui_mouse: bool, ui_keyboard: bool) -> None:
@@ -273,9 +286,11 @@ class TrainScene:
         if snap is not None and snap.spec_version == self._spec_version:
             self._take_snapshot(snap, dt)
         self._read_replies()
+        self.embedding.update(self.handle)
         self._steer_camera(inp, ui_mouse, ui_keyboard)
 
     def upload(self) -> None:
+        self.embedding.upload()
         r = self._renderer
         if r is None:
             return
@@ -440,6 +455,7 @@ class TrainScene:
         if h.check():
             st.worker_restarts = h.restarts
             self._sent.clear()  # the dead process will never answer them
+            self.embedding.on_worker_restart()
             # Kept after the new worker is up (error clears then): the weights are fresh from the seed.
             st.message, st.message_is_error = h.error or "", True
         st.error = h.error
@@ -482,6 +498,7 @@ class TrainScene:
             st.batch_size, st.weight_decay = int(hp["batch_size"]), float(hp["weight_decay"])
             st.optimizer, st.seed = hp["optimizer"], int(hp["seed"])
         st.new_layer_position = min(st.new_layer_position, len(st.widths))
+        self.embedding.on_spec(spec, info, reason)
         if first or reason in ("start", "load"):
             self._fit_pending = True
 

@@ -3,6 +3,8 @@
 The panels (scenes/train/panels.py) read and edit a TrainState; what they want done in the training
 worker they append to `state.requests` as (command, kwargs), and the scene sends those in its update step.
 The scene writes what it reads from the worker's snapshots back into the state (stats, messages, charts).
+The Embedding window's state is the embedding panel's own EmbedPanelState (engine/ui/embed_panel.py) plus
+the few options this scene adds (`embed_include_train`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from engine.ui.embed_panel import EmbedPanelState
 
 OPTIMIZERS = ("sgd", "adam", "adadelta")  # engine.worker.training.OPTIMIZERS (torch-free copy)
 OPTIMIZER_LABELS = {"sgd": "SGD + momentum", "adam": "Adam", "adadelta": "Adadelta"}
@@ -43,6 +47,12 @@ class TrainConfig:
     show_frame_time: bool = False
     ui_scale: float = 1.0
     worker_timeout: float = 120.0  # seconds to wait for the first snapshot (import torch, load data)
+    # Embedding window: training steps between filter-embedding refreshes (0: only on demand).  At batch 4
+    # training runs ~500 steps/s here, so 250 is two refreshes a second: each is a few ms in the worker and
+    # a 20-point t-SNE (~50 ms) in the embedding process, which must not crowd training off the 2 cores.
+    embed_refresh_every: int = 250
+    embed_images: int = 20_000  # images embedded in the images mode (as many as the data set has, if fewer)
+    embed_include_train: bool = True  # images mode: training images after the held-out ones (CIFAR 10k+10k)
 
     def hyper(self) -> dict:
         return {
@@ -182,6 +192,10 @@ class TrainState:
     show_frame_time: bool = False
     reset_camera: bool = False
     requests: list[tuple[str, dict]] = field(default_factory=list)  # commands for the worker
+    # -- the Embedding window -----------------------------------------------------------------------
+    embed: EmbedPanelState = field(default_factory=EmbedPanelState)
+    embed_include_train: bool = True  # images mode: add training images after the held-out ones
+    embed_chrome: float = 160.0  # pixels of the window's content that are not the plot (measured per frame)
 
     def request(self, name: str, **kwargs) -> None:
         self.requests.append((name, kwargs))

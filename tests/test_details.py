@@ -1,0 +1,311 @@
+"""Details on demand in the explore scene, driven headless by scripted pointer events: hovering a node
+draws its incoming edges (pixels), clicking opens the details panel (pixels) with the network's own
+numbers, clicking empty space closes it, a drag orbits without selecting, panels swallow the hover,
+a click during a model switch does not crash, a blank drawing shows no NaN.
+
+Screenshots land in out/screens/details_*.png (look at them).  Run:
+python -m pytest tests/test_details.py -q
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.app import App
+from engine.config import AppConfig
+from engine.graph.edges import incoming
+from engine.graph.explain import formula_lines
+from engine.ui.input import MOUSE_LEFT
+from scenes.explore.run import wait_until_ready
+from scenes.explore.scene import ExploreScene
+
+pytestmark = pytest.mark.gl
+W, H = 1280, 720
+SCREENS = Path(__file__).resolve().parents[1] / "out" / "screens"
+EDGE_COUNTS = {"conv1": 25, "pool1": 4, "conv2": 150, "pool2": 4, "fc1": 400, "fc2": 120, "output": 100}
+
+
+def digit() -> np.ndarray:
+    """A '7'-ish stroke, so every layer has something to show."""
+    img = np.zeros((28, 28), np.float32)
+    img[5:8, 6:22] = 1.0
+    for i in range(16):
+        img[8 + i, 20 - i // 2 : 23 - i // 2] = 1.0
+    return img
+
+
+def our_segments() -> set[str]:
+    return {p.name for p in Path("/dev/shm").glob("convscope*")}
+
+
+@pytest.fixture(scope="module")
+def app():
+    from engine.gpu.context import create_headless
+
+    ctx = create_headless()
+    before = our_segments()
+    scene = ExploreScene(AppConfig(pad_size=280), drawing=digit())
+    app = App(scene, ctx=ctx, size=(W, H))
+    try:
+        wait_until_ready(app, scene, 90)
+        frames_until(app, lambda: scene.weights is not None)
+        yield app
+    finally:
+        app.close()
+        ctx.release()
+    assert our_segments() - before == set(), "shared-memory segments left behind"
+
+
+def frames_until(app: App, cond, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        app.frame()
+        time.sleep(0.002)
+
+
+def move(app: App, x: float, y: float, frames: int = 2) -> None:
+    app.headless_input.on_cursor_pos(x, y)
+    for _ in range(frames):
+        app.frame()
+
+
+def click(app: App, x: float, y: float) -> None:
+    """Press and release without moving; then frames for the panel to lay itself out."""
+    sink = app.headless_input
+    sink.on_cursor_pos(x, y)
+    app.frame()
+    sink.on_mouse_button(MOUSE_LEFT, True, 0)
+    app.frame()
+    sink.on_mouse_button(MOUSE_LEFT, False, 0)
+    for _ in range(4):
+        app.frame()
+
+
+def screen_of(scene: ExploreScene, node: int) -> tuple[float, float]:
+    return tuple(scene.camera.project(scene._layout.positions[node], W, H)[0])
+
+
+def empty_spot(scene: ExploreScene) -> tuple[float, float]:
+    """A point between the left panels and the details panel where no node is drawn."""
+    for y in range(H - 30, 0, -25):
+        for x in range(W - 380, 500, -25):
+            if scene.pick(x + 0.5, y + 0.5, (W, H)) < 0:
+                return x + 0.5, y + 0.5
+    raise AssertionError("no empty spot")
+
+
+def clear_node(scene: ExploreScene, layer, rng: np.random.Generator) -> int:
+    """A random node of `layer` that no panel covers (between the left panels and the details panel)."""
+    for _ in range(1000):
+        node = int(rng.integers(layer.start, layer.stop))
+        x, _ = screen_of(scene, node)
+        if 500 < x < W - 380:
+            return node
+    raise AssertionError(f"no node of {layer.name} clear of the panels")
+
+
+def save(pixels: np.ndarray, name: str) -> None:
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(SCREENS / f"details_{name}.png")
+
+
+def reset(app: App) -> None:
+    scene = app.scene
+    scene.state.selected = -1
+    scene._fit_pending = True
+    move(app, *empty_spot(scene), frames=3)
+    assert scene.state.hovered == -1
+
+
+def test_hover_draws_the_incoming_edges(app):
+    scene = app.scene
+    reset(app)
+    base = app.read_pixels().copy()
+    spec = scene.spec
+    rng = np.random.default_rng(0)
+    for name, count in EDGE_COUNTS.items():
+        layer = spec.layer(name)
+        node = int(rng.integers(layer.start, layer.stop))
+        x, y = screen_of(scene, node)
+        move(app, x, y)
+        assert scene.state.hovered == node, (name, node, scene.state.hovered)
+        assert scene._edges.count == count == incoming(spec, node).count
+        shot = app.read_pixels().copy()
+        if name in ("fc1", "conv2", "output"):
+            save(shot, f"hover_{name}")
+        changed = np.abs(shot.astype(int) - base.astype(int)).sum(axis=2) > 40
+        # Edges are drawn between the node and its inputs: pixels on the way changed.
+        srcs = scene.camera.project(scene._layout.positions[incoming(spec, node).sources], W, H)
+        hits = 0
+        for sx, sy in srcs[:: max(1, count // 12)]:
+            mx, my = int((sx + x) / 2), int((sy + y) / 2)
+            hits += changed[my - 1 : my + 2, mx - 1 : mx + 2].any()
+        assert hits >= min(3, count), f"{name}: only {hits} edge midpoints changed colour"
+        assert changed[int(y) - 2 : int(y) + 3, int(x) - 2 : int(x) + 3].any(), f"{name}: no highlight"
+    # Leaving the node removes the edges again.
+    move(app, *empty_spot(scene))
+    assert scene.state.hovered == -1 and scene._edges.count == 0
+    after = app.read_pixels()
+    # (The scene only: the status lines in the left panels may change as results come in.)
+    left = np.abs(after.astype(int) - base.astype(int)).sum(axis=2)[:, 500:] > 40
+    assert left.sum() < 50, f"{left.sum()} scene pixels still differ after the pointer left"
+
+
+def test_hover_upload_only_when_something_changed(app):
+    scene = app.scene
+    reset(app)
+    node = scene.spec.layer("fc2").start + 7
+    move(app, *screen_of(scene, node))
+    uploads, picks = scene._edges.uploads, scene.picks
+    for _ in range(5):
+        app.frame()  # pointer and camera still: no new pick, no new upload
+    assert scene._edges.uploads == uploads and scene.picks == picks
+    x, y = screen_of(scene, node)
+    move(app, x + 0.3, y)  # still the same node: a pick, no upload
+    assert scene.state.hovered == node and scene._edges.uploads == uploads
+    scene.state.edge_mode = "contribution"
+    app.frame()
+    assert scene._edges.uploads == uploads + 1
+    scene.state.edge_mode = "weight"
+    app.frame()
+
+
+def test_click_opens_details_and_empty_click_closes_them(app):
+    scene = app.scene
+    reset(app)
+    before = app.read_pixels().copy()
+    spec = scene.spec
+    cam = (scene.camera.yaw, scene.camera.pitch, scene.camera.distance, tuple(scene.camera.target))
+    node = spec.layer("conv2").start + 3 * 100 + 4 * 10 + 6
+    click(app, *screen_of(scene, node))
+    assert (scene.camera.yaw, scene.camera.pitch, scene.camera.distance, tuple(scene.camera.target)) == cam, (
+        "a click must not move the camera"
+    )
+    assert scene.state.selected == node
+    e = scene.state.details
+    assert e is not None and e.node == node and e.kind == "conv"
+    assert (e.channel, e.y, e.x) == (3, 4, 6)
+    assert e.value == float(scene.activations[node])  # the network's own output
+    assert e.result == pytest.approx(e.value, abs=1e-5) and e.patch.shape == (6, 5, 5)
+    shot = app.read_pixels().copy()
+    save(shot, "click_conv2")
+    panel = np.abs(shot.astype(int) - before.astype(int)).sum(axis=2) > 40
+    assert panel[20:300, W - 330 : W - 20].mean() > 0.3, "the details panel did not appear top right"
+
+    fc = spec.layer("fc1").start + 11
+    click(app, *screen_of(scene, fc))
+    assert scene.state.selected == fc and scene.state.details.kind == "fc"
+    save(app.read_pixels(), "click_fc1")
+    out = spec.layer("output").start + 2  # left of the details panel, which now covers the right
+    click(app, *screen_of(scene, out))
+    e = scene.state.details
+    assert e.kind == "output" and e.result == pytest.approx(
+        float(scene.state.probabilities[2]), rel=1e-4, abs=1e-7
+    )
+    save(app.read_pixels(), "click_output")
+
+    click(app, *empty_spot(scene))
+    assert scene.state.selected == -1 and scene.state.details is None
+    closed = app.read_pixels()
+    assert (np.abs(closed.astype(int) - before.astype(int)).sum(axis=2) > 40)[
+        20:300, W - 330 : W - 20
+    ].mean() < 0.02
+
+
+def test_drag_orbits_and_does_not_select(app):
+    scene = app.scene
+    reset(app)
+    sink = app.headless_input
+    node = scene.spec.layer("fc2").start + 50
+    x, y = screen_of(scene, node)
+    yaw = scene.camera.yaw
+    sink.on_cursor_pos(x, y)
+    app.frame()
+    sink.on_mouse_button(MOUSE_LEFT, True, 0)
+    app.frame()
+    sink.on_cursor_pos(x + 2, y)  # within the click slop: nothing moves yet
+    app.frame()
+    assert scene.camera.yaw == yaw
+    for i in range(1, 6):
+        sink.on_cursor_pos(x + 2 + 8 * i, y)
+        app.frame()
+    sink.on_mouse_button(MOUSE_LEFT, False, 0)
+    app.frame()
+    assert scene.camera.yaw != yaw and scene.state.selected == -1
+    want = (yaw - 42 * scene.camera.orbit_speed) % (2 * np.pi)
+    assert scene.camera.yaw == pytest.approx(want), "the whole drag counts once it is a drag"
+
+
+def test_no_hover_through_a_panel(app):
+    scene = app.scene
+    reset(app)
+    # Slide the network under the "Network" panel, then point at a node there.
+    node = scene.spec.layer("fc1").start + 60
+    x, y = screen_of(scene, node)
+    scene.camera.pan(200 - x, 500 - y, H)
+    app.frame()
+    x, y = screen_of(scene, node)
+    assert 20 < x < 380 and 420 < y < 640, (x, y)
+    assert scene.pick(x, y, (W, H)) == node, "the node is drawn there (under the panel)"
+    move(app, x, y)
+    assert scene.state.hovered == -1 and scene._edges.count == 0
+    click(app, x, y)
+    assert scene.state.selected == -1, "a click on a panel is the panel's"
+    scene._fit_pending = True
+    app.frame()
+
+
+def test_blank_drawing_shows_no_nan(app):
+    scene = app.scene
+    reset(app)
+    seq = scene.result_seq
+    scene.pad.set_image(np.zeros((28, 28), np.float32))
+    frames_until(app, lambda: scene.ready and scene.result_seq > seq)
+    rng = np.random.default_rng(1)
+    for layer in scene.spec.layers:
+        node = clear_node(scene, layer, rng)
+        click(app, *screen_of(scene, node))
+        assert scene.state.selected == node
+        e = scene.state.details
+        assert e is not None
+        text = " ".join(formula_lines(e))
+        assert "nan" not in text.lower(), text
+        lg = scene.state.legend
+        assert np.isfinite([lg.node_lo, lg.node_hi]).all() and (
+            lg.edge_scale is None or np.isfinite(lg.edge_scale)
+        )
+    save(app.read_pixels(), "blank_output")
+    scene.pad.set_image(digit())
+    frames_until(app, lambda: scene.ready and scene.result_seq > seq + 1)
+
+
+def test_click_during_a_model_switch(app):
+    """Last in this module: it leaves the scene on the MLP."""
+    scene = app.scene
+    reset(app)
+    node = scene.spec.layer("fc1").start + 20
+    x, y = screen_of(scene, node)
+    click(app, x, y)
+    assert scene.state.selected == node
+    scene.state.model = "mlp"
+    app.frame()  # the switch is under way; the old network is still drawn
+    for i in range(6):
+        click(app, x + 3 * i, y)  # hover and click while the worker loads the MLP
+    frames_until(app, lambda: scene.spec.model == "mlp" and scene.ready)
+    for _ in range(6):
+        click(app, x, y)  # node ids of the old network are gone; new ones are picked
+    frames_until(app, lambda: scene.weights is not None)
+    assert set(scene.weights) == {"fc1", "fc2", "output"}
+    node = scene.spec.layer("fc2").start + 33
+    click(app, *screen_of(scene, node))
+    assert scene.state.selected == node and scene.state.details.kind == "fc"
+    assert len(scene.state.details.terms) == 300
+    save(app.read_pixels(), "mlp_fc2")
+    move(app, *screen_of(scene, scene.spec.layer("fc1").start + 150))
+    assert scene._edges.count == 784
