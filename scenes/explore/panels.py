@@ -14,7 +14,9 @@ from imgui_bundle import imgui, implot
 from engine.gpu import colormaps
 from engine.graph.explain import Explanation, fmt, formula_lines, node_label, position_text
 from engine.ui.widgets import TextureLike, image
+from scenes.explore.morph import MorphState, gui_morph
 from scenes.explore.pad import PadState, gui_pad
+from scenes.explore.robustness import RobustnessState, gui_robustness
 from scenes.explore.state import (
     COLORMAPS,
     EDGE_MODE_LABELS,
@@ -307,3 +309,22 @@ def _terms_table(e: Explanation, state: ExploreState, scale: float) -> None:
                     imgui.text(fmt(float(v), 4))
         imgui.end_table()
     imgui.text(f"sum {fmt(e.weighted_sum)}  + bias {fmt(e.bias)}  = {fmt(e.pre_activation)}")
+
+
+def gui_experiments_panel(state: ExploreState, rs: RobustnessState, ms: MorphState, scale: float) -> None:
+    """Bottom-right, folded at start: robustness experiments, morph between two drawings, compare mode."""
+    io = imgui.get_io()
+    imgui.set_next_window_pos(
+        imgui.ImVec2(io.display_size.x - 10 * scale, io.display_size.y - 10 * scale),
+        _FIRST,
+        imgui.ImVec2(1, 1),
+    )
+    imgui.set_next_window_collapsed(True, _FIRST)
+    if imgui.begin("Experiments", None, imgui.WindowFlags_.always_auto_resize)[0]:
+        other = "MLP" if state.model == "lenet" else "LeNet"
+        _, state.compare = imgui.checkbox(f"compare with the {other}, side by side", state.compare)
+        if imgui.collapsing_header("robustness", imgui.TreeNodeFlags_.default_open):
+            gui_robustness(rs, state.network_input)
+        if imgui.collapsing_header("morph A -> B"):
+            gui_morph(ms, state.network_input, (320 * scale, 180 * scale))
+    imgui.end()

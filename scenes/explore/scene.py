@@ -38,9 +38,12 @@ from engine.graph.spec import NetSpec
 from engine.scene import FrameContext
 from engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputState
 from engine.worker import WorkerHandle
+from scenes.explore import robustness
+from scenes.explore.compare import CompareView
+from scenes.explore.morph import MorphState
 from scenes.explore.pad import PadState
-from scenes.explore.panels import gui_details_panel, gui_draw_panel, gui_network_panel
-from scenes.explore.preprocess import pad_to_input
+from scenes.explore.panels import gui_details_panel, gui_draw_panel, gui_experiments_panel, gui_network_panel
+from scenes.explore.robustness import RobustnessState
 from scenes.explore.state import ExploreState, Legend
 
 INPUT_SIDE = 28
@@ -85,6 +88,9 @@ class ExploreScene:
         self._detail_textures: dict[str, UiTexture] = {}
         self._detail_images: dict[str, np.ndarray] = {}  # built in update, uploaded in upload
         self._detail_version = 0
+        self.robust = RobustnessState()  # shift / rotate / MNIST-style centring experiments
+        self.morph = MorphState()  # slide between two drawings
+        self.compare: CompareView | None = None  # LeNet and MLP side by side, when on
         self.ctx = None
         self.started_at = time.perf_counter()
         self.first_frame_s: float | None = None
@@ -103,6 +109,9 @@ class ExploreScene:
         self.pad.dirty = True  # send the starting drawing (blank or --input) as soon as the model is up
 
     def on_exit(self) -> None:
+        if self.compare is not None:
+            self.compare.release()
+            self.compare = None
         self.worker.close()
         self._release_network()
         for tex in self._detail_textures.values():
@@ -122,22 +131,44 @@ class ExploreScene:
             k: t.ref for k, t in self._detail_textures.items() if self._detail_images.get(k) is not None
         }
         gui_details_panel(self.state, images, s)
+        gui_experiments_panel(self.state, self.robust, self.morph, s)
+        if self.compare is not None:
+            self.compare.gui(self.state.probabilities, self.state.model)
         self._gui_frames += 1
         self.app.show_frame_time = self.state.show_frame_time
 
     def update(self, inp: InputState, dt: float, ui_mouse: bool, ui_keyboard: bool) -> None:
         self._watch_worker()
+        self._toggle_compare()
+        canvas, resend = robustness.consume(self.robust, self.pad.canvas)
+        if canvas is not None:
+            self.pad.set_image(canvas)
+        elif resend:
+            self.pad.dirty = True
         changed, ended = self.pad.consume()
+        image = None
         if changed or ended:
-            image = pad_to_input(self.pad.canvas)
+            self.morph.stop()  # drawing again hands the input back to the pad
+            image = robustness.network_input(self.pad.canvas, self.robust.mnist_centering)
+        if self.morph.active and self.morph.take_input_changed():
+            image = self.morph.image()
+        if image is not None:
             self.state.network_input = image
             self.sent_seq = self.worker.submit(image)
+            if self.compare is not None:
+                self.compare.submit(image)
+        self._run_morph_curve()
         self._take_result()
+        if self.compare is not None:
+            self.compare.update()
         if self.state.layers_changed and self.spec is not None:
             self.state.layers_changed = False
             self._relayout()
-        self._steer_camera(inp, ui_mouse, ui_keyboard)
-        self._hover(inp, ui_mouse)
+        if self.compare is not None:
+            self.compare.steer(inp, ui_mouse, self.camera)
+        else:
+            self._steer_camera(inp, ui_mouse, ui_keyboard)
+            self._hover(inp, ui_mouse)
         self._update_details()
         self._update_legend()
 
@@ -150,12 +181,18 @@ class ExploreScene:
             self._renderer.set_activations(self.display_values())
         self._upload_edges()
         self._upload_detail_images()
+        if self.compare is not None:
+            self.compare.upload()
 
     def draw(self, viewport: tuple[int, int]) -> None:
         if self._fit_pending and self._layout is not None:
             self._fit_pending = False
             self._fit(viewport)
-        if self._renderer is None:
+        if self.compare is not None:
+            self.compare.draw(
+                viewport, self.render_settings(), primary=self._primary(), region=self._free_region(viewport)
+            )
+        elif self._renderer is None:
             self.ctx.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)
             self._background.draw(viewport)
         else:
@@ -175,6 +212,43 @@ class ExploreScene:
             _startup_log("first_frame")
 
     # -- helpers -----------------------------------------------------------------------------------
+
+    def _primary(self) -> tuple[SceneRenderer, OrbitCamera] | None:
+        return (self._renderer, self.camera) if self._renderer is not None else None
+
+    def _free_region(self, viewport: tuple[int, int]) -> tuple[int, int, int, int]:
+        """The part of the framebuffer right of the drawing panel (all of it on narrow screens)."""
+        w, h = viewport
+        scale = w / max(self.app.ui.display_width, 1.0)
+        panel = int((self.pad.size + 160) * self.ui_scale * scale)
+        return (panel, 0, w - panel, h) if w - panel > 0.45 * w else (0, 0, w, h)
+
+    def _toggle_compare(self) -> None:
+        other = "mlp" if self.state.model == "lenet" else "lenet"
+        if self.state.compare and self.compare is None:
+            self.compare = CompareView(self.ctx, other, weights=self.config.weights or None)
+            self.state.selected = -1  # details and hover belong to the single view
+        elif not self.state.compare and self.compare is not None:
+            self.compare.release()
+            self.compare = None
+            self._fit_pending = True
+        elif self.compare is not None and self.compare.model != other:
+            self.compare.set_model(other)
+        if self.compare is not None and self.state.network_input is not None and self.compare.sent_seq == 0:
+            self.compare.submit(self.state.network_input)
+        if self.compare is not None and self.state.reset_camera:
+            self.state.reset_camera = False
+            self.compare.refit()
+
+    def _run_morph_curve(self) -> None:
+        """Once per new A / B: the 21 blends through the network, for the probability curve."""
+        if not self.worker.ready:
+            return
+        blends = self.morph.requests()
+        if len(blends):
+            self.morph.take([self.worker.infer_sync(b).probabilities for b in blends])
+            if self.state.network_input is not None:  # infer_sync used up the live result
+                self.sent_seq = self.worker.submit(self.state.network_input)
 
     def _fit(self, viewport: tuple[int, int]) -> None:
         """Fit the network into the part of the view right of the drawing panel, when there is room."""

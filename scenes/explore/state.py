@@ -51,6 +51,7 @@ class ExploreState:
     # -- details on demand (Harley 2015 sec. 3.2): hover shows edges, click shows the calculation
     hovered: int = -1  # node id under the pointer (set by the scene's picking); -1 for none
     selected: int = -1  # node id clicked; -1 for none.  The details panel's close button clears it
+    compare: bool = False  # LeNet and MLP side by side on the same drawing
     show_edges: bool = True  # draw the incoming edges of the hovered (else the selected) node
     edge_mode: str = "weight"  # one of EDGE_MODES
     details: Explanation | None = None  # the selected node's calculation for the newest result
