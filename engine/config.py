@@ -30,6 +30,7 @@ class AppConfig:
     pad_size: int = 280  # drawing pad edge in pixels (>= 280: ten pad pixels per network pixel)
     brush: float = 18.0  # default pen radius in pad pixels
     weights: dict[str, str] = field(default_factory=dict)  # model name -> safetensors path override
+    data_dir: str = ""  # torchvision data root; the explorer's morph offers MNIST test digits from it
     worker_timeout: float = 60.0  # seconds to wait for the worker to load a model before reporting failure
 
     def validate(self) -> AppConfig:

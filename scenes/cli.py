@@ -68,7 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--dataset", choices=["cifar10", "mnist", "digits"], help="with --scene train (default cifar10)"
     )
-    t.add_argument("--data-dir", metavar="DIR", help="with --scene train: where the data set is or goes")
+    t.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="data: what --scene train trains on; the explorer's morph takes MNIST test digits from it",
+    )
     return p
 
 
@@ -106,8 +110,10 @@ def _check_kiosk_options(opts) -> None:
 
 def _check_train_options(opts) -> None:
     if opts.scene != "train":
-        if opts.dataset or opts.data_dir:
-            raise UsageError(f"{'--dataset' if opts.dataset else '--data-dir'} needs --scene train")
+        if opts.dataset:
+            raise UsageError("--dataset needs --scene train")
+        if opts.data_dir and not Path(opts.data_dir).is_dir():
+            raise UsageError(f"--data-dir: {opts.data_dir} is not a folder")
         return
     for flag, value in (
         ("--kiosk", opts.kiosk),
@@ -149,6 +155,7 @@ def parse(argv: list[str] | None = None):
         show_frame_time=opts.frame_time,
         width=opts.width,
         height=opts.height,
+        data_dir=opts.data_dir if opts.scene != "train" else None,
     )
     opts.kiosk_config = None
     try:

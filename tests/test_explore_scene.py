@@ -118,3 +118,26 @@ def test_hiding_a_layer_removes_its_pixels(app):
     app.frame()
     hidden = app.read_pixels()
     assert np.abs(shown.astype(int) - hidden.astype(int)).sum(axis=2).astype(bool).sum() > 1000
+
+
+def test_morph_offers_mnist_test_digits_from_the_data_dir(tmp_path):
+    import gzip
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    images = (np.arange(3 * 28 * 28) % 251).astype(np.uint8).reshape(3, 28, 28)
+    with gzip.open(raw / "t10k-images-idx3-ubyte.gz", "wb") as f:
+        f.write(
+            (2051).to_bytes(4, "big")
+            + (3).to_bytes(4, "big")
+            + (28).to_bytes(4, "big") * 2
+            + images.tobytes()
+        )
+    with gzip.open(raw / "t10k-labels-idx1-ubyte.gz", "wb") as f:
+        f.write((2049).to_bytes(4, "big") + (3).to_bytes(4, "big") + bytes([7, 2, 1]))
+    scene = ExploreScene(AppConfig(data_dir=str(tmp_path)))
+    assert scene.morph.test_images.shape == (3, 28, 28)
+    assert np.allclose(scene.morph.test_images[1], images[1] / 255.0)
+    assert list(scene.morph.test_labels) == [7, 2, 1]
+    missing = ExploreScene(AppConfig(data_dir=str(tmp_path / "nothing")))
+    assert missing.morph.test_images is None and "MNIST" in missing.state.error

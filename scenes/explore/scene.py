@@ -40,7 +40,7 @@ from engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputState
 from engine.worker import WorkerHandle
 from scenes.explore import robustness
 from scenes.explore.compare import CompareView
-from scenes.explore.morph import MorphState
+from scenes.explore.morph import MorphState, load_idx_digits
 from scenes.explore.pad import PadState
 from scenes.explore.panels import gui_details_panel, gui_draw_panel, gui_experiments_panel, gui_network_panel
 from scenes.explore.robustness import RobustnessState
@@ -90,6 +90,11 @@ class ExploreScene:
         self._detail_version = 0
         self.robust = RobustnessState()  # shift / rotate / MNIST-style centring experiments
         self.morph = MorphState()  # slide between two drawings
+        if config.data_dir:
+            try:
+                self.morph.test_images, self.morph.test_labels = load_idx_digits(config.data_dir)
+            except (FileNotFoundError, ValueError) as exc:
+                self.state.error = f"morph: no MNIST test digits ({exc})"
         self.compare: CompareView | None = None  # LeNet and MLP side by side, when on
         self.ctx = None
         self.started_at = time.perf_counter()
