@@ -47,9 +47,25 @@ if __name__ == "__main__":
     wait_until_ready(app, app.scene, 60)
     app.frame()
     app.close()
-    bad = sorted(m for m in sys.modules if m == "torch" or m.startswith(("torch.", "models.nets", "models.weights")))
+    prefixes = ("torch.", "models.nets", "models.weights")
+    bad = sorted(m for m in sys.modules if m == "torch" or m.startswith(prefixes))
     print("IMPORTED", bad)
     sys.exit(1 if bad else 0)
 """
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_no_scene_module_imports_torch():
+    """Every render-side module of every scene imports without torch (the worker brings its own)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, engine.app, engine.window, scenes.cli, scenes.explore.scene, scenes.kiosk.scene, "
+        "scenes.train.scene, engine.ui.embed_panel, engine.worker.embed_handle, engine.worker.train_handle\n"
+        "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
+        "sys.exit(f'imported {bad}' if bad else 0)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -5,7 +5,6 @@ and pinch / double-tap move the camera.  Input is scripted through the InputColl
 feeds."""
 
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -85,10 +84,6 @@ def to_attract(app, scene, clock):
     until(
         app, clock, lambda: scene.idle.state == ATTRACT, limit=int((scene.kiosk.reset_after + 5) * 2), dt=0.5
     )
-
-
-def test_the_render_process_has_no_torch(kiosk):
-    assert "torch" not in sys.modules
 
 
 def test_attract_strokes_ink_the_pad_and_change_the_activations(kiosk):
