@@ -1,1 +1,3 @@
-"""convscope runtime: window, camera, GPU drawing, UI glue and the torch worker; knows no particular network."""
+"""convscope runtime: window, camera, GPU drawing, UI glue and the torch worker.
+
+Knows no particular network."""

@@ -20,7 +20,8 @@ def check_version(ctx: moderngl.Context) -> None:
         info = ctx.info
         raise GLVersionError(
             f"OpenGL {ctx.version_code // 100}.{ctx.version_code % 100 // 10} found "
-            f"({info.get('GL_RENDERER', '?')}, {info.get('GL_VERSION', '?')}); convscope needs OpenGL 3.3 or newer. "
+            f"({info.get('GL_RENDERER', '?')}, {info.get('GL_VERSION', '?')}); "
+            "convscope needs OpenGL 3.3 or newer. "
             "Update the graphics driver, or use Mesa's llvmpipe (apt install libgl1-mesa-dri libegl-mesa0)."
         )
 
@@ -31,7 +32,8 @@ def create_headless() -> moderngl.Context:
         ctx = moderngl.create_context(standalone=True, backend="egl", require=REQUIRED_GL)
     except Exception as exc:  # moderngl raises plain Exception when EGL or the version is missing
         raise GLVersionError(
-            f"cannot create a headless OpenGL {REQUIRED_GL // 100}.{REQUIRED_GL % 100 // 10} context through EGL ({exc}); "
+            f"cannot create a headless OpenGL {REQUIRED_GL // 100}.{REQUIRED_GL % 100 // 10} context "
+            f"through EGL ({exc}); "
             "install libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri"
         ) from None
     check_version(ctx)
