@@ -165,11 +165,12 @@ def run_section(name: str, quick: bool, skip_big: bool) -> dict | list:
         print(f"  first frame {r['first_frame_s']:.2f} s, first activations {r['first_activations_s']:.2f} s")
         return r
     if name == "hover":
-        from bench_hover import bench_hover, format_hover
+        from bench_hover import bench_gpu_pick, bench_hover, format_table
 
-        r = bench_hover(quick=quick)
-        print(format_hover(r))
-        return r
+        r = bench_hover(per_layer=40 if quick else 200)
+        gpu = bench_gpu_pick(picks=20 if quick else 60)
+        print(format_table(r, gpu))
+        return {"cpu_pick": r, "gpu_pick": gpu}
     if name == "training":
         from bench_training import bench_frame_times, bench_throughput, format_results
 
