@@ -130,6 +130,10 @@ class App:
         self.imgui_renderer.render(draw_data)
         if self.window is not None:
             self.window.swap()
+        else:
+            # What a swap does for a window: without it a software rasteriser queues frame after
+            # frame and charges them all to whichever call next has to wait (a texture write, say).
+            self.ctx.finish()
         self.stats.add(time.perf_counter() - now)
         self.frames += 1
 

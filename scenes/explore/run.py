@@ -33,7 +33,7 @@ def wait_until_ready(app: App, scene: ExploreScene, timeout: float) -> None:
         if time.monotonic() > deadline:
             raise AppError(scene.worker.error or f"the network did not answer within {timeout:g} s")
         app.frame()
-        time.sleep(0.002)
+        time.sleep(1 / 60)  # a display's pace: the worker starting up needs the CPU more than we do
 
 
 def save_outputs(app: App, scene: ExploreScene, screenshot: Path | None, dump: Path | None) -> None:
