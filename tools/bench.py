@@ -32,6 +32,13 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Mesa's llvmpipe and triton each bring an LLVM: once a llvmpipe context exists, importing triton
+# (torch pulls it in for the training and embedding sections) crashes the process; load it first.
+try:
+    import triton  # noqa: F401
+except ImportError:
+    pass
 sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 
 
