@@ -51,9 +51,9 @@ class EmbedView:
         self.latencies: list[float] = []  # seconds from asking the worker to the final layout shown (filters)
         self._job: ImagesJob | None = None  # the images job this view started
         self._job_requested = False  # its vectors went to the t-SNE process
-        self._job_note = ""  # what the images are (status line)
         self._asked_at = 0.0
         self._last_selected: tuple[int, int] | None = None  # the 3D selection last seen
+        self._restarted = False  # the training process died and was restarted; its SPEC is next
         self._thumbs: np.ndarray | None = None  # tooltip pictures of the newest vectors, by filter index
         self._thumbs_version = 0
         self._uploaded_version = 0
@@ -91,12 +91,19 @@ class EmbedView:
             p.image_layer = grids[-1]  # the last pooled maps, not the logits, unless the user picks them
         p.class_names = tuple(spec.classes)
         self._last_selected = None  # indices may mean other filters now: link the 3D selection again
-        if p.mode == FILTERS:
+        if self._restarted:
+            # Fresh weights from the seed in a new process: the old layout means nothing, and a refresh is
+            # the user's call (the periodic one resumes with the step count).
+            self._restarted = False
+            p.clear()
+            p.status = "the training process restarted: Refresh now for the new weights"
+        elif p.mode == FILTERS:
             self._want = True  # a new filter shows up at once, a removed one goes
 
     def on_worker_restart(self) -> None:
         self._cmd = None  # the dead process will never answer it
-        self._want = True
+        self._want = False
+        self._restarted = True
 
     # -- per frame ----------------------------------------------------------------------------------------
     def update(self, handle: TrainHandle) -> None:
@@ -147,7 +154,7 @@ class EmbedView:
         self._thumbs_version += 1
         job = self.embed.request(kind, data.layer, rows, data.ids)
         self._sent_at[job] = self._asked_at
-        p.status = f"{len(rows)} filters of {data.layer}, step {data.step:,}: placing..."
+        p.status = f"{data.layer}: {len(rows)} filters, step {data.step:,}: placing..."
 
     def _start_images(self, handle: TrainHandle) -> None:
         p, st = self.panel, self.state
@@ -160,8 +167,8 @@ class EmbedView:
             p.status = f"images: {exc}"
             return
         self._job, self._job_requested = job, False
-        self._job_note = self._images_note(job, handle)
-        p.status = self._job_note
+        st.embed_note = self._images_note(job, handle)
+        p.status = ""
 
     def _images_note(self, job: ImagesJob, handle: TrainHandle) -> str:
         n_train = job.n - job.n_val
@@ -190,8 +197,7 @@ class EmbedView:
                 return
             p.show(r.ids, r.points, kind=IMAGES, layer=r.layer, final=r.final, labels=job.labels[r.ids])
             if r.final:
-                took = f"t-SNE {r.seconds:.1f} s ({r.engine})"
-                p.status = f"{self._job_note} by {r.layer}, step {job.step:,}; {took}"
+                p.status = f"{r.layer}: {job.n:,} images, step {job.step:,}, t-SNE {r.seconds:.1f} s"
             return
         data = self._data
         if data is None or data.layer != r.layer:
@@ -212,8 +218,7 @@ class EmbedView:
             asked = self._sent_at.pop(r.job, None)
             if asked is not None:
                 self.latencies.append(time.perf_counter() - asked)
-            took = f"t-SNE {1e3 * r.seconds:.0f} ms ({r.engine})"
-            p.status = f"{len(idx)} filters of {r.layer}, step {data.step:,}; {took}"
+            p.status = f"{r.layer}: {len(idx)} filters, step {data.step:,}, t-SNE {1e3 * r.seconds:.0f} ms"
 
     def _progress(self) -> None:
         p = self.panel

@@ -25,6 +25,7 @@ LEFT_WIDTH = 330  # window units at ui_scale 1; the scene keeps the 3D view clea
 RIGHT_WIDTH = 360
 COLORMAPS = ("harley", "viridis", "grayscale")
 TALL_DISPLAY = 900  # window units: below this the Hyperparameters section starts closed, for the Embedding
+EMBED_WIDTH = 372  # the panel's two radio buttons a row and its "refresh every" label fit at this width
 EMBED_MIN_HEIGHT, EMBED_MAX_HEIGHT = 260, 460  # the Embedding window's first height, window units
 
 
@@ -320,7 +321,7 @@ def gui_embedding(state: TrainState, textures: Textures, scale: float) -> None:
     io = imgui.get_io()
     height = min(max(io.display_size.y - 400 * scale, EMBED_MIN_HEIGHT * scale), EMBED_MAX_HEIGHT * scale)
     imgui.set_next_window_pos(imgui.ImVec2(10 * scale, io.display_size.y - 10 * scale), _FIRST, (0.0, 1.0))
-    imgui.set_next_window_size(imgui.ImVec2(LEFT_WIDTH * scale, height), _FIRST)
+    imgui.set_next_window_size(imgui.ImVec2(EMBED_WIDTH * scale, height), _FIRST)
     expanded, _ = imgui.begin("Embedding", None, imgui.WindowFlags_.no_scrollbar)
     if not expanded:
         imgui.end()
@@ -332,9 +333,14 @@ def gui_embedding(state: TrainState, textures: Textures, scale: float) -> None:
     panel.plot_rect = (0.0, 0.0, 0.0, 0.0)  # set again by the panel only if it draws the plot
     gui_embed(panel, textures)
     if panel.mode == IMAGES:
-        _, state.embed_include_train = imgui.checkbox(
-            "with training images (after the held-out ones)", state.embed_include_train
+        _, state.embed_include_train = imgui.checkbox("add training images", state.embed_include_train)
+        imgui.same_line()
+        help_marker(
+            "Held-out images come first, then training images up to the count chosen: CIFAR-10 holds out "
+            "10,000, so 20,000 points need training images too.  A click on a held-out image monitors it."
         )
+        if state.embed_note:
+            _wrapped(state.embed_note, _DIM)
     used = imgui.get_cursor_screen_pos().y - top
     state.embed_chrome = used - (plot_h if panel.plot_rect != (0.0, 0.0, 0.0, 0.0) else 0.0)
     imgui.end()

@@ -1,8 +1,8 @@
 """Starting the training scene: in a window (with the Explore | Train switch), or headless for screenshots.
 
 `convscope --scene train [--dataset cifar10|mnist|digits] [--data-dir DIR]` lands here (scenes/cli.py).
-The headless run waits for the first snapshot of the training worker, lets it train for `frames` frames
-and writes the last one as PNG.
+The headless run waits for the first snapshot of the training worker (and, when it writes a screenshot, for
+the Embedding window's first layout), lets it train for `frames` frames and writes the last one as PNG.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from scenes.explore.run import AppError
 from scenes.train.scene import TrainScene
 from scenes.train.state import TrainConfig
 
+EMBED_TIMEOUT_S = 30.0  # a screenshot waits this long at most for the Embedding window's first layout
+
 
 def wait_for_training(app: App, scene: TrainScene, timeout: float) -> None:
     """Draw frames until the scene shows a snapshot of the worker (or fail with its error)."""
@@ -36,6 +38,20 @@ def wait_for_training(app: App, scene: TrainScene, timeout: float) -> None:
         time.sleep(0.005)
 
 
+def wait_for_embedding(app: App, scene: TrainScene, timeout: float) -> bool:
+    """Draw frames until the Embedding window shows a finished layout (a screenshot should show one); False
+    when none came within `timeout` (the picture is still worth writing)."""
+    deadline = time.monotonic() + timeout
+    panel = scene.state.embed
+    while not (len(panel.ids) and panel.final and not panel.animating):
+        if time.monotonic() > deadline:
+            return False
+        app.frame()
+        app.ctx.finish()
+        time.sleep(0.005)
+    return True
+
+
 def run_train_headless(cfg: TrainConfig, opts) -> None:
     """`opts`: width, height, frames, screenshot (argparse namespace or anything with those attributes)."""
     width, height = opts.width or 1280, opts.height or 720
@@ -47,6 +63,8 @@ def run_train_headless(cfg: TrainConfig, opts) -> None:
     app = App(scene, ctx=ctx, size=(width, height), ui_config=UiConfig(ui_scale=cfg.ui_scale))
     try:
         wait_for_training(app, scene, cfg.worker_timeout)
+        if opts.screenshot is not None:
+            wait_for_embedding(app, scene, EMBED_TIMEOUT_S)
         app.frames = 0
         app.run(opts.frames or 1)
         if opts.screenshot is not None:
@@ -87,6 +105,7 @@ def run_train_window(cfg: TrainConfig, opts, explore: AppConfig | None = None) -
     try:
         if opts.frames is not None and opts.screenshot is not None:
             wait_for_training(app, switch.scene, cfg.worker_timeout)  # a screenshot shows a trained net
+            wait_for_embedding(app, switch.scene, EMBED_TIMEOUT_S)
             app.frames = 0
         run_capped(app, opts.frames, lambda: cfg.max_fps if switch.name == "Train" else 0.0)
         if opts.screenshot is not None:

@@ -44,7 +44,15 @@ from engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputState
 from engine.worker.train_handle import TrainHandle
 from engine.worker.train_protocol import TrainSnapshot
 from scenes.train.embedding import EmbedView
-from scenes.train.panels import LEFT_WIDTH, RIGHT_WIDTH, filter_montage, gui_embedding, gui_left, gui_right
+from scenes.train.panels import (
+    EMBED_WIDTH,
+    LEFT_WIDTH,
+    RIGHT_WIDTH,
+    filter_montage,
+    gui_embedding,
+    gui_left,
+    gui_right,
+)
 from scenes.train.state import TrainConfig, TrainState
 
 PATH_RGBA = (1.0, 0.86, 0.55, 0.3)  # warm, translucent: hundreds overlap
@@ -56,6 +64,7 @@ CLICK_SLOP_PX = 5.0  # a press and release closer than this is a click (pick), n
 # and seen from higher up, so the paths between consecutive layers fan out visibly.
 LAYOUT_STYLE = LayoutStyle(max_maps_per_row=24, layer_gap=80.0)
 HOME_PITCH = math.radians(30.0)
+LABEL_ROOM = 50  # window units left of the widest sheet for its name
 
 
 def top_half(values: np.ndarray) -> np.ndarray:
@@ -507,14 +516,15 @@ class TrainScene:
         """Fit the network between the two panel columns when they leave room, else the whole view."""
         w, h = viewport
         scale = w / max(self.app.ui.display_width, 1.0)  # framebuffer pixels per window unit
-        left = (LEFT_WIDTH + 20) * self.ui_scale * scale
+        # Layer names are drawn left of their sheets: keep them clear of the (wider) Embedding window too.
+        left = (max(LEFT_WIDTH, EMBED_WIDTH) + 20 + LABEL_ROOM) * self.ui_scale * scale
         right = (RIGHT_WIDTH + 20) * self.ui_scale * scale
         free = w - left - right
-        if free < 0.4 * w:
+        if free < 0.35 * w:  # 1280 wide: 36 % between the columns
             left = right = 0.0
             free = w
         self.camera.fit(*self.geometry.layout.bounds, free / max(h, 1), margin=0.04, pitch=HOME_PITCH)
-        self.camera.pan((right - left) / 2, 0.0, h)
+        self.camera.pan((left - right) / 2, 0.0, h)  # the content follows a drag: to the free region's centre
 
     def _steer_camera(self, inp: InputState, ui_mouse: bool, ui_keyboard: bool) -> None:
         w, h = inp.framebuffer_size

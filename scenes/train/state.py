@@ -48,9 +48,9 @@ class TrainConfig:
     ui_scale: float = 1.0
     worker_timeout: float = 120.0  # seconds to wait for the first snapshot (import torch, load data)
     # Embedding window: training steps between filter-embedding refreshes (0: only on demand).  At batch 4
-    # training runs ~500 steps/s here, so 250 is two refreshes a second: each is a few ms in the worker and
-    # a 20-point t-SNE (~50 ms) in the embedding process, which must not crowd training off the 2 cores.
-    embed_refresh_every: int = 250
+    # training runs ~500 steps/s here, so 500 is a refresh a second: each is a few ms in the worker and a
+    # 20-point t-SNE (~50-100 ms) in the embedding process, which must not crowd training off the 2 cores.
+    embed_refresh_every: int = 500
     embed_images: int = 20_000  # images embedded in the images mode (as many as the data set has, if fewer)
     embed_include_train: bool = True  # images mode: training images after the held-out ones (CIFAR 10k+10k)
 
@@ -195,6 +195,7 @@ class TrainState:
     # -- the Embedding window -----------------------------------------------------------------------
     embed: EmbedPanelState = field(default_factory=EmbedPanelState)
     embed_include_train: bool = True  # images mode: add training images after the held-out ones
+    embed_note: str = ""  # images mode: which images the layout shows (and why fewer than asked)
     embed_chrome: float = 160.0  # pixels of the window's content that are not the plot (measured per frame)
 
     def request(self, name: str, **kwargs) -> None:
