@@ -17,14 +17,7 @@ flat out vec4 v_color;
 flat out float v_width;
 out float v_across;  // pixels from the line's centre, for the soft edge
 
-// Clip a segment to the near plane (z >= -w) so an end behind the eye does not flip over.
-void clip_near(inout vec4 a, vec4 b) {
-    float da = a.z + a.w;
-    float db = b.z + b.w;
-    if (da < 0.0) {
-        a = mix(a, b, da / (da - db));
-    }
-}
+#include "lib/lines.glsl"
 
 void main() {
     vec4 a = u_view_proj * vec4(in_p0, 1.0);
