@@ -199,49 +199,114 @@ def test_layer_edits_keep_a_trained_net_working(trained, edit: str, floor: float
         assert t.validate() < 0.3, f"{msg}; a random layer kept {t.validate():.3f}"
 
 
-def test_divergent_learning_rate_pauses_and_restores_last_good_weights(digits: Dataset) -> None:
-    t = Trainer(digits, Hyper(batch_size=8), SMALL)
-    history = {0: _weights(t)}
-    for _ in range(3):
-        t.step()
-        history[t.step_count] = _weights(t)
-    t.set_hyper(lr=10.0, weight_decay=1.0)  # |1 - lr * wd| = 9: weights grow ninefold per step
-    for _ in range(100):
+def _train(t: Trainer, steps: int, history: dict) -> dict:
+    """`steps` steps (stopping at a blow-up), recording the weights after each good one by step count."""
+    stats: dict = {}
+    for _ in range(steps):
         stats = t.step()
         if not stats["ok"]:
             break
         history[t.step_count] = _weights(t)
-    assert not stats["ok"] and t.paused and stats["paused"], f"no pause after 100 divergent steps: {stats}"
-    assert "paused" in t.message and "lr 10" in t.message, t.message
-    assert math.isnan(stats["loss"])
+    return stats
+
+
+def _assert_restored(t: Trainer, history: dict, step: int) -> None:
+    assert t.step_count == step, f"expected the weights of step {step} back, got step {t.step_count}"
     for k, v in _weights(t).items():
-        _close(
-            v,
-            history[t.step_count][k],
-            f"{k}: restored weights vs those of step {t.step_count}",
-            rtol=0,
-            atol=0,
-        )
+        _close(v, history[step][k], f"{k}: restored weights vs those of step {step}", rtol=0, atol=0)
     assert all(torch.isfinite(v).all() for st in t.optimizer.state.values() for v in st.values())
-    assert t.tick() is None, "paused: tick must not step"
-    t.set_hyper(lr=0.01, weight_decay=0.0)
-    t.resume()
-    assert t.tick()["ok"] and not t.paused
 
 
-def test_nan_weights_are_caught_and_rolled_back(digits: Dataset) -> None:
+def test_divergent_learning_rate_restores_the_weights_from_before_the_change(digits: Dataset) -> None:
     t = Trainer(digits, Hyper(batch_size=8), SMALL)
-    for _ in range(3):
-        t.step()
-    good = _weights(t)
-    t.step()
+    history = {0: _weights(t)}
+    _train(t, 3, history)
+    t.set_hyper(lr=10.0, weight_decay=1.0)  # |1 - lr * wd| = 9: weights grow ninefold per step
+    stats = _train(t, 100, history)
+    assert not stats["ok"] and t.paused and stats["paused"], f"no pause after 100 divergent steps: {stats}"
+    assert math.isnan(stats["loss"])
+    assert "paused" in t.message and "lr 10" in t.message, t.message
+    assert "before the change lr 0.01 -> 10, weight_decay 0.0001 -> 1 at step 3" in t.message, t.message
+    _assert_restored(t, history, 3)  # not the last finite step: those weights were trained at lr 10
+    assert t.tick() is None, "paused: tick must not step"
+    # The restored weights train on at a sane rate: a few hundred steps, every loss finite and falling.
+    t.set_hyper(lr=0.01, weight_decay=1e-4)
+    t.resume()
+    losses = [t.tick() for _ in range(300)]
+    assert all(s["ok"] for s in losses) and not t.paused
+    assert np.mean([s["loss"] for s in losses[-50:]]) < np.mean([s["loss"] for s in losses[:50]])
+
+
+def test_a_burst_of_changes_keeps_the_weights_from_before_the_first(digits: Dataset) -> None:
+    t = Trainer(digits, Hyper(batch_size=8), SMALL)
+    history = {0: _weights(t)}
+    _train(t, 2, history)
+    for lr in (0.5, 2.0, 6.0, 10.0):  # a slider dragged up over a few frames, a step between each
+        t.set_hyper(lr=lr, weight_decay=1.0)
+        _train(t, 1, history)
+    stats = _train(t, 100, history)
+    assert not stats["ok"]
+    assert "lr 0.01 -> 10" in t.message, t.message
+    _assert_restored(t, history, 2)
+
+
+def test_a_blow_up_long_after_a_change_restores_a_rolling_copy(digits: Dataset) -> None:
+    cfg = replace(SMALL, good_every=4, suspect_steps=5)
+    t = Trainer(digits, Hyper(batch_size=8), cfg)
+    history = {0: _weights(t)}
+    _train(t, 2, history)
+    t.set_hyper(lr=0.02)
+    _train(t, 8, history)  # steps 3..10: the change is more than suspect_steps old by the failure
     with torch.no_grad():
         t.model.convs[0].weight[0, 0, 0, 0] = float("nan")
     stats = t.step()
     assert not stats["ok"] and t.paused and "nan" in t.message, t.message
-    assert t.step_count == 3, f"expected the weights of step 3 back, got step {t.step_count}"
-    for k, v in _weights(t).items():
-        _close(v, good[k], f"{k} rolled back", rtol=0, atol=0)
+    # Rolling copies were taken at steps 0, 4 and 8 (the two newest kept): the older one comes back, at
+    # least good_every steps before the failure.
+    assert "3 steps back" not in t.message and "(7 steps back)" in t.message, t.message
+    _assert_restored(t, history, 4)
+    assert t.hyper.lr == 0.02, "the user's settings stay; only the weights go back"
+
+
+def test_nan_weights_are_caught_and_rolled_back(digits: Dataset) -> None:
+    t = Trainer(digits, Hyper(batch_size=8), replace(SMALL, good_every=2))
+    history = {0: _weights(t)}
+    _train(t, 5, history)
+    with torch.no_grad():
+        t.model.convs[0].weight[0, 0, 0, 0] = float("nan")
+    stats = t.step()
+    assert not stats["ok"] and t.paused and "nan" in t.message, t.message
+    _assert_restored(t, history, 2)  # copies at 0, 2, 4 -> the older kept one
+
+
+def test_an_optimizer_switch_that_diverges_restores_state_the_new_optimizer_uses(digits: Dataset) -> None:
+    t = Trainer(digits, Hyper(batch_size=8), SMALL)
+    history = {0: _weights(t)}
+    _train(t, 4, history)
+    t.set_hyper(optimizer="adam", lr=10.0)
+    stats = _train(t, 100, history)
+    assert not stats["ok"] and "optimizer sgd -> adam" in t.message, t.message
+    _assert_restored(t, history, 4)
+    assert isinstance(t.optimizer, torch.optim.Adam)
+    # SGD -> Adam starts Adam fresh (convert_optimizer): the restored state is that fresh one, not SGD's.
+    assert all(set(st) <= {"step", "exp_avg", "exp_avg_sq"} for st in t.optimizer.state.values())
+    t.set_hyper(lr=1e-3)
+    t.resume()
+    assert all(t.tick()["ok"] for _ in range(50))
+
+
+def test_a_seed_change_alone_is_not_a_suspect(digits: Dataset) -> None:
+    cfg = replace(SMALL, good_every=3)
+    t = Trainer(digits, Hyper(batch_size=8), cfg)
+    history = {0: _weights(t)}
+    _train(t, 4, history)
+    t.set_hyper(seed=5)  # waits for reset(); changes nothing about the updates
+    _train(t, 3, history)
+    with torch.no_grad():
+        t.model.convs[0].weight[0, 0, 0, 0] = float("nan")
+    t.step()
+    assert "before the change" not in t.message, t.message
+    _assert_restored(t, history, 3)  # rolling copies at 0, 3, 6 -> 3
 
 
 def test_pause_resume_single_step(digits: Dataset) -> None:

@@ -22,11 +22,12 @@ optimizer rebuilds it and carries over the state that has a meaning in the new o
     SGD -> Adam / Adadelta, Adadelta -> SGD: fresh state.  A first moment without a second moment would make
                        Adam's first updates huge, and Adadelta's averages have no SGD counterpart.
 
-Divergence guard.  Before each update the weights that just gave a finite loss are copied (with the optimizer
-state, the step counter and the batch position).  A NaN or inf loss (or one above `max_loss`), or NaN/inf
-weights after an update, restores that copy, pauses, and sets `message`; nothing raises.  A learning rate
-that diverges over several steps may have damaged the weights before the loss overflowed; the message says
-which step was restored, and reset() or a checkpoint goes further back.
+Divergence guard (engine/worker/guard.py).  A NaN or inf loss (or one above `max_loss`), or NaN/inf weights
+after an update, restores good weights with their optimizer state, step counter and batch position, pauses,
+and sets `message`; nothing raises.  Which weights: those from before the last hyperparameter change when
+the blow-up comes within `suspect_steps` of it (the change is the suspect: weights trained under an absurd
+learning rate can be finite yet ruined), else a copy taken at least `good_every` steps before the failure.
+The message names the step restored and why; reset() or a checkpoint goes further back.
 
 Determinism.  A run starts from `hyper.seed` (kept as `run_seed`; a changed seed waits for reset()): the
 initial weights, the batch order (epoch e is a permutation drawn from (run_seed, e)) and the weights drawn by
@@ -55,6 +56,7 @@ import torch.nn.functional as F
 
 from engine.graph.spec import NetSpec
 from engine.worker.datasets import Dataset, to_input
+from engine.worker.guard import DivergenceGuard
 from models import surgery
 from models.checkpoint import (
     CheckpointError,
@@ -123,7 +125,16 @@ class TrainerConfig:
     monitor_index: int = 0  # held-out image whose activations drive the paths
     max_loss: float = 1e4  # a batch loss above this counts as divergence, like NaN (sane 10-class CE: < 20)
     refit_images: int = 256  # training images the head is re-fitted on after a layer edit (0: none)
+    good_every: int = 16  # steps between copies of the good weights (the divergence guard's rolling copy)
+    suspect_steps: int = (
+        500  # a blow-up this soon after a hyperparameter change restores the weights before it
+    )
     device: str = "cpu"  # torch device of the model and the batches
+
+
+def _training_settings(h: Hyper) -> dict:
+    """What changes how the next updates go (the divergence guard watches these; the seed waits for reset)."""
+    return {k: v for k, v in h.to_dict().items() if k != "seed"}
 
 
 def make_optimizer(name: str, params, hyper: Hyper) -> torch.optim.Optimizer:
@@ -191,16 +202,6 @@ class _Smooth:
         return self.value / self.weight if self.weight > 0 else float("nan")
 
 
-@dataclass
-class _Good:
-    """The last weights that gave a finite loss, with what is needed to continue from them."""
-
-    step: int
-    position: tuple[int, int]  # (epoch, offset) of the batch those weights were about to train on
-    params: list[torch.Tensor]
-    state: list[dict]
-
-
 class Trainer:
     """Live training of a RevaCNN on `data`; see the module docstring for the whole contract."""
 
@@ -226,7 +227,7 @@ class Trainer:
         self.model = RevaCNN(arch, generator=g).to(self.device)
         self.optimizer = make_optimizer(self.hyper.optimizer, self.model.parameters(), self.hyper)
         self._params = list(self.model.parameters())  # cached: model.parameters() walks modules each call
-        self._good: _Good | None = None
+        self._guard = DivergenceGuard(self.config.good_every, self.config.suspect_steps)
         self.step_count = 0  # optimizer updates applied to the current weights
         self.epoch, self.offset = 0, 0  # position in the batch order
         self.n_edits = 0  # surgeries so far (seeds the weights they draw)
@@ -237,7 +238,7 @@ class Trainer:
         self._jitter: list[torch.Tensor | None] = [None] * len(arch.widths)
         self.val_acc: float | None = None
         self.val_step: int | None = None
-        self._snapshot((self.epoch, self.offset))
+        self._rebase_guard()
 
     @property
     def spec(self) -> NetSpec:
@@ -294,12 +295,19 @@ class Trainer:
             return
         old = self.hyper
         self.hyper = new
+        before, after = _training_settings(old), _training_settings(new)
+        if before == after:
+            return  # only the seed changed: it waits for reset()
+        position = (self.epoch, self.offset)
         if new.optimizer != old.optimizer:
             self.optimizer = convert_optimizer(
                 self.optimizer, old.optimizer, new, self.model, self.step_count
             )
-            self._snapshot((self.epoch, self.offset))  # the saved state must fit the new optimizer
+            # Copies must hold state the new optimizer understands: start them over from the converted one.
+            self._rebase_guard()
+            self._guard.pin(self._params, self.optimizer, self.step_count, position, before, after)
             return
+        self._guard.pin(self._params, self.optimizer, self.step_count, position, before, after)
         for group in self.optimizer.param_groups:
             group["lr"] = new.lr
             group["weight_decay"] = new.weight_decay
@@ -342,7 +350,7 @@ class Trainer:
                     f"the loss rose to {loss_value:.4g}, above max_loss {self.config.max_loss:g}"
                 )
             return self._blow_up(f"the loss became {loss_value}")
-        self._snapshot(position)
+        self._guard.tick(self._params, self.optimizer, self.step_count, position)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -394,48 +402,21 @@ class Trainer:
                 self._jitter[i] = g if prev is None else prev.mul_(beta).add_(g, alpha=1 - beta)
 
     # -- last good weights ----------------------------------------------------------------------------------
-    def _snapshot(self, position: tuple[int, int]) -> None:
-        """Copy weights + optimizer state as the last good ones.  Runs every step, so it copies into the
-        previous copy's buffers when the shapes still fit (they change only with surgery)."""
-        params, old = self._params, self._good
-        fits = old is not None and [t.shape for t in old.params] == [p.shape for p in params]
-        with torch.no_grad():
-            if fits:
-                for buf, p in zip(old.params, params, strict=True):
-                    buf.copy_(p)
-                saved, state = old.params, old.state
-            else:
-                saved, state = [p.detach().clone() for p in params], [{} for _ in params]
-            for i, p in enumerate(params):
-                live, kept = self.optimizer.state.get(p, {}), state[i]
-                if fits and live.keys() == kept.keys():
-                    for k, v in live.items():
-                        if torch.is_tensor(v) and torch.is_tensor(kept[k]) and v.shape == kept[k].shape:
-                            kept[k].copy_(v)
-                        else:
-                            kept[k] = v.clone() if torch.is_tensor(v) else v
-                else:
-                    state[i] = {k: v.clone() if torch.is_tensor(v) else v for k, v in live.items()}
-        self._good = _Good(self.step_count, position, saved, state)
-
-    def _restore(self) -> None:
-        good = self._good
-        with torch.no_grad():
-            for p, buf, st in zip(self._params, good.params, good.state, strict=True):
-                p.copy_(buf)
-                p.grad = None
-                self.optimizer.state[p] = {k: v.clone() if torch.is_tensor(v) else v for k, v in st.items()}
-        self.step_count = good.step
-        self.epoch, self.offset = good.position
+    def _rebase_guard(self) -> None:
+        """Shapes or optimizer state changed (start, surgery, load, optimizer switch): fresh guard copies."""
+        self._guard.rebase(self._params, self.optimizer, self.step_count, (self.epoch, self.offset))
 
     def _blow_up(self, reason: str) -> dict:
         failed = self.step_count + 1
-        self._restore()
+        good, why = self._guard.choose(failed)
+        self._guard.restore(good, self._params, self.optimizer)
+        self.step_count = good.step
+        self.epoch, self.offset = good.position
         self.paused = True
         self.message = (
             f"training paused at step {failed}: {reason} ({self.hyper.optimizer}, lr {self.hyper.lr:g}). "
-            f"Restored the weights and optimizer state of step {self.step_count}; lower the learning rate "
-            f"and resume."
+            f"Restored the weights and optimizer state of step {self.step_count} ({why}); lower the "
+            f"learning rate and resume."
         )
         nan = float("nan")
         return self._stats(
@@ -459,7 +440,7 @@ class Trainer:
     def _after_edit(self, what: str) -> None:
         self.n_edits += 1
         self._params = list(self.model.parameters())
-        self._snapshot((self.epoch, self.offset))  # the saved weights must have the new shapes
+        self._rebase_guard()  # the copies must have the new shapes
         self.message = what
 
     def add_filter(self, layer_idx: int, index: int | None = None) -> int:
@@ -618,7 +599,6 @@ class Trainer:
         self._jitter = jitter
         self.val_acc, self.val_step = val_acc, val_step
         self._params = list(model.parameters())
-        self._good = None
-        self._snapshot((self.epoch, self.offset))
+        self._rebase_guard()
         self.paused = True
         self.message = f"loaded {where} at step {step}"

@@ -32,6 +32,7 @@ import glfw
 import numpy as np
 
 from engine.camera import OrbitCamera
+from engine.cores import CoreReservation
 from engine.gpu.background import Background
 from engine.gpu.imgui_renderer import UiTexture
 from engine.gpu.paths import PathBatch
@@ -224,6 +225,7 @@ class TrainScene:
             publish_hz=cfg.publish_hz,
             start_paused=cfg.start_paused,
             download=cfg.download,
+            data_mirror=cfg.data_mirror,
         )
         self.camera = OrbitCamera()
         self.spec: NetSpec | None = None
@@ -257,10 +259,16 @@ class TrainScene:
         self._filters_tex: UiTexture | None = None
         self.handle.launch()
         self.embedding.on_enter(self.ctx)
+        # The worker gets a core of its own while this scene runs (engine/cores.py): paused or not, so
+        # frame times compare like with like.
+        self._cores = CoreReservation(1) if getattr(self.config, "reserve_core", True) else None
+        self._cores_pids: tuple[int | None, int | None] = (None, None)
 
     def on_exit(self) -> None:
         self.embedding.on_exit()  # first: its t-SNE job may hold the images job's vectors
         self.handle.close()
+        if self._cores is not None:
+            self._cores.release()
         if self._renderer is not None:
             self._renderer.release()
             self._renderer = None
@@ -468,6 +476,11 @@ class TrainScene:
             # Kept after the new worker is up (error clears then): the weights are fresh from the seed.
             st.message, st.message_is_error = h.error or "", True
         st.error = h.error
+        st.progress = h.progress  # the data set loading (a download): shown in the Training panel
+        pids = (h.pid, self.embedding.embed.pid)
+        if self._cores is not None and pids != self._cores_pids:  # (re)started: the worker gets its core
+            self._cores_pids = pids
+            self._cores.apply([h.pid], narrow=[pids[1]])
         if h.spec is None:
             st.status = "starting the training process (importing torch, loading the data)..."
 
