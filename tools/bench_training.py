@@ -5,14 +5,16 @@
 Functions tools/bench.py calls:
   bench_frame_times(frames, size)
       The whole TrainScene (panels, 31,562 nodes, paths, jitter) offscreen: frame time p50 / p99 with
-      training paused and with it running (target: running p99 <= 1.5x paused p99).  Each frame is timed
+      training paused and with it running (target: running p99 <= 1.5x paused p99), with the worker's core
+      reserved (the scene's default, engine/cores.py) and, for comparison, shared.  Each frame is timed
       up to glFinish: a headless frame is not throttled by a swap, so without it llvmpipe's queue is timed.
   bench_throughput(batch_sizes, fps)
       images/s of the RevaCNN 16-20-20 on the built-in digits, one torch thread everywhere:
         bare    a hand-written torch loop in this process (tools/bench_train.py)
         worker  the training worker, its snapshots read by the render side at 60 Hz, nothing drawn
         scene   the TrainScene drawn at `fps` frames/s (60: a vsynced window; 30: the scene's default
-                cap, TrainConfig.max_fps), training in its worker (target: >= 90% of bare)
+                cap, TrainConfig.max_fps), training in its worker (target: >= 90% of bare); with the
+                worker's core reserved (the default), and at the first rate also shared ("60 shared")
       The worker's images/s comes from its snapshots (images trained / its own clock), not from the
       trainer's per-step estimate.  Bare runs alternate with the others and bare is their mean, because
       the machine is shared.  With 2 cores the render loop (llvmpipe rasterises on every core) and the
@@ -73,30 +75,35 @@ def _until(app, cond, timeout: float = 120.0) -> None:
         time.sleep(0.002)
 
 
-def bench_frame_times(frames: int = 240, size: tuple[int, int] = (1280, 720), batch: int = 4) -> dict:
-    """Frame time of the whole training scene with training paused, then running (back-to-back frames)."""
+def bench_frame_times(
+    frames: int = 240, size: tuple[int, int] = (1280, 720), batch: int = 4, shared: bool = True
+) -> dict:
+    """Frame time of the whole training scene with training paused, then running (back-to-back frames);
+    with the worker's core reserved, then (`shared`) with the render threads on every core."""
     ctx, app, scene = _scene_app(size, batch, start_paused=True)
     st = scene.state
     try:
         _until(app, lambda: scene.snapshot is not None)
-        out = {}
-        for label, want_running in (("paused", False), ("running", True)):
-            if st.running != want_running:
-                st.request("resume" if want_running else "pause")
-                _until(app, lambda w=want_running: st.running == w)
-            for _ in range(10):
-                _frame(app)
-            step0 = st.step
-            ms = np.array([_frame(app) for _ in range(frames)]) * 1e3
-            out[label] = {
-                "p50_ms": float(np.percentile(ms, 50)),
-                "p99_ms": float(np.percentile(ms, 99)),
-                "steps": st.step - step0,
-            }
-        out["ratio_p99"] = out["running"]["p99_ms"] / max(out["paused"]["p99_ms"], 1e-9)
-        out["frames"] = frames
-        out["size"] = list(size)
-        out["nodes"] = st.nodes
+        out: dict = {"frames": frames, "size": list(size), "nodes": st.nodes}
+        for mode in ("reserved", "shared") if shared else ("reserved",):
+            scene.reserve_core(mode == "reserved")
+            res = out[mode] = {}
+            for label, want_running in (("paused", False), ("running", True)):
+                if st.running != want_running:
+                    st.request("resume" if want_running else "pause")
+                    _until(app, lambda w=want_running: st.running == w)
+                for _ in range(10):
+                    _frame(app)
+                step0 = st.step
+                ms = np.array([_frame(app) for _ in range(frames)]) * 1e3
+                res[label] = {
+                    "p50_ms": float(np.percentile(ms, 50)),
+                    "p99_ms": float(np.percentile(ms, 99)),
+                    "steps": st.step - step0,
+                }
+            res["ratio_p99"] = res["running"]["p99_ms"] / max(res["paused"]["p99_ms"], 1e-9)
+            st.request("pause")
+            _until(app, lambda: not st.running)
         return out
     finally:
         app.close()
@@ -125,6 +132,8 @@ def _worker_rate(handle, seconds: float) -> tuple[float, int]:
 def _scene_rate(app, scene, seconds: float, fps: float) -> tuple[float, float]:
     """images/s with the scene drawn at `fps` frames/s; also the scene's frame p99 (ms) meanwhile."""
     _until(app, lambda: scene.snapshot is not None and not scene.snapshot.paused)
+    for _ in range(5):  # a snapshot of this run, not one left from before the resume
+        _frame(app)
     first = scene.snapshot
     times = []
     end = time.monotonic() + seconds
@@ -163,15 +172,18 @@ def bench_throughput(
             worker, snaps = _worker_rate(handle, seconds)
             handle.wait_reply(handle.pause())
             row = {"batch": b, "worker": worker, "worker_snapshots_per_s": snaps / seconds, "scene": {}}
-            for f in fps:
+            runs = [(f"{f:g}", f, True) for f in fps] + [(f"{fps[0]:g} shared", fps[0], False)]
+            for key, f, reserved in runs:
                 bare.append(bare_images_per_s(data, b, seconds))
+                scene.reserve_core(reserved)
                 st.request("set_hyper", batch_size=b)
                 st.request("resume")
                 _until(app, lambda b=b: scene.snapshot.stats["batch_size"] == b and st.running)
                 rate, p99 = _scene_rate(app, scene, seconds, f)
-                row["scene"][f"{f:g}"] = {"images_per_s": rate, "frame_p99_ms": p99}
+                row["scene"][key] = {"images_per_s": rate, "frame_p99_ms": p99}
                 st.request("pause")
                 _until(app, lambda: not st.running)
+            scene.reserve_core(True)
             bare.append(bare_images_per_s(data, b, seconds))
             row["bare"] = float(np.mean(bare))
             row["bare_runs"] = bare
@@ -189,24 +201,33 @@ def bench_throughput(
 def format_results(frames: dict | None, rows: list[dict] | None) -> str:
     lines = []
     if frames:
-        p, r = frames["paused"], frames["running"]
         lines.append(
-            f"frame time, TrainScene {frames['nodes']:,} nodes {frames['size'][0]}x{frames['size'][1]}: "
-            f"paused p50 {p['p50_ms']:.1f} / p99 {p['p99_ms']:.1f} ms; running p50 {r['p50_ms']:.1f} / "
-            f"p99 {r['p99_ms']:.1f} ms ({r['steps']} steps meanwhile); p99 ratio {frames['ratio_p99']:.2f} "
-            "(target <= 1.5)"
+            f"frame time, TrainScene {frames['nodes']:,} nodes {frames['size'][0]}x{frames['size'][1]}:"
         )
+        for mode in ("reserved", "shared"):
+            if mode not in frames:
+                continue
+            m = frames[mode]
+            p, r = m["paused"], m["running"]
+            lines.append(
+                f"  worker core {mode:8}: paused p50 {p['p50_ms']:.1f} / p99 {p['p99_ms']:.1f} ms; running "
+                f"p50 {r['p50_ms']:.1f} / p99 {r['p99_ms']:.1f} ms ({r['steps']} steps meanwhile); p99 ratio "
+                f"{m['ratio_p99']:.2f} (target <= 1.5)"
+            )
     if rows:
         fps = list(rows[0]["scene"])
-        head = "".join(f"  {'scene@' + f + ' img/s':>17}  {'%':>4}  {'frame p99':>9}" for f in fps)
+        head = "".join(f"  {'scene@' + f + ' img/s':>24}  {'%':>4}  {'frame p99':>9}" for f in fps)
         lines.append(f"{'batch':>5}  {'bare img/s':>10}  {'worker img/s':>12}  {'%':>4}{head}")
         for x in rows:
             line = f"{x['batch']:>5}  {x['bare']:>10.0f}  {x['worker']:>12.0f}  {x['worker_pct']:>4.0f}"
             for f in fps:
                 v = x["scene"][f]
-                line += f"  {v['images_per_s']:>17.0f}  {v['pct']:>4.0f}  {v['frame_p99_ms']:>7.1f}ms"
+                line += f"  {v['images_per_s']:>24.0f}  {v['pct']:>4.0f}  {v['frame_p99_ms']:>7.1f}ms"
             lines.append(line)
-        lines.append("(target: scene >= 90% of bare; bare = mean of the runs around the others)")
+        lines.append(
+            "(target: scene >= 90% of bare; bare = mean of the runs around the others; 'shared': the render "
+            "threads may use the worker's core)"
+        )
     return "\n".join(lines)
 
 

@@ -280,6 +280,14 @@ class TrainScene:
             self._filters_tex.release()
             self._filters_tex = None
 
+    def reserve_core(self, on: bool) -> None:
+        """Keep the render threads off a core for the worker (the default), or let them use every core."""
+        if on and self._cores is None:
+            self._cores, self._cores_pids = CoreReservation(1), (None, None)  # applied by the next frame
+        elif not on and self._cores is not None:
+            self._cores.release()
+            self._cores = None
+
     # -- per frame ------------------------------------------------------------------------------------
     def gui(self) -> None:
         s = self.ui_scale
