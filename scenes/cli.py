@@ -7,6 +7,7 @@
     convscope --kiosk --headless --frames N --screenshot OUT.png
     convscope --kiosk --soak MINUTES --report OUT.json [--headless]
     convscope --scene train [--dataset cifar10|mnist|digits] [--data-dir DIR]   (live training, issue 4)
+              [--data-mirror URL]   (download from an offline mirror instead of torchvision's URLs)
     convscope --scene train --headless --frames N --screenshot OUT.png
 
 Every user mistake (unknown option, unreadable file, bad value) ends with one line on stderr that
@@ -73,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="data: what --scene train trains on; the explorer's morph takes MNIST test digits from it",
     )
+    t.add_argument(
+        "--data-mirror",
+        metavar="URL",
+        help="with --scene train: download a missing data set into --data-dir from this base URL (http(s)://,"
+        " file:// or a folder holding torchvision's file names, e.g. cifar-10-python.tar.gz) instead of the"
+        " official ones",
+    )
     return p
 
 
@@ -112,6 +120,8 @@ def _check_train_options(opts) -> None:
     if opts.scene != "train":
         if opts.dataset:
             raise UsageError("--dataset needs --scene train")
+        if opts.data_mirror:
+            raise UsageError("--data-mirror needs --scene train")
         if opts.data_dir and not Path(opts.data_dir).is_dir():
             raise UsageError(f"--data-dir: {opts.data_dir} is not a folder")
         return
@@ -126,6 +136,24 @@ def _check_train_options(opts) -> None:
             raise UsageError(f"--scene train takes no {flag}")
     if opts.data_dir and Path(opts.data_dir).exists() and not Path(opts.data_dir).is_dir():
         raise UsageError(f"--data-dir: {opts.data_dir} is not a folder")
+    if opts.data_mirror:
+        opts.data_mirror = _mirror_url(opts.data_mirror)
+        if not opts.data_dir:
+            raise UsageError("--data-mirror needs --data-dir DIR (the folder the data set is downloaded to)")
+
+
+def _mirror_url(value: str) -> str:
+    """--data-mirror as a base URL: http(s):// and file:// as given, an existing folder as a file:// URL."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return value
+    if parts.scheme == "file" and parts.path:
+        return value
+    if not parts.scheme and Path(value).is_dir():
+        return Path(value).resolve().as_uri()
+    raise UsageError(f"--data-mirror: {value} is not an http(s):// or file:// URL, nor a folder")
 
 
 def parse(argv: list[str] | None = None):

@@ -145,3 +145,32 @@ def test_mismatched_weights_give_a_clear_error(tmp_path):
     assert proc.returncode == 1
     line = one_error_line(proc)
     assert "mlp.safetensors" in line and "does not fit" in line
+
+
+def test_data_mirror_reaches_the_training_config(tmp_path):
+    """--data-mirror (an offline mirror) goes cli -> TrainConfig -> the worker's options, like --data-dir."""
+    from scenes.cli import UsageError, main, parse
+    from scenes.train.run import train_config_from
+    from scenes.train.scene import TrainScene
+
+    data = tmp_path / "data"
+    data.mkdir()
+    argv = ["--scene", "train", "--dataset", "mnist", "--data-dir", str(data)]
+    opts, cfg, _ = parse([*argv, "--data-mirror", "http://10.0.0.5/datasets/"])
+    train = train_config_from(cfg, opts)
+    assert train.data_mirror == "http://10.0.0.5/datasets/" and train.data_dir == str(data)
+    scene = TrainScene(train)  # the handle is made, not launched
+    assert scene.handle.options["data_mirror"] == "http://10.0.0.5/datasets/"
+    assert scene.handle.options["data_dir"] == str(data)
+    scene.handle.close()
+    # A folder is taken as a file:// URL.
+    opts, _, _ = parse([*argv, "--data-mirror", str(tmp_path)])
+    assert opts.data_mirror == tmp_path.resolve().as_uri()
+    for bad, why in (
+        (["--data-mirror", "http://x/"], "--data-mirror needs --scene train"),
+        ([*argv, "--data-mirror", "ftp://x/"], "is not an http(s):// or file:// URL"),
+        (["--scene", "train", "--data-mirror", "http://x/"], "--data-mirror needs --data-dir"),
+    ):
+        with pytest.raises(UsageError, match=why.replace("(", r"\(").replace(")", r"\)")):
+            parse(bad)
+    assert main(["--scene", "train", "--data-mirror", "nowhere"]) == 2

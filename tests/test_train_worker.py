@@ -208,3 +208,94 @@ def test_render_side_never_imports_torch():
         """
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)
+
+
+def test_download_progress_reaches_the_handle_then_falls_back_with_a_checksum_note(tmp_path):
+    """MNIST from an empty data_dir through a mirror on 127.0.0.1 that serves the wrong bytes: the worker's
+    PROGRESS messages arrive, torchvision's md5 refuses the file, and it trains on the built-in digits with
+    a note that says so.  No internet: the mirror replaces torchvision's URLs."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from torchvision.datasets import MNIST
+
+    served = tmp_path / "mirror"
+    served.mkdir()
+    rng = np.random.default_rng(12)
+    for name, _ in MNIST.resources:
+        (served / name).write_bytes(rng.integers(0, 256, 20_000, dtype=np.uint8).tobytes())
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(served)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    mirror = f"http://127.0.0.1:{httpd.server_address[1]}/"
+    data_dir = tmp_path / "data"
+    h = TrainHandle(
+        "mnist", data_dir, hyper=HYPER, val_every=VAL_EVERY, start_paused=True, data_mirror=mirror
+    )
+    try:
+        assert h.start(START_TIMEOUT), h.error
+        log = list(h.progress_log)
+        first = "Downloading MNIST (file 1 of 4)"
+        assert (first, 0, 20_000) in log and (first, 20_000, 20_000) in log, log
+        assert h.progress is None, "the data is loaded: no progress left to show"
+        info = h.info
+        assert info["dataset"] == "digits" and info["n_train"] > 1000
+        assert "checksum mismatch" in info["note"] and f"{mirror}train-images-idx3-ubyte.gz" in info["note"]
+        assert h.spec.layers[0].shape == (1, 32, 32), "MNIST's one channel, kept for the stand-in"
+        assert not list(data_dir.rglob("*.part")) and not list(data_dir.rglob("*.gz")), (
+            "a refused file was kept"
+        )
+    finally:
+        h.close()
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_closing_during_a_download_leaves_no_partial_file(tmp_path):
+    """The render side closes while the worker is mid-download (a server that sent half the file and then
+    waits): the worker's SIGTERM unwinds the downloader, which deletes its .part; nothing half is left."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    size = 400_000
+    release = threading.Event()
+
+    class HalfThenWait(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            self.wfile.write(bytes(size // 2))
+            self.wfile.flush()
+            release.wait(60)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), HalfThenWait)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    data_dir = tmp_path / "data"
+    part = data_dir / "MNIST" / "raw" / "train-images-idx3-ubyte.gz.part"
+    h = TrainHandle("mnist", data_dir, data_mirror=f"http://127.0.0.1:{httpd.server_address[1]}")
+    try:
+        h.launch()
+        deadline = time.monotonic() + START_TIMEOUT
+        while not (part.is_file() and part.stat().st_size > 0 and h.progress is not None):
+            assert time.monotonic() < deadline and h.alive, f"no partial download appeared ({h.error})"
+            h.poll()
+            time.sleep(0.05)
+        assert h.progress is not None and h.progress[0] == "Downloading MNIST (file 1 of 4)"
+        h.close()
+        assert not part.exists() and not (part.parent / "train-images-idx3-ubyte.gz").exists()
+    finally:
+        h.close()
+        release.set()
+        httpd.shutdown()
+        httpd.server_close()

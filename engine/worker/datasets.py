@@ -10,21 +10,35 @@ Where each set is looked for under `data_dir`, in order:
   CIFAR-10  1. a `*cifar*.npz` in data_dir or data_dir/cifar10/ holding x_train, y_train, x_test, y_test
                (uint8, images N x 32 x 32 x 3), read with np.load(allow_pickle=False) — never unpickled;
             2. torchvision's layout, data_dir/cifar-10-batches-py/ (torchvision checks the md5 sums);
-            3. torchvision's download into data_dir, when online and `download` is true.
+            3. downloaded into data_dir when `download` is true: torchvision's archive (its CIFAR10.url,
+               filename and tgz_md5), unpacked into a temporary folder that is renamed into place whole.
   MNIST     1. data_dir/MNIST/raw/ with the four IDX files, gzipped or not, parsed here (works on a
-               read-only copy); 2. torchvision's download into data_dir.  Images are padded 28 -> 32.
-A set that is absent and cannot be downloaded raises DatasetUnavailable, whose message says where to put it.
+               read-only copy); 2. the missing .gz files downloaded there (torchvision's MNIST.mirrors in
+               order, MNIST.resources' md5 sums).  Images are padded 28 -> 32.
+A set that is absent and cannot be downloaded raises DatasetUnavailable, whose message says why (the URL
+and the reason: offline, HTTP status, timeout, checksum) and where to put the files.
+
+Downloads go through engine/worker/download.py (chunked, md5-checked, written to a `.part` file renamed only
+when whole), so an interrupted download never leaves a file that a later run would take for a whole one.
+`mirror` (a base URL holding the files under torchvision's names, e.g. http://lan-host/data/ with
+cifar-10-python.tar.gz and train-images-idx3-ubyte.gz ...) replaces the official URLs: a kiosk's offline
+mirror, or a test's local http.server.  `progress(what, done, total)` hears "Downloading CIFAR-10" with bytes
+(total None when the server does not say), then "Extracting CIFAR-10" / "Loading MNIST" with None, None.
+
+Test seam: `mnist_sources` and `cifar10_source` are the only places URLs and md5 sums come from; a test
+replaces them (monkeypatch) to serve small files of its own with their own md5 sums.  Nothing else turns
+the checksum off.
 
 Torch-side only (the worker process and the tools); the render process never imports this.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import os
-import socket
-import sys
+import shutil
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,8 +54,11 @@ MNIST_FILES = {  # torchvision's names: (images, labels) per split
 }
 NAMES = ("cifar10", "mnist", "digits")
 
-# A download with no network normally fails at DNS within seconds; this bounds a network that stalls.
+# A download with no network normally fails at DNS within seconds; this bounds a network that stalls
+# (no byte for this long), not a slow transfer.
 DOWNLOAD_TIMEOUT_S = 20.0
+
+Progress = Callable[[str, int | None, int | None], None]  # (what, done bytes or None, total or None)
 
 
 class DatasetUnavailable(Exception):
@@ -180,42 +197,83 @@ def _load_cifar_npz(path: Path) -> Dataset:
     return Dataset("cifar10", xt, yt, xv, yv, names, source=str(path))
 
 
-@contextlib.contextmanager
-def _download_guard():
-    """Bound socket waits and keep torchvision's progress lines off stdout (it may carry results)."""
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-    finally:
-        socket.setdefaulttimeout(old)
-
-
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def load_cifar10(data_dir: str | os.PathLike, download: bool = True) -> Dataset:
+def _no_progress(what: str, done: int | None, total: int | None) -> None:
+    pass
+
+
+def _urls(mirror: str | None, official: list[str], filename: str) -> list[str]:
+    """A given mirror replaces the official URLs (a kiosk offline or a test must not reach the internet)."""
+    return [mirror.rstrip("/") + "/" + filename] if mirror else official
+
+
+def mnist_sources(mirror: str | None = None) -> list[tuple[str, str, list[str]]]:
+    """(file name, md5, URLs to try in order) for each MNIST file, from torchvision's MNIST.resources and
+    MNIST.mirrors.  The test seam for checksums (module docstring)."""
+    from torchvision.datasets import MNIST
+
+    return [
+        (name, md5, _urls(mirror, [m + name for m in MNIST.mirrors], name)) for name, md5 in MNIST.resources
+    ]
+
+
+def cifar10_source(mirror: str | None = None) -> tuple[str, str, list[str]]:
+    """(archive name, md5, URLs) of CIFAR-10's python archive, from torchvision's CIFAR10 attributes.  The
+    test seam for checksums (module docstring)."""
+    from torchvision.datasets import CIFAR10
+
+    return CIFAR10.filename, CIFAR10.tgz_md5, _urls(mirror, [CIFAR10.url], CIFAR10.filename)
+
+
+def _fetch(
+    what: str,
+    urls: list[str],
+    dest: Path,
+    md5: str,
+    progress: Progress,
+    cancel: Callable[[], bool] | None,
+) -> None:
+    """download_first with the progress labelled; DownloadError (URL and reason) passes through."""
+    from engine.worker.download import download_first
+
+    download_first(
+        urls, dest, md5, lambda done, total: progress(what, done, total), DOWNLOAD_TIMEOUT_S, cancel
+    )
+
+
+def load_cifar10(
+    data_dir: str | os.PathLike,
+    download: bool = True,
+    progress: Progress | None = None,
+    mirror: str | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> Dataset:
     """CIFAR-10 train (50,000) and test (10,000) images, or whatever subset an npz holds."""
     data_dir = Path(data_dir)
+    progress = progress or _no_progress
     npz = _cifar_npz(data_dir)
     if npz is not None:
+        progress("Loading CIFAR-10", None, None)
         return _load_cifar_npz(npz)
     from torchvision.datasets import CIFAR10  # imported late: the npz path needs no torchvision
 
-    present = (data_dir / CIFAR10.base_folder).is_dir()
-    if not present and not download:
-        raise DatasetUnavailable(f"CIFAR-10 not found in {data_dir}; {_cifar_hint(data_dir)}")
+    folder = data_dir / CIFAR10.base_folder
+    present = folder.is_dir()
+    if not present:
+        if not download:
+            raise DatasetUnavailable(f"CIFAR-10 not found in {data_dir}; {_cifar_hint(data_dir)}")
+        _download_cifar10(data_dir, folder, progress, mirror, cancel)
+    progress("Loading CIFAR-10", None, None)
     try:
-        with _download_guard():
-            train = CIFAR10(root=str(data_dir), train=True, download=not present)
-            test = CIFAR10(root=str(data_dir), train=False, download=False)
-    except Exception as exc:  # noqa: BLE001 - torchvision raises RuntimeError, URLError, OSError, ...
-        what = "is corrupt or incomplete" if present else "is absent and could not be downloaded"
+        train = CIFAR10(root=str(data_dir), train=True, download=False)
+        test = CIFAR10(root=str(data_dir), train=False, download=False)
+    except Exception as exc:  # noqa: BLE001 - torchvision raises RuntimeError, OSError, pickle errors, ...
         raise DatasetUnavailable(
-            f"CIFAR-10 in {data_dir} {what} ({_reason(exc)}); {_cifar_hint(data_dir)}"
+            f"CIFAR-10 in {data_dir} is corrupt or incomplete ({_reason(exc)}); {_cifar_hint(data_dir)}"
         ) from None
 
     def split(ds) -> tuple[torch.Tensor, torch.Tensor]:
@@ -226,6 +284,41 @@ def load_cifar10(data_dir: str | os.PathLike, download: bool = True) -> Dataset:
     return Dataset(
         "cifar10", xt, yt, xv, yv, tuple(train.classes), source=str(data_dir / CIFAR10.base_folder)
     )
+
+
+def _download_cifar10(
+    data_dir: Path, folder: Path, progress: Progress, mirror: str | None, cancel: Callable[[], bool] | None
+) -> None:
+    """Fetch the archive (unless a whole one is there) and unpack it; `folder` appears only when whole."""
+    from torchvision.datasets.utils import check_integrity, extract_archive
+
+    from engine.worker.download import DownloadError
+
+    name, md5, urls = cifar10_source(mirror)
+    archive = data_dir / name
+    if not check_integrity(str(archive), md5):  # an archive from an earlier run is reused only if whole
+        try:
+            _fetch("Downloading CIFAR-10", urls, archive, md5, progress, cancel)
+        except DownloadError as exc:
+            raise DatasetUnavailable(
+                f"CIFAR-10 is absent from {data_dir} and could not be downloaded ({exc}); "
+                f"{_cifar_hint(data_dir)}"
+            ) from None
+    progress("Extracting CIFAR-10", None, None)
+    # Unpacked beside its final place and renamed in one step: an interrupted unpack leaves only the
+    # temporary folder (removed here, or ignored later), never a half cifar-10-batches-py/.
+    tmp: Path | None = None
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=".cifar10-unpack-", dir=data_dir))
+        extract_archive(str(archive), str(tmp))
+        os.replace(tmp / folder.name, folder)
+    except Exception as exc:  # noqa: BLE001 - tarfile.ReadError, OSError (disk full, read-only), ...
+        raise DatasetUnavailable(
+            f"could not unpack {archive} ({_reason(exc)}); {_cifar_hint(data_dir)}"
+        ) from None
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 # -- MNIST ---------------------------------------------------------------------------------------------------
@@ -253,24 +346,25 @@ def _read_idx(raw: Path, name: str) -> np.ndarray:
     raise DatasetUnavailable(f"{path} is not a whole MNIST IDX file (magic {magic}, {len(data)} bytes)")
 
 
-def load_mnist(data_dir: str | os.PathLike, download: bool = True, channels: int = 1) -> Dataset:
+def load_mnist(
+    data_dir: str | os.PathLike,
+    download: bool = True,
+    channels: int = 1,
+    progress: Progress | None = None,
+    mirror: str | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> Dataset:
     """MNIST train (60,000) and test (10,000), zero-padded from 28x28 to 32x32; `channels` 1 or 3."""
     data_dir = Path(data_dir)
+    progress = progress or _no_progress
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
     if not _mnist_present(data_dir):
         hint = f"put the four MNIST IDX files (.gz or unpacked) in {_mnist_raw(data_dir)}/"
         if not download:
             raise DatasetUnavailable(f"MNIST not found in {_mnist_raw(data_dir)}; {hint}")
-        from torchvision.datasets import MNIST
-
-        try:
-            with _download_guard():
-                MNIST(root=str(data_dir), train=True, download=True)
-        except Exception as exc:  # noqa: BLE001 - see load_cifar10
-            raise DatasetUnavailable(
-                f"MNIST is absent from {data_dir} and could not be downloaded ({_reason(exc)}); {hint}"
-            ) from None
+        _download_mnist(data_dir, progress, mirror, cancel, hint)
+    progress("Loading MNIST", None, None)
     raw = _mnist_raw(data_dir)
     splits = []
     for train in (True, False):
@@ -286,17 +380,42 @@ def load_mnist(data_dir: str | os.PathLike, download: bool = True, channels: int
     return Dataset("mnist", xt, yt, xv, yv, DIGIT_CLASSES, source=str(raw))
 
 
+def _download_mnist(
+    data_dir: Path, progress: Progress, mirror: str | None, cancel: Callable[[], bool] | None, hint: str
+) -> None:
+    """Fetch the missing .gz files into MNIST/raw/ (a file already there, whole or unpacked, is kept)."""
+    from engine.worker.download import DownloadError
+
+    raw = _mnist_raw(data_dir)
+    sources = mnist_sources(mirror)
+    for i, (name, md5, urls) in enumerate(sources):
+        stem = name.removesuffix(".gz")
+        if (raw / stem).is_file() or (raw / f"{stem}.gz").is_file():
+            continue
+        try:
+            what = f"Downloading MNIST (file {i + 1} of {len(sources)})"
+            _fetch(what, urls, raw / name, md5, progress, cancel)
+        except DownloadError as exc:
+            raise DatasetUnavailable(
+                f"MNIST is absent from {data_dir} and could not be downloaded ({exc}); {hint}"
+            ) from None
+
+
 # -- choice with fallback ------------------------------------------------------------------------------------
 def make_dataset(
     name: str = "cifar10",
     data_dir: str | os.PathLike | None = None,
     download: bool = True,
     channels: int | None = None,
+    progress: Progress | None = None,
+    mirror: str | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> Dataset:
     """The named data set from `data_dir`, or the built-in digits with `note` saying why.
 
     `channels` defaults to the named set's own (3 for CIFAR-10, 1 for MNIST); the stand-in digits get the
-    same, so the model built for the requested set also fits the stand-in.
+    same, so the model built for the requested set also fits the stand-in.  `progress`, `mirror` and
+    `cancel`: see the module docstring and engine/worker/download.py (a cancel falls back like a failure).
     """
     if name not in NAMES:
         raise ValueError(f"unknown dataset {name!r}; choose one of {NAMES}")
@@ -307,9 +426,9 @@ def make_dataset(
         if data_dir is None:
             raise DatasetUnavailable(f"no data directory given for {name}")
         if name == "cifar10":
-            ds = load_cifar10(data_dir, download=download)
+            ds = load_cifar10(data_dir, download, progress, mirror, cancel)
             return ds if channels == 3 else _grey(ds)
-        return load_mnist(data_dir, download=download, channels=channels)
+        return load_mnist(data_dir, download, channels, progress, mirror, cancel)
     except DatasetUnavailable as exc:
         fallback = builtin_digits(channels=channels)
         note = (

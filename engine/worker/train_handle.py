@@ -19,6 +19,10 @@ it as soon as the worker says it has attached (STYLE habit 3, as engine/worker/h
 same engine/worker/shm.py Slot).  So /dev/shm holds nothing of ours while training runs, even after a
 SIGKILL of either process.
 
+Loading: until the worker's first architecture is attached, `progress` holds the newest (what, done, total)
+it reported while loading its data (a download in bytes; see train_protocol PROGRESS), `progress_log` the
+recent ones; `progress` is None again once snapshots can flow.
+
 Restart: a worker that dies (killed, crashed) is restarted by `check()` with the architecture, the
 hyperparameters and the run/pause state last seen — with fresh weights from the seed, since the weights
 lived in the dead process (a saved checkpoint brings them back).  `error` says so until the new worker is up.
@@ -119,8 +123,9 @@ class TrainHandle:
         monitor_index: int = 0,  # held-out image shown at start
         publish_hz: float = 60.0,  # snapshots per second at most while training runs
         start_paused: bool = False,
-        download: bool = True,  # let torchvision download a missing data set
+        download: bool = True,  # download a missing data set (CIFAR-10 / MNIST into data_dir)
         max_loss: float = 1e4,  # divergence guard (TrainerConfig.max_loss)
+        data_mirror: str | None = None,  # base URL with the data files, instead of torchvision's URLs
     ) -> None:
         self.options = {
             **DEFAULTS,
@@ -134,6 +139,7 @@ class TrainHandle:
             "publish_hz": float(publish_hz),
             "start_paused": bool(start_paused),
             "max_loss": float(max_loss),
+            "data_mirror": data_mirror,
         }
         self._ctx = mp.get_context("spawn")  # fork would copy the GL context and the render threads
         self._proc: mp.process.BaseProcess | None = None
@@ -157,6 +163,9 @@ class TrainHandle:
         self.messages_received = 0  # counts them, so a caller can tell a repeated text from a new one
         self.error: str | None = None  # dead / failed worker, shown until it is back
         self.restarts = 0
+        # (what, done bytes or None, total or None) while the worker loads its data, else None
+        self.progress: tuple[str, int | None, int | None] | None = None
+        self.progress_log: deque[tuple[str, int | None, int | None]] = deque(maxlen=64)  # newest last
         self.snapshots_read = 0
         self.last: T.TrainSnapshot | None = None  # newest snapshot handed out
         self.filters: dict[int, T.FilterData] = {}  # embed_filters command id -> its vectors
@@ -429,6 +438,7 @@ class TrainHandle:
         self._proc, self._conn, self._lost = proc, parent, False
         self._state = STARTING
         self._worker_version = 0
+        self.progress = None
 
     def _send(self, msg: tuple) -> bool:
         try:
@@ -465,6 +475,10 @@ class TrainHandle:
             self.messages_received += 1
         elif tag == T.ERROR:
             self.error = msg[1]
+            self.progress = None
+        elif tag == T.PROGRESS:
+            self.progress = (msg[1], msg[2], msg[3])
+            self.progress_log.append(self.progress)
         elif tag == T.FILTERS:
             self._on_filters(msg[1], msg[2], msg[3])
         elif tag in (T.IMG_ATTACHED, T.IMG_PROGRESS, T.IMG_DONE, T.IMG_FAILED):
@@ -556,6 +570,7 @@ class TrainHandle:
         self.info = info
         self.spec_version += 1
         self._state = READY
+        self.progress = None  # the data is loaded
         if self.error and not self.error.startswith("the training process died"):
             self.error = None
 
@@ -596,6 +611,7 @@ class TrainHandle:
         self._state = STOPPED
         self._lost = False
         self._note = None
+        self.progress = None
 
 
 def _close_at_exit(ref: weakref.ref) -> None:

@@ -4,6 +4,10 @@ The render process starts `train_main` with multiprocessing's "spawn" context (e
 Like engine/worker/process.py, nothing at module level imports torch: the render process imports this module
 to name the spawn target.
 
+Start: the data set (engine/worker/datasets.make_dataset; a download from the official URLs or from
+`data_mirror`, with PROGRESS messages at most train_protocol.PROGRESS_HZ a second), then the Trainer, then
+the first SPEC.  A SIGTERM while loading unwinds the download (its partial file is deleted).
+
 Loop: handle every waiting command (pause, set_hyper, add_filter, save, ... see train_protocol.COMMANDS),
 then one training step unless paused, then — at most `publish_hz` times a second and only once the render
 side has read the previous one (not every step), or at once after a command changed something — one
@@ -41,7 +45,8 @@ from engine.worker.shm import Slot
 DEFAULTS = {
     "dataset": "cifar10",  # "cifar10", "mnist" or "digits"; falls back to the built-in digits with a note
     "data_dir": None,  # where make_dataset looks (and downloads to)
-    "download": True,  # let torchvision download a missing set (fails fast when offline)
+    "download": True,  # download a missing set (engine/worker/download.py; fails fast when offline)
+    "data_mirror": None,  # base URL holding the data files under torchvision's names, instead of theirs
     "hyper": {},  # engine.worker.training.Hyper fields
     "widths": (16, 20, 20),  # conv filters per layer at start (the paper's 16-20-20)
     "val_every": 500,  # steps between validation passes
@@ -65,7 +70,13 @@ def train_main(conn: Connection, options: dict) -> None:
     torch.set_num_interop_threads(1)
     worker = None
     try:
-        worker = _TrainWorker(conn, {**DEFAULTS, **options})
+        # Loading may be a long download: a SIGTERM (the render side's close) then unwinds through the
+        # downloader, which deletes its partial file, instead of killing the process on the spot.
+        default_term = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        try:
+            worker = _TrainWorker(conn, {**DEFAULTS, **options})
+        finally:
+            signal.signal(signal.SIGTERM, default_term)
         worker.serve()
     except Exception as exc:  # a crash is reported as one line, not a traceback in the user's terminal
         try:
@@ -81,6 +92,42 @@ def train_main(conn: Connection, options: dict) -> None:
     os._exit(0)  # skip torch's slow interpreter teardown; everything is released above
 
 
+def _exit_on_sigterm(signum: int, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _parent_gone() -> bool:
+    """True once the render process has died: a download for nobody stops (checked between chunks)."""
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    return parent is not None and not parent.is_alive()
+
+
+class _ProgressSender:
+    """make_dataset's progress callback: PROGRESS messages at most PROGRESS_HZ a second; a new stage and
+    a finished download always go out (the render side keeps only the newest)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.period = 1.0 / T.PROGRESS_HZ
+        self.last = -math.inf
+        self.what = ""
+        self.sent = 0
+
+    def __call__(self, what: str, done: int | None, total: int | None) -> None:
+        now = time.monotonic()
+        finished = done is not None and done == total
+        if what == self.what and not finished and now - self.last < self.period:
+            return
+        self.what, self.last = what, now
+        try:
+            self.conn.send(T.progress_msg(what, done, total))
+            self.sent += 1
+        except OSError:
+            pass  # render side gone: _parent_gone stops the download
+
+
 class _TrainWorker:
     def __init__(self, conn: Connection, opts: dict) -> None:
         from engine.worker.datasets import make_dataset
@@ -89,7 +136,14 @@ class _TrainWorker:
         self.conn = conn
         self.opts = opts
         self.t0 = time.perf_counter()
-        data = make_dataset(opts["dataset"], opts["data_dir"], download=opts["download"])
+        data = make_dataset(
+            opts["dataset"],
+            opts["data_dir"],
+            download=opts["download"],
+            progress=_ProgressSender(conn),
+            mirror=opts["data_mirror"],
+            cancel=_parent_gone,
+        )
         config = TrainerConfig(
             widths=tuple(opts["widths"]),
             val_every=int(opts["val_every"]),

@@ -17,6 +17,12 @@ Render -> worker                                    Worker -> render
                                                       (IMG_PROGRESS, cmd_id, fraction)    a batch more
                                                       (IMG_DONE, cmd_id, meta)            segment complete
                                                       (IMG_FAILED, cmd_id, text)          job gave up
+                                                      (PROGRESS, what, done, total)       loading the data
+
+PROGRESS comes only before the first SPEC of a process, while it loads its data: `what` is a stage in
+words ("Downloading CIFAR-10", "Extracting CIFAR-10", "Loading MNIST"), `done` and `total` bytes of a
+download (total None when the server does not say), both None for a stage without a measure.  The worker
+sends at most PROGRESS_HZ of them a second (a new stage and a finished download always go out).
 
 Flow control: while training runs, the worker writes the next snapshot only once the render side has
 read the previous one (READ), at most `publish_hz` times a second; so it never spends time on snapshots
@@ -75,6 +81,8 @@ IMG_ATTACHED = "img_attached"
 IMG_PROGRESS = "img_progress"
 IMG_DONE = "img_done"
 IMG_FAILED = "img_failed"
+PROGRESS = "progress"
+PROGRESS_HZ = 10.0  # data-loading progress messages a second at most: a progress bar needs no more
 
 OPTIMIZERS = ("sgd", "adam", "adadelta")  # engine.worker.training.OPTIMIZERS, without importing torch
 COMMANDS = (
@@ -190,6 +198,10 @@ def img_done_msg(cmd_id: int, meta: dict) -> tuple:
 
 def img_failed_msg(cmd_id: int, text: str) -> tuple:
     return (IMG_FAILED, cmd_id, str(text))
+
+
+def progress_msg(what: str, done: int | None, total: int | None) -> tuple:
+    return (PROGRESS, str(what), None if done is None else int(done), None if total is None else int(total))
 
 
 def conv_layers(spec: NetSpec) -> list:

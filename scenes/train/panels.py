@@ -15,7 +15,7 @@ from imgui_bundle import imgui, implot
 
 from engine.ui.embed_panel import IMAGES, Textures, gui_embed
 from engine.ui.widgets import TextureLike, help_marker, image
-from scenes.train.state import ADADELTA_LR, OPTIMIZER_LABELS, OPTIMIZERS, Series, TrainState
+from scenes.train.state import ADADELTA_LR, OPTIMIZER_LABELS, OPTIMIZERS, Series, TrainState, progress_label
 
 _FIRST = imgui.Cond_.first_use_ever
 _ERROR = imgui.ImVec4(1.0, 0.45, 0.4, 1.0)
@@ -183,8 +183,20 @@ def gui_status(state: TrainState) -> None:
     if state.message:
         _wrapped(state.message, _ERROR if state.message_is_error else _DIM)
     _wrapped(state.status, _DIM)
+    if state.progress is not None:
+        gui_progress(state.progress)
     if state.worker_restarts:
         imgui.text_colored(_DIM, f"training process restarts: {state.worker_restarts}")
+
+
+def gui_progress(progress: tuple[str, int | None, int | None]) -> None:
+    """The worker loading its data: what it does, and a bar (a moving one when there is no measure)."""
+    text, fraction = progress_label(progress)
+    _wrapped(text)
+    if fraction is None:
+        imgui.progress_bar(-0.6 * imgui.get_time(), imgui.ImVec2(-1, 0), "")  # negative: indeterminate
+    else:
+        imgui.progress_bar(fraction, imgui.ImVec2(-1, 0), f"{100 * fraction:.0f} %")
 
 
 # -- right column --------------------------------------------------------------------------------------

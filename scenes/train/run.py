@@ -1,8 +1,9 @@
 """Starting the training scene: in a window (with the Explore | Train switch), or headless for screenshots.
 
-`convscope --scene train [--dataset cifar10|mnist|digits] [--data-dir DIR]` lands here (scenes/cli.py).
-The headless run waits for the first snapshot of the training worker (and, when it writes a screenshot, for
-the Embedding window's first layout), lets it train for `frames` frames and writes the last one as PNG.
+`convscope --scene train [--dataset cifar10|mnist|digits] [--data-dir DIR] [--data-mirror URL]` lands here
+(scenes/cli.py).  The headless run waits for the first snapshot of the training worker (and, when it writes
+a screenshot, for the Embedding window's first layout), lets it train for `frames` frames and writes the
+last one as PNG.
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ def train_config_from(cfg: AppConfig, opts) -> TrainConfig:
     return TrainConfig(
         dataset=opts.dataset or "cifar10",
         data_dir=opts.data_dir,
+        data_mirror=getattr(opts, "data_mirror", None),  # scenes/cli.py made it a URL
         colormap=cfg.colormap,
         show_frame_time=cfg.show_frame_time,
         ui_scale=cfg.ui_scale,

@@ -261,7 +261,7 @@ class TrainScene:
         self.embedding.on_enter(self.ctx)
         # The worker gets a core of its own while this scene runs (engine/cores.py): paused or not, so
         # frame times compare like with like.
-        self._cores = CoreReservation(1) if getattr(self.config, "reserve_core", True) else None
+        self._cores = CoreReservation(1) if self.config.reserve_core else None
         self._cores_pids: tuple[int | None, int | None] = (None, None)
 
     def on_exit(self) -> None:

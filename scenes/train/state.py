@@ -28,7 +28,9 @@ class TrainConfig:
 
     dataset: str = "cifar10"  # "cifar10" (the paper's), "mnist", or "digits" (built in, always there)
     data_dir: str | None = None  # where the data set is looked for / downloaded; None: built-in digits
-    download: bool = True  # let torchvision download a missing data set (fails fast offline)
+    download: bool = True  # download a missing data set into data_dir (fails fast offline, with a note)
+    data_mirror: str | None = None  # base URL holding the data files under torchvision's names (an offline
+    # mirror at a kiosk or museum: http://host/data/ or file:///srv/data/); None: torchvision's own URLs
     widths: tuple[int, ...] = (16, 20, 20)  # conv filters per layer at start (the paper's 16-20-20)
     lr: float = 0.01  # starting hyperparameters (engine.worker.training.Hyper's defaults)
     momentum: float = 0.9
@@ -41,6 +43,8 @@ class TrainConfig:
     max_fps: float = 30.0  # the window's frame rate cap while this scene runs (0: the display's rate).  With
     # software GL (llvmpipe) a frame of this scene costs ~25 ms of CPU; at 60 frames/s that takes 1.5 of 2
     # cores from training, at 30 about 0.75 (tools/bench_training.py).  30 still animates the jitter smoothly.
+    reserve_core: bool = True  # keep the render threads off one core for the training worker while this
+    # scene runs (engine/cores.py): with software GL they otherwise preempt its one torch thread
     start_paused: bool = False
     colormap: str = "harley"
     jitter_gain: float = 4.0  # world units the busiest filter moves (a node pitch is 1)
@@ -63,6 +67,23 @@ class TrainConfig:
             "optimizer": self.optimizer,
             "seed": self.seed,
         }
+
+
+def progress_label(progress: tuple[str, int | None, int | None]) -> tuple[str, float | None]:
+    """The text and bar fraction for a (what, done, total) the worker reports while it loads its data:
+    ("Downloading CIFAR-10: 45.2 of 170.5 MB", 0.265), ("... 12.3 MB", None) when the size is unknown,
+    ("Extracting CIFAR-10 ...", None) for a stage without a measure.  None: no fraction to show."""
+    what, done, total = progress
+    if done is None:
+        return f"{what} ...", None
+    if total is None or total <= 0:
+        return f"{what}: {_size(done)}", None
+    unit, div = ("MB", 1e6) if total >= 1e6 else ("kB", 1e3)
+    return f"{what}: {done / div:.1f} of {total / div:.1f} {unit}", min(max(done / total, 0.0), 1.0)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
 
 
 class Series:
@@ -149,6 +170,7 @@ class TrainState:
     # -- what the worker reports (written by the scene) ---------------------------------------------
     status: str = "starting the training process (importing torch, loading the data)..."
     error: str | None = None  # dead worker, failed command: shown in red
+    progress: tuple[str, int | None, int | None] | None = None  # (what, done, total) while the data loads
     message: str = ""  # the newest answer or worker message (NaN pause, refused edit, saved ...)
     message_is_error: bool = False
     dataset: str = ""
