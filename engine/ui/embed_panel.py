@@ -28,6 +28,9 @@ Points move smoothly: `show()` starts a smoothstep from where the points are dra
 over `animation_s` of GUI time (ImGui's delta time), matched by id; points new to the view start at their
 target.  Axes fit to the data when the view (kind, layer) changes, and otherwise stay where the user zoomed.
 
+`refresh_steps` False hides the "refresh every N steps" control (a scene without training steps refreshes on
+its own events); `kind_notes` adds a line per vector kind to its radio button's and its points' tooltips.
+
 Hover picks the point nearest the pointer within `pick_radius` pixels; a click (press and release without
 a drag; a drag pans the plot) selects it: `selected_filter` (filters) or `selected_image` (images), and
 `take_selection()` is True once.  The selected point is drawn with a ring, whoever selected it.
@@ -81,6 +84,9 @@ class EmbedPanelState:
     image_count: int = 20000
     class_names: tuple[str, ...] = ()  # label order, for the legend and tooltips
     refresh_every: int = 50  # training steps between refreshes of the filter view; 0: only on demand
+    refresh_steps: bool = True  # offer "refresh every N steps" (a training run; the explorer has no steps)
+    kind_notes: dict[str, str] = field(default_factory=dict)  # kind -> a line for its tooltips (what the
+    # gradients are taken against, e.g. the explorer's "the network's own top guess"), set by the scene
     animation_s: float = 0.5  # seconds from the old layout to the new one
     pick_radius: float = 8.0  # pixels: how close the pointer must be to hover a point
     plot_size: tuple[float, float] = (-1.0, 320.0)  # ImPlot size; -1: the window's width
@@ -332,7 +338,15 @@ def _controls(state: EmbedPanelState) -> None:
         imgui.same_line()
     imgui.new_line()
     width = imgui.get_font_size() * 7
-    if state.mode == FILTERS:
+    if state.mode == FILTERS and not state.layers:
+        imgui.push_text_wrap_pos(0.0)
+        imgui.text_colored(
+            _DIM,
+            "This network has no conv layers, so no filters to embed; the images mode "
+            "embeds images by any of its layers.",
+        )
+        imgui.pop_text_wrap_pos()
+    elif state.mode == FILTERS:
         imgui.set_next_item_width(width)
         changed, state.layer = _combo("layer##embed_layer", state.layer, state.layers)
         if changed:
@@ -342,15 +356,18 @@ def _controls(state: EmbedPanelState) -> None:
         for i, kind in enumerate(KINDS):
             clicked = imgui.radio_button(KIND_LABELS[kind], state.kind == kind)
             _record(state, kind)
+            if state.kind_notes.get(kind):
+                imgui.set_item_tooltip(state.kind_notes[kind])
             if clicked and state.kind != kind:
                 state.kind = kind
                 state._refresh = True
             if i % 2 == 0:
                 imgui.same_line()
-        imgui.set_next_item_width(width)
-        changed, every = imgui.input_int("refresh every N steps (0: never)", state.refresh_every, 10, 100)
-        if changed:
-            state.refresh_every = max(0, int(every))
+        if state.refresh_steps:
+            imgui.set_next_item_width(width)
+            changed, every = imgui.input_int("refresh every N steps (0: never)", state.refresh_every, 10, 100)
+            if changed:
+                state.refresh_every = max(0, int(every))
         clicked = imgui.button("Refresh now")
         _record(state, "refresh")
         if clicked:
@@ -387,11 +404,15 @@ def gui_embed(state: EmbedPanelState, textures: Textures = None) -> None:
         imgui.progress_bar(float(np.clip(state.progress, 0.0, 1.0)), imgui.ImVec2(-1, 0), overlay)
     if _same_points(state.shown_view, state.view) and len(state.ids):
         _plot(state, textures)
+    elif state.mode == FILTERS and not state.layers:
+        state.hovered = None  # said above: nothing to lay out
     else:
         state.hovered = None  # what is shown belongs to another view: wait for this one's layout
         imgui.text_colored(_DIM, "computing the layout..." if state.progress is not None else "no layout yet")
     if state.status:
+        imgui.push_text_wrap_pos(0.0)  # a narrow window wraps a long status instead of cutting it
         imgui.text_colored(_DIM, state.status)
+        imgui.pop_text_wrap_pos()
     imgui.pop_id()
 
 
@@ -499,6 +520,9 @@ def _tooltip(state: EmbedPanelState, point_id: int, textures: Textures, images: 
     tex = _lookup(textures, point_id)
     if tex is not None:
         imgui.image(as_texture_ref(tex), imgui.ImVec2(state.thumb_size, state.thumb_size))
+    note = None if images else state.kind_notes.get(state.kind)
+    if note:
+        imgui.text_colored(_DIM, note)
     imgui.end_tooltip()
 
 

@@ -11,8 +11,11 @@ Per filter of one conv layer (the paper's section 3.2.3, four kinds, `KINDS`):
                           draws as the conv layer): (C_out, H*W)
     activation_gradients  d loss / d that map for the monitored image and its label: (C_out, H*W)
 
-The loss is the cross-entropy of the network's logits (`forward_all(x)["output"]`).  Gradients come from
-`torch.autograd.grad`, so the parameters' `.grad` (the trainer's) are never touched.
+The loss is the cross-entropy of the network's logits (`forward_all(x)["output"]`) against `label`; with
+`label=None` (the explorer: a drawing has no label) against the network's own top guess for the image,
+taken from the same forward pass, so the gradients say how the filters would move to make the network
+surer of what it already believes.  Gradients come from `torch.autograd.grad`, so the parameters' `.grad`
+(the trainer's) are never touched.
 
 Per image (the second mode): one layer's activations for many images, flattened; maps too large are average
 pooled first, so 20,000 images of a 16x32x32 layer stay a few tens of MB.  `ImageVectors` computes them one
@@ -90,7 +93,7 @@ class FilterVectors:
     vectors: dict[str, np.ndarray]  # kind -> (C_out, D); only the kinds asked for
     weight_shape: tuple[int, int, int]  # (C_in, k, k): how a coefficient / filter-gradient row is a filter
     map_shape: tuple[int, int]  # (H, W): how an activation / activation-gradient row is a map; (0, 0) if none
-    label: int  # the monitored image's class the gradients are for
+    label: int  # the class the gradients are for (the top guess when asked with None; -1: no forward pass)
     loss: float  # its cross-entropy (nan when no kind needed a forward pass)
 
     def __getitem__(self, kind: str) -> np.ndarray:
@@ -109,14 +112,15 @@ def filter_vectors(
     net: ConvNet,
     layer: str | int,
     image: torch.Tensor,
-    label: int,
+    label: int | None,
     kinds: tuple[str, ...] = KINDS,
     grad_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> FilterVectors:
     """The per-filter vectors of conv `layer` (name or index) for the monitored `image` and its `label`.
 
-    `image`: (C, H, W) or (1, C, H, W), uint8 or float in [0, 1].  `grad_batch` (images, labels): compute the
-    filter gradients on that batch instead of the monitored image.  One forward and one backward at most.
+    `image`: (C, H, W) or (1, C, H, W), uint8 or float in [0, 1].  `label` None: the network's top guess for
+    `image` (FilterVectors.label says which).  `grad_batch` (images, labels): compute the filter gradients on
+    that batch instead of the monitored image.  One forward and one backward at most.
     """
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
@@ -136,7 +140,6 @@ def filter_vectors(
     x = _as_input(image if image.ndim == 4 else image.unsqueeze(0), device)
     if x.shape[0] != 1:
         raise ValueError(f"filter_vectors takes one monitored image, got a batch of {x.shape[0]}")
-    y = torch.tensor([int(label)], device=device)
     need_map = any(k in kinds for k in ("activations", "activation_gradients"))
     need_wgrad_here = "filter_gradients" in kinds and grad_batch is None
     loss_value = float("nan")
@@ -146,7 +149,10 @@ def filter_vectors(
             acts = net.forward_all(x)
             act = acts[name]  # (1, C_out, H, W) after the ReLU
             map_shape = (int(act.shape[-2]), int(act.shape[-1]))
-            loss = F.cross_entropy(acts[OUTPUT], y)
+            logits = acts[OUTPUT]
+            if label is None:
+                label = int(logits.detach().argmax(1)[0])
+            loss = F.cross_entropy(logits, torch.tensor([int(label)], device=device))
             loss_value = float(loss.detach())
             wrt = []
             if need_wgrad_here:
@@ -172,7 +178,7 @@ def filter_vectors(
         vectors={k: out[k] for k in kinds},
         weight_shape=(int(c_in), int(kh), int(kw)),
         map_shape=map_shape,
-        label=int(label),
+        label=-1 if label is None else int(label),
         loss=loss_value,
     )
 

@@ -20,6 +20,17 @@ belong to `handle.spec` and arrive a moment after it (`weights_version` counts a
 of the same model keeps them and sends none).  `measure_latency` at the bottom is the micro-benchmark that
 tools/bench.py runs.
 
+Embedding view (issue 5, the explorer's Embedding window; scenes/embedding_view.py drives it through the
+same calls as the training handle's): `embed_filters(layer)` returns a job id; once the worker has written
+that conv layer's four vector kinds for the current drawing into the model's filters slot (created and
+unlinked with the input and result slots), `filters[id]` holds them (DrawingFilters: the training
+worker's FilterData plus the drawing's seq), and `replies[id]` says (ok, text) — ok=False with the
+reason when refused.  `open_images(data_dir)` has the worker load its image set (MNIST, or the built-in
+digits) once; `image_data` holds its sizes when it is there.  `embed_images(layer, count, include_train)`
+then creates the job's segment (train_protocol.ImagesLayout), names it to the worker and unlinks it once
+attached; `images` (the training handle's ImagesJob) follows its progress, and a short-lived thread copies
+the arrays out once the worker has filled the segment.  A model switch or a restart ends the job.
+
 A handle is used from one thread.  The worker is started with "spawn", which re-imports the main
 module in the worker: a program that makes a handle must keep its top level behind
 `if __name__ == "__main__":`.
@@ -31,17 +42,21 @@ import atexit
 import functools
 import multiprocessing as mp
 import os
+import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
 from engine.graph.spec import NetSpec
 from engine.worker import protocol as P
+from engine.worker import train_protocol as T  # the filter / images layouts both workers share
 from engine.worker.process import worker_main
 from engine.worker.shm import Slot
+from engine.worker.train_handle import ImagesJob
 
 # States of the handle's side of the load handshake.
 STOPPED = "stopped"  # no worker process
@@ -49,6 +64,15 @@ LOADING = "loading"  # LOAD sent, waiting for SPEC or ERROR
 ATTACHING = "attaching"  # segments created and named to the worker, waiting for ATTACHED
 READY = "ready"  # results flow
 FAILED = "failed"  # the model did not load (see .error); the worker is alive and waits for switch_model
+KEEP_FILTERS = 16  # DrawingFilters kept in `filters` (nobody reads old ones)
+
+
+@dataclass
+class DrawingFilters(T.FilterData):
+    """One conv layer's filter vectors for one drawing (`step` is 0 and `monitor_index` -1 here: the
+    explorer has neither; `label` is the network's own top guess, the class the gradients are for)."""
+
+    seq: int = -1  # the submit() number of the drawing they were computed for
 
 
 class WorkerHandle:
@@ -93,6 +117,17 @@ class WorkerHandle:
         self._note: tuple[int, int, float] | None = None  # newest DONE not yet read
         self._fail_streak = 0  # restarts since the worker was last ready; drives the back-off
         self._next_restart = 0.0
+        self._filters_slot: Slot | None = None  # the model's filters slot (embedding view), once attached
+        self._pending_filters: Slot | None = None  # named to the worker, not yet attached
+        self._embed_id = 0
+        self._filter_jobs: dict[int, int] = {}  # embed_filters job -> load id, until answered
+        self.filters: dict[int, DrawingFilters] = {}  # embed_filters job -> its vectors
+        self.replies: dict[int, tuple[bool, str]] = {}  # embed job -> (ok, text) once answered
+        self.images: ImagesJob | None = None  # the newest embed_images job
+        self.images_meta: dict = {}  # what the worker said of the last finished one (seconds, batches, ...)
+        self.image_data: dict | None = None  # the worker's image set (open_images): sizes, name, note
+        self.image_error: str | None = None  # why it could not be loaded
+        self._image_dir: str | None = None  # asked for with open_images
         self._closed = False
         self._atexit = functools.partial(_close_at_exit, weakref.ref(self))
         atexit.register(self._atexit)
@@ -161,6 +196,7 @@ class WorkerHandle:
         self._release_segments()
         self._note = None
         self._sent.clear()
+        self._end_embed_jobs(f"the network changed to {name}")
         if self._proc is not None and self.alive:
             self._send_load()
 
@@ -189,6 +225,7 @@ class WorkerHandle:
         if self.alive:
             self._send(P.quit_msg())
         self._teardown(graceful=True)
+        self._drop_images("cancelled")
 
     def __enter__(self) -> WorkerHandle:
         self.start()  # on failure the block still runs: look at .spec / .error
@@ -215,6 +252,7 @@ class WorkerHandle:
 
     def poll(self) -> P.Result | None:
         """The newest result finished since the last poll (a copy), or None.  Never blocks."""
+        self._finish_images()
         if self._conn is None:
             return None
         self._drain()
@@ -270,6 +308,202 @@ class WorkerHandle:
                 raise TimeoutError(f"no result for request {seq} within {timeout:g} s (state {self._state})")
             self._wait(min(left, 0.05))
 
+    # -- embedding view ------------------------------------------------------------------------
+
+    def embed_filters(self, layer: int) -> int:
+        """Ask for conv layer `layer`'s (index among the conv layers) four vector kinds for the current
+        drawing; returns a job id at once.  `filters[id]` once read, or `replies[id]` = (False, why)."""
+        self._embed_id += 1
+        job = self._embed_id
+        if self._state != READY or self._filters_slot is None:
+            why = (
+                "the network is not loaded yet"
+                if self._state != READY
+                else f"{self._model} has no conv layers"
+            )
+            self.replies[job] = (False, why)
+            return job
+        self._filter_jobs[job] = self._load_id
+        if not self._send(P.embed_filters_msg(job, self._load_id, layer)):
+            self._filter_jobs.pop(job, None)
+            self.replies[job] = (False, "the network process is not running")
+        return job
+
+    def open_images(self, data_dir: str | os.PathLike | None, retry: bool = False) -> None:
+        """Have the worker load the image set of `data_dir` (MNIST, else the built-in digits); returns at
+        once, `image_data` is set when it is there (`image_error` if it could not be).  Asking again for
+        the same directory does nothing, unless it failed and `retry`."""
+        d = "" if data_dir is None else os.fspath(data_dir)
+        if d == self._image_dir and (self.image_data is not None or self.image_error is None or not retry):
+            return
+        self._image_dir, self.image_data, self.image_error = d, None, None
+        if self._conn is not None:
+            self._send(P.open_images_msg(d))
+
+    def embed_images(
+        self, layer: str, count: int, include_train: bool = True, max_dim: int = T.MAX_IMAGE_DIM
+    ) -> ImagesJob:
+        """Start computing `layer`'s activations of min(count, available) images (test images first, then
+        training images if `include_train`); replaces a running job.  Follow it in `images`."""
+        if self.spec is None or self._state != READY:
+            raise RuntimeError("the network is not loaded yet")
+        info = self.image_data
+        if info is None:
+            raise RuntimeError(self.image_error or "the images are not loaded yet (open_images)")
+        n_test, n_train = int(info["n_test"]), int(info["n_train"])
+        n = max(1, min(int(count), n_test + (n_train if include_train else 0)))
+        d = T.image_dim(self.spec.layer(layer).shape, max_dim)  # KeyError for an unknown layer
+        lay = T.ImagesLayout(n, d, (1, *P.INPUT_SHAPE))
+        self._drop_images("cancelled")
+        slot = Slot.create(lay.count)
+        self._embed_id += 1
+        job = ImagesJob(self._embed_id, layer, n, d, min(n, n_test), bool(include_train), lay, _slot=slot)
+        self.images = job
+        kwargs = dict(layer=layer, n=n, d=d, include_train=bool(include_train), max_dim=int(max_dim))
+        if not self._send(
+            P.embed_images_msg(job.cmd, self._load_id, {**kwargs, "slot": slot.name, "count": lay.count})
+        ):
+            self._fail_images(job, "the network process is not running")
+        return job
+
+    def cancel_images(self) -> None:
+        """Stop the running images job (the worker drops it; its segment is freed here)."""
+        if self.images is not None and self.images.state in ("starting", "computing"):
+            self._send(P.cancel_images_msg())
+        self._drop_images("cancelled")
+
+    def wait_filters(self, job: int, timeout: float = 30.0) -> DrawingFilters:
+        """Blocking helper for tools and tests: the vectors of embed_filters job `job`."""
+        deadline = time.monotonic() + timeout
+        while job not in self.filters:
+            ok, text = self.replies.get(job, (True, ""))
+            if not ok:
+                raise RuntimeError(f"embed_filters refused: {text}")
+            if job in self.replies:
+                raise RuntimeError(f"embed_filters job {job} answered without vectors: {text}")
+            self._wait_once(deadline, f"no filter vectors for job {job}")
+        return self.filters[job]
+
+    def wait_image_data(self, timeout: float = 60.0) -> dict:
+        """Blocking helper for tools and tests: `image_data` once the worker has loaded the set."""
+        deadline = time.monotonic() + timeout
+        while self.image_data is None:
+            if self.image_error is not None:
+                raise RuntimeError(f"the images did not load: {self.image_error}")
+            self._wait_once(deadline, "the image set did not load")
+        return self.image_data
+
+    def wait_images(self, timeout: float = 120.0) -> ImagesJob:
+        """Blocking helper for tools and tests: the newest images job once done (RuntimeError if failed)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._finish_images()
+            job = self.images
+            if job is None or not job.active:
+                break
+            if job.state == "copying":
+                job._copier.join(max(deadline - time.monotonic(), 0.0))
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the images job's copy did not finish")
+                continue
+            self._wait_once(deadline, "images job not done")
+        if job is None or job.state != "done":
+            raise RuntimeError(f"images job {getattr(job, 'state', 'missing')}: {getattr(job, 'error', '')}")
+        return job
+
+    def _wait_once(self, deadline: float, what: str) -> None:
+        if self._conn is None or not self.alive:
+            raise RuntimeError(f"{what}: {self.error or 'the network process is not running'}")
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"{what} within the timeout (state {self._state}, error {self.error})")
+        self._wait(min(left, 0.05))
+
+    def _on_filters(self, job: int, load_id: int, meta: dict) -> None:
+        asked = self._filter_jobs.pop(job, None)
+        if asked is None:
+            return  # ended here already (a model switch)
+        slot = self._filters_slot
+        if load_id != self._load_id or slot is None or self._state != READY:
+            self.replies[job] = (True, "computed for a network since replaced")
+            return
+        lay = T.FilterLayout.of(self.spec, int(meta["layer_index"]))
+        buf = np.empty(slot.count, np.float32)
+        got = slot.read_into(buf)
+        if got is None or got[0] != job:
+            self.replies[job] = (True, "overwritten by a newer request")
+            return
+        base = T.unpack_filters(lay, buf, job, self.spec_version, {**meta, "step": 0, "monitor_index": -1})
+        self.filters[job] = DrawingFilters(**vars(base), seq=int(meta["seq"]))
+        self.replies[job] = (True, f"filter vectors of {lay.layer} ({lay.count} filters)")
+        while len(self.filters) > KEEP_FILTERS:
+            del self.filters[next(iter(self.filters))]
+        self._trim_replies()
+
+    def _on_embed_failed(self, job: int, text: str) -> None:
+        self._filter_jobs.pop(job, None)
+        self.replies[job] = (False, text)
+        self._trim_replies()
+        img = self.images
+        if img is not None and img.cmd == job and img.active:
+            self._fail_images(img, text)
+
+    def _trim_replies(self) -> None:
+        while len(self.replies) > 4096:  # nobody reads old answers; keep the table bounded
+            del self.replies[next(iter(self.replies))]
+
+    def _on_images_info(self, info: dict) -> None:
+        if info.get("data_dir") != self._image_dir:
+            return  # for a directory asked for before
+        if "error" in info:
+            self.image_error = str(info["error"])
+        else:
+            self.image_data = dict(info)
+
+    def _on_image_msg(self, msg: tuple) -> None:
+        job = self.images
+        if job is None or job.cmd != msg[1] or not job.active:
+            return  # a job dropped here already
+        tag = msg[0]
+        if tag == P.IMG_ATTACHED:
+            job._slot.unlink()  # both sides have it mapped now
+            job.state = "computing"
+        elif tag == P.IMG_PROGRESS:
+            job.fraction = msg[2]
+        elif tag == P.IMG_DONE:
+            job.fraction, job.seconds = 1.0, float(msg[2]["seconds"])
+            self.images_meta = dict(msg[2])  # worker time, batches, the slowest batch (benchmarks)
+            job.state = "copying"
+            job._copier = threading.Thread(target=job._copy_out, name="explore-images-copy", daemon=True)
+            job._copier.start()
+
+    def _finish_images(self) -> None:
+        """Once the copy thread is done: close the segment, hand out the arrays."""
+        job = self.images
+        if job is not None and job.state == "copying" and not job._copier.is_alive():
+            job._release()
+            job.state = "done"
+
+    def _fail_images(self, job: ImagesJob, text: str) -> None:
+        job._release()
+        job.state, job.error = "failed", text
+
+    def _drop_images(self, state: str) -> None:
+        job = self.images
+        if job is not None:
+            job._release()
+            if job.active:
+                job.state = state
+
+    def _end_embed_jobs(self, why: str) -> None:
+        """The worker forgets its embedding jobs (a model switch, a dead worker): say so to whoever waits."""
+        for job in self._filter_jobs:
+            self.replies[job] = (False, why)
+        self._filter_jobs.clear()
+        job = self.images
+        if job is not None and job.state in ("starting", "computing"):
+            self._fail_images(job, why)
+
     # -- internals -----------------------------------------------------------------------------
 
     def _spawn(self) -> None:
@@ -279,6 +513,9 @@ class WorkerHandle:
         child.close()  # only the worker holds its end, so its death reads as EOF here
         self._proc, self._conn, self._lost = proc, parent, False
         self._send_load()
+        if self._image_dir is not None:
+            self.image_data = self.image_error = None  # a new worker has no image set: load it again
+            self._send(P.open_images_msg(self._image_dir))
 
     def _send_load(self) -> None:
         self._load_id += 1
@@ -312,7 +549,15 @@ class WorkerHandle:
 
     def _handle(self, msg: tuple) -> None:
         tag = msg[0]
-        if tag == P.DONE:
+        if tag == P.FILTERS:
+            self._on_filters(*msg[1:])
+        elif tag == P.EMBED_FAILED:
+            self._on_embed_failed(*msg[1:])
+        elif tag == P.IMAGES_INFO:
+            self._on_images_info(msg[1])
+        elif tag in (P.IMG_ATTACHED, P.IMG_PROGRESS, P.IMG_DONE):
+            self._on_image_msg(msg)
+        elif tag == P.DONE:
             seq, slot, compute_s = msg[1:]
             if self._state == READY:
                 self.results_computed += 1
@@ -339,6 +584,8 @@ class WorkerHandle:
         try:
             self._input = Slot.create(P.INPUT_SIZE)
             self._results = [Slot.create(spec.total_nodes + P.N_CLASSES) for _ in range(P.RESULT_SLOTS)]
+            if T.conv_layers(spec):
+                self._pending_filters = Slot.create(T.filter_slot_count(spec))
         except OSError as exc:
             self._release_segments()
             self._fail(f"could not create shared memory for {spec.model}: {exc}")
@@ -346,13 +593,17 @@ class WorkerHandle:
         self._pending_spec = spec
         self._state = ATTACHING
         names = tuple(slot.name for slot in self._results)
-        self._send(P.attach_msg(self._load_id, self._input.name, names))
+        filters = self._pending_filters.name if self._pending_filters is not None else ""
+        self._send(P.attach_msg(self._load_id, self._input.name, names, filters))
 
     def _on_attached(self) -> None:
         if self._state != ATTACHING:
             return
         for slot in (self._input, *self._results):
             slot.unlink()  # both sides have it mapped now; nothing can leak from here on
+        if self._pending_filters is not None:
+            self._pending_filters.unlink()
+        self._filters_slot, self._pending_filters = self._pending_filters, None
         if self._pending_spec != self.spec:  # a restart brings back an equal spec: keep the layout
             self.spec = self._pending_spec
             self.spec_version += 1
@@ -442,12 +693,13 @@ class WorkerHandle:
             self._sent.append(self._written)
 
     def _release_segments(self) -> None:
-        for slot in (self._input, *self._results):
+        for slot in (self._input, *self._results, self._filters_slot, self._pending_filters):
             if slot is not None:
                 slot.unlink()  # no-op once unlinked after ATTACHED
                 slot.close()
         self._input = None
         self._results = []
+        self._filters_slot = self._pending_filters = None
         self._release_weights_slot()
 
     def _release_weights_slot(self) -> None:
@@ -472,6 +724,7 @@ class WorkerHandle:
         if conn is not None:
             conn.close()
         self._release_segments()
+        self._end_embed_jobs("the network process stopped")
         self._state = STOPPED
         self._lost = False
         self._pending_spec = None

@@ -11,6 +11,13 @@ parameters into a segment the render side made for them (WEIGHTS; see protocol.p
 and explaining nodes never asks the worker anything.  Stale INFERs (input already computed) are
 skipped, which is how a burst of requests coalesces into one pass.  Results alternate between two
 slots.  On EOF (render process gone) the worker closes its segments and exits quietly.
+
+The explorer's embedding view (protocol.py has the messages) adds three jobs, none of which may hold a
+drawing up: filter vectors for the drawing (one forward and backward of one image, ~1 ms), loading an
+image set (a thread of this process: reading MNIST's 70,000 images takes a few hundred ms), and one
+layer's activations of up to 70,000 images, computed one batch per turn of the loop after every waiting
+INFER was answered, each batch sized to take about IMAGE_STEP_S (the size follows the measured time).
+While one of those is under way the loop polls the pipe instead of blocking on it.
 """
 
 from __future__ import annotations
@@ -18,13 +25,18 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 from multiprocessing.connection import Connection
 
 import numpy as np
 
 from engine.worker import protocol as P
+from engine.worker import train_protocol as T  # the filter / images layouts both workers share
 from engine.worker.shm import Slot
+
+MIN_BATCH, MAX_BATCH = 8, 1024  # images per step of an images job (adapted to IMAGE_STEP_S)
+PROGRESS_EVERY_S = 0.05  # IMG_PROGRESS at most this often
 
 
 def worker_main(conn: Connection) -> None:
@@ -63,11 +75,23 @@ class _Worker:
         self.img = np.zeros(P.INPUT_SIZE, np.float32)  # private copy of the newest input
         self.last_done = 0
         self.next_slot = 0
+        self.filters: Slot | None = None  # the model's filters slot (embedding view), None without convs
+        self.images = _ImageSet()  # the image set of the embedding view's images mode
+        self.job: _ImagesJob | None = None  # the running embed_images job
 
     def serve(self) -> None:
         while True:
+            # Block on the pipe when idle; poll it while an images job or a loader has work to do.
+            if self.job is not None:
+                timeout = 0.0
+            elif self.images.loading:
+                timeout = 0.01
+            else:
+                timeout = None
             try:
-                batch = [self.conn.recv()]
+                batch = []
+                if timeout is None or self.conn.poll(timeout):
+                    batch.append(self.conn.recv())
                 while self.conn.poll():
                     batch.append(self.conn.recv())
             except (EOFError, OSError):
@@ -86,8 +110,21 @@ class _Worker:
                     self.write_weights(*msg[1:])
                 elif tag == P.INFER:
                     want = True
+                elif tag == P.EMBED_FILTERS:
+                    self.embed_filters(*msg[1:])
+                elif tag == P.OPEN_IMAGES:
+                    self.open_images(msg[1])
+                elif tag == P.EMBED_IMAGES:
+                    self.start_images(*msg[1:])
+                elif tag == P.CANCEL_IMAGES:
+                    self.drop_job()
             if want:
-                self.infer()
+                self.infer()  # a drawing first: an images batch waits for it, never the other way round
+            info = self.images.poll()
+            if info is not None:
+                self.send(P.images_info_msg(info))
+            if self.job is not None:
+                self.step_images()
 
     def send(self, msg: tuple) -> None:
         try:
@@ -101,7 +138,7 @@ class _Worker:
         from engine.graph.spec import NetSpec
 
         # A switch drops the old model first, so after a failed load there is no model at all and
-        # both sides agree on that (no half-switched state).
+        # both sides agree on that (no half-switched state).  The image set stays: it is the model's input.
         self.release()
         self.load_id = load_id
         try:
@@ -134,7 +171,9 @@ class _Worker:
         manifest = tuple((layer, key, tuple(a.shape)) for layer, key, a in params)
         self.send(P.spec_msg(load_id, spec.to_dict(), manifest))
 
-    def attach(self, load_id: int, input_name: str, result_names: tuple[str, ...]) -> None:
+    def attach(
+        self, load_id: int, input_name: str, result_names: tuple[str, ...], filters_name: str = ""
+    ) -> None:
         import torch
 
         if load_id != self.load_id or self.spec is None:
@@ -143,6 +182,8 @@ class _Worker:
             self.input = Slot.attach(input_name, P.INPUT_SIZE)
             for name in result_names:
                 self.results.append(Slot.attach(name, self.spec.total_nodes + P.N_CLASSES))
+            if filters_name:
+                self.filters = Slot.attach(filters_name, T.filter_slot_count(self.spec))
         except (OSError, ValueError) as exc:
             self.release_slots()
             self.send(P.error_msg(load_id, f"could not attach shared memory: {exc}"))
@@ -206,17 +247,254 @@ class _Worker:
 
     def release_slots(self) -> None:
         self.out = []  # torch views pin the buffers; close() fails while they live
-        for slot in [self.input, *self.results]:
+        for slot in [self.input, *self.results, self.filters]:
             if slot is not None:
                 slot.close()
         self.input = None
         self.results = []
+        self.filters = None
 
     def release(self) -> None:
+        self.drop_job()  # its activations belong to the model going away
         self.release_slots()
         self.model = None
         self.spec = None
         self.params = []
+
+    # -- the embedding view -----------------------------------------------------------------------
+
+    def embed_filters(self, job: int, load_id: int, layer: int) -> None:
+        """The four vector kinds of conv layer `layer` for the drawing now in the input slot, the loss
+        against the network's own top guess, into the filters slot; FILTERS says so."""
+        import torch
+
+        from engine.worker.embed_vectors import filter_vectors
+
+        if load_id != self.load_id or self.model is None or self.input is None:
+            self.send(P.embed_failed_msg(job, "the network is loading; ask again when it is up"))
+            return
+        t0 = time.perf_counter()
+        try:
+            if self.filters is None:
+                raise ValueError(f"{self.spec.model} has no conv layers: no filters to embed")
+            lay = T.FilterLayout.of(self.spec, layer)  # ValueError for a layer that is not there
+            img = np.empty(P.INPUT_SIZE, np.float32)
+            got = self.input.read_into(img)
+            seq = got[0] if got is not None else -1
+            x = torch.from_numpy(img).view(1, 1, *P.INPUT_SHAPE)
+            fv = filter_vectors(self.model, layer, x, None)
+            out = self.filters.begin_write()
+            try:
+                out[lay.ids] = np.arange(lay.count)  # the explorer's filters never change: ids are indices
+                for kind in T.KINDS:
+                    out[lay.block(kind)] = fv[kind].reshape(-1)
+            finally:
+                del out
+                self.filters.end_write(job)
+        except Exception as exc:  # a failed request must not take the drawings down
+            self.send(P.embed_failed_msg(job, f"filter vectors: {exc}"))
+            return
+        meta = {
+            "layer": lay.layer,
+            "layer_index": int(layer),
+            "label": fv.label,
+            "loss": fv.loss,
+            "seq": int(seq),
+            "seconds": time.perf_counter() - t0,
+        }
+        self.send(P.filters_msg(job, load_id, meta))
+
+    def open_images(self, data_dir: str) -> None:
+        """Load the image set of `data_dir` in a thread (IMAGES_INFO when done), or answer at once."""
+        info = self.images.open(data_dir)
+        if info is not None:
+            self.send(P.images_info_msg(info))
+
+    def start_images(self, job: int, load_id: int, kw: dict) -> None:
+        """Attach the job's segment and set up an ImageVectors; `step_images` computes it one batch per turn
+        of the loop and writes each batch's labels, pixels and vectors into the segment."""
+        from engine.worker.embed_vectors import ImageVectors
+
+        self.drop_job()
+        if load_id != self.load_id or self.model is None:
+            self.send(P.embed_failed_msg(job, "the network changed; ask again"))
+            return
+        try:
+            data = self.images.data
+            if data is None:
+                raise ValueError("no image set loaded (OPEN_IMAGES first)")
+            layer, n, d = str(kw["layer"]), int(kw["n"]), int(kw["d"])
+            names = [x.name for x in self.spec.layers]
+            if layer not in names:
+                raise ValueError(f"no layer {layer!r}; the network has {names}")
+            x, y = data.first(n, bool(kw["include_train"]))
+            expected = T.image_dim(self.spec.layer(layer).shape, int(kw["max_dim"]))
+            if d != expected:
+                raise ValueError(f"{layer}: vectors have {expected} values, not {d}")
+            lay = T.ImagesLayout(n, d, tuple(int(s) for s in x.shape[1:]))
+            iv = ImageVectors(self.model, x, layer, batch_size=MIN_BATCH * 4, max_dim=int(kw["max_dim"]))
+            slot = Slot.attach(kw["slot"], int(kw["count"]))
+        except Exception as exc:  # refused: nothing runs, the drawings go on
+            self.send(P.embed_failed_msg(job, f"images: {exc}"))
+            return
+        self.send(P.img_attached_msg(job))
+        slot.begin_write()  # stays "being written" (odd) until the last batch is in
+        self.job = _ImagesJob(job, slot, lay, iv, y.numpy(), x.numpy())
+
+    def step_images(self) -> None:
+        """One batch of the images job, sized to take about IMAGE_STEP_S; finishes the job after the last."""
+        job = self.job
+        try:
+            start = job.iv.done
+            t0 = time.perf_counter()
+            job.iv.step()
+            took = time.perf_counter() - t0
+            stop = job.iv.done
+            # Follow the measured time, so a drawing never waits long behind a batch, however busy the core.
+            if took < 0.5 * P.IMAGE_STEP_S:
+                job.iv.batch_size = min(MAX_BATCH, job.iv.batch_size * 2)
+            elif took > 1.5 * P.IMAGE_STEP_S:
+                job.iv.batch_size = max(MIN_BATCH, job.iv.batch_size // 2)
+            job.longest = max(job.longest, took)
+            job.batches += 1
+            # The labels and pixels go in with their vectors: the first touch of a fresh segment's pages
+            # costs too, and a drawing must not wait for 20,000 images' worth of it at once.
+            lay, payload = job.layout, job.slot.payload
+            payload[lay.labels][start:stop] = job.labels[start:stop]
+            lay.pixel_view(payload)[start:stop] = job.pixels[start:stop]
+            payload[lay.vectors].reshape(lay.n, lay.d)[start:stop] = job.iv.out[start:stop]
+            del payload
+        except Exception as exc:  # a failed job must not take the drawings down; the render side is told
+            self.send(P.embed_failed_msg(job.cmd, f"images: {type(exc).__name__}: {exc}"))
+            self.drop_job()
+            return
+        now = time.perf_counter()
+        if job.iv.finished:
+            job.slot.end_write(job.cmd)
+            meta = {
+                "seconds": now - job.t0,
+                "n": job.layout.n,
+                "batches": job.batches,
+                "longest_batch_s": job.longest,
+            }
+            self.send(P.img_done_msg(job.cmd, meta))
+            self.drop_job()
+        elif now - job.reported >= PROGRESS_EVERY_S:
+            job.reported = now
+            self.send(P.img_progress_msg(job.cmd, job.iv.fraction))
+
+    def drop_job(self) -> None:
+        if self.job is not None:
+            self.job.slot.close()
+            self.job = None
+
+
+class _ImagesJob:
+    """The running embed_images job: its segment, its layout and the ImageVectors stepping through it."""
+
+    def __init__(self, cmd: int, slot: Slot, layout, iv, labels: np.ndarray, pixels: np.ndarray) -> None:
+        self.cmd, self.slot, self.layout, self.iv = cmd, slot, layout, iv
+        self.labels, self.pixels = labels, pixels  # (n,) int64 and (n, 1, 28, 28) uint8 views
+        self.t0 = self.reported = time.perf_counter()
+        self.longest = 0.0  # seconds of the slowest batch (what a drawing may have waited)
+        self.batches = 0
+
+
+class _Images:
+    """An image set in memory, test images first, then training ones (concatenated once, by the loader
+    thread, so a job takes a view of the first n instead of copying 15 MB between two drawings)."""
+
+    def __init__(self, x_test, y_test, x_train, y_train, info: dict) -> None:
+        import torch
+
+        self.n_test, self.n_train, self.info = len(x_test), len(x_train), info
+        self.x = torch.cat([x_test, x_train])  # uint8 (N, 1, 28, 28)
+        self.y = torch.cat([y_test, y_train])  # int64 (N,)
+
+    def first(self, n: int, include_train: bool):
+        """The first `n` images and labels: test images, then (if `include_train`) training images."""
+        total = self.n_test + (self.n_train if include_train else 0)
+        if not 0 < n <= total:
+            raise ValueError(f"{n} images asked for, {total} available")
+        return self.x[:n], self.y[:n]
+
+
+def load_images(data_dir: str) -> _Images:
+    """MNIST (test 10,000 + training 60,000, 28x28) from `data_dir` (engine/worker/datasets.py reads the IDX
+    files; no download), or, without it, scikit-learn's built-in digits upscaled to 28x28, with a note."""
+    from engine.worker.datasets import DatasetUnavailable, builtin_digits, load_mnist
+
+    note = reason = ""
+    try:
+        if not data_dir:
+            raise DatasetUnavailable("no --data-dir given")
+        ds = load_mnist(data_dir, download=False, channels=1)
+        crop = (slice(None), slice(None), slice(2, 30), slice(2, 30))  # undo load_mnist's padding to 32
+        x_test, x_train = ds.x_val[crop].contiguous(), ds.x_train[crop].contiguous()
+        name, source = "MNIST", ds.source
+    except DatasetUnavailable as exc:
+        ds = builtin_digits(channels=1, size=P.INPUT_SHAPE[0])
+        x_test, x_train = ds.x_val, ds.x_train
+        name, source = "digits", ds.source
+        note = f"No MNIST here: scikit-learn's {len(x_test) + len(x_train):,} built-in 8x8 digits, upscaled."
+        reason = str(exc)
+    info = {
+        "dataset": name,
+        "source": source,
+        "note": note,  # why these images stand in for MNIST, in a line ("" for MNIST itself)
+        "reason": reason,  # the longer story (where MNIST was looked for)
+        "n_test": len(x_test),
+        "n_train": len(x_train),
+        "classes": tuple(ds.classes),
+        "data_dir": data_dir,
+    }
+    return _Images(x_test, ds.y_val, x_train, ds.y_train, info)
+
+
+class _ImageSet:
+    """The embedding view's image set, loaded by a thread so that drawings keep flowing meanwhile."""
+
+    def __init__(self) -> None:
+        self.data: _Images | None = None
+        self._dir: str | None = None  # what `data` or the running thread is for
+        self._thread: threading.Thread | None = None
+        self._result: list = []  # the thread's _Images or exception
+
+    @property
+    def loading(self) -> bool:
+        return self._thread is not None
+
+    def open(self, data_dir: str) -> dict | None:
+        """Start loading `data_dir` unless it is loaded (its info, at once) or loading (None)."""
+        if self._dir == data_dir and self.data is not None:
+            return self.data.info
+        if self._dir == data_dir and self._thread is not None:
+            return None
+        if self._thread is not None:
+            self._thread.join()  # another directory was loading: let it end, it is not wanted any more
+            self._thread = None
+        self._dir, self.data, self._result = data_dir, None, []
+        self._thread = threading.Thread(target=self._load, args=(data_dir, self._result), daemon=True)
+        self._thread.start()
+        return None
+
+    def _load(self, data_dir: str, out: list) -> None:
+        try:
+            out.append(load_images(data_dir))
+        except Exception as exc:  # reported as IMAGES_INFO's "error"
+            out.append(exc)
+
+    def poll(self) -> dict | None:
+        """The info of a load that just finished (or {"error": text}), once; else None."""
+        if self._thread is None or self._thread.is_alive():
+            return None
+        self._thread.join()
+        self._thread = None
+        got = self._result[0] if self._result else RuntimeError("the loader ended without a result")
+        if isinstance(got, Exception):
+            return {"error": f"{type(got).__name__}: {got}", "data_dir": self._dir}
+        self.data = got
+        return got.info
 
 
 def layer_parameters(model, spec) -> list[tuple[str, str, np.ndarray]]:

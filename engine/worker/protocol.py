@@ -5,10 +5,16 @@ the NetSpec as a dict.  Arrays never do: images and activations live in shared m
 
 Render -> worker                                   Worker -> render
   (LOAD, load_id, model, weights_path | None)        (SPEC, load_id, spec_dict, manifest)  model loaded
-  (ATTACH, load_id, input_name, result_names)        (ERROR, load_id, text)       load/attach/infer failed
-  (INFER, seq)                                       (ATTACHED, load_id)          segments mapped
-  (WEIGHTS, load_id, segment_name)                   (WEIGHTS_WRITTEN, load_id)   parameters in the segment
-  (QUIT,)                                            (DONE, seq, slot, compute_s) result in slot
+  (ATTACH, load_id, input_name, result_names,        (ERROR, load_id, text)       load/attach/infer failed
+           filters_name)                             (ATTACHED, load_id)          segments mapped
+  (INFER, seq)                                       (WEIGHTS_WRITTEN, load_id)   parameters in the segment
+  (WEIGHTS, load_id, segment_name)                   (DONE, seq, slot, compute_s) result in slot
+  (QUIT,)
+  (EMBED_FILTERS, job, load_id, layer)               (FILTERS, job, load_id, meta)  vectors in the slot
+  (OPEN_IMAGES, data_dir)                            (EMBED_FAILED, job, text)    refused / failed
+  (EMBED_IMAGES, job, load_id, kwargs)               (IMAGES_INFO, info)          image set loaded
+  (CANCEL_IMAGES,)                                   (IMG_ATTACHED, job) (IMG_PROGRESS, job, fraction)
+                                                     (IMG_DONE, job, meta)
 
 A load goes LOAD -> SPEC -> (render creates segments) ATTACH -> ATTACHED -> (render unlinks them).
 `load_id` lets the render side ignore answers to a load it has since superseded.
@@ -18,6 +24,22 @@ Weights travel once per model, right after ATTACHED: the SPEC names every parame
 order as float32), the render side creates one segment that size and sends WEIGHTS, the worker
 attaches, writes them all, closes and answers WEIGHTS_WRITTEN; the render side copies them out,
 unlinks and closes.  Results flow meanwhile: the nodes do not wait for the weights.
+
+The explorer's 2D embedding view (issue 5; scenes/embedding_view.py) asks for vectors with these, and
+the arrays go through shared memory laid out as the training worker's (train_protocol's FilterLayout and
+ImagesLayout, shared so that one EmbedView reads both):
+  EMBED_FILTERS  the four vector kinds of conv layer `layer` (an index among the conv layers) for the
+                 drawing in the input slot at that moment, the loss taken against the network's own top
+                 guess (the explorer has no label): written into the model's filters slot (named in
+                 ATTACH, "" for a network without conv layers, sized by `filter_slot_count`, seq = job),
+                 then FILTERS carries the metadata (layer, label, loss, the drawing's seq, seconds).
+  OPEN_IMAGES    load the image set of `data_dir` (MNIST's IDX files, else the built-in digits) in a thread
+                 of the worker; IMAGES_INFO says how many test and training images it holds (or "error").
+  EMBED_IMAGES   one layer's activations of the first n images (test first, then training images), in a
+                 segment the render side created (ImagesLayout: labels, vectors, pixels) and unlinks at
+                 IMG_ATTACHED; computed one batch at a time between forward passes of drawings, a batch
+                 sized to take about IMAGE_STEP_S, so a drawing never waits for more than one batch.
+  CANCEL_IMAGES  drop the running images job.
 
 No torch and no numpy-per-frame pickling here: this module is imported by both processes.
 """
@@ -33,25 +55,36 @@ ATTACH = "attach"
 INFER = "infer"
 QUIT = "quit"
 WEIGHTS = "weights"
+EMBED_FILTERS = "embed_filters"
+OPEN_IMAGES = "open_images"
+EMBED_IMAGES = "embed_images"
+CANCEL_IMAGES = "cancel_images"
 
 SPEC = "spec"
 ERROR = "error"
 ATTACHED = "attached"
 DONE = "done"
 WEIGHTS_WRITTEN = "weights_written"
+FILTERS = "filters"
+EMBED_FAILED = "embed_failed"
+IMAGES_INFO = "images_info"
+IMG_ATTACHED = "img_attached"
+IMG_PROGRESS = "img_progress"
+IMG_DONE = "img_done"
 
 INPUT_SHAPE = (28, 28)  # what submit() accepts: one MNIST-style image, ink = 1
 INPUT_SIZE = INPUT_SHAPE[0] * INPUT_SHAPE[1]
 N_CLASSES = 10
 RESULT_SLOTS = 2  # double buffer: the worker writes one slot while the render side may read the other
+IMAGE_STEP_S = 0.008  # target seconds of one images-job batch: the most a drawing waits behind one
 
 
 def load_msg(load_id: int, model: str, weights: str | None) -> tuple:
     return (LOAD, load_id, model, weights)
 
 
-def attach_msg(load_id: int, input_name: str, result_names: tuple[str, ...]) -> tuple:
-    return (ATTACH, load_id, input_name, tuple(result_names))
+def attach_msg(load_id: int, input_name: str, result_names: tuple[str, ...], filters_name: str = "") -> tuple:
+    return (ATTACH, load_id, input_name, tuple(result_names), filters_name)
 
 
 def infer_msg(seq: int) -> tuple:
@@ -104,6 +137,46 @@ def unpack_weights(manifest: Manifest, flat: np.ndarray) -> dict[str, dict[str, 
         out.setdefault(layer, {})[key] = flat[at : at + n].reshape(shape)
         at += n
     return out
+
+
+def embed_filters_msg(job: int, load_id: int, layer: int) -> tuple:
+    return (EMBED_FILTERS, job, load_id, int(layer))
+
+
+def open_images_msg(data_dir: str) -> tuple:
+    return (OPEN_IMAGES, str(data_dir))
+
+
+def embed_images_msg(job: int, load_id: int, kwargs: dict) -> tuple:
+    return (EMBED_IMAGES, job, load_id, dict(kwargs))
+
+
+def cancel_images_msg() -> tuple:
+    return (CANCEL_IMAGES,)
+
+
+def filters_msg(job: int, load_id: int, meta: dict) -> tuple:
+    return (FILTERS, job, load_id, dict(meta))
+
+
+def embed_failed_msg(job: int, text: str) -> tuple:
+    return (EMBED_FAILED, job, str(text))
+
+
+def images_info_msg(info: dict) -> tuple:
+    return (IMAGES_INFO, dict(info))
+
+
+def img_attached_msg(job: int) -> tuple:
+    return (IMG_ATTACHED, job)
+
+
+def img_progress_msg(job: int, fraction: float) -> tuple:
+    return (IMG_PROGRESS, job, float(fraction))
+
+
+def img_done_msg(job: int, meta: dict) -> tuple:
+    return (IMG_DONE, job, dict(meta))
 
 
 def error_msg(load_id: int, text: str) -> tuple:

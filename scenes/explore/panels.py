@@ -1,4 +1,5 @@
-"""The explore scene's ImGui panels: drawing, guesses, network settings and status, node details.
+"""The explore scene's ImGui panels: drawing, guesses, network settings and status, node details, and the
+Embedding window (engine/ui/embed_panel.py's panel plus this scene's options).
 
 One function per panel; each reads and edits `ExploreState` / `PadState` only (no GL, no worker).
 Sizes are in window coordinates times the UI scale, so a touch screen with ui_scale 2 gets
@@ -13,6 +14,7 @@ from imgui_bundle import imgui, implot
 
 from engine.gpu import colormaps
 from engine.graph.explain import Explanation, fmt, formula_lines, node_label, position_text
+from engine.ui.embed_panel import FILTERS, IMAGES, Textures, gui_embed
 from engine.ui.widgets import TextureLike, image
 from scenes.explore.morph import MorphState, gui_morph
 from scenes.explore.pad import PadState, gui_pad
@@ -99,6 +101,9 @@ def gui_network_panel(state: ExploreState, scale: float, top: float, settle: boo
         state.reset_camera = True
     imgui.same_line()
     _, state.show_frame_time = imgui.checkbox("frame time", state.show_frame_time)
+    _, state.show_embedding = imgui.checkbox(
+        "Embedding window (t-SNE of filters / images)", state.show_embedding
+    )
     gui_status(state)
     imgui.end()
 
@@ -328,3 +333,82 @@ def gui_experiments_panel(state: ExploreState, rs: RobustnessState, ms: MorphSta
         if imgui.collapsing_header("morph A -> B"):
             gui_morph(ms, state.network_input, (320 * scale, 180 * scale))
     imgui.end()
+
+
+# -- the Embedding window --------------------------------------------------------------------------------
+
+EMBED_WIDTH = 430  # window units at ui_scale 1
+EMBED_MIN_HEIGHT, EMBED_MAX_HEIGHT = 300, 520
+_GRADIENT_KINDS = ("filter_gradients", "activation_gradients")
+
+
+def gui_embedding_panel(state: ExploreState, textures: Textures, scale: float, left: float) -> None:
+    """The 2D embedding of a conv layer's filters for the drawing (or of many images), bottom left of the
+    scene, right of the drawing panels (`left`, window units); its close button hides it.  The plot takes
+    the height the controls leave (measured the frame before), so resizing the window resizes it."""
+    if not state.show_embedding:
+        return
+    io = imgui.get_io()
+    height = min(max(io.display_size.y * 0.64, EMBED_MIN_HEIGHT * scale), EMBED_MAX_HEIGHT * scale)
+    imgui.set_next_window_pos(imgui.ImVec2(left, io.display_size.y - 10 * scale), _FIRST, imgui.ImVec2(0, 1))
+    imgui.set_next_window_size(imgui.ImVec2(EMBED_WIDTH * scale, height), _FIRST)
+    expanded, keep = imgui.begin("Embedding", True, imgui.WindowFlags_.no_scrollbar)
+    if not keep:
+        state.show_embedding = False
+    if not expanded:
+        imgui.end()
+        return
+    panel = state.embed
+    top = imgui.get_cursor_screen_pos().y
+    plot_h = max(80.0 * scale, imgui.get_content_region_avail().y - state.embed_chrome)
+    panel.plot_size = (-1.0, plot_h)
+    panel.plot_rect = (0.0, 0.0, 0.0, 0.0)  # set again by the panel only if it draws the plot
+    gui_embed(panel, textures)
+    if panel.mode == FILTERS and panel.layers:
+        _, state.embed_follow = imgui.checkbox("follow the drawing", state.embed_follow)
+        imgui.same_line()
+        _help(
+            "Filter gradients, activation maps and activation gradients are for the drawing on the pad: with "
+            "this on they refresh when a stroke ends (the layout moves from where it was).  Filter "
+            "coefficients are the same for every drawing.  A drawing has no label, so the gradients are of "
+            "the cross-entropy against the network's own top guess."
+        )
+        if panel.kind in _GRADIENT_KINDS:
+            guess = state.top_guesses(1)
+            what = f" ({guess[0][0]})" if guess else ""
+            _wrapped(f"loss: cross-entropy against the network's top guess{what}; a drawing has no label")
+    elif panel.mode == IMAGES:
+        _, state.embed_include_train = imgui.checkbox("add training images", state.embed_include_train)
+        imgui.same_line()
+        _help(
+            "Test images come first, then training images up to the count chosen: MNIST has 10,000 test "
+            "images, so 20,000 points need training images too.  Hover a point to see the image; click it "
+            "to put the image on the drawing pad."
+        )
+        if state.embed_note:
+            _wrapped(state.embed_note)
+        if state.embed_data_note:
+            _wrapped(state.embed_data_note)
+            imgui.same_line()
+            _help(
+                f"{state.embed_data_reason}.  With MNIST's IDX files in DATA_DIR/MNIST/raw/, "
+                "--data-dir DATA_DIR embeds its 10,000 test and 60,000 training digits."
+            )
+    used = imgui.get_cursor_screen_pos().y - top
+    state.embed_chrome = used - (plot_h if panel.plot_rect != (0.0, 0.0, 0.0, 0.0) else 0.0)
+    imgui.end()
+
+
+def _wrapped(text: str) -> None:
+    imgui.push_text_wrap_pos(0.0)
+    imgui.text_colored(_DIM_RGBA, text)
+    imgui.pop_text_wrap_pos()
+
+
+def _help(text: str) -> None:
+    imgui.text_disabled("(?)")
+    if imgui.begin_item_tooltip():
+        imgui.push_text_wrap_pos(imgui.get_font_size() * 28)
+        imgui.text(text)
+        imgui.pop_text_wrap_pos()
+        imgui.end_tooltip()

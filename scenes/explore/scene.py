@@ -7,6 +7,11 @@ frame, and once more at stroke end), picks up the newest result and the model's 
 restarts a dead worker, moves the camera and picks the node under the pointer; `upload` is the
 only place new data reaches the GPU (activations, the hovered node's edges, the details images).
 
+The Embedding window (issue 5; scenes/explore/embedding.py and scenes/embedding_view.py) places a
+conv layer's filters for the drawing, or many images, with t-SNE: its view runs while the window is
+open (the t-SNE process starts when it first opens), its selection is linked with the 3D one, and the
+selected filter's feature map is outlined in 3D meanwhile.
+
 Pointer: a left drag (beyond CLICK_SLOP window units) orbits, a right drag pans, the wheel zooms;
 a left click that did not move picks: a node selects it (details panel), empty space clears the
 selection.  While the pointer is over the scene and not over a panel, the node under it is hovered:
@@ -29,6 +34,7 @@ from engine.gpu.background import Background
 from engine.gpu.edges import EdgeBatch
 from engine.gpu.imgui_renderer import UiTexture
 from engine.gpu.normalize import layer_ranges
+from engine.gpu.paths import PathBatch
 from engine.gpu.scene_renderer import RenderSettings, SceneRenderer
 from engine.graph.edges import edge_scale, edge_values, incoming
 from engine.graph.explain import Explanation, explain
@@ -36,19 +42,31 @@ from engine.graph.layout import build_layout
 from engine.graph.picking import Picker
 from engine.graph.spec import NetSpec
 from engine.scene import FrameContext
+from engine.ui.embed_panel import SELECTED_RGB
 from engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputState
 from engine.worker import WorkerHandle
 from scenes.explore import robustness
 from scenes.explore.compare import CompareView
+from scenes.explore.embedding import explore_embed_view
 from scenes.explore.morph import MorphState, load_idx_digits
 from scenes.explore.pad import PadState
-from scenes.explore.panels import gui_details_panel, gui_draw_panel, gui_experiments_panel, gui_network_panel
+from scenes.explore.panels import (
+    gui_details_panel,
+    gui_draw_panel,
+    gui_embedding_panel,
+    gui_experiments_panel,
+    gui_network_panel,
+)
 from scenes.explore.robustness import RobustnessState
 from scenes.explore.state import ExploreState, Legend
 
 INPUT_SIDE = 28
 CLICK_SLOP = 4.0  # window units a press may move and still be a click (a pick), not a drag (orbit)
 DETAIL_IMAGES = ("patch", "filter", "product")  # conv node details: three strips of k x k tiles
+OUTLINE_RGBA = (
+    *SELECTED_RGB,
+    1.0,
+)  # the selected filter's map: the colour of its ring in the Embedding window
 
 
 class ExploreScene:
@@ -96,6 +114,11 @@ class ExploreScene:
             except (FileNotFoundError, ValueError) as exc:
                 self.state.error = f"morph: no MNIST test digits ({exc})"
         self.compare: CompareView | None = None  # LeNet and MLP side by side, when on
+        self.embedding = explore_embed_view(self)  # the Embedding window's view (entered when first opened)
+        self._outline: PathBatch | None = (
+            None  # the selected filter's map, while the Embedding window is open
+        )
+        self._outline_key: tuple | None = None
         self.ctx = None
         self.started_at = time.perf_counter()
         self.first_frame_s: float | None = None
@@ -110,6 +133,7 @@ class ExploreScene:
         self._pad_texture = UiTexture(self.ctx, (self.pad.size, self.pad.size), 1)
         self._seen_texture = UiTexture(self.ctx, (INPUT_SIDE, INPUT_SIDE), 1, smooth=False)
         self.pad.texture_ref = self._pad_texture.ref
+        self._outline = PathBatch(self.ctx)
         self.worker.launch()
         self.pad.dirty = True  # send the starting drawing (blank or --input) as soon as the model is up
 
@@ -117,6 +141,8 @@ class ExploreScene:
         if self.compare is not None:
             self.compare.release()
             self.compare = None
+        self.embedding.on_exit()  # first: its t-SNE job may hold the images job's vectors
+        self._outline.release()
         self.worker.close()
         self._release_network()
         for tex in self._detail_textures.values():
@@ -137,6 +163,7 @@ class ExploreScene:
         }
         gui_details_panel(self.state, images, s)
         gui_experiments_panel(self.state, self.robust, self.morph, s)
+        gui_embedding_panel(self.state, self.embedding.textures(), s, self._left_column() + 10 * s)
         if self.compare is not None:
             self.compare.gui(self.state.probabilities, self.state.model)
         self._gui_frames += 1
@@ -174,6 +201,10 @@ class ExploreScene:
         else:
             self._steer_camera(inp, ui_mouse, ui_keyboard)
             self._hover(inp, ui_mouse)
+        if self.state.show_embedding:
+            if not self.embedding.entered:
+                self.embedding.on_enter(self.ctx)
+            self.embedding.update(self.worker)
         self._update_details()
         self._update_legend()
 
@@ -186,6 +217,8 @@ class ExploreScene:
             self._renderer.set_activations(self.display_values())
         self._upload_edges()
         self._upload_detail_images()
+        self.embedding.upload()
+        self._upload_outline()
         if self.compare is not None:
             self.compare.upload()
 
@@ -212,6 +245,14 @@ class ExploreScene:
                     self.state.colormap,
                     width_scale=self.ui_scale * scale,
                 )
+            if self._outline.count:
+                w, h = viewport
+                self._outline.draw(
+                    self.camera.view_matrix(),
+                    self.camera.projection(w / max(h, 1)),
+                    viewport,
+                    depth_test=False,
+                )
         if self.first_frame_s is None:
             self.first_frame_s = time.perf_counter() - self.started_at
             _startup_log("first_frame")
@@ -220,6 +261,10 @@ class ExploreScene:
 
     def _primary(self) -> tuple[SceneRenderer, OrbitCamera] | None:
         return (self._renderer, self.camera) if self._renderer is not None else None
+
+    def _left_column(self) -> float:
+        """Window units taken by the drawing and network panels on the left."""
+        return (self.pad.size + 160) * self.ui_scale
 
     def _free_region(self, viewport: tuple[int, int]) -> tuple[int, int, int, int]:
         """The part of the framebuffer right of the drawing panel (all of it on narrow screens)."""
@@ -298,6 +343,7 @@ class ExploreScene:
         if self.worker.check():
             self.state.worker_restarts = self.worker.restarts
             self.state.error = "The network process stopped; it was restarted."
+            self.embedding.on_worker_restart()
         if self.state.model != self.worker.model:
             self.worker.switch_model(self.state.model)
             self.state.status = f"loading {self.state.model}..."
@@ -344,6 +390,7 @@ class ExploreScene:
 
     def _on_new_spec(self, spec: NetSpec) -> None:
         keep = self.state.layer_visible if self.spec is not None and self.spec.model == spec.model else None
+        reason = "start" if self.spec is None else "model"
         self.spec = spec
         self.activations = None
         self._node_ranges = None
@@ -368,6 +415,8 @@ class ExploreScene:
         self._edges = EdgeBatch(self.ctx)
         self._fit_pending = True
         self.pad.dirty = True  # a new network has not seen the drawing yet
+        self._outline_key = None
+        self.embedding.on_spec(spec, reason)
 
     def _release_network(self) -> None:
         if self._renderer is not None:
@@ -382,7 +431,7 @@ class ExploreScene:
         self._layout = build_layout(self.spec, visible=self.state.layer_visible)
         self._renderer.set_layout(self._layout)
         self._picker.set_layout(self._layout)
-        self._hover_key = self._edge_key = None
+        self._hover_key = self._edge_key = self._outline_key = None
         self._fit_pending = True
 
     def _steer_camera(self, inp: InputState, ui_mouse: bool, ui_keyboard: bool) -> None:
@@ -556,6 +605,39 @@ class ExploreScene:
                     tex.release()
                 tex = self._detail_textures[name] = UiTexture(self.ctx, (w, h), 3, smooth=False)
             tex.sync(img, self._detail_version)
+
+    def _upload_outline(self) -> None:
+        """Outline the selected node's feature map while the Embedding window is open: the filter its
+        point stands for."""
+        s = self.state
+        show = (
+            s.show_embedding and self.compare is None and self.spec is not None and self._layout is not None
+        )
+        key = (show, s.selected, id(self._layout), self.ui_scale)
+        if key == self._outline_key or self._outline is None:
+            return
+        self._outline_key = key
+        node = s.selected
+        if not show or not 0 <= node < self.spec.total_nodes:
+            self._outline.clear()
+            return
+        layer = self.spec.layer_of(node)
+        visible = s.layer_visible
+        if (
+            not layer.is_grid
+            or layer.kind == "input"
+            or (visible and not visible[self.spec.index(layer.name)])
+        ):
+            self._outline.clear()
+            return
+        _, h, w = layer.shape
+        base = layer.start + (node - layer.start) // (h * w) * (h * w)
+        pos = self._layout.positions[base : base + h * w]
+        half = self._layout.sizes[base : base + h * w, None] / 2
+        (x0, y, z0), (x1, _, z1) = (pos - half).min(0), (pos + half).max(0)
+        y = float(pos[:, 1].max()) + 0.3  # just above the plane, so the nodes never hide it
+        corners = np.array([[x0, y, z0], [x1, y, z0], [x1, y, z1], [x0, y, z1]], np.float32)
+        self._outline.set_segments(corners, np.roll(corners, -1, axis=0), 2.5 * self.ui_scale, OUTLINE_RGBA)
 
     def _node_range(self, layer_name: str) -> tuple[float, float]:
         if self._node_ranges is None:

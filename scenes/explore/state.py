@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.graph.explain import Explanation
+from engine.ui.embed_panel import EmbedPanelState
 
 COLORMAPS = ("harley", "viridis", "grayscale")
 NORMALIZE = ("layer", "global")
@@ -18,6 +19,17 @@ MODELS = ("lenet", "mlp")
 MODEL_LABELS = {"lenet": "LeNet (CNN)", "mlp": "MLP (784-300-100-10)"}
 EDGE_MODES = ("weight", "contribution")  # edge colour: the weight, or weight x input (engine.graph.edges)
 EDGE_MODE_LABELS = {"weight": "weight", "contribution": "weight x input"}
+EMBED_IMAGE_COUNTS = (
+    1000,
+    5000,
+    10_000,
+    20_000,
+)  # images mode: MNIST's test set is 10,000, +train for 20,000
+
+
+def _embed_panel() -> EmbedPanelState:
+    # No training steps here: the filter view refreshes on demand and when the drawing changes.
+    return EmbedPanelState(refresh_steps=False, image_counts=EMBED_IMAGE_COUNTS, image_count=10_000)
 
 
 @dataclass
@@ -57,6 +69,15 @@ class ExploreState:
     details: Explanation | None = None  # the selected node's calculation for the newest result
     details_note: str | None = None  # why there are no details yet ("waiting for the weights")
     legend: Legend = field(default_factory=Legend)
+    # -- the Embedding window (issue 5; scenes/explore/embedding.py): t-SNE of a layer's filters or images
+    show_embedding: bool = False  # the window is open (the t-SNE process starts when it first opens)
+    embed: EmbedPanelState = field(default_factory=_embed_panel)
+    embed_follow: bool = True  # refresh the drawing-dependent kinds when the drawing changes (stroke end)
+    embed_include_train: bool = True  # images mode: training images after the test ones (20,000 of MNIST)
+    embed_note: str = ""  # images mode: which images the layout shows (and why fewer than asked)
+    embed_data_note: str = ""  # images mode: that the built-in digits stand in for MNIST ("" for MNIST)
+    embed_data_reason: str = ""  # ... and why (where MNIST was looked for), for its tooltip
+    embed_chrome: float = 150.0  # window units of the window's content that are not the plot (per frame)
 
     def top_guesses(self, k: int = 3) -> list[tuple[str, float]]:
         if self.probabilities is None or not np.all(np.isfinite(self.probabilities)):
