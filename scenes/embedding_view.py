@@ -27,7 +27,9 @@ mapped from stable ids to the indices of the newest vectors.  Hover shows the fi
 Images mode: the worker computes one layer's activations of up to `image_count` images between its own work
 (progress bar), then the t-SNE process places them (progress, partial layouts); points are coloured by class;
 hover shows the image (one texture refilled with the hovered image); a click does what the host says (the
-training scene monitors a held-out image, the explorer puts the image on the drawing pad).
+training scene monitors a held-out image, the explorer puts the image on the drawing pad).  From
+`raster_min_points` points on, the panel paints them into one picture (engine/ui/point_raster.py) that
+`upload` puts into a texture of the plot's size.
 """
 
 from __future__ import annotations
@@ -129,6 +131,8 @@ class EmbedView:
         self._refs: dict[int, object] = {}
         self._hover_tex: UiTexture | None = None
         self._hover_id: int | None = None  # image shown in _hover_tex
+        self._raster_tex: UiTexture | None = None  # the images mode's points as one picture (panel.raster)
+        self._raster_uploaded = -1  # panel.raster_version in _raster_tex
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     def on_enter(self, ctx) -> None:
@@ -142,6 +146,7 @@ class EmbedView:
         if self._hover_tex is not None:
             self._hover_tex.release()
             self._hover_tex = None
+        self._release_raster()
 
     def on_spec(self, spec: NetSpec, reason: str | None) -> None:
         """A new architecture (start, edit, reset, load, restart, another model): offer its layers, refresh
@@ -382,6 +387,29 @@ class EmbedView:
                 self._textures[i].upload(pic)
             self._refs = {i: t.ref for i, t in self._textures.items()}
         self._upload_hovered_image()
+        self._upload_raster()
+
+    def _upload_raster(self) -> None:
+        """The panel's picture of many points: a texture of the plot's size, refilled when it repaints."""
+        p = self.panel
+        w, h = p.raster_size
+        if p.mode != IMAGES or w < 1 or h < 1:
+            return
+        if self._raster_tex is None or self._raster_tex.size != (w, h):
+            self._release_raster()
+            self._raster_tex = UiTexture(self.ctx, (w, h), 4, smooth=False)
+            p.raster_tex, p.raster_tex_size = self._raster_tex.ref, (w, h)
+        pic = p.raster
+        if pic is not None and p.raster_version != self._raster_uploaded and pic.shape[:2] == (h, w):
+            self._raster_tex.upload(pic)
+            self._raster_uploaded = p.raster_version
+
+    def _release_raster(self) -> None:
+        if self._raster_tex is not None:
+            self._raster_tex.release()
+            self._raster_tex = None
+        self.panel.raster_tex, self.panel.raster_tex_size = None, (0, 0)
+        self._raster_uploaded = -1
 
     def _upload_hovered_image(self) -> None:
         p, job = self.panel, self._job

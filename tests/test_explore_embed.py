@@ -33,7 +33,7 @@ from PIL import Image
 
 from engine.app import App
 from engine.config import AppConfig
-from engine.ui.embed_panel import FILTER_RGB, FILTERS, IMAGES, SELECTED_RGB
+from engine.ui.embed_panel import FILTER_RGB, FILTERS, IMAGES, PALETTE, SELECTED_RGB
 from engine.ui.input import MOUSE_LEFT
 from engine.worker import WorkerHandle
 from engine.worker.datasets import builtin_digits
@@ -369,6 +369,32 @@ def test_images_mode_colours_by_class_and_a_click_draws_the_image(app, digits, t
     x0, y0, x1, y1 = (int(v) for v in p.plot_rect)
     colours = {tuple(c) for c in (img[y0:y1, x0:x1].reshape(-1, 3) // 32).tolist()}
     assert len(colours) > 10, "the points are not coloured by class"
+
+    # From raster_min_points on, the points go out as one picture: the same squares where the markers were.
+    assert not p.rastered, "1,797 points are drawn as markers by default"
+    p.raster_min_points = 1000
+    for _ in range(3):  # the texture is made the first frame, painted and shown the next
+        frame(app)
+    assert p.rastered and p.raster is not None and p.raster.shape[:2] == p.raster_size[::-1]
+    pic = app.read_pixels()
+    save(np.concatenate([img[y0:y1, x0:x1], pic[y0:y1, x0:x1]], axis=1), tmp_path, "raster_vs_markers")
+    a, b = img[y0:y1, x0:x1].astype(int), pic[y0:y1, x0:x1].astype(int)
+    differ = (np.abs(a - b).max(-1) > 60).mean()
+    assert differ < 0.03, f"the picture differs from the markers on {100 * differ:.1f}% of the plot"
+    coloured = [
+        (np.abs(x - x.reshape(-1, 3)[0]).max(-1) > 60).sum() for x in (a, b)
+    ]  # vs the plot's background
+    assert 0.7 < coloured[1] / coloured[0] < 1.4, f"points cover {coloured} pixels (markers, picture)"
+    # Isolated points show their class colour at their centre.
+    px = p.to_pixels(p.positions())
+    near = np.hypot(*(px[:, None, :] - px[None, :, :]).transpose(2, 0, 1))
+    np.fill_diagonal(near, np.inf)
+    lonely = np.flatnonzero(near.min(1) > 4)[:20]  # farther than a square (3 px) from any other
+    assert len(lonely) >= 3
+    for i in lonely:
+        x, y = px[i]
+        want = np.array(PALETTE[int(p.labels[i])]) * 255
+        assert np.abs(pic[int(y), int(x)].astype(int) - want).max() <= 40, f"point {i} at {x:.0f},{y:.0f}"
 
     # Hover: the tooltip texture holds the image; a click puts it on the pad and through the network.
     images = torch.cat([digits.x_val, digits.x_train]).numpy()

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from imgui_bundle import imgui, implot
 
+from engine.ui.point_raster import rasterize, square_side
 from engine.ui.widgets import TextureLike, as_texture_ref
 from engine.worker.embed_handle import IMAGES, KIND_LABELS, KINDS
 
@@ -120,6 +121,18 @@ class EmbedPanelState:
     plot_scale: tuple[float, float] = (1.0, -1.0)
     plot_rect: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # x0, y0, x1, y1 in pixels
     widget_centers: dict[str, tuple[float, float]] = field(default_factory=dict)  # control -> pixel (tests)
+    # -- many points as one picture (images mode; engine/ui/point_raster.py) ---------------------------
+    raster_min_points: int = 2000  # from this many points on, they are painted into `raster_tex`
+    raster_tex: TextureLike | None = None  # set by the scene: the texture it uploads `raster` into
+    raster_tex_size: tuple[int, int] = (0, 0)  # that texture's size in pixels
+    raster_size: tuple[int, int] = (0, 0)  # the plot area in framebuffer pixels: the size the scene makes
+    raster: np.ndarray | None = (
+        None  # (h, w, 4) uint8, the points painted this frame, for the scene to upload
+    )
+    raster_version: int = 0  # counts new `raster` pictures
+    rastered: bool = False  # this frame's points went out as a picture (False: as ImPlot markers)
+    _raster_key: tuple | None = None
+    _raster_colors: np.ndarray | None = None  # (n, 4) uint8 per point, by class (made in show())
 
     # -- what the scene calls ------------------------------------------------------------------------
     @property
@@ -175,8 +188,12 @@ class EmbedPanelState:
             self._by_class = [
                 np.flatnonzero(self.labels == c) for c in range(int(self.labels.max(initial=-1)) + 1)
             ]
+            rgb = np.array([PALETTE[c % len(PALETTE)] for c in range(len(PALETTE))]) * 255.0 + 0.5
+            rgba = np.concatenate([rgb, np.full((len(PALETTE), 1), 255.0)], axis=1).astype(np.uint8)
+            self._raster_colors = rgba[np.clip(self.labels, 0, None) % len(PALETTE)]
         else:
-            self._by_class = []
+            self._by_class, self._raster_colors = [], None
+        self._raster_key = None
         if self.hovered is not None and not bool((ids == self.hovered).any()):
             self.hovered = None
 
@@ -421,7 +438,8 @@ def _plot(state: EmbedPanelState, textures: Textures) -> None:
     flags = implot.Flags_.no_mouse_text | implot.Flags_.no_box_select | implot.Flags_.equal
     if not images:
         flags |= implot.Flags_.no_legend
-    if state._fit and len(state.ids):
+    fitting = state._fit and len(state.ids)
+    if fitting:
         implot.set_next_axes_to_fit()
         state._fit = False
     # Fitting leaves a margin, so the outermost points are not cut in half by the frame.
@@ -437,9 +455,13 @@ def _plot(state: EmbedPanelState, textures: Textures) -> None:
         implot.setup_legend(implot.Location_.north_east)
     pts = state.positions().astype(np.float64)
     xs, ys = np.ascontiguousarray(pts[:, 0]), np.ascontiguousarray(pts[:, 1])
+    state.rastered = False
     if images and state._by_class:
         size = max(2.0, state.marker_size - 2.5)
-        for c, idx in enumerate(state._by_class):
+        # Many points: one picture (a fit needs ImPlot to see every point, so that frame draws markers).
+        if len(xs) >= state.raster_min_points and not fitting:
+            state.rastered = _plot_raster(state, xs, ys, size)
+        for c, idx in enumerate(state._by_class if not state.rastered else ()):
             if len(idx) == 0:
                 continue
             name = state.class_names[c] if c < len(state.class_names) else str(c)
@@ -467,6 +489,54 @@ def _plot(state: EmbedPanelState, textures: Textures) -> None:
     implot.pop_style_var()  # after end_plot: the fit happens there
     if hovered is not None:
         _tooltip(state, hovered, textures, images)
+
+
+def _plot_raster(state: EmbedPanelState, xs: np.ndarray, ys: np.ndarray, size: float) -> bool:
+    """The images as one picture over the current axis limits (point_raster.py says why); False when the
+    scene has no texture of the plot's size yet (it makes one from `raster_size`), and markers are drawn.
+
+    Each class still gets a one-point ImPlot item, for its legend entry; a class hidden from the legend
+    is left out of the picture."""
+    implot.setup_finish()  # limits and plot size are final from here on
+    lim, psize = implot.get_plot_limits(), implot.get_plot_size()
+    fb = imgui.get_io().display_framebuffer_scale
+    w, h = int(round(psize.x * fb.x)), int(round(psize.y * fb.y))
+    state.raster_size = (w, h)
+    if state.raster_tex is None or state.raster_tex_size != (w, h) or w < 1 or h < 1:
+        return False
+    shown = []
+    for c, idx in enumerate(state._by_class):
+        if len(idx) == 0:
+            continue
+        name = state.class_names[c] if c < len(state.class_names) else str(c)
+        rgb = PALETTE[c % len(PALETTE)]
+        first = idx[:1]
+        implot.plot_scatter(
+            name, np.ascontiguousarray(xs[first]), np.ascontiguousarray(ys[first]), _dot_spec(rgb, size)
+        )
+        item = implot.internal.get_item(name)
+        if item is None or item.show:
+            shown.append(c)
+    limits = (lim.x.min, lim.x.max, lim.y.min, lim.y.max)
+    side = square_side(size, fb.x)
+    key = (state._t, id(state._to), limits, (w, h), side, tuple(shown))
+    if key != state._raster_key:
+        state._raster_key = key
+        # Class by class, as the markers are drawn: a later class covers an earlier one.
+        keep = np.concatenate([state._by_class[c] for c in shown]) if shown else np.zeros(0, np.int64)
+        state.raster = rasterize(xs[keep], ys[keep], state._raster_colors[keep], limits, (w, h), side)
+        state.raster_version += 1
+    implot.plot_image(
+        "##points",
+        as_texture_ref(state.raster_tex),
+        implot.Point(lim.x.min, lim.y.min),
+        implot.Point(lim.x.max, lim.y.max),
+    )
+    if implot.is_plot_hovered() and imgui.is_mouse_double_clicked(imgui.MouseButton_.left):
+        state._fit = (
+            True  # ImPlot's double-click fit would fit the picture, not the points: fit them next frame
+        )
+    return True
 
 
 def _ring(state: EmbedPanelState, xs: np.ndarray, ys: np.ndarray, point_id: int | None, rgb, size) -> None:
