@@ -4,9 +4,9 @@ by one layer while the whole scene keeps drawing and answering drawings.
     python tools/bench_explore_embed.py [--data-dir DIR] [--images 20000] [--layer fc2] [--json OUT.json]
 
 `bench_explore_images(data_dir, n, layer, size)` runs the ExploreScene offscreen (LeNet, every panel, the
-Embedding window opened in images mode after the idle frames) paced at 60 Hz, with a new drawing submitted every 6th frame, and
-measures, per phase (idle before the job; the worker computing activations; the t-SNE process placing the
-points; idle again once the layout is final):
+Embedding window opened in images mode after the idle frames) paced at 60 Hz, with a new drawing submitted
+every 6th frame, and measures, per phase (idle before the job; the worker computing activations; the
+t-SNE process placing the points; idle again once the layout is final):
   frame time p50 / p99 (each frame timed up to glFinish: a headless frame has no swap to wait for),
   drawing -> activations on screen (submit to the result read by the scene), p50 / p99,
   and overall: seconds to the vectors, to the first partial layout, to the final one; the worker's slowest
