@@ -11,7 +11,9 @@ Sections (`--only NAME...`; all by default):
   * time from launch to first frame and to first activations (target first frame <= 2 s);
   * the GL renderer string and the CPU;
   * hover cost per hover change (pick + edges + upload), the training scene's frame time and training
-    throughput with the visualization on vs a bare torch loop, and t-SNE embedding times.
+    throughput with the visualization on vs a bare torch loop, and t-SNE embedding times;
+  * the explorer's frame time and drawing latency while 20,000 digits are embedded (`--data-dir` with
+    MNIST; without it the 1,797 built-in digits).
 Targets live here and in docs/BENCHMARKS.md, never in timed tests.  The machines are noisy: each
 figure is the median over repeats.
 """
@@ -139,10 +141,10 @@ def bench_startup(repeats: int) -> dict:
     }
 
 
-SECTIONS = ("latency", "explore", "render", "startup", "hover", "training", "embed")
+SECTIONS = ("latency", "explore", "render", "startup", "hover", "training", "embed", "explore_embed")
 
 
-def run_section(name: str, quick: bool, skip_big: bool) -> dict | list:
+def run_section(name: str, quick: bool, skip_big: bool, data_dir: str | None = None) -> dict | list:
     if name == "latency":
         r = bench_latency(300 if quick else 2000, 1 if quick else 3)
         print(f"  p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms")
@@ -191,6 +193,12 @@ def run_section(name: str, quick: bool, skip_big: bool) -> dict | list:
         r = bench_all(quick=quick)
         print(format_embed(r))
         return r
+    if name == "explore_embed":
+        from bench_explore_embed import bench_explore_images, format_results
+
+        r = bench_explore_images(data_dir, 2_000 if quick else 20_000)
+        print(format_results(r))
+        return r
     raise SystemExit(f"unknown section {name!r} (choose from {', '.join(SECTIONS)})")
 
 
@@ -200,6 +208,10 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="fewer frames and repeats (a smoke run)")
     p.add_argument("--skip-big", action="store_true", help="leave out the 100k / 1M layouts")
     p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
+    p.add_argument(
+        "--data-dir",
+        help="explore_embed: a torchvision MNIST root (DIR/MNIST/raw/); else the built-in digits",
+    )
     args = p.parse_args()
     results: dict = {
         "cpu": cpu_name(),
@@ -213,7 +225,7 @@ def main() -> None:
     ctx.release()
     for name in args.only:
         print(f"== {name}", flush=True)
-        results[name] = run_section(name, args.quick, args.skip_big)
+        results[name] = run_section(name, args.quick, args.skip_big, args.data_dir)
         if args.json:  # keep what is done even if a later section fails
             Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     print(f"GL: {results['gl_renderer']}\nCPU: {results['cpu']}")
