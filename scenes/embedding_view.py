@@ -43,7 +43,7 @@ from engine.gpu.imgui_renderer import UiTexture
 from engine.graph.spec import NetSpec
 from engine.ui.embed_panel import FILTERS, IMAGES, EmbedPanelState, thumbnails
 from engine.worker.embed_handle import EmbedConfig, EmbedHandle, EmbedResult
-from engine.worker.train_handle import ImagesJob
+from engine.worker.images_job import ImagesJob
 from engine.worker.train_protocol import FilterData
 
 

@@ -42,7 +42,6 @@ import atexit
 import functools
 import multiprocessing as mp
 import os
-import threading
 import time
 import weakref
 from collections import deque
@@ -54,9 +53,9 @@ import numpy as np
 from engine.graph.spec import NetSpec
 from engine.worker import protocol as P
 from engine.worker import train_protocol as T  # the filter / images layouts both workers share
+from engine.worker.images_job import ImagesJob, ImagesJobs
 from engine.worker.process import worker_main
 from engine.worker.shm import Slot
-from engine.worker.train_handle import ImagesJob
 
 # States of the handle's side of the load handshake.
 STOPPED = "stopped"  # no worker process
@@ -75,8 +74,10 @@ class DrawingFilters(T.FilterData):
     seq: int = -1  # the submit() number of the drawing they were computed for
 
 
-class WorkerHandle:
+class WorkerHandle(ImagesJobs):
     """Runs one torch worker process for the render loop; see the module docstring for the frame loop."""
+
+    _copy_thread_name = "explore-images-copy"
 
     def __init__(
         self,
@@ -393,24 +394,6 @@ class WorkerHandle:
             self._wait_once(deadline, "the image set did not load")
         return self.image_data
 
-    def wait_images(self, timeout: float = 120.0) -> ImagesJob:
-        """Blocking helper for tools and tests: the newest images job once done (RuntimeError if failed)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            self._finish_images()
-            job = self.images
-            if job is None or not job.active:
-                break
-            if job.state == "copying":
-                job._copier.join(max(deadline - time.monotonic(), 0.0))
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the images job's copy did not finish")
-                continue
-            self._wait_once(deadline, "images job not done")
-        if job is None or job.state != "done":
-            raise RuntimeError(f"images job {getattr(job, 'state', 'missing')}: {getattr(job, 'error', '')}")
-        return job
-
     def _wait_once(self, deadline: float, what: str) -> None:
         if self._conn is None or not self.alive:
             raise RuntimeError(f"{what}: {self.error or 'the network process is not running'}")
@@ -459,41 +442,6 @@ class WorkerHandle:
             self.image_error = str(info["error"])
         else:
             self.image_data = dict(info)
-
-    def _on_image_msg(self, msg: tuple) -> None:
-        job = self.images
-        if job is None or job.cmd != msg[1] or not job.active:
-            return  # a job dropped here already
-        tag = msg[0]
-        if tag == P.IMG_ATTACHED:
-            job._slot.unlink()  # both sides have it mapped now
-            job.state = "computing"
-        elif tag == P.IMG_PROGRESS:
-            job.fraction = msg[2]
-        elif tag == P.IMG_DONE:
-            job.fraction, job.seconds = 1.0, float(msg[2]["seconds"])
-            self.images_meta = dict(msg[2])  # worker time, batches, the slowest batch (benchmarks)
-            job.state = "copying"
-            job._copier = threading.Thread(target=job._copy_out, name="explore-images-copy", daemon=True)
-            job._copier.start()
-
-    def _finish_images(self) -> None:
-        """Once the copy thread is done: close the segment, hand out the arrays."""
-        job = self.images
-        if job is not None and job.state == "copying" and not job._copier.is_alive():
-            job._release()
-            job.state = "done"
-
-    def _fail_images(self, job: ImagesJob, text: str) -> None:
-        job._release()
-        job.state, job.error = "failed", text
-
-    def _drop_images(self, state: str) -> None:
-        job = self.images
-        if job is not None:
-            job._release()
-            if job.active:
-                job.state = state
 
     def _end_embed_jobs(self, why: str) -> None:
         """The worker forgets its embedding jobs (a model switch, a dead worker): say so to whoever waits."""

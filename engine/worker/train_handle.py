@@ -41,20 +41,18 @@ from __future__ import annotations
 
 import atexit
 import functools
-import math
 import multiprocessing as mp
 import os
-import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from engine.graph.spec import NetSpec
 from engine.worker import train_protocol as T
+from engine.worker.images_job import ImagesJob, ImagesJobs
 from engine.worker.shm import Slot
 from engine.worker.train_process import DEFAULTS, train_main
 
@@ -65,52 +63,10 @@ READY = "ready"  # snapshots flow
 KEEP_FILTERS = 16  # FilterData kept in `filters` (nobody reads old ones)
 
 
-@dataclass
-class ImagesJob:
-    """An embed_images job seen from the render side; arrays appear when `state` is "done"."""
-
-    cmd: int
-    layer: str
-    n: int  # images: held-out ones first (ids 0..n_val-1), then training images
-    d: int  # values per image vector
-    n_val: int  # of the n, this many are held-out images (id i < n_val: held-out image i)
-    include_train: bool
-    layout: T.ImagesLayout
-    state: str = "starting"  # "starting", "computing", "copying", "done", "failed", "cancelled"
-    fraction: float = 0.0  # of the activations computed in the worker
-    error: str = ""
-    step: int = -1  # training step of the weights used
-    seconds: float = math.nan  # worker time
-    vectors: np.ndarray | None = None  # (n, d) float32
-    labels: np.ndarray | None = None  # (n,) int64
-    images: np.ndarray | None = None  # (n, C, H, W) uint8
-    _slot: Slot | None = field(default=None, repr=False)
-    _copier: threading.Thread | None = field(default=None, repr=False)
-
-    @property
-    def active(self) -> bool:
-        return self.state in ("starting", "computing", "copying")
-
-    def _copy_out(self) -> None:
-        """Thread body: numpy copies release the GIL, so the render loop keeps drawing meanwhile."""
-        payload, lay = self._slot.payload, self.layout
-        self.vectors = payload[lay.vectors].reshape(lay.n, lay.d).copy()
-        self.labels = payload[lay.labels].astype(np.int64)
-        self.images = lay.pixel_view(payload).copy()
-        del payload
-
-    def _release(self) -> None:
-        if self._copier is not None:
-            self._copier.join()  # it reads the mapping: never unmap under it
-            self._copier = None
-        if self._slot is not None:
-            self._slot.unlink()  # no-op once unlinked after IMG_ATTACHED
-            self._slot.close()
-            self._slot = None
-
-
-class TrainHandle:
+class TrainHandle(ImagesJobs):
     """Runs one training worker for the render loop; see the module docstring for the frame loop."""
+
+    _copy_thread_name = "train-images-copy"
 
     def __init__(
         self,
@@ -170,6 +126,7 @@ class TrainHandle:
         self.last: T.TrainSnapshot | None = None  # newest snapshot handed out
         self.filters: dict[int, T.FilterData] = {}  # embed_filters command id -> its vectors
         self.images: ImagesJob | None = None  # the newest embed_images job
+        self.images_meta: dict = {}  # what the worker said of the last finished one
         self._fail_streak = 0
         self._next_restart = 0.0
         self._closed = False
@@ -396,24 +353,6 @@ class TrainHandle:
             self._wait_once(deadline, f"no filter vectors for command {cmd_id}")
         return self.filters[cmd_id]
 
-    def wait_images(self, timeout: float = 120.0) -> ImagesJob:
-        """Block until the newest images job is done (RuntimeError if it failed)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            self._finish_images()
-            job = self.images
-            if job is None or not job.active:
-                break
-            if job.state == "copying":
-                job._copier.join(max(deadline - time.monotonic(), 0.0))
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the images job's copy did not finish")
-                continue
-            self._wait_once(deadline, "images job not done")
-        if job is None or job.state != "done":
-            raise RuntimeError(f"images job {getattr(job, 'state', 'missing')}: {getattr(job, 'error', '')}")
-        return job
-
     def _wait_once(self, deadline: float, what: str) -> None:
         if self._conn is None or not self.alive:
             self._drain()
@@ -482,7 +421,7 @@ class TrainHandle:
         elif tag == T.FILTERS:
             self._on_filters(msg[1], msg[2], msg[3])
         elif tag in (T.IMG_ATTACHED, T.IMG_PROGRESS, T.IMG_DONE, T.IMG_FAILED):
-            self._on_images(msg)
+            self._on_image_msg(msg)
         if tag == T.REPLY and not msg[2]:
             job = self.images
             if job is not None and job.cmd == msg[1] and job.active:
@@ -499,42 +438,6 @@ class TrainHandle:
         self.filters[cmd_id] = T.unpack_filters(lay, buf, cmd_id, self.spec_version, meta)
         while len(self.filters) > KEEP_FILTERS:
             del self.filters[next(iter(self.filters))]
-
-    def _on_images(self, msg: tuple) -> None:
-        job = self.images
-        if job is None or job.cmd != msg[1] or not job.active:
-            return  # a job dropped here already
-        tag = msg[0]
-        if tag == T.IMG_ATTACHED:
-            job._slot.unlink()  # both sides have it mapped now
-            job.state = "computing"
-        elif tag == T.IMG_PROGRESS:
-            job.fraction = msg[2]
-        elif tag == T.IMG_DONE:
-            job.fraction, job.step, job.seconds = 1.0, int(msg[2]["step"]), float(msg[2]["seconds"])
-            job.state = "copying"
-            job._copier = threading.Thread(target=job._copy_out, name="train-images-copy", daemon=True)
-            job._copier.start()
-        elif tag == T.IMG_FAILED:
-            self._fail_images(job, msg[2])
-
-    def _finish_images(self) -> None:
-        """Once the copy thread is done: close the segment, hand out the arrays."""
-        job = self.images
-        if job is not None and job.state == "copying" and not job._copier.is_alive():
-            job._release()
-            job.state = "done"
-
-    def _fail_images(self, job: ImagesJob, text: str) -> None:
-        job._release()
-        job.state, job.error = "failed", text
-
-    def _drop_images(self, state: str) -> None:
-        job = self.images
-        if job is not None:
-            job._release()
-            if job.active:
-                job.state = state
 
     def _on_spec(self, version: int, spec: NetSpec, info: dict) -> None:
         self._worker_version = version

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from engine.graph.spec import NetSpec
 from engine.ui.embed_panel import EmbedPanelState
 from engine.worker.handle import WorkerHandle
-from engine.worker.train_handle import ImagesJob
+from engine.worker.images_job import ImagesJob
 from engine.worker.train_protocol import FilterData
 from scenes.embedding_view import EmbedView
 

@@ -15,7 +15,7 @@ from imgui_bundle import imgui, implot
 from engine.gpu import colormaps
 from engine.graph.explain import Explanation, fmt, formula_lines, node_label, position_text
 from engine.ui.embed_panel import FILTERS, IMAGES, Textures, gui_embed
-from engine.ui.widgets import TextureLike, image
+from engine.ui.widgets import TextureLike, help_marker, image
 from scenes.explore.morph import MorphState, gui_morph
 from scenes.explore.pad import PadState, gui_pad
 from scenes.explore.robustness import RobustnessState, gui_robustness
@@ -367,7 +367,7 @@ def gui_embedding_panel(state: ExploreState, textures: Textures, scale: float, l
     if panel.mode == FILTERS and panel.layers:
         _, state.embed_follow = imgui.checkbox("follow the drawing", state.embed_follow)
         imgui.same_line()
-        _help(
+        help_marker(
             "Filter gradients, activation maps and activation gradients are for the drawing on the pad: with "
             "this on they refresh when a stroke ends (the layout moves from where it was).  Filter "
             "coefficients are the same for every drawing.  A drawing has no label, so the gradients are of "
@@ -380,7 +380,7 @@ def gui_embedding_panel(state: ExploreState, textures: Textures, scale: float, l
     elif panel.mode == IMAGES:
         _, state.embed_include_train = imgui.checkbox("add training images", state.embed_include_train)
         imgui.same_line()
-        _help(
+        help_marker(
             "Test images come first, then training images up to the count chosen: MNIST has 10,000 test "
             "images, so 20,000 points need training images too.  Hover a point to see the image; click it "
             "to put the image on the drawing pad."
@@ -390,7 +390,7 @@ def gui_embedding_panel(state: ExploreState, textures: Textures, scale: float, l
         if state.embed_data_note:
             _wrapped(state.embed_data_note)
             imgui.same_line()
-            _help(
+            help_marker(
                 f"{state.embed_data_reason}.  With MNIST's IDX files in DATA_DIR/MNIST/raw/, "
                 "--data-dir DATA_DIR embeds its 10,000 test and 60,000 training digits."
             )
@@ -403,12 +403,3 @@ def _wrapped(text: str) -> None:
     imgui.push_text_wrap_pos(0.0)
     imgui.text_colored(_DIM_RGBA, text)
     imgui.pop_text_wrap_pos()
-
-
-def _help(text: str) -> None:
-    imgui.text_disabled("(?)")
-    if imgui.begin_item_tooltip():
-        imgui.push_text_wrap_pos(imgui.get_font_size() * 28)
-        imgui.text(text)
-        imgui.pop_text_wrap_pos()
-        imgui.end_tooltip()

@@ -19,7 +19,8 @@ from __future__ import annotations
 from engine.graph.spec import NetSpec
 from engine.ui.embed_panel import EmbedPanelState
 from engine.worker.embed_handle import EmbedHandle
-from engine.worker.train_handle import ImagesJob, TrainHandle
+from engine.worker.images_job import ImagesJob
+from engine.worker.train_handle import TrainHandle
 from engine.worker.train_protocol import FilterData
 from scenes import embedding_view
 from scenes.train.state import TrainState
