@@ -29,12 +29,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from gl_helpers import gl_context
-from PIL import Image
+from ui_driver import TIMEOUT, click, colour_count, embed_shown, frame, frames_until, move, save
 
 from engine.app import App
 from engine.config import AppConfig
 from engine.ui.embed_panel import FILTER_RGB, FILTERS, IMAGES, PALETTE, SELECTED_RGB
-from engine.ui.input import MOUSE_LEFT
 from engine.worker import WorkerHandle
 from engine.worker.datasets import builtin_digits
 from engine.worker.embed_handle import KINDS
@@ -44,8 +43,7 @@ from scenes.explore.run import wait_until_ready
 from scenes.explore.scene import ExploreScene
 
 ROOT = Path(__file__).resolve().parents[1]
-SCREENS = ROOT / "out" / "screens"
-TIMEOUT = 120.0  # fresh workers import torch on 2 shared cores; waits only bound how long a failure takes
+PREFIX = "explore_embed"  # screenshots: out/screens/explore_embed_*.png
 W, H = 1600, 900  # the explorer's default window: room right of the Embedding window for the 3D view
 
 
@@ -199,49 +197,6 @@ def app(tmp_path_factory):
     assert set(list_segments(segment_prefix())) - before == set(), "shared-memory segments left behind"
 
 
-def frame(app: App) -> None:
-    app.frame()
-    app.ctx.finish()  # headless frames are not throttled by a swap; keep llvmpipe from queueing them
-
-
-def frames_until(app: App, cond, what: str, timeout: float = TIMEOUT, rest: float = 0.003) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        frame(app)
-        time.sleep(rest)
-
-
-def shown(app: App, layer: str, n: int) -> bool:
-    p = app.scene.state.embed
-    return p.shown_view == (p.kind, layer) and len(p.ids) == n and p.final and not p.animating
-
-
-def move(app: App, x: float, y: float, frames: int = 1) -> None:
-    app.headless_input.on_cursor_pos(float(x), float(y))
-    for _ in range(frames):
-        frame(app)
-
-
-def click(app: App, x: float, y: float) -> None:
-    move(app, x, y)
-    app.headless_input.on_mouse_button(MOUSE_LEFT, True, 0)
-    frame(app)
-    app.headless_input.on_mouse_button(MOUSE_LEFT, False, 0)
-    frame(app)
-
-
-def save(img: np.ndarray, tmp_path: Path, name: str) -> None:
-    Image.fromarray(img).save(tmp_path / f"{name}.png")
-    SCREENS.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(img).save(SCREENS / f"explore_embed_{name}.png")
-
-
-def colour_count(img: np.ndarray, x: float, y: float, rgb, radius: int = 9, tol: int = 40) -> int:
-    patch = img[max(int(y) - radius, 0) : int(y) + radius + 1, max(int(x) - radius, 0) : int(x) + radius + 1]
-    return int((np.abs(patch.astype(int) - np.array(rgb) * 255).max(-1) <= tol).sum())
-
-
 def map_centre(scene: ExploreScene, layer: str, f: int) -> tuple[float, float]:
     """Where the middle node of map `f` of `layer` is drawn on screen (framebuffer pixels)."""
     x = scene.spec.layer(layer)
@@ -259,7 +214,7 @@ def visible_map(scene: ExploreScene, layer: str) -> int:
 def test_filters_window_renders_and_a_click_selects_the_map_in_3d(app, tmp_path):
     scene, st = app.scene, app.scene.state
     p, view = st.embed, scene.embedding
-    frames_until(app, lambda: shown(app, "conv1", 6), "conv1's layout")
+    frames_until(app, lambda: embed_shown(app, "conv1", 6), "conv1's layout")
     assert sorted(p.ids.tolist()) == list(range(6)) and np.isfinite(p.positions()).all()
     assert view._data.label == int(np.argmax(st.probabilities)), "gradients against the top guess"
     assert "top guess" in p.kind_notes["filter_gradients"] and "top guess" in p.status
@@ -277,7 +232,7 @@ def test_filters_window_renders_and_a_click_selects_the_map_in_3d(app, tmp_path)
     move(app, x, y, frames=3)
     assert p.hovered == f
     img = app.read_pixels()
-    save(img, tmp_path, "hover")
+    save(img, tmp_path, PREFIX, "hover")
     below = img[int(y) + 10 : int(y) + 160, int(x) : int(x) + 240].reshape(-1, 3).astype(int)
     centre = np.round(view._thumbs[f][2, 2] * 255).astype(int)  # grey: conv1 filters have one channel
     assert (np.abs(below - centre).max(-1) <= 3).sum() > 50, "no picture of the filter in the tooltip"
@@ -296,7 +251,7 @@ def test_filters_window_renders_and_a_click_selects_the_map_in_3d(app, tmp_path)
     frame(app)
     bare = app.read_pixels()
     scene._outline_key = None  # draw it again from the next frame on
-    save(outlined, tmp_path, "selected")
+    save(outlined, tmp_path, PREFIX, "selected")
     cx, cy = map_centre(scene, "conv1", f)
     diff = np.abs(outlined.astype(int) - bare.astype(int)).max(-1) > 60
     near = diff[int(cy) - 60 : int(cy) + 60, int(cx) - 80 : int(cx) + 80]
@@ -312,11 +267,11 @@ def test_a_click_on_a_conv_map_in_3d_rings_its_point(app, tmp_path):
     click(app, *map_centre(scene, "conv2", f))
     conv2 = scene.spec.layer("conv2")
     assert conv2.start + f * 100 <= st.selected < conv2.start + (f + 1) * 100
-    frames_until(app, lambda: shown(app, "conv2", 16), "conv2's layout after the 3D pick")
+    frames_until(app, lambda: embed_shown(app, "conv2", 16), "conv2's layout after the 3D pick")
     assert p.layer == "conv2" and p.selected_filter == f
     move(app, W - 5, 5, frames=2)
     img = app.read_pixels()
-    save(img, tmp_path, "ringed")
+    save(img, tmp_path, PREFIX, "ringed")
     rx, ry = p.pixel_of(f)
     assert colour_count(img, rx, ry, SELECTED_RGB) > 4, "the filter picked in 3D has no ring"
     far = [i for i in range(16) if np.hypot(*np.subtract(p.pixel_of(i), (rx, ry))) > 20]
@@ -328,18 +283,20 @@ def test_drawing_dependent_kinds_follow_the_drawing(app):
     p, view = st.embed, scene.embedding
     click(app, *p.widget_centers["activations"])
     assert p.kind == "activations"
-    frames_until(app, lambda: shown(app, "conv2", 16) and view._data.seq == scene.sent_seq, "activations")
+    frames_until(
+        app, lambda: embed_shown(app, "conv2", 16) and view._data.seq == scene.sent_seq, "activations"
+    )
     before, seq0 = view._data.vectors["activations"].copy(), view._data.seq
     scene.pad.set_image(drawing(2))  # what a stroke's end does
     frames_until(
         app,
-        lambda: view._data.seq > seq0 and view._data.seq == scene.sent_seq and shown(app, "conv2", 16),
+        lambda: view._data.seq > seq0 and view._data.seq == scene.sent_seq and embed_shown(app, "conv2", 16),
         "a layout for the new drawing",
     )
     assert not np.allclose(view._data.vectors["activations"], before)
     # Coefficients do not change with the drawing: no request for a new one.
     click(app, *p.widget_centers["coefficients"])
-    frames_until(app, lambda: shown(app, "conv2", 16) and view._cmd is None, "coefficients")
+    frames_until(app, lambda: embed_shown(app, "conv2", 16) and view._cmd is None, "coefficients")
     seq = view._data.seq
     scene.pad.set_image(drawing(3))
     frames_until(app, lambda: scene.ready, "the new drawing's result")
@@ -377,7 +334,9 @@ def test_images_mode_colours_by_class_and_a_click_draws_the_image(app, digits, t
         frame(app)
     assert p.rastered and p.raster is not None and p.raster.shape[:2] == p.raster_size[::-1]
     pic = app.read_pixels()
-    save(np.concatenate([img[y0:y1, x0:x1], pic[y0:y1, x0:x1]], axis=1), tmp_path, "raster_vs_markers")
+    save(
+        np.concatenate([img[y0:y1, x0:x1], pic[y0:y1, x0:x1]], axis=1), tmp_path, PREFIX, "raster_vs_markers"
+    )
     a, b = img[y0:y1, x0:x1].astype(int), pic[y0:y1, x0:x1].astype(int)
     differ = (np.abs(a - b).max(-1) > 60).mean()
     assert differ < 0.03, f"the picture differs from the markers on {100 * differ:.1f}% of the plot"
@@ -405,7 +364,7 @@ def test_images_mode_colours_by_class_and_a_click_draws_the_image(app, digits, t
     pixels = np.frombuffer(view._hover_tex.texture.read(), np.uint8).reshape(28, 28)
     np.testing.assert_array_equal(pixels, images[hovered][0])
     frame(app)
-    save(app.read_pixels(), tmp_path, "images")
+    save(app.read_pixels(), tmp_path, PREFIX, "images")
     seq = scene.sent_seq
     click(app, *p.pixel_of(hovered))
     frames_until(app, lambda: scene.sent_seq > seq and scene.ready, "the clicked image's result")
@@ -422,7 +381,7 @@ def test_mlp_filters_mode_says_there_are_no_conv_layers(app, tmp_path):
     frame(app)
     assert p.layers == [] and p.status == "" and not len(p.ids)  # the panel says "no conv layers"
     assert p.image_layers == ["input", "fc1", "fc2", "output"] and p.image_layer == "fc2"
-    save(app.read_pixels(), tmp_path, "mlp")
+    save(app.read_pixels(), tmp_path, PREFIX, "mlp")
     st.model = "lenet"
     frames_until(app, lambda: scene.spec.model == "lenet" and scene.ready, "LeNet again")
 

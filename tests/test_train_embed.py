@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +27,10 @@ import pytest
 import torch
 from gl_helpers import gl_context
 from PIL import Image
+from ui_driver import click, colour_count, embed_shown, frame, frames_until, move, save
 
 from engine.app import App
 from engine.ui.embed_panel import FILTER_RGB, IMAGES, SELECTED_RGB
-from engine.ui.input import MOUSE_LEFT
 from engine.worker.datasets import builtin_digits
 from engine.worker.embed_handle import KINDS
 from engine.worker.embed_vectors import filter_vectors
@@ -42,9 +41,8 @@ from scenes.train.state import TrainConfig
 
 pytestmark = pytest.mark.gl
 W, H = 1280, 720
-TIMEOUT = 120.0  # a fresh worker imports torch on 2 shared cores; waits only bound how long a failure takes
 ROOT = Path(__file__).resolve().parents[1]
-SCREENS = ROOT / "out" / "screens"
+PREFIX = "train_embed"  # screenshots: out/screens/train_embed_*.png
 
 
 @pytest.fixture(scope="module")
@@ -64,72 +62,29 @@ def digits():
     return builtin_digits(channels=3)  # what the worker trains on for dataset="digits"
 
 
-def frame(app: App) -> None:
-    app.frame()
-    app.ctx.finish()  # headless frames are not throttled by a swap; keep llvmpipe from queueing them
-
-
-def frames_until(app: App, cond, what: str, timeout: float = TIMEOUT, rest: float = 0.003) -> int:
-    """Frames until `cond()`; `rest` seconds between frames leave the CPU to the other processes."""
-    deadline, n = time.monotonic() + timeout, 0
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        frame(app)
-        n += 1
-        time.sleep(rest)
-    return n
-
-
-def shown(app: App, layer: str, n: int) -> bool:
-    """The panel shows the final layout of `n` filters of `layer` (animation over)."""
-    p = app.scene.state.embed
-    return p.shown_view == (p.kind, layer) and len(p.ids) == n and p.final and not p.animating
-
-
-def move(app: App, x: float, y: float, frames: int = 1) -> None:
-    app.headless_input.on_cursor_pos(float(x), float(y))
-    for _ in range(frames):
-        frame(app)
-
-
-def click(app: App, x: float, y: float) -> None:
-    move(app, x, y)
-    app.headless_input.on_mouse_button(MOUSE_LEFT, True, 0)
-    frame(app)
-    app.headless_input.on_mouse_button(MOUSE_LEFT, False, 0)
-    frame(app)
-
-
-def save(img: np.ndarray, tmp_path: Path, name: str) -> None:
-    Image.fromarray(img).save(tmp_path / f"{name}.png")
-    SCREENS.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(img).save(SCREENS / f"train_embed_{name}.png")
-
-
-def colour_count(img: np.ndarray, x: float, y: float, rgb, radius: int = 9, tol: int = 40) -> int:
-    patch = img[max(int(y) - radius, 0) : int(y) + radius + 1, max(int(x) - radius, 0) : int(x) + radius + 1]
-    return int((np.abs(patch.astype(int) - np.array(rgb) * 255).max(-1) <= tol).sum())
-
-
 def test_filter_points_and_ids_follow_surgery(app):
     scene, st = app.scene, app.scene.state
     p, view = st.embed, scene.embedding
-    frames_until(app, lambda: shown(app, "conv1", 16), "the first layout (conv1)")
+    frames_until(app, lambda: embed_shown(app, "conv1", 16), "the first layout (conv1)")
     assert sorted(p.ids.tolist()) == list(range(16)) and np.isfinite(p.positions()).all()
     assert list(view._data.ids) == list(range(16))
 
     p.layer = "conv2"
     p.request_refresh()
-    frames_until(app, lambda: shown(app, "conv2", 20), "conv2's layout")
+    frames_until(app, lambda: embed_shown(app, "conv2", 20), "conv2's layout")
 
     st.request("add_filter", layer=1)
-    frames_until(app, lambda: st.widths[1] == 21 and shown(app, "conv2", 21), "a point for the new filter")
+    frames_until(
+        app, lambda: st.widths[1] == 21 and embed_shown(app, "conv2", 21), "a point for the new filter"
+    )
     assert sorted(p.ids.tolist()) == list(range(21)), "the panel works in filter indices"
     assert list(view._data.ids) == list(range(21)), "the new filter gets the next id"
 
     st.request("remove_filter", layer=1, filter=3)
     frames_until(
-        app, lambda: st.widths[1] == 20 and shown(app, "conv2", 20) and 3 not in view._data.ids, "the removal"
+        app,
+        lambda: st.widths[1] == 20 and embed_shown(app, "conv2", 20) and 3 not in view._data.ids,
+        "the removal",
     )
     kept = [0, 1, 2, *range(4, 21)]  # filter 4 is now index 3, ..., the added filter 20 is index 19
     assert list(view._data.ids) == kept, "ids follow the filters, not their indices"
@@ -173,14 +128,14 @@ def test_click_links_the_panel_and_the_3d_selection_both_ways(app, tmp_path):
     p, view = st.embed, scene.embedding
     p.layer = "conv1"
     p.request_refresh()
-    frames_until(app, lambda: shown(app, "conv1", 16), "conv1's layout")
+    frames_until(app, lambda: embed_shown(app, "conv1", 16), "conv1's layout")
 
     # Hover: the tooltip shows filter 7's colour picture (conv1 filters are RGB).
     x, y = p.pixel_of(7)
     move(app, x, y, frames=3)  # a tooltip is measured in its first frame and shown from the next
     assert p.hovered == 7
     img = app.read_pixels()
-    save(img, tmp_path, "hover")
+    save(img, tmp_path, PREFIX, "hover")
     centre = (view._thumbs[7][2, 2] * 255).round().astype(int)
     below = img[int(y) + 10 : int(y) + 160, int(x) : int(x) + 160].reshape(-1, 3).astype(int)
     assert (np.abs(below - centre).max(-1) <= 3).sum() > 50, "no picture of filter 7 in the tooltip"
@@ -198,11 +153,11 @@ def test_click_links_the_panel_and_the_3d_selection_both_ways(app, tmp_path):
     cx, cy = scene.camera.project(scene.geometry.centres["conv2"][10][None], W, H)[0]
     click(app, cx, cy)
     assert st.selected == (1, 10)
-    frames_until(app, lambda: shown(app, "conv2", 20), "conv2's layout after the 3D pick")
+    frames_until(app, lambda: embed_shown(app, "conv2", 20), "conv2's layout after the 3D pick")
     assert p.layer == "conv2" and p.selected_filter == 10 and not p.take_selection()
     move(app, W / 2, 40, frames=2)  # pointer away: no hover ring, no tooltip
     img = app.read_pixels()
-    save(img, tmp_path, "selected")
+    save(img, tmp_path, PREFIX, "selected")
     rx, ry = p.pixel_of(10)
     assert colour_count(img, rx, ry, SELECTED_RGB) > 4, "the point selected in 3D has no ring"
     others = [i for i in range(20) if i != 10 and np.hypot(*np.subtract(p.pixel_of(i), (rx, ry))) > 20]
@@ -248,7 +203,7 @@ def test_images_mode_progress_hover_and_monitor(app, digits, tmp_path):
     np.testing.assert_array_equal(pixels, images[hovered].transpose(1, 2, 0))
     frame(app)  # the tooltip grows to the picture's size one frame after the picture arrives
     img = app.read_pixels()
-    save(img, tmp_path, "images")
+    save(img, tmp_path, PREFIX, "images")
     x, y = p.pixel_of(hovered)
     below = img[int(y) + 10 : int(y) + 170, int(x) : int(x) + 200].reshape(-1, 3).astype(int)
     assert (below.min(-1) >= 250).sum() > 50, "no digit (white strokes) in the hover tooltip"

@@ -91,6 +91,7 @@ class EmbedPanelState:
     animation_s: float = 0.5  # seconds from the old layout to the new one
     pick_radius: float = 8.0  # pixels: how close the pointer must be to hover a point
     plot_size: tuple[float, float] = (-1.0, 320.0)  # ImPlot size; -1: the window's width
+    chrome: float = 150.0  # window units of the host window that are not the plot (fill_window, per frame)
     thumb_size: float = 96.0  # tooltip picture side in pixels
     marker_size: float = 5.0  # filter markers; images get a smaller one (many points)
 
@@ -404,6 +405,22 @@ def _controls(state: EmbedPanelState) -> None:
         _record(state, "compute")
         if clicked:
             state._refresh = True
+
+
+def fill_window(state: EmbedPanelState, min_height: float) -> float:
+    """Inside the host's window, before gui_embed: the plot takes the height the window's controls leave
+    (as measured the frame before), so resizing the window resizes the plot.  Returns the cursor's y for
+    `measure_chrome`, which the host calls after its last control."""
+    top = imgui.get_cursor_screen_pos().y
+    state.plot_size = (-1.0, max(min_height, imgui.get_content_region_avail().y - state.chrome))
+    state.plot_rect = (0.0, 0.0, 0.0, 0.0)  # set again by the panel only if it draws the plot
+    return top
+
+
+def measure_chrome(state: EmbedPanelState, top: float) -> None:
+    """After the host window's last control: how much of it is not the plot (see fill_window)."""
+    used = imgui.get_cursor_screen_pos().y - top
+    state.chrome = used - (state.plot_size[1] if state.plot_rect != (0.0, 0.0, 0.0, 0.0) else 0.0)
 
 
 def gui_embed(state: EmbedPanelState, textures: Textures = None) -> None:

@@ -14,7 +14,7 @@ from imgui_bundle import imgui, implot
 
 from engine.gpu import colormaps
 from engine.graph.explain import Explanation, fmt, formula_lines, node_label, position_text
-from engine.ui.embed_panel import FILTERS, IMAGES, Textures, gui_embed
+from engine.ui.embed_panel import FILTERS, IMAGES, Textures, fill_window, gui_embed, measure_chrome
 from engine.ui.widgets import TextureLike, help_marker, image
 from scenes.explore.morph import MorphState, gui_morph
 from scenes.explore.pad import PadState, gui_pad
@@ -359,10 +359,7 @@ def gui_embedding_panel(state: ExploreState, textures: Textures, scale: float, l
         imgui.end()
         return
     panel = state.embed
-    top = imgui.get_cursor_screen_pos().y
-    plot_h = max(80.0 * scale, imgui.get_content_region_avail().y - state.embed_chrome)
-    panel.plot_size = (-1.0, plot_h)
-    panel.plot_rect = (0.0, 0.0, 0.0, 0.0)  # set again by the panel only if it draws the plot
+    top = fill_window(panel, 80.0 * scale)
     gui_embed(panel, textures)
     if panel.mode == FILTERS and panel.layers:
         _, state.embed_follow = imgui.checkbox("follow the drawing", state.embed_follow)
@@ -394,8 +391,7 @@ def gui_embedding_panel(state: ExploreState, textures: Textures, scale: float, l
                 f"{state.embed_data_reason}.  With MNIST's IDX files in DATA_DIR/MNIST/raw/, "
                 "--data-dir DATA_DIR embeds its 10,000 test and 60,000 training digits."
             )
-    used = imgui.get_cursor_screen_pos().y - top
-    state.embed_chrome = used - (plot_h if panel.plot_rect != (0.0, 0.0, 0.0, 0.0) else 0.0)
+    measure_chrome(panel, top)
     imgui.end()
 
 

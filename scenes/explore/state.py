@@ -77,7 +77,6 @@ class ExploreState:
     embed_note: str = ""  # images mode: which images the layout shows (and why fewer than asked)
     embed_data_note: str = ""  # images mode: that the built-in digits stand in for MNIST ("" for MNIST)
     embed_data_reason: str = ""  # ... and why (where MNIST was looked for), for its tooltip
-    embed_chrome: float = 150.0  # window units of the window's content that are not the plot (per frame)
 
     def top_guesses(self, k: int = 3) -> list[tuple[str, float]]:
         if self.probabilities is None or not np.all(np.isfinite(self.probabilities)):

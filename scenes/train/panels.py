@@ -13,7 +13,7 @@ import math
 import numpy as np
 from imgui_bundle import imgui, implot
 
-from engine.ui.embed_panel import IMAGES, Textures, gui_embed
+from engine.ui.embed_panel import IMAGES, Textures, fill_window, gui_embed, measure_chrome
 from engine.ui.widgets import TextureLike, help_marker, image
 from scenes.train.state import ADADELTA_LR, OPTIMIZER_LABELS, OPTIMIZERS, Series, TrainState, progress_label
 
@@ -339,10 +339,7 @@ def gui_embedding(state: TrainState, textures: Textures, scale: float) -> None:
         imgui.end()
         return
     panel = state.embed
-    top = imgui.get_cursor_screen_pos().y
-    plot_h = max(80.0 * scale, imgui.get_content_region_avail().y - state.embed_chrome)
-    panel.plot_size = (-1.0, plot_h)
-    panel.plot_rect = (0.0, 0.0, 0.0, 0.0)  # set again by the panel only if it draws the plot
+    top = fill_window(panel, 80.0 * scale)
     gui_embed(panel, textures)
     if panel.mode == IMAGES:
         _, state.embed_include_train = imgui.checkbox("add training images", state.embed_include_train)
@@ -353,6 +350,5 @@ def gui_embedding(state: TrainState, textures: Textures, scale: float) -> None:
         )
         if state.embed_note:
             _wrapped(state.embed_note, _DIM)
-    used = imgui.get_cursor_screen_pos().y - top
-    state.embed_chrome = used - (plot_h if panel.plot_rect != (0.0, 0.0, 0.0, 0.0) else 0.0)
+    measure_chrome(panel, top)
     imgui.end()

@@ -218,7 +218,6 @@ class TrainState:
     embed: EmbedPanelState = field(default_factory=EmbedPanelState)
     embed_include_train: bool = True  # images mode: add training images after the held-out ones
     embed_note: str = ""  # images mode: which images the layout shows (and why fewer than asked)
-    embed_chrome: float = 160.0  # pixels of the window's content that are not the plot (measured per frame)
 
     def request(self, name: str, **kwargs) -> None:
         self.requests.append((name, kwargs))
