@@ -197,6 +197,32 @@ def test_refused_surgery_is_a_message_and_training_goes_on(handle):
     assert snap.activations.shape == (h.spec.total_nodes,) and snap.stats["ok"] == 1
 
 
+def test_snapshots_keep_within_their_share_of_the_worker_time():
+    """snapshot_budget caps the worker's time spent writing snapshots (its own clock and tally): at 0.005,
+    where publish_hz alone (30 a second of ~0.5-1 ms here) would spend 1.5-3 %.  Training goes on."""
+    import time
+
+    budget = 0.005
+    h = TrainHandle("digits", hyper=HYPER, val_every=VAL_EVERY, publish_hz=30.0, snapshot_budget=budget)
+    try:
+        assert h.start(START_TIMEOUT), h.error
+        h.wait_snapshot(lambda s: not s.paused and s.step > 0)
+        time.sleep(1.0)  # past the first, cold publishes
+        first = h.wait_snapshot()
+        last, end = first, time.monotonic() + 4.0
+        while time.monotonic() < end:  # read like a render loop at 60 Hz (each read allows the next)
+            snap = h.poll()
+            last = snap if snap is not None else last
+            time.sleep(1 / 60)
+        seconds = last.stats["clock"] - first.stats["clock"]
+        share = (last.stats["publish_seconds"] - first.stats["publish_seconds"]) / seconds
+        published = last.stats["publishes"] - first.stats["publishes"]
+        assert last.step > first.step and published >= 2, "training and snapshots must go on"
+        assert share <= 1.5 * budget, f"snapshots took {100 * share:.2f} % of {seconds:.1f} s ({published})"
+    finally:
+        h.close()
+
+
 def test_render_side_never_imports_torch():
     code = textwrap.dedent(
         """

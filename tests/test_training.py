@@ -279,6 +279,47 @@ def test_nan_weights_are_caught_and_rolled_back(digits: Dataset) -> None:
     _assert_restored(t, history, 2)  # copies at 0, 2, 4 -> the older kept one
 
 
+def _poison_next_update(t: Trainer) -> None:
+    """The next backward turns conv1's gradient into NaN: the update breaks the weights, its loss was fine."""
+    handle = t.model.convs[0].weight.register_hook(lambda g: torch.full_like(g, float("nan")))
+    t._poison = handle  # removed by the test once the update is done
+
+
+def test_weights_broken_by_an_update_are_caught_by_the_next_step(digits: Dataset) -> None:
+    t = Trainer(digits, Hyper(batch_size=8), replace(SMALL, good_every=2))
+    history = {0: _weights(t)}
+    _train(t, 5, history)
+    _poison_next_update(t)
+    assert t.step()["ok"], "the loss of the poisoned step itself was finite"
+    t._poison.remove()
+    assert not torch.isfinite(t.model.convs[0].weight).all()
+    stats = t.step()  # its loss is the check of the weights the last update left
+    assert not stats["ok"] and t.paused and "weights hold NaN or inf" in t.message, t.message
+    _assert_restored(t, history, 2)  # copies at 0, 2, 4 -> the older kept one (the broken 6 never copied)
+
+
+def test_a_single_step_or_a_pause_scans_the_weights(digits: Dataset, tmp_path) -> None:
+    t = Trainer(digits, Hyper(batch_size=8), replace(SMALL, good_every=2))
+    history = {0: _weights(t)}
+    _train(t, 4, history)
+    _poison_next_update(t)
+    stats = t.single_step()  # nothing would step after it to check: it scans at once
+    t._poison.remove()
+    assert not stats["ok"] and "weights became NaN or inf" in t.message, t.message
+    _assert_restored(t, history, 2)
+    t.resume()
+    _train(t, 3, history)
+    with torch.no_grad():
+        t.model.head.weight[0, 0] = float("inf")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        t.save(tmp_path / "bad")  # a checkpoint is for resuming: not with broken weights
+    assert not list(tmp_path.iterdir()), "nothing may be written"
+    stats = t.pause()
+    assert stats is not None and not stats["ok"] and t.paused, "pause must catch the weights"
+    assert all(torch.isfinite(p).all() for p in t.model.parameters())
+    assert t.pause() is None, "good weights: pause says nothing"
+
+
 def test_an_optimizer_switch_that_diverges_restores_state_the_new_optimizer_uses(digits: Dataset) -> None:
     t = Trainer(digits, Hyper(batch_size=8), SMALL)
     history = {0: _weights(t)}
@@ -348,6 +389,20 @@ def test_grad_magnitudes_are_smoothed_mean_abs_grad_per_filter(digits: Dataset) 
     g2 = [c.weight.grad.abs().mean(dim=(1, 2, 3)) for c in t.model.convs]
     for i, m in enumerate(t.grad_magnitudes()):
         _close(torch.from_numpy(m), 0.5 * g1[i] + 0.5 * g2[i], f"conv{i + 1} jitter after two steps")
+    before = t.grad_magnitudes()
+    t.add_filter(0, index=1)  # conv2's inputs grow: its per-filter averages must not move
+    after = t.grad_magnitudes()
+    np.testing.assert_allclose(np.delete(after[0], 1), before[0], rtol=1e-6)
+    np.testing.assert_allclose(after[1], before[1], rtol=1e-6)
+    assert after[0][1] == 0.0
+    t.step()  # the edited layers go on averaging: 0.5 * old + 0.5 * mean |grad| over the new shapes
+    g3 = [c.weight.grad.abs().mean(dim=(1, 2, 3)) for c in t.model.convs]
+    for i, m in enumerate(t.grad_magnitudes()):
+        want = 0.5 * torch.from_numpy(after[i]) + 0.5 * g3[i]
+        _close(
+            torch.from_numpy(m), want, f"conv{i + 1} jitter after an edit and a step", rtol=1e-5, atol=1e-8
+        )
+    t.remove_filter(0, 1)
     t.add_filter(1, index=2)
     got = t.grad_magnitudes()[1]
     assert got.shape == (6,) and got[2] == 0.0, got

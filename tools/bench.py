@@ -184,7 +184,7 @@ def run_section(name: str, quick: bool, skip_big: bool, data_dir: str | None = N
         from bench_training import bench_frame_times, bench_throughput, format_results
 
         frames = bench_frame_times(frames=60 if quick else 240)
-        rows = bench_throughput(seconds=2.0 if quick else 4.0)
+        rows = bench_throughput(seconds=2.0 if quick else 3.0, rounds=1 if quick else 2)
         print(format_results(frames, rows))
         return {"frame_times": frames, "throughput": rows}
     if name == "embed":

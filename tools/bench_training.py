@@ -1,6 +1,7 @@
 """Live-training benchmarks (issue 4): does the visualization stall rendering, and what does it cost training?
 
-    python tools/bench_training.py [--seconds 4] [--batch-sizes 4 32 128] [--frames 240] [--json OUT.json]
+    python tools/bench_training.py [--seconds 3] [--rounds 2] [--batch-sizes 4 32 128] [--frames 240]
+                                   [--json OUT.json]
 
 Functions tools/bench.py calls:
   bench_frame_times(frames, size)
@@ -10,15 +11,17 @@ Functions tools/bench.py calls:
       up to glFinish: a headless frame is not throttled by a swap, so without it llvmpipe's queue is timed.
   bench_throughput(batch_sizes, fps)
       images/s of the RevaCNN 16-20-20 on the built-in digits, one torch thread everywhere:
-        bare    a hand-written torch loop in this process (tools/bench_train.py)
+        bare    a hand-written torch loop in a process started like the worker (tools/bench_train.py's
+                BareProcess: spawn, one thread, the worker's allocator settings)
         worker  the training worker, its snapshots read by the render side at 60 Hz, nothing drawn
         scene   the TrainScene drawn at `fps` frames/s (60: a vsynced window; 30: the scene's default
                 cap, TrainConfig.max_fps), training in its worker (target: >= 90% of bare); with the
                 worker's core reserved (the default), and at the first rate also shared ("60 shared")
       The worker's images/s comes from its snapshots (images trained / its own clock), not from the
-      trainer's per-step estimate.  Bare runs alternate with the others and bare is their mean, because
-      the machine is shared.  With 2 cores the render loop (llvmpipe rasterises on every core) and the
-      worker compete for the CPU: that is what is measured.
+      trainer's per-step estimate.  The machine is shared and drifts, so every case runs between two bare
+      runs and its percentage is of their mean; `rounds` repeats the whole sequence and the medians are
+      reported.  With 2 cores the render loop (llvmpipe rasterises on every core) and the worker compete
+      for the CPU: that is what is measured.
 Targets live here and in docs/BENCHMARKS.md, never in timed tests.
 """
 
@@ -146,17 +149,18 @@ def _scene_rate(app, scene, seconds: float, fps: float) -> tuple[float, float]:
 
 
 def bench_throughput(
-    batch_sizes=(4, 32, 128), seconds: float = 4.0, fps=(60.0, 30.0), size: tuple[int, int] = (1280, 720)
+    batch_sizes=(4, 32, 128),
+    seconds: float = 3.0,
+    fps=(60.0, 30.0),
+    size: tuple[int, int] = (1280, 720),
+    rounds: int = 2,
 ) -> list[dict]:
-    import torch
-    from bench_train import bare_images_per_s
+    from bench_train import BareProcess
 
-    from engine.worker.datasets import builtin_digits
     from engine.worker.train_handle import TrainHandle
 
-    torch.set_num_threads(1)  # the worker's setting
-    data = builtin_digits(channels=3)
     rows = []
+    bare_proc = BareProcess(threads=1)
     handle = TrainHandle("digits", val_every=0, hyper={"batch_size": batch_sizes[0]}, start_paused=True)
     ctx, app, scene = _scene_app(size, batch_sizes[0], start_paused=True)
     st = scene.state
@@ -164,35 +168,63 @@ def bench_throughput(
         if not handle.start(120):
             raise SystemExit(f"training worker failed: {handle.error}")
         _until(app, lambda: scene.snapshot is not None)
+        keys = ["worker"] + [f"{f:g}" for f in fps] + [f"{fps[0]:g} shared"]
         for b in batch_sizes:  # one process trains at a time; the paused ones block on their pipes
-            bare = [bare_images_per_s(data, b, seconds)]
-            handle.wait_reply(handle.set_hyper(batch_size=b))
-            handle.wait_reply(handle.resume())
-            handle.wait_snapshot(lambda s, b=b: s.stats["batch_size"] == b and not s.paused)
-            worker, snaps = _worker_rate(handle, seconds)
-            handle.wait_reply(handle.pause())
-            row = {"batch": b, "worker": worker, "worker_snapshots_per_s": snaps / seconds, "scene": {}}
-            runs = [(f"{f:g}", f, True) for f in fps] + [(f"{fps[0]:g} shared", fps[0], False)]
-            for key, f, reserved in runs:
-                bare.append(bare_images_per_s(data, b, seconds))
-                scene.reserve_core(reserved)
-                st.request("set_hyper", batch_size=b)
-                st.request("resume")
-                _until(app, lambda b=b: scene.snapshot.stats["batch_size"] == b and st.running)
-                rate, p99 = _scene_rate(app, scene, seconds, f)
-                row["scene"][key] = {"images_per_s": rate, "frame_p99_ms": p99}
-                st.request("pause")
-                _until(app, lambda: not st.running)
-            scene.reserve_core(True)
-            bare.append(bare_images_per_s(data, b, seconds))
-            row["bare"] = float(np.mean(bare))
-            row["bare_runs"] = bare
-            row["worker_pct"] = 100 * worker / row["bare"]
-            for v in row["scene"].values():
-                v["pct"] = 100 * v["images_per_s"] / row["bare"]
+            runs: dict[str, list[float]] = {k: [] for k in keys}
+            pcts: dict[str, list[float]] = {k: [] for k in keys}
+            p99s: dict[str, list[float]] = {k: [] for k in keys}
+            bare_runs: list[float] = []
+            snaps = 0
+            for _ in range(rounds):
+                before = bare_proc.images_per_s(b, seconds)
+                bare_runs.append(before)
+                for key in keys:
+                    if key == "worker":
+                        handle.wait_reply(handle.set_hyper(batch_size=b))
+                        handle.wait_reply(handle.resume())
+                        handle.wait_snapshot(lambda s, b=b: s.stats["batch_size"] == b and not s.paused)
+                        rate, n = _worker_rate(handle, seconds)
+                        snaps += n
+                        handle.wait_reply(handle.pause())
+                        p99 = float("nan")
+                    else:
+                        f = float(key.split()[0])
+                        scene.reserve_core("shared" not in key)
+                        st.request("set_hyper", batch_size=b)
+                        st.request("resume")
+                        _until(app, lambda b=b: scene.snapshot.stats["batch_size"] == b and st.running)
+                        rate, p99 = _scene_rate(app, scene, seconds, f)
+                        st.request("pause")
+                        _until(app, lambda: not st.running)
+                    scene.reserve_core(True)
+                    after = bare_proc.images_per_s(b, seconds)
+                    bare_runs.append(after)
+                    runs[key].append(rate)
+                    pcts[key].append(100 * rate / ((before + after) / 2))  # against the bare runs around it
+                    p99s[key].append(p99)
+                    before = after
+            row = {
+                "batch": b,
+                "bare": float(np.median(bare_runs)),
+                "bare_runs": bare_runs,
+                "worker": float(np.median(runs["worker"])),
+                "worker_pct": float(np.median(pcts["worker"])),
+                "worker_pct_runs": pcts["worker"],
+                "worker_snapshots_per_s": snaps / (seconds * rounds),
+                "scene": {
+                    k: {
+                        "images_per_s": float(np.median(runs[k])),
+                        "pct": float(np.median(pcts[k])),
+                        "pct_runs": pcts[k],
+                        "frame_p99_ms": float(np.median(p99s[k])),
+                    }
+                    for k in keys[1:]
+                },
+            }
             rows.append(row)
     finally:
         handle.close()
+        bare_proc.close()
         app.close()
         ctx.release()
     return rows
@@ -225,15 +257,16 @@ def format_results(frames: dict | None, rows: list[dict] | None) -> str:
                 line += f"  {v['images_per_s']:>24.0f}  {v['pct']:>4.0f}  {v['frame_p99_ms']:>7.1f}ms"
             lines.append(line)
         lines.append(
-            "(target: scene >= 90% of bare; bare = mean of the runs around the others; 'shared': the render "
-            "threads may use the worker's core)"
+            "(target: scene >= 90% of bare; each % is of the two bare runs around that case, median over "
+            "the rounds; 'shared': the render threads may use the worker's core)"
         )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=4.0, help="measuring time per run")
+    ap.add_argument("--seconds", type=float, default=3.0, help="measuring time per run")
+    ap.add_argument("--rounds", type=int, default=2, help="repeats of each batch size's sequence")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[4, 32, 128])
     ap.add_argument("--fps", type=float, nargs="+", default=[60.0, 30.0], help="scene render rates")
     ap.add_argument("--frames", type=int, default=240, help="frames per frame-time run")
@@ -246,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         print(format_results(frames, None), flush=True)
     rows = None
     if not args.skip_throughput:
-        rows = bench_throughput(tuple(args.batch_sizes), args.seconds, tuple(args.fps))
+        rows = bench_throughput(tuple(args.batch_sizes), args.seconds, tuple(args.fps), rounds=args.rounds)
     if rows:
         print(format_results(None, rows))
     if args.json:

@@ -94,9 +94,13 @@ class DivergenceGuard:
         if not keep_pinned:
             self.pinned = None
 
+    def due(self, step: int) -> bool:
+        """Whether tick() at `step` takes a copy (the trainer scans the weights first)."""
+        return not self.rolling or step - self.rolling[-1].step >= self.every
+
     def tick(self, params, optimizer, step: int, position) -> None:
         """Before an update whose loss was finite: take a rolling copy when `every` steps have passed."""
-        if self.rolling and step - self.rolling[-1].step < self.every:
+        if not self.due(step):
             return
         reuse = self.rolling.pop(0) if len(self.rolling) >= 2 else None
         self.rolling.append(_capture(params, optimizer, step, position, reuse))

@@ -77,7 +77,8 @@ class TrainHandle(ImagesJobs):
         widths: tuple[int, ...] = (16, 20, 20),  # conv filters per layer at start
         val_every: int = 500,  # steps between validation passes
         monitor_index: int = 0,  # held-out image shown at start
-        publish_hz: float = 60.0,  # snapshots per second at most while training runs
+        publish_hz: float = 30.0,  # snapshots per second at most while training runs
+        snapshot_budget: float = 0.02,  # ... and at most this share of the worker's time (train_process)
         start_paused: bool = False,
         download: bool = True,  # download a missing data set (CIFAR-10 / MNIST into data_dir)
         max_loss: float = 1e4,  # divergence guard (TrainerConfig.max_loss)
@@ -93,6 +94,7 @@ class TrainHandle(ImagesJobs):
             "val_every": int(val_every),
             "monitor_index": int(monitor_index),
             "publish_hz": float(publish_hz),
+            "snapshot_budget": float(snapshot_budget),
             "start_paused": bool(start_paused),
             "max_loss": float(max_loss),
             "data_mirror": data_mirror,

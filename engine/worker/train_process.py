@@ -9,11 +9,12 @@ Start: the data set (engine/worker/datasets.make_dataset; a download from the of
 the first SPEC.  A SIGTERM while loading unwinds the download (its partial file is deleted).
 
 Loop: handle every waiting command (pause, set_hyper, add_filter, save, ... see train_protocol.COMMANDS),
-then one training step unless paused, then — at most `publish_hz` times a second and only once the render
-side has read the previous one (not every step), or at once after a command changed something — one
-snapshot into the shared-memory slot: the monitored image's
-activations for every node, per-filter gradient magnitudes (jitter), per-map activation sums (paths), the
-first layer's filters and the stats (layout: train_protocol.SnapshotLayout).  While paused it blocks on
+then one training step unless paused, then — at most `publish_hz` times a second, no more often than keeps
+snapshots within `snapshot_budget` of the worker's time, and only once the render side has read the
+previous one (not every step), or at once after a command changed something — one snapshot into the
+shared-memory slot: the monitored image's activations for every node, per-filter gradient magnitudes
+(jitter), per-map activation sums (paths), the first layer's filters and the stats (layout:
+train_protocol.SnapshotLayout).  While paused it blocks on
 the pipe, so a paused session costs no CPU.  After an architecture change, a reset or a load it sends the
 new NetSpec and stops publishing until the render side has made and named a slot of the new size.
 
@@ -32,14 +33,17 @@ from __future__ import annotations
 
 import math
 import os
+import select
 import signal
 import sys
 import time
+from collections import deque
 from multiprocessing.connection import Connection
 
 import numpy as np
 
 from engine.worker import train_protocol as T
+from engine.worker.allocator import tune_for_training
 from engine.worker.shm import Slot
 
 DEFAULTS = {
@@ -51,7 +55,12 @@ DEFAULTS = {
     "widths": (16, 20, 20),  # conv filters per layer at start (the paper's 16-20-20)
     "val_every": 500,  # steps between validation passes
     "monitor_index": 0,  # held-out image whose activations are shown
-    "publish_hz": 60.0,  # snapshots per second at most while training runs
+    # Snapshots per second at most while training runs.  The jitter is animated on the render side every
+    # frame; activations, paths and charts need no more than 30 updates a second.
+    "publish_hz": 30.0,
+    # ... and at most this share of the worker's time: a snapshot costs the monitored image's forward pass
+    # (~0.9 ms on one core here, so ~22 a second at 0.02; a GPU-less laptop's faster core gets the 30).
+    "snapshot_budget": 0.02,
     "start_paused": False,
     "max_loss": 1e4,  # divergence guard threshold (TrainerConfig.max_loss)
 }
@@ -62,6 +71,9 @@ IMAGE_BATCH = 128  # images per ImageVectors step: ~20 ms of forward pass on one
 def train_main(conn: Connection, options: dict) -> None:
     """Entry point of the training process; returns when told to quit or when the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the render process decides when we stop
+    # Each step's tensors reuse heap memory instead of fresh pages (engine/worker/allocator.py: ~20 % at
+    # batch 128 on a young process); set before torch allocates anything.
+    tune_for_training()
     import torch
 
     # One core for the net: the machine is shared with the render loop (and llvmpipe), and threads
@@ -153,6 +165,9 @@ class _TrainWorker:
         self.trainer = Trainer(data, Hyper(**opts["hyper"]), config)
         self.trainer.paused = bool(opts["start_paused"])
         self.period = 1.0 / max(float(opts["publish_hz"]), 1e-3)
+        self.budget = min(max(float(opts["snapshot_budget"]), 1e-4), 1.0)
+        self.publish_costs: deque[float] = deque(maxlen=9)  # seconds of the latest publish() calls
+        self.publish_seconds = 0.0  # all of them since start
         self.version = 0
         self.layout: T.SnapshotLayout | None = None
         self.slot: Slot | None = None
@@ -173,6 +188,18 @@ class _TrainWorker:
         self.filter_ids: list[list[int]] = []  # per conv layer, the stable id of each filter in index order
         self.next_filter_id: list[int] = []  # per conv layer, the next id never used there
         self.fresh_filter_ids()
+        # Is a message waiting?  Asked once per training step: Connection.poll() builds a selector each
+        # call (~20 us, most of a 4-image step's loop overhead); a poll object made once answers in ~2 us.
+        self._poller = None
+        if hasattr(select, "poll"):  # not on Windows: conn.poll() there
+            self._poller = select.poll()
+            self._poller.register(conn.fileno(), select.POLLIN)
+
+    def waiting(self) -> bool:
+        """True when a message (or EOF) can be read from the pipe without blocking."""
+        if self._poller is not None:
+            return bool(self._poller.poll(0))
+        return self.conn.poll()
 
     # -- loop -----------------------------------------------------------------------------------------
     def serve(self) -> None:
@@ -190,19 +217,25 @@ class _TrainWorker:
             if self.images is not None:
                 self.step_images()
             now = time.perf_counter()
-            due = not self.trainer.paused and now - self.last_publish >= self.period
+            # The median cost: the first publishes (cold caches, oneDNN set-up) cost several times more.
+            cost = sorted(self.publish_costs)[len(self.publish_costs) // 2] if self.publish_costs else 0.0
+            period = max(self.period, cost / self.budget)
+            due = not self.trainer.paused and now - self.last_publish >= period
             # Flow control (train_protocol): the next one only once the last one was read, except for
             # a slow heartbeat, so a render side that lost a READ cannot stall the pictures for good.
             wanted = self.unread == 0 or now - self.last_publish >= HEARTBEAT_S
             if self.slot is not None and (self.dirty or (due and wanted)):
                 self.publish()
+                spent = time.perf_counter() - now
+                self.publish_costs.append(spent)
+                self.publish_seconds += spent
                 self.last_publish = now
 
     def receive(self, block: bool) -> bool:
         """Handle every waiting message (after waiting for one when `block`); False when the pipe closed."""
         try:
             msgs = [self.conn.recv()] if block else []
-            while self.conn.poll():
+            while self.waiting():
                 msgs.append(self.conn.recv())
         except (EOFError, OSError):
             return False
@@ -283,8 +316,10 @@ class _TrainWorker:
         reason = None  # set when the architecture (or the whole run) changed
         try:
             if name == "pause":
-                tr.pause()
-                text = "paused"
+                stats = tr.pause()  # a stats dict when the weights it scans turned out bad (restored)
+                if stats is not None:
+                    self.record(stats)
+                text = tr.message or "paused"
             elif name == "resume":
                 tr.resume()
                 text = "running"
@@ -379,8 +414,12 @@ class _TrainWorker:
     def publish(self) -> None:
         """One snapshot into the slot (a seqlock write: the render side never sees half of one).
 
-        The monitored image's forward pass writes straight into the shared payload (torch views of it),
-        which keeps a publish near the cost of one single-image forward pass (~0.5 ms here)."""
+        Costs about one single-image forward pass (~0.5 ms on one core here), taken from training each
+        time: the activations, their per-map sums and the jitter go into the shared payload with one
+        torch.cat each (torch views of it); the net is not switched to eval mode and back (it has no
+        dropout or batch norm, and the round trip costs ~90 us); and oneDNN is off for the forward pass,
+        whose convolutions on a single image it runs ~30 % slower than torch's own (the batches of a
+        training step are its strength)."""
         import torch
 
         from engine.worker.datasets import to_input
@@ -417,12 +456,23 @@ class _TrainWorker:
             "cmd": self.last_cmd,
             "history_rows": rows,
             "publishes": self.seq + 1,
+            "publish_seconds": self.publish_seconds,
         }
         model = tr.model
-        model.eval()  # as Trainer.monitor does (the net has no dropout / batch norm: it changes nothing)
+        mkldnn = torch.backends.mkldnn
+        was = mkldnn.enabled
         with torch.no_grad():
-            acts = model.forward_all(to_input(tr.data.x_val[index : index + 1], tr.device))
-            jitter = tr.grad_magnitudes()
+            mkldnn.enabled = False
+            try:
+                acts = model.forward_all(to_input(tr.data.x_val[index : index + 1], tr.device))
+            finally:
+                mkldnn.enabled = was
+            grids = [layer for layer in lay.spec.layers if layer.is_grid]
+            sums = [acts[g.name][0].reshape(g.shape[0], -1).sum(1) for g in grids]
+            jitter = [
+                j if j is not None else torch.zeros(w)
+                for j, w in zip(tr.jitter_means(), model.widths, strict=True)
+            ]
             self.seq += 1
             out = self.slot.begin_write()
             try:
@@ -432,15 +482,10 @@ class _TrainWorker:
                     start = self.history_n - rows  # oldest row still in the ring, written first
                     order = (np.arange(start, self.history_n) % T.HISTORY).astype(np.intp)
                     out[lay.history][: rows * T.HISTORY_COLS] = self.history[order].reshape(-1)
-                base, at = lay.acts.start, lay.sums.start
-                for layer in lay.spec.layers:
-                    a = acts[layer.name][0]
-                    view[base + layer.start : base + layer.stop].copy_(a.reshape(-1))
-                    if layer.is_grid:
-                        c = layer.shape[0]
-                        view[at : at + c].copy_(a.reshape(c, -1).sum(1))
-                        at += c
-                out[lay.jitter] = np.concatenate(jitter) if jitter else []
+                # Layers are stored in spec order with contiguous node ids: one cat fills the block.
+                torch.cat([acts[layer.name].reshape(-1) for layer in lay.spec.layers], out=view[lay.acts])
+                torch.cat(sums, out=view[lay.sums])
+                torch.cat(jitter, out=view[lay.jitter])
                 view[lay.filters].copy_(model.convs[0].weight.detach().reshape(-1))
                 del view
             finally:

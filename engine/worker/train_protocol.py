@@ -132,6 +132,7 @@ STATS = (
     "cmd",  # id of the newest command handled before this snapshot
     "history_rows",
     "publishes",  # snapshots written so far
+    "publish_seconds",  # worker time spent writing them (before this one): their share of its clock
 )
 STAT_INDEX = {name: i for i, name in enumerate(STATS)}
 HISTORY = 256  # per-step rows per snapshot: up to HISTORY steps between two snapshots are all charted

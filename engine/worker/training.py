@@ -22,11 +22,14 @@ optimizer rebuilds it and carries over the state that has a meaning in the new o
     SGD -> Adam / Adadelta, Adadelta -> SGD: fresh state.  A first moment without a second moment would make
                        Adam's first updates huge, and Adadelta's averages have no SGD counterpart.
 
-Divergence guard (engine/worker/guard.py).  A NaN or inf loss (or one above `max_loss`), or NaN/inf weights
-after an update, restores good weights with their optimizer state, step counter and batch position, pauses,
-and sets `message`; nothing raises.  Which weights: those from before the last hyperparameter change when
-the blow-up comes within `suspect_steps` of it (the change is the suspect: weights trained under an absurd
-learning rate can be finite yet ruined), else a copy taken at least `good_every` steps before the failure.
+Divergence guard (engine/worker/guard.py).  A NaN or inf loss (or one above `max_loss`), or NaN/inf weights,
+restores good weights with their optimizer state, step counter and batch position, pauses, and sets
+`message`; nothing raises.  Weights broken by an update show in the next step's loss (a NaN or inf weight
+makes it NaN or inf); a scan of the weights runs before each rolling copy, so no copy holds bad ones, and
+whenever the trainer comes to rest (single_step, pause, save), where no next step would tell.  Which
+weights: those from before the last hyperparameter change when the blow-up comes within `suspect_steps` of
+it (the change is the suspect: weights trained under an absurd learning rate can be finite yet ruined),
+else a copy taken at least `good_every` steps before the failure.
 The message names the step restored and why; reset() or a checkpoint goes further back.
 
 Determinism.  A run starts from `hyper.seed` (kept as `run_seed`; a changed seed waits for reset()): the
@@ -235,7 +238,9 @@ class Trainer:
         self._loss = _Smooth(self.config.chart_beta)
         self._acc = _Smooth(self.config.chart_beta)
         self._rate = _Smooth(self.config.rate_beta)
+        # Jitter EMA per conv layer: per weight while training (see _update_jitter), per filter after an edit
         self._jitter: list[torch.Tensor | None] = [None] * len(arch.widths)
+        self._jitter_ready = False  # every entry is a per-weight buffer of its layer's weight shape
         self.val_acc: float | None = None
         self.val_step: int | None = None
         self._rebase_guard()
@@ -245,8 +250,13 @@ class Trainer:
         """The NetSpec of the current architecture (rebuild the scene's layout when it changes)."""
         return NetSpec.build("revacnn", self.model.describe(), classes=self.data.classes)
 
-    def pause(self) -> None:
+    def pause(self) -> dict | None:
+        """Stop after the current step.  The weights are scanned once (steps only check them through the
+        next loss): bad ones are restored like any blow-up, and the stats dict of that is returned."""
         self.paused = True
+        if not self._weights_finite():
+            return self._blow_up("the weights became NaN or inf")
+        return None
 
     def resume(self) -> None:
         self.paused = False
@@ -332,13 +342,21 @@ class Trainer:
 
     # -- the step -------------------------------------------------------------------------------------------
     def step(self) -> dict:
-        """One minibatch: forward, guard, backward, update, statistics.  Returns the stats dict."""
+        """One minibatch: forward, guard, backward, update, statistics.  Returns the stats dict.
+
+        The bookkeeping around torch's own work is kept to a few cheap calls (tools/bench_train.py measures
+        it against a bare loop): the batch is gathered with index_select from the uint8 set, the gradients
+        are dropped directly, the accuracy is counted in numpy, the jitter statistic is two foreach calls,
+        and the weights are not scanned after every update: the next step's loss is that check (NaN or inf
+        weights make it NaN or inf), and an explicit scan runs before every rolling copy and whenever the
+        trainer comes to rest (single step, pause, save)."""
         t0 = time.perf_counter()
-        self._apply_pending()
+        if self._pending is not None:
+            self._apply_pending()
         position = (self.epoch, self.offset)
         idx = self._next_indices(self.hyper.batch_size)
-        x = to_input(self.data.x_train[idx], self.device)
-        y = self.data.y_train[idx].to(self.device)
+        x = to_input(torch.index_select(self.data.x_train, 0, idx), self.device)
+        y = torch.index_select(self.data.y_train, 0, idx).to(self.device)
 
         if not self.model.training:  # monitor() and validate() leave it in eval mode; a call costs ~15 us
             self.model.train()
@@ -346,20 +364,27 @@ class Trainer:
         loss = F.cross_entropy(logits, y)
         loss_value = float(loss.item())
         if not math.isfinite(loss_value) or loss_value > self.config.max_loss:
+            bad = "" if self._weights_finite() else " (the weights hold NaN or inf)"
             if math.isfinite(loss_value):
                 return self._blow_up(
-                    f"the loss rose to {loss_value:.4g}, above max_loss {self.config.max_loss:g}"
+                    f"the loss rose to {loss_value:.4g}, above max_loss {self.config.max_loss:g}{bad}"
                 )
-            return self._blow_up(f"the loss became {loss_value}")
-        self._guard.tick(self._params, self.optimizer, self.step_count, position)
-        self.optimizer.zero_grad(set_to_none=True)
+            return self._blow_up(f"the loss became {loss_value}{bad}")
+        if self._guard.due(self.step_count):
+            # The rolling copy must hold finite weights: a finite loss nearly proves it, the scan does.
+            if not self._weights_finite():
+                return self._blow_up("the weights became NaN or inf")
+            self._guard.tick(self._params, self.optimizer, self.step_count, position)
+        for p in self._params:  # what optimizer.zero_grad(set_to_none=True) does, without its overhead
+            p.grad = None
         loss.backward()
         self.optimizer.step()
-        if not self._weights_finite():
+        if self.paused and not self._weights_finite():  # single_step: the next loss will not check them
             return self._blow_up("the weights became NaN or inf")
         self.step_count += 1
 
-        acc = int((logits.detach().argmax(1) == y).sum()) / len(idx)
+        hits = np.count_nonzero(logits.detach().cpu().numpy().argmax(1) == y.cpu().numpy())
+        acc = int(hits) / len(idx)
         self._update_jitter()
         rate = len(idx) / max(time.perf_counter() - t0, 1e-9)  # before validation: that is not training
         if self.config.val_every and self.step_count % self.config.val_every == 0:
@@ -395,12 +420,31 @@ class Trainer:
             return bool(torch.isfinite(torch.stack([p.sum() for p in self._params])).all())
 
     def _update_jitter(self) -> None:
-        beta = self.config.jitter_beta
+        """The jitter EMA, kept per weight: mean is linear, so the per-filter mean of an EMA of |grad| is the
+        EMA of the per-filter mean |grad|, and two foreach calls per step replace a dozen small ops.  A layer
+        whose entry is not a per-weight buffer of its weight's shape (first step, a new layer, any edit)
+        starts one here: from this |grad| when it has no history, else from its per-filter means."""
+        convs = self.model.convs
+        grads = [conv.weight.grad for conv in convs]
         with torch.no_grad():
-            for i, conv in enumerate(self.model.convs):
-                g = conv.weight.grad.abs().flatten(1).mean(1)
-                prev = self._jitter[i]
-                self._jitter[i] = g if prev is None else prev.lerp_(g, 1 - beta)  # beta * prev + (1 - beta) g
+            mags = torch._foreach_abs(grads)
+            if not self._jitter_ready:
+                for i, (j, m) in enumerate(zip(self._jitter, mags, strict=True)):
+                    if j is None:
+                        self._jitter[i] = m.clone()  # the first value of the average is the first sample
+                    elif j.shape != m.shape:
+                        self._jitter[i] = j.reshape(-1, *[1] * (m.dim() - 1)).expand_as(m).clone()
+                self._jitter_ready = True
+            torch._foreach_lerp_(self._jitter, mags, 1 - self.config.jitter_beta)  # beta * ema + (1-beta) |g|
+
+    def jitter_means(self) -> list[torch.Tensor | None]:
+        """Per conv layer, the (width,) smoothed mean |dL/dw| per filter, or None before its first step."""
+        return [j if j is None or j.dim() == 1 else j.flatten(1).mean(1) for j in self._jitter]
+
+    def _collapse_jitter(self) -> None:
+        """Before an edit: per-filter means (what the edits slice and extend); per weight again next step."""
+        self._jitter = self.jitter_means()
+        self._jitter_ready = False
 
     # -- last good weights ----------------------------------------------------------------------------------
     def _rebase_guard(self) -> None:
@@ -446,6 +490,7 @@ class Trainer:
 
     def add_filter(self, layer_idx: int, index: int | None = None) -> int:
         """Add a filter to conv layer `layer_idx` (0-based); outputs unchanged.  SurgeryError if refused."""
+        self._collapse_jitter()
         i = surgery.add_filter(
             self.model, self.optimizer, layer_idx, index=index, generator=self._edit_generator()
         )
@@ -456,6 +501,7 @@ class Trainer:
         return i
 
     def remove_filter(self, layer_idx: int, filter_idx: int) -> None:
+        self._collapse_jitter()
         surgery.remove_filter(self.model, self.optimizer, layer_idx, filter_idx)
         jit = self._jitter[layer_idx]
         if jit is not None:
@@ -464,6 +510,7 @@ class Trainer:
 
     def add_layer(self, position: int, width: int) -> int:
         """Insert a conv layer before conv layer `position` (len: at the end), initialised as the identity."""
+        self._collapse_jitter()
         p = surgery.add_conv_layer(
             self.model,
             self.optimizer,
@@ -477,6 +524,7 @@ class Trainer:
         return p
 
     def remove_layer(self, layer_idx: int) -> None:
+        self._collapse_jitter()
         surgery.remove_conv_layer(self.model, self.optimizer, layer_idx, calibration=self._calibration())
         del self._jitter[layer_idx]
         self._after_edit(f"removed conv layer {layer_idx + 1}")
@@ -489,7 +537,7 @@ class Trainer:
         """
         return [
             (j.detach().cpu().numpy().astype(np.float32) if j is not None else np.zeros(w, np.float32))
-            for j, w in zip(self._jitter, self.model.widths, strict=True)
+            for j, w in zip(self.jitter_means(), self.model.widths, strict=True)
         ]
 
     def monitor(self, image: torch.Tensor | None = None) -> dict:
@@ -526,7 +574,10 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Checkpoint model, optimizer state, hyperparameters and run state (not a pending change)."""
+        """Checkpoint model, optimizer state, hyperparameters and run state (not a pending change).
+        Weights with NaN or inf are refused (ValueError): a checkpoint is for resuming."""
+        if not self._weights_finite():
+            raise ValueError("the weights hold NaN or inf; not saving them (a step restores good ones)")
         meta = {
             "hyper": self.hyper.to_dict(),
             "run": {
@@ -545,7 +596,10 @@ class Trainer:
                 "n_train": len(self.data.x_train),
             },
         }
-        extra = {f"jitter/{i}": j for i, j in enumerate(self._jitter) if j is not None}
+        extra = {f"jitter/{i}": j for i, j in enumerate(self.jitter_means()) if j is not None}
+        extra.update(
+            {f"jitter_ema/{i}": j for i, j in enumerate(self._jitter) if j is not None and j.ndim > 1}
+        )
         return save_checkpoint(path, self.model, self.optimizer, meta=meta, extra=extra)
 
     def load(self, path: str | Path) -> None:
@@ -577,15 +631,22 @@ class Trainer:
             raise CheckpointError(
                 f"{where}: optimizer state is {ck.optimizer_name}'s but hyper says {hyper.optimizer}"
             )
+        model = ck.build_model(self.device)
         jitter: list[torch.Tensor | None] = []
         for i, w in enumerate(arch.widths):
-            j = ck.extra.get(f"jitter/{i}")
-            if j is not None and tuple(j.shape) != (w,):
-                raise CheckpointError(
-                    f"{where}: jitter/{i} has shape {tuple(j.shape)}, conv{i + 1} has {w} filters"
-                )
+            # Per weight ("jitter_ema/i") when the run was mid-training, so a resumed run matches bit for
+            # bit; per filter ("jitter/i") otherwise (and in checkpoints from before per-weight averages).
+            shape = tuple(model.convs[i].weight.shape)
+            for key, want in ((f"jitter_ema/{i}", shape), (f"jitter/{i}", (w,))):
+                j = ck.extra.get(key)
+                if j is not None and tuple(j.shape) != want:
+                    raise CheckpointError(
+                        f"{where}: {key} has shape {tuple(j.shape)}; conv{i + 1} needs {want}"
+                    )
+            j = ck.extra.get(f"jitter_ema/{i}", ck.extra.get(f"jitter/{i}"))
+            if j is not None and not bool(torch.isfinite(j).all()):
+                raise CheckpointError(f"{where}: the jitter statistics of conv{i + 1} hold NaN or inf")
             jitter.append(None if j is None else j.to(self.device, torch.float32))
-        model = ck.build_model(self.device)
         optimizer = make_optimizer(hyper.optimizer, model.parameters(), hyper)
         load_optimizer_state_by_name(model, optimizer, ck.optimizer_state)
 
@@ -598,6 +659,7 @@ class Trainer:
         self._acc = _Smooth(self.config.chart_beta, *smooth["acc"])
         self._rate = _Smooth(self.config.rate_beta)
         self._jitter = jitter
+        self._jitter_ready = all(j is not None and j.dim() > 1 for j in jitter)
         self.val_acc, self.val_step = val_acc, val_step
         self._params = list(model.parameters())
         self._rebase_guard()
