@@ -13,7 +13,8 @@ Functions tools/bench.py calls:
       images/s of the RevaCNN 16-20-20 on the built-in digits, one torch thread everywhere:
         bare    a hand-written torch loop in a process started like the worker (tools/bench_train.py's
                 BareProcess: spawn, one thread, the worker's allocator settings)
-        worker  the training worker, its snapshots read by the render side at 60 Hz, nothing drawn
+        worker  the training worker, its snapshots read 60 times a second (as a render loop would), nothing
+                drawn
         scene   the TrainScene drawn at `fps` frames/s (60: a vsynced window; 30: the scene's default
                 cap, TrainConfig.max_fps), training in its worker (target: >= 90% of bare); with the
                 worker's core reserved (the default), and at the first rate also shared ("60 shared")
