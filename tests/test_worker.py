@@ -276,6 +276,44 @@ def test_sigkill_restarts_and_close_cleans_up(weights, images):
     assert our_segments() == []
 
 
+def test_a_hung_worker_is_restarted_and_a_slow_one_is_not(weights, images):
+    """SIGSTOP: the worker is alive but answers nothing (a deadlock looks the same from here).  check()
+    leaves it alone until a drawing has waited `hang_timeout`, then kills it and starts a new one, which
+    answers the last drawing."""
+    timeout = 1.5
+    handle = WorkerHandle("lenet", weights, hang_timeout=timeout)
+    try:
+        assert handle.start(START_TIMEOUT), handle.error
+        handle.infer_sync(images[2])
+        assert handle.silent_for() == 0.0, "nothing owed once answered"
+        pid = handle.pid
+        os.kill(pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        last = handle.submit(images[3])
+        assert handle.poll() is None
+        while time.monotonic() - t0 < timeout - 0.3:  # silent, but not for long enough yet
+            assert not handle.check(), f"restarted after {time.monotonic() - t0:.2f} s"
+            handle.poll()
+            time.sleep(0.02)
+        assert handle.alive and handle.pid == pid and handle.silent_for() > 0
+        wait_for(handle.check, "check() to give up on the stopped worker", timeout=5, step=0.01)
+        waited = time.monotonic() - t0
+        assert timeout <= waited < timeout + 1.0, f"restarted after {waited:.2f} s"
+        assert handle.restarts == 1 and handle.pid != pid
+        assert "stopped answering" in handle.error, handle.error
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # killed and reaped
+        assert our_segments() == []
+        result = wait_for(lambda: handle.poll(), "a result from the new worker")
+        assert result.seq == last
+        assert_matches_torch(result, handle, weights["lenet"], images[3])
+    finally:
+        handle.close()
+    assert our_segments() == []
+    with pytest.raises(ValueError, match="hang_timeout"):
+        WorkerHandle("lenet", weights, hang_timeout=0)
+
+
 def test_kill_during_handshake_leaves_no_segment(weights, images):
     """SIGKILL the worker while the render side holds named, not yet unlinked segments."""
     handle = WorkerHandle("lenet", weights)

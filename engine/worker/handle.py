@@ -6,7 +6,7 @@ Imports no torch and no `models`: the render process may import this module free
 `'torch' not in sys.modules` afterwards).  All calls but `start`, `infer_sync` and `close` return at
 once, so the render loop can call, once per frame:
 
-    handle.check()            # restarts a dead worker (counts handle.restarts)
+    handle.check()            # restarts a dead or hung worker (counts handle.restarts)
     handle.submit(image)      # when the drawing changed
     result = handle.poll()    # newest finished result, or None
     if handle.spec_version != seen: ...rebuild the layout from handle.spec...
@@ -64,6 +64,12 @@ ATTACHING = "attaching"  # segments created and named to the worker, waiting for
 READY = "ready"  # results flow
 FAILED = "failed"  # the model did not load (see .error); the worker is alive and waits for switch_model
 KEEP_FILTERS = 16  # DrawingFilters kept in `filters` (nobody reads old ones)
+# A ready worker that leaves a drawing unanswered this long is taken for hung (a deadlock, a stopped
+# process, a driver that never returns) and restarted by check().  A forward pass takes ~0.1 ms and
+# the slowest legitimate pause between answers here (one images-job batch, a busy machine) stays under
+# 0.1 s; loading the image set runs in a thread of its own.  Generous, so a swapping machine is not
+# mistaken for a hung worker.
+HANG_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -85,7 +91,14 @@ class WorkerHandle(ImagesJobs):
         weights: Mapping[str, str | os.PathLike] | None = None,
         *,
         max_inflight: int = 4,  # INFER commands not yet answered; bounds the pipe if the worker stalls
+        hang_timeout: float
+        | None = HANG_TIMEOUT_S,  # check() restarts a worker silent this long; None: never
     ) -> None:
+        if hang_timeout is not None and not hang_timeout > 0:
+            raise ValueError(
+                f"hang_timeout must be a positive number of seconds or None, got {hang_timeout!r}"
+            )
+        self._hang_timeout = hang_timeout
         self._model = model
         self._weights = {name: os.fspath(path) for name, path in (weights or {}).items()}
         self._max_inflight = max_inflight
@@ -114,6 +127,7 @@ class WorkerHandle(ImagesJobs):
         self._done_seq = 0  # newest seq the worker has answered
         self._returned_seq = 0  # newest seq poll() has handed out
         self._sent: deque[int] = deque()  # INFER seqs sent and not yet answered
+        self._waiting_since: float | None = None  # when the worker last had nothing to answer, or answered
         self._submit_t: dict[int, float] = {}
         self._note: tuple[int, int, float] | None = None  # newest DONE not yet read
         self._fail_streak = 0  # restarts since the worker was last ready; drives the back-off
@@ -202,20 +216,35 @@ class WorkerHandle(ImagesJobs):
             self._send_load()
 
     def check(self) -> bool:
-        """Restart the worker if it died (same model, last input re-sent).  True if it restarted now."""
-        if self._closed or self._proc is None or self.alive:
+        """Restart the worker if it died, or if it is alive but has left a drawing unanswered for
+        `hang_timeout` seconds (same model, last input re-sent).  True if it restarted now."""
+        if self._closed or self._proc is None:
             return False
         now = time.monotonic()
-        if now < self._next_restart:
+        if self.alive:
+            silent = self.silent_for(now)
+            if self._hang_timeout is None or silent < self._hang_timeout:
+                return False
+            self._proc.kill()  # SIGKILL: works on a stopped or deadlocked process too
+            self._proc.join(5.0)
+            why = f"worker stopped answering for {silent:.0f} s; restarted it"
+        elif now < self._next_restart:
             return False  # backing off: it died again before it ever got ready
-        code = self._proc.exitcode
+        else:
+            why = f"worker process died (exit code {self._proc.exitcode}); restarted it"
         self._teardown(graceful=False)
         self.restarts += 1
         self._fail_streak += 1
         self._next_restart = now + min(0.25 * 2 ** (self._fail_streak - 1), 8.0)
-        self.error = f"worker process died (exit code {code}); restarted it"
+        self.error = why
         self._spawn()
         return True
+
+    def silent_for(self, now: float | None = None) -> float:
+        """Seconds the ready worker has left a drawing unanswered (0 when it owes none)."""
+        if self._state != READY or not self._sent or self._waiting_since is None:
+            return 0.0
+        return (time.monotonic() if now is None else now) - self._waiting_since
 
     def close(self) -> None:
         """Stop the worker and free the shared memory.  Idempotent; also runs at interpreter exit."""
@@ -513,6 +542,7 @@ class WorkerHandle(ImagesJobs):
                 self._done_seq = max(self._done_seq, seq)
                 while self._sent and self._sent[0] <= seq:
                     self._sent.popleft()
+                self._waiting_since = time.monotonic()  # an answer: the clock for the rest starts over
         elif msg[1] != self._load_id:
             return  # answer to a load that switch_model (or a restart) has superseded
         elif tag == P.SPEC:
@@ -638,6 +668,8 @@ class WorkerHandle(ImagesJobs):
         if len(self._sent) >= self._max_inflight:
             return  # poll() retries once answers come back; the worker reads the newest input anyway
         if self._send(P.infer_msg(self._written)):
+            if not self._sent:
+                self._waiting_since = time.monotonic()
             self._sent.append(self._written)
 
     def _release_segments(self) -> None:
