@@ -283,6 +283,25 @@ def test_class_labels_appear_above_the_output_nodes(target, renderer, layout):
 
 
 @gl
+def test_class_labels_make_way_when_the_output_nodes_crowd_together(target, renderer, layout):
+    """Zoomed out until the output nodes stand closer than a label's width, the labels are left out
+    rather than drawn into one smudge; zoomed back in, they return."""
+    acts, ranges, cam = top_layers_scene(layout)
+    renderer.set_activations(acts, ranges)
+    labels = RenderSettings(show_class_labels=True, show_layer_names=False)
+    near = render(target, renderer, cam, labels)
+    assert renderer.labels.count > 0 and not np.array_equal(near, render(target, renderer, cam, no_labels()))
+    far = OrbitCamera(target=cam.target.copy(), distance=cam.distance * 12, yaw=cam.yaw, pitch=cam.pitch)
+    px = far.project(layer_positions(layout, "output"), W, H)
+    assert np.linalg.norm(np.diff(px, axis=0), axis=1).min() < 12, "the test needs crowded output nodes"
+    crowded = render(target, renderer, far, labels)
+    assert renderer.labels.count == 0, "labels drawn over each other"
+    np.testing.assert_array_equal(crowded, render(target, renderer, far, no_labels()))
+    render(target, renderer, cam, labels)
+    assert renderer.labels.count > 0, "the labels must come back up close"
+
+
+@gl
 def test_highlighted_node_gets_a_white_outline(target, renderer, layout):
     acts, ranges, cam = top_layers_scene(layout)
     renderer.set_activations(acts, ranges)

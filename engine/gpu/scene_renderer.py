@@ -8,7 +8,7 @@ Everything GL-side lives here and below; settings are a plain dataclass the UI e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import moderngl
 import numpy as np
@@ -30,7 +30,7 @@ class RenderSettings:
     # screen (about 1.3-1.4x faster on llvmpipe, same picture), quads up close; see tools/bench_render.py
     highlight: int = -1  # node id with a white outline (hover); -1 for none
     visible: tuple[bool, ...] | None = None  # per layer; None shows all
-    show_class_labels: bool = True  # "0".."9" above the output nodes
+    show_class_labels: bool = True  # "0".."9" above the output nodes (while they have room side by side)
     show_layer_names: bool = True  # layer names left of each layer
     label_scale: float = 1.0  # text size multiplier
 
@@ -122,6 +122,8 @@ class SceneRenderer:
                 raise ValueError(f"unknown normalisation {s.normalize!r} (expected 'layer' or 'global')")
             self.nodes.set_ranges(self._ranges[s.normalize])
         self.nodes.set_visible(s.visible if s.visible is not None else [True] * len(self.spec.layers))
+        if s.show_class_labels and not self.class_labels_fit(proj @ view, viewport, s.label_scale):
+            s = replace(s, show_class_labels=False)  # zoomed out: they would run into one smudge
         self._update_labels(s)
         self.ctx.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)
         self.background.draw(viewport)
@@ -130,6 +132,24 @@ class SceneRenderer:
         )
         self.labels.draw(proj @ view, viewport, s.label_scale)
         return modes
+
+    def class_labels_fit(self, view_proj: np.ndarray, viewport: tuple[int, int], scale: float = 1.0) -> bool:
+        """Whether every output node is at least one class label's width (the widest, plus its outline)
+        from its neighbours on screen; nodes behind the eye do not count."""
+        last = self.spec.layers[-1]
+        if last.kind != "output" or last.count < 2:
+            return True
+        pos = self.layout.positions[last.start : last.stop].astype(np.float64)
+        clip = pos @ view_proj[:3, :3].T + view_proj[:3, 3]
+        w = pos @ view_proj[3, :3] + view_proj[3, 3]
+        front = w > 1e-6
+        if front.sum() < 2:
+            return True
+        px = clip[front, :2] / w[front, None] * 0.5 * np.asarray(viewport, np.float64)
+        gaps = np.linalg.norm(np.diff(px, axis=0), axis=1)
+        atlas = self.labels.atlas
+        need = scale * (max(atlas.text_width(c) for c in self.spec.classes) + 2 * atlas.outline_px)
+        return bool(gaps.min() >= need)
 
     def release(self) -> None:
         self.labels.release()
