@@ -379,7 +379,8 @@ def test_reset_with_the_same_seed_replays_the_run(digits: Dataset) -> None:
 
 # -- what the scene draws ----------------------------------------------------------------------------------
 def test_grad_magnitudes_are_smoothed_mean_abs_grad_per_filter(digits: Dataset) -> None:
-    t = Trainer(digits, Hyper(batch_size=8), TrainerConfig(widths=(4, 5), val_every=0, jitter_beta=0.5))
+    cfg = TrainerConfig(widths=(4, 5), val_every=0, jitter_beta=0.5, jitter_every=1)
+    t = Trainer(digits, Hyper(batch_size=8), cfg)
     assert [m.tolist() for m in t.grad_magnitudes()] == [[0.0] * 4, [0.0] * 5]
     t.step()
     g1 = [c.weight.grad.abs().mean(dim=(1, 2, 3)).clone() for c in t.model.convs]
@@ -412,6 +413,39 @@ def test_grad_magnitudes_are_smoothed_mean_abs_grad_per_filter(digits: Dataset) 
     assert [len(m) for m in t.grad_magnitudes()] == [3, 3, 6] and t.grad_magnitudes()[1].sum() == 0
     t.step()
     assert all(np.isfinite(m).all() for m in t.grad_magnitudes())
+
+
+def test_small_batches_sample_the_jitter_every_few_steps(digits: Dataset) -> None:
+    """jitter_every=0: one sample per 16 images, so at batch 4 every 4th step (step counts 0, 4, 8 ...)
+    feeds the average and the steps between leave it as it was."""
+    cfg = TrainerConfig(widths=(4, 5), val_every=0, jitter_beta=0.5)
+    t = Trainer(digits, Hyper(batch_size=4), cfg)
+    t.step()  # step count 0: sampled
+    g0 = [c.weight.grad.abs().mean(dim=(1, 2, 3)).clone() for c in t.model.convs]
+    for _ in range(3):  # counts 1-3: not sampled
+        t.step()
+        for i, m in enumerate(t.grad_magnitudes()):
+            _close(torch.from_numpy(m), g0[i], f"conv{i + 1} jitter between samples")
+    t.step()  # count 4: sampled
+    g4 = [c.weight.grad.abs().mean(dim=(1, 2, 3)) for c in t.model.convs]
+    for i, m in enumerate(t.grad_magnitudes()):
+        _close(torch.from_numpy(m), 0.5 * g0[i] + 0.5 * g4[i], f"conv{i + 1} jitter after the second sample")
+    t.set_hyper(batch_size=32)  # from batch 16 up: every step
+    t.step()
+    g5 = [c.weight.grad.abs().mean(dim=(1, 2, 3)) for c in t.model.convs]
+    for i, m in enumerate(t.grad_magnitudes()):
+        want = 0.5 * (0.5 * g0[i] + 0.5 * g4[i]) + 0.5 * g5[i]
+        _close(torch.from_numpy(m), want, f"conv{i + 1} jitter at batch 32", rtol=1e-5, atol=1e-8)
+
+
+def test_a_step_feeds_the_network_exactly_to_input(digits: Dataset) -> None:
+    """Trainer._batch converts in numpy: bit for bit what datasets.to_input gives."""
+    t = Trainer(digits, Hyper(batch_size=16), SMALL)
+    idx = t._next_indices(16)
+    x, y, y_np = t._batch(idx)
+    want = to_input(digits.x_train[torch.from_numpy(idx)])
+    assert x.dtype == torch.float32 and torch.equal(x, want)
+    assert torch.equal(y, digits.y_train[torch.from_numpy(idx)]) and np.array_equal(y_np, y.numpy())
 
 
 def test_monitor_sums_match_forward_all(digits: Dataset) -> None:

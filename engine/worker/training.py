@@ -76,6 +76,7 @@ ADADELTA_EPS = 1e-6
 MAX_LR = 10.0
 MAX_BATCH = 4096
 _SEED_MIX = 1_000_003  # spreads (seed, counter) pairs over generator seeds
+JITTER_IMAGES = 16  # TrainerConfig.jitter_every=0: a jitter sample at least every this many images
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,10 @@ class TrainerConfig:
     val_every: int = 500  # steps between validation passes; 0 = only when validate() is called
     val_limit: int = 1000  # held-out images per validation pass (the first ones: the same subset each time)
     val_batch: int = 500  # images per forward pass while validating (bounds memory)
-    jitter_beta: float = 0.9  # EMA factor of the per-filter gradient magnitudes (~10-step memory)
+    jitter_beta: float = 0.9  # EMA factor of the per-filter gradient magnitudes (~10-sample memory)
+    # Steps between jitter samples; 0: one sample per JITTER_IMAGES images (every step from batch 16 up,
+    # every 4th at batch 4: a 4-image step is ~3 ms, and sampling costs it ~2 %)
+    jitter_every: int = 0
     chart_beta: float = 0.98  # EMA factor of the smoothed loss and training accuracy (~50-step memory)
     rate_beta: float = 0.9  # EMA factor of images/s
     monitor_index: int = 0  # held-out image whose activations drive the paths
@@ -212,6 +216,8 @@ class Trainer:
         self, data: Dataset, hyper: Hyper | None = None, config: TrainerConfig | None = None
     ) -> None:
         self.data = data
+        self._x_np = data.x_train.numpy()  # zero-copy views: steps gather their batch in numpy (_batch)
+        self._y_np = data.y_train.numpy()
         self.config = config or TrainerConfig()
         self.device = torch.device(self.config.device)
         self.hyper = hyper or Hyper()
@@ -325,13 +331,23 @@ class Trainer:
                 group["momentum"] = new.momentum
 
     # -- batches --------------------------------------------------------------------------------------------
-    def _permutation(self, epoch: int) -> torch.Tensor:
+    def _permutation(self, epoch: int) -> np.ndarray:
         if self._perm is None or self._perm[0] != epoch:
             g = torch.Generator().manual_seed((self.run_seed * _SEED_MIX + epoch) % 2**63)
-            self._perm = (epoch, torch.randperm(len(self.data.x_train), generator=g))
+            self._perm = (epoch, torch.randperm(len(self.data.x_train), generator=g).numpy())
         return self._perm[1]
 
-    def _next_indices(self, batch_size: int) -> torch.Tensor:
+    def _batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """Images `idx` as the network's input (exactly datasets.to_input, done in numpy: a handful of
+        torch calls cost more than the arithmetic at batch 4), their labels, and the labels in numpy."""
+        x = torch.from_numpy(np.divide(self._x_np[idx], 255, dtype=np.float32))
+        y_np = self._y_np[idx]
+        y = torch.from_numpy(y_np)
+        if self.device.type != "cpu":
+            x, y = x.to(self.device), y.to(self.device)
+        return x, y, y_np
+
+    def _next_indices(self, batch_size: int) -> np.ndarray:
         n = len(self.data.x_train)
         batch_size = min(batch_size, n)
         if self.offset + batch_size > n:  # drop the short tail: every epoch has whole batches
@@ -345,18 +361,17 @@ class Trainer:
         """One minibatch: forward, guard, backward, update, statistics.  Returns the stats dict.
 
         The bookkeeping around torch's own work is kept to a few cheap calls (tools/bench_train.py measures
-        it against a bare loop): the batch is gathered with index_select from the uint8 set, the gradients
-        are dropped directly, the accuracy is counted in numpy, the jitter statistic is two foreach calls,
-        and the weights are not scanned after every update: the next step's loss is that check (NaN or inf
-        weights make it NaN or inf), and an explicit scan runs before every rolling copy and whenever the
-        trainer comes to rest (single step, pause, save)."""
+        it against a bare loop): the batch is gathered and converted in numpy, the gradients are dropped
+        directly, the accuracy is counted in numpy, the jitter statistic is two foreach calls on sampled
+        steps (TrainerConfig.jitter_every), and the weights are not scanned after every update: the next
+        step's loss is that check (NaN or inf weights make it NaN or inf), and an explicit scan runs before
+        every rolling copy and whenever the trainer comes to rest (single step, pause, save)."""
         t0 = time.perf_counter()
         if self._pending is not None:
             self._apply_pending()
         position = (self.epoch, self.offset)
         idx = self._next_indices(self.hyper.batch_size)
-        x = to_input(torch.index_select(self.data.x_train, 0, idx), self.device)
-        y = torch.index_select(self.data.y_train, 0, idx).to(self.device)
+        x, y, y_np = self._batch(idx)
 
         if not self.model.training:  # monitor() and validate() leave it in eval mode; a call costs ~15 us
             self.model.train()
@@ -383,9 +398,10 @@ class Trainer:
             return self._blow_up("the weights became NaN or inf")
         self.step_count += 1
 
-        hits = np.count_nonzero(logits.detach().cpu().numpy().argmax(1) == y.cpu().numpy())
-        acc = int(hits) / len(idx)
-        self._update_jitter()
+        acc = int(np.count_nonzero(logits.detach().cpu().numpy().argmax(1) == y_np)) / len(idx)
+        every = self.config.jitter_every or max(1, round(JITTER_IMAGES / len(idx)))
+        if (self.step_count - 1) % every == 0:  # this update's own count, before the increment
+            self._update_jitter()
         rate = len(idx) / max(time.perf_counter() - t0, 1e-9)  # before validation: that is not training
         if self.config.val_every and self.step_count % self.config.val_every == 0:
             self.validate()
@@ -420,10 +436,11 @@ class Trainer:
             return bool(torch.isfinite(torch.stack([p.sum() for p in self._params])).all())
 
     def _update_jitter(self) -> None:
-        """The jitter EMA, kept per weight: mean is linear, so the per-filter mean of an EMA of |grad| is the
-        EMA of the per-filter mean |grad|, and two foreach calls per step replace a dozen small ops.  A layer
-        whose entry is not a per-weight buffer of its weight's shape (first step, a new layer, any edit)
-        starts one here: from this |grad| when it has no history, else from its per-filter means."""
+        """One sample of the jitter EMA, kept per weight: mean is linear, so the per-filter mean of an EMA
+        of |grad| is the EMA of the per-filter mean |grad|, and two foreach calls replace a dozen small
+        ops.  A layer whose entry is not a per-weight buffer of its weight's shape (first step, a new
+        layer, any edit) starts one here: from this |grad| when it has no history, else from its
+        per-filter means."""
         convs = self.model.convs
         grads = [conv.weight.grad for conv in convs]
         with torch.no_grad():
