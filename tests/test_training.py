@@ -279,19 +279,19 @@ def test_nan_weights_are_caught_and_rolled_back(digits: Dataset) -> None:
     _assert_restored(t, history, 2)  # copies at 0, 2, 4 -> the older kept one
 
 
-def _poison_next_update(t: Trainer) -> None:
-    """The next backward turns conv1's gradient into NaN: the update breaks the weights, its loss was fine."""
-    handle = t.model.convs[0].weight.register_hook(lambda g: torch.full_like(g, float("nan")))
-    t._poison = handle  # removed by the test once the update is done
+def _poison_next_update(t: Trainer):
+    """The next backward turns conv1's gradient into NaN: the update breaks the weights, its loss was fine.
+    Returns the hook's handle; remove it once that update is done."""
+    return t.model.convs[0].weight.register_hook(lambda g: torch.full_like(g, float("nan")))
 
 
 def test_weights_broken_by_an_update_are_caught_by_the_next_step(digits: Dataset) -> None:
     t = Trainer(digits, Hyper(batch_size=8), replace(SMALL, good_every=2))
     history = {0: _weights(t)}
     _train(t, 5, history)
-    _poison_next_update(t)
+    poison = _poison_next_update(t)
     assert t.step()["ok"], "the loss of the poisoned step itself was finite"
-    t._poison.remove()
+    poison.remove()
     assert not torch.isfinite(t.model.convs[0].weight).all()
     stats = t.step()  # its loss is the check of the weights the last update left
     assert not stats["ok"] and t.paused and "weights hold NaN or inf" in t.message, t.message
@@ -302,9 +302,9 @@ def test_a_single_step_or_a_pause_scans_the_weights(digits: Dataset, tmp_path) -
     t = Trainer(digits, Hyper(batch_size=8), replace(SMALL, good_every=2))
     history = {0: _weights(t)}
     _train(t, 4, history)
-    _poison_next_update(t)
+    poison = _poison_next_update(t)
     stats = t.single_step()  # nothing would step after it to check: it scans at once
-    t._poison.remove()
+    poison.remove()
     assert not stats["ok"] and "weights became NaN or inf" in t.message, t.message
     _assert_restored(t, history, 2)
     t.resume()

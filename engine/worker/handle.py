@@ -91,8 +91,7 @@ class WorkerHandle(ImagesJobs):
         weights: Mapping[str, str | os.PathLike] | None = None,
         *,
         max_inflight: int = 4,  # INFER commands not yet answered; bounds the pipe if the worker stalls
-        hang_timeout: float
-        | None = HANG_TIMEOUT_S,  # check() restarts a worker silent this long; None: never
+        hang_timeout: float | None = HANG_TIMEOUT_S,  # check() restarts a silent worker; None: never
     ) -> None:
         if hang_timeout is not None and not hang_timeout > 0:
             raise ValueError(

@@ -14,9 +14,9 @@ snapshots within `snapshot_budget` of the worker's time, and only once the rende
 previous one (not every step), or at once after a command changed something — one snapshot into the
 shared-memory slot: the monitored image's activations for every node, per-filter gradient magnitudes
 (jitter), per-map activation sums (paths), the first layer's filters and the stats (layout:
-train_protocol.SnapshotLayout).  While paused it blocks on
-the pipe, so a paused session costs no CPU.  After an architecture change, a reset or a load it sends the
-new NetSpec and stops publishing until the render side has made and named a slot of the new size.
+train_protocol.SnapshotLayout).  While paused it blocks on the pipe, so a paused session costs no CPU.
+After an architecture change, a reset or a load it sends the new NetSpec and stops publishing until the
+render side has made and named a slot of the new size.
 
 Embedding view (issue 5, train_protocol has the messages): `embed_filters` computes
 engine/worker/embed_vectors.filter_vectors for one conv layer on the monitored image and writes the four kinds
@@ -168,6 +168,7 @@ class _TrainWorker:
         self.budget = min(max(float(opts["snapshot_budget"]), 1e-4), 1.0)
         self.publish_costs: deque[float] = deque(maxlen=9)  # seconds of the latest publish() calls
         self.publish_seconds = 0.0  # all of them since start
+        self.publish_period = self.period  # spacing the budget allows at their median cost
         self.version = 0
         self.layout: T.SnapshotLayout | None = None
         self.slot: Slot | None = None
@@ -217,10 +218,7 @@ class _TrainWorker:
             if self.images is not None:
                 self.step_images()
             now = time.perf_counter()
-            # The median cost: the first publishes (cold caches, oneDNN set-up) cost several times more.
-            cost = sorted(self.publish_costs)[len(self.publish_costs) // 2] if self.publish_costs else 0.0
-            period = max(self.period, cost / self.budget)
-            due = not self.trainer.paused and now - self.last_publish >= period
+            due = not self.trainer.paused and now - self.last_publish >= self.publish_period
             # Flow control (train_protocol): the next one only once the last one was read, except for
             # a slow heartbeat, so a render side that lost a READ cannot stall the pictures for good.
             wanted = self.unread == 0 or now - self.last_publish >= HEARTBEAT_S
@@ -229,6 +227,9 @@ class _TrainWorker:
                 spent = time.perf_counter() - now
                 self.publish_costs.append(spent)
                 self.publish_seconds += spent
+                # The median cost: the first publishes (cold caches, oneDNN set-up) cost several times more.
+                cost = sorted(self.publish_costs)[len(self.publish_costs) // 2]
+                self.publish_period = max(self.period, cost / self.budget)
                 self.last_publish = now
 
     def receive(self, block: bool) -> bool:
@@ -414,10 +415,10 @@ class _TrainWorker:
     def publish(self) -> None:
         """One snapshot into the slot (a seqlock write: the render side never sees half of one).
 
-        Costs about one single-image forward pass (~0.5 ms on one core here), taken from training each
-        time: the activations, their per-map sums and the jitter go into the shared payload with one
-        torch.cat each (torch views of it); the net is not switched to eval mode and back (it has no
-        dropout or batch norm, and the round trip costs ~90 us); and oneDNN is off for the forward pass,
+        Costs ~1 ms on one core here, half of it the single-image forward pass, taken from training each
+        time.  Kept down: the activations, their per-map sums and the jitter go into the shared payload
+        with one torch.cat each (torch views of it); the net is not switched to eval mode and back (it has
+        no dropout or batch norm, and the round trip costs ~90 us); and oneDNN is off for the forward pass,
         whose convolutions on a single image it runs ~30 % slower than torch's own (the batches of a
         training step are its strength)."""
         import torch
@@ -467,8 +468,7 @@ class _TrainWorker:
                 acts = model.forward_all(to_input(tr.data.x_val[index : index + 1], tr.device))
             finally:
                 mkldnn.enabled = was
-            grids = [layer for layer in lay.spec.layers if layer.is_grid]
-            sums = [acts[g.name][0].reshape(g.shape[0], -1).sum(1) for g in grids]
+            sums = [acts[g.name][0].reshape(g.shape[0], -1).sum(1) for g in T.grid_layers(lay.spec)]
             jitter = [
                 j if j is not None else torch.zeros(w)
                 for j, w in zip(tr.jitter_means(), model.widths, strict=True)

@@ -367,8 +367,7 @@ class Trainer:
         step's loss is that check (NaN or inf weights make it NaN or inf), and an explicit scan runs before
         every rolling copy and whenever the trainer comes to rest (single step, pause, save)."""
         t0 = time.perf_counter()
-        if self._pending is not None:
-            self._apply_pending()
+        self._apply_pending()
         position = (self.epoch, self.offset)
         idx = self._next_indices(self.hyper.batch_size)
         x, y, y_np = self._batch(idx)

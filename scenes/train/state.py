@@ -40,7 +40,7 @@ class TrainConfig:
     seed: int = 0  # initial weights and batch order; reset starts from it again
     val_every: int = 500  # steps between validation passes
     publish_hz: float = 30.0  # snapshots per second at most while training runs (and no more than drawn);
-    # each costs training ~0.6 ms (engine/worker/train_process.py), and the jitter animates every frame anyway
+    # each costs training ~1 ms (engine/worker/train_process.py), and the jitter animates every frame anyway
     max_fps: float = 30.0  # the window's frame rate cap while this scene runs (0: the display's rate).  With
     # software GL (llvmpipe) a frame of this scene costs ~25 ms of CPU; at 60 frames/s that takes 1.5 of 2
     # cores from training, at 30 about 0.75 (tools/bench_training.py).  30 still animates the jitter smoothly.
