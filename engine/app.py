@@ -16,13 +16,12 @@ from collections import deque
 
 import glfw
 import numpy as np
+from convscope.engine.gpu.frame import OffscreenTarget
+from convscope.engine.gpu.imgui_renderer import ImGuiRenderer
+from convscope.engine.scene import FrameContext, Scene
+from convscope.engine.ui.backend import UiBackend, UiConfig
+from convscope.engine.ui.input import InputCollector, InputState
 from imgui_bundle import imgui
-
-from engine.gpu.frame import OffscreenTarget
-from engine.gpu.imgui_renderer import ImGuiRenderer
-from engine.scene import FrameContext, Scene
-from engine.ui.backend import UiBackend, UiConfig
-from engine.ui.input import InputCollector, InputState
 
 
 class FrameStats:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from engine.ui.input import InputState
+from convscope.engine.ui.input import InputState
 
 
 @dataclass

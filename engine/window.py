@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import glfw
-
-from engine.ui.input import InputCollector, InputState
+from convscope.engine.ui.input import InputCollector, InputState
 
 if TYPE_CHECKING:
     import moderngl
@@ -114,7 +113,7 @@ class Window:
         glfw.make_context_current(self.handle)
         glfw.swap_interval(1 if cfg.vsync else 0)
 
-        from engine.gpu.context import create_from_window
+        from convscope.engine.gpu.context import create_from_window
 
         try:
             self.ctx = create_from_window()

@@ -25,9 +25,8 @@ import ctypes
 from typing import TYPE_CHECKING
 
 import glfw
-
-from engine.ui.input import MOD_ALT, MOD_CONTROL, MOD_SHIFT, MOD_SUPER, InputCollector, InputState
-from engine.window import WindowConfig, WindowError
+from convscope.engine.ui.input import MOD_ALT, MOD_CONTROL, MOD_SHIFT, MOD_SUPER, InputCollector, InputState
+from convscope.engine.window import WindowConfig, WindowError
 
 if TYPE_CHECKING:
     import moderngl
@@ -160,7 +159,7 @@ class SdlWindow:
         sdl.SDL_GL_MakeCurrent(self.handle, self._gl)
         sdl.SDL_GL_SetSwapInterval(1 if cfg.vsync else 0)
 
-        from engine.gpu.context import create_from_window
+        from convscope.engine.gpu.context import create_from_window
 
         try:
             self.ctx = create_from_window()

@@ -27,12 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from convscope.models.revacnn import Arch, RevaCNN
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
-
-from models.revacnn import Arch, RevaCNN
 
 FORMAT = "convscope-checkpoint"
 VERSION = 1

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from convscope.engine.graph.spec import LayerSpec
+from convscope.models.specs import LENET_LAYERS, MLP_LAYERS
 from torch import nn
-
-from engine.graph.spec import LayerSpec
-from models.specs import LENET_LAYERS, MLP_LAYERS
 
 
 class LeNet(nn.Module):

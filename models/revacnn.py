@@ -20,9 +20,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from convscope.engine.graph.spec import LayerSpec
 from torch import nn
-
-from engine.graph.spec import LayerSpec
 
 KERNEL = 5  # conv window, fixed by the paper's model
 PADDING = 2  # keeps a 5x5 conv's output the size of its input

@@ -3,7 +3,7 @@ without importing torch.  models/nets.py's modules describe themselves with thes
 
 from __future__ import annotations
 
-from engine.graph.spec import LayerSpec, NetSpec
+from convscope.engine.graph.spec import LayerSpec, NetSpec
 
 LENET_LAYERS = (
     LayerSpec("input", "input", (1, 32, 32)),

@@ -55,9 +55,8 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from convscope.models.revacnn import KERNEL, MAX_WIDTH, PADDING, POOL, Arch, RevaCNN, new_conv
 from torch import nn
-
-from models.revacnn import KERNEL, MAX_WIDTH, PADDING, POOL, Arch, RevaCNN, new_conv
 
 Map = Callable[[torch.Tensor], torch.Tensor]
 

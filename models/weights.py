@@ -12,11 +12,10 @@ import tempfile
 from pathlib import Path
 
 import torch
+from convscope.models.nets import build
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
-
-from models.nets import build
 
 MODELS_DIR = Path(__file__).resolve().parent
 

@@ -6,7 +6,7 @@
     convscope --kiosk [--config kiosk.toml] [--no-supervisor]
     convscope --kiosk --headless --frames N --screenshot OUT.png
     convscope --kiosk --soak MINUTES --report OUT.json [--headless]
-    convscope --scene train [--dataset cifar10|mnist|digits] [--data-dir DIR]   (live training, issue 4)
+    convscope --scene train [--dataset cifar10|mnist|digits] [--data-dir DIR]   (live training)
               [--data-mirror URL]   (download from an offline mirror instead of torchvision's URLs)
     convscope --scene train --headless --frames N --screenshot OUT.png
 
@@ -158,8 +158,8 @@ def _mirror_url(value: str) -> str:
 
 def parse(argv: list[str] | None = None):
     """Parse and check the command line; returns (options, AppConfig, initial drawing or None)."""
-    from engine.config import ConfigError, load_config
-    from scenes.explore.preprocess import InputImageError, image_file_to_input
+    from convscope.engine.config import ConfigError, load_config
+    from convscope.scenes.explore.preprocess import InputImageError, image_file_to_input
 
     opts = build_parser().parse_args(argv)
     if opts.frames is not None and opts.frames < 1:
@@ -188,7 +188,9 @@ def parse(argv: list[str] | None = None):
     opts.kiosk_config = None
     try:
         if opts.kiosk:
-            from scenes.kiosk.config import load_kiosk_config  # the file's [kiosk] table, errors with lines
+            from convscope.scenes.kiosk.config import (
+                load_kiosk_config,  # the file's [kiosk] table, errors with lines
+            )
 
             cfg, opts.kiosk_config = load_kiosk_config(opts.config, **overrides)
         else:
@@ -215,16 +217,16 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"convscope: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from scenes.explore.run import AppError, run_headless, run_window
+    from convscope.scenes.explore.run import AppError, run_headless, run_window
 
     try:
         if opts.scene == "train":
-            from scenes.train.run import run_from_cli
+            from convscope.scenes.train.run import run_from_cli
 
             run_from_cli(cfg, opts)
             return 0
         if opts.kiosk:
-            from scenes.kiosk.run import main as kiosk_main
+            from convscope.scenes.kiosk.run import main as kiosk_main
 
             return kiosk_main(cfg, opts.kiosk_config, opts, argv)
         if opts.headless:

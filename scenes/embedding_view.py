@@ -1,4 +1,4 @@
-"""EmbedView: the 2D embedding view (issue 5) of any scene, one implementation for the training scene and the
+"""EmbedView: the 2D embedding view of any scene, one implementation for the training scene and the
 explorer: asks the scene's worker for vectors, has them placed by t-SNE, shows them in the Embedding window
 and links its selection with the 3D view.
 
@@ -38,13 +38,12 @@ import time
 from typing import Protocol
 
 import numpy as np
-
-from engine.gpu.imgui_renderer import UiTexture
-from engine.graph.spec import NetSpec
-from engine.ui.embed_panel import FILTERS, IMAGES, EmbedPanelState, thumbnails
-from engine.worker.embed_handle import EmbedConfig, EmbedHandle, EmbedResult
-from engine.worker.images_job import ImagesJob
-from engine.worker.train_protocol import FilterData
+from convscope.engine.gpu.imgui_renderer import UiTexture
+from convscope.engine.graph.spec import NetSpec
+from convscope.engine.ui.embed_panel import FILTERS, IMAGES, EmbedPanelState, thumbnails
+from convscope.engine.worker.embed_handle import EmbedConfig, EmbedHandle, EmbedResult
+from convscope.engine.worker.images_job import ImagesJob
+from convscope.engine.worker.train_protocol import FilterData
 
 
 class EmbedHost(Protocol):

@@ -10,14 +10,13 @@ import functools
 
 import numpy as np
 import pytest
-
-from engine.graph.spec import NetSpec
-from models.specs import lenet_spec, mlp_spec  # noqa: F401
+from convscope.engine.graph.spec import NetSpec
+from convscope.models.specs import lenet_spec, mlp_spec  # noqa: F401
 
 
 @functools.cache
 def _context():
-    from engine.gpu.context import GLVersionError, create_headless
+    from convscope.engine.gpu.context import GLVersionError, create_headless
 
     try:
         return create_headless()

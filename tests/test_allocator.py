@@ -16,8 +16,7 @@ import subprocess
 import sys
 
 import pytest
-
-from engine.worker.allocator import tune_for_training
+from convscope.engine.worker.allocator import tune_for_training
 
 ROUNDS = 10
 MB = 40
@@ -25,7 +24,7 @@ MB = 40
 _PROBE = f"""
 import ctypes, json, resource, sys
 sys.path.insert(0, {repr(sys.path[0])})
-from engine.worker.allocator import tune_for_training
+from convscope.engine.worker.allocator import tune_for_training
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, (ctypes.c_size_t,)
 libc.free.argtypes = (ctypes.c_void_p,)

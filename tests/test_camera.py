@@ -6,8 +6,7 @@ import math
 
 import numpy as np
 import pytest
-
-from engine.camera import PITCH_LIMIT, OrbitCamera
+from convscope.engine.camera import PITCH_LIMIT, OrbitCamera
 
 W, H = 1280, 720
 

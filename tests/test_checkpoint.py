@@ -13,18 +13,22 @@ import json
 import math
 from pathlib import Path
 
+import convscope.models.checkpoint as ckpt_mod
 import pytest
 import torch
 import torch.nn.functional as F
+from convscope.engine.worker.datasets import Dataset, builtin_digits
+from convscope.engine.worker.training import Hyper, Trainer, TrainerConfig
+from convscope.models.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    optimizer_state_by_name,
+    save_checkpoint,
+)
+from convscope.models.revacnn import Arch, RevaCNN
+from convscope.models.surgery import add_filter
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
-
-import models.checkpoint as ckpt_mod
-from engine.worker.datasets import Dataset, builtin_digits
-from engine.worker.training import Hyper, Trainer, TrainerConfig
-from models.checkpoint import CheckpointError, load_checkpoint, optimizer_state_by_name, save_checkpoint
-from models.revacnn import Arch, RevaCNN
-from models.surgery import add_filter
 
 torch.set_num_threads(1)
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.gl
 
 def convscope(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "scenes.cli", *args], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "convscope.scenes.cli", *args], capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -76,8 +76,8 @@ def test_headless_screenshot_has_the_asked_size_and_is_not_blank(headless_run):
 
 def test_dumped_activations_equal_a_torch_forward_pass(headless_run):
     torch = pytest.importorskip("torch")
-    from models.weights import load_model
-    from scenes.explore.preprocess import image_file_to_input
+    from convscope.models.weights import load_model
+    from convscope.scenes.explore.preprocess import image_file_to_input
 
     _, dump, drawing = headless_run
     acts = np.load(dump)
@@ -94,7 +94,7 @@ def test_dumped_activations_equal_a_torch_forward_pass(headless_run):
 
 
 def test_either_polarity_gives_the_same_network_input(headless_run, tmp_path):
-    from scenes.explore.preprocess import image_file_to_input
+    from convscope.scenes.explore.preprocess import image_file_to_input
 
     a = image_file_to_input(seven(tmp_path, dark_on_light=True))
     b = image_file_to_input(seven(tmp_path, dark_on_light=False))
@@ -149,9 +149,9 @@ def test_mismatched_weights_give_a_clear_error(tmp_path):
 
 def test_data_mirror_reaches_the_training_config(tmp_path):
     """--data-mirror (an offline mirror) goes cli -> TrainConfig -> the worker's options, like --data-dir."""
-    from scenes.cli import UsageError, main, parse
-    from scenes.train.run import train_config_from
-    from scenes.train.scene import TrainScene
+    from convscope.scenes.cli import UsageError, main, parse
+    from convscope.scenes.train.run import train_config_from
+    from convscope.scenes.train.scene import TrainScene
 
     data = tmp_path / "data"
     data.mkdir()

@@ -13,18 +13,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from convscope.engine.app import App
+from convscope.engine.camera import OrbitCamera
+from convscope.engine.gpu.frame import OffscreenTarget
+from convscope.engine.gpu.scene_renderer import RenderSettings, SceneRenderer
+from convscope.engine.graph.layout import build_layout
+from convscope.engine.ui.input import MOUSE_LEFT, InputState
+from convscope.scenes.explore.compare import CompareView, split
+from convscope.scenes.explore.pad import PadState
+from convscope.scenes.explore.preprocess import pad_to_input
 from gl_helpers import lenet_spec, smooth_activations
 from PIL import Image
-
-from engine.app import App
-from engine.camera import OrbitCamera
-from engine.gpu.frame import OffscreenTarget
-from engine.gpu.scene_renderer import RenderSettings, SceneRenderer
-from engine.graph.layout import build_layout
-from engine.ui.input import MOUSE_LEFT, InputState
-from scenes.explore.compare import CompareView, split
-from scenes.explore.pad import PadState
-from scenes.explore.preprocess import pad_to_input
 
 pytestmark = pytest.mark.gl
 SCREENS = Path(__file__).resolve().parents[1] / "out" / "screens"
@@ -157,7 +156,7 @@ def test_each_half_shows_what_its_renderer_draws_alone(app, ctx):
 
 
 def test_mlp_activations_equal_a_plain_worker(app):
-    from engine.worker import WorkerHandle
+    from convscope.engine.worker import WorkerHandle
 
     compare = app.scene.compare
     assert compare.spec.model == "mlp" and compare.spec.total_nodes == 784 + 300 + 100 + 10

@@ -1,8 +1,7 @@
 """OpenGL version checks: an old driver gets a clear message instead of a shader error later."""
 
 import pytest
-
-from engine.gpu.context import GLVersionError, check_version, create_headless
+from convscope.engine.gpu.context import GLVersionError, check_version, create_headless
 
 
 class FakeContext:
@@ -35,19 +34,19 @@ def test_render_process_never_imports_torch():
 
     code = """
 import sys
-from engine.app import App
-from engine.config import AppConfig
-from engine.gpu.context import create_headless
-from scenes.explore.run import wait_until_ready
-from scenes.explore.scene import ExploreScene
-import scenes.cli
+from convscope.engine.app import App
+from convscope.engine.config import AppConfig
+from convscope.engine.gpu.context import create_headless
+from convscope.scenes.explore.run import wait_until_ready
+from convscope.scenes.explore.scene import ExploreScene
+import convscope.scenes.cli
 if __name__ == "__main__":
     ctx = create_headless()
     app = App(ExploreScene(AppConfig()), ctx=ctx, size=(320, 240))
     wait_until_ready(app, app.scene, 60)
     app.frame()
     app.close()
-    prefixes = ("torch.", "models.nets", "models.weights")
+    prefixes = ("torch.", "convscope.models.nets", "convscope.models.weights")
     bad = sorted(m for m in sys.modules if m == "torch" or m.startswith(prefixes))
     print("IMPORTED", bad)
     sys.exit(1 if bad else 0)
@@ -62,8 +61,10 @@ def test_no_scene_module_imports_torch():
     import sys
 
     code = (
-        "import sys, engine.app, engine.window, scenes.cli, scenes.explore.scene, scenes.kiosk.scene, "
-        "scenes.train.scene, engine.ui.embed_panel, engine.worker.embed_handle, engine.worker.train_handle\n"
+        "import sys, convscope.engine.app, convscope.engine.window, convscope.scenes.cli, "
+        "convscope.scenes.explore.scene, convscope.scenes.kiosk.scene, convscope.scenes.train.scene, "
+        "convscope.engine.ui.embed_panel, convscope.engine.worker.embed_handle, "
+        "convscope.engine.worker.train_handle\n"
         "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
         "sys.exit(f'imported {bad}' if bad else 0)\n"
     )

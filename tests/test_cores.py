@@ -13,8 +13,7 @@ import sys
 import threading
 
 import pytest
-
-from engine.cores import CoreReservation, supported
+from convscope.engine.cores import CoreReservation, supported
 
 pytestmark = pytest.mark.skipif(
     not supported() or len(os.sched_getaffinity(0)) < 2, reason="needs Linux affinity and 2+ cores"

@@ -14,15 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from convscope.engine.app import App
+from convscope.engine.config import AppConfig
+from convscope.engine.graph.edges import incoming
+from convscope.engine.graph.explain import formula_lines
+from convscope.engine.ui.input import MOUSE_LEFT
+from convscope.scenes.explore.run import wait_until_ready
+from convscope.scenes.explore.scene import ExploreScene
 from PIL import Image
-
-from engine.app import App
-from engine.config import AppConfig
-from engine.graph.edges import incoming
-from engine.graph.explain import formula_lines
-from engine.ui.input import MOUSE_LEFT
-from scenes.explore.run import wait_until_ready
-from scenes.explore.scene import ExploreScene
 
 pytestmark = pytest.mark.gl
 W, H = 1280, 720
@@ -45,7 +44,7 @@ def our_segments() -> set[str]:
 
 @pytest.fixture(scope="module")
 def app():
-    from engine.gpu.context import create_headless
+    from convscope.engine.gpu.context import create_headless
 
     ctx = create_headless()
     before = our_segments()

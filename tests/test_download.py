@@ -25,9 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from engine.worker import datasets
-from engine.worker.download import DownloadError, download_file, download_first, part_path
+from convscope.engine.worker import datasets
+from convscope.engine.worker.download import DownloadError, download_file, download_first, part_path
 
 
 # -- a local server -----------------------------------------------------------------------------------------
@@ -297,7 +296,7 @@ def test_cifar_archive_is_fetched_unpacked_whole_and_checked(server, tmp_path, m
 
 
 def test_progress_label_reads_like_the_panel_says_it():
-    from scenes.train.state import progress_label
+    from convscope.scenes.train.state import progress_label
 
     text, frac = progress_label(("Downloading CIFAR-10", 45_200_000, 170_500_000))
     assert text == "Downloading CIFAR-10: 45.2 of 170.5 MB" and frac == pytest.approx(45.2 / 170.5)
@@ -312,13 +311,12 @@ def test_progress_label_reads_like_the_panel_says_it():
 # -- the scene shows the progress ---------------------------------------------------------------------------
 @pytest.mark.gl
 def test_train_scene_draws_the_download_progress_bar(tmp_path):
+    from convscope.engine.app import App
+    from convscope.engine.worker.train_handle import TrainHandle
+    from convscope.scenes.train.scene import TrainScene
+    from convscope.scenes.train.state import TrainConfig
     from gl_helpers import gl_context
     from PIL import Image
-
-    from engine.app import App
-    from engine.worker.train_handle import TrainHandle
-    from scenes.train.scene import TrainScene
-    from scenes.train.state import TrainConfig
 
     class Loading(TrainHandle):
         """A handle whose worker is still downloading: no process, progress set by the test."""

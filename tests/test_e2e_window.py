@@ -63,7 +63,7 @@ def run_app(display: str, tmp: Path, strokes: list[list[tuple[int, int]]]) -> tu
         [
             sys.executable,
             "-m",
-            "scenes.cli",
+            "convscope.scenes.cli",
             "--width",
             str(W),
             "--height",

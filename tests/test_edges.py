@@ -10,16 +10,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from gl_helpers import lenet_spec, mlp_spec
-
-from engine.graph.edges import (
+from convscope.engine.graph.edges import (
     edge_scale,
     edge_values,
     edge_weights,
     incoming,
     locate,
 )
-from engine.graph.spec import LayerSpec, NetSpec
+from convscope.engine.graph.spec import LayerSpec, NetSpec
+from gl_helpers import lenet_spec, mlp_spec
 
 torch.set_num_threads(1)
 

@@ -13,18 +13,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from imgui_bundle import imgui
-from PIL import Image
-
-from engine.ui.backend import UiBackend
-from engine.ui.embed_panel import (
+from convscope.engine.ui.backend import UiBackend
+from convscope.engine.ui.embed_panel import (
     IMAGES,
     SELECTED_RGB,
     EmbedPanelState,
     gui_embed,
     thumbnails,
 )
-from engine.ui.input import MOUSE_LEFT, InputCollector
+from convscope.engine.ui.input import MOUSE_LEFT, InputCollector
+from imgui_bundle import imgui
+from PIL import Image
 
 SCREENS = Path(__file__).resolve().parents[1] / "out" / "screens"
 SIZE = (520, 560)
@@ -105,8 +104,8 @@ class Harness:
         self.textures = None
         self.ctx = ctx
         if ctx is not None:
-            from engine.gpu.frame import OffscreenTarget
-            from engine.gpu.imgui_renderer import ImGuiRenderer
+            from convscope.engine.gpu.frame import OffscreenTarget
+            from convscope.engine.gpu.imgui_renderer import ImGuiRenderer
 
             self.renderer = ImGuiRenderer(ctx)
             self.target = OffscreenTarget(ctx, *SIZE)
@@ -214,10 +213,9 @@ def test_controls_ask_for_a_refresh():
 
 @pytest.mark.gl
 def test_panel_renders_headless_with_selection_ring_and_tooltip():
+    from convscope.engine.gpu.imgui_renderer import UiTexture
+    from convscope.engine.ui.embed_panel import FILTER_RGB
     from gl_helpers import gl_context
-
-    from engine.gpu.imgui_renderer import UiTexture
-    from engine.ui.embed_panel import FILTER_RGB
 
     ctx = gl_context()
     h = Harness(filter_state(), ctx)
@@ -268,10 +266,9 @@ def test_panel_renders_headless_with_selection_ring_and_tooltip():
 
 @pytest.mark.gl
 def test_images_mode_renders_classes_legend_and_progress():
+    from convscope.engine.gpu.imgui_renderer import UiTexture
+    from convscope.engine.ui.embed_panel import PALETTE
     from gl_helpers import gl_context
-
-    from engine.gpu.imgui_renderer import UiTexture
-    from engine.ui.embed_panel import PALETTE
 
     ctx = gl_context()
     s = EmbedPanelState(mode=IMAGES, animation_s=0.5, class_names=tuple(str(i) for i in range(10)))

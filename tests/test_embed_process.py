@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from engine.worker.embed_handle import EmbedConfig, EmbedHandle, normalize
-from engine.worker.embed_process import TsneParams, perplexity_for, tsne
-from engine.worker.shm import list_segments, segment_prefix
+from convscope.engine.worker.embed_handle import EmbedConfig, EmbedHandle, normalize
+from convscope.engine.worker.embed_process import TsneParams, perplexity_for, tsne
+from convscope.engine.worker.shm import list_segments, segment_prefix
 
 
 def two_clusters(
@@ -222,7 +221,7 @@ def test_config_reaches_the_process():
 
 
 def test_big_inputs_are_copied_by_a_thread_and_dropped_if_superseded(handle, monkeypatch):
-    import engine.worker.embed_handle as H
+    import convscope.engine.worker.embed_handle as H
 
     monkeypatch.setattr(H, "BACKGROUND_COPY_BYTES", 0)  # every input takes the thread path
     x, labels = two_clusters(seed=7)

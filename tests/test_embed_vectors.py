@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from engine.worker.embed_vectors import (
+from convscope.engine.worker.embed_vectors import (
     KINDS,
     ImageVectors,
     conv_layers,
@@ -20,8 +19,8 @@ from engine.worker.embed_vectors import (
     image_vectors,
     pooled_side,
 )
-from models.nets import LeNet
-from models.revacnn import PADDING, POOL, Arch, RevaCNN
+from convscope.models.nets import LeNet
+from convscope.models.revacnn import PADDING, POOL, Arch, RevaCNN
 
 torch.set_num_threads(1)
 

@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from engine.graph.explain import explain, fmt, formula_lines, node_label, position_text
-from engine.graph.spec import NetSpec
-from engine.worker.process import layer_parameters
-from models.nets import build
+from convscope.engine.graph.explain import explain, fmt, formula_lines, node_label, position_text
+from convscope.engine.graph.spec import NetSpec
+from convscope.engine.worker.process import layer_parameters
+from convscope.models.nets import build
 
 torch.set_num_threads(1)
 TOL = dict(rel=1e-5, abs=2e-5)  # float64 sums of float32 numbers vs torch's float32 kernels

@@ -1,4 +1,4 @@
-"""The explorer's Embedding window (issue 5 in the explore scene): the inference worker's embedding commands
+"""The explorer's Embedding window: the inference worker's embedding commands
 checked against torch, and the window driven headless in this process with a real worker and a real t-SNE
 process.
 
@@ -28,19 +28,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from convscope.engine.app import App
+from convscope.engine.config import AppConfig
+from convscope.engine.ui.embed_panel import FILTER_RGB, FILTERS, IMAGES, PALETTE, SELECTED_RGB
+from convscope.engine.worker import WorkerHandle
+from convscope.engine.worker.datasets import builtin_digits
+from convscope.engine.worker.embed_handle import KINDS
+from convscope.engine.worker.shm import list_segments, segment_prefix
+from convscope.models.weights import load_model
+from convscope.scenes.explore.run import wait_until_ready
+from convscope.scenes.explore.scene import ExploreScene
 from gl_helpers import gl_context
 from ui_driver import TIMEOUT, click, colour_count, embed_shown, frame, frames_until, move, save
-
-from engine.app import App
-from engine.config import AppConfig
-from engine.ui.embed_panel import FILTER_RGB, FILTERS, IMAGES, PALETTE, SELECTED_RGB
-from engine.worker import WorkerHandle
-from engine.worker.datasets import builtin_digits
-from engine.worker.embed_handle import KINDS
-from engine.worker.shm import list_segments, segment_prefix
-from models.weights import load_model
-from scenes.explore.run import wait_until_ready
-from scenes.explore.scene import ExploreScene
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "explore_embed"  # screenshots: out/screens/explore_embed_*.png
@@ -389,11 +388,11 @@ def test_mlp_filters_mode_says_there_are_no_conv_layers(app, tmp_path):
 def test_render_process_with_the_embedding_window_never_imports_torch(tmp_path):
     code = f"""
 import sys, time
-from engine.app import App
-from engine.config import AppConfig
-from engine.gpu.context import create_headless
-from scenes.explore.run import wait_until_ready
-from scenes.explore.scene import ExploreScene
+from convscope.engine.app import App
+from convscope.engine.config import AppConfig
+from convscope.engine.gpu.context import create_headless
+from convscope.scenes.explore.run import wait_until_ready
+from convscope.scenes.explore.scene import ExploreScene
 if __name__ == "__main__":
     ctx = create_headless()
     app = App(ExploreScene(AppConfig(data_dir={str(tmp_path)!r})), ctx=ctx, size=(640, 480))
@@ -406,7 +405,7 @@ if __name__ == "__main__":
         time.sleep(0.01)
     print("LAYOUT", len(p.ids))
     app.close()
-    prefixes = ("torch.", "models.nets", "openTSNE")
+    prefixes = ("torch.", "convscope.models.nets", "openTSNE")
     bad = sorted(m for m in sys.modules if m == "torch" or m.startswith(prefixes))
     print("IMPORTED", bad)
     sys.exit(1 if bad or not len(p.ids) else 0)

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from engine.app import App
-from engine.config import AppConfig
-from engine.ui.input import MOUSE_LEFT
-from scenes.explore.run import wait_until_ready
-from scenes.explore.scene import ExploreScene
+from convscope.engine.app import App
+from convscope.engine.config import AppConfig
+from convscope.engine.ui.input import MOUSE_LEFT
+from convscope.scenes.explore.run import wait_until_ready
+from convscope.scenes.explore.scene import ExploreScene
 
 pytestmark = pytest.mark.gl
 W, H = 960, 600
@@ -27,7 +26,7 @@ def our_segments() -> set[str]:
 
 @pytest.fixture(scope="module")
 def ctx():
-    from engine.gpu.context import create_headless
+    from convscope.engine.gpu.context import create_headless
 
     ctx = create_headless()
     yield ctx

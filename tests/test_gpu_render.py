@@ -9,15 +9,14 @@ import math
 
 import numpy as np
 import pytest
+from convscope.engine.camera import OrbitCamera
+from convscope.engine.gpu import colormaps, programs
+from convscope.engine.gpu.frame import OffscreenTarget
+from convscope.engine.gpu.labels import GlyphAtlas
+from convscope.engine.gpu.normalize import layer_ranges
+from convscope.engine.gpu.scene_renderer import RenderSettings, SceneRenderer
+from convscope.engine.graph.layout import build_layout
 from gl_helpers import gl_context, lenet_spec, smooth_activations
-
-from engine.camera import OrbitCamera
-from engine.gpu import colormaps, programs
-from engine.gpu.frame import OffscreenTarget
-from engine.gpu.labels import GlyphAtlas
-from engine.gpu.normalize import layer_ranges
-from engine.gpu.scene_renderer import RenderSettings, SceneRenderer
-from engine.graph.layout import build_layout
 
 gl = pytest.mark.gl
 W, H = 1280, 720

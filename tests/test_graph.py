@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
-
-from engine.graph.layout import build_layout
-from engine.graph.spec import LayerSpec, NetSpec, synthetic_spec
-from models.specs import LENET_LAYERS as LENET
-from models.specs import MLP_LAYERS as MLP
+from convscope.engine.graph.layout import build_layout
+from convscope.engine.graph.spec import LayerSpec, NetSpec, synthetic_spec
+from convscope.models.specs import LENET_LAYERS as LENET
+from convscope.models.specs import MLP_LAYERS as MLP
 
 
 def test_lenet_and_mlp_node_counts_and_ranges():

@@ -10,13 +10,12 @@ from pathlib import Path
 import moderngl
 import numpy as np
 import pytest
+from convscope.engine.gpu.imgui_renderer import ImGuiRenderer, UiTexture
+from convscope.engine.ui import widgets
+from convscope.engine.ui.backend import UiBackend
 from gl_helpers import gl_context
 from imgui_bundle import imgui
 from PIL import Image
-
-from engine.gpu.imgui_renderer import ImGuiRenderer, UiTexture
-from engine.ui import widgets
-from engine.ui.backend import UiBackend
 
 pytestmark = pytest.mark.gl
 

@@ -8,13 +8,26 @@ from pathlib import Path
 import glfw
 import numpy as np
 import pytest
-
-from engine.camera import OrbitCamera
-from engine.ui.input import MOUSE_LEFT, InputCollector
-from scenes.explore.pad import PadState
-from scenes.kiosk.attract import DIGIT_BOX, Attract, load_strokes, sample_stroke
-from scenes.kiosk.config import KioskConfig, KioskConfigError, find_line, load_kiosk_config, parse_chord
-from scenes.kiosk.idle import ATTRACT, IDLE, RESET, START_ATTRACT, STOP_ATTRACT, VISITOR, IdleMachine
+from convscope.engine.camera import OrbitCamera
+from convscope.engine.ui.input import MOUSE_LEFT, InputCollector
+from convscope.scenes.explore.pad import PadState
+from convscope.scenes.kiosk.attract import DIGIT_BOX, Attract, load_strokes, sample_stroke
+from convscope.scenes.kiosk.config import (
+    KioskConfig,
+    KioskConfigError,
+    find_line,
+    load_kiosk_config,
+    parse_chord,
+)
+from convscope.scenes.kiosk.idle import (
+    ATTRACT,
+    IDLE,
+    RESET,
+    START_ATTRACT,
+    STOP_ATTRACT,
+    VISITOR,
+    IdleMachine,
+)
 
 
 class FakeClock:

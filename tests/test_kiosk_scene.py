@@ -11,15 +11,14 @@ from pathlib import Path
 import glfw
 import numpy as np
 import pytest
-
-from engine.app import App
-from engine.config import AppConfig
-from engine.ui.input import MOD_ALT, MOD_CONTROL, MOD_SHIFT, MOUSE_LEFT
-from scenes.explore.run import wait_until_ready
-from scenes.kiosk.config import KioskConfig
-from scenes.kiosk.idle import ATTRACT, VISITOR
-from scenes.kiosk.run import FrameClock, ui_config
-from scenes.kiosk.scene import FLIGHT_S, KioskScene, Pose, kiosk_ui_scale
+from convscope.engine.app import App
+from convscope.engine.config import AppConfig
+from convscope.engine.ui.input import MOD_ALT, MOD_CONTROL, MOD_SHIFT, MOUSE_LEFT
+from convscope.scenes.explore.run import wait_until_ready
+from convscope.scenes.kiosk.config import KioskConfig
+from convscope.scenes.kiosk.idle import ATTRACT, VISITOR
+from convscope.scenes.kiosk.run import FrameClock, ui_config
+from convscope.scenes.kiosk.scene import FLIGHT_S, KioskScene, Pose, kiosk_ui_scale
 
 pytestmark = pytest.mark.gl
 W, H = 900, 560
@@ -33,7 +32,7 @@ def our_segments() -> set[str]:
 
 @pytest.fixture(scope="module")
 def kiosk():
-    from engine.gpu.context import create_headless
+    from convscope.engine.gpu.context import create_headless
 
     before = our_segments()
     ctx = create_headless()

@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.gl, pytest.mark.slow]
 def test_short_soak_reports_every_field_and_leaks_nothing(tmp_path):
     report = tmp_path / "soak.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "scenes.cli", "--kiosk", "--soak", "0.5", "--report", str(report),
+        [sys.executable, "-m", "convscope.scenes.cli", "--kiosk", "--soak", "0.5", "--report", str(report),
          "--headless", "--width", "800", "--height", "500"],
         capture_output=True, text=True, timeout=180,
     )  # fmt: skip

@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from scenes.kiosk.supervisor import Heartbeat, Supervisor, make_logger
+from convscope.scenes.kiosk.supervisor import Heartbeat, Supervisor, make_logger
 
 FAKE_APP = textwrap.dedent(
     """
@@ -196,7 +195,7 @@ def test_real_kiosk_is_locked_restarted_when_killed_or_hung_and_exits_by_chord(d
     env = {k: v for k, v in os.environ.items() if k != "PYOPENGL_PLATFORM"}
     env.update(DISPLAY=display, CONVSCOPE_STARTUP_LOG=str(startup))
     sup = subprocess.Popen(
-        [sys.executable, "-m", "scenes.cli", "--kiosk", "--config", str(config), "--no-vsync"],
+        [sys.executable, "-m", "convscope.scenes.cli", "--kiosk", "--config", str(config), "--no-vsync"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

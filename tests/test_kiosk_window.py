@@ -20,7 +20,7 @@ GLFW_SCRIPT = textwrap.dedent(
     """
     import subprocess, sys, time
     import glfw
-    from engine.window import Window, WindowConfig, WindowError
+    from convscope.engine.window import Window, WindowConfig, WindowError
     from tests.test_kiosk_supervisor import wm_close
 
     w = Window(WindowConfig(width=320, height=200, fullscreen=True, monitor=0, lock_close=True,
@@ -63,10 +63,10 @@ SDL_SCRIPT = textwrap.dedent(
     import numpy as np
     import sdl2
     from imgui_bundle import imgui
-    from engine.app import App
-    from engine.ui.input import MOD_ALT, MOD_CONTROL, MOD_SHIFT
-    from engine.window import WindowConfig
-    from engine.window_sdl import SdlWindow
+    from convscope.engine.app import App
+    from convscope.engine.ui.input import MOD_ALT, MOD_CONTROL, MOD_SHIFT
+    from convscope.engine.window import WindowConfig
+    from convscope.engine.window_sdl import SdlWindow
 
     def push(kind, **fields):
         ev = sdl2.SDL_Event()

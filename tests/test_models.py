@@ -10,9 +10,8 @@ import json
 
 import pytest
 import torch
-
-from models.nets import MODELS, build
-from models.weights import WeightsError, card_path, default_path, load_model, save_model
+from convscope.models.nets import MODELS, build
+from convscope.models.weights import WeightsError, card_path, default_path, load_model, save_model
 
 # The accuracy each shipped model must reach on the 10,000 MNIST test images.
 TARGETS = {"lenet": 0.99, "mlp": 0.97}

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from convscope.engine.ui.backend import UiBackend
+from convscope.engine.ui.input import MOUSE_LEFT, InputCollector
+from convscope.scenes.explore.morph import STEPS, MorphState, blend, gui_morph, load_idx_digits
+from convscope.scenes.explore.pad import PadState
+from convscope.scenes.explore.preprocess import pad_to_input
 from imgui_bundle import imgui, implot
 from PIL import Image
-
-from engine.ui.backend import UiBackend
-from engine.ui.input import MOUSE_LEFT, InputCollector
-from scenes.explore.morph import STEPS, MorphState, blend, gui_morph, load_idx_digits
-from scenes.explore.pad import PadState
-from scenes.explore.preprocess import pad_to_input
 
 SCREENS = Path(__file__).resolve().parents[1] / "out" / "screens"
 SHARED_MNIST = Path("/work/shared/data")
@@ -95,7 +94,7 @@ def test_input_follows_the_slider_only_while_active():
 @pytest.fixture(scope="module")
 def one_to_seven() -> MorphState:
     """A '1' -> '7' morph with its curve from a real LeNet worker (the shipped weights)."""
-    from engine.worker import WorkerHandle
+    from convscope.engine.worker import WorkerHandle
 
     ms = MorphState()
     ms.set_a(draw(ONE), "a one")
@@ -215,9 +214,8 @@ def test_panel_captures_both_ends_and_the_slider_sets_t():
 def test_panel_screenshot_shows_the_curve(one_to_seven):
     """out/screens/morph_panel.png: the real '1' -> '7' curve; the '1' line (orange) starts high on the
     left, the '7' line (grey) ends high on the right."""
+    from convscope.engine.gpu.imgui_renderer import ImGuiRenderer
     from gl_helpers import gl_context
-
-    from engine.gpu.imgui_renderer import ImGuiRenderer
 
     ctx = gl_context()
     h = Harness()

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from convscope.engine.ui.backend import UiBackend
+from convscope.engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputCollector
+from convscope.scenes.explore.pad import ERASER, PEN, PadState, gui_pad
+from convscope.scenes.explore.preprocess import pad_to_input
 from imgui_bundle import imgui
 from PIL import Image
-
-from engine.ui.backend import UiBackend
-from engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputCollector
-from scenes.explore.pad import ERASER, PEN, PadState, gui_pad
-from scenes.explore.preprocess import pad_to_input
 
 SCREENS = Path(__file__).resolve().parents[1] / "out" / "screens"
 
@@ -215,9 +214,8 @@ def test_widget_buttons_and_right_drag(harness):
 
 @pytest.mark.gl
 def test_widget_screenshot():
+    from convscope.engine.gpu.imgui_renderer import ImGuiRenderer, UiTexture
     from gl_helpers import gl_context
-
-    from engine.gpu.imgui_renderer import ImGuiRenderer, UiTexture
 
     ctx = gl_context()
     h = Harness(PadState(size=280, radius=14.0))

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from convscope.engine.camera import OrbitCamera
+from convscope.engine.graph.layout import build_layout
+from convscope.engine.graph.picking import Picker, PickStyle
 from gl_helpers import gl_context, lenet_spec, mlp_spec
-
-from engine.camera import OrbitCamera
-from engine.graph.layout import build_layout
-from engine.graph.picking import Picker, PickStyle
 
 W, H = 640, 400
 
@@ -109,7 +108,7 @@ def test_between_two_nodes():
 
 def test_pick_style_matches_node_style():
     """The picker must know what NodeBatch draws: same defaults as NodeStyle."""
-    from engine.gpu.nodes import NodeStyle
+    from convscope.engine.gpu.nodes import NodeStyle
 
     node, pick = NodeStyle(), PickStyle()
     for f in ("corner", "size_scale", "flat", "close_gaps"):
@@ -143,8 +142,8 @@ def render_nodes(ctx, batch, target, cam, acts, mode, highlight=-1):
     ],
 )
 def test_picks_agree_with_the_rendered_nodes(make, mode, flat):
-    from engine.gpu.frame import OffscreenTarget
-    from engine.gpu.nodes import NodeBatch, NodeStyle
+    from convscope.engine.gpu.frame import OffscreenTarget
+    from convscope.engine.gpu.nodes import NodeBatch, NodeStyle
 
     ctx = gl_context()
     spec = make()

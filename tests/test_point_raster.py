@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from engine.ui.point_raster import rasterize, square_side
+from convscope.engine.ui.point_raster import rasterize, square_side
 
 RED, BLUE = (255, 0, 0, 255), (0, 0, 255, 255)
 

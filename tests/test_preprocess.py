@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
-
-from scenes.explore.preprocess import (
+from convscope.scenes.explore.preprocess import (
     InputImageError,
     area_resize,
     image_file_to_input,
     pad_to_input,
 )
+from PIL import Image
 
 
 def blocky(values: np.ndarray, factor: int) -> np.ndarray:

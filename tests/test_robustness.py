@@ -7,13 +7,11 @@ import math
 
 import numpy as np
 import pytest
-from imgui_bundle import imgui
-
-from engine.ui.backend import UiBackend
-from engine.ui.input import MOUSE_LEFT, InputCollector
-from scenes.explore.pad import PadState
-from scenes.explore.preprocess import pad_to_input
-from scenes.explore.robustness import (
+from convscope.engine.ui.backend import UiBackend
+from convscope.engine.ui.input import MOUSE_LEFT, InputCollector
+from convscope.scenes.explore.pad import PadState
+from convscope.scenes.explore.preprocess import pad_to_input
+from convscope.scenes.explore.robustness import (
     ROTATE,
     SHIFT,
     Action,
@@ -27,6 +25,7 @@ from scenes.explore.robustness import (
     rotate_canvas,
     shift_canvas,
 )
+from imgui_bundle import imgui
 
 CENTRE = 13.5  # the middle of a 28x28 image in index coordinates (pixel centres at 0.5 .. 27.5 + -0.5)
 
@@ -173,7 +172,7 @@ def test_consume_applies_actions_in_order_and_reports_the_toggle():
     np.testing.assert_array_equal(network_input(canvas, True), mnist_preprocess(canvas))
     np.testing.assert_array_equal(network_input(canvas, False), pad_to_input(canvas))
     with pytest.raises(ValueError):
-        from scenes.explore.robustness import apply_action
+        from convscope.scenes.explore.robustness import apply_action
 
         apply_action(canvas, Action("skew"))
 

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from engine.worker.shm import PREFIX, Slot, list_segments, segment_prefix
+from convscope.engine.worker.shm import PREFIX, Slot, list_segments, segment_prefix
 
 REPO = Path(__file__).resolve().parents[1]
 HAS_DEV_SHM = os.path.isdir("/dev/shm")
@@ -108,7 +107,7 @@ def test_reader_never_sees_a_torn_write(owned):
             "-c",
             textwrap.dedent(
                 f"""
-                from engine.worker.shm import Slot
+                from convscope.engine.worker.shm import Slot
                 s = Slot.attach({slot.name!r}, {n})
                 for k in range(1, {writes} + 1):
                     s.begin_write()[:] = k
@@ -148,7 +147,7 @@ def test_no_resource_tracker_noise(child_fate, tmp_path):
     script = """
         import multiprocessing as mp, os, signal, sys
         import numpy as np
-        from engine.worker.shm import Slot, list_segments, segment_prefix
+        from convscope.engine.worker.shm import Slot, list_segments, segment_prefix
 
         def child(conn, name):
             s = Slot.attach(name, 10)

@@ -20,11 +20,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from engine.graph.spec import NetSpec
-from models.checkpoint import optimizer_state_by_name
-from models.revacnn import Arch, RevaCNN, node_count
-from models.surgery import (
+from convscope.engine.graph.spec import NetSpec
+from convscope.models.checkpoint import optimizer_state_by_name
+from convscope.models.revacnn import Arch, RevaCNN, node_count
+from convscope.models.surgery import (
     SurgeryError,
     add_conv_layer,
     add_filter,

@@ -1,4 +1,4 @@
-"""The Embedding window of the training scene (issue 5 wired into issue 4's scene), driven headless in this
+"""The Embedding window of the training scene, driven headless in this
 process with a real training worker on the built-in digits (started paused: every step is the test's) and a
 real t-SNE process:
 
@@ -25,19 +25,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from convscope.engine.app import App
+from convscope.engine.ui.embed_panel import FILTER_RGB, IMAGES, SELECTED_RGB
+from convscope.engine.worker.datasets import builtin_digits
+from convscope.engine.worker.embed_handle import KINDS
+from convscope.engine.worker.embed_vectors import filter_vectors
+from convscope.engine.worker.shm import list_segments, segment_prefix
+from convscope.models.checkpoint import load_checkpoint
+from convscope.scenes.train.scene import TrainScene
+from convscope.scenes.train.state import TrainConfig
 from gl_helpers import gl_context
 from PIL import Image
 from ui_driver import click, colour_count, embed_shown, frame, frames_until, move, save
-
-from engine.app import App
-from engine.ui.embed_panel import FILTER_RGB, IMAGES, SELECTED_RGB
-from engine.worker.datasets import builtin_digits
-from engine.worker.embed_handle import KINDS
-from engine.worker.embed_vectors import filter_vectors
-from engine.worker.shm import list_segments, segment_prefix
-from models.checkpoint import load_checkpoint
-from scenes.train.scene import TrainScene
-from scenes.train.state import TrainConfig
 
 pytestmark = pytest.mark.gl
 W, H = 1280, 720
@@ -217,7 +216,16 @@ def test_images_mode_progress_hover_and_monitor(app, digits, tmp_path):
 @pytest.mark.slow
 def test_command_line_screenshot_shows_the_embedding_window(tmp_path):
     out = tmp_path / "train.png"
-    cmd = [sys.executable, "-m", "scenes.cli", "--scene", "train", "--dataset", "digits", "--headless"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "convscope.scenes.cli",
+        "--scene",
+        "train",
+        "--dataset",
+        "digits",
+        "--headless",
+    ]
     cmd += ["--frames", "3", "--screenshot", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=ROOT)
     assert done.returncode == 0, done.stderr

@@ -15,14 +15,13 @@ import time
 
 import numpy as np
 import pytest
+from convscope.engine.app import App
+from convscope.engine.ui.input import MOUSE_LEFT
+from convscope.engine.worker.shm import list_segments, segment_prefix
+from convscope.scenes.train.scene import TrainScene
+from convscope.scenes.train.state import TrainConfig
 from gl_helpers import gl_context
 from PIL import Image
-
-from engine.app import App
-from engine.ui.input import MOUSE_LEFT
-from engine.worker.shm import list_segments, segment_prefix
-from scenes.train.scene import TrainScene
-from scenes.train.state import TrainConfig
 
 pytestmark = pytest.mark.gl
 W, H = 1280, 720
@@ -185,7 +184,7 @@ def test_the_worker_gets_a_core_the_render_threads_leave(app):
 
 
 def test_scene_switch_enters_one_scene_at_a_time():
-    from scenes.train.switch import SceneSwitch
+    from convscope.scenes.train.switch import SceneSwitch
 
     class Stub:
         """Records its lifecycle; draws a flat colour so the switch shows in the pixels."""
@@ -251,10 +250,10 @@ def test_diverging_lr_and_a_bad_checkpoint_are_messages_in_the_panel(app, tmp_pa
 
 
 def test_paths_are_one_per_filter_pair_and_only_the_top_half_is_drawn():
-    from engine.graph.layout import build_layout
-    from engine.graph.spec import NetSpec
-    from models.revacnn import Arch, describe_arch
-    from scenes.train.scene import Geometry, top_half
+    from convscope.engine.graph.layout import build_layout
+    from convscope.engine.graph.spec import NetSpec
+    from convscope.models.revacnn import Arch, describe_arch
+    from convscope.scenes.train.scene import Geometry, top_half
 
     spec = NetSpec.build("revacnn", describe_arch(Arch()))
     g = Geometry(build_layout(spec))
@@ -279,7 +278,7 @@ def test_paths_are_one_per_filter_pair_and_only_the_top_half_is_drawn():
 
 
 def test_chart_series_keep_their_shape_in_bounded_points():
-    from scenes.train.state import Series
+    from convscope.scenes.train.state import Series
 
     s = Series(cap=4000)
     x = np.arange(10_000, dtype=np.float64)
@@ -296,12 +295,21 @@ def test_command_line(tmp_path):
     import subprocess
     import sys
 
-    from scenes.cli import main
+    from convscope.scenes.cli import main
 
     assert main(["--scene", "train", "--input", "x.png"]) == 2
     assert main(["--dataset", "mnist"]) == 2
     out = tmp_path / "train.png"
-    cmd = [sys.executable, "-m", "scenes.cli", "--scene", "train", "--dataset", "digits", "--headless"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "convscope.scenes.cli",
+        "--scene",
+        "train",
+        "--dataset",
+        "digits",
+        "--headless",
+    ]
     cmd += ["--frames", "3", "--width", "640", "--height", "400", "--screenshot", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr

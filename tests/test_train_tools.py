@@ -19,13 +19,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import evaluate
 import pytest
 import torch
-
-from models.nets import build
-from models.weights import card_path, load_model, save_model
-from tools import evaluate, train
-from tools.mnist_data import RAW_FILES, load_split, to_input
+import train
+from convscope.models.nets import build
+from convscope.models.weights import card_path, load_model, save_model
+from mnist_data import RAW_FILES, load_split, to_input
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_MNIST = Path("/work/shared/data/MNIST")

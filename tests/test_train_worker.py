@@ -20,14 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from engine.graph.layout import build_layout
-from engine.worker.datasets import builtin_digits, to_input
-from engine.worker.shm import list_segments, segment_prefix
-from engine.worker.train_handle import TrainHandle
-from engine.worker.training import Hyper, Trainer, TrainerConfig
-from models.checkpoint import load_checkpoint, save_checkpoint
-from models.revacnn import Arch, RevaCNN
+from convscope.engine.graph.layout import build_layout
+from convscope.engine.worker.datasets import builtin_digits, to_input
+from convscope.engine.worker.shm import list_segments, segment_prefix
+from convscope.engine.worker.train_handle import TrainHandle
+from convscope.engine.worker.training import Hyper, Trainer, TrainerConfig
+from convscope.models.checkpoint import load_checkpoint, save_checkpoint
+from convscope.models.revacnn import Arch, RevaCNN
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 120.0  # torch import + data in a fresh process, on 2 shared cores
@@ -227,8 +226,8 @@ def test_render_side_never_imports_torch():
     code = textwrap.dedent(
         """
         import sys
-        from engine.worker.train_handle import TrainHandle
-        import scenes.train.scene, scenes.train.run
+        from convscope.engine.worker.train_handle import TrainHandle
+        import convscope.scenes.train.scene, convscope.scenes.train.run
         TrainHandle("digits")
         assert "torch" not in sys.modules, "the render side imported torch"
         """

@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from engine.worker.datasets import (
+from convscope.engine.worker.datasets import (
     Dataset,
     DatasetUnavailable,
     builtin_digits,
@@ -30,7 +29,7 @@ from engine.worker.datasets import (
     make_dataset,
     to_input,
 )
-from engine.worker.training import (
+from convscope.engine.worker.training import (
     ADAM_BETAS,
     Hyper,
     Trainer,
@@ -38,8 +37,8 @@ from engine.worker.training import (
     convert_optimizer,
     make_optimizer,
 )
-from models.revacnn import RevaCNN
-from models.surgery import SurgeryError
+from convscope.models.revacnn import RevaCNN
+from convscope.models.surgery import SurgeryError
 
 torch.set_num_threads(1)
 

@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from convscope.engine.worker import WorkerHandle
+from convscope.engine.worker.shm import list_segments, segment_prefix
+from convscope.models.nets import build
+from convscope.models.weights import save_model
 from safetensors.numpy import load_file
-
-from engine.worker import WorkerHandle
-from engine.worker.shm import list_segments, segment_prefix
-from models.nets import build
-from models.weights import save_model
 
 START_TIMEOUT = 60.0
 

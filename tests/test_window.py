@@ -17,11 +17,10 @@ from pathlib import Path
 import glfw
 import numpy as np
 import pytest
+from convscope.engine.ui.input import MOUSE_LEFT
+from convscope.engine.window import Window, WindowConfig, WindowError
 from imgui_bundle import imgui
 from PIL import Image
-
-from engine.ui.input import MOUSE_LEFT
-from engine.window import Window, WindowConfig, WindowError
 
 SCREENS = Path(__file__).resolve().parents[1] / "out" / "screens"
 
@@ -133,8 +132,8 @@ def _poll_until(win: Window, predicate, frame=None, timeout: float = 5.0):
 def test_window_renders_imgui_and_records_an_xdotool_click(xvfb):
     if shutil.which("xdotool") is None:
         pytest.skip("xdotool is not installed (apt install xdotool)")
-    from engine.gpu.imgui_renderer import ImGuiRenderer
-    from engine.ui.backend import UiBackend
+    from convscope.engine.gpu.imgui_renderer import ImGuiRenderer
+    from convscope.engine.ui.backend import UiBackend
 
     win = Window(WindowConfig(title="convscope test", width=320, height=240, vsync=False))
     ui = renderer = fbo = None
@@ -231,7 +230,7 @@ def test_no_display_is_a_one_line_window_error(monkeypatch):
 
 @pytest.mark.window
 def test_old_opengl_is_a_one_line_window_error_and_glfw_is_released(xvfb, monkeypatch):
-    import engine.gpu.context as context
+    import convscope.engine.gpu.context as context
 
     def too_old():
         raise context.GLVersionError("OpenGL 2.1 found (some driver);\nconvscope needs OpenGL 3.3 or newer.")

@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from engine.worker import WorkerHandle, measure_latency
-from engine.worker.shm import list_segments, segment_prefix
-from models.nets import build
-from models.weights import load_model, save_model
+from convscope.engine.worker import WorkerHandle, measure_latency
+from convscope.engine.worker.shm import list_segments, segment_prefix
+from convscope.models.nets import build
+from convscope.models.weights import load_model, save_model
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 60.0  # torch import in a fresh process, on 2 shared cores
@@ -102,14 +101,16 @@ def test_render_process_never_imports_torch(weights, tmp_path):
             """
             import sys
             import numpy as np
-            from engine.worker.handle import WorkerHandle
+            from convscope.engine.worker.handle import WorkerHandle
 
             if __name__ == "__main__":  # spawn re-imports the main module in the worker
                 handle = WorkerHandle("lenet", {"lenet": sys.argv[1]})
                 assert handle.start(60), handle.error
                 result = handle.infer_sync(np.zeros((28, 28), np.float32), timeout=30)
                 assert abs(float(result.probabilities.sum()) - 1) < 1e-5
-                heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "models"))
+                heavy = sorted(
+                    m for m in sys.modules if m.split(".")[0] == "torch" or m.startswith("convscope.models")
+                )
                 print("heavy", heavy)
                 print("pids", handle.pid, __import__("os").getpid())
             """
@@ -345,7 +346,7 @@ def test_worker_exits_when_render_process_is_sigkilled(weights, tmp_path):
             """
             import os, sys, time
             import numpy as np
-            from engine.worker.handle import WorkerHandle
+            from convscope.engine.worker.handle import WorkerHandle
 
             if __name__ == "__main__":
                 handle = WorkerHandle("lenet", {"lenet": sys.argv[1]})

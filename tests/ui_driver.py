@@ -10,10 +10,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from convscope.engine.app import App
+from convscope.engine.ui.input import MOUSE_LEFT
 from PIL import Image
-
-from engine.app import App
-from engine.ui.input import MOUSE_LEFT
 
 SCREENS = Path(__file__).resolve().parents[1] / "out" / "screens"
 TIMEOUT = 120.0  # fresh workers import torch on 2 shared cores; waits only bound how long a failure takes

@@ -41,7 +41,6 @@ try:
     import triton  # noqa: F401
 except ImportError:
     pass
-sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 
 
 def cpu_name() -> str:
@@ -55,7 +54,7 @@ def cpu_name() -> str:
 
 
 def bench_latency(n: int, repeats: int) -> dict:
-    from engine.worker import WorkerHandle, measure_latency
+    from convscope.engine.worker import WorkerHandle, measure_latency
 
     with WorkerHandle("lenet") as handle:
         if handle.spec is None:
@@ -70,11 +69,11 @@ def bench_latency(n: int, repeats: int) -> dict:
 
 def bench_explore_scene(frames: int, size: tuple[int, int]) -> dict:
     """The real scene, panels and all, with a changing drawing every frame (what a user drawing sees)."""
-    from engine.app import App
-    from engine.config import AppConfig
-    from engine.gpu.context import create_headless
-    from scenes.explore.run import wait_until_ready
-    from scenes.explore.scene import ExploreScene
+    from convscope.engine.app import App
+    from convscope.engine.config import AppConfig
+    from convscope.engine.gpu.context import create_headless
+    from convscope.scenes.explore.run import wait_until_ready
+    from convscope.scenes.explore.scene import ExploreScene
 
     ctx = create_headless()
     scene = ExploreScene(AppConfig())
@@ -119,7 +118,7 @@ def bench_startup(repeats: int) -> dict:
                 [
                     sys.executable,
                     "-m",
-                    "scenes.cli",
+                    "convscope.scenes.cli",
                     "--headless",
                     "--frames",
                     "1",
@@ -218,7 +217,7 @@ def main() -> None:
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d"),
     }
-    from engine.gpu.context import create_headless, renderer_string
+    from convscope.engine.gpu.context import create_headless, renderer_string
 
     ctx = create_headless()
     results["gl_renderer"] = renderer_string(ctx)

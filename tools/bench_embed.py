@@ -1,4 +1,4 @@
-"""Embedding-view benchmarks (issue 5): t-SNE of filters, activation maps and 20,000 images, off the render
+"""Embedding-view benchmarks: t-SNE of filters, activation maps and 20,000 images, off the render
 loop.
 
     python tools/bench_embed.py [--quick] [--sklearn-20k] [--json OUT.json]
@@ -31,14 +31,12 @@ import argparse
 import contextlib
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 
 with contextlib.suppress(ImportError):
     import triton  # noqa: F401  (before anything LLVM-based, as tests/conftest.py explains)
@@ -48,9 +46,8 @@ FRAME_S = 1.0 / 60.0
 
 def _model_and_data(seed: int = 0):
     import torch
-
-    from engine.worker.datasets import builtin_digits
-    from models.revacnn import Arch, RevaCNN
+    from convscope.engine.worker.datasets import builtin_digits
+    from convscope.models.revacnn import Arch, RevaCNN
 
     torch.set_num_threads(1)
     data = builtin_digits(channels=3)
@@ -72,8 +69,8 @@ def _layout_time(handle, kind: str, layer: str, vectors: np.ndarray, warm: bool,
 
 def bench_filter_embedding(repeats: int = 9) -> dict:
     """20 filters of conv2, each kind: vectors (torch) and layout (embed process), cold and warm."""
-    from engine.worker.embed_handle import KINDS, EmbedHandle
-    from engine.worker.embed_vectors import filter_vectors
+    from convscope.engine.worker.embed_handle import KINDS, EmbedHandle
+    from convscope.engine.worker.embed_vectors import filter_vectors
 
     net, data = _model_and_data()
     image, label = data.x_val[0], int(data.y_val[0])
@@ -118,7 +115,7 @@ def activation_maps(n: int = 500) -> np.ndarray:
 
 
 def bench_activation_maps(repeats: int = 5, n: int = 500) -> dict:
-    from engine.worker.embed_handle import EmbedHandle
+    from convscope.engine.worker.embed_handle import EmbedHandle
 
     maps = activation_maps(n)
     with EmbedHandle() as handle:
@@ -162,8 +159,8 @@ def many_images(n: int = 20_000, seed: int = 0):
 
 def bench_images(n: int = 20_000, layer: str = "pool2", ui: bool = True) -> dict:
     """n images by `layer`'s activations, with progress, while a 60 Hz loop runs the panel."""
-    from engine.worker.embed_handle import IMAGES, EmbedHandle
-    from engine.worker.embed_vectors import image_vectors
+    from convscope.engine.worker.embed_handle import IMAGES, EmbedHandle
+    from convscope.engine.worker.embed_vectors import image_vectors
 
     net, _ = _model_and_data()
     images, labels, classes = many_images(n)
@@ -173,10 +170,9 @@ def bench_images(n: int = 20_000, layer: str = "pool2", ui: bool = True) -> dict
 
     backend = state = None
     if ui:
+        from convscope.engine.ui.backend import UiBackend
+        from convscope.engine.ui.embed_panel import EmbedPanelState, gui_embed
         from imgui_bundle import imgui
-
-        from engine.ui.backend import UiBackend
-        from engine.ui.embed_panel import EmbedPanelState, gui_embed
 
         backend = UiBackend()
         state = EmbedPanelState(mode=IMAGES, class_names=tuple(classes))
@@ -252,8 +248,8 @@ def compare_engines(
 ) -> dict:
     """Cold layout seconds per engine and size, through the single-threaded process (median of repeats;
     one run at 20,000)."""
-    from engine.worker.embed_handle import EmbedConfig, EmbedHandle
-    from engine.worker.embed_vectors import image_vectors
+    from convscope.engine.worker.embed_handle import EmbedConfig, EmbedHandle
+    from convscope.engine.worker.embed_vectors import image_vectors
 
     inputs = {}
     for n in sizes:

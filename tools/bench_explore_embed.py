@@ -1,4 +1,4 @@
-"""The explorer's Embedding window under load (issue 5 in the explore scene): 20,000 MNIST digits embedded
+"""The explorer's Embedding window under load: 20,000 MNIST digits embedded
 by one layer while the whole scene keeps drawing and answering drawings.
 
     python tools/bench_explore_embed.py [--data-dir DIR] [--images 20000] [--layer fc2] [--json OUT.json]
@@ -21,14 +21,12 @@ import argparse
 import contextlib
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 
 with contextlib.suppress(ImportError):
     import triton  # noqa: F401  (before any GL context, as tests/conftest.py explains)
@@ -73,12 +71,12 @@ def bench_explore_images(
     idle_frames: int = 180,
     timeout: float = 1800.0,
 ) -> dict:
-    from engine.app import App
-    from engine.config import AppConfig
-    from engine.gpu.context import create_headless
-    from engine.ui.embed_panel import IMAGES
-    from scenes.explore.run import wait_until_ready
-    from scenes.explore.scene import ExploreScene
+    from convscope.engine.app import App
+    from convscope.engine.config import AppConfig
+    from convscope.engine.gpu.context import create_headless
+    from convscope.engine.ui.embed_panel import IMAGES
+    from convscope.scenes.explore.run import wait_until_ready
+    from convscope.scenes.explore.scene import ExploreScene
 
     ctx = create_headless()
     app = App(ExploreScene(AppConfig(data_dir=data_dir)), ctx=ctx, size=size)

@@ -9,7 +9,7 @@ on a shared 2-core machine wall-clock p99s measure the scheduler (a 4 ms preempt
 then); the wall-clock figure is kept as "hover_wall".  The edges' colour scale is cached per
 result in the scene, so it is timed on its own ("scale"), like a pick right after the camera moved
 ("pick_new_camera").
-Target: <= 1 ms per hover change for any LeNet node (issue 3).
+Target: <= 1 ms per hover change for any LeNet node.
 
 The alternative, a GPU id buffer, is timed as its two usual forms, with the real node pass
 (NodeBatch.draw; an id pass writes ids instead of colours but does the same work):
@@ -17,33 +17,30 @@ The alternative, a GPU id buffer, is timed as its two usual forms, with the real
     "1x1"    the node pass into a 1x1 target through a pick matrix (every vertex still runs)
 both ending in a read that waits for the GPU.  Functions for tools/bench.py; CLI here:
 
-    python -m tools.bench_hover            # LeNet, 1280x720
-    python -m tools.bench_hover --quick
+    python tools/bench_hover.py            # LeNet, 1280x720
+    python tools/bench_hover.py --quick
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from engine.camera import OrbitCamera  # noqa: E402
-from engine.graph.edges import edge_scale, edge_values, incoming  # noqa: E402
-from engine.graph.layout import build_layout  # noqa: E402
-from engine.graph.picking import Picker  # noqa: E402
-from engine.graph.spec import NetSpec  # noqa: E402
+from convscope.engine.camera import OrbitCamera  # noqa: E402
+from convscope.engine.graph.edges import edge_scale, edge_values, incoming  # noqa: E402
+from convscope.engine.graph.layout import build_layout  # noqa: E402
+from convscope.engine.graph.picking import Picker  # noqa: E402
+from convscope.engine.graph.spec import NetSpec  # noqa: E402
 
 
 def lenet_spec() -> NetSpec:
-    from models.nets import LeNet  # torch: fine in a tool, never in the render process
+    from convscope.models.nets import LeNet  # torch: fine in a tool, never in the render process
 
     return NetSpec.build("lenet", LeNet.describe())
 
@@ -75,8 +72,8 @@ def bench_hover(
 ) -> dict:
     """Per LeNet layer: p50 / p99 ms of a hover change (pick + edges + values + upload) and of its
     parts.  Makes its own headless context unless `ctx` is given."""
-    from engine.gpu.context import create_headless
-    from engine.gpu.edges import EdgeBatch
+    from convscope.engine.gpu.context import create_headless
+    from convscope.engine.gpu.edges import EdgeBatch
 
     own = ctx is None
     ctx = ctx or create_headless()
@@ -162,9 +159,9 @@ def bench_hover(
 def bench_gpu_pick(ctx=None, size: tuple[int, int] = (1280, 720), picks: int = 60) -> dict:
     """p50 / p99 ms of the GPU alternative: the node pass drawn again (viewport-sized, or 1x1 through
     a pick matrix) and one pixel read back."""
-    from engine.gpu.context import create_headless
-    from engine.gpu.frame import OffscreenTarget
-    from engine.gpu.nodes import NodeBatch
+    from convscope.engine.gpu.context import create_headless
+    from convscope.engine.gpu.frame import OffscreenTarget
+    from convscope.engine.gpu.nodes import NodeBatch
 
     own = ctx is None
     ctx = ctx or create_headless()
@@ -237,7 +234,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="fewer nodes per layer")
     p.add_argument("--repeats", type=int, default=3, help="runs; the medians of their p50 / p99 are shown")
     args = p.parse_args()
-    from engine.gpu.context import create_headless
+    from convscope.engine.gpu.context import create_headless
 
     ctx = create_headless()
     n = 40 if args.quick else 200

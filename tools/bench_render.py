@@ -5,8 +5,8 @@ vector (so the per-result upload is counted), draws the home view and waits for 
 ctx.finish(), so the time is real work, not queued commands.  On Mesa llvmpipe the "GPU" is the
 CPU; run with nothing else busy, and repeat (`repeats`) to take medians.
 
-    python -m tools.bench_render                  # LeNet, 100k, 1M x quads, points at 1280x720
-    python -m tools.bench_render --sizes lenet --modes quads --frames 200
+    python tools/bench_render.py                  # LeNet, 100k, 1M x quads, points at 1280x720
+    python tools/bench_render.py --sizes lenet --modes quads --frames 200
 """
 
 from __future__ import annotations
@@ -16,19 +16,18 @@ import statistics
 import time
 
 import numpy as np
-
-from engine.camera import OrbitCamera
-from engine.gpu.context import create_headless, renderer_string
-from engine.gpu.frame import OffscreenTarget
-from engine.gpu.nodes import NodeStyle
-from engine.gpu.scene_renderer import RenderSettings, SceneRenderer
-from engine.graph.layout import Layout, build_layout
-from engine.graph.spec import NetSpec, synthetic_spec
+from convscope.engine.camera import OrbitCamera
+from convscope.engine.gpu.context import create_headless, renderer_string
+from convscope.engine.gpu.frame import OffscreenTarget
+from convscope.engine.gpu.nodes import NodeStyle
+from convscope.engine.gpu.scene_renderer import RenderSettings, SceneRenderer
+from convscope.engine.graph.layout import Layout, build_layout
+from convscope.engine.graph.spec import NetSpec, synthetic_spec
 
 
 def lenet_spec() -> NetSpec:
     """LeNet's NetSpec from models.nets (imports torch: fine in a tool, never in the renderer)."""
-    from models.nets import LeNet
+    from convscope.models.nets import LeNet
 
     return NetSpec.build("lenet", LeNet.describe())
 

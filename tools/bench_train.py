@@ -21,20 +21,15 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-
-from engine.worker.allocator import tune_for_training  # noqa: E402
-from engine.worker.datasets import Dataset, builtin_digits, to_input  # noqa: E402
-from engine.worker.training import Hyper, Trainer, TrainerConfig  # noqa: E402
-from models.revacnn import Arch, RevaCNN  # noqa: E402
+from convscope.engine.worker.allocator import tune_for_training  # noqa: E402
+from convscope.engine.worker.datasets import Dataset, builtin_digits, to_input  # noqa: E402
+from convscope.engine.worker.training import Hyper, Trainer, TrainerConfig  # noqa: E402
+from convscope.models.revacnn import Arch, RevaCNN  # noqa: E402
 
 
 def _timed(step, batch: int, seconds: float, warmup: int) -> float:

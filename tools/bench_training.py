@@ -1,4 +1,4 @@
-"""Live-training benchmarks (issue 4): does the visualization stall rendering, and what does it cost training?
+"""Live-training benchmarks: does the visualization stall rendering, and what does it cost training?
 
     python tools/bench_training.py [--seconds 3] [--rounds 2] [--batch-sizes 4 32 128] [--frames 240]
                                    [--json OUT.json]
@@ -32,14 +32,12 @@ import argparse
 import contextlib
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 
 # Mesa's llvmpipe and triton each bring an LLVM; load triton (torchvision pulls it in) before any GL context,
 # as tests/conftest.py does.
@@ -50,10 +48,10 @@ WORKER_POLL_HZ = 60.0  # how often the 'worker' runs read snapshots (a render lo
 
 
 def _scene_app(size: tuple[int, int], batch: int = 4, start_paused: bool = False):
-    from engine.app import App
-    from engine.gpu.context import create_headless
-    from scenes.train.scene import TrainScene
-    from scenes.train.state import TrainConfig
+    from convscope.engine.app import App
+    from convscope.engine.gpu.context import create_headless
+    from convscope.scenes.train.scene import TrainScene
+    from convscope.scenes.train.state import TrainConfig
 
     ctx = create_headless()
     scene = TrainScene(
@@ -157,8 +155,7 @@ def bench_throughput(
     rounds: int = 2,
 ) -> list[dict]:
     from bench_train import BareProcess
-
-    from engine.worker.train_handle import TrainHandle
+    from convscope.engine.worker.train_handle import TrainHandle
 
     rows = []
     bare_proc = BareProcess(threads=1)

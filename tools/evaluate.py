@@ -13,17 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 # Run as a script, Python puts tools/ on the path, not the repository root that holds `models`.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import torch  # noqa: E402
+from convscope.models.nets import MODELS  # noqa: E402
+from convscope.models.weights import WeightsError, load_model  # noqa: E402
+from mnist_data import MnistDataError, load_split, to_input  # noqa: E402
 from torch import nn  # noqa: E402
-
-from models.nets import MODELS  # noqa: E402
-from models.weights import WeightsError, load_model  # noqa: E402
-from tools.mnist_data import MnistDataError, load_split, to_input  # noqa: E402
 
 EXIT_ERROR = 2
 

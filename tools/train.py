@@ -24,16 +24,13 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 # Run as a script, Python puts tools/ on the path, not the repository root that holds `models`.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from convscope.models.nets import MODELS, build  # noqa: E402
+from convscope.models.weights import default_path, save_model  # noqa: E402
+from evaluate import EXIT_ERROR, accuracy  # noqa: E402
+from mnist_data import MnistDataError, load_split, to_input  # noqa: E402
 from torch import nn  # noqa: E402
-
-from models.nets import MODELS, build  # noqa: E402
-from models.weights import default_path, save_model  # noqa: E402
-from tools.evaluate import EXIT_ERROR, accuracy  # noqa: E402
-from tools.mnist_data import MnistDataError, load_split, to_input  # noqa: E402
 
 
 @dataclass

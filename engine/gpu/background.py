@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import moderngl
-
-from engine.gpu.programs import create_program, set_uniform
+from convscope.engine.gpu.programs import create_program, set_uniform
 
 
 @dataclass

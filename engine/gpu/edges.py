@@ -18,10 +18,9 @@ from dataclasses import dataclass
 
 import moderngl
 import numpy as np
-
-from engine.gpu import colormaps
-from engine.gpu.nodes import gl_bytes
-from engine.gpu.programs import create_program, set_uniform
+from convscope.engine.gpu import colormaps
+from convscope.engine.gpu.nodes import gl_bytes
+from convscope.engine.gpu.programs import create_program, set_uniform
 
 
 @dataclass

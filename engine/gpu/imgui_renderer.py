@@ -33,9 +33,8 @@ import ctypes
 
 import moderngl
 import numpy as np
+from convscope.engine.gpu.programs import create_program
 from imgui_bundle import imgui
-
-from engine.gpu.programs import create_program
 
 # ImDrawVert: pos 2f, uv 2f, col 4 x u8 (RGBA in memory), 20 bytes.
 _VERTEX_FORMAT = "2f 2f 4f1"

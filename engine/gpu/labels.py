@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 import moderngl
 import numpy as np
+from convscope.engine.gpu.programs import create_program, set_uniform
 from PIL import Image, ImageDraw, ImageFont
-
-from engine.gpu.programs import create_program, set_uniform
 
 _GLYPH = np.dtype(
     [("anchor", "f4", 3), ("offset", "f4", 2), ("size", "f4", 2), ("uv", "f4", 4), ("color", "f4", 4)]

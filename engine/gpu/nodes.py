@@ -25,10 +25,9 @@ from dataclasses import dataclass
 
 import moderngl
 import numpy as np
-
-from engine.gpu import colormaps
-from engine.gpu.programs import create_program, set_uniform
-from engine.graph.layout import Layout
+from convscope.engine.gpu import colormaps
+from convscope.engine.gpu.programs import create_program, set_uniform
+from convscope.engine.graph.layout import Layout
 
 ACT_TEX_WIDTH = 4096  # width of the per-node textures (texels); height grows with the node count
 MODES = ("quads", "points", "auto")

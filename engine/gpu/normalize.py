@@ -7,8 +7,7 @@ the result to NodeBatch.set_ranges.
 from __future__ import annotations
 
 import numpy as np
-
-from engine.graph.spec import NetSpec
+from convscope.engine.graph.spec import NetSpec
 
 
 def layer_ranges(spec: NetSpec, acts: np.ndarray, mode: str = "layer") -> np.ndarray:

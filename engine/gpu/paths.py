@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import moderngl
 import numpy as np
-
-from engine.gpu.nodes import gl_bytes
-from engine.gpu.programs import create_program, set_uniform
+from convscope.engine.gpu.nodes import gl_bytes
+from convscope.engine.gpu.programs import create_program, set_uniform
 
 _FLOATS = 11  # p0 xyz, p1 xyz, width, rgba
 

@@ -18,9 +18,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import moderngl
-
-import shaders
-from engine.gpu import colormaps
+from convscope import shaders
+from convscope.engine.gpu import colormaps
 
 SHADER_DIR = Path(shaders.__file__).parent
 STAGES = ("VERTEX_SHADER", "GEOMETRY_SHADER", "FRAGMENT_SHADER")

@@ -12,14 +12,13 @@ from dataclasses import dataclass, replace
 
 import moderngl
 import numpy as np
-
-from engine.camera import OrbitCamera
-from engine.gpu.background import Background, BackgroundStyle
-from engine.gpu.labels import LabelBatch
-from engine.gpu.nodes import NodeBatch, NodeStyle
-from engine.gpu.normalize import layer_ranges
-from engine.graph.layout import Layout
-from engine.graph.spec import NetSpec
+from convscope.engine.camera import OrbitCamera
+from convscope.engine.gpu.background import Background, BackgroundStyle
+from convscope.engine.gpu.labels import LabelBatch
+from convscope.engine.gpu.nodes import NodeBatch, NodeStyle
+from convscope.engine.gpu.normalize import layer_ranges
+from convscope.engine.graph.layout import Layout
+from convscope.engine.graph.spec import NetSpec
 
 
 @dataclass

@@ -28,8 +28,7 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-
-from engine.graph.spec import LayerSpec, NetSpec
+from convscope.engine.graph.spec import LayerSpec, NetSpec
 
 
 @dataclass(frozen=True)

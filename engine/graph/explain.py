@@ -23,9 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from engine.graph.edges import Weights, conv_geometry, incoming, locate, pool_geometry
-from engine.graph.spec import LayerSpec, NetSpec
+from convscope.engine.graph.edges import Weights, conv_geometry, incoming, locate, pool_geometry
+from convscope.engine.graph.spec import LayerSpec, NetSpec
 
 
 @dataclass(frozen=True)

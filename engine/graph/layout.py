@@ -15,8 +15,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-
-from engine.graph.spec import LayerSpec, NetSpec
+from convscope.engine.graph.spec import LayerSpec, NetSpec
 
 
 @dataclass(frozen=True)

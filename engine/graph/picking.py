@@ -46,9 +46,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-
-from engine.camera import OrbitCamera
-from engine.graph.layout import Layout
+from convscope.engine.camera import OrbitCamera
+from convscope.engine.graph.layout import Layout
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from convscope.engine.ui.input import InputState, forward_to_imgui
 from imgui_bundle import imgui, implot
-
-from engine.ui.input import InputState, forward_to_imgui
 
 THEMES = ("dark", "light", "classic")
 

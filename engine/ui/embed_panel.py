@@ -1,7 +1,7 @@
-"""The 2D embedding panel (issue 5): an ImPlot scatter of one conv layer's filters placed by t-SNE, or of
+"""The 2D embedding panel: an ImPlot scatter of one conv layer's filters placed by t-SNE, or of
 many images placed by one layer's activations, linked to the scene's selection.
 
-GUI only (STYLE habit: GUI code edits state only): `gui_embed(state, textures)` draws inside the caller's
+GUI only (GUI code edits state only): `gui_embed(state, textures)` draws inside the caller's
 window and edits `EmbedPanelState`; it makes no GL calls and sends nothing to other processes.  The scene
 hosts it like this, once per frame:
 
@@ -42,11 +42,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from convscope.engine.ui.point_raster import rasterize, square_side
+from convscope.engine.ui.widgets import TextureLike, as_texture_ref
+from convscope.engine.worker.embed_handle import IMAGES, KIND_LABELS, KINDS
 from imgui_bundle import imgui, implot
-
-from engine.ui.point_raster import rasterize, square_side
-from engine.ui.widgets import TextureLike, as_texture_ref
-from engine.worker.embed_handle import IMAGES, KIND_LABELS, KINDS
 
 FILTERS = "filters"
 MODES = (FILTERS, IMAGES)

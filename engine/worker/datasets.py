@@ -238,7 +238,7 @@ def _fetch(
     cancel: Callable[[], bool] | None,
 ) -> None:
     """download_first with the progress labelled; DownloadError (URL and reason) passes through."""
-    from engine.worker.download import download_first
+    from convscope.engine.worker.download import download_first
 
     download_first(
         urls, dest, md5, lambda done, total: progress(what, done, total), DOWNLOAD_TIMEOUT_S, cancel
@@ -290,9 +290,8 @@ def _download_cifar10(
     data_dir: Path, folder: Path, progress: Progress, mirror: str | None, cancel: Callable[[], bool] | None
 ) -> None:
     """Fetch the archive (unless a whole one is there) and unpack it; `folder` appears only when whole."""
+    from convscope.engine.worker.download import DownloadError
     from torchvision.datasets.utils import check_integrity, extract_archive
-
-    from engine.worker.download import DownloadError
 
     name, md5, urls = cifar10_source(mirror)
     archive = data_dir / name
@@ -384,7 +383,7 @@ def _download_mnist(
     data_dir: Path, progress: Progress, mirror: str | None, cancel: Callable[[], bool] | None, hint: str
 ) -> None:
     """Fetch the missing .gz files into MNIST/raw/ (a file already there, whole or unpacked, is kept)."""
-    from engine.worker.download import DownloadError
+    from convscope.engine.worker.download import DownloadError
 
     raw = _mnist_raw(data_dir)
     sources = mnist_sources(mirror)

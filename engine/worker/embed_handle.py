@@ -22,7 +22,7 @@ set); points whose id is new start beside their nearest neighbour (embed_process
 Results are for display: `EmbedResult.points` are centred with an RMS radius of 1, so axis limits stay put
 across refreshes.  Ids come back in the order they were sent.
 
-Shared memory (STYLE habit 3): this side creates each job's input and output segments and unlinks both as
+Shared memory: this side creates each job's input and output segments and unlinks both as
 soon as the process says it has attached them, so nothing of ours stays in /dev/shm, even if either process
 is SIGKILLed after that; on a death before that, the teardown unlinks them.
 
@@ -42,9 +42,8 @@ import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from engine.worker import embed_process as E
-from engine.worker.shm import Slot
+from convscope.engine.worker import embed_process as E
+from convscope.engine.worker.shm import Slot
 
 # The four per-filter vector kinds of the paper's section 3.2.3 (computed by engine/worker/embed_vectors.py).
 KINDS = ("coefficients", "filter_gradients", "activations", "activation_gradients")

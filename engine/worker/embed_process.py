@@ -1,4 +1,4 @@
-"""The t-SNE process of the embedding view (issue 5): places vectors in 2D off the render thread and off
+"""The t-SNE process of the embedding view: places vectors in 2D off the render thread and off
 the training loop, with one BLAS/OpenMP thread.
 
 Why a process of its own: t-SNE is seconds of numpy and OpenMP for 20,000 points, which would stall a
@@ -54,8 +54,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
-
-from engine.worker.shm import Slot
+from convscope.engine.worker.shm import Slot
 
 JOB, CANCEL, QUIT = "job", "cancel", "quit"
 READY, ATTACHED, PROGRESS, DONE = "ready", "attached", "progress", "done"

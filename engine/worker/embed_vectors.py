@@ -1,4 +1,4 @@
-"""The vectors the 2D embedding view (issue 5) places with t-SNE, computed from a live torch model.
+"""The vectors the 2D embedding view places with t-SNE, computed from a live torch model.
 
 Per filter of one conv layer (the paper's section 3.2.3, four kinds, `KINDS`):
 
@@ -40,9 +40,8 @@ from typing import Protocol
 import numpy as np
 import torch
 import torch.nn.functional as F
+from convscope.engine.worker.embed_handle import KINDS
 from torch import nn
-
-from engine.worker.embed_handle import KINDS
 
 OUTPUT = "output"  # forward_all's logits
 

@@ -13,14 +13,14 @@ once, so the render loop can call, once per frame:
 
 Shared memory: for every model the worker announces, this side creates one input slot and two
 result slots, sends their names, and unlinks them as soon as the worker says it has attached
-(STYLE habit 3; see shm.py).  Once the model is ready it also creates one segment for the model's
+(see shm.py).  Once the model is ready it also creates one segment for the model's
 parameters, which the worker fills once; this side copies them into `handle.weights` ({layer name:
 {"weight": array, "bias": array}}, numpy, torch's shapes), unlinks and closes the segment.  They
 belong to `handle.spec` and arrive a moment after it (`weights_version` counts arrivals; a restart
 of the same model keeps them and sends none).  `measure_latency` at the bottom is the micro-benchmark that
 tools/bench.py runs.
 
-Embedding view (issue 5, the explorer's Embedding window; scenes/embedding_view.py drives it through the
+Embedding view (the explorer's Embedding window; scenes/embedding_view.py drives it through the
 same calls as the training handle's): `embed_filters(layer)` returns a job id; once the worker has written
 that conv layer's four vector kinds for the current drawing into the model's filters slot (created and
 unlinked with the input and result slots), `filters[id]` holds them (DrawingFilters: the training
@@ -49,13 +49,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-
-from engine.graph.spec import NetSpec
-from engine.worker import protocol as P
-from engine.worker import train_protocol as T  # the filter / images layouts both workers share
-from engine.worker.images_job import ImagesJob, ImagesJobs
-from engine.worker.process import worker_main
-from engine.worker.shm import Slot
+from convscope.engine.graph.spec import NetSpec
+from convscope.engine.worker import protocol as P
+from convscope.engine.worker import train_protocol as T  # the filter / images layouts both workers share
+from convscope.engine.worker.images_job import ImagesJob, ImagesJobs
+from convscope.engine.worker.process import worker_main
+from convscope.engine.worker.shm import Slot
 
 # States of the handle's side of the load handshake.
 STOPPED = "stopped"  # no worker process

@@ -20,9 +20,8 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from engine.worker import train_protocol as T
-from engine.worker.shm import Slot
+from convscope.engine.worker import train_protocol as T
+from convscope.engine.worker.shm import Slot
 
 
 @dataclass

@@ -30,10 +30,9 @@ import time
 from multiprocessing.connection import Connection
 
 import numpy as np
-
-from engine.worker import protocol as P
-from engine.worker import train_protocol as T  # the filter / images layouts both workers share
-from engine.worker.shm import Slot
+from convscope.engine.worker import protocol as P
+from convscope.engine.worker import train_protocol as T  # the filter / images layouts both workers share
+from convscope.engine.worker.shm import Slot
 
 MIN_BATCH, MAX_BATCH = 8, 1024  # images per step of an images job (adapted to IMAGE_STEP_S)
 PROGRESS_EVERY_S = 0.05  # IMG_PROGRESS at most this often
@@ -134,8 +133,7 @@ class _Worker:
 
     def load(self, load_id: int, name: str, weights: str | None) -> None:
         import torch
-
-        from engine.graph.spec import NetSpec
+        from convscope.engine.graph.spec import NetSpec
 
         # A switch drops the old model first, so after a failed load there is no model at all and
         # both sides agree on that (no half-switched state).  The image set stays: it is the model's input.
@@ -143,7 +141,7 @@ class _Worker:
         self.load_id = load_id
         try:
             # Imported here, inside the try, so a broken models package is reported, not a crash.
-            from models.weights import WeightsError, load_model
+            from convscope.models.weights import WeightsError, load_model
         except Exception as exc:
             self.send(P.error_msg(load_id, f"cannot import models.weights: {type(exc).__name__}: {exc}"))
             return
@@ -267,8 +265,7 @@ class _Worker:
         """The four vector kinds of conv layer `layer` for the drawing now in the input slot, the loss
         against the network's own top guess, into the filters slot; FILTERS says so."""
         import torch
-
-        from engine.worker.embed_vectors import filter_vectors
+        from convscope.engine.worker.embed_vectors import filter_vectors
 
         if load_id != self.load_id or self.model is None or self.input is None:
             self.send(P.embed_failed_msg(job, "the network is loading; ask again when it is up"))
@@ -313,7 +310,7 @@ class _Worker:
     def start_images(self, job: int, load_id: int, kw: dict) -> None:
         """Attach the job's segment and set up an ImageVectors; `step_images` computes it one batch per turn
         of the loop and writes each batch's labels, pixels and vectors into the segment."""
-        from engine.worker.embed_vectors import ImageVectors
+        from convscope.engine.worker.embed_vectors import ImageVectors
 
         self.drop_job()
         if load_id != self.load_id or self.model is None:
@@ -422,7 +419,7 @@ class _Images:
 def load_images(data_dir: str) -> _Images:
     """MNIST (test 10,000 + training 60,000, 28x28) from `data_dir` (engine/worker/datasets.py reads the IDX
     files; no download), or, without it, scikit-learn's built-in digits upscaled to 28x28, with a note."""
-    from engine.worker.datasets import DatasetUnavailable, builtin_digits, load_mnist
+    from convscope.engine.worker.datasets import DatasetUnavailable, builtin_digits, load_mnist
 
     note = reason = ""
     try:

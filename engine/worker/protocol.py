@@ -25,7 +25,7 @@ order as float32), the render side creates one segment that size and sends WEIGH
 attaches, writes them all, closes and answers WEIGHTS_WRITTEN; the render side copies them out,
 unlinks and closes.  Results flow meanwhile: the nodes do not wait for the weights.
 
-The explorer's 2D embedding view (issue 5; scenes/embedding_view.py) asks for vectors with these, and
+The explorer's 2D embedding view (scenes/embedding_view.py) asks for vectors with these, and
 the arrays go through shared memory laid out as the training worker's (train_protocol's FilterLayout and
 ImagesLayout, shared so that one EmbedView reads both):
   EMBED_FILTERS  the four vector kinds of conv layer `layer` (an index among the conv layers) for the

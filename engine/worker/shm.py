@@ -1,6 +1,6 @@
 """Shared-memory slots: one float32 payload behind a small header, guarded by a seqlock.
 
-Ownership (STYLE habit 3): the render process creates every segment (`Slot.create`) and unlinks it as
+Ownership: the render process creates every segment (`Slot.create`) and unlinks it as
 soon as the worker has attached, so /dev/shm holds nothing of ours once a model is running, even if
 either process is later SIGKILLed.  The worker only attaches (`Slot.attach`) and closes.
 

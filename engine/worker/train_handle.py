@@ -15,7 +15,7 @@ a bad checkpoint) and nothing changed in the worker.
 
 Shared memory: for every architecture the worker announces (at start, after an edit, a reset or a load),
 this side creates one segment sized by train_protocol.SnapshotLayout, names it to the worker, and unlinks
-it as soon as the worker says it has attached (STYLE habit 3, as engine/worker/handle.py does, with the
+it as soon as the worker says it has attached (as engine/worker/handle.py does, with the
 same engine/worker/shm.py Slot).  So /dev/shm holds nothing of ours while training runs, even after a
 SIGKILL of either process.
 
@@ -27,7 +27,7 @@ Restart: a worker that dies (killed, crashed) is restarted by `check()` with the
 hyperparameters and the run/pause state last seen — with fresh weights from the seed, since the weights
 lived in the dead process (a saved checkpoint brings them back).  `error` says so until the new worker is up.
 
-Embedding view (issue 5): `embed_filters(layer)` returns a command id; once the worker has written that
+Embedding view: `embed_filters(layer)` returns a command id; once the worker has written that
 layer's filter vectors into the architecture's filters slot (created and unlinked with the snapshot slot),
 `filters[id]` holds a FilterData copied out of it (stable filter ids, the four kinds).
 `embed_images(layer, count, include_train)` creates the job's segment (sized by train_protocol.ImagesLayout),
@@ -49,12 +49,11 @@ from collections import deque
 from collections.abc import Callable
 
 import numpy as np
-
-from engine.graph.spec import NetSpec
-from engine.worker import train_protocol as T
-from engine.worker.images_job import ImagesJob, ImagesJobs
-from engine.worker.shm import Slot
-from engine.worker.train_process import DEFAULTS, train_main
+from convscope.engine.graph.spec import NetSpec
+from convscope.engine.worker import train_protocol as T
+from convscope.engine.worker.images_job import ImagesJob, ImagesJobs
+from convscope.engine.worker.shm import Slot
+from convscope.engine.worker.train_process import DEFAULTS, train_main
 
 STOPPED = "stopped"  # no worker process
 STARTING = "starting"  # process started, no architecture announced yet (importing torch, loading data)

@@ -18,7 +18,7 @@ train_protocol.SnapshotLayout).  While paused it blocks on the pipe, so a paused
 After an architecture change, a reset or a load it sends the new NetSpec and stops publishing until the
 render side has made and named a slot of the new size.
 
-Embedding view (issue 5, train_protocol has the messages): `embed_filters` computes
+Embedding view (train_protocol has the messages): `embed_filters` computes
 engine/worker/embed_vectors.filter_vectors for one conv layer on the monitored image and writes the four kinds
 into the architecture's filters slot (a command arriving before that slot is attached waits for it);
 `embed_images` steps an ImageVectors job, one batch after each training step (or alone while paused), writing
@@ -41,10 +41,9 @@ from collections import deque
 from multiprocessing.connection import Connection
 
 import numpy as np
-
-from engine.worker import train_protocol as T
-from engine.worker.allocator import tune_for_training
-from engine.worker.shm import Slot
+from convscope.engine.worker import train_protocol as T
+from convscope.engine.worker.allocator import tune_for_training
+from convscope.engine.worker.shm import Slot
 
 DEFAULTS = {
     "dataset": "cifar10",  # "cifar10", "mnist" or "digits"; falls back to the built-in digits with a note
@@ -142,8 +141,8 @@ class _ProgressSender:
 
 class _TrainWorker:
     def __init__(self, conn: Connection, opts: dict) -> None:
-        from engine.worker.datasets import make_dataset
-        from engine.worker.training import Hyper, Trainer, TrainerConfig
+        from convscope.engine.worker.datasets import make_dataset
+        from convscope.engine.worker.training import Hyper, Trainer, TrainerConfig
 
         self.conn = conn
         self.opts = opts
@@ -309,8 +308,8 @@ class _TrainWorker:
 
     # -- commands -------------------------------------------------------------------------------------
     def command(self, cmd_id: int, name: str, kwargs: dict) -> None:
-        from models.checkpoint import CheckpointError
-        from models.surgery import SurgeryError
+        from convscope.models.checkpoint import CheckpointError
+        from convscope.models.surgery import SurgeryError
 
         tr = self.trainer
         self.last_cmd = cmd_id
@@ -422,8 +421,7 @@ class _TrainWorker:
         whose convolutions on a single image it runs ~30 % slower than torch's own (the batches of a
         training step are its strength)."""
         import torch
-
-        from engine.worker.datasets import to_input
+        from convscope.engine.worker.datasets import to_input
 
         tr, lay = self.trainer, self.layout
         n_val = len(tr.data.x_val)
@@ -504,7 +502,7 @@ class _TrainWorker:
 
     def embed_filters(self, cmd_id: int, layer: int) -> str:
         """The four vector kinds of conv layer `layer` for the monitored image, into the filters slot."""
-        from engine.worker.embed_vectors import filter_vectors
+        from convscope.engine.worker.embed_vectors import filter_vectors
 
         tr = self.trainer
         t0 = time.perf_counter()
@@ -536,8 +534,7 @@ class _TrainWorker:
     def start_images(self, cmd_id: int, kw: dict) -> str:
         """Attach the job's segment and set up an ImageVectors; step_images does the work."""
         import torch
-
-        from engine.worker.embed_vectors import ImageVectors
+        from convscope.engine.worker.embed_vectors import ImageVectors
 
         tr, data = self.trainer, self.trainer.data
         layer, n, d = str(kw["layer"]), int(kw["n"]), int(kw["d"])

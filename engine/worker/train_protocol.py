@@ -30,9 +30,9 @@ nobody draws (a render loop at 30 frames/s gets 30 snapshots/s).  Snapshots afte
 
 A SPEC goes out at start and after every architecture change, reset and load (`info["reason"]`); the
 render side creates a slot sized by `SnapshotLayout(spec)` and the filters slot, sends ATTACH, and unlinks
-both once ATTACHED arrives (STYLE habit 3).  `version` lets either side drop answers to a superseded SPEC.
+both once ATTACHED arrives.  `version` lets either side drop answers to a superseded SPEC.
 
-The 2D embedding view (issue 5) asks for vectors with two commands; arrays never go through the pipe:
+The 2D embedding view asks for vectors with two commands; arrays never go through the pipe:
   embed_filters(layer)  `filter_vectors` of conv layer `layer` for the monitored image and its label, written
                         into a second slot of each architecture (the filters slot, named in ATTACH, sized by
                         `filter_slot_count` for the largest conv layer); then FILTERS carries only metadata
@@ -61,9 +61,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from engine.graph.spec import NetSpec
-from engine.worker.embed_handle import KINDS
+from convscope.engine.graph.spec import NetSpec
+from convscope.engine.worker.embed_handle import KINDS
 
 ATTACH = "attach"
 CMD = "cmd"
@@ -294,7 +293,7 @@ def unpack(layout: SnapshotLayout, buf: np.ndarray, seq: int, version: int) -> T
     )
 
 
-# -- embedding view (issue 5) ------------------------------------------------------------------------------
+# -- embedding view ------------------------------------------------------------------------------
 MAX_IMAGE_DIM = 2048  # ImageVectors' max_dim: wider maps are average pooled (see image_dim)
 
 

@@ -1,4 +1,4 @@
-"""The training loop of the live-training scene (issue 4), as plain methods a worker process can drive.
+"""The training loop of the live-training scene, as plain methods a worker process can drive.
 
 `Trainer` owns one RevaCNN, its optimizer, the data and the run state: step counters, the batch order,
 smoothed chart values, the per-filter statistics the scene draws, the last good weights, pause state and
@@ -56,18 +56,17 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from engine.graph.spec import NetSpec
-from engine.worker.datasets import Dataset, to_input
-from engine.worker.guard import DivergenceGuard
-from models import surgery
-from models.checkpoint import (
+from convscope.engine.graph.spec import NetSpec
+from convscope.engine.worker.datasets import Dataset, to_input
+from convscope.engine.worker.guard import DivergenceGuard
+from convscope.models import surgery
+from convscope.models.checkpoint import (
     CheckpointError,
     load_checkpoint,
     load_optimizer_state_by_name,
     save_checkpoint,
 )
-from models.revacnn import Arch, RevaCNN
+from convscope.models.revacnn import Arch, RevaCNN
 
 OPTIMIZERS = ("sgd", "adam", "adadelta")
 ADAM_BETAS = (0.9, 0.999)

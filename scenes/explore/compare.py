@@ -32,14 +32,13 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 import numpy as np
+from convscope.engine.camera import OrbitCamera
+from convscope.engine.gpu.scene_renderer import RenderSettings, SceneRenderer
+from convscope.engine.graph.layout import Layout, build_layout
+from convscope.engine.graph.spec import NetSpec
+from convscope.engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputState
+from convscope.engine.worker import WorkerHandle
 from imgui_bundle import imgui
-
-from engine.camera import OrbitCamera
-from engine.gpu.scene_renderer import RenderSettings, SceneRenderer
-from engine.graph.layout import Layout, build_layout
-from engine.graph.spec import NetSpec
-from engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputState
-from engine.worker import WorkerHandle
 
 Rect = tuple[int, int, int, int]  # x, y, width, height in framebuffer pixels, top-left origin
 

@@ -1,4 +1,4 @@
-"""The explorer's side of the 2D embedding view (issue 5): what scenes/embedding_view.py's EmbedView needs to
+"""The explorer's side of the 2D embedding view: what scenes/embedding_view.py's EmbedView needs to
 know of the explore scene, and `explore_embed_view` to make one.
 
 What is particular here:
@@ -22,15 +22,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from engine.graph.spec import NetSpec
-from engine.ui.embed_panel import EmbedPanelState
-from engine.worker.handle import WorkerHandle
-from engine.worker.images_job import ImagesJob
-from engine.worker.train_protocol import FilterData
-from scenes.embedding_view import EmbedView
+from convscope.engine.graph.spec import NetSpec
+from convscope.engine.ui.embed_panel import EmbedPanelState
+from convscope.engine.worker.handle import WorkerHandle
+from convscope.engine.worker.images_job import ImagesJob
+from convscope.engine.worker.train_protocol import FilterData
+from convscope.scenes.embedding_view import EmbedView
 
 if TYPE_CHECKING:
-    from scenes.explore.scene import ExploreScene
+    from convscope.scenes.explore.scene import ExploreScene
 
 DRAWING_KINDS = ("filter_gradients", "activations", "activation_gradients")  # change with the drawing
 

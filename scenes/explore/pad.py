@@ -24,9 +24,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from convscope.engine.ui.widgets import TextureLike, draw_image, toggle_button
 from imgui_bundle import imgui
-
-from engine.ui.widgets import TextureLike, draw_image, toggle_button
 
 PEN, ERASER = "pen", "eraser"
 

@@ -10,16 +10,14 @@ node (engine/graph/explain.py); every number in it comes from there.
 from __future__ import annotations
 
 import numpy as np
-from imgui_bundle import imgui, implot
-
-from engine.gpu import colormaps
-from engine.graph.explain import Explanation, fmt, formula_lines, node_label, position_text
-from engine.ui.embed_panel import FILTERS, IMAGES, Textures, fill_window, gui_embed, measure_chrome
-from engine.ui.widgets import TextureLike, help_marker, image
-from scenes.explore.morph import MorphState, gui_morph
-from scenes.explore.pad import PadState, gui_pad
-from scenes.explore.robustness import RobustnessState, gui_robustness
-from scenes.explore.state import (
+from convscope.engine.gpu import colormaps
+from convscope.engine.graph.explain import Explanation, fmt, formula_lines, node_label, position_text
+from convscope.engine.ui.embed_panel import FILTERS, IMAGES, Textures, fill_window, gui_embed, measure_chrome
+from convscope.engine.ui.widgets import TextureLike, help_marker, image
+from convscope.scenes.explore.morph import MorphState, gui_morph
+from convscope.scenes.explore.pad import PadState, gui_pad
+from convscope.scenes.explore.robustness import RobustnessState, gui_robustness
+from convscope.scenes.explore.state import (
     COLORMAPS,
     EDGE_MODE_LABELS,
     EDGE_MODES,
@@ -28,6 +26,7 @@ from scenes.explore.state import (
     NORMALIZE,
     ExploreState,
 )
+from imgui_bundle import imgui, implot
 
 _FIRST = imgui.Cond_.first_use_ever
 _ERROR_RGBA = imgui.ImVec4(1.0, 0.45, 0.4, 1.0)

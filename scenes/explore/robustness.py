@@ -39,10 +39,9 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from convscope.engine.ui.widgets import help_marker
+from convscope.scenes.explore.preprocess import INPUT_SIZE, area_resize, pad_to_input
 from imgui_bundle import imgui
-
-from engine.ui.widgets import help_marker
-from scenes.explore.preprocess import INPUT_SIZE, area_resize, pad_to_input
 
 MNIST_BOX = 20  # longer side of the digit's bounding box after size normalisation (LeCun et al.)
 

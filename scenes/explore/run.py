@@ -11,13 +11,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from convscope.engine.app import App
+from convscope.engine.config import AppConfig
+from convscope.engine.gpu.context import GLVersionError, create_headless
+from convscope.engine.ui.backend import UiConfig
+from convscope.scenes.explore.scene import ExploreScene
 from PIL import Image
-
-from engine.app import App
-from engine.config import AppConfig
-from engine.gpu.context import GLVersionError, create_headless
-from engine.ui.backend import UiConfig
-from scenes.explore.scene import ExploreScene
 
 
 class AppError(Exception):
@@ -75,7 +74,7 @@ def run_headless(cfg: AppConfig, opts, drawing: np.ndarray | None) -> None:
 
 
 def run_window(cfg: AppConfig, opts, drawing: np.ndarray | None) -> None:
-    from engine.window import Window, WindowConfig, WindowError
+    from convscope.engine.window import Window, WindowConfig, WindowError
 
     try:
         window = Window(

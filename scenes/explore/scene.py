@@ -7,7 +7,7 @@ frame, and once more at stroke end), picks up the newest result and the model's 
 restarts a dead worker, moves the camera and picks the node under the pointer; `upload` is the
 only place new data reaches the GPU (activations, the hovered node's edges, the details images).
 
-The Embedding window (issue 5; scenes/explore/embedding.py and scenes/embedding_view.py) places a
+The Embedding window (scenes/explore/embedding.py and scenes/embedding_view.py) places a
 conv layer's filters for the drawing, or many images, with t-SNE: its view runs while the window is
 open (the t-SNE process starts when it first opens), its selection is linked with the 3D one, and the
 selected filter's feature map is outlined in 3D meanwhile.
@@ -26,39 +26,38 @@ import time
 
 import glfw
 import numpy as np
-
-from engine.camera import OrbitCamera
-from engine.config import AppConfig
-from engine.gpu import colormaps
-from engine.gpu.background import Background
-from engine.gpu.edges import EdgeBatch
-from engine.gpu.imgui_renderer import UiTexture
-from engine.gpu.normalize import layer_ranges
-from engine.gpu.paths import PathBatch
-from engine.gpu.scene_renderer import RenderSettings, SceneRenderer
-from engine.graph.edges import edge_scale, edge_values, incoming
-from engine.graph.explain import Explanation, explain
-from engine.graph.layout import build_layout
-from engine.graph.picking import Picker
-from engine.graph.spec import NetSpec
-from engine.scene import FrameContext
-from engine.ui.embed_panel import SELECTED_RGB
-from engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputState
-from engine.worker import WorkerHandle
-from scenes.explore import robustness
-from scenes.explore.compare import CompareView
-from scenes.explore.embedding import explore_embed_view
-from scenes.explore.morph import MorphState, load_idx_digits
-from scenes.explore.pad import PadState
-from scenes.explore.panels import (
+from convscope.engine.camera import OrbitCamera
+from convscope.engine.config import AppConfig
+from convscope.engine.gpu import colormaps
+from convscope.engine.gpu.background import Background
+from convscope.engine.gpu.edges import EdgeBatch
+from convscope.engine.gpu.imgui_renderer import UiTexture
+from convscope.engine.gpu.normalize import layer_ranges
+from convscope.engine.gpu.paths import PathBatch
+from convscope.engine.gpu.scene_renderer import RenderSettings, SceneRenderer
+from convscope.engine.graph.edges import edge_scale, edge_values, incoming
+from convscope.engine.graph.explain import Explanation, explain
+from convscope.engine.graph.layout import build_layout
+from convscope.engine.graph.picking import Picker
+from convscope.engine.graph.spec import NetSpec
+from convscope.engine.scene import FrameContext
+from convscope.engine.ui.embed_panel import SELECTED_RGB
+from convscope.engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputState
+from convscope.engine.worker import WorkerHandle
+from convscope.scenes.explore import robustness
+from convscope.scenes.explore.compare import CompareView
+from convscope.scenes.explore.embedding import explore_embed_view
+from convscope.scenes.explore.morph import MorphState, load_idx_digits
+from convscope.scenes.explore.pad import PadState
+from convscope.scenes.explore.panels import (
     gui_details_panel,
     gui_draw_panel,
     gui_embedding_panel,
     gui_experiments_panel,
     gui_network_panel,
 )
-from scenes.explore.robustness import RobustnessState
-from scenes.explore.state import ExploreState, Legend
+from convscope.scenes.explore.robustness import RobustnessState
+from convscope.scenes.explore.state import ExploreState, Legend
 
 INPUT_SIDE = 28
 CLICK_SLOP = 4.0  # window units a press may move and still be a click (a pick), not a drag (orbit)

@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from engine.graph.explain import Explanation
-from engine.ui.embed_panel import EmbedPanelState
+from convscope.engine.graph.explain import Explanation
+from convscope.engine.ui.embed_panel import EmbedPanelState
 
 COLORMAPS = ("harley", "viridis", "grayscale")
 NORMALIZE = ("layer", "global")
@@ -69,7 +68,7 @@ class ExploreState:
     details: Explanation | None = None  # the selected node's calculation for the newest result
     details_note: str | None = None  # why there are no details yet ("waiting for the weights")
     legend: Legend = field(default_factory=Legend)
-    # -- the Embedding window (issue 5; scenes/explore/embedding.py): t-SNE of a layer's filters or images
+    # -- the Embedding window (scenes/explore/embedding.py): t-SNE of a layer's filters or images
     show_embedding: bool = False  # the window is open (the t-SNE process starts when it first opens)
     embed: EmbedPanelState = field(default_factory=_embed_panel)
     embed_follow: bool = True  # refresh the drawing-dependent kinds when the drawing changes (stroke end)

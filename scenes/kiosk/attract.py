@@ -21,9 +21,8 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-
-from engine.camera import OrbitCamera
-from scenes.explore.pad import PadState
+from convscope.engine.camera import OrbitCamera
+from convscope.scenes.explore.pad import PadState
 
 DIGIT_BOX = (4.0 / 28.0, 24.0 / 28.0)  # where the unit box lands on the pad: MNIST's 20x20 in 28x28
 SAMPLE_STEP = 0.01  # spacing of the sampled stroke points, in digit heights
@@ -73,7 +72,7 @@ def sample_stroke(points, step: float = SAMPLE_STEP) -> np.ndarray:
 def load_strokes(path: str | Path | None = None) -> dict[str, list[Strokes]]:
     """digit ("0".."9") -> variants -> strokes as dense polylines in the unit box."""
     if path is None:
-        text = resources.files("scenes.kiosk").joinpath("strokes.json").read_text(encoding="utf-8")
+        text = resources.files("convscope.scenes.kiosk").joinpath("strokes.json").read_text(encoding="utf-8")
     else:
         text = Path(path).read_text(encoding="utf-8")
     data = json.loads(text)

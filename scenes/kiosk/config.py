@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import glfw
-
-from engine.config import AppConfig, ConfigError, load_config
+from convscope.engine.config import AppConfig, ConfigError, load_config
 
 PANELS = ("pad", "guesses", "controls", "layer_text", "prompt", "explore")
 BACKENDS = ("glfw", "sdl")

@@ -15,10 +15,9 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from convscope.engine.ui.widgets import draw_image
+from convscope.scenes.explore.pad import PadState
 from imgui_bundle import imgui
-
-from engine.ui.widgets import draw_image
-from scenes.explore.pad import PadState
 
 _PANEL_FLAGS = (
     imgui.WindowFlags_.no_decoration

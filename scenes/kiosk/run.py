@@ -21,16 +21,15 @@ import os
 import sys
 import time
 
+from convscope.engine.app import App
+from convscope.engine.config import AppConfig
+from convscope.engine.gpu.context import GLVersionError, create_headless
+from convscope.engine.ui.backend import UiConfig
+from convscope.scenes.explore.run import AppError, wait_until_ready
+from convscope.scenes.kiosk.config import KioskConfig
+from convscope.scenes.kiosk.scene import KioskScene, kiosk_ui_scale
+from convscope.scenes.kiosk.supervisor import RESTARTS_ENV, Heartbeat, supervise
 from PIL import Image
-
-from engine.app import App
-from engine.config import AppConfig
-from engine.gpu.context import GLVersionError, create_headless
-from engine.ui.backend import UiConfig
-from scenes.explore.run import AppError, wait_until_ready
-from scenes.kiosk.config import KioskConfig
-from scenes.kiosk.scene import KioskScene, kiosk_ui_scale
-from scenes.kiosk.supervisor import RESTARTS_ENV, Heartbeat, supervise
 
 DEFAULT_DPI = 96.0  # when neither the config nor the monitor says
 
@@ -66,7 +65,7 @@ def ui_config(kiosk: KioskConfig, scale: float) -> UiConfig:
 
 def make_window(cfg: AppConfig, kiosk: KioskConfig, fullscreen: bool | None = None):
     """The kiosk's window, GLFW or SDL2 (KioskConfig.backend); AppError when it cannot open."""
-    from engine.window import WindowConfig, WindowError
+    from convscope.engine.window import WindowConfig, WindowError
 
     wc = WindowConfig(
         title="convscope",
@@ -81,10 +80,10 @@ def make_window(cfg: AppConfig, kiosk: KioskConfig, fullscreen: bool | None = No
     )
     try:
         if kiosk.backend == "sdl":
-            from engine.window_sdl import SdlWindow
+            from convscope.engine.window_sdl import SdlWindow
 
             return SdlWindow(wc)
-        from engine.window import Window
+        from convscope.engine.window import Window
 
         return Window(wc)
     except (WindowError, GLVersionError) as exc:
@@ -141,7 +140,7 @@ def run_headless(cfg: AppConfig, kiosk: KioskConfig, opts) -> None:
 def main(cfg: AppConfig, kiosk: KioskConfig, opts, argv: list[str]) -> int:
     """The `--kiosk` branch of the command line; returns the exit status."""
     if opts.soak is not None:
-        from scenes.kiosk.soak import run_soak
+        from convscope.scenes.kiosk.soak import run_soak
 
         run_soak(cfg, kiosk, opts)
         return 0
@@ -150,7 +149,7 @@ def main(cfg: AppConfig, kiosk: KioskConfig, opts, argv: list[str]) -> int:
         return 0
     if not opts.no_supervisor:
         try:
-            return supervise([sys.executable, "-m", "scenes.cli", *argv, "--no-supervisor"], kiosk)
+            return supervise([sys.executable, "-m", "convscope.scenes.cli", *argv, "--no-supervisor"], kiosk)
         except OSError as exc:  # the log folder cannot be made, or the app cannot be started
             raise AppError(f"kiosk supervisor: {exc}") from None
     run_window(cfg, kiosk)

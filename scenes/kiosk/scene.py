@@ -29,18 +29,17 @@ from dataclasses import dataclass
 
 import glfw
 import numpy as np
+from convscope.engine.camera import OrbitCamera
+from convscope.engine.config import AppConfig
+from convscope.engine.graph.layout import Layout, build_layout
+from convscope.engine.scene import FrameContext
+from convscope.engine.ui.input import MOUSE_LEFT, InputState
+from convscope.scenes.explore.scene import ExploreScene
+from convscope.scenes.kiosk.attract import Attract, load_strokes
+from convscope.scenes.kiosk.config import STRINGS, KioskConfig
+from convscope.scenes.kiosk.idle import RESET, START_ATTRACT, STOP_ATTRACT, VISITOR, IdleMachine
+from convscope.scenes.kiosk.panels import KioskUi, gui_kiosk
 from imgui_bundle import imgui
-
-from engine.camera import OrbitCamera
-from engine.config import AppConfig
-from engine.graph.layout import Layout, build_layout
-from engine.scene import FrameContext
-from engine.ui.input import MOUSE_LEFT, InputState
-from scenes.explore.scene import ExploreScene
-from scenes.kiosk.attract import Attract, load_strokes
-from scenes.kiosk.config import STRINGS, KioskConfig
-from scenes.kiosk.idle import RESET, START_ATTRACT, STOP_ATTRACT, VISITOR, IdleMachine
-from scenes.kiosk.panels import KioskUi, gui_kiosk
 
 TAP_SLOP = 12.0  # window units a finger may wander and still tap
 TAP_TIME = 0.35  # seconds a tap may last

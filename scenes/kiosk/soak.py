@@ -33,18 +33,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-
-from engine.app import App
-from engine.config import AppConfig
-from engine.gpu.context import GLVersionError, create_headless, renderer_string
-from engine.ui.input import MOUSE_LEFT, InputCollector
-from engine.worker.shm import segment_prefix
-from scenes.explore.run import AppError, wait_until_ready
-from scenes.kiosk.attract import place
-from scenes.kiosk.config import KioskConfig
-from scenes.kiosk.idle import VISITOR
-from scenes.kiosk.run import DEFAULT_DPI, make_window, monitor_px_per_mm, ui_config
-from scenes.kiosk.scene import KioskScene, kiosk_ui_scale
+from convscope.engine.app import App
+from convscope.engine.config import AppConfig
+from convscope.engine.gpu.context import GLVersionError, create_headless, renderer_string
+from convscope.engine.ui.input import MOUSE_LEFT, InputCollector
+from convscope.engine.worker.shm import segment_prefix
+from convscope.scenes.explore.run import AppError, wait_until_ready
+from convscope.scenes.kiosk.attract import place
+from convscope.scenes.kiosk.config import KioskConfig
+from convscope.scenes.kiosk.idle import VISITOR
+from convscope.scenes.kiosk.run import DEFAULT_DPI, make_window, monitor_px_per_mm, ui_config
+from convscope.scenes.kiosk.scene import KioskScene, kiosk_ui_scale
 
 HEADLESS_FPS = 30.0
 SOAK_ATTRACT_AFTER = 3.0

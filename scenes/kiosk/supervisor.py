@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     command = opts.command[1:] if opts.command[:1] == ["--"] else opts.command
     if not command:
         p.error("give the app's command after --")
-    from scenes.kiosk.config import KioskConfig
+    from convscope.scenes.kiosk.config import KioskConfig
 
     kiosk = KioskConfig(
         log_dir=opts.log_dir or "", hang_after=opts.hang_after, startup_grace=opts.startup_grace

@@ -1,4 +1,4 @@
-"""The training scene's side of the 2D embedding view (issue 5): what scenes/embedding_view.py's EmbedView
+"""The training scene's side of the 2D embedding view: what scenes/embedding_view.py's EmbedView
 needs to know of this scene (`TrainEmbedHost`), and `EmbedView` bound to it.
 
 The view itself (requests, t-SNE results, warm starts, tooltip textures) is shared with the explorer; what
@@ -16,14 +16,14 @@ announces an architecture, `on_worker_restart()` after a restart.
 
 from __future__ import annotations
 
-from engine.graph.spec import NetSpec
-from engine.ui.embed_panel import EmbedPanelState
-from engine.worker.embed_handle import EmbedHandle
-from engine.worker.images_job import ImagesJob
-from engine.worker.train_handle import TrainHandle
-from engine.worker.train_protocol import FilterData
-from scenes import embedding_view
-from scenes.train.state import TrainState
+from convscope.engine.graph.spec import NetSpec
+from convscope.engine.ui.embed_panel import EmbedPanelState
+from convscope.engine.worker.embed_handle import EmbedHandle
+from convscope.engine.worker.images_job import ImagesJob
+from convscope.engine.worker.train_handle import TrainHandle
+from convscope.engine.worker.train_protocol import FilterData
+from convscope.scenes import embedding_view
+from convscope.scenes.train.state import TrainState
 
 
 class TrainEmbedHost:

@@ -11,11 +11,17 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from convscope.engine.ui.embed_panel import IMAGES, Textures, fill_window, gui_embed, measure_chrome
+from convscope.engine.ui.widgets import TextureLike, help_marker, image
+from convscope.scenes.train.state import (
+    ADADELTA_LR,
+    OPTIMIZER_LABELS,
+    OPTIMIZERS,
+    Series,
+    TrainState,
+    progress_label,
+)
 from imgui_bundle import imgui, implot
-
-from engine.ui.embed_panel import IMAGES, Textures, fill_window, gui_embed, measure_chrome
-from engine.ui.widgets import TextureLike, help_marker, image
-from scenes.train.state import ADADELTA_LR, OPTIMIZER_LABELS, OPTIMIZERS, Series, TrainState, progress_label
 
 _FIRST = imgui.Cond_.first_use_ever
 _ERROR = imgui.ImVec4(1.0, 0.45, 0.4, 1.0)

@@ -11,15 +11,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from convscope.engine.app import App
+from convscope.engine.config import AppConfig
+from convscope.engine.gpu.context import GLVersionError, create_headless
+from convscope.engine.ui.backend import UiConfig
+from convscope.scenes.explore.run import AppError
+from convscope.scenes.train.scene import TrainScene
+from convscope.scenes.train.state import TrainConfig
 from PIL import Image
-
-from engine.app import App
-from engine.config import AppConfig
-from engine.gpu.context import GLVersionError, create_headless
-from engine.ui.backend import UiConfig
-from scenes.explore.run import AppError
-from scenes.train.scene import TrainScene
-from scenes.train.state import TrainConfig
 
 EMBED_TIMEOUT_S = 30.0  # a screenshot waits this long at most for the Embedding window's first layout
 
@@ -78,9 +77,9 @@ def run_train_headless(cfg: TrainConfig, opts) -> None:
 def run_train_window(cfg: TrainConfig, opts, explore: AppConfig | None = None) -> None:
     """A window with the training scene; the bottom selector switches to the explorer (`explore`'s
     settings) and back, one scene (and one worker process) at a time."""
-    from engine.window import Window, WindowConfig, WindowError
-    from scenes.explore.scene import ExploreScene
-    from scenes.train.switch import SceneSwitch
+    from convscope.engine.window import Window, WindowConfig, WindowError
+    from convscope.scenes.explore.scene import ExploreScene
+    from convscope.scenes.train.switch import SceneSwitch
 
     explore = explore or AppConfig()
     try:

@@ -30,22 +30,21 @@ import math
 
 import glfw
 import numpy as np
-
-from engine.camera import OrbitCamera
-from engine.cores import CoreReservation
-from engine.gpu.background import Background
-from engine.gpu.imgui_renderer import UiTexture
-from engine.gpu.paths import PathBatch
-from engine.gpu.scene_renderer import RenderSettings, SceneRenderer
-from engine.graph.layout import Layout, LayoutStyle, build_layout
-from engine.graph.spec import NetSpec
-from engine.scene import FrameContext
-from engine.ui.embed_panel import EmbedPanelState
-from engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputState
-from engine.worker.train_handle import TrainHandle
-from engine.worker.train_protocol import TrainSnapshot
-from scenes.train.embedding import EmbedView
-from scenes.train.panels import (
+from convscope.engine.camera import OrbitCamera
+from convscope.engine.cores import CoreReservation
+from convscope.engine.gpu.background import Background
+from convscope.engine.gpu.imgui_renderer import UiTexture
+from convscope.engine.gpu.paths import PathBatch
+from convscope.engine.gpu.scene_renderer import RenderSettings, SceneRenderer
+from convscope.engine.graph.layout import Layout, LayoutStyle, build_layout
+from convscope.engine.graph.spec import NetSpec
+from convscope.engine.scene import FrameContext
+from convscope.engine.ui.embed_panel import EmbedPanelState
+from convscope.engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputState
+from convscope.engine.worker.train_handle import TrainHandle
+from convscope.engine.worker.train_protocol import TrainSnapshot
+from convscope.scenes.train.embedding import EmbedView
+from convscope.scenes.train.panels import (
     EMBED_WIDTH,
     LEFT_WIDTH,
     RIGHT_WIDTH,
@@ -54,7 +53,7 @@ from scenes.train.panels import (
     gui_left,
     gui_right,
 )
-from scenes.train.state import TrainConfig, TrainState
+from convscope.scenes.train.state import TrainConfig, TrainState
 
 PATH_RGBA = (1.0, 0.86, 0.55, 0.3)  # warm, translucent: hundreds overlap
 OUTLINE_RGBA = (1.0, 0.95, 0.2, 1.0)

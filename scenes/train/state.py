@@ -13,8 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from engine.ui.embed_panel import EmbedPanelState
+from convscope.engine.ui.embed_panel import EmbedPanelState
 
 OPTIMIZERS = ("sgd", "adam", "adadelta")  # engine.worker.training.OPTIMIZERS (torch-free copy)
 OPTIMIZER_LABELS = {"sgd": "SGD + momentum", "adam": "Adam", "adadelta": "Adadelta"}

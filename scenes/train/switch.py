@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from convscope.engine.scene import FrameContext, Scene
+from convscope.engine.ui.input import InputState
 from imgui_bundle import imgui
-
-from engine.scene import FrameContext, Scene
-from engine.ui.input import InputState
 
 
 class SceneSwitch:
