@@ -185,6 +185,9 @@ class _Walker:
         if n.op == "call_module":
             base = str(n.target)
         else:
+            if n.op in ("call_function", "call_method"):
+                key = n.target if n.op == "call_function" else str(n.target)
+                op = _ARITH.get(key) if key in _ARITH else _fname(n)
             stack = n.meta.get("nn_module_stack") or {}
             prefix = next(reversed(stack.values()))[0] if stack else ""
             base = f"{prefix}.{op}" if prefix else op
@@ -226,7 +229,7 @@ class _Walker:
             return a
 
         fx.node.map_arg((n.args, n.kwargs), visit)
-        self._new_layer(n, "opaque", label.split(".")[-1].lower(), sources, label)
+        self._new_layer(n, "opaque", "opaque", sources, label)
 
     def _edge(self, kind: str, ref: _Ref, **kw) -> EdgeSet:
         return EdgeSet(kind, ref.layer.name, ref.shape, steps=ref.steps, **kw)
@@ -620,6 +623,16 @@ class _Recorder(fx.Interpreter):
         super().__init__(gm)
         self.values: dict[fx.Node, object] = {}
 
+    def record(self, x: torch.Tensor) -> None:
+        """Run every node in order.  (Interpreter.run would dress a failure up with torch's
+        structured-trace logging, which imports dynamo: seconds, for an error we report in one line.)"""
+        self.env = {}
+        self.args_iter = iter([x])
+        for n in self.graph.nodes:
+            if n.op == "output":
+                break
+            self.env[n] = self.run_node(n)
+
     def run_node(self, n: fx.Node):
         try:
             v = super().run_node(n)
@@ -750,7 +763,7 @@ def trace(
     rec = _Recorder(gm)
     with torch.no_grad():
         try:
-            rec.run(x)
+            rec.record(x)
         except _NodeFailed as fail:
             raise _fit_error(gm, fail, rec.values, input_shape) from None
     walker = _Walker(gm, rec.values)
