@@ -8,7 +8,8 @@ the graph once on a seeded input to learn every tensor's shape and every compute
   batch norm (eval), activations, dropout,      folded into the layer whose value they transform, so
   scalar arithmetic, a final (log_)softmax      a node's value is what comes out of that chain
   flatten / view / reshape / permute /          index maps (no nodes): the next layer's edges land
-  transpose / squeeze / zero pad                on the right source nodes through them
+  transpose / squeeze / zero pad / slicing,     on the right source nodes through them
+  chunk / split pieces
   anything else                                 an opaque pass-through layer with its shape and label
 
 `activations(traced, x)` runs the model once and returns every layer's value exactly as the Dag
@@ -597,10 +598,71 @@ class _Walker:
             if dim not in (-1, 1):
                 raise _Unshowable("softmax over another dim")
             self._fold(n, ref, {"op": name})
+        elif target is operator.getitem:
+            self._getitem(n)
+        elif name == "stochastic_depth" and ref is not None and not _arg(n, 3, "training", True):
+            self._alias(n, ref)  # torchvision's drop-path: identity in eval
         elif ref is not None and (step := _act_step(n)) is not None:
             self._fold(n, ref, step)
         else:
             raise _Unshowable("not a layer kind convscope draws")
+
+    def _slice(self, n: fx.Node, ref: _Ref, start: list[int], step: list[int], size: list[int]) -> None:
+        """`n` is a box of `ref` (per dim: start, stride, size), then reshaped to n's own shape."""
+        out = self._shape(n)
+        if out is None or any(k <= 0 for k in size) or any(k <= 0 for k in step):
+            raise _Unshowable("indexing that drops the batch dim")
+        box = MapStep("slice", ref.shape, tuple(size), start=tuple(start), step=tuple(step))
+        steps = _add_step(_add_step(ref.steps, box), MapStep("reshape", tuple(size), out))
+        self.refs[n] = _Ref(ref.layer, steps, out, (*ref.path, n))
+
+    def _getitem(self, n: fx.Node) -> None:
+        src, idx = n.args[0], n.args[1]
+        if src in self.refs:  # x[:, 2:5], x[..., ::2], x[:, 0]
+            ref = self.refs[src]
+            idx = idx if isinstance(idx, tuple) else (idx,)
+            if not all(isinstance(i, int | slice) or i is Ellipsis for i in idx) or any(
+                isinstance(i, slice) and any(isinstance(v, fx.Node) for v in (i.start, i.stop, i.step))
+                for i in idx
+            ):
+                raise _Unshowable("advanced indexing")
+            nd = len(ref.shape) + 1
+            if Ellipsis in idx:
+                k = idx.index(Ellipsis)
+                idx = idx[:k] + (slice(None),) * (nd - len(idx) + 1) + idx[k + 1 :]
+            idx = idx + (slice(None),) * (nd - len(idx))
+            if idx[0] != slice(None) or len(idx) != nd:
+                raise _Unshowable("indexing the batch dim")
+            start, step, size = [], [], []
+            for d, i in enumerate(idx[1:]):
+                if isinstance(i, int):
+                    start.append(i % ref.shape[d])
+                    step.append(1)
+                    size.append(1)
+                else:
+                    a, b, k = i.indices(ref.shape[d])
+                    start.append(a)
+                    step.append(k)
+                    size.append(len(range(a, b, k)))
+            self._slice(n, ref, start, step, size)
+            return
+        # one piece of chunk / split / unbind along a non-batch dim
+        if not isinstance(src, fx.Node) or not isinstance(idx, int) or src.args[0] not in self.refs:
+            raise _Unshowable("indexing")
+        kind = _fname(src)
+        if kind not in ("chunk", "split", "tensor_split", "unbind"):
+            raise _Unshowable(f"piece of {kind}")
+        ref = self.refs[src.args[0]]
+        dim = int(_arg(src, 1 if kind == "unbind" else 2, "dim", 0)) % (len(ref.shape) + 1)
+        if dim == 0:
+            raise _Unshowable(f"{kind} along the batch dim")
+        pieces = self.values[src]
+        offset = idx if kind == "unbind" else sum(int(p.shape[dim]) for p in pieces[:idx])
+        width = 1 if kind == "unbind" else int(pieces[idx].shape[dim])
+        start = [0] * len(ref.shape)
+        size = list(ref.shape)
+        start[dim - 1], size[dim - 1] = offset, width
+        self._slice(n, ref, start, [1] * len(ref.shape), size)
 
     def _view_reshape(self, n: fx.Node, ref: _Ref) -> None:
         out = self._shape(n)
@@ -770,9 +832,10 @@ def trace(
     for n in gm.graph.nodes:
         walker.visit(n)
     out_arg = next(n for n in gm.graph.nodes if n.op == "output").args[0]
-    out_node = out_arg
-    if isinstance(out_arg, list | tuple):  # a model returning several tensors: its first is the output
-        out_node = next((a for a in out_arg if isinstance(a, fx.Node)), None)
+    # A model returning several tensors (a tuple, a dict): its first is the output.
+    found: list[fx.Node] = []
+    fx.node.map_arg(out_arg, lambda a: found.append(a) or a)
+    out_node = next((a for a in found if a in walker.refs), None)
     ref = walker.refs.get(out_node)
     output = ref.layer.name if ref is not None else walker.layers[-1].name
     ops = [s["op"] for s in ref.layer.chain] if ref is not None else []
@@ -817,8 +880,10 @@ def activations(traced: Traced, x: torch.Tensor | np.ndarray) -> Activations:
         v = t.detach().float().cpu().numpy().reshape(layer.shape)
         flat[layer.start : layer.stop] = v.reshape(-1)
         layers[layer.name] = v
-    if isinstance(out, list | tuple):
-        out = next(o for o in out if isinstance(o, torch.Tensor))
+    if not isinstance(out, torch.Tensor):
+        found: list[torch.Tensor] = []
+        torch.utils._pytree.tree_map(lambda v: found.append(v) if isinstance(v, torch.Tensor) else None, out)
+        out = found[0]
     out = out.detach().float()
     if dag.output_kind == "log_probabilities":
         probs = out.exp()

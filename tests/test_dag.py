@@ -110,6 +110,14 @@ def test_map_steps_match_numpy():
     np.testing.assert_array_equal(map_back(steps, idx), ref[idx])
 
 
+def test_slice_step_matches_numpy():
+    a = np.arange(4 * 6 * 5).reshape(4, 6, 5)
+    step = MapStep("slice", (4, 6, 5), (2, 3, 5), start=(1, 0, 0), step=(2, 2, 1))
+    np.testing.assert_array_equal(map_back((step,), np.arange(30)), a[1::2, ::2, :].reshape(-1))
+    back = MapStep.from_dict(json.loads(json.dumps(step.to_dict())))
+    assert back == step
+
+
 def test_pool_windows_regular_and_adaptive():
     dag = _small_dag()
     pool, adapt = dag.layer("pool"), dag.layer("adapt")

@@ -435,3 +435,56 @@ def test_input_shape_that_does_not_fit_names_the_layer():
     assert "'fc1'" in msg and "9216" in msg and "12544" in msg, msg
     with pytest.raises(TraceError, match="'conv1'.*1, H, W.*1x3x28x28"):
         trace(model, (3, 28, 28))
+
+
+def test_values_read_twice_keep_their_own_layers():
+    torch.manual_seed(6)
+    model = load_model(f"{NETS / 'odd.py'}:Shared")
+    with torch.no_grad():
+        model.bn.running_mean.uniform_(-0.5, 0.5)
+        model.bn.running_var.uniform_(0.5, 2.0)
+    t = trace(model, (2, 4, 4))
+    dag = t.dag
+    assert [(x.name, x.kind, x.activation) for x in dag.layers] == [
+        ("input", "input", "identity"),
+        ("conv", "conv", "identity"),
+        ("relu", "elementwise", "relu"),
+        ("add", "add", "identity"),
+        ("fc", "dense", "affine -> sigmoid"),  # BatchNorm1d folds per unit
+    ]
+    assert incoming(dag, node(dag, "relu", 2, 3, 3)).sources.tolist() == [node(dag, "conv", 2, 3, 3)]
+    x = _input((2, 4, 4))
+    acts = activations(t, x)
+    with torch.no_grad():
+        want = model(x)
+        y = model.conv(x)
+    np.testing.assert_allclose(acts.layers["conv"], y[0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(acts.layers["add"], want["features"][0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(acts.output, want["logits"][0].numpy(), atol=1e-6)
+    check_explain(t, x)
+
+
+def test_chunk_shuffle_and_slices_are_index_maps():
+    torch.manual_seed(7)
+    model = load_model(f"{NETS / 'odd.py'}:Pieces")
+    t = trace(model, (2, 6, 6))
+    dag = t.dag
+    assert [(x.name, x.kind) for x in dag.layers] == [
+        ("input", "input"), ("conv", "conv"), ("left", "conv"),
+        ("cat", "concat"), ("cat_1", "concat"), ("fc", "dense"),
+    ]  # fmt: skip
+    # left reads conv's channels 0..3 (chunk 0); cat's second input is conv's channels 4..7 (chunk 1)
+    e = incoming(dag, node(dag, "left", 2, 3, 3))
+    assert sorted(e.sources.tolist()) == [node(dag, "conv", c, 3, 3) for c in range(4)]
+    e = incoming(dag, node(dag, "cat", 6, 1, 2))
+    assert e.sources.tolist() == [node(dag, "conv", 6, 1, 2)]
+    # after the shuffle (2 groups of 4), channel c of y is channel (c % 2) * 4 + c // 2 of cat
+    e = incoming(dag, node(dag, "cat_1", 3 * 9 + 2 * 3 + 1))  # corner[3, 2, 1] = y[3, 4, 3]
+    assert e.sources.tolist() == [node(dag, "cat", 1 * 4 + 1, 4, 3)]
+    e = incoming(dag, node(dag, "cat_1", 72 + 7))  # first[1, 1] = y[0, 1, 1] = cat[0, 1, 1]
+    assert e.sources.tolist() == [node(dag, "cat", 0, 1, 1)]
+    x = _input((2, 6, 6))
+    acts = activations(t, x)
+    with torch.no_grad():
+        np.testing.assert_allclose(acts.output, model(x)[0].numpy(), atol=1e-6)
+    check_explain(t, x)

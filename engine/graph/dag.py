@@ -6,7 +6,7 @@ node ids are contiguous per layer in network (topological) order, and C order in
 `acts[layer.start:layer.stop].reshape(layer.shape)` is that layer's value.
 
 A layer (`DagLayer`) has one or more incoming edge sets (`EdgeSet`), each naming its source layer,
-an index map (the flatten / reshape / transpose / permute / zero-pad steps between the source's
+an index map (the flatten / reshape / transpose / permute / zero-pad / slice steps between the source's
 value and what this layer reads, which own no nodes) and its pattern: conv, dense, pool, add,
 concat, elementwise (one edge from the same place) or opaque (a pass-through block; no per-node
 edges).  A layer's value is what comes out of its `chain` of folded elementwise steps (batch norm,
@@ -23,7 +23,7 @@ import numpy as np
 
 LAYER_KINDS = ("input", "conv", "dense", "pool", "add", "concat", "elementwise", "opaque")
 EDGE_KINDS = ("conv", "dense", "pool", "add", "concat", "elementwise", "opaque")
-MAP_OPS = ("reshape", "permute", "pad")
+MAP_OPS = ("reshape", "permute", "pad", "slice")
 
 
 # -- index maps ----------------------------------------------------------------------------------------
@@ -35,13 +35,16 @@ class MapStep:
     reads element `back(i)` of the input, or a zero (-1) where it falls into padding.
 
     reshape: C-order flat index unchanged.  permute: `dims` as torch's permute of the non-batch dims.
-    pad: `pad` = ((before, after) per dim of in_shape), zeros outside."""
+    pad: `pad` = ((before, after) per dim of in_shape), zeros outside.  slice: output index o of
+    dim d reads input index start[d] + o * step[d] (chunk, split, basic indexing)."""
 
     op: str
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
     dims: tuple[int, ...] = ()
     pad: tuple[tuple[int, int], ...] = ()
+    start: tuple[int, ...] = ()  # slice: first input index per dim
+    step: tuple[int, ...] = ()  # slice: stride per dim (positive)
 
     def back(self, flat: np.ndarray) -> np.ndarray:
         flat = np.asarray(flat, np.int64)
@@ -53,6 +56,9 @@ class MapStep:
             in_idx = [None] * len(self.dims)
             for k, d in enumerate(self.dims):
                 in_idx[d] = out_idx[k]
+            res = np.ravel_multi_index(tuple(in_idx), self.in_shape)
+        elif self.op == "slice":
+            in_idx = [s + o * k for o, s, k in zip(out_idx, self.start, self.step, strict=True)]
             res = np.ravel_multi_index(tuple(in_idx), self.in_shape)
         elif self.op == "pad":
             in_idx = [o - p[0] for o, p in zip(out_idx, self.pad, strict=True)]
@@ -71,6 +77,8 @@ class MapStep:
             "out_shape": list(self.out_shape),
             "dims": list(self.dims),
             "pad": [list(p) for p in self.pad],
+            "start": list(self.start),
+            "step": list(self.step),
         }
 
     @classmethod
@@ -81,6 +89,8 @@ class MapStep:
             out_shape=tuple(int(s) for s in d["out_shape"]),
             dims=tuple(int(s) for s in d.get("dims", ())),
             pad=tuple((int(a), int(b)) for a, b in d.get("pad", ())),
+            start=tuple(int(s) for s in d.get("start", ())),
+            step=tuple(int(s) for s in d.get("step", ())),
         )
 
 
@@ -235,7 +245,7 @@ class Dag:
     output: str = ""  # name of the layer holding the model's output
     output_kind: str = "logits"  # "logits", "log_probabilities" or "probabilities"
     classes: tuple[str, ...] = ()
-    _by_name: dict = field(default_factory=dict, compare=False, repr=False)
+    _by_name: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         expect = 0

@@ -40,3 +40,40 @@ def not_a_module() -> int:
 
 
 LENGTH = 4
+
+
+class Shared(nn.Module):
+    """conv's value before the activation is read twice (relu and a skip), so the relu cannot be
+    folded into conv: it gets an elementwise layer of its own.  Returns a dict, like some libraries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+        self.bn = nn.BatchNorm1d(12)
+        self.fc = nn.Linear(3 * 4 * 4, 12)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        y = self.conv(x)
+        z = y + F.relu(y)
+        return {"logits": torch.sigmoid(self.bn(self.fc(z.flatten(1)))), "features": z}
+
+
+class Pieces(nn.Module):
+    """Channel split (chunk) and a ShuffleNet channel shuffle (view, transpose, view), a strided
+    slice and an int index: all index maps, no layers of their own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 8, 3, padding=1)
+        self.left = nn.Conv2d(4, 4, 1)
+        self.fc = nn.Linear(8 * 3 * 3 + 6 * 6, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        a, b = x.chunk(2, dim=1)
+        y = torch.cat([self.left(a), b], dim=1)
+        n, c, h, w = y.shape
+        y = y.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+        corner = y[:, :, ::2, 1::2]
+        first = y[:, 0]
+        return self.fc(torch.cat([corner.flatten(1), first.flatten(1)], dim=1))
