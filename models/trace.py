@@ -4,7 +4,8 @@
 the graph once on a seeded input to learn every tensor's shape and every computed weight (e.g.
 `F.conv2d(x, self.weight * self.mask)` gives the masked weight), and walks the graph in order:
 
-  conv2d / linear / pooling / add, sub / cat    a node layer each (named by module path)
+  conv2d / linear / pooling / cat /             a node layer each (named by module path)
+  add, sub, mul of two tensors
   batch norm (eval), activations, dropout,      folded into the layer whose value they transform, so
   scalar arithmetic, a final (log_)softmax      a node's value is what comes out of that chain
   flatten / view / reshape / permute /          index maps (no nodes): the next layer's edges land
@@ -358,12 +359,14 @@ class _Walker:
         ta, tb = a in self.refs, b in self.refs
         if ta and tb:
             ra, rb = self.refs[a], self.refs[b]
-            if op not in ("add", "sub") or ra.shape != rb.shape or n.kwargs.get("alpha") is not None:
+            out = self._shape(n)
+            if op not in ("add", "sub", "mul") or n.kwargs.get("alpha") is not None:
                 raise _Unshowable(f"{op} of two tensors")
-            if len(ra.shape) not in (1, 3):
-                raise _Unshowable(f"{op} of {len(ra.shape)}-d tensors")
-            edges = [self._edge("add", ra), self._edge("add", rb, coef=-1.0 if op == "sub" else 1.0)]
-            self._new_layer(n, "add", op, edges, op)
+            if out is None or len(out) not in (1, 3) or any(len(r.shape) > len(out) for r in (ra, rb)):
+                raise _Unshowable(f"{op} of two tensors shaped {ra.shape}, {rb.shape}")
+            kind = "mul" if op == "mul" else "add"
+            edges = [self._edge(kind, ra), self._edge(kind, rb, coef=-1.0 if op == "sub" else 1.0)]
+            self._new_layer(n, kind, op, edges, op)
             return
         scalar = b if ta else a
         if (

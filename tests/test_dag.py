@@ -136,6 +136,21 @@ def test_layer_edge_count_is_the_sum_over_nodes(name):
     assert layer_edge_count(dag, layer) == sum(incoming(dag, n).count for n in range(layer.start, layer.stop))
 
 
+def test_broadcasting_mul_reads_the_gate_of_its_channel():
+    gate = EdgeSet("mul", "gate", (3, 1, 1))
+    dag = Dag.build(
+        "se",
+        [
+            DagLayer("input", "input", (3, 4, 4)),
+            DagLayer("gate", "opaque", (3, 1, 1), inputs=(EdgeSet("opaque", "input", (3, 4, 4)),)),
+            DagLayer("scaled", "mul", (3, 4, 4), inputs=(EdgeSet("mul", "input", (3, 4, 4)), gate)),
+        ],
+    )
+    e = incoming(dag, dag.layer("scaled").start + 2 * 16 + 7)
+    assert e.sources.tolist() == [2 * 16 + 7, 48 + 2]
+    assert layer_edge_count(dag, dag.layer("scaled")) == 2 * 48
+
+
 def test_zero_masked_weights_drop_edges():
     e = EdgeSet("dense", "input", (4,), drop_zero=True)
     dag = Dag.build("m", [DagLayer("input", "input", (4,)), DagLayer("fc", "dense", (2,), inputs=(e,))])

@@ -398,12 +398,14 @@ def test_unknown_ops_become_labelled_pass_through():
         ("input", "input", (1, 8, 8)),
         ("conv", "conv", (4, 6, 6)),
         ("roll", "opaque", (4, 6, 6)),
-        ("mul", "opaque", (4, 6, 6)),
+        ("mul", "mul", (4, 6, 6)),
         ("fc", "dense", (3,)),
     ]
     assert "roll" in dag.layer("roll").label and "mul" in dag.layer("mul").label
     assert dag.layer("roll").inputs[0].source == "conv"
     assert incoming(dag, dag.layer("roll").start).count == 0
+    mul = incoming(dag, node(dag, "mul", 3, 2, 5))  # x * x: the same roll node, once per input
+    assert mul.sources.tolist() == [node(dag, "roll", 3, 2, 5)] * 2
     x = _input((1, 8, 8))
     acts = activations(t, x)
     with torch.no_grad():

@@ -8,7 +8,8 @@ node ids are contiguous per layer in network (topological) order, and C order in
 A layer (`DagLayer`) has one or more incoming edge sets (`EdgeSet`), each naming its source layer,
 an index map (the flatten / reshape / transpose / permute / zero-pad / slice steps between the source's
 value and what this layer reads, which own no nodes) and its pattern: conv, dense, pool, add,
-concat, elementwise (one edge from the same place) or opaque (a pass-through block; no per-node
+mul (elementwise sum / product of two or more inputs, broadcasting), concat, elementwise (one
+edge from the same place) or opaque (a pass-through block; no per-node
 edges).  A layer's value is what comes out of its `chain` of folded elementwise steps (batch norm,
 activations, scalar arithmetic).  Edges are generated per node on request (`incoming`); nothing
 holds an edge list for the whole network.  Pure numpy: no GL, no torch.
@@ -21,8 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-LAYER_KINDS = ("input", "conv", "dense", "pool", "add", "concat", "elementwise", "opaque")
-EDGE_KINDS = ("conv", "dense", "pool", "add", "concat", "elementwise", "opaque")
+LAYER_KINDS = ("input", "conv", "dense", "pool", "add", "mul", "concat", "elementwise", "opaque")
+EDGE_KINDS = ("conv", "dense", "pool", "add", "mul", "concat", "elementwise", "opaque")
 MAP_OPS = ("reshape", "permute", "pad", "slice")
 
 
@@ -358,8 +359,15 @@ def _edges_of_set(layer: DagLayer, e: EdgeSet, off: int) -> tuple[np.ndarray, np
     empty = np.zeros(0, np.int64)
     if e.kind == "opaque":
         return empty, empty, empty
-    if e.kind in ("add", "elementwise"):
-        return np.array([off], np.int64), np.array([-1], np.int64), np.zeros(1, np.int64)
+    if e.kind in ("add", "mul", "elementwise"):
+        if e.in_shape == layer.shape:
+            return np.array([off], np.int64), np.array([-1], np.int64), np.zeros(1, np.int64)
+        # broadcasting (a squeeze-and-excitation gate (C, 1, 1) times a (C, H, W) map): right-aligned,
+        # size-1 dims of the input read index 0
+        idx = np.unravel_index(off, layer.shape)[len(layer.shape) - len(e.in_shape) :]
+        idx = tuple(0 if n == 1 else int(i) for i, n in zip(idx, e.in_shape, strict=True))
+        flat = np.ravel_multi_index(idx, e.in_shape) if e.in_shape else 0
+        return np.array([flat], np.int64), np.array([-1], np.int64), np.zeros(1, np.int64)
     if e.kind == "concat":
         idx = list(np.unravel_index(off, layer.shape))
         idx[e.dim] -= e.offset
@@ -424,7 +432,7 @@ def layer_edge_count(dag: Dag, layer: DagLayer) -> int:
     for e in layer.inputs:
         if e.kind == "opaque":
             continue
-        if e.kind in ("add", "elementwise"):
+        if e.kind in ("add", "mul", "elementwise"):
             n = layer.count
         elif e.kind == "concat":
             n = math.prod(e.in_shape)

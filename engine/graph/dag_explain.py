@@ -6,6 +6,7 @@ worker sent once per model and the flat activations of the newest result:
   conv / dense   z = sum_i w_i x_i + b  (edges of exactly-zero masked weights are not there)
   pool           max(window), or sum(window) / divisor for average pooling
   add            sum_k coef_k x_k  (one input per incoming edge set)
+  mul            prod_k x_k
   concat / elementwise   the one input it copies
   input / opaque the value only (no calculation to show)
 
@@ -174,6 +175,8 @@ def _op_value(dag: Dag, layer: DagLayer, off: int, acts: np.ndarray, weights: We
     elif kind == "add":
         coefs = np.array([layer.inputs[k].coef for k in edges.edge_set], np.float64)
         total = pre = float((coefs * x).sum())
+    elif kind == "mul":
+        total = pre = float(np.prod(x.astype(np.float64)))
     elif kind in ("concat", "elementwise"):
         total = pre = float(x[0]) if len(x) else 0.0
     else:
