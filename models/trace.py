@@ -1,6 +1,7 @@
 """Trace any PyTorch CNN into a Dag (engine.graph.dag), with the weights it applies and its activations.
 
-`trace(model, input_shape)` runs torch.fx's symbolic tracer over the model (eval mode), executes
+`trace(model, input_shape)` runs torch.fx's symbolic tracer over the model (eval mode; torch.export
+where fx cannot: branches on shapes), executes
 the graph once on a seeded input to learn every tensor's shape and every computed weight (e.g.
 `F.conv2d(x, self.weight * self.mask)` gives the masked weight), and walks the graph in order:
 
@@ -31,7 +32,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.fx as fx
-import torch.nn.functional as F
 from convscope.engine.graph.dag import Dag, DagLayer, EdgeSet, MapStep, Weights
 from convscope.engine.graph.dag_explain import NodeExplanation, explain_node
 from torch import nn
@@ -64,6 +64,7 @@ _IDENTITY_NAMES = {
     "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout",
     "contiguous", "clone", "detach", "identity",
 }  # fmt: skip
+_VIEW_NAMES = {"permute", "transpose", "swapaxes", "swapdims", "pad", "constant_pad_nd"}
 _RESHAPE_NAMES = {"flatten", "view", "reshape", "squeeze", "unsqueeze", "unflatten", "view_as", "reshape_as"}
 _ARITH = {
     operator.add: "add", operator.iadd: "add", torch.add: "add", "add": "add", "add_": "add",
@@ -79,8 +80,14 @@ def _fname(n: fx.Node) -> str:
     if n.op == "call_method":
         return str(n.target).rstrip("_")
     if n.op == "call_function":
+        if isinstance(n.target, torch._ops.OpOverload):  # torch.export's aten ops: aten.relu.default
+            return n.target.overloadpacket.__name__.rstrip("_")
         return getattr(n.target, "__name__", str(n.target)).rstrip("_")
     return ""
+
+
+def _is_aten(n: fx.Node) -> bool:
+    return isinstance(n.target, torch._ops.OpOverload)
 
 
 def _arg(n: fx.Node, i: int, name: str, default=None):
@@ -167,7 +174,13 @@ def _add_step(steps: tuple[MapStep, ...], step: MapStep) -> tuple[MapStep, ...]:
     if step.op == "reshape" and steps and steps[-1].op == "reshape":
         step = MapStep("reshape", steps[-1].in_shape, step.out_shape)
         steps = steps[:-1]
-    if step.op == "reshape" and step.in_shape == step.out_shape:
+    if step.op == "slice" and steps and steps[-1].op == "slice":
+        a = steps[-1]  # a box of a box is one box: in = a.start + (step.start + o * step.step) * a.step
+        start = tuple(sa + sb * ka for sa, sb, ka in zip(a.start, step.start, a.step, strict=True))
+        stride = tuple(ka * kb for ka, kb in zip(a.step, step.step, strict=True))
+        step = MapStep("slice", a.in_shape, step.out_shape, start=start, step=stride)
+        steps = steps[:-1]
+    if step.op in ("reshape", "slice") and step.in_shape == step.out_shape:
         return steps
     return (*steps, step)
 
@@ -191,8 +204,12 @@ class _Walker:
                 key = n.target if n.op == "call_function" else str(n.target)
                 op = _ARITH.get(key) if key in _ARITH else _fname(n)
             stack = n.meta.get("nn_module_stack") or {}
-            prefix = next(reversed(stack.values()))[0] if stack else ""
-            base = f"{prefix}.{op}" if prefix else op
+            path, cls = next(reversed(stack.values())) if stack else ("", "")
+            cls = cls if isinstance(cls, str) else f"{cls.__module__}.{cls.__qualname__}"
+            if path and cls.startswith("torch.nn.modules.") and n.op == "call_function":
+                base = path  # torch.export: the aten op of a torch.nn layer takes the layer's name
+            else:
+                base = f"{path}.{op}" if path else op
         name, k = base, 1
         while name in self.names:
             name, k = f"{base}_{k}", k + 1
@@ -400,7 +417,10 @@ class _Walker:
             dims[d0], dims[d1] = dims[d1], dims[d0]
         else:  # pad
             pads = list(_arg(n, 1, "pad"))
-            mode, value = _arg(n, 2, "mode", "constant"), _arg(n, 3, "value", None)
+            if name == "constant_pad_nd":  # aten's F.pad: (x, pad, value)
+                mode, value = "constant", _arg(n, 2, "value", 0)
+            else:
+                mode, value = _arg(n, 2, "mode", "constant"), _arg(n, 3, "value", None)
             if mode != "constant" or value not in (None, 0, 0.0) or any(p < 0 for p in pads):
                 raise _Unshowable(f"{mode} padding")
             pad = [(0, 0)] * len(ref.shape)
@@ -465,6 +485,13 @@ class _Walker:
             return type(self.modules[n.target]).__name__
         if n.op == "call_method":
             return f"Tensor.{n.target}"
+        if _is_aten(n):
+            stack = n.meta.get("nn_module_stack") or {}
+            cls = next(reversed(stack.values()))[1] if stack else ""
+            cls = cls if isinstance(cls, str) else cls.__qualname__
+            if cls.startswith("torch.nn.modules."):
+                return cls.rsplit(".", 1)[-1]  # the layer's class, as fx would say
+            return f"aten.{_fname(n)}"
         mod = getattr(n.target, "__module__", None) or "torch"
         return f"{mod.replace('torch.nn.functional', 'F')}.{getattr(n.target, '__name__', n.target)}"
 
@@ -530,7 +557,7 @@ class _Walker:
             return
         name = _fname(n)
         target = n.target
-        if target in (F.conv2d, torch.conv2d):
+        if name == "conv2d":
             w_node, b_node = _arg(n, 1, "weight"), _arg(n, 2, "bias")
             w, b = self._weight(w_node), self._weight(b_node)
             computed = isinstance(w_node, fx.Node) and w_node.op != "get_attr"
@@ -546,7 +573,7 @@ class _Walker:
                 computed,
                 label,
             )
-        elif target is F.linear:
+        elif name == "linear":
             w_node, b_node = _arg(n, 1, "weight"), _arg(n, 2, "bias")
             computed = isinstance(w_node, fx.Node) and w_node.op != "get_attr"
             self._dense(n, ref, self._weight(w_node), self._weight(b_node), computed, label)
@@ -576,11 +603,16 @@ class _Walker:
         elif name == "batch_norm" and ref is not None:
             if _arg(n, 5, "training", False):
                 raise _Unshowable("batch norm in training mode")
-            vals = [self._weight(_arg(n, i, k)) for i, k in ((1, "running_mean"), (2, "running_var"),
-                                                             (3, "weight"), (4, "bias"))]  # fmt: skip
+            # F.batch_norm(x, mean, var, weight, bias, training, momentum, eps);
+            # aten.batch_norm(x, weight, bias, mean, var, training, momentum, eps, cudnn)
+            order = (3, 4, 1, 2) if _is_aten(n) else (1, 2, 3, 4)
+            keys = ("running_mean", "running_var", "weight", "bias")
+            vals = [self._weight(_arg(n, i, k)) for i, k in zip(order, keys, strict=True)]
             self._batch_norm(n, ref, *vals, float(_arg(n, 7, "eps", 1e-5)))
         elif target in _ARITH or (n.op == "call_method" and str(target) in _ARITH):
             self._binary(n, _ARITH[target])
+        elif _is_aten(n) and name in ("add", "sub", "mul", "div", "pow"):
+            self._binary(n, name)
         elif name == "neg" and ref is not None:
             self._fold(n, ref, {"op": "neg"})
         elif name in _IDENTITY_NAMES and ref is not None:
@@ -588,7 +620,8 @@ class _Walker:
         elif name in ("to", "float", "type") and ref is not None and self.values[n].dtype == torch.float32:
             self._alias(n, ref)
         elif (
-            name in _RESHAPE_NAMES | {"permute", "transpose", "swapaxes", "swapdims", "pad"}
+            name
+            in _RESHAPE_NAMES | {"permute", "transpose", "swapaxes", "swapdims", "pad", "constant_pad_nd"}
             and ref is not None
         ):
             self._view(n, ref)
@@ -603,6 +636,8 @@ class _Walker:
             self._fold(n, ref, {"op": name})
         elif target is operator.getitem:
             self._getitem(n)
+        elif _is_aten(n) and name in ("slice", "select") and ref is not None:
+            self._aten_slice(n, ref, name)
         elif name == "stochastic_depth" and ref is not None and not _arg(n, 3, "training", True):
             self._alias(n, ref)  # torchvision's drop-path: identity in eval
         elif ref is not None and (step := _act_step(n)) is not None:
@@ -618,6 +653,23 @@ class _Walker:
         box = MapStep("slice", ref.shape, tuple(size), start=tuple(start), step=tuple(step))
         steps = _add_step(_add_step(ref.steps, box), MapStep("reshape", tuple(size), out))
         self.refs[n] = _Ref(ref.layer, steps, out, (*ref.path, n))
+
+    def _aten_slice(self, n: fx.Node, ref: _Ref, name: str) -> None:
+        """torch.export's spelling of x[..., a:b:k] (aten.slice) and x[..., i] (aten.select)."""
+        nd = len(ref.shape) + 1
+        dim = int(_arg(n, 1, "dim", 0)) % nd
+        if dim == 0:
+            raise _Unshowable("indexing the batch dim")
+        start, step, size = [0] * (nd - 1), [1] * (nd - 1), list(ref.shape)
+        if name == "select":
+            start[dim - 1], size[dim - 1] = int(_arg(n, 2, "index")) % ref.shape[dim - 1], 1
+        else:
+            a, b, k = _arg(n, 2, "start"), _arg(n, 3, "end"), _arg(n, 4, "step", 1)
+            if any(isinstance(v, fx.Node) for v in (a, b, k)):
+                raise _Unshowable("indexing with computed bounds")
+            a, b, k = slice(a, b, k).indices(ref.shape[dim - 1])
+            start[dim - 1], step[dim - 1], size[dim - 1] = a, k, len(range(a, b, k))
+        self._slice(n, ref, start, step, size)
 
     def _getitem(self, n: fx.Node) -> None:
         src, idx = n.args[0], n.args[1]
@@ -774,6 +826,21 @@ def _control_flow_error(exc: BaseException, model: nn.Module) -> TraceError:
     return TraceError(f"data-dependent control flow: {construct}{where} (torch.fx: {msg})")
 
 
+def _export(model: nn.Module, x: torch.Tensor) -> fx.GraphModule | None:
+    """The model's graph by torch.export, for code torch.fx cannot trace symbolically (branches and
+    loops on shapes, which export sees as the concrete numbers of this input shape), or None.
+
+    Slower than fx (seconds: it imports dynamo and runs the model on fake tensors), so fx goes
+    first.  The graph holds aten ops (aten.conv2d, aten.batch_norm ...), which the walker reads
+    like their torch.nn.functional twins; ops keep their module paths as names."""
+    try:
+        with torch.no_grad():
+            program = torch.export.export(model, (x,))
+        return program.module()
+    except Exception:  # noqa: BLE001 - data-dependent control flow and the like: report fx's error
+        return None
+
+
 @dataclass
 class Traced:
     """A traced model: its Dag, the weights it applies (by layer), and a graph that hands out every
@@ -815,16 +882,27 @@ def trace(
     name: str = "",
     classes: tuple[str, ...] = (),
     seed: int = 0,
+    backend: str = "auto",
 ) -> Traced:
     """Trace `model` (switched to eval mode) at input (1, *input_shape) into a Dag and its weights.
+    `backend`: "auto" (torch.fx, torch.export where fx fails), "fx" or "export".
     Raises TraceError (one line) for data-dependent control flow or an input shape that does not fit."""
+    if backend not in ("auto", "fx", "export"):
+        raise ValueError(f"unknown backend {backend!r} (expected auto, fx or export)")
     model.eval()
-    try:
-        gm = fx.symbolic_trace(model)
-    except Exception as exc:  # fx raises TraceError, TypeError, RuntimeError ... for untraceable code
-        raise _control_flow_error(exc, model) from None
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand((1, *input_shape), generator=gen)
+    if backend == "export":
+        gm = _export(model, x)
+        if gm is None:
+            raise TraceError(f"torch.export cannot trace {type(model).__name__}")
+    else:
+        try:
+            gm = fx.symbolic_trace(model)
+        except Exception as exc:  # fx raises TraceError, TypeError, RuntimeError ... for untraceable code
+            gm = _export(model, x) if backend == "auto" else None
+            if gm is None:
+                raise _control_flow_error(exc, model) from None
     rec = _Recorder(gm)
     with torch.no_grad():
         try:

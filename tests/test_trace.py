@@ -490,3 +490,57 @@ def test_chunk_shuffle_and_slices_are_index_maps():
     with torch.no_grad():
         np.testing.assert_allclose(acts.output, model(x)[0].numpy(), atol=1e-6)
     check_explain(t, x)
+
+
+def test_shape_branches_fall_back_to_torch_export():
+    torch.manual_seed(8)
+    model = load_model(f"{NETS / 'odd.py'}:ShapeBranch")
+    with pytest.raises(TraceError, match="odd.py:.*if x.shape"):
+        trace(model, (3, 32, 32), backend="fx")
+    t = trace(model, (3, 32, 32))
+    dag = t.dag
+    assert [(x.name, x.kind, x.shape, x.activation) for x in dag.layers] == [
+        ("input", "input", (3, 32, 32), "identity"),
+        ("max_pool2d", "pool", (3, 16, 16), "identity"),
+        ("conv", "conv", (4, 16, 16), "affine -> relu"),
+        ("fc", "dense", (5,), "identity"),
+    ]
+    # fc reads every other row and column of conv (aten.slice steps as an index map)
+    e = incoming(dag, node(dag, "fc", 0))
+    want = np.arange(4 * 16 * 16).reshape(4, 16, 16)[:, ::2, ::2].reshape(-1) + dag.layer("conv").start
+    np.testing.assert_array_equal(e.sources, want)
+    x = _input((3, 32, 32))
+    acts = activations(t, x)
+    with torch.no_grad():
+        np.testing.assert_allclose(acts.output, model(x)[0].numpy(), atol=1e-6)
+    check_explain(t, x)
+
+
+@pytest.mark.parametrize(
+    "spec, shape",
+    [
+        ("lenet5.py:LeNet5", (1, 32, 32)),
+        ("mnist_net.py:Net", (1, 28, 28)),
+        ("small_resnet.py:SmallResNet", (3, 32, 32)),
+        ("separable.py:Separable", (3, 16, 16)),
+        ("inception.py:Inception", (3, 12, 12)),
+        ("odd.py:Pieces", (2, 6, 6)),
+    ],
+)
+def test_torch_export_gives_the_same_graph_as_fx(spec, shape):
+    torch.manual_seed(9)
+    model = load_model(f"{NETS / spec}")
+    a, b = trace(model, shape, backend="fx"), trace(model, shape, backend="export")
+    da, db = a.dag.to_dict(), b.dag.to_dict()
+    for d in (da, db):  # labels name what the code called: F.avg_pool2d for fx, aten.avg_pool2d for export
+        for layer in d["layers"]:
+            layer["label"] = ""
+            for e in layer["inputs"]:
+                e["label"] = ""
+    assert da == db
+    assert a.weights.keys() == b.weights.keys()
+    for name, entry in a.weights.items():
+        for key, value in entry.items():
+            np.testing.assert_array_equal(value, b.weights[name][key], err_msg=f"{name} {key}")
+    x = _input(shape)
+    np.testing.assert_array_equal(activations(a, x).flat, activations(b, x).flat)

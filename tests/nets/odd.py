@@ -77,3 +77,21 @@ class Pieces(nn.Module):
         corner = y[:, :, ::2, 1::2]
         first = y[:, 0]
         return self.fc(torch.cat([corner.flatten(1), first.flatten(1)], dim=1))
+
+
+class ShapeBranch(nn.Module):
+    """A branch on the input's shape: torch.fx cannot trace it symbolically, torch.export can (it
+    sees this input's concrete size)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 8 * 8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] > 16:
+            x = F.max_pool2d(x, 2)
+        x = F.relu(self.bn(self.conv(x)))
+        x = x[:, :, ::2, ::2]
+        return self.fc(x.flatten(1))
