@@ -544,3 +544,22 @@ def test_torch_export_gives_the_same_graph_as_fx(spec, shape):
             np.testing.assert_array_equal(value, b.weights[name][key], err_msg=f"{name} {key}")
     x = _input(shape)
     np.testing.assert_array_equal(activations(a, x).flat, activations(b, x).flat)
+
+
+@pytest.mark.parametrize("spec, shape", [("odd.py:Pools", (1, 12, 12)), ("shipped", (1, 28, 28))])
+def test_pool_borders_and_layer_edge_counts(spec, shape):
+    torch.manual_seed(10)
+    model = load_model("convscope.models.nets:LeNet" if spec == "shipped" else f"{NETS / spec}")
+    t = trace(model, shape)
+    x = _input(shape)
+    acts = activations(t, x)
+    with torch.no_grad():
+        np.testing.assert_allclose(acts.output, model(x)[0].numpy().reshape(-1), atol=1e-6)
+    check_explain(t, x, per_layer=12)
+    for layer in t.dag.layers:  # the per-axis count agrees with counting node by node
+        by_node = sum(incoming(t.dag, n).count for n in range(layer.start, layer.stop))
+        assert layer_edge_count(t.dag, layer) == by_node, layer.name
+    if spec != "shipped":
+        avg_in, avg_out = t.dag.layer("avg_in"), t.dag.layer("avg_out")
+        assert avg_in.shape == (2, 5, 5) and avg_out.shape == (2, 6, 6)  # ceil mode: one more window
+        assert incoming(t.dag, avg_in.start).count == 4 and incoming(t.dag, avg_out.stop - 1).count == 1

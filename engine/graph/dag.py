@@ -430,38 +430,51 @@ def layer_edge_count(dag: Dag, layer: DagLayer) -> int:
     axis rather than per node, so it is cheap for million-node layers."""
     total = 0
     for e in layer.inputs:
+        # A lone zero-pad step of H / W in the index map (F.pad before a conv or pool) narrows the
+        # taps that land on real nodes to [before, size - after) of the padded map.
+        pad = e.steps[0].pad if len(e.steps) == 1 and e.steps[0].op == "pad" else None
+        windowed = e.kind in ("conv", "pool") and (pad is None or pad[0] == (0, 0))
         if e.kind == "opaque":
             continue
-        if e.kind in ("add", "mul", "elementwise"):
-            n = layer.count
+        if any(s.op == "pad" for s in e.steps) and not windowed:
+            total += _edge_count_by_node(layer, e)
+        elif e.kind in ("add", "mul", "elementwise"):
+            total += layer.count
         elif e.kind == "concat":
-            n = math.prod(e.in_shape)
+            total += math.prod(e.in_shape)
         elif e.kind == "dense":
-            n = layer.count * math.prod(e.in_shape)
+            total += layer.count * math.prod(e.in_shape)
         else:
             c_out, ho, wo = layer.shape
             c_in, h, w = e.in_shape
+            bounds = [(0, h), (0, w)]
+            if pad is not None:
+                bounds = [(pad[1][0], h - pad[1][1]), (pad[2][0], w - pad[2][1])]
             per = []
-            axes = zip((ho, wo), (h, w), e.kernel, e.stride, e.padding, e.dilation, strict=True)
-            for o_n, i_n, k, s, p, d in axes:
+            axes = zip((ho, wo), (h, w), e.kernel, e.stride, e.padding, e.dilation, bounds, strict=True)
+            for o_n, i_n, k, s, p, d, (lo_ok, hi_ok) in axes:
                 o = np.arange(o_n)
                 if e.adaptive:
                     lo, hi = (o * i_n) // o_n, -(-((o + 1) * i_n) // o_n)
-                    per.append(hi - lo)
-                    continue
-                taps = o[:, None] * s - p + np.arange(k)[None, :] * d
-                per.append(((taps >= 0) & (taps < i_n)).sum(axis=1))
-            spatial = int(np.outer(per[0], per[1]).sum())
+                    taps = lo[:, None] + np.arange(int((hi - lo).max()))[None, :]
+                    inside = taps < hi[:, None]
+                else:
+                    taps = o[:, None] * s - p + np.arange(k)[None, :] * d
+                    inside = (taps >= 0) & (taps < i_n)
+                per.append((inside & (taps >= lo_ok) & (taps < hi_ok)).sum(axis=1))
             depth = c_in // e.groups if e.kind == "conv" else 1
-            n = spatial * depth * c_out
-        if any(s.op == "pad" for s in e.steps):
-            # Zero-pad steps in the index map hide taps too: count those node by node.
-            n = 0
-            for off in range(layer.count):
-                flat = _edges_of_set(layer, e, off)[0]
-                n += int((map_back(e.steps, flat) >= 0).sum())
-        total += n
+            total += int(np.outer(per[0], per[1]).sum()) * depth * c_out
     return total
+
+
+def _edge_count_by_node(layer: DagLayer, e: EdgeSet) -> int:
+    """Edges of set `e` into every node of `layer`, counted node by node (index maps with pads that
+    the per-axis count does not cover; slow for big layers)."""
+    n = 0
+    for off in range(layer.count):
+        flat = _edges_of_set(layer, e, off)[0]
+        n += int((map_back(e.steps, flat) >= 0).sum())
+    return n
 
 
 def total_edges(dag: Dag) -> int:

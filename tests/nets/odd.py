@@ -95,3 +95,19 @@ class ShapeBranch(nn.Module):
         x = F.relu(self.bn(self.conv(x)))
         x = x[:, :, ::2, ::2]
         return self.fc(x.flatten(1))
+
+
+class Pools(nn.Module):
+    """Pooling at the borders: average with padding counted and not counted, ceil mode, a dilated max."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.avg_in = nn.AvgPool2d(3, 2, 1)
+        self.avg_out = nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False)
+        self.max = nn.MaxPool2d(3, 2, 1, dilation=2, ceil_mode=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        crop = (slice(None), slice(None), slice(0, 5), slice(0, 5))
+        return torch.cat([self.avg_in(x), self.avg_out(x)[crop], self.max(F.pad(x, (1, 0, 2, 1)))[crop]], 1)
