@@ -857,12 +857,57 @@ class Traced:
         return explain_node(self.dag, start + int(index), acts.flat, self.weights)
 
 
+_ALIAS_OPS = _RESHAPE_NAMES | {
+    "permute",
+    "transpose",
+    "contiguous",
+    "expand",
+    "t",
+    "narrow",
+    "select",
+    "slice",
+}
+
+
+def _mutated(gm: fx.GraphModule) -> set[fx.Node]:
+    """Nodes whose tensor a later in-place op overwrites (x.relu_(), nn.ReLU(inplace=True), F.relu(x,
+    inplace=True), x += y on a real tensor), followed back through views that share its storage."""
+    modules = dict(gm.named_modules())
+    hit: set[fx.Node] = set()
+    for n in gm.graph.nodes:
+        inplace = (
+            (n.op == "call_method" and str(n.target).endswith("_") and not str(n.target).endswith("__"))
+            or (n.op == "call_module" and getattr(modules.get(n.target), "inplace", False))
+            or (n.op == "call_function" and (n.kwargs.get("inplace") or n.target in _INPLACE_OPERATORS))
+            or (_is_aten(n) and n.target._schema.is_mutable)
+        )
+        if not inplace or not n.args or not isinstance(n.args[0], fx.Node):
+            continue
+        a = n.args[0]
+        while True:
+            hit.add(a)
+            if a.op in ("call_method", "call_function") and _fname(a) in _ALIAS_OPS | {"getitem"} and a.args:
+                if isinstance(a.args[0], fx.Node):
+                    a = a.args[0]
+                    continue
+            if a.op == "call_module" and isinstance(modules.get(a.target), _IDENTITY_MODULES + (nn.Flatten,)):
+                a = a.args[0]
+                continue
+            break
+    return hit
+
+
+_INPLACE_OPERATORS = {operator.iadd, operator.isub, operator.imul, operator.itruediv}
+
+
 def _tap_module(gm: fx.GraphModule, tails: list[fx.Node]) -> fx.GraphModule:
-    """A copy of `gm` whose output is (original output, a clone of each tail right where it is made)."""
+    """A copy of `gm` whose output is (original output, each tail's tensor).  A tail that a later
+    in-place op overwrites is cloned right where it is made, so it keeps the value the Dag means."""
     graph = fx.Graph()
     env: dict[fx.Node, fx.Node] = {}
     taps: dict[fx.Node, fx.Node] = {}
     want = set(tails)
+    mutated = _mutated(gm)
     out_node = None
     for n in gm.graph.nodes:
         if n.op == "output":
@@ -870,7 +915,7 @@ def _tap_module(gm: fx.GraphModule, tails: list[fx.Node]) -> fx.GraphModule:
             continue
         env[n] = graph.node_copy(n, lambda a: env[a])
         if n in want:
-            taps[n] = graph.call_method("clone", (env[n],))
+            taps[n] = graph.call_method("clone", (env[n],)) if n in mutated else env[n]
     orig = fx.node.map_arg(out_node.args[0], lambda a: env[a])
     graph.output((orig, tuple(taps[t] for t in tails)))
     return fx.GraphModule(gm, graph)
@@ -947,20 +992,26 @@ class Activations:
     probabilities: np.ndarray  # softmax of the output, exp of log-probabilities, or the output itself
 
 
-def activations(traced: Traced, x: torch.Tensor | np.ndarray) -> Activations:
-    """Run the model once on one input (C, H, W) (or (1, C, H, W)) and return every layer's value."""
+def activations(traced: Traced, x: torch.Tensor | np.ndarray, out: np.ndarray | None = None) -> Activations:
+    """Run the model once on one input (C, H, W) (or (1, C, H, W)) and return every layer's value.
+    `out`: a float32 (total_nodes,) array to write the flat values into (e.g. a shared-memory view);
+    the per-layer arrays are views of it.  From a GPU, the values come back in one copy."""
     x = torch.as_tensor(np.asarray(x, np.float32)) if not isinstance(x, torch.Tensor) else x.float()
     if x.dim() == len(traced.input_shape):
         x = x.unsqueeze(0)
-    with torch.no_grad():
-        out, taps = traced.module(x)
     dag = traced.dag
-    flat = np.empty(dag.total_nodes, np.float32)
-    layers = {}
-    for layer, t in zip(dag.layers, taps, strict=True):
-        v = t.detach().float().cpu().numpy().reshape(layer.shape)
-        flat[layer.start : layer.stop] = v.reshape(-1)
-        layers[layer.name] = v
+    flat = np.empty(dag.total_nodes, np.float32) if out is None else out
+    if flat.shape != (dag.total_nodes,) or flat.dtype != np.float32:
+        raise ValueError(f"out must be float32 ({dag.total_nodes},), got {flat.dtype} {flat.shape}")
+    with torch.no_grad():
+        result, taps = traced.module(x)
+        if taps and taps[0].device.type != "cpu":
+            flat[:] = torch.cat([t.reshape(-1).float() for t in taps]).cpu().numpy()
+        else:
+            for layer, t in zip(dag.layers, taps, strict=True):
+                flat[layer.start : layer.stop] = t.reshape(-1).numpy()
+    layers = {layer.name: flat[layer.start : layer.stop].reshape(layer.shape) for layer in dag.layers}
+    out = result
     if not isinstance(out, torch.Tensor):
         found: list[torch.Tensor] = []
         torch.utils._pytree.tree_map(lambda v: found.append(v) if isinstance(v, torch.Tensor) else None, out)
