@@ -332,6 +332,7 @@ def _resnet18_reference(m, x):
     return a
 
 
+@pytest.mark.slow
 def test_torchvision_resnet18():
     torchvision = pytest.importorskip("torchvision")
     torch.manual_seed(0)
