@@ -479,6 +479,11 @@ class _Walker:
             self._visit(n)
         except _Unshowable as why:
             self._opaque(n, self._label(n) + f" ({why})")
+        except TraceError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an op this walker misreads still must not crash the load
+            self.refs.pop(n, None)
+            self._opaque(n, self._label(n) + f" (not read: {type(exc).__name__})")
 
     def _label(self, n: fx.Node) -> str:
         if n.op == "call_module":
@@ -810,7 +815,7 @@ def _control_flow_error(exc: BaseException, model: nn.Module) -> TraceError:
         if f and "/torch/" not in f:
             files.add(f)
     frame = _user_frame(exc, files)
-    where, construct = "", "a Python branch or loop"
+    where, construct, word = "", "a Python branch or loop", ""
     if frame is not None:
         line = (frame.line or linecache.getline(frame.filename, frame.lineno)).strip()
         word = line.split(" ", 1)[0].rstrip(":")
@@ -823,7 +828,13 @@ def _control_flow_error(exc: BaseException, model: nn.Module) -> TraceError:
         }.get(word, f"`{line}` (Python needs a concrete value there)")
         where = f" at {frame.filename}:{frame.lineno}: {line}"
     msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    flow = "control flow" in msg or "iterated" in msg or (frame is not None and word in _FLOW_WORDS)
+    if not flow:  # not a branch: some call that tracing cannot follow
+        return TraceError(f"cannot trace the model{where}: {type(exc).__name__}: {msg}")
     return TraceError(f"data-dependent control flow: {construct}{where} (torch.fx: {msg})")
+
+
+_FLOW_WORDS = ("if", "elif", "while", "for", "assert")
 
 
 def _export(model: nn.Module, x: torch.Tensor) -> fx.GraphModule | None:
