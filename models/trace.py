@@ -274,12 +274,7 @@ class _Walker:
         if step["op"] in ("softmax", "log_softmax"):
             ok = ok and layer.kind == "dense" and len(ref.shape) == 1
         if ok:
-            if "params" in step:
-                key = f"{step['op'][:2]}{len(layer.chain)}"
-                for k, v in step.pop("params").items():
-                    layer.weights[f"{key}.{k}"] = v
-                step = {"op": "affine", "key": key}
-            layer.chain.append(step)
+            layer.chain.append(_attach(layer, step))
             layer.tail = n
             self.refs[n] = _Ref(layer, ref.steps, ref.shape, (n,))
             return
@@ -287,11 +282,7 @@ class _Walker:
             self._opaque(n, step["op"])
             return
         new = self._new_layer(n, "elementwise", step["op"], [self._edge("elementwise", ref)], step["op"])
-        if "params" in step:
-            for k, v in step.pop("params").items():
-                new.weights[f"{step['op'][:2]}0.{k}"] = v
-            step = {"op": "affine", "key": f"{step['op'][:2]}0"}
-        new.chain.append(step)
+        new.chain.append(_attach(new, step))
 
     # ops ----------------------------------------------------------------------------------------------
     def _weight(self, a) -> torch.Tensor | None:
@@ -386,18 +377,45 @@ class _Walker:
             self._new_layer(n, kind, op, edges, op)
             return
         scalar = b if ta else a
-        if (
-            not isinstance(scalar, int | float)
-            or isinstance(scalar, bool)
-            or n.kwargs.get("alpha") is not None
-        ):
-            raise _Unshowable(f"{op} with a tensor constant")
         ref = self.refs[a if ta else b]
+        per_unit = None
+        if isinstance(scalar, fx.Node) and scalar not in self.depends:
+            # a constant tensor (a buffer, a parameter): one number, or one per channel / unit
+            per_unit = self._per_unit(self.values[scalar], ref.shape)
+            if per_unit is None:
+                raise _Unshowable(f"{op} with a tensor constant")
+            if per_unit.size == 1:
+                scalar, per_unit = float(per_unit[0]), None
+        elif not isinstance(scalar, int | float) or isinstance(scalar, bool):
+            raise _Unshowable(f"{op} with a computed operand")
+        if n.kwargs.get("alpha") is not None:
+            raise _Unshowable(f"{op} with alpha")
         if op in ("sub", "div") and not ta:
             op = "r" + op
         elif op == "pow" and not ta:
             raise _Unshowable("scalar ** tensor")
-        self._fold(n, ref, {"op": op, "value": float(scalar)})
+        if per_unit is not None:
+            self._fold(n, ref, {"op": op, "params": {"value": per_unit}}, per_unit=True)
+        else:
+            self._fold(n, ref, {"op": op, "value": float(scalar)})
+
+    @staticmethod
+    def _per_unit(c, shape: tuple[int, ...]) -> np.ndarray | None:
+        """A constant broadcast against a (1, *shape) tensor as one value per channel (grid) or unit
+        (vector), or None if it varies along other dims."""
+        if not isinstance(c, torch.Tensor) or not c.is_floating_point():
+            return None
+        if c.numel() == 1:
+            return c.detach().reshape(1).float().cpu().numpy()
+        full = (1, *shape)
+        if c.dim() > len(full) or len(shape) not in (1, 3):
+            return None
+        dims = (1,) * (len(full) - c.dim()) + tuple(c.shape)
+        if any(d not in (1, f) for d, f in zip(dims, full, strict=True)):
+            return None
+        if any(d != 1 for i, d in enumerate(dims) if i != 1):
+            return None  # varies along H / W (or batch): not a per-channel constant
+        return np.ascontiguousarray(c.detach().reshape(-1).float().cpu().numpy())
 
     def _view(self, n: fx.Node, ref: _Ref) -> None:
         name = _fname(n)
@@ -729,6 +747,18 @@ class _Walker:
         if out is None:
             raise _Unshowable("reshape that moves the batch dim")
         self._alias(n, ref, MapStep("reshape", ref.shape, out))
+
+
+def _attach(layer: _Layer, step: dict) -> dict:
+    """A chain step as stored: per-channel numbers (batch norm's scale / shift, a per-channel
+    constant) go into the layer's weights under a key, the step keeps the key."""
+    params = step.pop("params", None)
+    if params is None:
+        return step
+    key = f"{'bn' if step['op'] == 'bn' else 'c'}{len(layer.chain)}"
+    for k, v in params.items():
+        layer.weights[f"{key}.{k}"] = v
+    return {"op": "affine" if step["op"] == "bn" else step["op"], "key": key}
 
 
 class _Unshowable(Exception):

@@ -564,3 +564,25 @@ def test_pool_borders_and_layer_edge_counts(spec, shape):
         avg_in, avg_out = t.dag.layer("avg_in"), t.dag.layer("avg_out")
         assert avg_in.shape == (2, 5, 5) and avg_out.shape == (2, 6, 6)  # ceil mode: one more window
         assert incoming(t.dag, avg_in.start).count == 4 and incoming(t.dag, avg_out.stop - 1).count == 1
+
+
+def test_per_channel_constants_fold():
+    torch.manual_seed(11)
+    model = load_model(f"{NETS / 'odd.py'}:Normalized")
+    t = trace(model, (3, 6, 6))
+    dag = t.dag
+    assert [(x.name, x.kind, x.activation) for x in dag.layers] == [
+        ("input", "input", "identity"),
+        ("sub", "elementwise", "sub -> div"),
+        ("conv", "conv", "mul -> relu -> add"),
+        ("fc", "dense", "identity"),
+    ]
+    np.testing.assert_array_equal(t.weights["sub"]["c0.value"], model.mean.reshape(-1).numpy())
+    x = _input((3, 6, 6))
+    acts = activations(t, x)
+    with torch.no_grad():
+        norm = (x - model.mean) / model.std
+        np.testing.assert_allclose(acts.layers["sub"], norm[0].numpy(), atol=1e-6)
+        np.testing.assert_allclose(acts.output, model(x)[0].numpy(), atol=1e-6)
+    np.testing.assert_array_equal(acts.input, x[0].numpy())
+    check_explain(t, x, per_layer=10)

@@ -188,7 +188,8 @@ class DagLayer:
     inputs: tuple[EdgeSet, ...] = ()
     # Folded elementwise steps after the layer's own op, in order; each a dict: {"op": "relu"},
     # {"op": "mul", "value": 2.0}, {"op": "affine", "key": "bn0"} (per-channel scale / shift kept in
-    # the weights under "<key>.scale" / "<key>.shift"), {"op": "log_softmax"} ...
+    # the weights under "<key>.scale" / "<key>.shift"), {"op": "sub", "key": "c0"} (a per-channel
+    # constant, in the weights under "<key>.value"), {"op": "log_softmax"} ...
     chain: tuple[dict, ...] = ()
     label: str = ""  # what the user's code called (e.g. "Conv2d", "F.conv2d", "torch.roll")
 

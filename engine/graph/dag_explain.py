@@ -74,6 +74,8 @@ def _unit(layer: DagLayer, off: int) -> int:
 def apply_step(step: dict, z: np.ndarray, unit, weights: Weights | None, layer: str) -> np.ndarray:
     """One folded chain step on z (float64), `unit` the channel / unit index (scalar or array)."""
     op, v = step["op"], step.get("value", 0.0)
+    if "key" in step and op != "affine":  # a per-channel / per-unit constant
+        v = (weights or {})[layer][step["key"] + ".value"].astype(np.float64)[unit]
     if op == "identity":
         return z
     if op == "relu":
