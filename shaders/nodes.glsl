@@ -10,8 +10,15 @@
 #include "lib/colormap.glsl"
 
 #if defined VERTEX_SHADER
+uniform int u_arith;         // 1: centres by arithmetic (a regular layer), 0: from u_nodes
+uniform sampler2D u_maps;    // RGB32F: centre of cell (0, 0) of each map, by map number
+uniform int u_map_base;      // this layer's first map number
+uniform int u_layer_start;   // this layer's first node id
+uniform ivec2 u_cells;       // cells per map: columns (+X), rows (+Z)
+uniform float u_pitch;       // world distance between neighbouring cells
+uniform float u_node_size;   // edge length of this layer's nodes (layout units)
 uniform sampler2D u_nodes;   // RGBA32F: centre xyz (world) and edge length w, by node id - u_node_base
-uniform int u_node_base;     // only the layers drawn node by node have texels there
+uniform int u_node_base;     // only the irregular layers have texels there
 uniform sampler2D u_acts;    // R32F: activation, by node id
 uniform mat4 u_view;
 uniform mat4 u_proj;
@@ -64,7 +71,17 @@ void main() {
 #else
     int id = gl_VertexID / 6;
 #endif
-    vec4 node = texelFetch(u_nodes, texel(id - u_node_base, u_nodes), 0);
+    vec4 node;
+    if (u_arith == 1) {
+        int k = id - u_layer_start;
+        int per_map = u_cells.x * u_cells.y;
+        int m = k / per_map;
+        int r = k - m * per_map;
+        vec3 origin = texelFetch(u_maps, texel(u_map_base + m, u_maps), 0).xyz;
+        node = vec4(origin + vec3(float(r % u_cells.x), 0.0, float(r / u_cells.x)) * u_pitch, u_node_size);
+    } else {
+        node = texelFetch(u_nodes, texel(id - u_node_base, u_nodes), 0);
+    }
     if (u_jitter_on == 1) {
         vec2 jit = texelFetch(u_jitter, texel(id, u_jitter), 0).rg;
         node.xyz += jit.x * jitter_offset(jit.y, u_time);

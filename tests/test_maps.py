@@ -13,7 +13,7 @@ from convscope.engine.gpu.nodes import NodeBatch
 from convscope.engine.graph.layout import build_layout
 from convscope.engine.graph.picking import Picker
 from convscope.engine.graph.spec import synthetic_spec
-from gl_helpers import gl_context, lenet_spec
+from gl_helpers import gl_context, lenet_spec, mlp_spec
 
 pytestmark = pytest.mark.gl
 SIZES = [(1280, 720), (1600, 900), (1920, 1080)]
@@ -156,9 +156,11 @@ def test_picks_name_the_node_at_every_level(lenet):
 
 def test_gpu_memory_is_at_most_8_bytes_per_node():
     ctx = gl_context()
-    for spec in (lenet_spec(), synthetic_spec(1_000_000)):
+    for spec in (lenet_spec(), mlp_spec(), synthetic_spec(1_000_000)):
         batch = NodeBatch(ctx, build_layout(spec))
         try:
+            # Every layer of build_layout is regular: no per-node geometry, feature maps or rows alike.
+            assert set(batch.grids) == set(range(len(spec.layers)))
             total = sum(batch.gpu_bytes().values())
             per_node = total / spec.total_nodes
             assert per_node <= 8.0, f"{spec.model}: {per_node:.2f} bytes per node ({batch.gpu_bytes()})"

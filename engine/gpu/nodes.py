@@ -14,7 +14,9 @@ arithmetic, so a map costs 6 vertices however many nodes it has, needs no per-no
 GPU, and cannot crack between neighbouring nodes (no holes, no seams, at any zoom or window size);
 far away it reads as one picture, closer the gaps, rounded corners and borders fade in by on-screen
 size.  Only the other layers (fully connected rows, camera-facing squares) keep per-node geometry:
-centre and size in an RGBA32F texture that holds just their nodes.  GPU memory: `gpu_bytes()`.
+centres follow from one origin per map (or per wrapped row block) and cell arithmetic too, so only a
+layout off any regular grid needs per-node geometry (an RGBA32F texture holding just those nodes).
+GPU memory: `gpu_bytes()`, 4 bytes per node (the activation) plus 12 per map.
 
 How a per-node layer is drawn (shaders/nodes.glsl builds both):
   "quads"   6 vertices per node (no index buffer); any size on screen
@@ -74,30 +76,39 @@ class MapGrid:
     map_base: int  # first map number of this layer in the map-origin texture
 
 
-def regular_maps(layout: Layout, i: int) -> tuple[np.ndarray, float] | None:
-    """(origins (c, 3), pitch) when layer i's maps are regular grids along +X (columns) and +Z (rows)
-    of one size of node, else None."""
+def regular_maps(layout: Layout, i: int) -> tuple[np.ndarray, float, tuple[int, int]] | None:
+    """(origins (maps, 3), pitch, (columns, rows)) when layer i's nodes sit on regular grids along +X
+    (columns) and +Z (rows), one node size throughout, else None.  A grid layer has one grid per
+    feature map; a vector layer is one grid, its rows wrapped (the last one may be short)."""
     layer = layout.spec.layers[i]
-    if not layer.is_grid or layer.count == 0:
+    n = layer.count
+    if n == 0:
         return None
-    c, h, w = layer.shape
-    pos = layout.positions[layer.start : layer.stop].reshape(c, h * w, 3).astype(np.float64)
+    pos = layout.positions[layer.start : layer.stop].astype(np.float64)
     sizes = layout.sizes[layer.start : layer.stop]
     if sizes.min() != sizes.max():
         return None
+    if layer.is_grid:
+        c, h, w = layer.shape
+    else:
+        same_row = np.flatnonzero(np.abs(pos[:, 2] - pos[0, 2]) > 1e-6)
+        c, w = 1, int(same_row[0]) if len(same_row) else n
+        h = math.ceil(n / w)
     if w > 1:
-        pitch = pos[0, 1, 0] - pos[0, 0, 0]
+        pitch = pos[1, 0] - pos[0, 0]
     elif h > 1:
-        pitch = pos[0, w, 2] - pos[0, 0, 2]
+        pitch = pos[w, 2] - pos[0, 2]
     else:
         pitch = float(sizes[0])
     if not pitch > 0:
         return None
-    yy, xx = np.divmod(np.arange(h * w), w)
-    grid = np.stack([xx * pitch, np.zeros(h * w), yy * pitch], axis=1)
+    per_map = n // c
+    yy, xx = np.divmod(np.arange(per_map), w)
+    grid = np.stack([xx * pitch, np.zeros(per_map), yy * pitch], axis=1)
+    pos = pos.reshape(c, per_map, 3)
     if not np.allclose(pos - pos[:, :1], grid[None], atol=1e-4 * max(pitch, 1.0)):
         return None
-    return pos[:, 0].astype(np.float32), float(pitch)
+    return pos[:, 0].astype(np.float32), float(pitch), (w, h)
 
 
 def _texture_shape(n: int, max_tex: int) -> tuple[int, int]:
@@ -177,23 +188,27 @@ class NodeBatch:
             self._biggest[i] = size
             if len(steps) and size > 0:
                 self._fill[i] = max(1.0, float(steps.min()) / size)
-        # Feature maps drawn as quads; the rest keeps per-node geometry, packed layer after layer.
+        # Regular layers (all of build_layout's): node centres follow from one origin per map and
+        # cell arithmetic; flat feature maps among them are drawn as quads.  Only irregular layers
+        # keep per-node geometry, packed layer after layer.
         self.grids: dict[int, MapGrid] = {}
+        self.map_layers: set[int] = set()
         origins = []
         for i, layer in enumerate(layout.spec.layers):
-            found = regular_maps(layout, i) if self.style.maps and self.is_flat(i) else None
+            found = regular_maps(layout, i)
             if found is None:
                 continue
-            o, pitch = found
-            c, h, w = layer.shape
+            o, pitch, cells = found
             half = 0.5 * float(layout.sizes[layer.start])
-            self.grids[i] = MapGrid(i, c, (w, h), pitch, half, sum(len(x) for x in origins))
+            self.grids[i] = MapGrid(i, len(o), cells, pitch, half, sum(len(x) for x in origins))
             origins.append(o)
+            if self.style.maps and layer.is_grid and self.is_flat(i):
+                self.map_layers.add(i)
         self._node_base = np.zeros(self.n_layers, np.int64)
-        per_node = [i for i in range(self.n_layers) if i not in self.grids]
         packed = []
-        for i in per_node:
-            layer = layout.spec.layers[i]
+        for i, layer in enumerate(layout.spec.layers):
+            if i in self.grids:
+                continue
             self._node_base[i] = layer.start - sum(len(p) for p in packed)
             packed.append(
                 np.c_[layout.positions[layer.start : layer.stop], layout.sizes[layer.start : layer.stop]]
@@ -294,7 +309,7 @@ class NodeBatch:
         if mode not in MODES:
             raise ValueError(f"unknown node mode {mode!r} (expected one of {MODES})")
         if mode != "auto":
-            return ["maps" if i in self.grids else mode for i in range(self.n_layers)]
+            return ["maps" if i in self.map_layers else mode for i in range(self.n_layers)]
         eye = -view[:3, :3].T @ view[:3, 3]
         lo, hi = self.layout.layer_bounds[:, 0], self.layout.layer_bounds[:, 1]
         nearest = np.linalg.norm(eye - np.clip(eye, lo, hi), axis=1)
@@ -310,7 +325,7 @@ class NodeBatch:
         )
         limit = min(AUTO_POINT_PX, self.max_point_size / 2)
         return [
-            "maps" if i in self.grids else "points" if p <= limit and (ok or p <= 4.0) else "quads"
+            "maps" if i in self.map_layers else "points" if p <= limit and (ok or p <= 4.0) else "quads"
             for i, (p, ok) in enumerate(zip(px, inside, strict=True))
         ]
 
@@ -366,11 +381,19 @@ class NodeBatch:
             set_uniform(prog, "u_flat", int(self.is_flat(i)))
             set_uniform(prog, "u_fill", float(self._fill[i]) if s.close_gaps else 1.0)
             set_uniform(prog, "u_node_base", int(self._node_base[i]))
+            g = self.grids.get(i)
+            set_uniform(prog, "u_arith", int(g is not None))
+            if g is not None:
+                set_uniform(prog, "u_map_base", g.map_base)
+                set_uniform(prog, "u_layer_start", layer.start)
+                set_uniform(prog, "u_cells", g.cells)
+                set_uniform(prog, "u_pitch", g.pitch)
+                set_uniform(prog, "u_node_size", 2.0 * g.half)
             if m == "points":
                 self.vaos[m].render(moderngl.POINTS, vertices=layer.count, first=layer.start)
             else:
                 self.vaos[m].render(moderngl.TRIANGLES, vertices=6 * layer.count, first=6 * layer.start)
-        grids = [i for i in self.grids if used[i]]
+        grids = [i for i in sorted(self.map_layers) if used[i]]
         if grids:
             eye = -view[:3, :3].T @ view[:3, 3]
             centres = self.layout.layer_bounds[grids].mean(axis=1)
