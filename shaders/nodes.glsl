@@ -1,5 +1,6 @@
 #version 330 core
-// Nodes: one slightly rounded square per network node, coloured by its activation.
+// Nodes: one slightly rounded square per network node, coloured by its activation (the layers that
+// are not drawn as whole feature maps by maps.glsl: fully connected rows, camera-facing squares).
 // Drawn one layer per call (per-layer settings are plain uniforms); no vertex attributes: node
 // data comes from two textures indexed by node id.  Two variants from this file:
 //   default      quads: 6 vertices (two triangles) per node, gl_VertexID = 6 * node id + corner
