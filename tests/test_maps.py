@@ -178,3 +178,42 @@ def test_only_changed_layers_are_uploaded(lenet):
     acts[fc1.start + 3] = 2.0
     changed = batch.set_activations(acts)
     assert [spec.layers[i].name for i in changed] == ["fc1"]
+
+
+def test_a_wide_fc_layer_wraps_into_a_grid_and_picks_exactly():
+    """4,096 fully connected units wrap into rows (a grid of camera-facing squares drawn by cell
+    arithmetic); a pick at any unit's centre names that unit, far or near."""
+    from convscope.engine.graph.spec import LayerSpec, NetSpec
+
+    spec = NetSpec.build(
+        "wide-fc",
+        [
+            LayerSpec("input", "input", (1, 28, 28)),
+            LayerSpec("fc1", "fc", (4096,)),
+            LayerSpec("output", "output", (10,)),
+        ],
+    )
+    layout = build_layout(spec)
+    fc = spec.layer("fc1")
+    pos = layout.positions[fc.start : fc.stop]
+    rows = len(np.unique(pos[:, 2]))
+    assert rows > 1 and len(np.unique(pos[:, 0])) * rows >= fc.count
+    ctx = gl_context()
+    batch = NodeBatch(ctx, layout)
+    try:
+        assert 1 in batch.grids and batch.grids[1].cells[1] == rows
+        assert sum(batch.gpu_bytes().values()) / spec.total_nodes <= 8.0
+    finally:
+        batch.release()
+    picker = Picker(layout)
+    size = (1280, 720)
+    rng = np.random.default_rng(3)
+    only = [x.name == "fc1" for x in spec.layers]
+    for pitch_px in (1.5, 4.0, 12.0, 40.0):
+        cam = camera_on(layout, "fc1", size, pitch_px / 2.0)  # fc pitch is 2 layout units
+        ids = rng.integers(fc.start, fc.stop, 200)
+        xy = cam.project(layout.positions[ids], *size)
+        on = (xy[:, 0] > 0) & (xy[:, 0] < size[0]) & (xy[:, 1] > 0) & (xy[:, 1] < size[1])
+        assert on.sum() > 5
+        got = np.array([picker.pick(cam, x, y, size, visible=only) for x, y in xy[on]])
+        assert (got == ids[on]).all(), f"at {pitch_px} px per unit: {(got != ids[on]).sum()} wrong picks"
