@@ -1,8 +1,9 @@
 #version 330 core
-// Nodes: one slightly rounded square per network node, coloured by its activation.
+// Nodes: one slightly rounded square per network node, coloured by its activation (the layers that
+// are not drawn as whole feature maps by maps.glsl: fully connected rows, camera-facing squares).
 // Drawn one layer per call (per-layer settings are plain uniforms); no vertex attributes: node
 // data comes from two textures indexed by node id.  Two variants from this file:
-//   default      quads: 4 indexed vertices per node, gl_VertexID = 4 * node id + corner
+//   default      quads: 6 vertices (two triangles) per node, gl_VertexID = 6 * node id + corner
 //   NODE_POINTS  point sprites: 1 vertex per node, gl_VertexID = node id.  The fragment shader
 //                cuts the square (camera-facing or lying flat) out of the sprite, so both look the
 //                same; sprites are at most u_max_point pixels across.
@@ -10,7 +11,15 @@
 #include "lib/colormap.glsl"
 
 #if defined VERTEX_SHADER
-uniform sampler2D u_nodes;   // RGBA32F: centre xyz (world) and edge length w, by node id
+uniform int u_arith;         // 1: centres by arithmetic (a regular layer), 0: from u_nodes
+uniform sampler2D u_maps;    // RGB32F: centre of cell (0, 0) of each map, by map number
+uniform int u_map_base;      // this layer's first map number
+uniform int u_layer_start;   // this layer's first node id
+uniform ivec2 u_cells;       // cells per map: columns (+X), rows (+Z)
+uniform float u_pitch;       // world distance between neighbouring cells
+uniform float u_node_size;   // edge length of this layer's nodes (layout units)
+uniform sampler2D u_nodes;   // RGBA32F: centre xyz (world) and edge length w, by node id - u_node_base
+uniform int u_node_base;     // only the irregular layers have texels there
 uniform sampler2D u_acts;    // R32F: activation, by node id
 uniform mat4 u_view;
 uniform mat4 u_proj;
@@ -36,7 +45,8 @@ flat out mat2 v_to_local;    // window offset in pixels -> square coordinates
 flat out float v_per_px;     // square units per pixel
 #else
 centroid out vec2 v_local;   // square coordinates, edges at +-1; centroid: MSAA edge pixels stay inside
-const vec2 CORNERS[4] = vec2[4](vec2(-1.0, -1.0), vec2(1.0, -1.0), vec2(-1.0, 1.0), vec2(1.0, 1.0));
+const vec2 CORNERS[6] = vec2[6](vec2(-1.0, -1.0), vec2(1.0, -1.0), vec2(-1.0, 1.0), vec2(-1.0, 1.0), vec2(1.0, -1.0),
+                               vec2(1.0, 1.0));
 #endif
 
 ivec2 texel(int id, sampler2D tex) {
@@ -60,9 +70,19 @@ void main() {
 #if defined NODE_POINTS
     int id = gl_VertexID;
 #else
-    int id = gl_VertexID >> 2;
+    int id = gl_VertexID / 6;
 #endif
-    vec4 node = texelFetch(u_nodes, texel(id, u_nodes), 0);
+    vec4 node;
+    if (u_arith == 1) {
+        int k = id - u_layer_start;
+        int per_map = u_cells.x * u_cells.y;
+        int m = k / per_map;
+        int r = k - m * per_map;
+        vec3 origin = texelFetch(u_maps, texel(u_map_base + m, u_maps), 0).xyz;
+        node = vec4(origin + vec3(float(r % u_cells.x), 0.0, float(r / u_cells.x)) * u_pitch, u_node_size);
+    } else {
+        node = texelFetch(u_nodes, texel(id - u_node_base, u_nodes), 0);
+    }
     if (u_jitter_on == 1) {
         vec2 jit = texelFetch(u_jitter, texel(id, u_jitter), 0).rg;
         node.xyz += jit.x * jitter_offset(jit.y, u_time);
@@ -116,7 +136,7 @@ void main() {
     gl_PointSize = min(2.0 * reach * v_extent + 1.0, u_max_point);
     gl_Position = c;
 #else
-    vec2 corner = CORNERS[gl_VertexID & 3] * v_extent;
+    vec2 corner = CORNERS[gl_VertexID % 6] * v_extent;
     v_local = corner;
     gl_Position = u_view_proj * vec4(node.xyz + ax * corner.x + ay * corner.y, 1.0);
 #endif

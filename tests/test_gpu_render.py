@@ -372,7 +372,7 @@ def test_release_frees_every_gl_object_without_errors(ctx, layout):
     owned = [
         r.background.program,
         r.background.vao,
-        r.nodes.index,
+        r.nodes.maps,
         r.nodes.nodes,
         r.nodes.acts,
         *r.nodes.programs.values(),

@@ -158,7 +158,11 @@ def test_picks_agree_with_the_rendered_nodes(make, mode, flat):
         for name, cam in camera_poses(layout)[:4]:
             hl = int(rng.choice(on_screen(cam, layout, 20)[1]))  # a highlighted node, with its ring
             frame = render_nodes(ctx, batch, target, cam, ones, mode, hl)
-            drawn = frame.max(axis=2) > 0
+            # Feature maps antialias node edges and sub-pixel gaps by coverage: a fully covered pixel
+            # must pick its node and an empty one nothing; partly covered ones may go either way.
+            lum = frame.max(axis=2)
+            drawn = lum > 235
+            decided = drawn | (lum < 20)
             dark = render_nodes(ctx, batch, target, cam, 0 * ones, mode, hl)  # only the ring is lit
             ys, xs = np.mgrid[1:H:4, 1:W:4]
             ys, xs = ys.ravel(), xs.ravel()
@@ -169,11 +173,12 @@ def test_picks_agree_with_the_rendered_nodes(make, mode, flat):
                 ]
             )
             hit = picks >= 0
-            disagree = np.flatnonzero(hit != drawn[ys, xs])
+            disagree = np.flatnonzero((hit != drawn[ys, xs]) & decided[ys, xs])
             n_drawn = int(drawn[ys, xs].sum())
             assert n_drawn > 150, f"{name}: only {n_drawn} node pixels sampled"
-            # Only a pixel centre on a square's very edge may go either way.
-            assert len(disagree) <= max(2, 0.003 * n_drawn), (
+            # Only a pixel centre on a square's very edge may go either way, and a map rounds its
+            # node corners only once the gap between them spans pixels (a hole otherwise).
+            assert len(disagree) <= max(2, 0.006 * n_drawn), (
                 f"{name}: {len(disagree)} of {n_drawn} sampled node pixels disagree, e.g. "
                 f"{[(int(xs[i]), int(ys[i]), int(picks[i])) for i in disagree[:5]]}"
             )

@@ -7,7 +7,8 @@ Sections (`--only NAME...`; all by default):
     with the LeNet forward pass; target p99 <= 2 ms);
   * frame time p50 / p99 of the whole explore scene (panels included) offscreen at 1280x720 for
     the LeNet, with a new drawing sent every frame (target >= 30 fps on llvmpipe, >= 60 on a GPU);
-  * frame time of synthetic layouts of 100k and 1M nodes (nodes renderer only);
+  * frame time of synthetic layouts of 100k, 1M and 10M nodes (scene renderer, fresh activations
+    every frame; feature maps as quads, and node by node up to 1M for comparison);
   * time from launch to first frame and to first activations (target first frame <= 2 s);
   * the GL renderer string and the CPU;
   * hover cost per hover change (pick + edges + upload), the training scene's frame time and training
@@ -159,13 +160,15 @@ def run_section(name: str, quick: bool, skip_big: bool, data_dir: str | None = N
     if name == "render":
         from bench_render import bench_suite, format_table
 
+        common = dict(repeats=1 if quick else 3, frames=20 if quick else 60, max_seconds=5 if quick else 15)
         rows = bench_suite(
             sizes=("lenet",) if skip_big else ("lenet", 100_000, 1_000_000),
-            modes=("quads", "points", "auto"),
-            repeats=1 if quick else 3,
-            frames=20 if quick else 60,
-            max_seconds=5 if quick else 15,
+            modes=("auto",),
+            maps=(True, False),
+            **common,
         )
+        if not skip_big:  # node by node, 10M nodes take seconds per frame: maps only
+            rows += bench_suite(sizes=(10_000_000,), modes=("auto",), **common)
         print(format_table(rows))
         return rows
     if name == "startup":

@@ -49,11 +49,13 @@ def bench_layout(
     flat: str = "grids",
     samples: int = 0,
     seed: int = 0,
+    maps: bool = True,
 ) -> dict:
-    """Frame times of `layout` drawn with node `mode`: stops after `frames` frames or `max_seconds`."""
+    """Frame times of `layout` drawn with node `mode` (feature maps as quads unless `maps` is False):
+    stops after `frames` frames or `max_seconds`."""
     w, h = size
     target = OffscreenTarget(ctx, w, h, samples=samples)
-    renderer = SceneRenderer(ctx, layout, nodes=NodeStyle(flat=flat))
+    renderer = SceneRenderer(ctx, layout, nodes=NodeStyle(flat=flat, maps=maps))
     camera = OrbitCamera()
     camera.fit(*layout.bounds, w / h)
     settings = RenderSettings(node_mode=mode)
@@ -82,6 +84,7 @@ def bench_layout(
         "nodes": n,
         "mode": mode if mode != "auto" else "auto:" + ",".join(sorted(set(used) - {""})),
         "flat": flat,
+        "maps": maps,
         "size": f"{w}x{h}",
         "samples": samples,
         "frames": len(times),
@@ -100,9 +103,11 @@ def bench_suite(
     max_seconds: float = 15.0,
     size: tuple[int, int] = (1280, 720),
     layouts: dict | None = None,
+    maps: tuple[bool, ...] = (True,),
 ) -> list[dict]:
-    """Each size x mode `repeats` times (interleaved, so a burst of load elsewhere hits all alike);
-    returns one dict per size x mode with the median p50 / p99 over the repeats."""
+    """Each size x mode x maps (feature maps as quads, or node by node) `repeats` times (interleaved,
+    so a burst of load elsewhere hits all alike); returns one dict per combination with the median
+    p50 / p99 over the repeats."""
     own = ctx is None
     ctx = ctx or create_headless()
     layouts = dict(layouts or {})
@@ -113,10 +118,11 @@ def bench_suite(
     for _ in range(repeats):
         for s in sizes:
             for m in modes:
-                r = bench_layout(ctx, layouts[s], m, size, frames, max_seconds)
-                runs.setdefault((s, m), []).append(r)
+                for q in maps:
+                    r = bench_layout(ctx, layouts[s], m, size, frames, max_seconds, maps=q)
+                    runs.setdefault((s, m, q), []).append(r)
     out = []
-    for (_s, _m), rs in runs.items():
+    for rs in runs.values():
         r = dict(rs[0])
         r["p50_ms"] = statistics.median(x["p50_ms"] for x in rs)
         r["p99_ms"] = statistics.median(x["p99_ms"] for x in rs)
@@ -131,11 +137,12 @@ def bench_suite(
 
 
 def format_table(rows: list[dict]) -> str:
-    head = f"{'model':<18}{'nodes':>9}  {'mode':<14}{'p50 ms':>9}{'p99 ms':>9}{'fps':>8}{'frames':>8}"
+    head = f"{'model':<18}{'nodes':>9}  {'mode':<22}{'p50 ms':>9}{'p99 ms':>9}{'fps':>8}{'frames':>8}"
     lines = [head]
     for r in rows:
+        mode = r["mode"] + ("" if r.get("maps", True) else " (no maps)")
         lines.append(
-            f"{r['model']:<18}{r['nodes']:>9}  {r['mode']:<14}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
+            f"{r['model']:<18}{r['nodes']:>9}  {mode:<22}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
             f"{r['fps_p50']:>8.1f}{r['frames']:>8}"
         )
     return "\n".join(lines)
@@ -148,6 +155,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--max-seconds", type=float, default=15.0)
+    ap.add_argument("--compare-maps", action="store_true", help="also draw feature maps node by node")
     args = ap.parse_args()
     sizes = tuple(s if s == "lenet" else int(s) for s in args.sizes)
     # Layouts first: LeNet's spec comes from models.nets, and torch (with its own LLVM) is safer
@@ -156,7 +164,14 @@ def main() -> None:
     ctx = create_headless()
     print(renderer_string(ctx))
     rows = bench_suite(
-        ctx, sizes, tuple(args.modes), args.repeats, args.frames, args.max_seconds, layouts=layouts
+        ctx,
+        sizes,
+        tuple(args.modes),
+        args.repeats,
+        args.frames,
+        args.max_seconds,
+        layouts=layouts,
+        maps=(True, False) if args.compare_maps else (True,),
     )
     print(format_table(rows))
 

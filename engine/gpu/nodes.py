@@ -1,18 +1,30 @@
 """NodeBatch: every node of a layout, coloured from one activation texture, one draw per layer.
 
-Static data (centre and size of each node) is written once per layout into an RGBA32F texture
-indexed by node id; activations change with every new result and go into one R32F texture the
-same way (`set_activations`, one upload per result).  Both are ACT_TEX_WIDTH texels wide and
-read with texelFetch.  Each visible layer is one draw call, so per-layer state (colour range,
-flat or camera-facing squares, gap closing) is plain uniforms and hidden layers cost nothing.
+Activations change with every new result and go into one R32F texture by node id
+(`set_activations`: only the layers whose values changed are written).  float32 as it comes from
+the worker is the cheapest format that is exact: 4 bytes per node, and on llvmpipe 10M nodes upload
+in ~7 ms, while converting them to half floats on the CPU alone takes ~36 ms (R16F upload ~62 ms in
+all; uint8 after the colour range would need the same CPU pass, and drops NaN / inf).  Each visible
+layer is one draw call, so per-layer state (colour range, flat or camera-facing squares, gap
+closing) is plain uniforms and hidden layers cost nothing.
 
-How a layer is drawn (shaders/nodes.glsl builds both):
-  "quads"   4 indexed vertices per node; any size on screen
+Feature maps (flat grid layers whose nodes sit on a regular grid: every layout of build_layout) are
+drawn as one quad per map by shaders/maps.glsl: the fragment shader finds each pixel's node by
+arithmetic, so a map costs 6 vertices however many nodes it has, needs no per-node geometry on the
+GPU, and cannot crack between neighbouring nodes (no holes, no seams, at any zoom or window size);
+far away it reads as one picture, closer the gaps, rounded corners and borders fade in by on-screen
+size.  Only the other layers (fully connected rows, camera-facing squares) keep per-node geometry:
+centres follow from one origin per map (or per wrapped row block) and cell arithmetic too, so only a
+layout off any regular grid needs per-node geometry (an RGBA32F texture holding just those nodes).
+GPU memory: `gpu_bytes()`, 4 bytes per node (the activation) plus 12 per map.
+
+How a per-node layer is drawn (shaders/nodes.glsl builds both):
+  "quads"   6 vertices per node (no index buffer); any size on screen
   "points"  1 point sprite per node, the square cut out in the fragment shader; half the
             vertex and setup work (llvmpipe: about 2x faster), but at most the driver's largest
             point size across, and dropped whole when its centre leaves the screen
   "auto"    per layer and frame: points while the layer's nodes are small on screen, else quads
-tools/bench_render.py measures them.
+A layer drawn as maps reports the mode "maps".  tools/bench_render.py measures them.
 
 Jitter (opt-in, used by the training scene; off unless `set_jitter` gave amplitudes): each node is
 offset by amplitude * a trembling function of `jitter_time` and its phase (one RG32F texture by node id).
@@ -32,7 +44,6 @@ from convscope.engine.graph.layout import Layout
 ACT_TEX_WIDTH = 4096  # width of the per-node textures (texels); height grows with the node count
 MODES = ("quads", "points", "auto")
 AUTO_POINT_PX = 24.0  # "auto" draws a layer as points while its nodes are at most this many pixels
-_QUAD = np.array([0, 1, 2, 2, 1, 3], np.uint32)  # two triangles over corners (-1,-1) (1,-1) (-1,1) (1,1)
 
 
 def gl_bytes(m: np.ndarray) -> bytes:
@@ -50,6 +61,63 @@ class NodeStyle:
     # "none"; the rest face the camera.  Flat grids read like Harley's sheets; a flat row of fc
     # units seen from a low angle would shrink to dashes, so vector layers face the camera.
     close_gaps: bool = True  # far-away nodes grow to fill their cell instead of aliasing
+    maps: bool = True  # regular feature maps as one quad each (maps.glsl); False: node by node (nodes.glsl)
+
+
+@dataclass(frozen=True)
+class MapGrid:
+    """A grid layer drawn as maps: `maps` maps of `cells` (columns, rows) nodes `pitch` apart."""
+
+    layer: int
+    maps: int
+    cells: tuple[int, int]
+    pitch: float
+    half: float  # a node's half size (layout size / 2)
+    map_base: int  # first map number of this layer in the map-origin texture
+
+
+def regular_maps(layout: Layout, i: int) -> tuple[np.ndarray, float, tuple[int, int]] | None:
+    """(origins (maps, 3), pitch, (columns, rows)) when layer i's nodes sit on regular grids along +X
+    (columns) and +Z (rows), one node size throughout, else None.  A grid layer has one grid per
+    feature map; a vector layer is one grid, its rows wrapped (the last one may be short)."""
+    layer = layout.spec.layers[i]
+    n = layer.count
+    if n == 0:
+        return None
+    pos = layout.positions[layer.start : layer.stop].astype(np.float64)
+    sizes = layout.sizes[layer.start : layer.stop]
+    if sizes.min() != sizes.max():
+        return None
+    if layer.is_grid:
+        c, h, w = layer.shape
+    else:
+        same_row = np.flatnonzero(np.abs(pos[:, 2] - pos[0, 2]) > 1e-6)
+        c, w = 1, int(same_row[0]) if len(same_row) else n
+        h = math.ceil(n / w)
+    if w > 1:
+        pitch = pos[1, 0] - pos[0, 0]
+    elif h > 1:
+        pitch = pos[w, 2] - pos[0, 2]
+    else:
+        pitch = float(sizes[0])
+    if not pitch > 0:
+        return None
+    per_map = n // c
+    yy, xx = np.divmod(np.arange(per_map), w)
+    grid = np.stack([xx * pitch, np.zeros(per_map), yy * pitch], axis=1)
+    pos = pos.reshape(c, per_map, 3)
+    if not np.allclose(pos - pos[:, :1], grid[None], atol=1e-4 * max(pitch, 1.0)):
+        return None
+    return pos[:, 0].astype(np.float32), float(pitch), (w, h)
+
+
+def _texture_shape(n: int, max_tex: int) -> tuple[int, int]:
+    """Width x height of a by-index texture for n texels: one short row, or rows ACT_TEX_WIDTH wide."""
+    width = min(ACT_TEX_WIDTH, max_tex, max(n, 1))
+    height = max(1, math.ceil(n / width))
+    if height > max_tex:
+        raise ValueError(f"{n} nodes do not fit in {width}x{max_tex} textures")
+    return width, height
 
 
 class NodeBatch:
@@ -62,30 +130,20 @@ class NodeBatch:
         self.max_point_size = float(
             ctx.info.get("GL_ALIASED_POINT_SIZE_RANGE", ctx.info["GL_POINT_SIZE_RANGE"])[1]
         )
-
-        max_tex = int(ctx.info["GL_MAX_TEXTURE_SIZE"])
-        width = min(ACT_TEX_WIDTH, max_tex)
-        height = max(1, math.ceil(self.count / width))
-        if height > max_tex:
-            raise ValueError(f"{self.count} nodes do not fit in {width}x{max_tex} textures")
-
+        self.max_tex = int(ctx.info["GL_MAX_TEXTURE_SIZE"])
         self.programs = {
             "quads": create_program(ctx, "nodes"),
             "points": create_program(ctx, "nodes", {"NODE_POINTS": 1}),
+            "maps": create_program(ctx, "maps"),
         }
-        self.nodes = ctx.texture((width, height), 4, dtype="f4")
-        self.acts = ctx.texture((width, height), 1, dtype="f4")
-        for tex in (self.nodes, self.acts):
-            tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
+        self.acts = ctx.texture(_texture_shape(self.count, self.max_tex), 1, dtype="f4")
+        self.acts.filter = (moderngl.NEAREST, moderngl.NEAREST)
+        width, height = self.acts.size
         self.acts.write(np.full(width * height, np.nan, np.float32).tobytes())  # grey until data comes
-        index = (np.arange(self.count, dtype=np.uint32)[:, None] * 4 + _QUAD).ravel()
-        self.index = ctx.buffer(index.tobytes() if self.count else b"\0" * 4)
-        self.vaos = {
-            "quads": ctx.vertex_array(
-                self.programs["quads"], [], index_buffer=self.index, index_element_size=4
-            ),
-            "points": ctx.vertex_array(self.programs["points"], []),
-        }
+        self._uploaded: np.ndarray | None = None  # bit patterns on the GPU: skip unchanged layers
+        self.nodes: moderngl.Texture | None = None  # per-node geometry of the non-map layers (set_layout)
+        self.maps: moderngl.Texture | None = None  # origin of every map (set_layout)
+        self.vaos = {name: ctx.vertex_array(prog, []) for name, prog in self.programs.items()}
         self.jitter: moderngl.Texture | None = None  # made by the first set_jitter
         self.jitter_on = False
         self.jitter_time = 0.0  # seconds; the caller advances it while jitter is on
@@ -95,24 +153,30 @@ class NodeBatch:
 
     # --- data --------------------------------------------------------------------------------
 
-    def _write_rows(self, tex: moderngl.Texture, values: np.ndarray) -> None:
-        """Write per-node values (N, C) into a node texture: full rows, then the partial last row."""
+    @staticmethod
+    def _write_rows(tex: moderngl.Texture, values: np.ndarray, first: int = 0) -> None:
+        """Write values (n, C) into texels first .. first + n - 1 of a by-id texture (row-major):
+        the partial first row, the full rows, then the partial last row."""
         width = tex.width
-        rows, rest = divmod(self.count, width)
+        n = len(values)
+        pos = 0
+        row, col = divmod(first, width)
+        if col and n:
+            k = min(width - col, n)
+            tex.write(values[:k], viewport=(col, row, k, 1))
+            pos, row = k, row + 1
+        rows = (n - pos) // width
         if rows:
-            tex.write(values[: rows * width], viewport=(0, 0, width, rows))
-        if rest:
-            tex.write(values[rows * width :], viewport=(0, rows, rest, 1))
+            tex.write(values[pos : pos + rows * width], viewport=(0, row, width, rows))
+            pos, row = pos + rows * width, row + rows
+        if pos < n:
+            tex.write(values[pos:], viewport=(0, row, n - pos, 1))
 
     def set_layout(self, layout: Layout) -> None:
         """Write node centres and sizes (once per layout; a re-layout of the same network, e.g.
         after hiding a layer, reuses the batch).  A different network needs a new NodeBatch."""
         if layout.spec.total_nodes != self.count or len(layout.spec.layers) != self.n_layers:
             raise ValueError(f"layout of {layout.spec.model} does not match this batch ({self.count} nodes)")
-        data = np.empty((self.count, 4), np.float32)
-        data[:, :3] = layout.positions
-        data[:, 3] = layout.sizes
-        self._write_rows(self.nodes, data)
         self.layout = layout
         # Per layer: pitch / size (how far a far-away node may grow) and its biggest node.
         self._fill = np.ones(self.n_layers, np.float32)
@@ -120,17 +184,80 @@ class NodeBatch:
         for i, layer in enumerate(layout.spec.layers):
             steps = np.abs(np.diff(layout.positions[layer.start : layer.stop, 0]))
             steps = steps[steps > 1e-6]
-            size = float(layout.sizes[layer.start : layer.stop].max())
+            size = float(layout.sizes[layer.start : layer.stop].max()) if layer.count else 0.0
             self._biggest[i] = size
             if len(steps) and size > 0:
                 self._fill[i] = max(1.0, float(steps.min()) / size)
+        # Regular layers (all of build_layout's): node centres follow from one origin per map and
+        # cell arithmetic; flat feature maps among them are drawn as quads.  Only irregular layers
+        # keep per-node geometry, packed layer after layer.
+        self.grids: dict[int, MapGrid] = {}
+        self.map_layers: set[int] = set()
+        origins = []
+        for i, layer in enumerate(layout.spec.layers):
+            found = regular_maps(layout, i)
+            if found is None:
+                continue
+            o, pitch, cells = found
+            half = 0.5 * float(layout.sizes[layer.start])
+            self.grids[i] = MapGrid(i, len(o), cells, pitch, half, sum(len(x) for x in origins))
+            origins.append(o)
+            if self.style.maps and layer.is_grid and self.is_flat(i):
+                self.map_layers.add(i)
+        self._node_base = np.zeros(self.n_layers, np.int64)
+        packed = []
+        for i, layer in enumerate(layout.spec.layers):
+            if i in self.grids:
+                continue
+            self._node_base[i] = layer.start - sum(len(p) for p in packed)
+            packed.append(
+                np.c_[layout.positions[layer.start : layer.stop], layout.sizes[layer.start : layer.stop]]
+            )
+        self.nodes = self._refill(self.nodes, np.concatenate(packed) if packed else np.zeros((0, 4)), 4)
+        self.maps = self._refill(self.maps, np.concatenate(origins) if origins else np.zeros((0, 3)), 3)
 
-    def set_activations(self, values: np.ndarray) -> None:
-        """Upload the activation of every node (float32 (N,), by node id); no copy."""
+    def _refill(self, tex: moderngl.Texture | None, data: np.ndarray, comps: int) -> moderngl.Texture:
+        """A float32 by-index texture holding `data` (n, comps): the old one when it is the right size."""
+        shape = _texture_shape(max(len(data), 1), self.max_tex)
+        if tex is None or tex.size != shape:
+            if tex is not None:
+                tex.release()
+            tex = self.ctx.texture(shape, comps, dtype="f4")
+            tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
+        if len(data):
+            self._write_rows(tex, np.ascontiguousarray(data, np.float32))
+        return tex
+
+    def set_activations(self, values: np.ndarray) -> list[int]:
+        """Upload the activation of every node (float32 (N,), by node id); only the layers whose
+        values changed since the last upload are written.  Returns their indices."""
         values = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
         if len(values) != self.count:
             raise ValueError(f"{len(values)} activations for {self.count} nodes")
-        self._write_rows(self.acts, values)
+        bits = values.view(np.uint32)  # bit patterns: NaN never equals itself, -0.0 equals 0.0
+        old = self._uploaded
+        changed = []
+        for i, layer in enumerate(self.spec.layers):
+            a, b = layer.start, layer.stop
+            if old is None:
+                changed.append(i)
+                continue
+            # A sparse sample first: a fresh result differs there at once, without a full pass.
+            if not np.array_equal(bits[a:b:61], old[a:b:61]) or not np.array_equal(bits[a:b], old[a:b]):
+                changed.append(i)
+        if old is None:
+            self._uploaded = bits.copy()
+            self._write_rows(self.acts, values)
+            return changed
+        if len(changed) == self.n_layers:
+            self._write_rows(self.acts, values)
+        for i in changed:
+            layer = self.spec.layers[i]
+            a, b = layer.start, layer.stop
+            if len(changed) < self.n_layers:
+                self._write_rows(self.acts, values[a:b], a)
+            old[a:b] = bits[a:b]
+        return changed
 
     def set_jitter(self, amplitude: np.ndarray | None, phase: np.ndarray | None = None) -> None:
         """Per-node jitter amplitude in world units (N,) and phase (N,) (nodes with equal phases move
@@ -146,7 +273,7 @@ class NodeBatch:
         if phase is not None:
             data[:, 1] = np.asarray(phase, np.float32).reshape(-1)
         if self.jitter is None:
-            self.jitter = self.ctx.texture(self.nodes.size, 2, dtype="f4")
+            self.jitter = self.ctx.texture(self.acts.size, 2, dtype="f4")
             self.jitter.filter = (moderngl.NEAREST, moderngl.NEAREST)
         self._write_rows(self.jitter, data)
         self.jitter_on = True
@@ -182,7 +309,7 @@ class NodeBatch:
         if mode not in MODES:
             raise ValueError(f"unknown node mode {mode!r} (expected one of {MODES})")
         if mode != "auto":
-            return [mode] * self.n_layers
+            return ["maps" if i in self.map_layers else mode for i in range(self.n_layers)]
         eye = -view[:3, :3].T @ view[:3, 3]
         lo, hi = self.layout.layer_bounds[:, 0], self.layout.layer_bounds[:, 1]
         nearest = np.linalg.norm(eye - np.clip(eye, lo, hi), axis=1)
@@ -198,7 +325,8 @@ class NodeBatch:
         )
         limit = min(AUTO_POINT_PX, self.max_point_size / 2)
         return [
-            "points" if p <= limit and (ok or p <= 4.0) else "quads" for p, ok in zip(px, inside, strict=True)
+            "maps" if i in self.map_layers else "points" if p <= limit and (ok or p <= 4.0) else "quads"
+            for i, (p, ok) in enumerate(zip(px, inside, strict=True))
         ]
 
     def draw(
@@ -217,11 +345,13 @@ class NodeBatch:
         s = self.style
         self.nodes.use(location=0)
         self.acts.use(location=1)
+        self.maps.use(location=3)
         if self.jitter_on:
             self.jitter.use(location=2)
         for prog in self.programs.values():
             set_uniform(prog, "u_nodes", 0)
             set_uniform(prog, "u_acts", 1)
+            set_uniform(prog, "u_maps", 3)
             set_uniform(prog, "u_view", gl_bytes(view))
             set_uniform(prog, "u_proj", gl_bytes(proj))
             set_uniform(prog, "u_view_proj", gl_bytes(proj @ view))
@@ -239,30 +369,69 @@ class NodeBatch:
                 set_uniform(prog, "u_time", float(self.jitter_time))
         self.ctx.enable(moderngl.DEPTH_TEST | moderngl.PROGRAM_POINT_SIZE)
         self.ctx.disable(moderngl.BLEND)
-        used = []
+        used = [m if self.visible[i] else "" for i, m in enumerate(modes)]
+        # Opaque per-node layers first; then the maps, far to near, blended: a map's partly covered
+        # pixels (gaps narrower than a pixel, antialiased edges) mix with what lies behind them.
         for i, layer in enumerate(self.spec.layers):
-            if not self.visible[i]:
-                used.append("")
+            m = used[i]
+            if m not in ("quads", "points"):
                 continue
-            m = modes[i]
             prog = self.programs[m]
             set_uniform(prog, "u_range", tuple(float(x) for x in self.ranges[i]))
             set_uniform(prog, "u_flat", int(self.is_flat(i)))
             set_uniform(prog, "u_fill", float(self._fill[i]) if s.close_gaps else 1.0)
+            set_uniform(prog, "u_node_base", int(self._node_base[i]))
+            g = self.grids.get(i)
+            set_uniform(prog, "u_arith", int(g is not None))
+            if g is not None:
+                set_uniform(prog, "u_map_base", g.map_base)
+                set_uniform(prog, "u_layer_start", layer.start)
+                set_uniform(prog, "u_cells", g.cells)
+                set_uniform(prog, "u_pitch", g.pitch)
+                set_uniform(prog, "u_node_size", 2.0 * g.half)
             if m == "points":
                 self.vaos[m].render(moderngl.POINTS, vertices=layer.count, first=layer.start)
             else:
                 self.vaos[m].render(moderngl.TRIANGLES, vertices=6 * layer.count, first=6 * layer.start)
-            used.append(m)
+        grids = [i for i in sorted(self.map_layers) if used[i]]
+        if grids:
+            eye = -view[:3, :3].T @ view[:3, 3]
+            centres = self.layout.layer_bounds[grids].mean(axis=1)
+            order = np.argsort(-np.linalg.norm(centres - eye, axis=1), kind="stable")
+            prog = self.programs["maps"]
+            self.ctx.enable(moderngl.BLEND)
+            self.ctx.blend_func = moderngl.SRC_ALPHA, moderngl.ONE_MINUS_SRC_ALPHA, moderngl.ONE, moderngl.ONE
+            for k in order:
+                g = self.grids[grids[k]]
+                layer = self.spec.layers[g.layer]
+                set_uniform(prog, "u_range", tuple(float(x) for x in self.ranges[g.layer]))
+                set_uniform(prog, "u_fill", float(self._fill[g.layer]) if s.close_gaps else 1.0)
+                set_uniform(prog, "u_map_base", g.map_base)
+                set_uniform(prog, "u_node_base", layer.start)
+                set_uniform(prog, "u_cells", g.cells)
+                set_uniform(prog, "u_pitch", g.pitch)
+                set_uniform(prog, "u_half", g.half * float(s.size_scale))
+                self.vaos["maps"].render(moderngl.TRIANGLES, vertices=6, instances=g.maps)
+            self.ctx.blend_func = moderngl.DEFAULT_BLENDING
+            self.ctx.disable(moderngl.BLEND)
         return used
+
+    def gpu_bytes(self) -> dict[str, int]:
+        """Bytes of GPU memory this batch holds, by texture (textures are whole rows of texels)."""
+        out = {"activations": self.acts.width * self.acts.height * 4}
+        out["node geometry"] = self.nodes.width * self.nodes.height * 16
+        out["map origins"] = self.maps.width * self.maps.height * 12
+        if self.jitter is not None:
+            out["jitter"] = self.jitter.width * self.jitter.height * 8
+        return out
 
     def release(self) -> None:
         for vao in self.vaos.values():
             vao.release()
         for prog in self.programs.values():
             prog.release()
-        self.index.release()
         self.nodes.release()
+        self.maps.release()
         self.acts.release()
         if self.jitter is not None:
             self.jitter.release()

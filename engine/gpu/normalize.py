@@ -18,16 +18,25 @@ def layer_ranges(spec: NetSpec, acts: np.ndarray, mode: str = "layer") -> np.nda
     """
     if mode not in ("layer", "global"):
         raise ValueError(f"unknown normalisation mode {mode!r} (expected 'layer' or 'global')")
+    return all_ranges(spec, acts)[mode]
+
+
+def all_ranges(spec: NetSpec, acts: np.ndarray) -> dict[str, np.ndarray]:
+    """Both modes of layer_ranges from one pass over the activations: {"layer": ..., "global": ...}."""
     acts = np.asarray(acts, dtype=np.float32).reshape(-1)
     if len(acts) != spec.total_nodes:
         raise ValueError(f"{len(acts)} activations for {spec.total_nodes} nodes of {spec.model}")
     starts = np.array([layer.start for layer in spec.layers])
     lo = np.fmin.reduceat(acts, starts)
     hi = np.fmax.reduceat(acts, starts)
-    if mode == "global":
-        lo[:] = np.nanmin(lo) if np.isfinite(lo).any() else 0.0
-        hi[:] = np.nanmax(hi) if np.isfinite(hi).any() else 1.0
-    lo = np.where(np.isfinite(lo), lo, 0.0)
-    hi = np.where(np.isfinite(hi), hi, lo + 1.0)
-    hi = np.where(hi - lo > 1e-12, hi, lo + 1.0)
-    return np.stack([lo, hi], axis=1).astype(np.float32)
+    out = {}
+    for mode in ("layer", "global"):
+        a, b = lo.copy(), hi.copy()
+        if mode == "global":
+            a[:] = np.nanmin(lo) if np.isfinite(lo).any() else 0.0
+            b[:] = np.nanmax(hi) if np.isfinite(hi).any() else 1.0
+        a = np.where(np.isfinite(a), a, 0.0)
+        b = np.where(np.isfinite(b), b, a + 1.0)
+        b = np.where(b - a > 1e-12, b, a + 1.0)
+        out[mode] = np.stack([a, b], axis=1).astype(np.float32)
+    return out

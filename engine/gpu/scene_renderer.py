@@ -16,7 +16,7 @@ from convscope.engine.camera import OrbitCamera
 from convscope.engine.gpu.background import Background, BackgroundStyle
 from convscope.engine.gpu.labels import LabelBatch
 from convscope.engine.gpu.nodes import NodeBatch, NodeStyle
-from convscope.engine.gpu.normalize import layer_ranges
+from convscope.engine.gpu.normalize import all_ranges
 from convscope.engine.graph.layout import Layout
 from convscope.engine.graph.spec import NetSpec
 
@@ -69,7 +69,7 @@ class SceneRenderer:
             fixed = np.asarray(ranges, np.float32).reshape(-1, 2)
             self._ranges = {"layer": fixed, "global": fixed}
         else:
-            self._ranges = {mode: layer_ranges(self.spec, acts, mode) for mode in ("layer", "global")}
+            self._ranges = all_ranges(self.spec, acts)
 
     def _update_labels(self, s: RenderSettings) -> None:
         visible = s.visible if s.visible is not None else (True,) * len(self.spec.layers)

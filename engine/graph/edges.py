@@ -284,3 +284,49 @@ def edge_scale(
     else:
         m = max((contribution_scale(spec, x, weights, activations) for x in layers), default=0.0)
     return m if np.isfinite(m) and m > 0 else 1.0
+
+
+# -- many edges: a sample that keeps the ones that matter ---------------------------------------------
+
+EXACT_EDGES = 5_000  # up to this many incoming edges are all drawn; above, a sample of this size
+
+
+@dataclass(frozen=True)
+class EdgeSample:
+    """Which of a node's incoming edges to draw: `keep` indexes into the Edges arrays."""
+
+    keep: np.ndarray  # (K,) int64 edge indices, ascending
+    total: int  # how many edges the node has
+    sampled: bool  # True when keep is a subset (show "K of total")
+
+
+def sample_edges(
+    edges: Edges,
+    contribution: np.ndarray | None,
+    limit: int = EXACT_EDGES,
+    show_all: bool = False,
+    seed: int = 0,
+) -> EdgeSample:
+    """All edges when there are at most `limit` (or `show_all`); else `limit` of them, chosen by
+    |weight x input|: the larger half of the budget goes to the edges with the largest |contribution|
+    (so the strongest edges are always there), the rest is drawn at random with probability in
+    proportion to |contribution| (a picture of the spread, stable for a given seed).  Without
+    contributions (NaN, or None) the pick is uniform.  The same rule serves hover edges and the
+    training scene's paths."""
+    n = edges.count
+    if show_all or n <= limit:
+        return EdgeSample(np.arange(n, dtype=np.int64), n, False)
+    if contribution is None:
+        mag = np.ones(n)
+    else:
+        mag = np.abs(np.asarray(contribution, np.float64).reshape(-1))
+        mag = np.where(np.isfinite(mag), mag, 0.0)
+    top_n = (limit + 1) // 2
+    order = np.argpartition(-mag, top_n - 1)[:top_n]
+    rest = np.setdiff1d(np.arange(n), order, assume_unique=True)
+    need = limit - top_n
+    p = mag[rest]
+    # Weighted by |contribution| while enough edges have some; else uniform over the rest.
+    p = p / p.sum() if np.count_nonzero(p) >= need else None
+    extra = np.random.default_rng(seed).choice(rest, need, replace=False, p=p)
+    return EdgeSample(np.sort(np.concatenate([order, extra])).astype(np.int64), n, True)
