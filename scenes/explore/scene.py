@@ -40,9 +40,10 @@ from convscope.engine.graph.explain import Explanation, explain
 from convscope.engine.graph.layout import build_layout
 from convscope.engine.graph.picking import Picker
 from convscope.engine.graph.spec import NetSpec
+from convscope.engine.orbit import CLICK_SLOP, Click, OrbitController
 from convscope.engine.scene import FrameContext
 from convscope.engine.ui.embed_panel import SELECTED_RGB
-from convscope.engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputState
+from convscope.engine.ui.input import InputState
 from convscope.engine.worker import WorkerHandle
 from convscope.scenes.explore import robustness
 from convscope.scenes.explore.compare import CompareView
@@ -60,7 +61,6 @@ from convscope.scenes.explore.robustness import RobustnessState
 from convscope.scenes.explore.state import ExploreState, Legend
 
 INPUT_SIDE = 28
-CLICK_SLOP = 4.0  # window units a press may move and still be a click (a pick), not a drag (orbit)
 DETAIL_IMAGES = ("patch", "filter", "product")  # conv node details: three strips of k x k tiles
 OUTLINE_RGBA = (
     *SELECTED_RGB,
@@ -78,6 +78,7 @@ class ExploreScene:
         if drawing is not None:
             self.pad.set_image(drawing)
         self.camera = OrbitCamera()
+        self.controller = OrbitController(self.camera, CLICK_SLOP * ui_scale)
         self.worker = WorkerHandle(config.model, weights=config.weights or None)
         self.spec: NetSpec | None = None
         self.activations: np.ndarray | None = None  # newest result, exactly as received
@@ -99,8 +100,6 @@ class ExploreScene:
         self._scale_cache: dict[tuple, float] = {}
         self._hover_key: tuple | None = None  # pointer + camera + layout of the last hover pick
         self._details_key: tuple | None = None
-        self._press: dict[int, tuple[float, float]] = {}  # button -> where it went down (in the scene)
-        self._dragging: set[int] = set()  # buttons whose press became a drag
         self.picks = 0  # hover / click picks made (tests, benchmarks)
         self._detail_textures: dict[str, UiTexture] = {}
         self._detail_images: dict[str, np.ndarray] = {}  # built in update, uploaded in upload
@@ -434,44 +433,11 @@ class ExploreScene:
         self._fit_pending = True
 
     def _steer_camera(self, inp: InputState, ui_mouse: bool, ui_keyboard: bool) -> None:
-        w, h = inp.framebuffer_size
         if self.state.reset_camera or (not ui_keyboard and inp.key_pressed(glfw.KEY_F)):
             self.state.reset_camera = False
             self._fit_pending = True
-        if w <= 0 or h <= 0:
-            return
-        sx, sy = inp.framebuffer_scale
-        for button in (MOUSE_LEFT, MOUSE_RIGHT):
-            if inp.was_pressed(button):
-                self._dragging.discard(button)
-                if ui_mouse:
-                    self._press.pop(button, None)  # a press on a panel belongs to the panel
-                else:
-                    self._press[button] = inp.drag_origin.get(button, inp.mouse_pos)
-            if button not in self._press:
-                continue
-            if inp.is_down(button):
-                if button not in self._dragging:
-                    ox, oy = self._press[button]
-                    dx, dy = inp.mouse_pos[0] - ox, inp.mouse_pos[1] - oy
-                    if math.hypot(dx, dy) <= CLICK_SLOP:
-                        continue  # still a click, maybe: the camera stays put
-                    self._dragging.add(button)  # now a drag: catch up with the whole way moved
-                else:
-                    dx, dy = inp.mouse_delta
-                if button == MOUSE_LEFT:
-                    self.camera.orbit(dx * sx, dy * sy)
-                else:
-                    self.camera.pan(dx * sx, dy * sy, h)
-            else:  # released (possibly in the frame it went down)
-                if button == MOUSE_LEFT and button not in self._dragging:
-                    self._click(inp)
-                self._press.pop(button, None)
-                self._dragging.discard(button)
-        if inp.scroll[1] and not ui_mouse:
-            mx, my = inp.mouse_pos_fb
-            ndc = (2.0 * mx / w - 1.0, 1.0 - 2.0 * my / h)
-            self.camera.zoom(inp.scroll[1], ndc, w / h)
+        for click in self.controller.update(inp, ui_mouse):
+            self._click(click, inp.framebuffer_size)
 
     # -- picking, edges, details -------------------------------------------------------------------
 
@@ -482,9 +448,9 @@ class ExploreScene:
         self.picks += 1
         return self._picker.pick(self.camera, x, y, viewport, self._visible(), self.focus_node)
 
-    def _click(self, inp: InputState) -> None:
+    def _click(self, click: Click, viewport: tuple[int, int]) -> None:
         """A click that did not move: select the node under it, or clear the selection on empty space."""
-        node = self.pick(*inp.mouse_pos_fb, inp.framebuffer_size)
+        node = self.pick(click.x_fb, click.y_fb, viewport)
         self.state.selected = node
         self._details_key = None
 
@@ -494,7 +460,7 @@ class ExploreScene:
             self.state.hovered = -1
             self._hover_key = None
             return
-        if self._dragging:
+        if self.controller.dragging:
             return  # orbiting / panning: the hovered node stays until the drag ends
         c = self.camera
         key = (

@@ -38,9 +38,10 @@ from convscope.engine.gpu.paths import PathBatch
 from convscope.engine.gpu.scene_renderer import RenderSettings, SceneRenderer
 from convscope.engine.graph.layout import Layout, LayoutStyle, build_layout
 from convscope.engine.graph.spec import NetSpec
+from convscope.engine.orbit import CLICK_SLOP, OrbitController
 from convscope.engine.scene import FrameContext
 from convscope.engine.ui.embed_panel import EmbedPanelState
-from convscope.engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputState
+from convscope.engine.ui.input import InputState
 from convscope.engine.worker.train_handle import TrainHandle
 from convscope.engine.worker.train_protocol import TrainSnapshot
 from convscope.scenes.train.embedding import EmbedView
@@ -59,7 +60,6 @@ PATH_RGBA = (1.0, 0.86, 0.55, 0.3)  # warm, translucent: hundreds overlap
 OUTLINE_RGBA = (1.0, 0.95, 0.2, 1.0)
 PATH_MIN_PX, PATH_MAX_PX = 0.75, 5.0  # width of the weakest / strongest drawn path, times the UI scale
 JITTER_HALF_LIFE_S = 20.0  # how fast the jitter scale forgets a past peak of the gradients
-CLICK_SLOP_PX = 5.0  # a press and release closer than this is a click (pick), not an orbit
 # Every layer's maps in one row (up to 24; more wrap into a block), sheets further apart than the explorer's
 # and seen from higher up, so the paths between consecutive layers fan out visibly.
 LAYOUT_STYLE = LayoutStyle(max_maps_per_row=24, layer_gap=80.0)
@@ -227,6 +227,7 @@ class TrainScene:
             data_mirror=cfg.data_mirror,
         )
         self.camera = OrbitCamera()
+        self.controller = OrbitController(self.camera, CLICK_SLOP * self.ui_scale)
         self.spec: NetSpec | None = None
         self.geometry: Geometry | None = None
         self.snapshot: TrainSnapshot | None = None
@@ -236,7 +237,6 @@ class TrainScene:
         self._spec_version = 0
         self._sent: dict[int, str] = {}  # command id -> command name, until answered
         self._notices_seen = 0
-        self._press: tuple[float, float] | None = None
         self._fit_pending = False
         self._new_snapshot = False
         self._jitter_nodes: np.ndarray | None = None
@@ -547,30 +547,12 @@ class TrainScene:
         self.camera.pan((left - right) / 2, 0.0, h)  # the content follows a drag: to the free region's centre
 
     def _steer_camera(self, inp: InputState, ui_mouse: bool, ui_keyboard: bool) -> None:
-        w, h = inp.framebuffer_size
         if self.state.reset_camera or (not ui_keyboard and inp.key_pressed(glfw.KEY_F)):
             self.state.reset_camera = False
             self._fit_pending = True
-        if w <= 0 or h <= 0:
-            return
-        if inp.was_pressed(MOUSE_LEFT):
-            self._press = None if ui_mouse else inp.mouse_pos
-        if inp.was_released(MOUSE_LEFT) and self._press is not None:
-            dx, dy = inp.mouse_pos[0] - self._press[0], inp.mouse_pos[1] - self._press[1]
-            self._press = None
-            if math.hypot(dx, dy) <= CLICK_SLOP_PX:
-                self.pick(*inp.mouse_pos_fb, w, h)
-        if ui_mouse:
-            return
-        sx, sy = inp.framebuffer_scale
-        dx, dy = inp.mouse_delta[0] * sx, inp.mouse_delta[1] * sy
-        if inp.is_down(MOUSE_LEFT) and not inp.was_pressed(MOUSE_LEFT):
-            self.camera.orbit(dx, dy)
-        elif inp.is_down(MOUSE_RIGHT) and not inp.was_pressed(MOUSE_RIGHT):
-            self.camera.pan(dx, dy, h)
-        if inp.scroll[1]:
-            mx, my = inp.mouse_pos_fb
-            self.camera.zoom(inp.scroll[1], (2.0 * mx / w - 1.0, 1.0 - 2.0 * my / h), w / h)
+        w, h = inp.framebuffer_size
+        for click in self.controller.update(inp, ui_mouse):
+            self.pick(click.x_fb, click.y_fb, w, h)
 
     def pick(self, px: float, py: float, w: int, h: int) -> tuple[int, int] | None:
         """Select the filter whose conv (or pooled) map is under framebuffer pixel (px, py)."""
