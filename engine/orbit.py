@@ -222,8 +222,8 @@ class OrbitController:
         margin: float = 0.08,
         pitch: float = HOME_PITCH,
     ) -> None:
-        """Jump to the home view of `bounds` framed inside `free` (framebuffer pixels)."""
-        self.flight = None
+        """Jump to the home view of `bounds` framed inside `free` (framebuffer pixels).  A flight in
+        progress goes on (it took its start pose at its first step)."""
         fit_camera(self.camera, bounds, free, viewport, margin, pitch=pitch)
 
     def fit_pose(

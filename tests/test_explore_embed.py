@@ -201,7 +201,7 @@ def map_centre(scene: ExploreScene, layer: str, f: int) -> tuple[float, float]:
     x = scene.spec.layer(layer)
     _, h, w = x.shape
     node = x.start + f * h * w + (h // 2) * w + w // 2  # a node, not the gap between the middle four
-    px, py = scene.camera.project(scene._layout.positions[node][None], W, H)[0]
+    px, py = scene.camera.project(scene.layout.positions[node][None], W, H)[0]
     return float(px), float(py)
 
 

@@ -1,7 +1,7 @@
 """ExploreScene: draw a digit and watch every node of the network follow it (Harley 2015).
 
-Owns the worker handle, the drawing pad, the camera and the GPU side of one network (a
-SceneRenderer and an EdgeBatch rebuilt whenever the worker announces a new spec).  Per frame:
+Owns the worker handle, the drawing pad, the camera (steered by engine/orbit.py) and the GPU side of
+one network (engine/view.py: renderer, edges, outline and picker; rebuilt per new spec).  Per frame:
 panels edit state; `update` sends the drawing to the worker when it changed (at most once a
 frame, and once more at stroke end), picks up the newest result and the model's weights,
 restarts a dead worker, moves the camera and picks the node under the pointer; `upload` is the
@@ -12,7 +12,7 @@ conv layer's filters for the drawing, or many images, with t-SNE: its view runs 
 open (the t-SNE process starts when it first opens), its selection is linked with the 3D one, and the
 selected filter's feature map is outlined in 3D meanwhile.
 
-Pointer: a left drag (beyond CLICK_SLOP window units) orbits, a right drag pans, the wheel zooms;
+Pointer (engine/orbit.py): a left drag (beyond the click slop) orbits, a right drag pans, the wheel zooms;
 a left click that did not move picks: a node selects it (details panel), empty space clears the
 selection.  While the pointer is over the scene and not over a panel, the node under it is hovered:
 highlighted, with its incoming edges drawn.  Picking is a CPU ray cast (engine/graph/picking.py).
@@ -30,20 +30,19 @@ from convscope.engine.camera import OrbitCamera
 from convscope.engine.config import AppConfig
 from convscope.engine.gpu import colormaps
 from convscope.engine.gpu.background import Background
-from convscope.engine.gpu.edges import EdgeBatch
 from convscope.engine.gpu.imgui_renderer import UiTexture
 from convscope.engine.gpu.normalize import layer_ranges
-from convscope.engine.gpu.paths import PathBatch
 from convscope.engine.gpu.scene_renderer import RenderSettings, SceneRenderer
 from convscope.engine.graph.edges import edge_scale, edge_values, incoming
 from convscope.engine.graph.explain import Explanation, explain
-from convscope.engine.graph.layout import build_layout
-from convscope.engine.graph.picking import Picker
+from convscope.engine.graph.layout import Layout, build_layout
 from convscope.engine.graph.spec import NetSpec
-from convscope.engine.orbit import CLICK_SLOP, Click, OrbitController
+from convscope.engine.orbit import CLICK_SLOP, Click, OrbitController, Pose
 from convscope.engine.scene import FrameContext
 from convscope.engine.ui.embed_panel import SELECTED_RGB
 from convscope.engine.ui.input import InputState
+from convscope.engine.ui.layout import PanelLayout, to_framebuffer
+from convscope.engine.view import NetworkView
 from convscope.engine.worker import WorkerHandle
 from convscope.scenes.explore import robustness
 from convscope.scenes.explore.compare import CompareView
@@ -59,8 +58,10 @@ from convscope.scenes.explore.panels import (
 )
 from convscope.scenes.explore.robustness import RobustnessState
 from convscope.scenes.explore.state import ExploreState, Legend
+from imgui_bundle import imgui
 
 INPUT_SIDE = 28
+FREE_MIN_FRACTION = 0.45  # the network gets the whole view when the panels would leave it less
 DETAIL_IMAGES = ("patch", "filter", "product")  # conv node details: three strips of k x k tiles
 OUTLINE_RGBA = (
     *SELECTED_RGB,
@@ -79,6 +80,8 @@ class ExploreScene:
             self.pad.set_image(drawing)
         self.camera = OrbitCamera()
         self.controller = OrbitController(self.camera, CLICK_SLOP * ui_scale)
+        self.panels = PanelLayout()  # where the panels go; what they leave free for the network
+        self._home: tuple[Pose, int] | None = None  # the pose of the last fit, at which window size
         self.worker = WorkerHandle(config.model, weights=config.weights or None)
         self.spec: NetSpec | None = None
         self.activations: np.ndarray | None = None  # newest result, exactly as received
@@ -86,21 +89,16 @@ class ExploreScene:
         self.sent_seq = 0  # seq of the newest drawing sent
         self._spec_version = 0
         self._fit_pending = False
-        self._gui_frames = 0
         self._new_result = False
-        self._renderer: SceneRenderer | None = None
-        self._layout = None
+        self.view: NetworkView | None = None  # renderer, edges, outline and picker (made in on_enter)
         self.weights: dict | None = None  # the model's parameters, for self.spec (from the worker)
         self._weights_version = 0
         self._result_version = 0  # bumped per new result shown
         self._node_ranges: dict[str, np.ndarray] | None = None  # per normalisation mode, (L, 2)
-        self._picker: Picker | None = None
-        self._edges: EdgeBatch | None = None
         self._edge_key: tuple | None = None  # what the edges on the GPU show
         self._scale_cache: dict[tuple, float] = {}
         self._hover_key: tuple | None = None  # pointer + camera + layout of the last hover pick
         self._details_key: tuple | None = None
-        self.picks = 0  # hover / click picks made (tests, benchmarks)
         self._detail_textures: dict[str, UiTexture] = {}
         self._detail_images: dict[str, np.ndarray] = {}  # built in update, uploaded in upload
         self._detail_version = 0
@@ -113,9 +111,6 @@ class ExploreScene:
                 self.state.error = f"morph: no MNIST test digits ({exc})"
         self.compare: CompareView | None = None  # LeNet and MLP side by side, when on
         self.embedding = explore_embed_view(self)  # the Embedding window's view (entered when first opened)
-        self._outline: PathBatch | None = (
-            None  # the selected filter's map, while the Embedding window is open
-        )
         self._outline_key: tuple | None = None
         self.ctx = None
         self.started_at = time.perf_counter()
@@ -131,7 +126,7 @@ class ExploreScene:
         self._pad_texture = UiTexture(self.ctx, (self.pad.size, self.pad.size), 1)
         self._seen_texture = UiTexture(self.ctx, (INPUT_SIDE, INPUT_SIDE), 1, smooth=False)
         self.pad.texture_ref = self._pad_texture.ref
-        self._outline = PathBatch(self.ctx)
+        self.view = NetworkView(self.ctx)
         self.worker.launch()
         self.pad.dirty = True  # send the starting drawing (blank or --input) as soon as the model is up
 
@@ -140,9 +135,8 @@ class ExploreScene:
             self.compare.release()
             self.compare = None
         self.embedding.on_exit()  # first: its t-SNE job may hold the images job's vectors
-        self._outline.release()
         self.worker.close()
-        self._release_network()
+        self.view.release()
         for tex in self._detail_textures.values():
             tex.release()
         self._detail_textures = {}
@@ -154,17 +148,18 @@ class ExploreScene:
 
     def gui(self) -> None:
         s = self.ui_scale
-        bottom = gui_draw_panel(self.state, self.pad, self._seen_texture.ref, self.pad.size * s, s)
-        gui_network_panel(self.state, s, bottom + 8 * s, settle=self._gui_frames < 3)
+        io = imgui.get_io()
+        self.panels.begin_frame((io.display_size.x, io.display_size.y), s)
+        gui_draw_panel(self.state, self.pad, self._seen_texture.ref, self.pad.size * s, s, self.panels)
+        gui_network_panel(self.state, s, self.panels)
         images = {
             k: t.ref for k, t in self._detail_textures.items() if self._detail_images.get(k) is not None
         }
-        gui_details_panel(self.state, images, s)
-        gui_experiments_panel(self.state, self.robust, self.morph, s)
-        gui_embedding_panel(self.state, self.embedding.textures(), s, self._left_column() + 10 * s)
+        gui_details_panel(self.state, images, s, self.panels)
+        gui_experiments_panel(self.state, self.robust, self.morph, s, self.panels)
+        gui_embedding_panel(self.state, self.embedding.textures(), s, self.panels)
         if self.compare is not None:
             self.compare.gui(self.state.probabilities, self.state.model)
-        self._gui_frames += 1
         self.app.show_frame_time = self.state.show_frame_time
 
     def update(self, inp: InputState, dt: float, ui_mouse: bool, ui_keyboard: bool) -> None:
@@ -210,9 +205,9 @@ class ExploreScene:
         self._pad_texture.sync(self.pad.canvas, self.pad.version)
         if self.state.network_input is not None:
             self._seen_texture.sync(self.state.network_input, self.sent_seq)
-        if self._new_result and self._renderer is not None:
+        if self._new_result and self.view.renderer is not None:
             self._new_result = False
-            self._renderer.set_activations(self.display_values())
+            self.view.renderer.set_activations(self.display_values())
         self._upload_edges()
         self._upload_detail_images()
         self.embedding.upload()
@@ -221,36 +216,23 @@ class ExploreScene:
             self.compare.upload()
 
     def draw(self, viewport: tuple[int, int]) -> None:
-        if self._fit_pending and self._layout is not None:
+        if self._home is not None and self._home[1] != self.panels.reflows and self._at_home():
+            self._fit_pending = True  # resized while at the home view: frame the network anew
+        if self._fit_pending and self.layout is not None:
             self._fit_pending = False
             self._fit(viewport)
         if self.compare is not None:
             self.compare.draw(
                 viewport, self.render_settings(), primary=self._primary(), region=self._free_region(viewport)
             )
-        elif self._renderer is None:
+        elif self.view.renderer is None:
             self.ctx.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)
             self._background.draw(viewport)
         else:
-            self._renderer.draw(self.camera, viewport, self.render_settings())
-            if self._edges is not None and self._edges.count and self.state.show_edges:
-                w, h = viewport
-                scale = w / max(self.app.ui.display_width, 1.0)  # framebuffer pixels per window unit
-                self._edges.draw(
-                    self.camera.view_matrix(),
-                    self.camera.projection(w / max(h, 1)),
-                    viewport,
-                    self.state.colormap,
-                    width_scale=self.ui_scale * scale,
-                )
-            if self._outline.count:
-                w, h = viewport
-                self._outline.draw(
-                    self.camera.view_matrix(),
-                    self.camera.projection(w / max(h, 1)),
-                    viewport,
-                    depth_test=False,
-                )
+            w = viewport[0]
+            scale = w / max(self.app.ui.display_width, 1.0)  # framebuffer pixels per window unit
+            width = self.ui_scale * scale if self.state.show_edges else None
+            self.view.draw(self.camera, viewport, self.render_settings(), edge_width=width)
         if self.first_frame_s is None:
             self.first_frame_s = time.perf_counter() - self.started_at
             _startup_log("first_frame")
@@ -258,18 +240,26 @@ class ExploreScene:
     # -- helpers -----------------------------------------------------------------------------------
 
     def _primary(self) -> tuple[SceneRenderer, OrbitCamera] | None:
-        return (self._renderer, self.camera) if self._renderer is not None else None
+        return (self.view.renderer, self.camera) if self.view.renderer is not None else None
 
-    def _left_column(self) -> float:
-        """Window units taken by the drawing and network panels on the left."""
-        return (self.pad.size + 160) * self.ui_scale
+    @property
+    def picks(self) -> int:
+        """Hover / click picks made (tests, benchmarks)."""
+        return self.view.picks if self.view is not None else 0
+
+    @property
+    def layout(self) -> Layout | None:
+        """The single view's node positions (None until the first network arrives)."""
+        return self.view.layout if self.view is not None else None
 
     def _free_region(self, viewport: tuple[int, int]) -> tuple[int, int, int, int]:
-        """The part of the framebuffer right of the drawing panel (all of it on narrow screens)."""
-        w, h = viewport
-        scale = w / max(self.app.ui.display_width, 1.0)
-        panel = int((self.pad.size + 160) * self.ui_scale * scale)
-        return (panel, 0, w - panel, h) if w - panel > 0.45 * w else (0, 0, w, h)
+        """The framebuffer rectangle the docked panels leave free (all of it on narrow screens)."""
+        free = self.panels.free(FREE_MIN_FRACTION)
+        if free.w <= 0:  # the panels were not drawn (the kiosk draws its own): all of it
+            return 0, 0, int(viewport[0]), int(viewport[1])
+        scale = viewport[0] / max(self.app.ui.display_width, 1.0)  # framebuffer pixels per window unit
+        x, y, w, h = to_framebuffer(free, (scale, scale))
+        return int(x), int(y), int(w), int(h)
 
     def _toggle_compare(self) -> None:
         other = "mlp" if self.state.model == "lenet" else "lenet"
@@ -299,13 +289,17 @@ class ExploreScene:
                 self.sent_seq = self.worker.submit(self.state.network_input)
 
     def _fit(self, viewport: tuple[int, int]) -> None:
-        """Fit the network into the part of the view right of the drawing panel, when there is room."""
-        w, h = viewport
-        scale = w / max(self.app.ui.display_width, 1.0)  # framebuffer pixels per window unit
-        panel = (self.pad.size + 160) * self.ui_scale * scale
-        free = w - panel if w - panel > 0.45 * w else w
-        self.camera.fit(*self._layout.bounds, free / max(h, 1), margin=0.08)
-        self.camera.pan((w - free) / 2, 0.0, h)
+        """Frame the whole network inside the part of the view the docked panels leave free."""
+        self.controller.fit(self.layout.bounds, self._free_region(viewport), viewport, margin=0.08)
+        self._home = (Pose.of(self.camera), self.panels.reflows)
+
+    def _at_home(self) -> bool:
+        """The camera has not moved since the last fit."""
+        p = Pose.of(self.camera)
+        h = self._home[0]
+        return (h.yaw, h.pitch, h.distance) == (p.yaw, p.pitch, p.distance) and np.array_equal(
+            h.target, p.target
+        )
 
     def render_settings(self) -> RenderSettings:
         return RenderSettings(
@@ -406,29 +400,14 @@ class ExploreScene:
         self.state.classes = spec.classes
         self.state.status = f"{spec.model}: {spec.total_nodes:,} nodes in {len(spec.layers)} layers"
         self.state.error = None
-        self._layout = build_layout(spec, visible=self.state.layer_visible)
-        self._release_network()
-        self._renderer = SceneRenderer(self.ctx, self._layout)
-        self._picker = Picker(self._layout, self._renderer.nodes.style)
-        self._edges = EdgeBatch(self.ctx)
+        self.view.show(build_layout(spec, visible=self.state.layer_visible))
         self._fit_pending = True
         self.pad.dirty = True  # a new network has not seen the drawing yet
         self._outline_key = None
         self.embedding.on_spec(spec, reason)
 
-    def _release_network(self) -> None:
-        if self._renderer is not None:
-            self._renderer.release()
-            self._renderer = None
-        if self._edges is not None:
-            self._edges.release()
-            self._edges = None
-        self._picker = None
-
     def _relayout(self) -> None:
-        self._layout = build_layout(self.spec, visible=self.state.layer_visible)
-        self._renderer.set_layout(self._layout)
-        self._picker.set_layout(self._layout)
+        self.view.set_layout(build_layout(self.spec, visible=self.state.layer_visible))
         self._hover_key = self._edge_key = self._outline_key = None
         self._fit_pending = True
 
@@ -443,10 +422,7 @@ class ExploreScene:
 
     def pick(self, x: float, y: float, viewport: tuple[int, int]) -> int:
         """The node drawn at framebuffer position (x, y) this frame, or -1."""
-        if self._picker is None:
-            return -1
-        self.picks += 1
-        return self._picker.pick(self.camera, x, y, viewport, self._visible(), self.focus_node)
+        return self.view.pick(self.camera, x, y, viewport, self._visible(), self.focus_node)
 
     def _click(self, click: Click, viewport: tuple[int, int]) -> None:
         """A click that did not move: select the node under it, or clear the selection on empty space."""
@@ -456,7 +432,7 @@ class ExploreScene:
 
     def _hover(self, inp: InputState, ui_mouse: bool) -> None:
         """Pick the node under the pointer when the pointer, the camera or the layout moved."""
-        if ui_mouse or not inp.cursor_inside or self._picker is None:
+        if ui_mouse or not inp.cursor_inside or self.view.picker is None:
             self.state.hovered = -1
             self._hover_key = None
             return
@@ -467,7 +443,7 @@ class ExploreScene:
             inp.mouse_pos_fb,
             inp.framebuffer_size,
             (*c.target, c.yaw, c.pitch, c.distance),
-            id(self._layout),
+            id(self.layout),
             self._visible(),
             self.focus_node,  # the highlighted node's outline ring is part of what is drawn
         )
@@ -488,25 +464,25 @@ class ExploreScene:
 
     def _upload_edges(self) -> None:
         """Regenerate the focus node's edges only when the node, the numbers or the settings changed."""
-        if self._edges is None:
+        if self.view is None:
             return
         s = self.state
         node = self.focus_node if s.show_edges else -1
-        key = (node, self._result_version, self._weights_version, s.edge_mode, s.normalize, id(self._layout))
+        key = (node, self._result_version, self._weights_version, s.edge_mode, s.normalize, id(self.layout))
         if key == self._edge_key:
             return
         self._edge_key = key
         if node < 0 or self.spec is None or node >= self.spec.total_nodes:
-            self._edges.clear()
+            self.view.edges.clear()
             return
         edges = incoming(self.spec, node)
         visible = s.layer_visible
         if edges.count == 0 or (visible and not visible[self.spec.index(edges.source_layer.name)]):
-            self._edges.clear()  # input node, or its inputs are hidden (their nodes are not drawn)
+            self.view.edges.clear()  # input node, or its inputs are hidden (their nodes are not drawn)
             return
         values = edge_values(edges, self.weights, self.activations, s.edge_mode)
-        pos = self._layout.positions
-        self._edges.set_edges(pos[edges.sources], values, pos[node], self._edge_scale(edges.layer))
+        pos = self.layout.positions
+        self.view.edges.set_edges(pos[edges.sources], values, pos[node], self._edge_scale(edges.layer))
 
     def _update_details(self) -> None:
         """The selected node's calculation, redone when the selection or the numbers change."""
@@ -575,34 +551,23 @@ class ExploreScene:
         """Outline the selected node's feature map while the Embedding window is open: the filter its
         point stands for."""
         s = self.state
-        show = (
-            s.show_embedding and self.compare is None and self.spec is not None and self._layout is not None
-        )
-        key = (show, s.selected, id(self._layout), self.ui_scale)
-        if key == self._outline_key or self._outline is None:
+        show = s.show_embedding and self.compare is None and self.spec is not None and self.layout is not None
+        key = (show, s.selected, id(self.layout), self.ui_scale)
+        if key == self._outline_key or self.view is None:
             return
         self._outline_key = key
         node = s.selected
         if not show or not 0 <= node < self.spec.total_nodes:
-            self._outline.clear()
+            self.view.outline_maps([], 0.0, OUTLINE_RGBA)
             return
         layer = self.spec.layer_of(node)
+        i = self.spec.index(layer.name)
         visible = s.layer_visible
-        if (
-            not layer.is_grid
-            or layer.kind == "input"
-            or (visible and not visible[self.spec.index(layer.name)])
-        ):
-            self._outline.clear()
+        if not layer.is_grid or layer.kind == "input" or (visible and not visible[i]):
+            self.view.outline_maps([], 0.0, OUTLINE_RGBA)
             return
         _, h, w = layer.shape
-        base = layer.start + (node - layer.start) // (h * w) * (h * w)
-        pos = self._layout.positions[base : base + h * w]
-        half = self._layout.sizes[base : base + h * w, None] / 2
-        (x0, y, z0), (x1, _, z1) = (pos - half).min(0), (pos + half).max(0)
-        y = float(pos[:, 1].max()) + 0.3  # just above the plane, so the nodes never hide it
-        corners = np.array([[x0, y, z0], [x1, y, z0], [x1, y, z1], [x0, y, z1]], np.float32)
-        self._outline.set_segments(corners, np.roll(corners, -1, axis=0), 2.5 * self.ui_scale, OUTLINE_RGBA)
+        self.view.outline_maps([(i, (node - layer.start) // (h * w))], 2.5 * self.ui_scale, OUTLINE_RGBA)
 
     def _node_range(self, layer_name: str) -> tuple[float, float]:
         if self._node_ranges is None:

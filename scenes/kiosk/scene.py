@@ -29,7 +29,7 @@ import glfw
 import numpy as np
 from convscope.engine.camera import OrbitCamera
 from convscope.engine.config import AppConfig
-from convscope.engine.graph.layout import Layout, build_layout
+from convscope.engine.graph.layout import Layout
 from convscope.engine.orbit import CLICK_SLOP, FLIGHT_S, Flight, Pose
 from convscope.engine.scene import FrameContext
 from convscope.engine.ui.input import MOUSE_LEFT, InputState
@@ -42,6 +42,7 @@ from imgui_bundle import imgui
 
 TAP_TIME = 0.35  # seconds a tap may last
 DOUBLE_TAP = 0.45  # seconds between the taps of a double tap
+FREE_MIN_FRACTION = 0.4  # the network gets the whole screen when the panels would leave it less
 MIN_COVER_S = 0.6  # the start-up card stays at least this long, so it never flickers
 
 
@@ -100,7 +101,6 @@ class KioskScene:
         self._corner_since: float | None = None  # the top-right corner is being held since
         self._last_tap: tuple[float, float, float] | None = None
         self._zoom_left = 0.0  # zoom steps still to apply, spread over a few frames
-        self._layout: Layout | None = None
         self._layout_key = None
         self._spec = None
         self._viewport = (1, 1)
@@ -131,6 +131,10 @@ class KioskScene:
     @property
     def ready(self) -> bool:
         return self.inner.ready
+
+    @property
+    def layout(self) -> Layout | None:
+        return self.inner.layout
 
     @property
     def flight(self) -> Flight | None:
@@ -314,32 +318,29 @@ class KioskScene:
         spec = self.inner.spec
         if spec is None:
             return
-        key = (id(spec), tuple(self.inner.state.layer_visible))
+        key = id(self.inner.layout)  # a new network, or the same one laid out again
         if key != self._layout_key:
             first = self._spec is None or spec.model != self._spec.model
             self._layout_key, self._spec = key, spec
-            self._layout = build_layout(spec, visible=self.inner.state.layer_visible)
             self.ui.layer_card = None
             if first:
                 self.fly_home()
 
     def free_region(self) -> tuple[float, float]:
         """Left and right edge (framebuffer pixels) of the part of the screen the panels leave free."""
-        w = self._viewport[0]
-        left = self.ui.left_edge * self._fb_scale
-        right = (self.ui.right_edge * self._fb_scale) if self.ui.right_edge > 0 else w
-        if right - left < 0.4 * w:
-            return 0.0, float(w)
-        return float(left), float(right)
+        r = self.ui.layout.free(FREE_MIN_FRACTION)
+        if r.w <= 0:  # no panels laid out yet
+            return 0.0, float(self._viewport[0])
+        return r.x * self._fb_scale, r.right * self._fb_scale
 
     def home_pose(self, keep_angle: bool = False) -> Pose | None:
         """The whole network framed in the free region, from the home angle (or the current one)."""
-        if self._layout is None:
+        if self.layout is None:
             return None
         w, h = self._viewport
         left, right = self.free_region()
         return self.controller.fit_pose(
-            self._layout.bounds, (left, 0.0, right - left, h), (w, h), margin=0.1, keep_angle=keep_angle
+            self.layout.bounds, (left, 0.0, right - left, h), (w, h), margin=0.1, keep_angle=keep_angle
         )
 
     def fly_home(self, keep_angle: bool = False) -> None:
@@ -351,7 +352,7 @@ class KioskScene:
         w, h = self._viewport
         left, right = self.free_region()
         goal = self.controller.fit_pose(
-            tuple(self._layout.layer_bounds[index]),
+            tuple(self.layout.layer_bounds[index]),
             (left, 0.0, right - left, h),
             (w, h),
             margin=0.25,
@@ -406,39 +407,18 @@ class KioskScene:
             what = f"{shape[0]} nodes"
         self.ui.layer_card = index
         w, h = self._viewport
-        centre = self.camera.project(self._layout.layer_center(index)[None], w, h)[0]
+        centre = self.camera.project(self.layout.layer_center(index)[None], w, h)[0]
         self.ui.card_on_top = bool(np.isfinite(centre[1]) and centre[1] > 0.5 * h)
         self.ui.card_title = f"{layer.name}  ·  {what}"
         self.ui.card_text = text
 
     def pick_layer(self, px: float, py: float) -> int | None:
-        """The layer under framebuffer pixel (px, py): the nearest layer sheet the picking ray
-        crosses inside its bounds (with a margin of a node or two, so thin rows are hittable)."""
-        if self._layout is None:
+        """The layer under framebuffer pixel (px, py) (the explorer's picker: the node drawn there, else
+        the nearest layer sheet the ray crosses, with a margin so thin rows are easy to tap)."""
+        if self.inner.view is None:
             return None
-        w, h = self._viewport
-        eye, d = self.camera.ray(px, py, w, h)
-        best, best_t = None, math.inf
-        visible = self.inner.state.layer_visible
-        for i, (lo, hi) in enumerate(self._layout.layer_bounds):
-            if visible and not visible[i]:
-                continue
-            ext = hi - lo
-            margin = max(float(ext[0]), float(ext[2])) * 0.04 + 1.5 * float(self._layout.sizes.max())
-            yc = (lo[1] + hi[1]) / 2.0
-            if abs(d[1]) < 1e-9:
-                continue
-            t = (yc - eye[1]) / d[1]
-            if t <= 0:
-                continue
-            p = eye + d * t
-            if (
-                lo[0] - margin <= p[0] <= hi[0] + margin
-                and lo[2] - margin <= p[2] <= hi[2] + margin
-                and t < best_t
-            ):
-                best, best_t = i, t
-        return best
+        visible = self.inner.state.layer_visible or None
+        return self.inner.view.pick_layer(self.camera, px, py, self._viewport, visible)
 
 
 def _without_keys(inp: InputState) -> InputState:
