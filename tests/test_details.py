@@ -117,7 +117,7 @@ def save(pixels: np.ndarray, name: str) -> None:
 def reset(app: App) -> None:
     scene = app.scene
     scene.state.selected = -1
-    scene._fit_pending = True
+    scene.interaction.fit_pending = True
     move(app, *empty_spot(scene), frames=3)
     assert scene.state.hovered == -1
 
@@ -256,7 +256,7 @@ def test_no_hover_through_a_panel(app):
     assert scene.state.hovered == -1 and scene.view.edges.count == 0
     click(app, x, y)
     assert scene.state.selected == -1, "a click on a panel is the panel's"
-    scene._fit_pending = True
+    scene.interaction.fit_pending = True
     app.frame()
 
 

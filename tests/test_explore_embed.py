@@ -249,7 +249,7 @@ def test_filters_window_renders_and_a_click_selects_the_map_in_3d(app, tmp_path)
     scene._outline.clear()  # the same frame without the outline
     frame(app)
     bare = app.read_pixels()
-    scene._outline_key = None  # draw it again from the next frame on
+    scene.net.outline_key = None  # draw it again from the next frame on
     save(outlined, tmp_path, PREFIX, "selected")
     cx, cy = map_centre(scene, "conv1", f)
     diff = np.abs(outlined.astype(int) - bare.astype(int)).max(-1) > 60

@@ -44,10 +44,10 @@ def test_the_same_ray_names_the_same_node_in_all_three_scenes():
         return v
 
     explore = ExploreScene(AppConfig())
-    explore.view, explore.spec = view(), spec
+    explore.view, explore.net.spec = view(), spec
     explore.state.layer_visible = [True] * len(spec.layers)
     kiosk = KioskScene(AppConfig(), KioskConfig())
-    kiosk.inner.view, kiosk.inner.spec = view(), spec
+    kiosk.inner.view, kiosk.inner.net.spec = view(), spec
     kiosk.inner.state.layer_visible = [True] * len(spec.layers)
     kiosk._viewport = (W, H)
     train = TrainScene(TrainConfig())

@@ -56,6 +56,7 @@ from convscope.scenes.explore.panels import (
     gui_experiments_panel,
     gui_network_panel,
 )
+from convscope.scenes.explore.parts import Experiments, Interaction, NetworkData, PadPart, Startup
 from convscope.scenes.explore.robustness import RobustnessState
 from convscope.scenes.explore.state import ExploreState, Legend
 from imgui_bundle import imgui
@@ -75,47 +76,81 @@ class ExploreScene:
         self.ui_scale = ui_scale
         self.state = ExploreState(model=config.model, colormap=config.colormap, normalize=config.normalize)
         self.state.show_frame_time = config.show_frame_time
-        self.pad = PadState(size=config.pad_size, radius=config.brush)
+        self.pads = PadPart(PadState(size=config.pad_size, radius=config.brush))
         if drawing is not None:
             self.pad.set_image(drawing)
-        self.camera = OrbitCamera()
-        self.controller = OrbitController(self.camera, CLICK_SLOP * ui_scale)
-        self.panels = PanelLayout()  # where the panels go; what they leave free for the network
-        self._home: tuple[Pose, int] | None = None  # the pose of the last fit, at which window size
+        self.interaction = Interaction.new(CLICK_SLOP * ui_scale)
         self.worker = WorkerHandle(config.model, weights=config.weights or None)
-        self.spec: NetSpec | None = None
-        self.activations: np.ndarray | None = None  # newest result, exactly as received
-        self.result_seq = 0  # seq of the newest result shown
-        self.sent_seq = 0  # seq of the newest drawing sent
-        self._spec_version = 0
-        self._fit_pending = False
-        self._new_result = False
+        self.net = NetworkData()
         self.view: NetworkView | None = None  # renderer, edges, outline and picker (made in on_enter)
-        self.weights: dict | None = None  # the model's parameters, for self.spec (from the worker)
-        self._weights_version = 0
-        self._result_version = 0  # bumped per new result shown
-        self._node_ranges: dict[str, np.ndarray] | None = None  # per normalisation mode, (L, 2)
-        self._edge_key: tuple | None = None  # what the edges on the GPU show
-        self._scale_cache: dict[tuple, float] = {}
-        self._hover_key: tuple | None = None  # pointer + camera + layout of the last hover pick
-        self._details_key: tuple | None = None
         self._detail_textures: dict[str, UiTexture] = {}
-        self._detail_images: dict[str, np.ndarray] = {}  # built in update, uploaded in upload
-        self._detail_version = 0
-        self.robust = RobustnessState()  # shift / rotate / MNIST-style centring experiments
-        self.morph = MorphState()  # slide between two drawings
+        self.experiments = Experiments()
         if config.data_dir:
             try:
                 self.morph.test_images, self.morph.test_labels = load_idx_digits(config.data_dir)
             except (FileNotFoundError, ValueError) as exc:
                 self.state.error = f"morph: no MNIST test digits ({exc})"
-        self.compare: CompareView | None = None  # LeNet and MLP side by side, when on
         self.embedding = explore_embed_view(self)  # the Embedding window's view (entered when first opened)
-        self._outline_key: tuple | None = None
         self.ctx = None
-        self.started_at = time.perf_counter()
-        self.first_frame_s: float | None = None
-        self.first_result_s: float | None = None
+        self.startup = Startup()
+
+    # -- the groups' parts most callers want ------------------------------------------------------
+
+    @property
+    def camera(self) -> OrbitCamera:
+        return self.interaction.camera
+
+    @property
+    def controller(self) -> OrbitController:
+        return self.interaction.controller
+
+    @property
+    def panels(self) -> PanelLayout:
+        return self.interaction.panels
+
+    @property
+    def pad(self) -> PadState:
+        return self.pads.pad
+
+    @property
+    def spec(self) -> NetSpec | None:
+        return self.net.spec
+
+    @property
+    def activations(self) -> np.ndarray | None:
+        return self.net.activations
+
+    @property
+    def weights(self) -> dict | None:
+        return self.net.weights
+
+    @property
+    def result_seq(self) -> int:
+        return self.net.result_seq
+
+    @property
+    def sent_seq(self) -> int:
+        return self.net.sent_seq
+
+    @property
+    def robust(self) -> RobustnessState:
+        return self.experiments.robust
+
+    @property
+    def morph(self) -> MorphState:
+        return self.experiments.morph
+
+    @property
+    def compare(self) -> CompareView | None:
+        return self.experiments.compare
+
+    @property
+    def first_frame_s(self) -> float | None:
+        return self.startup.first_frame_s
+
+    @property
+    def first_result_s(self) -> float | None:
+        return self.startup.first_result_s
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -123,9 +158,9 @@ class ExploreScene:
         self.ctx = fc.ctx
         self.app = fc.app
         self._background = Background(self.ctx)
-        self._pad_texture = UiTexture(self.ctx, (self.pad.size, self.pad.size), 1)
-        self._seen_texture = UiTexture(self.ctx, (INPUT_SIDE, INPUT_SIDE), 1, smooth=False)
-        self.pad.texture_ref = self._pad_texture.ref
+        self.pads.texture = UiTexture(self.ctx, (self.pad.size, self.pad.size), 1)
+        self.pads.seen = UiTexture(self.ctx, (INPUT_SIDE, INPUT_SIDE), 1, smooth=False)
+        self.pad.texture_ref = self.pads.texture.ref
         self.view = NetworkView(self.ctx)
         self.worker.launch()
         self.pad.dirty = True  # send the starting drawing (blank or --input) as soon as the model is up
@@ -133,7 +168,7 @@ class ExploreScene:
     def on_exit(self) -> None:
         if self.compare is not None:
             self.compare.release()
-            self.compare = None
+            self.experiments.compare = None
         self.embedding.on_exit()  # first: its t-SNE job may hold the images job's vectors
         self.worker.close()
         self.view.release()
@@ -141,8 +176,8 @@ class ExploreScene:
             tex.release()
         self._detail_textures = {}
         self._background.release()
-        self._pad_texture.release()
-        self._seen_texture.release()
+        self.pads.texture.release()
+        self.pads.seen.release()
 
     # -- per frame --------------------------------------------------------------------------------
 
@@ -150,10 +185,10 @@ class ExploreScene:
         s = self.ui_scale
         io = imgui.get_io()
         self.panels.begin_frame((io.display_size.x, io.display_size.y), s)
-        gui_draw_panel(self.state, self.pad, self._seen_texture.ref, self.pad.size * s, s, self.panels)
+        gui_draw_panel(self.state, self.pad, self.pads.seen.ref, self.pad.size * s, s, self.panels)
         gui_network_panel(self.state, s, self.panels)
         images = {
-            k: t.ref for k, t in self._detail_textures.items() if self._detail_images.get(k) is not None
+            k: t.ref for k, t in self._detail_textures.items() if self.net.detail_images.get(k) is not None
         }
         gui_details_panel(self.state, images, s, self.panels)
         gui_experiments_panel(self.state, self.robust, self.morph, s, self.panels)
@@ -179,7 +214,7 @@ class ExploreScene:
             image = self.morph.image()
         if image is not None:
             self.state.network_input = image
-            self.sent_seq = self.worker.submit(image)
+            self.net.sent_seq = self.worker.submit(image)
             if self.compare is not None:
                 self.compare.submit(image)
         self._run_morph_curve()
@@ -202,11 +237,11 @@ class ExploreScene:
         self._update_legend()
 
     def upload(self) -> None:
-        self._pad_texture.sync(self.pad.canvas, self.pad.version)
+        self.pads.texture.sync(self.pad.canvas, self.pad.version)
         if self.state.network_input is not None:
-            self._seen_texture.sync(self.state.network_input, self.sent_seq)
-        if self._new_result and self.view.renderer is not None:
-            self._new_result = False
+            self.pads.seen.sync(self.state.network_input, self.sent_seq)
+        if self.net.new_result and self.view.renderer is not None:
+            self.net.new_result = False
             self.view.renderer.set_activations(self.display_values())
         self._upload_edges()
         self._upload_detail_images()
@@ -216,10 +251,11 @@ class ExploreScene:
             self.compare.upload()
 
     def draw(self, viewport: tuple[int, int]) -> None:
-        if self._home is not None and self._home[1] != self.panels.reflows and self._at_home():
-            self._fit_pending = True  # resized while at the home view: frame the network anew
-        if self._fit_pending and self.layout is not None:
-            self._fit_pending = False
+        home = self.interaction.home
+        if home is not None and home[1] != self.panels.reflows and self._at_home():
+            self.interaction.fit_pending = True  # resized while at the home view: frame the network anew
+        if self.interaction.fit_pending and self.layout is not None:
+            self.interaction.fit_pending = False
             self._fit(viewport)
         if self.compare is not None:
             self.compare.draw(
@@ -234,7 +270,7 @@ class ExploreScene:
             width = self.ui_scale * scale if self.state.show_edges else None
             self.view.draw(self.camera, viewport, self.render_settings(), edge_width=width)
         if self.first_frame_s is None:
-            self.first_frame_s = time.perf_counter() - self.started_at
+            self.startup.first_frame_s = time.perf_counter() - self.startup.started_at
             _startup_log("first_frame")
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -264,12 +300,12 @@ class ExploreScene:
     def _toggle_compare(self) -> None:
         other = "mlp" if self.state.model == "lenet" else "lenet"
         if self.state.compare and self.compare is None:
-            self.compare = CompareView(self.ctx, other, weights=self.config.weights or None)
+            self.experiments.compare = CompareView(self.ctx, other, weights=self.config.weights or None)
             self.state.selected = -1  # details and hover belong to the single view
         elif not self.state.compare and self.compare is not None:
             self.compare.release()
-            self.compare = None
-            self._fit_pending = True
+            self.experiments.compare = None
+            self.interaction.fit_pending = True
         elif self.compare is not None and self.compare.model != other:
             self.compare.set_model(other)
         if self.compare is not None and self.state.network_input is not None and self.compare.sent_seq == 0:
@@ -286,17 +322,17 @@ class ExploreScene:
         if len(blends):
             self.morph.take([self.worker.infer_sync(b).probabilities for b in blends])
             if self.state.network_input is not None:  # infer_sync used up the live result
-                self.sent_seq = self.worker.submit(self.state.network_input)
+                self.net.sent_seq = self.worker.submit(self.state.network_input)
 
     def _fit(self, viewport: tuple[int, int]) -> None:
         """Frame the whole network inside the part of the view the docked panels leave free."""
         self.controller.fit(self.layout.bounds, self._free_region(viewport), viewport, margin=0.08)
-        self._home = (Pose.of(self.camera), self.panels.reflows)
+        self.interaction.home = (Pose.of(self.camera), self.panels.reflows)
 
     def _at_home(self) -> bool:
         """The camera has not moved since the last fit."""
         p = Pose.of(self.camera)
-        h = self._home[0]
+        h = self.interaction.home[0]
         return (h.yaw, h.pitch, h.distance) == (p.yaw, p.pitch, p.distance) and np.array_equal(
             h.target, p.target
         )
@@ -346,53 +382,53 @@ class ExploreScene:
 
     def _take_result(self) -> None:
         result = self.worker.poll()
-        if self.worker.spec_version != self._spec_version and self.worker.spec is not None:
-            self._spec_version = self.worker.spec_version
+        if self.worker.spec_version != self.net.spec_version and self.worker.spec is not None:
+            self.net.spec_version = self.worker.spec_version
             self._on_new_spec(self.worker.spec)
         if (
-            self.worker.weights_version != self._weights_version
-            and self.worker.spec_version == self._spec_version
+            self.worker.weights_version != self.net.weights_version
+            and self.worker.spec_version == self.net.spec_version
         ):
             # Weights arrive once per model, a moment after its spec; they describe worker.spec,
             # which is ours now.
-            self._weights_version = self.worker.weights_version
-            self.weights = self.worker.weights
-            self._scale_cache.clear()
-        if result is None or result.spec_version != self._spec_version:
+            self.net.weights_version = self.worker.weights_version
+            self.net.weights = self.worker.weights
+            self.net.scale_cache.clear()
+        if result is None or result.spec_version != self.net.spec_version:
             return
-        self.activations = result.activations
+        self.net.activations = result.activations
         self.state.probabilities = result.probabilities
-        self._result_version += 1
-        self._scale_cache.clear()
-        self._node_ranges = {
+        self.net.result_version += 1
+        self.net.scale_cache.clear()
+        self.net.node_ranges = {
             m: layer_ranges(self.spec, self.display_values(), m) for m in ("layer", "global")
         }
         if self.first_result_s is not None and math.isfinite(
             result.latency_s
         ):  # the first one waited for start-up
             self.state.latency_ms = result.latency_s * 1e3
-        self.result_seq = result.seq
-        self._new_result = True
+        self.net.result_seq = result.seq
+        self.net.new_result = True
         if self.worker.restarts == 0 or self.worker.alive:
             if self.state.error and self.state.error.startswith("The network process"):
                 self.state.error = None
         if self.first_result_s is None:
-            self.first_result_s = time.perf_counter() - self.started_at
+            self.startup.first_result_s = time.perf_counter() - self.startup.started_at
             _startup_log("first_activations")
 
     def _on_new_spec(self, spec: NetSpec) -> None:
         keep = self.state.layer_visible if self.spec is not None and self.spec.model == spec.model else None
         reason = "start" if self.spec is None else "model"
-        self.spec = spec
-        self.activations = None
-        self._node_ranges = None
-        self.weights = self.worker.weights  # None until they arrive (weights_version bumps then)
-        self._weights_version = self.worker.weights_version
-        self._scale_cache.clear()
+        self.net.spec = spec
+        self.net.activations = None
+        self.net.node_ranges = None
+        self.net.weights = self.worker.weights  # None until they arrive (weights_version bumps then)
+        self.net.weights_version = self.worker.weights_version
+        self.net.scale_cache.clear()
         # Node ids of the old network mean nothing in the new one.
         self.state.hovered = self.state.selected = -1
         self.state.details = None
-        self._hover_key = self._edge_key = self._details_key = None
+        self.interaction.hover_key = self.net.edge_key = self.net.details_key = None
         self.state.layer_names = [x.name for x in spec.layers]
         self.state.layer_visible = (
             keep if keep and len(keep) == len(spec.layers) else [True] * len(spec.layers)
@@ -401,20 +437,20 @@ class ExploreScene:
         self.state.status = f"{spec.model}: {spec.total_nodes:,} nodes in {len(spec.layers)} layers"
         self.state.error = None
         self.view.show(build_layout(spec, visible=self.state.layer_visible))
-        self._fit_pending = True
+        self.interaction.fit_pending = True
         self.pad.dirty = True  # a new network has not seen the drawing yet
-        self._outline_key = None
+        self.net.outline_key = None
         self.embedding.on_spec(spec, reason)
 
     def _relayout(self) -> None:
         self.view.set_layout(build_layout(self.spec, visible=self.state.layer_visible))
-        self._hover_key = self._edge_key = self._outline_key = None
-        self._fit_pending = True
+        self.interaction.hover_key = self.net.edge_key = self.net.outline_key = None
+        self.interaction.fit_pending = True
 
     def _steer_camera(self, inp: InputState, ui_mouse: bool, ui_keyboard: bool) -> None:
         if self.state.reset_camera or (not ui_keyboard and inp.key_pressed(glfw.KEY_F)):
             self.state.reset_camera = False
-            self._fit_pending = True
+            self.interaction.fit_pending = True
         for click in self.controller.update(inp, ui_mouse):
             self._click(click, inp.framebuffer_size)
 
@@ -428,13 +464,13 @@ class ExploreScene:
         """A click that did not move: select the node under it, or clear the selection on empty space."""
         node = self.pick(click.x_fb, click.y_fb, viewport)
         self.state.selected = node
-        self._details_key = None
+        self.net.details_key = None
 
     def _hover(self, inp: InputState, ui_mouse: bool) -> None:
         """Pick the node under the pointer when the pointer, the camera or the layout moved."""
         if ui_mouse or not inp.cursor_inside or self.view.picker is None:
             self.state.hovered = -1
-            self._hover_key = None
+            self.interaction.hover_key = None
             return
         if self.controller.dragging:
             return  # orbiting / panning: the hovered node stays until the drag ends
@@ -447,20 +483,20 @@ class ExploreScene:
             self._visible(),
             self.focus_node,  # the highlighted node's outline ring is part of what is drawn
         )
-        if key == self._hover_key:
+        if key == self.interaction.hover_key:
             return
-        self._hover_key = key
+        self.interaction.hover_key = key
         self.state.hovered = self.pick(*inp.mouse_pos_fb, inp.framebuffer_size)
 
     def _edge_scale(self, layer) -> float:
         """[-m, m] of the edges into `layer`, cached until the result, weights or settings change."""
         s = self.state
         key = (layer.name, s.edge_mode, s.normalize)
-        if key not in self._scale_cache:
-            self._scale_cache[key] = edge_scale(
+        if key not in self.net.scale_cache:
+            self.net.scale_cache[key] = edge_scale(
                 self.spec, layer, self.weights, self.activations, s.edge_mode, s.normalize
             )
-        return self._scale_cache[key]
+        return self.net.scale_cache[key]
 
     def _upload_edges(self) -> None:
         """Regenerate the focus node's edges only when the node, the numbers or the settings changed."""
@@ -468,10 +504,11 @@ class ExploreScene:
             return
         s = self.state
         node = self.focus_node if s.show_edges else -1
-        key = (node, self._result_version, self._weights_version, s.edge_mode, s.normalize, id(self.layout))
-        if key == self._edge_key:
+        net = self.net
+        key = (node, net.result_version, net.weights_version, s.edge_mode, s.normalize, id(self.layout))
+        if key == self.net.edge_key:
             return
-        self._edge_key = key
+        self.net.edge_key = key
         if node < 0 or self.spec is None or node >= self.spec.total_nodes:
             self.view.edges.clear()
             return
@@ -487,13 +524,13 @@ class ExploreScene:
     def _update_details(self) -> None:
         """The selected node's calculation, redone when the selection or the numbers change."""
         s = self.state
-        key = (s.selected, self._result_version, self._weights_version, s.colormap, s.normalize)
-        if key == self._details_key:
+        key = (s.selected, self.net.result_version, self.net.weights_version, s.colormap, s.normalize)
+        if key == self.net.details_key:
             return
-        self._details_key = key
+        self.net.details_key = key
         s.details, s.details_note = None, None
-        self._detail_images = {}
-        self._detail_version += 1
+        self.net.detail_images = {}
+        self.net.detail_version += 1
         if s.selected < 0 or self.spec is None or s.selected >= self.spec.total_nodes:
             return
         if self.activations is None:
@@ -508,7 +545,7 @@ class ExploreScene:
             return
         s.details = e
         if e.patch is not None:
-            self._detail_images = self._conv_images(e)
+            self.net.detail_images = self._conv_images(e)
 
     def _conv_images(self, e: Explanation) -> dict[str, np.ndarray]:
         """The input patch (coloured like its nodes), the filter and their product (over [-m, m]), as
@@ -536,7 +573,7 @@ class ExploreScene:
 
     def _upload_detail_images(self) -> None:
         for name in DETAIL_IMAGES:
-            img = self._detail_images.get(name)
+            img = self.net.detail_images.get(name)
             if img is None:
                 continue
             h, w = img.shape[:2]
@@ -545,7 +582,7 @@ class ExploreScene:
                 if tex is not None:
                     tex.release()
                 tex = self._detail_textures[name] = UiTexture(self.ctx, (w, h), 3, smooth=False)
-            tex.sync(img, self._detail_version)
+            tex.sync(img, self.net.detail_version)
 
     def _upload_outline(self) -> None:
         """Outline the selected node's feature map while the Embedding window is open: the filter its
@@ -553,9 +590,9 @@ class ExploreScene:
         s = self.state
         show = s.show_embedding and self.compare is None and self.spec is not None and self.layout is not None
         key = (show, s.selected, id(self.layout), self.ui_scale)
-        if key == self._outline_key or self.view is None:
+        if key == self.net.outline_key or self.view is None:
             return
-        self._outline_key = key
+        self.net.outline_key = key
         node = s.selected
         if not show or not 0 <= node < self.spec.total_nodes:
             self.view.outline_maps([], 0.0, OUTLINE_RGBA)
@@ -570,9 +607,9 @@ class ExploreScene:
         self.view.outline_maps([(i, (node - layer.start) // (h * w))], 2.5 * self.ui_scale, OUTLINE_RGBA)
 
     def _node_range(self, layer_name: str) -> tuple[float, float]:
-        if self._node_ranges is None:
+        if self.net.node_ranges is None:
             return (0.0, 1.0)
-        lo, hi = self._node_ranges[self.state.normalize][self.spec.index(layer_name)]
+        lo, hi = self.net.node_ranges[self.state.normalize][self.spec.index(layer_name)]
         return float(lo), float(hi)
 
     def _update_legend(self) -> None:
