@@ -246,7 +246,7 @@ def test_filters_window_renders_and_a_click_selects_the_map_in_3d(app, tmp_path)
     assert p.selected_filter == f and not p.take_selection()
     move(app, W - 5, 5, frames=2)  # pointer away: no hover
     outlined = app.read_pixels().copy()
-    scene._outline.clear()  # the same frame without the outline
+    scene.view.outline.clear()  # the same frame without the outline
     frame(app)
     bare = app.read_pixels()
     scene.net.outline_key = None  # draw it again from the next frame on

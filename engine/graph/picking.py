@@ -36,6 +36,10 @@ sprites estimate slightly differently for nodes 3-10 px wide.  Point sprites (No
 used for small nodes) are dropped whole when their centre leaves the screen; a pick at the very
 screen edge may then name a node that was not drawn.
 
+The coarser questions scenes ask go through the same ray cast: `pick_map` (the feature map under
+the pointer, for the training scene: the drawn node's map, else the map rectangle the ray crosses)
+and `pick_layer` (the kiosk's tapped layer: the drawn node's layer, else a layer sheet with a margin).
+
 Pixel coordinates are framebuffer pixels, origin top-left (engine.camera); a pixel's centre is at
 (i + 0.5, j + 0.5).
 """

@@ -160,17 +160,16 @@ class PanelLayout:
         return min(edges, default=self.display[0])
 
     def free(self, min_fraction: float = 0.0, reserve_left: float = 0.0) -> Rect:
-        """The display between the left and right docked panels (a margin off each), `reserve_left`
-        more window units off its left; all of the display when that would leave less than
-        `min_fraction` of its width."""
+        """The display between the left and right docked panels, `reserve_left` more window units off
+        its left (the fit's own margin keeps the network off the panels' edges); all of the display
+        when that would leave less than `min_fraction` of its width."""
         w, h = self.display
         if w <= 0 or h <= 0:
             return Rect(0.0, 0.0, 0.0, 0.0)  # no panels laid out yet (or none shown): nothing known
-        m = self.margin * self.scale
         left = self.left_edge()
         right = self.right_edge()
-        x0 = left + m + reserve_left * self.scale if left > 0 else 0.0
-        x1 = right - m if right < w else w
+        x0 = left + reserve_left * self.scale if left > 0 else 0.0
+        x1 = right if right < w else w
         if x1 - x0 < min_fraction * w or x1 <= x0:
             return Rect(0.0, 0.0, w, h)
         return Rect(x0, 0.0, x1 - x0, h)

@@ -4,7 +4,7 @@
                 last fit (to refit after a resize while the camera is still there), the last hover key
   NetworkData   what the single view shows: the worker's spec, newest result and weights with their
                 sequence numbers and versions, per-layer colour ranges, edge scales, and the keys of
-                what already reached the GPU (edges, outline, details)
+                what already reached the GPU (edges, outline)
   PadPart       the drawing pad and the two textures that show it (the pad, what the network sees)
   Experiments   robustness experiments, the morph between two drawings, compare mode
   Startup       when the scene started, its first frame and its first result (benchmarks)
@@ -61,9 +61,6 @@ class NetworkData:
     scale_cache: dict[tuple, float] = field(default_factory=dict)  # edge colour scales per layer
     edge_key: tuple | None = None  # what the edges on the GPU show
     outline_key: tuple | None = None  # what the outline on the GPU shows
-    details_key: tuple | None = None  # what the details panel was computed for
-    detail_images: dict[str, np.ndarray] = field(default_factory=dict)  # built in update, uploaded in upload
-    detail_version: int = 0
 
 
 @dataclass

@@ -16,6 +16,10 @@ Pointer (engine/orbit.py): a left drag (beyond the click slop) orbits, a right d
 a left click that did not move picks: a node selects it (details panel), empty space clears the
 selection.  While the pointer is over the scene and not over a panel, the node under it is hovered:
 highlighted, with its incoming edges drawn.  Picking is a CPU ray cast (engine/graph/picking.py).
+
+State lives in typed groups (scenes/explore/parts.py), node details in scenes/explore/details.py; the
+file stays a little over 500 lines because the frame's wiring (worker, pad, experiments, view, hover,
+edges, outline) reads best in one place.
 """
 
 from __future__ import annotations
@@ -28,13 +32,11 @@ import glfw
 import numpy as np
 from convscope.engine.camera import OrbitCamera
 from convscope.engine.config import AppConfig
-from convscope.engine.gpu import colormaps
 from convscope.engine.gpu.background import Background
 from convscope.engine.gpu.imgui_renderer import UiTexture
 from convscope.engine.gpu.normalize import layer_ranges
 from convscope.engine.gpu.scene_renderer import RenderSettings, SceneRenderer
 from convscope.engine.graph.edges import edge_scale, edge_values, incoming
-from convscope.engine.graph.explain import Explanation, explain
 from convscope.engine.graph.layout import Layout, build_layout
 from convscope.engine.graph.spec import NetSpec
 from convscope.engine.orbit import CLICK_SLOP, Click, OrbitController, Pose
@@ -46,6 +48,7 @@ from convscope.engine.view import NetworkView
 from convscope.engine.worker import WorkerHandle
 from convscope.scenes.explore import robustness
 from convscope.scenes.explore.compare import CompareView
+from convscope.scenes.explore.details import NodeDetails
 from convscope.scenes.explore.embedding import explore_embed_view
 from convscope.scenes.explore.morph import MorphState, load_idx_digits
 from convscope.scenes.explore.pad import PadState
@@ -63,7 +66,6 @@ from imgui_bundle import imgui
 
 INPUT_SIDE = 28
 FREE_MIN_FRACTION = 0.45  # the network gets the whole view when the panels would leave it less
-DETAIL_IMAGES = ("patch", "filter", "product")  # conv node details: three strips of k x k tiles
 OUTLINE_RGBA = (
     *SELECTED_RGB,
     1.0,
@@ -83,7 +85,7 @@ class ExploreScene:
         self.worker = WorkerHandle(config.model, weights=config.weights or None)
         self.net = NetworkData()
         self.view: NetworkView | None = None  # renderer, edges, outline and picker (made in on_enter)
-        self._detail_textures: dict[str, UiTexture] = {}
+        self.details = NodeDetails()  # the selected node's calculation and images
         self.experiments = Experiments()
         if config.data_dir:
             try:
@@ -172,9 +174,7 @@ class ExploreScene:
         self.embedding.on_exit()  # first: its t-SNE job may hold the images job's vectors
         self.worker.close()
         self.view.release()
-        for tex in self._detail_textures.values():
-            tex.release()
-        self._detail_textures = {}
+        self.details.release()
         self._background.release()
         self.pads.texture.release()
         self.pads.seen.release()
@@ -187,10 +187,7 @@ class ExploreScene:
         self.panels.begin_frame((io.display_size.x, io.display_size.y), s)
         gui_draw_panel(self.state, self.pad, self.pads.seen.ref, self.pad.size * s, s, self.panels)
         gui_network_panel(self.state, s, self.panels)
-        images = {
-            k: t.ref for k, t in self._detail_textures.items() if self.net.detail_images.get(k) is not None
-        }
-        gui_details_panel(self.state, images, s, self.panels)
+        gui_details_panel(self.state, self.details.refs(), s, self.panels)
         gui_experiments_panel(self.state, self.robust, self.morph, s, self.panels)
         gui_embedding_panel(self.state, self.embedding.textures(), s, self.panels)
         if self.compare is not None:
@@ -244,7 +241,7 @@ class ExploreScene:
             self.net.new_result = False
             self.view.renderer.set_activations(self.display_values())
         self._upload_edges()
-        self._upload_detail_images()
+        self.details.upload(self.ctx)
         self.embedding.upload()
         self._upload_outline()
         if self.compare is not None:
@@ -428,7 +425,8 @@ class ExploreScene:
         # Node ids of the old network mean nothing in the new one.
         self.state.hovered = self.state.selected = -1
         self.state.details = None
-        self.interaction.hover_key = self.net.edge_key = self.net.details_key = None
+        self.interaction.hover_key = self.net.edge_key = None
+        self.details.invalidate()
         self.state.layer_names = [x.name for x in spec.layers]
         self.state.layer_visible = (
             keep if keep and len(keep) == len(spec.layers) else [True] * len(spec.layers)
@@ -464,7 +462,7 @@ class ExploreScene:
         """A click that did not move: select the node under it, or clear the selection on empty space."""
         node = self.pick(click.x_fb, click.y_fb, viewport)
         self.state.selected = node
-        self.net.details_key = None
+        self.details.invalidate()
 
     def _hover(self, inp: InputState, ui_mouse: bool) -> None:
         """Pick the node under the pointer when the pointer, the camera or the layout moved."""
@@ -522,67 +520,9 @@ class ExploreScene:
         self.view.edges.set_edges(pos[edges.sources], values, pos[node], self._edge_scale(edges.layer))
 
     def _update_details(self) -> None:
-        """The selected node's calculation, redone when the selection or the numbers change."""
-        s = self.state
-        key = (s.selected, self.net.result_version, self.net.weights_version, s.colormap, s.normalize)
-        if key == self.net.details_key:
-            return
-        self.net.details_key = key
-        s.details, s.details_note = None, None
-        self.net.detail_images = {}
-        self.net.detail_version += 1
-        if s.selected < 0 or self.spec is None or s.selected >= self.spec.total_nodes:
-            return
-        if self.activations is None:
-            s.details_note = "waiting for the network..."
-            return
-        try:
-            e = explain(self.spec, s.selected, self.activations, self.weights)
-        except ValueError:
-            s.details_note = (
-                "waiting for the model's weights..." if self.weights is None else "no weights for this layer"
-            )
-            return
-        s.details = e
-        if e.patch is not None:
-            self.net.detail_images = self._conv_images(e)
-
-    def _conv_images(self, e: Explanation) -> dict[str, np.ndarray]:
-        """The input patch (coloured like its nodes), the filter and their product (over [-m, m]), as
-        RGB strips of one k x k tile per input channel, 1 px apart."""
-        cmap = self.state.colormap
-        below = self.spec.layers[self.spec.index(e.layer.name) - 1]
-        lo, hi = self._node_range(below.name)
-        out = {}
-        for name, block, rng in (
-            ("patch", e.patch, (lo, hi)),
-            ("filter", e.filter, None),
-            ("product", e.product, None),
-        ):
-            if rng is None:
-                m = float(np.abs(block).max()) or 1.0
-                rng = (-m, m)
-            t = (block.astype(np.float64) - rng[0]) / max(rng[1] - rng[0], 1e-20)
-            rgb = colormaps.sample(cmap, t)  # (C, k, k, 3)
-            c, k, _ = block.shape
-            strip = np.zeros((k, c * (k + 1) - 1, 3), np.float32)
-            for ch in range(c):
-                strip[:, ch * (k + 1) : ch * (k + 1) + k] = rgb[ch]
-            out[name] = strip
-        return out
-
-    def _upload_detail_images(self) -> None:
-        for name in DETAIL_IMAGES:
-            img = self.net.detail_images.get(name)
-            if img is None:
-                continue
-            h, w = img.shape[:2]
-            tex = self._detail_textures.get(name)
-            if tex is None or tex.size != (w, h):
-                if tex is not None:
-                    tex.release()
-                tex = self._detail_textures[name] = UiTexture(self.ctx, (w, h), 3, smooth=False)
-            tex.sync(img, self.net.detail_version)
+        net = self.net
+        versions = (net.result_version, net.weights_version)
+        self.details.update(self.state, net.spec, net.activations, net.weights, versions, self._node_range)
 
     def _upload_outline(self) -> None:
         """Outline the selected node's feature map while the Embedding window is open: the filter its
