@@ -133,6 +133,7 @@ class OrbitController:
         self.slop = slop  # window units
         self.clock = clock  # for click durations; None: the input's own time stamps
         self.flight: Flight | None = None
+        self.home: Pose | None = None  # where the last fit put the camera
         self.clicks: list[Click] = []  # this frame's
         self.moved = False  # the user moved the camera this frame (drag, wheel, pinch)
         self._press: dict[int, tuple[float, float, float]] = {}  # button -> x, y, time it went down
@@ -225,6 +226,16 @@ class OrbitController:
         """Jump to the home view of `bounds` framed inside `free` (framebuffer pixels).  A flight in
         progress goes on (it took its start pose at its first step)."""
         fit_camera(self.camera, bounds, free, viewport, margin, pitch=pitch)
+        self.home = Pose.of(self.camera)
+
+    def at_home(self) -> bool:
+        """The camera has not moved since the last `fit` (a resize may then fit again)."""
+        h, c = self.home, self.camera
+        return (
+            h is not None
+            and (h.yaw, h.pitch, h.distance) == (c.yaw, c.pitch, c.distance)
+            and np.array_equal(h.target, c.target)
+        )
 
     def fit_pose(
         self,

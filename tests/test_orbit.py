@@ -153,3 +153,13 @@ def test_fit_frames_the_box_inside_the_free_rectangle(free):
     # and it fills it: one pair of sides within the margin
     fill = max((p[:, 0].max() - p[:, 0].min()) / w, (p[:, 1].max() - p[:, 1].min()) / h)
     assert fill > 0.85
+
+
+def test_at_home_until_the_user_moves_the_camera():
+    cam = OrbitCamera()
+    ctl = OrbitController(cam)
+    assert not ctl.at_home()
+    ctl.fit((np.array([-10.0, -10, -10]), np.array([10.0, 10, 10])), (0, 0, 1280, 720), (1280, 720))
+    assert ctl.at_home()
+    drag(ctl, (400.0, 300.0), (460.0, 300.0))
+    assert not ctl.at_home()

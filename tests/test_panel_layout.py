@@ -1,7 +1,7 @@
 """Panels in a real window (Xvfb, resized from outside with xdotool): at 1280x720, 1920x1080 and back
 to 1280x720 every panel of the explorer, the training scene and the kiosk lies inside the window, and
-the network's first view lies inside the free area the docked panels leave (the explorer frames it anew
-after each resize while its camera is at home).  Each scene runs as its own process
+the network's first view lies inside the free area the docked panels leave (the explorer and the
+training scene frame it anew after each resize while the camera is still at home).  Each scene runs as its own process
 (tests/panel_probe.py), as a user starts it.  Needs Xvfb and xdotool.
 Run: python -m pytest tests/test_panel_layout.py -q
 """
@@ -112,7 +112,7 @@ def test_panels_stay_on_screen_through_resizes_and_the_network_starts_in_the_fre
             assert r["rects"], "no panels reported"
             for name, rect in r["rects"].items():
                 assert inside(rect, w, h), f"{kind} at {w}x{h}: {name} at {rect} is off-screen"
-            if kind == "explore":
+            if kind != "kiosk":  # the kiosk flies home only when asked (Fit, Reset, a new visitor)
                 assert box_inside(r["box"], r["free"]), (w, h, r["box"], r["free"])
     finally:
         stop.touch()

@@ -1,7 +1,7 @@
 """The typed groups ExploreScene keeps its state in (no GL calls, no worker calls here).
 
-  Interaction   the camera, its orbit controller, the panel layout, a pending fit, the pose of the
-                last fit (to refit after a resize while the camera is still there), the last hover key
+  Interaction   the camera, its orbit controller, the panel layout, a pending fit, the window size
+                (resize count) of the last fit (to refit after a resize while at home), the last hover key
   NetworkData   what the single view shows: the worker's spec, newest result and weights with their
                 sequence numbers and versions, per-layer colour ranges, edge scales, and the keys of
                 what already reached the GPU (edges, outline)
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from convscope.engine.camera import OrbitCamera
 from convscope.engine.graph.spec import NetSpec
-from convscope.engine.orbit import OrbitController, Pose
+from convscope.engine.orbit import OrbitController
 from convscope.engine.ui.layout import PanelLayout
 from convscope.scenes.explore.morph import MorphState
 from convscope.scenes.explore.pad import PadState
@@ -37,7 +37,7 @@ class Interaction:
     controller: OrbitController
     panels: PanelLayout = field(default_factory=PanelLayout)  # where panels go, what they leave free
     fit_pending: bool = False  # frame the network at the next draw
-    home: tuple[Pose, int] | None = None  # the pose of the last fit, and the layout's resize count then
+    fit_reflows: int = -1  # the panel layout's resize count at the last fit (refit when at home)
     hover_key: tuple | None = None  # pointer + camera + layout of the last hover pick
 
     @classmethod

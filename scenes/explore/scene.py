@@ -39,7 +39,7 @@ from convscope.engine.gpu.scene_renderer import RenderSettings, SceneRenderer
 from convscope.engine.graph.edges import edge_scale, edge_values, incoming
 from convscope.engine.graph.layout import Layout, build_layout
 from convscope.engine.graph.spec import NetSpec
-from convscope.engine.orbit import CLICK_SLOP, Click, OrbitController, Pose
+from convscope.engine.orbit import CLICK_SLOP, Click, OrbitController
 from convscope.engine.scene import FrameContext
 from convscope.engine.ui.embed_panel import SELECTED_RGB
 from convscope.engine.ui.input import InputState
@@ -248,8 +248,7 @@ class ExploreScene:
             self.compare.upload()
 
     def draw(self, viewport: tuple[int, int]) -> None:
-        home = self.interaction.home
-        if home is not None and home[1] != self.panels.reflows and self._at_home():
+        if self.interaction.fit_reflows != self.panels.reflows and self.controller.at_home():
             self.interaction.fit_pending = True  # resized while at the home view: frame the network anew
         if self.interaction.fit_pending and self.layout is not None:
             self.interaction.fit_pending = False
@@ -324,15 +323,7 @@ class ExploreScene:
     def _fit(self, viewport: tuple[int, int]) -> None:
         """Frame the whole network inside the part of the view the docked panels leave free."""
         self.controller.fit(self.layout.bounds, self._free_region(viewport), viewport, margin=0.08)
-        self.interaction.home = (Pose.of(self.camera), self.panels.reflows)
-
-    def _at_home(self) -> bool:
-        """The camera has not moved since the last fit."""
-        p = Pose.of(self.camera)
-        h = self.interaction.home[0]
-        return (h.yaw, h.pitch, h.distance) == (p.yaw, p.pitch, p.distance) and np.array_equal(
-            h.target, p.target
-        )
+        self.interaction.fit_reflows = self.panels.reflows
 
     def render_settings(self) -> RenderSettings:
         return RenderSettings(

@@ -204,6 +204,7 @@ class TrainScene:
         self.camera = OrbitCamera()
         self.controller = OrbitController(self.camera, CLICK_SLOP * self.ui_scale)
         self.panels = PanelLayout()  # where the panels go; what they leave free for the network
+        self._fit_reflows = -1  # the panels' resize count at the last fit
         self.spec: NetSpec | None = None
         self.geometry: Geometry | None = None
         self.snapshot: TrainSnapshot | None = None
@@ -315,6 +316,8 @@ class TrainScene:
         r.nodes.jitter_time = self.time
 
     def draw(self, viewport: tuple[int, int]) -> None:
+        if self._fit_reflows != self.panels.reflows and self.controller.at_home():
+            self._fit_pending = True  # resized while at the home view: frame the network anew
         if self._fit_pending and self.geometry is not None:
             self._fit_pending = False
             self._fit(viewport)
@@ -501,6 +504,7 @@ class TrainScene:
         scale = viewport[0] / max(self.app.ui.display_width, 1.0)  # framebuffer pixels per window unit
         free = to_framebuffer(self.panels.free(FREE_MIN_FRACTION, reserve_left=LABEL_ROOM), (scale, scale))
         self.controller.fit(self.geometry.layout.bounds, free, viewport, margin=0.04, pitch=HOME_PITCH)
+        self._fit_reflows = self.panels.reflows
 
     def _steer_camera(self, inp: InputState, ui_mouse: bool, ui_keyboard: bool) -> None:
         if self.state.reset_camera or (not ui_keyboard and inp.key_pressed(glfw.KEY_F)):
