@@ -87,7 +87,7 @@ def click(app: App, x: float, y: float) -> None:
 
 
 def screen_of(scene: ExploreScene, node: int) -> tuple[float, float]:
-    return tuple(scene.camera.project(scene._layout.positions[node], W, H)[0])
+    return tuple(scene.camera.project(scene.layout.positions[node], W, H)[0])
 
 
 def empty_spot(scene: ExploreScene) -> tuple[float, float]:
@@ -117,7 +117,7 @@ def save(pixels: np.ndarray, name: str) -> None:
 def reset(app: App) -> None:
     scene = app.scene
     scene.state.selected = -1
-    scene._fit_pending = True
+    scene.interaction.fit_pending = True
     move(app, *empty_spot(scene), frames=3)
     assert scene.state.hovered == -1
 
@@ -134,13 +134,13 @@ def test_hover_draws_the_incoming_edges(app):
         x, y = screen_of(scene, node)
         move(app, x, y)
         assert scene.state.hovered == node, (name, node, scene.state.hovered)
-        assert scene._edges.count == count == incoming(spec, node).count
+        assert scene.view.edges.count == count == incoming(spec, node).count
         shot = app.read_pixels().copy()
         if name in ("fc1", "conv2", "output"):
             save(shot, f"hover_{name}")
         changed = np.abs(shot.astype(int) - base.astype(int)).sum(axis=2) > 40
         # Edges are drawn between the node and its inputs: pixels on the way changed.
-        srcs = scene.camera.project(scene._layout.positions[incoming(spec, node).sources], W, H)
+        srcs = scene.camera.project(scene.layout.positions[incoming(spec, node).sources], W, H)
         hits = 0
         for sx, sy in srcs[:: max(1, count // 12)]:
             mx, my = int((sx + x) / 2), int((sy + y) / 2)
@@ -149,7 +149,7 @@ def test_hover_draws_the_incoming_edges(app):
         assert changed[int(y) - 2 : int(y) + 3, int(x) - 2 : int(x) + 3].any(), f"{name}: no highlight"
     # Leaving the node removes the edges again.
     move(app, *empty_spot(scene))
-    assert scene.state.hovered == -1 and scene._edges.count == 0
+    assert scene.state.hovered == -1 and scene.view.edges.count == 0
     after = app.read_pixels()
     # (The scene only: the status lines in the left panels may change as results come in.)
     left = np.abs(after.astype(int) - base.astype(int)).sum(axis=2)[:, 500:] > 40
@@ -161,16 +161,16 @@ def test_hover_upload_only_when_something_changed(app):
     reset(app)
     node = scene.spec.layer("fc2").start + 7
     move(app, *screen_of(scene, node))
-    uploads, picks = scene._edges.uploads, scene.picks
+    uploads, picks = scene.view.edges.uploads, scene.picks
     for _ in range(5):
         app.frame()  # pointer and camera still: no new pick, no new upload
-    assert scene._edges.uploads == uploads and scene.picks == picks
+    assert scene.view.edges.uploads == uploads and scene.picks == picks
     x, y = screen_of(scene, node)
     move(app, x + 0.3, y)  # still the same node: a pick, no upload
-    assert scene.state.hovered == node and scene._edges.uploads == uploads
+    assert scene.state.hovered == node and scene.view.edges.uploads == uploads
     scene.state.edge_mode = "contribution"
     app.frame()
-    assert scene._edges.uploads == uploads + 1
+    assert scene.view.edges.uploads == uploads + 1
     scene.state.edge_mode = "weight"
     app.frame()
 
@@ -253,10 +253,10 @@ def test_no_hover_through_a_panel(app):
     assert 20 < x < 380 and 420 < y < 640, (x, y)
     assert scene.pick(x, y, (W, H)) == node, "the node is drawn there (under the panel)"
     move(app, x, y)
-    assert scene.state.hovered == -1 and scene._edges.count == 0
+    assert scene.state.hovered == -1 and scene.view.edges.count == 0
     click(app, x, y)
     assert scene.state.selected == -1, "a click on a panel is the panel's"
-    scene._fit_pending = True
+    scene.interaction.fit_pending = True
     app.frame()
 
 
@@ -307,4 +307,4 @@ def test_click_during_a_model_switch(app):
     assert len(scene.state.details.terms) == 300
     save(app.read_pixels(), "mlp_fc2")
     move(app, *screen_of(scene, scene.spec.layer("fc1").start + 150))
-    assert scene._edges.count == 784
+    assert scene.view.edges.count == 784

@@ -201,7 +201,7 @@ def map_centre(scene: ExploreScene, layer: str, f: int) -> tuple[float, float]:
     x = scene.spec.layer(layer)
     _, h, w = x.shape
     node = x.start + f * h * w + (h // 2) * w + w // 2  # a node, not the gap between the middle four
-    px, py = scene.camera.project(scene._layout.positions[node][None], W, H)[0]
+    px, py = scene.camera.project(scene.layout.positions[node][None], W, H)[0]
     return float(px), float(py)
 
 
@@ -246,10 +246,10 @@ def test_filters_window_renders_and_a_click_selects_the_map_in_3d(app, tmp_path)
     assert p.selected_filter == f and not p.take_selection()
     move(app, W - 5, 5, frames=2)  # pointer away: no hover
     outlined = app.read_pixels().copy()
-    scene._outline.clear()  # the same frame without the outline
+    scene.view.outline.clear()  # the same frame without the outline
     frame(app)
     bare = app.read_pixels()
-    scene._outline_key = None  # draw it again from the next frame on
+    scene.net.outline_key = None  # draw it again from the next frame on
     save(outlined, tmp_path, PREFIX, "selected")
     cx, cy = map_centre(scene, "conv1", f)
     diff = np.abs(outlined.astype(int) - bare.astype(int)).max(-1) > 60

@@ -264,7 +264,7 @@ def test_buttons_pinch_and_double_tap_move_the_camera(kiosk):
     tap(app, clock, *scene.ui.target("Reset"))
     frames(app, clock, int(FLIGHT_S * 30) + 2)
     i = scene.inner.spec.index("input")
-    x, y = scene.camera.project(scene._layout.layer_center(i)[None], W, H)[0]
+    x, y = scene.camera.project(scene.layout.layer_center(i)[None], W, H)[0]
     assert scene.pick_layer(x, y) == i
     sink.on_cursor_pos(x, y)
     for _ in range(2):
@@ -274,6 +274,6 @@ def test_buttons_pinch_and_double_tap_move_the_camera(kiosk):
         sink.on_mouse_button(MOUSE_LEFT, False, 0)
     frames(app, clock, int(FLIGHT_S * 30) + 2)
     assert scene.ui.layer_card == i and "28 x 28" in scene.ui.card_text + scene.ui.card_title
-    centre = scene._layout.layer_center(i)
+    centre = scene.layout.layer_center(i)
     assert np.linalg.norm(scene.camera.target - centre) < 0.2 * scene.camera.distance
     assert scene.camera.distance < d0 * 0.6

@@ -102,7 +102,7 @@ def test_jitter_and_paths_change_the_pixels(app, tmp_path):
     paths = render_now(app)
     for name, img in (("bare", bare), ("jitter", jitter), ("paths", paths)):
         Image.fromarray(img).save(tmp_path / f"{name}.png")
-    assert scene._renderer.nodes.jitter_on is False
+    assert scene.view.renderer.nodes.jitter_on is False
     assert changed_pixels(bare, jitter) > 500, "jitter moved no nodes"
     assert changed_pixels(bare, paths) > 500, "paths drew nothing"
     # Only the top half of each layer's maps get paths.
@@ -142,7 +142,7 @@ def test_add_filter_grows_network_layout_and_paths(app):
     assert st.widths[0] == 17 and "added filter" in st.message
     # New paths: 3 input channels -> the filter, its map -> its pooled map, its pooled map -> conv2.
     assert len(scene.geometry.path_dst) == paths + 3 + 1 + st.widths[1]
-    assert scene._renderer.nodes.count == st.nodes
+    assert scene.view.renderer.nodes.count == st.nodes
     assert scene.snapshot.activations.shape == (st.nodes,)
     # Refused surgery is a message, not a crash.
     st.request("add_filter", layer=9)

@@ -36,6 +36,10 @@ sprites estimate slightly differently for nodes 3-10 px wide.  Point sprites (No
 used for small nodes) are dropped whole when their centre leaves the screen; a pick at the very
 screen edge may then name a node that was not drawn.
 
+The coarser questions scenes ask go through the same ray cast: `pick_map` (the feature map under
+the pointer, for the training scene: the drawn node's map, else the map rectangle the ray crosses)
+and `pick_layer` (the kiosk's tapped layer: the drawn node's layer, else a layer sheet with a margin).
+
 Pixel coordinates are framebuffer pixels, origin top-left (engine.camera); a pixel's centre is at
 (i + 0.5, j + 0.5).
 """
@@ -213,6 +217,79 @@ class Picker:
             depth = self._hit(node, f, rays, h, hl)
             if depth is not None and depth < best_depth:
                 best, best_depth = node, depth
+        return best
+
+    def pick_map(
+        self,
+        camera: OrbitCamera,
+        x: float,
+        y: float,
+        viewport: tuple[int, int],
+        visible: tuple[bool, ...] | list[bool] | np.ndarray | None = None,
+    ) -> tuple[int, int] | None:
+        """The feature map (layer index, channel) at (x, y): the map of the node drawn there, else the
+        nearest map whose rectangle (gaps between its nodes included) the ray crosses; None for none."""
+        spec = self.layout.spec
+        node = self.pick(camera, x, y, viewport, visible)
+        if node >= 0:
+            i = int(self.layout.layer_index[node])
+            layer = spec.layers[i]
+            if layer.is_grid:
+                _, h, w = layer.shape
+                return i, (node - layer.start) // (h * w)
+        if len(self._g_layer) == 0:
+            return None
+        vis = self._all_visible if visible is None else np.asarray(visible, bool)
+        eye, d = camera.ray(x, y, int(viewport[0]), int(viewport[1]))
+        if abs(d[1]) < 1e-12:
+            return None
+        half = self._half[self._g_first]
+        t = (self._g_y - eye[1]) / d[1]
+        hx, hz = eye[0] + t * d[0], eye[2] + t * d[2]
+        inside = (
+            (t > 0)
+            & vis[self._g_layer]
+            & (hx >= self._g_x0 - half)
+            & (hx <= self._g_x0 + (self._g_w - 1) * self._g_px + half)
+            & (hz >= self._g_z0 - half)
+            & (hz <= self._g_z0 + (self._g_h - 1) * self._g_pz + half)
+        )
+        if not inside.any():
+            return None
+        k = int(np.flatnonzero(inside)[np.argmin(t[inside])])
+        i = int(self._g_layer[k])
+        layer = spec.layers[i]
+        return i, int((self._g_first[k] - layer.start) // (self._g_h[k] * self._g_w[k]))
+
+    def pick_layer(
+        self,
+        camera: OrbitCamera,
+        x: float,
+        y: float,
+        viewport: tuple[int, int],
+        visible: tuple[bool, ...] | list[bool] | np.ndarray | None = None,
+    ) -> int | None:
+        """The layer at (x, y): the layer of the node drawn there, else the nearest layer whose sheet
+        (its bounds, grown by a margin of a node or two so thin rows are easy to hit) the ray crosses."""
+        node = self.pick(camera, x, y, viewport, visible)
+        if node >= 0:
+            return int(self.layout.layer_index[node])
+        eye, d = camera.ray(x, y, int(viewport[0]), int(viewport[1]))
+        if abs(d[1]) < 1e-9:
+            return None
+        best, best_t = None, math.inf
+        grow = 1.5 * float(self.layout.sizes.max())
+        for i, (lo, hi) in enumerate(self.layout.layer_bounds):
+            if visible is not None and len(visible) and not visible[i]:
+                continue
+            ext = hi - lo
+            margin = max(float(ext[0]), float(ext[2])) * 0.04 + grow
+            t = ((lo[1] + hi[1]) / 2.0 - eye[1]) / d[1]
+            if t <= 0 or t >= best_t:
+                continue
+            p = eye + d * t
+            if lo[0] - margin <= p[0] <= hi[0] + margin and lo[2] - margin <= p[2] <= hi[2] + margin:
+                best, best_t = i, t
         return best
 
     def _frame(self, camera: OrbitCamera, w: int, h: int) -> _Frame:

@@ -36,6 +36,7 @@ from convscope.engine.camera import OrbitCamera
 from convscope.engine.gpu.scene_renderer import RenderSettings, SceneRenderer
 from convscope.engine.graph.layout import Layout, build_layout
 from convscope.engine.graph.spec import NetSpec
+from convscope.engine.orbit import HALF_TURN
 from convscope.engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputState
 from convscope.engine.worker import WorkerHandle
 from imgui_bundle import imgui
@@ -273,6 +274,7 @@ class CompareView:
             if inp.is_down(MOUSE_LEFT):
                 for k, cam in cams.items():
                     if cam is not None and (k == key or self.linked_orbit):
+                        cam.orbit_speed = HALF_TURN / max(inp.framebuffer_size[0], 1)  # as engine/orbit.py
                         cam.orbit(dx, dy)
             elif inp.is_down(MOUSE_RIGHT):
                 cams[key].pan(dx, dy, h)

@@ -13,6 +13,7 @@ import numpy as np
 from convscope.engine.gpu import colormaps
 from convscope.engine.graph.explain import Explanation, fmt, formula_lines, node_label, position_text
 from convscope.engine.ui.embed_panel import FILTERS, IMAGES, Textures, fill_window, gui_embed, measure_chrome
+from convscope.engine.ui.layout import BESIDE, BOTTOM_RIGHT, LEFT, RIGHT, PanelLayout
 from convscope.engine.ui.widgets import TextureLike, help_marker, image
 from convscope.scenes.explore.morph import MorphState, gui_morph
 from convscope.scenes.explore.pad import PadState, gui_pad
@@ -34,13 +35,16 @@ _DIM_RGBA = imgui.ImVec4(0.75, 0.78, 0.85, 1.0)
 
 
 def gui_draw_panel(
-    state: ExploreState, pad: PadState, seen: TextureLike | None, pad_side: float, scale: float
-) -> float:
-    """Top-left: the pad with its tools, what the network sees, and the top three guesses.
-    Returns the panel's bottom edge, where the next panel goes."""
-    imgui.set_next_window_pos(imgui.ImVec2(10 * scale, 10 * scale), _FIRST)
+    state: ExploreState,
+    pad: PadState,
+    seen: TextureLike | None,
+    pad_side: float,
+    scale: float,
+    layout: PanelLayout,
+) -> None:
+    """Top of the left column: the pad with its tools, what the network sees, and the top three guesses."""
+    layout.place("Draw a digit", LEFT)
     imgui.begin("Draw a digit", None, imgui.WindowFlags_.always_auto_resize | imgui.WindowFlags_.no_collapse)
-    bottom = imgui.get_window_pos().y + imgui.get_window_size().y
     gui_pad(pad, pad_side)
     imgui.same_line()
     imgui.begin_group()
@@ -60,8 +64,8 @@ def gui_draw_panel(
         if rank == 0:
             imgui.pop_style_color()
     imgui.end_group()
+    layout.keep_inside("Draw a digit")
     imgui.end()
-    return bottom
 
 
 def _combo(label: str, value: str, options: tuple[str, ...], labels: dict[str, str] | None = None) -> str:
@@ -70,10 +74,9 @@ def _combo(label: str, value: str, options: tuple[str, ...], labels: dict[str, s
     return options[i] if changed else value
 
 
-def gui_network_panel(state: ExploreState, scale: float, top: float, settle: bool = False) -> None:
+def gui_network_panel(state: ExploreState, scale: float, layout: PanelLayout) -> None:
     """Under the drawing panel, so the scene keeps the right side: model, colours, layers, camera."""
-    # The drawing panel's height is known only after it has been laid out once: follow it until then.
-    imgui.set_next_window_pos(imgui.ImVec2(10 * scale, top), imgui.Cond_.always if settle else _FIRST)
+    layout.place("Network", LEFT)
     imgui.begin("Network", None, imgui.WindowFlags_.always_auto_resize | imgui.WindowFlags_.no_collapse)
     state.model = _combo("model", state.model, MODELS, MODEL_LABELS)
     state.colormap = _combo("colours", state.colormap, COLORMAPS)
@@ -104,6 +107,7 @@ def gui_network_panel(state: ExploreState, scale: float, top: float, settle: boo
         "Embedding window (t-SNE of filters / images)", state.show_embedding
     )
     gui_status(state)
+    layout.keep_inside("Network")
     imgui.end()
 
 
@@ -163,15 +167,15 @@ _BAR_NEG = imgui.ImVec4(0.35, 0.55, 0.98, 1.0)
 _WIN_RGBA = imgui.ImVec4(1.0, 0.85, 0.3, 1.0)
 
 
-def gui_details_panel(state: ExploreState, images: dict[str, TextureLike], scale: float) -> None:
+def gui_details_panel(
+    state: ExploreState, images: dict[str, TextureLike], scale: float, layout: PanelLayout
+) -> None:
     """Top-right: what the selected node computes, with the numbers of the current input.  Its close
     button clears the selection."""
     if state.selected < 0:
         return
     display = imgui.get_io().display_size
-    imgui.set_next_window_pos(
-        imgui.ImVec2(display.x - 10 * scale, 10 * scale), imgui.Cond_.appearing, imgui.ImVec2(1.0, 0.0)
-    )
+    layout.place("Node details", RIGHT, appearing=True, dock=False)  # it comes and goes: the view stays
     # Fixed width, height fitted to the contents but never taller than the display.
     width = DETAILS_WIDTH * scale
     imgui.set_next_window_size_constraints(
@@ -186,6 +190,7 @@ def gui_details_panel(state: ExploreState, images: dict[str, TextureLike], scale
         imgui.text_colored(_DIM_RGBA, state.details_note or "no node selected")
     else:
         _details(e, state, images, scale)
+    layout.keep_inside("Node details")
     imgui.end()
 
 
@@ -315,14 +320,12 @@ def _terms_table(e: Explanation, state: ExploreState, scale: float) -> None:
     imgui.text(f"sum {fmt(e.weighted_sum)}  + bias {fmt(e.bias)}  = {fmt(e.pre_activation)}")
 
 
-def gui_experiments_panel(state: ExploreState, rs: RobustnessState, ms: MorphState, scale: float) -> None:
-    """Bottom-right, folded at start: robustness experiments, morph between two drawings, compare mode."""
-    io = imgui.get_io()
-    imgui.set_next_window_pos(
-        imgui.ImVec2(io.display_size.x - 10 * scale, io.display_size.y - 10 * scale),
-        _FIRST,
-        imgui.ImVec2(1, 1),
-    )
+def gui_experiments_panel(
+    state: ExploreState, rs: RobustnessState, ms: MorphState, scale: float, layout: PanelLayout
+) -> None:
+    """Bottom-right, folded at start: robustness experiments, morph between two drawings, compare mode.
+    It grows up and left as it unfolds (the layout keeps it on screen)."""
+    layout.place("Experiments", BOTTOM_RIGHT)
     imgui.set_next_window_collapsed(True, _FIRST)
     if imgui.begin("Experiments", None, imgui.WindowFlags_.always_auto_resize)[0]:
         other = "MLP" if state.model == "lenet" else "LeNet"
@@ -331,6 +334,7 @@ def gui_experiments_panel(state: ExploreState, rs: RobustnessState, ms: MorphSta
             gui_robustness(rs, state.network_input)
         if imgui.collapsing_header("morph A -> B"):
             gui_morph(ms, state.network_input, (320 * scale, 180 * scale))
+    layout.keep_inside("Experiments")
     imgui.end()
 
 
@@ -341,20 +345,21 @@ EMBED_MIN_HEIGHT, EMBED_MAX_HEIGHT = 300, 520
 _GRADIENT_KINDS = ("filter_gradients", "activation_gradients")
 
 
-def gui_embedding_panel(state: ExploreState, textures: Textures, scale: float, left: float) -> None:
+def gui_embedding_panel(state: ExploreState, textures: Textures, scale: float, layout: PanelLayout) -> None:
     """The 2D embedding of a conv layer's filters for the drawing (or of many images), bottom left of the
-    scene, right of the drawing panels (`left`, window units); its close button hides it.  The plot takes
+    scene, beside the drawing panels; its close button hides it.  The plot takes
     the height the controls leave (measured the frame before), so resizing the window resizes it."""
     if not state.show_embedding:
         return
     io = imgui.get_io()
     height = min(max(io.display_size.y * 0.64, EMBED_MIN_HEIGHT * scale), EMBED_MAX_HEIGHT * scale)
-    imgui.set_next_window_pos(imgui.ImVec2(left, io.display_size.y - 10 * scale), _FIRST, imgui.ImVec2(0, 1))
+    layout.place("Embedding", BESIDE)
     imgui.set_next_window_size(imgui.ImVec2(EMBED_WIDTH * scale, height), _FIRST)
     expanded, keep = imgui.begin("Embedding", True, imgui.WindowFlags_.no_scrollbar)
     if not keep:
         state.show_embedding = False
     if not expanded:
+        layout.keep_inside("Embedding")
         imgui.end()
         return
     panel = state.embed
@@ -391,6 +396,7 @@ def gui_embedding_panel(state: ExploreState, textures: Textures, scale: float, l
                 "--data-dir DATA_DIR embeds its 10,000 test and 60,000 training digits."
             )
     measure_chrome(panel, top)
+    layout.keep_inside("Embedding")
     imgui.end()
 
 

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from convscope.engine.ui.layout import CENTER_RIGHT, LEFT, PanelLayout
 from convscope.engine.ui.widgets import draw_image
 from convscope.scenes.explore.pad import PadState
 from imgui_bundle import imgui
@@ -64,6 +65,7 @@ class KioskUi:
     pad_rect: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # x0, y0, x1, y1
     pad_side: float = 0.0  # the pad's edge, grown or shrunk each frame until the panel fits the height
     targets: list[tuple[str, float, float, float, float]] = field(default_factory=list)  # label, x, y, w, h
+    layout: PanelLayout = field(default_factory=lambda: PanelLayout(margin=12.0))  # the docked panels
 
     def s(self, key: str) -> str:
         return self.strings.get(key, key)
@@ -74,6 +76,13 @@ class KioskUi:
             if name == label:
                 return (x + w / 2.0, y + h / 2.0)
         return None
+
+
+def _begin_docked(ui: KioskUi, name: str, anchor: str) -> None:
+    """A panel the layout docks at `anchor` every frame (it follows the display)."""
+    ui.layout.place(name, anchor, always=True)
+    imgui.set_next_window_bg_alpha(_PANEL_BG[3])
+    imgui.begin(name, None, _PANEL_FLAGS)
 
 
 def _begin_panel(name: str, pos: tuple[float, float], pivot=(0.0, 0.0), alpha: float = _PANEL_BG[3]) -> None:
@@ -178,7 +187,7 @@ def gui_pad_panel(
     if ui.pad_side <= 0.0:
         ui.pad_side = 0.45 * h
     side = ui.pad_side = float(np.clip(ui.pad_side, 112.0, 0.4 * w))
-    _begin_panel("##kiosk_pad_panel", (m, m))
+    _begin_docked(ui, "##kiosk_pad_panel", LEFT)
     _text_big(ui.s("title"), font * 1.6)
     p = imgui.get_cursor_screen_pos()
     ui.pad_rect = (p.x, p.y, p.x + side, p.y + side)
@@ -188,7 +197,7 @@ def gui_pad_panel(
     if show_reading:
         imgui.spacing()
         _reading(ui, probabilities, side)
-    ui.left_edge = imgui.get_window_pos().x + imgui.get_window_size().x
+    ui.left_edge = ui.layout.keep_inside("##kiosk_pad_panel").right
     # The panel's height is known only now: grow or shrink the pad so it fills the screen's height
     # next frame (it settles in a frame or two; no text metrics to duplicate here).
     ui.pad_side += (h - 2 * m - imgui.get_window_size().y) * 0.8
@@ -200,14 +209,12 @@ def gui_pad_panel(
 
 def gui_controls(ui: KioskUi, display: tuple[float, float]) -> None:
     """Right edge, vertically centred: zoom in, zoom out, fit, reset.  Holding a zoom button keeps zooming."""
-    w, h = display
-    m = 12.0 * ui.scale
     font = imgui.get_style().font_size_base
     imgui.push_font(None, font * 1.1)
     widest = max(imgui.calc_text_size(ui.s(k)).x for k in ("fit", "reset"))
     imgui.pop_font()
     b = max(ui.button * 1.25, widest + 2 * imgui.get_style().frame_padding.x)
-    _begin_panel("##kiosk_controls", (w - m, h / 2), (1.0, 0.5))
+    _begin_docked(ui, "##kiosk_controls", CENTER_RIGHT)
     for key, steps in (("zoom_in", 1.0), ("zoom_out", -1.0)):
         if _button(ui, ui.s(key) + f"##{key}", (b, b), font * 2.0):
             ui.zoom += steps
@@ -218,7 +225,7 @@ def gui_controls(ui: KioskUi, display: tuple[float, float]) -> None:
         ui.fit = True
     if _button(ui, ui.s("reset"), (b, b), font * 1.1):
         ui.reset = True
-    ui.right_edge = imgui.get_window_pos().x
+    ui.right_edge = ui.layout.keep_inside("##kiosk_controls").x
     imgui.end()
 
 
@@ -347,6 +354,7 @@ def gui_kiosk(
 ) -> None:
     """All kiosk panels the config allows, in drawing order."""
     ui.targets.clear()
+    ui.layout.begin_frame(display, ui.scale)
     if "pad" in ui.panels:
         gui_pad_panel(ui, pad, probabilities, display)
     else:

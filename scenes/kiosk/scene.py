@@ -19,19 +19,18 @@ Every time-dependent decision reads `clock` (injectable), so tests run idle time
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import glfw
 import numpy as np
 from convscope.engine.camera import OrbitCamera
 from convscope.engine.config import AppConfig
-from convscope.engine.graph.layout import Layout, build_layout
+from convscope.engine.graph.layout import Layout
+from convscope.engine.orbit import CLICK_SLOP, FLIGHT_S, Flight, Pose
 from convscope.engine.scene import FrameContext
 from convscope.engine.ui.input import MOUSE_LEFT, InputState
 from convscope.scenes.explore.scene import ExploreScene
@@ -41,10 +40,9 @@ from convscope.scenes.kiosk.idle import RESET, START_ATTRACT, STOP_ATTRACT, VISI
 from convscope.scenes.kiosk.panels import KioskUi, gui_kiosk
 from imgui_bundle import imgui
 
-TAP_SLOP = 12.0  # window units a finger may wander and still tap
 TAP_TIME = 0.35  # seconds a tap may last
 DOUBLE_TAP = 0.45  # seconds between the taps of a double tap
-FLIGHT_S = 0.8  # camera flights (home, to a layer)
+FREE_MIN_FRACTION = 0.4  # the network gets the whole screen when the panels would leave it less
 MIN_COVER_S = 0.6  # the start-up card stays at least this long, so it never flickers
 
 
@@ -58,48 +56,6 @@ def kiosk_ui_scale(control_mm: float, px_per_mm: float, base: float) -> float:
     """ImGui style scale: at least `base` (the app's ui_scale times the monitor's DPI hint), and
     enough that ImGui's own widgets (21 px at scale 1) are `control_mm` tall."""
     return max(base, control_mm * px_per_mm / 21.0)
-
-
-@dataclass
-class Pose:
-    target: np.ndarray
-    yaw: float
-    pitch: float
-    distance: float
-
-    @classmethod
-    def of(cls, cam: OrbitCamera) -> Pose:
-        return cls(cam.target.copy(), cam.yaw, cam.pitch, cam.distance)
-
-    def apply(self, cam: OrbitCamera) -> None:
-        cam.target, cam.yaw, cam.pitch, cam.distance = self.target.copy(), self.yaw, self.pitch, self.distance
-
-
-@dataclass
-class Flight:
-    """A smooth camera move to `goal`; the start pose is taken at the first step (so a fit the
-    explorer makes in between is where the move starts)."""
-
-    goal: Pose
-    duration: float = FLIGHT_S
-    start: Pose | None = None
-    t: float = 0.0
-
-    def step(self, cam: OrbitCamera, dt: float) -> bool:
-        """Move; True when arrived."""
-        if self.start is None:
-            self.start = Pose.of(cam)
-        self.t = min(self.t + dt, self.duration)
-        u = self.t / self.duration
-        u = u * u * (3.0 - 2.0 * u)  # smoothstep: no jolt at either end
-        a, b = self.start, self.goal
-        dyaw = (b.yaw - a.yaw + math.pi) % (2.0 * math.pi) - math.pi  # the short way round
-        # Distance in log space: a zoom reads as steady, not fast then slow.
-        dist = math.exp(math.log(a.distance) + (math.log(b.distance) - math.log(a.distance)) * u)
-        Pose(
-            a.target + (b.target - a.target) * u, a.yaw + dyaw * u, a.pitch + (b.pitch - a.pitch) * u, dist
-        ).apply(cam)
-        return self.t >= self.duration
 
 
 class KioskScene:
@@ -135,14 +91,16 @@ class KioskScene:
         )
         self.px_per_mm = px_per_mm
         self.exit_requested = False
-        self.flight: Flight | None = None
+        # One pointer rule for every scene: the explorer's controller, with a touch-sized slop and
+        # the kiosk's clock (tap durations).
+        self.controller = self.inner.controller
+        self.controller.slop = CLICK_SLOP * self.ui.scale
+        self.controller.clock = clock
         self._exit_keys = kiosk.exit_keys
         self._typed = ""  # digits typed since the last Enter (keyboard PIN)
         self._corner_since: float | None = None  # the top-right corner is being held since
-        self._press: tuple[float, float, float] | None = None  # scene press: x, y, time
         self._last_tap: tuple[float, float, float] | None = None
         self._zoom_left = 0.0  # zoom steps still to apply, spread over a few frames
-        self._layout: Layout | None = None
         self._layout_key = None
         self._spec = None
         self._viewport = (1, 1)
@@ -173,6 +131,18 @@ class KioskScene:
     @property
     def ready(self) -> bool:
         return self.inner.ready
+
+    @property
+    def layout(self) -> Layout | None:
+        return self.inner.layout
+
+    @property
+    def flight(self) -> Flight | None:
+        return self.controller.flight
+
+    @flight.setter
+    def flight(self, value: Flight | None) -> None:
+        self.controller.flight = value
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -217,21 +187,14 @@ class KioskScene:
         self._requests()
         if self.attract.active:
             self.attract.update(kdt)
-        if (
-            self.flight is not None
-            and inp.is_down(MOUSE_LEFT)
-            and inp.mouse_delta != (0.0, 0.0)
-            and not ui_mouse
-        ):
-            self.flight = None  # the visitor drags the camera: theirs now (a tap leaves the flight alone)
+        # The explorer's controller orbits, pans, pinches and zooms (a drag, wheel or pinch ends a
+        # flight: the camera is the visitor's then) and reports the frame's taps.
         self.inner.update(_without_keys(inp), dt, ui_mouse, True)
         self._report_errors()
         self._watch_spec()
-        self._gestures(inp)
-        self._taps(inp, ui_mouse, now)
+        self._taps(now)
         self._zoom_step(kdt)
-        if self.flight is not None and self.flight.step(self.camera, kdt):
-            self.flight = None
+        self.controller.step(kdt)
 
     def upload(self) -> None:
         self.inner.upload()
@@ -355,52 +318,48 @@ class KioskScene:
         spec = self.inner.spec
         if spec is None:
             return
-        key = (id(spec), tuple(self.inner.state.layer_visible))
+        key = id(self.inner.layout)  # a new network, or the same one laid out again
         if key != self._layout_key:
             first = self._spec is None or spec.model != self._spec.model
             self._layout_key, self._spec = key, spec
-            self._layout = build_layout(spec, visible=self.inner.state.layer_visible)
             self.ui.layer_card = None
             if first:
                 self.fly_home()
 
     def free_region(self) -> tuple[float, float]:
         """Left and right edge (framebuffer pixels) of the part of the screen the panels leave free."""
-        w = self._viewport[0]
-        left = self.ui.left_edge * self._fb_scale
-        right = (self.ui.right_edge * self._fb_scale) if self.ui.right_edge > 0 else w
-        if right - left < 0.4 * w:
-            return 0.0, float(w)
-        return float(left), float(right)
+        r = self.ui.layout.free(FREE_MIN_FRACTION)
+        if r.w <= 0:  # no panels laid out yet
+            return 0.0, float(self._viewport[0])
+        return r.x * self._fb_scale, r.right * self._fb_scale
 
     def home_pose(self, keep_angle: bool = False) -> Pose | None:
         """The whole network framed in the free region, from the home angle (or the current one)."""
-        if self._layout is None:
+        if self.layout is None:
             return None
         w, h = self._viewport
         left, right = self.free_region()
-        cam = copy.deepcopy(self.camera)
-        angle = {"yaw": cam.yaw, "pitch": cam.pitch} if keep_angle else {}
-        cam.fit(*self._layout.bounds, (right - left) / h, margin=0.1, **angle)
-        cam.pan((left + right) / 2.0 - w / 2.0, 0.0, h)
-        self.camera.scene_radius = cam.scene_radius
-        return Pose.of(cam)
+        return self.controller.fit_pose(
+            self.layout.bounds, (left, 0.0, right - left, h), (w, h), margin=0.1, keep_angle=keep_angle
+        )
 
     def fly_home(self, keep_angle: bool = False) -> None:
         goal = self.home_pose(keep_angle)
         if goal is not None:
-            self.flight = Flight(goal)
+            self.controller.fly_to(goal, FLIGHT_S)
 
     def fly_to_layer(self, index: int) -> None:
-        lo, hi = self._layout.layer_bounds[index]
         w, h = self._viewport
         left, right = self.free_region()
-        cam = copy.deepcopy(self.camera)
-        cam.fit(
-            lo, hi, (right - left) / h, margin=0.25, yaw=cam.yaw, pitch=max(cam.pitch, math.radians(35.0))
+        goal = self.controller.fit_pose(
+            tuple(self.layout.layer_bounds[index]),
+            (left, 0.0, right - left, h),
+            (w, h),
+            margin=0.25,
+            keep_angle=True,
+            min_pitch=math.radians(35.0),
         )
-        cam.pan((left + right) / 2.0 - w / 2.0, 0.0, h)
-        self.flight = Flight(Pose.of(cam))
+        self.controller.fly_to(goal, FLIGHT_S)
 
     def _zoom_step(self, dt: float) -> None:
         if abs(self._zoom_left) < 1e-3:
@@ -414,38 +373,18 @@ class KioskScene:
         ndc = (2.0 * ((left + right) / 2.0) / w - 1.0, 0.0)  # toward the middle of the free region
         self.camera.zoom(step, ndc, w / h)
 
-    def _gestures(self, inp: InputState) -> None:
-        if inp.pinch == 1.0 and inp.pan2 == (0.0, 0.0):
-            return
-        self.flight = None
-        w, h = self._viewport
-        sx, sy = inp.framebuffer_scale
-        if inp.pinch != 1.0 and inp.pinch > 0.0:
-            steps = math.log(inp.pinch) / -math.log(self.camera.zoom_factor)
-            cx, cy = inp.touch_center[0] * sx, inp.touch_center[1] * sy
-            self.camera.zoom(steps, (2.0 * cx / w - 1.0, 1.0 - 2.0 * cy / h), w / h)
-        if inp.pan2 != (0.0, 0.0):
-            self.camera.pan(inp.pan2[0] * sx, inp.pan2[1] * sy, h)
-
     # -- tapping a layer ---------------------------------------------------------------------------------
 
-    def _taps(self, inp: InputState, ui_mouse: bool, now: float) -> None:
-        if inp.touches >= 2:
-            self._press = None  # the first finger of a pinch is not a tap
-            return
-        if inp.was_pressed(MOUSE_LEFT) and not ui_mouse:
-            self._press = (*inp.mouse_pos, now)
-        if not inp.was_released(MOUSE_LEFT) or self._press is None:
-            return
-        x0, y0, t0 = self._press
-        self._press = None
-        x, y = inp.mouse_pos
-        if math.hypot(x - x0, y - y0) > TAP_SLOP * self.ui.scale or now - t0 > TAP_TIME:
-            return  # a drag (an orbit), not a tap
+    def _taps(self, now: float) -> None:
+        for click in self.controller.clicks:  # within the slop, so not an orbit
+            if click.held_s <= TAP_TIME:
+                self._tap(click.x, click.y, now)
+
+    def _tap(self, x: float, y: float, now: float) -> None:
         double = (
             self._last_tap is not None
             and now - self._last_tap[2] <= DOUBLE_TAP
-            and math.hypot(x - self._last_tap[0], y - self._last_tap[1]) <= 3 * TAP_SLOP * self.ui.scale
+            and math.hypot(x - self._last_tap[0], y - self._last_tap[1]) <= 3 * self.controller.slop
         )
         self._last_tap = None if double else (x, y, now)
         layer = self.pick_layer(x * self._fb_scale, y * self._fb_scale)
@@ -468,39 +407,18 @@ class KioskScene:
             what = f"{shape[0]} nodes"
         self.ui.layer_card = index
         w, h = self._viewport
-        centre = self.camera.project(self._layout.layer_center(index)[None], w, h)[0]
+        centre = self.camera.project(self.layout.layer_center(index)[None], w, h)[0]
         self.ui.card_on_top = bool(np.isfinite(centre[1]) and centre[1] > 0.5 * h)
         self.ui.card_title = f"{layer.name}  ·  {what}"
         self.ui.card_text = text
 
     def pick_layer(self, px: float, py: float) -> int | None:
-        """The layer under framebuffer pixel (px, py): the nearest layer sheet the picking ray
-        crosses inside its bounds (with a margin of a node or two, so thin rows are hittable)."""
-        if self._layout is None:
+        """The layer under framebuffer pixel (px, py) (the explorer's picker: the node drawn there, else
+        the nearest layer sheet the ray crosses, with a margin so thin rows are easy to tap)."""
+        if self.inner.view is None:
             return None
-        w, h = self._viewport
-        eye, d = self.camera.ray(px, py, w, h)
-        best, best_t = None, math.inf
-        visible = self.inner.state.layer_visible
-        for i, (lo, hi) in enumerate(self._layout.layer_bounds):
-            if visible and not visible[i]:
-                continue
-            ext = hi - lo
-            margin = max(float(ext[0]), float(ext[2])) * 0.04 + 1.5 * float(self._layout.sizes.max())
-            yc = (lo[1] + hi[1]) / 2.0
-            if abs(d[1]) < 1e-9:
-                continue
-            t = (yc - eye[1]) / d[1]
-            if t <= 0:
-                continue
-            p = eye + d * t
-            if (
-                lo[0] - margin <= p[0] <= hi[0] + margin
-                and lo[2] - margin <= p[2] <= hi[2] + margin
-                and t < best_t
-            ):
-                best, best_t = i, t
-        return best
+        visible = self.inner.state.layer_visible or None
+        return self.inner.view.pick_layer(self.camera, px, py, self._viewport, visible)
 
 
 def _without_keys(inp: InputState) -> InputState:

@@ -145,7 +145,7 @@ class SyntheticVisitor:
 
     def _tap_layer(self, double: bool) -> Iterator[None]:
         scene = self.scene
-        layout = scene._layout
+        layout = scene.layout
         if layout is None:
             return
         i = int(self.rng.integers(len(layout.layer_bounds)))

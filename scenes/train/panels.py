@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 from convscope.engine.ui.embed_panel import IMAGES, Textures, fill_window, gui_embed, measure_chrome
+from convscope.engine.ui.layout import BOTTOM_LEFT, LEFT, RIGHT, PanelLayout
 from convscope.engine.ui.widgets import TextureLike, help_marker, image
 from convscope.scenes.train.state import (
     ADADELTA_LR,
@@ -48,18 +49,17 @@ def _wrapped(text: str, color: imgui.ImVec4 | None = None) -> None:
     imgui.pop_text_wrap_pos()
 
 
-def _column(title: str, x: float, width: float, scale: float) -> None:
-    h = imgui.get_io().display_size.y
-    imgui.set_next_window_pos(imgui.ImVec2(x, 10 * scale), _FIRST)
+def _column(title: str, anchor: str, width: float, scale: float, layout: PanelLayout) -> None:
+    layout.place(title, anchor)
     imgui.set_next_window_size_constraints(
-        imgui.ImVec2(width * scale, 0), imgui.ImVec2(width * scale, max(h - 20 * scale, 100))
+        imgui.ImVec2(width * scale, 0), imgui.ImVec2(width * scale, layout.max_size()[1])
     )
     imgui.begin(title, None, imgui.WindowFlags_.always_auto_resize | imgui.WindowFlags_.no_collapse)
 
 
 # -- left column ---------------------------------------------------------------------------------------
-def gui_left(state: TrainState, sample: TextureLike | None, scale: float) -> None:
-    _column("Training", 10 * scale, LEFT_WIDTH, scale)
+def gui_left(state: TrainState, sample: TextureLike | None, scale: float, layout: PanelLayout) -> None:
+    _column("Training", LEFT, LEFT_WIDTH, scale, layout)
     gui_run(state)
     gui_sample(state, sample, scale)
     # On a short display the Embedding window sits where the hyperparameters would reach: they start closed.
@@ -69,6 +69,7 @@ def gui_left(state: TrainState, sample: TextureLike | None, scale: float) -> Non
     if imgui.collapsing_header("Checkpoint"):
         gui_checkpoint(state)
     gui_status(state)
+    layout.keep_inside("Training")
     imgui.end()
 
 
@@ -207,10 +208,13 @@ def gui_progress(progress: tuple[str, int | None, int | None]) -> None:
 
 # -- right column --------------------------------------------------------------------------------------
 def gui_right(
-    state: TrainState, filters: TextureLike | None, filters_size: tuple[int, int], scale: float
+    state: TrainState,
+    filters: TextureLike | None,
+    filters_size: tuple[int, int],
+    scale: float,
+    layout: PanelLayout,
 ) -> None:
-    w = imgui.get_io().display_size.x
-    _column("Network", w - (RIGHT_WIDTH + 10) * scale, RIGHT_WIDTH, scale)
+    _column("Network", RIGHT, RIGHT_WIDTH, scale, layout)
     if imgui.collapsing_header("Steering", imgui.TreeNodeFlags_.default_open):
         gui_steering(state)
     if imgui.collapsing_header("View"):
@@ -222,6 +226,7 @@ def gui_right(
         avail = imgui.get_content_region_avail().x
         zoom = min(avail / max(fw, 1), 8.0 * scale)
         image(filters, (fw * zoom, fh * zoom))
+    layout.keep_inside("Network")
     imgui.end()
 
 
@@ -333,15 +338,16 @@ def filter_montage(weights: np.ndarray, per_row: int = 8) -> np.ndarray:
 
 
 # -- the Embedding window ------------------------------------------------------------------------------
-def gui_embedding(state: TrainState, textures: Textures, scale: float) -> None:
+def gui_embedding(state: TrainState, textures: Textures, scale: float, layout: PanelLayout) -> None:
     """The 2D embedding of one layer's filters (or of many images) in a window at the bottom left; the plot
     takes the height the controls leave (measured the frame before), so resizing the window resizes it."""
     io = imgui.get_io()
     height = min(max(io.display_size.y - 400 * scale, EMBED_MIN_HEIGHT * scale), EMBED_MAX_HEIGHT * scale)
-    imgui.set_next_window_pos(imgui.ImVec2(10 * scale, io.display_size.y - 10 * scale), _FIRST, (0.0, 1.0))
+    layout.place("Embedding", BOTTOM_LEFT)
     imgui.set_next_window_size(imgui.ImVec2(EMBED_WIDTH * scale, height), _FIRST)
     expanded, _ = imgui.begin("Embedding", None, imgui.WindowFlags_.no_scrollbar)
     if not expanded:
+        layout.keep_inside("Embedding")
         imgui.end()
         return
     panel = state.embed
@@ -357,4 +363,5 @@ def gui_embedding(state: TrainState, textures: Textures, scale: float) -> None:
         if state.embed_note:
             _wrapped(state.embed_note, _DIM)
     measure_chrome(panel, top)
+    layout.keep_inside("Embedding")
     imgui.end()

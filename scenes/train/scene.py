@@ -1,9 +1,10 @@
 """TrainScene: watch the ReVACNN network (Chung et al. 2016) learn in the 3D node-link view and steer it.
 
 Owns the training worker's handle (engine/worker/train_handle.py), the camera and the GPU side of one
-architecture: a SceneRenderer for the nodes (rebuilt whenever the worker announces a new architecture),
-a PathBatch for the paths and one for the selected map's outline; and the Embedding window's view
-(scenes/train/embedding.py: the t-SNE process and the tooltip textures), linked to the 3D selection.
+architecture: a NetworkView (engine/view.py: the nodes' renderer, the selected map's outline and the picker,
+rebuilt whenever the worker announces a new architecture), a PathBatch for the paths; and the
+Embedding window's view (scenes/train/embedding.py: the t-SNE process, the tooltip textures), linked to
+the 3D selection.
 Per frame: panels edit TrainState; `update` sends the panels' requests to the worker, reads the newest
 snapshot, turns it into per-node jitter amplitudes and per-path widths (CPU, numpy), restarts a dead worker,
 runs the embedding view, picks a clicked feature map and moves the camera; `upload` is the only place new
@@ -35,36 +36,37 @@ from convscope.engine.cores import CoreReservation
 from convscope.engine.gpu.background import Background
 from convscope.engine.gpu.imgui_renderer import UiTexture
 from convscope.engine.gpu.paths import PathBatch
-from convscope.engine.gpu.scene_renderer import RenderSettings, SceneRenderer
+from convscope.engine.gpu.scene_renderer import RenderSettings
 from convscope.engine.graph.layout import Layout, LayoutStyle, build_layout
 from convscope.engine.graph.spec import NetSpec
+from convscope.engine.orbit import CLICK_SLOP, OrbitController
 from convscope.engine.scene import FrameContext
 from convscope.engine.ui.embed_panel import EmbedPanelState
-from convscope.engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputState
+from convscope.engine.ui.input import InputState
+from convscope.engine.ui.layout import PanelLayout, to_framebuffer
+from convscope.engine.view import NetworkView
 from convscope.engine.worker.train_handle import TrainHandle
 from convscope.engine.worker.train_protocol import TrainSnapshot
 from convscope.scenes.train.embedding import EmbedView
 from convscope.scenes.train.panels import (
-    EMBED_WIDTH,
-    LEFT_WIDTH,
-    RIGHT_WIDTH,
     filter_montage,
     gui_embedding,
     gui_left,
     gui_right,
 )
 from convscope.scenes.train.state import TrainConfig, TrainState
+from imgui_bundle import imgui
 
 PATH_RGBA = (1.0, 0.86, 0.55, 0.3)  # warm, translucent: hundreds overlap
 OUTLINE_RGBA = (1.0, 0.95, 0.2, 1.0)
 PATH_MIN_PX, PATH_MAX_PX = 0.75, 5.0  # width of the weakest / strongest drawn path, times the UI scale
 JITTER_HALF_LIFE_S = 20.0  # how fast the jitter scale forgets a past peak of the gradients
-CLICK_SLOP_PX = 5.0  # a press and release closer than this is a click (pick), not an orbit
 # Every layer's maps in one row (up to 24; more wrap into a block), sheets further apart than the explorer's
 # and seen from higher up, so the paths between consecutive layers fan out visibly.
 LAYOUT_STYLE = LayoutStyle(max_maps_per_row=24, layer_gap=80.0)
 HOME_PITCH = math.radians(30.0)
 LABEL_ROOM = 50  # window units left of the widest sheet for its name
+FREE_MIN_FRACTION = 0.35  # the network gets the whole view when the columns would leave it less
 
 
 def top_half(values: np.ndarray) -> np.ndarray:
@@ -166,33 +168,6 @@ class Geometry:
         w = (PATH_MIN_PX + (PATH_MAX_PX - PATH_MIN_PX) * v) * scale
         return np.where(visible[self.path_dst] & np.isfinite(w), w, 0.0).astype(np.float32)
 
-    def pick(self, origin: np.ndarray, direction: np.ndarray) -> tuple[str, int] | None:
-        """The grid layer map (layer name, channel) the ray hits first, or None."""
-        best, best_t = None, math.inf
-        if abs(direction[1]) < 1e-9:
-            return None
-        for g in self.grids:
-            c = self.centres[g.name]
-            t = (c[0, 1] - origin[1]) / direction[1]
-            if not 0 < t < best_t:
-                continue
-            hit = origin + t * direction
-            hx, hz = self.half[g.name]
-            inside = (np.abs(c[:, 0] - hit[0]) <= hx) & (np.abs(c[:, 2] - hit[2]) <= hz)
-            if inside.any():
-                best, best_t = (g.name, int(np.argmax(inside))), t
-        return best
-
-    def outline(self, layer: str, channel: int, lift: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
-        """Four segments around one map, just above its plane."""
-        cx, cy, cz = self.centres[layer][channel]
-        hx, hz = self.half[layer]
-        y = cy + lift
-        corners = np.array(
-            [[cx - hx, y, cz - hz], [cx + hx, y, cz - hz], [cx + hx, y, cz + hz], [cx - hx, y, cz + hz]]
-        )
-        return corners, np.roll(corners, -1, axis=0)
-
 
 class TrainScene:
     def __init__(self, config: TrainConfig | None = None, handle: TrainHandle | None = None) -> None:
@@ -227,6 +202,9 @@ class TrainScene:
             data_mirror=cfg.data_mirror,
         )
         self.camera = OrbitCamera()
+        self.controller = OrbitController(self.camera, CLICK_SLOP * self.ui_scale)
+        self.panels = PanelLayout()  # where the panels go; what they leave free for the network
+        self._fit_reflows = -1  # the panels' resize count at the last fit
         self.spec: NetSpec | None = None
         self.geometry: Geometry | None = None
         self.snapshot: TrainSnapshot | None = None
@@ -236,13 +214,12 @@ class TrainScene:
         self._spec_version = 0
         self._sent: dict[int, str] = {}  # command id -> command name, until answered
         self._notices_seen = 0
-        self._press: tuple[float, float] | None = None
         self._fit_pending = False
         self._new_snapshot = False
         self._jitter_nodes: np.ndarray | None = None
         self._path_widths: np.ndarray | None = None
         self._view_key: tuple | None = None  # the view settings last uploaded (jitter, paths, selection)
-        self._renderer: SceneRenderer | None = None
+        self.view: NetworkView | None = None  # renderer, outline and picker (made in on_enter)
         self._filters_size = (1, 1)
         self.ctx = None
         self.embedding = EmbedView(st)
@@ -253,7 +230,7 @@ class TrainScene:
         self.app = fc.app
         self._background = Background(self.ctx)
         self._paths = PathBatch(self.ctx)
-        self._outline = PathBatch(self.ctx)
+        self.view = NetworkView(self.ctx)
         self._sample_tex = UiTexture(self.ctx, (32, 32), 3, smooth=False)
         self._filters_tex: UiTexture | None = None
         self.handle.launch()
@@ -268,11 +245,8 @@ class TrainScene:
         self.handle.close()
         if self._cores is not None:
             self._cores.release()
-        if self._renderer is not None:
-            self._renderer.release()
-            self._renderer = None
+        self.view.release()
         self._paths.release()
-        self._outline.release()
         self._background.release()
         self._sample_tex.release()
         if self._filters_tex is not None:
@@ -290,10 +264,12 @@ class TrainScene:
     # -- per frame ------------------------------------------------------------------------------------
     def gui(self) -> None:
         s = self.ui_scale
-        gui_left(self.state, self._sample_tex.ref if self.snapshot is not None else None, s)
+        io = imgui.get_io()
+        self.panels.begin_frame((io.display_size.x, io.display_size.y), s)
+        gui_left(self.state, self._sample_tex.ref if self.snapshot is not None else None, s, self.panels)
         tex = self._filters_tex.ref if self._filters_tex is not None else None
-        gui_right(self.state, tex, self._filters_size, s)
-        gui_embedding(self.state, self.embedding.textures(), s)
+        gui_right(self.state, tex, self._filters_size, s, self.panels)
+        gui_embedding(self.state, self.embedding.textures(), s, self.panels)
         self.app.show_frame_time = self.state.show_frame_time
 
     def update(self, inp: InputState, dt: float, ui_mouse: bool, ui_keyboard: bool) -> None:
@@ -315,7 +291,7 @@ class TrainScene:
 
     def upload(self) -> None:
         self.embedding.upload()
-        r = self._renderer
+        r = self.view.renderer
         if r is None:
             return
         st = self.state
@@ -340,18 +316,18 @@ class TrainScene:
         r.nodes.jitter_time = self.time
 
     def draw(self, viewport: tuple[int, int]) -> None:
+        if self._fit_reflows != self.panels.reflows and self.controller.at_home():
+            self._fit_pending = True  # resized while at the home view: frame the network anew
         if self._fit_pending and self.geometry is not None:
             self._fit_pending = False
             self._fit(viewport)
-        if self._renderer is None:
+        if self.view.renderer is None:
             self.ctx.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)
             self._background.draw(viewport)
             return
-        self._renderer.draw(self.camera, viewport, RenderSettings(colormap=self.state.colormap))
-        w, h = viewport
-        view, proj = self.camera.view_matrix(), self.camera.projection(w / max(h, 1))
-        self._paths.draw(view, proj, viewport, depth_test=True)
-        self._outline.draw(view, proj, viewport, depth_test=False)
+        self.view.draw(
+            self.camera, viewport, RenderSettings(colormap=self.state.colormap), extra=(self._paths,)
+        )
 
     # -- snapshot -> what is drawn ---------------------------------------------------------------------
     def display_values(self) -> np.ndarray:
@@ -439,23 +415,15 @@ class TrainScene:
         self._filters_tex.upload(pic)
 
     def _upload_outline(self) -> None:
+        """Frame the selected filter's conv map and its pooled map."""
         sel, g = self.state.selected, self.geometry
-        if sel is None or g is None or sel[0] >= len(g.convs):
-            self._outline.clear()
+        if sel is None or g is None or sel[0] >= len(g.convs) or sel[1] >= g.convs[sel[0]].shape[0]:
+            self.view.outline_maps([], 0.0, OUTLINE_RGBA)
             return
+        spec = g.layout.spec
         conv = g.convs[sel[0]]
-        if sel[1] >= conv.shape[0]:
-            self._outline.clear()
-            return
-        starts, ends = [], []
-        for name in (conv.name, "pool" + conv.name[len("conv") :]):
-            if name in g.centres:
-                a, b = g.outline(name, sel[1])
-                starts.append(a)
-                ends.append(b)
-        self._outline.set_segments(
-            np.concatenate(starts), np.concatenate(ends), 2.5 * self.ui_scale, OUTLINE_RGBA
-        )
+        names = [n for n in (conv.name, "pool" + conv.name[len("conv") :]) if n in g.centres]
+        self.view.outline_maps([(spec.index(n), sel[1]) for n in names], 2.5 * self.ui_scale, OUTLINE_RGBA)
 
     # -- worker ---------------------------------------------------------------------------------------
     def _send_requests(self) -> None:
@@ -497,9 +465,7 @@ class TrainScene:
         self.spec = spec
         layout = build_layout(spec, LAYOUT_STYLE)
         self.geometry = Geometry(layout)
-        if self._renderer is not None:
-            self._renderer.release()
-        self._renderer = SceneRenderer(self.ctx, layout)
+        self.view.show(layout)
         self.snapshot = None
         self._jitter_nodes = None
         self._path_widths = None
@@ -533,55 +499,28 @@ class TrainScene:
 
     # -- camera and picking -------------------------------------------------------------------------
     def _fit(self, viewport: tuple[int, int]) -> None:
-        """Fit the network between the two panel columns when they leave room, else the whole view."""
-        w, h = viewport
-        scale = w / max(self.app.ui.display_width, 1.0)  # framebuffer pixels per window unit
-        # Layer names are drawn left of their sheets: keep them clear of the (wider) Embedding window too.
-        left = (max(LEFT_WIDTH, EMBED_WIDTH) + 20 + LABEL_ROOM) * self.ui_scale * scale
-        right = (RIGHT_WIDTH + 20) * self.ui_scale * scale
-        free = w - left - right
-        if free < 0.35 * w:  # 1280 wide: 36 % between the columns
-            left = right = 0.0
-            free = w
-        self.camera.fit(*self.geometry.layout.bounds, free / max(h, 1), margin=0.04, pitch=HOME_PITCH)
-        self.camera.pan((left - right) / 2, 0.0, h)  # the content follows a drag: to the free region's centre
+        """Fit the network between the two panel columns when they leave room, else the whole view.  Layer
+        names are drawn left of their sheets: LABEL_ROOM more is kept clear on the left."""
+        scale = viewport[0] / max(self.app.ui.display_width, 1.0)  # framebuffer pixels per window unit
+        free = to_framebuffer(self.panels.free(FREE_MIN_FRACTION, reserve_left=LABEL_ROOM), (scale, scale))
+        self.controller.fit(self.geometry.layout.bounds, free, viewport, margin=0.04, pitch=HOME_PITCH)
+        self._fit_reflows = self.panels.reflows
 
     def _steer_camera(self, inp: InputState, ui_mouse: bool, ui_keyboard: bool) -> None:
-        w, h = inp.framebuffer_size
         if self.state.reset_camera or (not ui_keyboard and inp.key_pressed(glfw.KEY_F)):
             self.state.reset_camera = False
             self._fit_pending = True
-        if w <= 0 or h <= 0:
-            return
-        if inp.was_pressed(MOUSE_LEFT):
-            self._press = None if ui_mouse else inp.mouse_pos
-        if inp.was_released(MOUSE_LEFT) and self._press is not None:
-            dx, dy = inp.mouse_pos[0] - self._press[0], inp.mouse_pos[1] - self._press[1]
-            self._press = None
-            if math.hypot(dx, dy) <= CLICK_SLOP_PX:
-                self.pick(*inp.mouse_pos_fb, w, h)
-        if ui_mouse:
-            return
-        sx, sy = inp.framebuffer_scale
-        dx, dy = inp.mouse_delta[0] * sx, inp.mouse_delta[1] * sy
-        if inp.is_down(MOUSE_LEFT) and not inp.was_pressed(MOUSE_LEFT):
-            self.camera.orbit(dx, dy)
-        elif inp.is_down(MOUSE_RIGHT) and not inp.was_pressed(MOUSE_RIGHT):
-            self.camera.pan(dx, dy, h)
-        if inp.scroll[1]:
-            mx, my = inp.mouse_pos_fb
-            self.camera.zoom(inp.scroll[1], (2.0 * mx / w - 1.0, 1.0 - 2.0 * my / h), w / h)
+        w, h = inp.framebuffer_size
+        for click in self.controller.update(inp, ui_mouse):
+            self.pick(click.x_fb, click.y_fb, w, h)
 
     def pick(self, px: float, py: float, w: int, h: int) -> tuple[int, int] | None:
         """Select the filter whose conv (or pooled) map is under framebuffer pixel (px, py)."""
         if self.geometry is None:
             return None
-        origin, direction = self.camera.ray(px, py, w, h)
-        hit = self.geometry.pick(origin, direction)
-        if hit is None or not hit[0].startswith(("conv", "pool")):
-            self.state.selected = None
-            return None
-        conv = "conv" + hit[0][4:]
+        hit = self.view.pick_map(self.camera, px, py, (w, h))
+        name = self.spec.layers[hit[0]].name if hit is not None else ""
+        conv = "conv" + name[4:] if name.startswith(("conv", "pool")) else None
         names = [c.name for c in self.geometry.convs]
         if conv not in names:
             self.state.selected = None

@@ -1,0 +1,175 @@
+"""PanelLayout: where every ImGui panel goes, kept on screen, and what the panels leave free.
+
+A scene calls `begin_frame(display, scale)` once per frame before its panels, then per panel
+`place(name, anchor)` right before `imgui.begin(name)` and `keep_inside(name)` right before
+`imgui.end()`.  Anchors:
+  LEFT / RIGHT      a column at that edge, panels stacked top to bottom in call order
+  CENTER_RIGHT      the right edge, vertically centred
+  BOTTOM_LEFT / BOTTOM_RIGHT   that corner
+  BESIDE            bottom, just right of the left column (a window that refers to the network)
+Positions are applied on the first frames and again for a few frames after every change of the
+window size (so the layout reflows), otherwise only on first use (the user may move a panel).
+`keep_inside` clamps the current window into the display every frame: no panel is ever left
+off-screen, after a resize or when it grows (a panel larger than the display keeps its top-left
+corner on screen).  `free()` is the part of the display between the left and the right docked panels
+(LEFT, BOTTOM_LEFT / RIGHT, CENTER_RIGHT), measured this frame: the camera fits the network into it.
+All in window units (ImGui's display units); `to_framebuffer` scales a rectangle to pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from imgui_bundle import imgui
+
+LEFT, RIGHT, CENTER_RIGHT, BOTTOM_LEFT, BOTTOM_RIGHT, BESIDE = (
+    "left",
+    "right",
+    "center_right",
+    "bottom_left",
+    "bottom_right",
+    "beside",
+)
+_DOCK_LEFT = (LEFT, BOTTOM_LEFT)
+_DOCK_RIGHT = (RIGHT, CENTER_RIGHT)
+_PASSING = "+passing"  # marks the anchor of a panel that does not dock
+SETTLE_FRAMES = 3  # frames positions are re-applied after a change: stacked panels learn their heights
+
+
+@dataclass(frozen=True)
+class Rect:
+    x: float
+    y: float
+    w: float
+    h: float
+
+    @property
+    def right(self) -> float:
+        return self.x + self.w
+
+    @property
+    def bottom(self) -> float:
+        return self.y + self.h
+
+    def inside(self, w: float, h: float, tol: float = 0.5) -> bool:
+        return self.x >= -tol and self.y >= -tol and self.right <= w + tol and self.bottom <= h + tol
+
+
+def to_framebuffer(r: Rect, scale: tuple[float, float]) -> tuple[float, float, float, float]:
+    """(x, y, w, h) in framebuffer pixels."""
+    return (r.x * scale[0], r.y * scale[1], r.w * scale[0], r.h * scale[1])
+
+
+class PanelLayout:
+    def __init__(self, margin: float = 10.0, gap: float = 8.0) -> None:
+        self.margin = margin  # window units at scale 1, between a panel and the display's edge
+        self.gap = gap  # between stacked panels
+        self.display = (0.0, 0.0)
+        self.scale = 1.0
+        self.rects: dict[str, tuple[str, Rect]] = {}  # this frame's panels: anchor, measured rect
+        self._previous: dict[str, tuple[str, Rect]] = {}
+        self._settle = 0  # frames left that re-apply positions
+        self._next = {LEFT: 0.0, RIGHT: 0.0}
+        self.reflows = 0  # display size changes seen (tests)
+
+    def begin_frame(self, display: tuple[float, float], scale: float = 1.0) -> None:
+        display = (float(display[0]), float(display[1]))
+        if display != self.display or scale != self.scale:
+            self.reflows += 1
+            self._settle = SETTLE_FRAMES
+        else:
+            self._settle = max(self._settle - 1, 0)
+        self.display, self.scale = display, scale
+        self._previous, self.rects = self.rects, {}
+        m = self.margin * scale
+        self._next = {LEFT: m, RIGHT: m}
+
+    @property
+    def reflowing(self) -> bool:
+        """Positions are being (re)applied this frame: the first frames, and after a resize."""
+        return self._settle > 0
+
+    def place(
+        self, name: str, anchor: str, always: bool = False, appearing: bool = False, dock: bool = True
+    ) -> None:
+        """Set the next window's position for `anchor`; call right before imgui.begin(name).
+
+        `always`: every frame (panels that follow the display, like a kiosk's); `appearing`: also
+        each time the window appears (a panel that opens and closes); `dock=False`: a passing panel
+        (one that comes and goes with a selection) that does not shrink the free area."""
+        w, h = self.display
+        m = self.margin * self.scale
+        prev = self._previous.get(name)
+        height = prev[1].h if prev is not None else 0.0
+        if anchor in (LEFT, RIGHT):
+            y = self._next[anchor]
+            self._next[anchor] = y + height + self.gap * self.scale
+            pos, pivot = ((m, y), (0.0, 0.0)) if anchor == LEFT else ((w - m, y), (1.0, 0.0))
+        elif anchor == CENTER_RIGHT:
+            pos, pivot = (w - m, h / 2.0), (1.0, 0.5)
+        elif anchor == BOTTOM_LEFT:
+            pos, pivot = (m, h - m), (0.0, 1.0)
+        elif anchor == BOTTOM_RIGHT:
+            pos, pivot = (w - m, h - m), (1.0, 1.0)
+        elif anchor == BESIDE:
+            pos, pivot = (self.left_edge(previous=True) + self.gap * self.scale, h - m), (0.0, 1.0)
+        else:
+            raise ValueError(f"unknown anchor {anchor!r}")
+        if always or self.reflowing:
+            cond = imgui.Cond_.always
+        elif appearing:
+            cond = imgui.Cond_.appearing
+        else:
+            cond = imgui.Cond_.first_use_ever
+        imgui.set_next_window_pos(imgui.ImVec2(*pos), cond, imgui.ImVec2(*pivot))
+        if not dock:
+            anchor += _PASSING
+        self.rects[name] = (anchor, Rect(pos[0], pos[1], 0.0, 0.0))  # until keep_inside measures it
+
+    def max_size(self) -> tuple[float, float]:
+        """The largest panel that fits the display with its margins."""
+        m = self.margin * self.scale
+        return (max(self.display[0] - 2 * m, 50.0), max(self.display[1] - 2 * m, 50.0))
+
+    def keep_inside(self, name: str) -> Rect:
+        """Inside the current window, before imgui.end(): clamp it into the display, record its rect."""
+        pos, size = imgui.get_window_pos(), imgui.get_window_size()
+        w, h = self.display
+        x = min(max(pos.x, 0.0), max(w - size.x, 0.0))
+        y = min(max(pos.y, 0.0), max(h - size.y, 0.0))
+        if (x, y) != (pos.x, pos.y):
+            imgui.set_window_pos(imgui.ImVec2(x, y))
+        anchor = self.rects.get(name, (LEFT, None))[0]
+        r = Rect(x, y, size.x, size.y)
+        self.rects[name] = (anchor, r)
+        return r
+
+    def rect(self, name: str) -> Rect | None:
+        got = self.rects.get(name)
+        return got[1] if got is not None else None
+
+    def left_edge(self, previous: bool = False) -> float:
+        """Right edge of the left docked panels (0 when none)."""
+        rects = self._previous if previous else self.rects
+        edges = [r.right for a, r in rects.values() if a in _DOCK_LEFT and r.w > 0]
+        return max(edges, default=0.0)
+
+    def right_edge(self) -> float:
+        """Left edge of the right docked panels (the display's width when none)."""
+        edges = [r.x for a, r in self.rects.values() if a in _DOCK_RIGHT and r.w > 0]
+        return min(edges, default=self.display[0])
+
+    def free(self, min_fraction: float = 0.0, reserve_left: float = 0.0) -> Rect:
+        """The display between the left and right docked panels, `reserve_left` more window units off
+        its left (the fit's own margin keeps the network off the panels' edges); all of the display
+        when that would leave less than `min_fraction` of its width."""
+        w, h = self.display
+        if w <= 0 or h <= 0:
+            return Rect(0.0, 0.0, 0.0, 0.0)  # no panels laid out yet (or none shown): nothing known
+        left = self.left_edge()
+        right = self.right_edge()
+        x0 = left + reserve_left * self.scale if left > 0 else 0.0
+        x1 = right if right < w else w
+        if x1 - x0 < min_fraction * w or x1 <= x0:
+            return Rect(0.0, 0.0, w, h)
+        return Rect(x0, 0.0, x1 - x0, h)
