@@ -57,7 +57,7 @@ from convscope.scenes.explore.panels import (
     gui_network_panel,
 )
 from convscope.scenes.explore.robustness import RobustnessState
-from convscope.scenes.explore.state import ExploreState, Legend
+from convscope.scenes.explore.state import ExploreState, Legend, nonfinite_note
 
 INPUT_SIDE = 28
 CLICK_SLOP = 4.0  # window units a press may move and still be a click (a pick), not a drag (orbit)
@@ -213,7 +213,10 @@ class ExploreScene:
             self._seen_texture.sync(self.state.network_input, self.sent_seq)
         if self._new_result and self._renderer is not None:
             self._new_result = False
-            self._renderer.set_activations(self.display_values())
+            # NaN in the node texture means "no data yet" (grey); a NaN the network computed is shown
+            # like inf, in the colormap's colour for non-finite values.
+            values = self.display_values()
+            self._renderer.set_activations(np.where(np.isnan(values), np.float32(np.inf), values))
         self._upload_edges()
         self._upload_detail_images()
         self.embedding.upload()
@@ -369,6 +372,7 @@ class ExploreScene:
             return
         self.activations = result.activations
         self.state.probabilities = result.probabilities
+        self.state.nonfinite = nonfinite_note(self.spec, result.activations, result.probabilities)
         self._result_version += 1
         self._scale_cache.clear()
         self._node_ranges = {
