@@ -93,4 +93,5 @@ def nonfinite_note(spec, activations: np.ndarray, probabilities: np.ndarray | No
         bad.append("probabilities")
     if not bad:
         return None
-    return f"overflow in {', '.join(bad)}: inf or NaN (weights too large?), drawn cyan"
+    where = ", ".join(bad) if len(bad) <= 3 else f"{bad[0]} and {len(bad) - 1} more layers"
+    return f"overflow in {where}: inf or NaN (weights too large?), drawn cyan"
