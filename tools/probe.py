@@ -72,8 +72,8 @@ def _ns(mnt: Path, size: str, prep: str, readonly: bool, command: list[str]) -> 
         raise Skip("no unshare -rm")
     mnt.mkdir(exist_ok=True)
     ro = 'mount -o remount,ro "$M" || exit 98;' if readonly else ""
-    script = (
-        f'M="$1"; shift; mount -t tmpfs -o size={size} tmpfs "$M" || exit 99; {prep or ":"}; {ro} '
+    script = (  # newlines, not ";": a prep may end in "&"
+        f'M="$1"; shift\nmount -t tmpfs -o size={size} tmpfs "$M" || exit 99\n{prep or ":"}\n{ro}\n'
         '"$@"; rc=$?; echo "@@LS"; ls -A "$M"; exit $rc'
     )
     return ["unshare", "-rm", "sh", "-c", script, "sh", str(mnt), *command]
@@ -361,7 +361,7 @@ def cases() -> list[Case]:
                 "error: the disk is full",
                 [name],
                 old={name: b"old"},
-                tmpfs={"size": "16k"},
+                tmpfs={"size": "8k"},
             ),
             heavy=True,
         )
