@@ -10,8 +10,10 @@
               [--data-mirror URL]   (download from an offline mirror instead of torchvision's URLs)
     convscope --scene train --headless --frames N --screenshot OUT.png
 
-Every user mistake (unknown option, unreadable file, bad value) ends with one line on stderr that
-starts with "convscope: error:" and a non-zero exit status — never a traceback.
+Every user mistake (unknown option, unreadable file, bad value) and every failure while running (no
+OpenGL, the network not answering, a full disk) ends with one line on stderr that starts with
+"convscope: error:" and exit status 2, never a traceback.  Output paths are checked here, before anything
+starts (engine/files.check_output); the scenes write them through engine/files.atomic_write.
 """
 
 from __future__ import annotations

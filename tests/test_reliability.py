@@ -525,3 +525,20 @@ def test_data_dir_given_as_a_file_or_missing_is_refused_like_the_command_line(tm
     cfg = tmp_path / "c.toml"
     cfg.write_text(f"data_dir = '{f}'\n")
     one_error(convscope("--config", str(cfg)), f"data_dir: {f} is not a folder")
+
+
+def test_training_settings_are_checked_on_construction():
+    from convscope.scenes.train.state import TrainConfig
+
+    TrainConfig()  # the defaults hold
+    for bad in (
+        {"worker_timeout": float("nan")},
+        {"worker_timeout": -1.0},
+        {"publish_hz": 0.0},
+        {"max_fps": float("inf")},
+        {"ui_scale": 0.0},
+        {"dataset": "imagenet"},
+        {"embed_images": 0},
+    ):
+        with pytest.raises(ValueError, match=next(iter(bad)).split("_")[0]):
+            TrainConfig(**bad)
