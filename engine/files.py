@@ -105,10 +105,12 @@ def check_output(path: str | os.PathLike, flag: str, suffixes: Sequence[str]) ->
     os.close(fd)
     with contextlib.suppress(OSError):
         os.unlink(probe)
-    with contextlib.suppress(OSError):
+    try:
         vfs = os.statvfs(folder)
-        if vfs.f_bavail == 0 and vfs.f_blocks > 0:
-            raise OutputError(f"{flag}: cannot write {out} (the disk is full)")
+    except OSError:
+        return out  # no statistics (some network file systems): the write itself will tell
+    if vfs.f_bavail == 0 and vfs.f_blocks > 0:
+        raise OutputError(f"{flag}: cannot write {out} (the disk is full)")
     return out
 
 

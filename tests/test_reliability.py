@@ -542,3 +542,16 @@ def test_training_settings_are_checked_on_construction():
     ):
         with pytest.raises(ValueError, match=next(iter(bad)).split("_")[0]):
             TrainConfig(**bad)
+
+
+@needs_unshare
+def test_a_disk_already_full_is_refused_before_the_run(tmp_path):
+    mnt = tmp_path / "full"
+    proc, left = in_tmpfs(
+        mnt,
+        [sys.executable, "-m", "convscope.scenes.cli", "--headless", "--screenshot", f"{mnt}/shot.png"],
+        size="16k",
+        prep=_dd_fill(mnt),
+    )
+    one_error(proc, "--screenshot", "the disk is full")
+    assert left == ["filler"], left
