@@ -56,8 +56,16 @@ class Case:
     heavy: bool = False  # renders or starts a worker
     seen: str = ""
     passed: bool | None = None
+    problem: str = ""  # how what was seen differs from what was expected; "" when it matched
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+
+
+_observed = threading.local()  # what the case running in this thread saw: its exit and error line
+
+
+def observe(text: str) -> None:
+    _observed.text = " ".join(text.split())
 
 
 class Skip(Exception):
@@ -108,6 +116,12 @@ def cli(
         except subprocess.TimeoutExpired:
             return f"hang (no answer in {timeout:g} s)"
         stdout, _, listing = proc.stdout.partition("@@LS\n")
+        lines = [x for x in proc.stderr.splitlines() if x.strip()]
+        observe(
+            f"exit {proc.returncode}"
+            + (f": {lines[0]}" if lines else "")
+            + (" (+ more)" if len(lines) > 1 else "")
+        )
         left = (
             sorted(listing.split())
             if tmpfs is not None
@@ -169,6 +183,7 @@ def call(fn: Callable[[Path], object], expect_exc: str, words: str = "", timeout
         if t.is_alive():
             return f"hang (no answer in {timeout:g} s)"
         exc = box.get("exc")
+        observe(f"{type(exc).__name__}: {exc}" if exc else "returned, no exception")
         if not expect_exc:
             return f"{type(exc).__name__}: {str(exc)[:100]}" if exc else ""
         if exc is None:
@@ -816,6 +831,7 @@ def cases() -> list[Case]:
                 cmd = _ns(d / "mnt", "64k", 'printf old > "$M/ck.json"', ro, [PY, "-c", code])
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
                 out, _, listing = proc.stdout.partition("@@LS\n")
+                observe(f"exit {proc.returncode}: {out.strip()}")
                 want = "read-only file system" if ro else "the disk is full"
                 if proc.returncode != 3 or want not in out:
                     return f"exit {proc.returncode}: {(out or proc.stderr).strip()[-120:]}"
@@ -847,16 +863,21 @@ def main(argv: list[str] | None = None) -> int:
     def run(case: Case) -> Case:
         with tempfile.TemporaryDirectory(prefix="probe-") as tmp:
             t0 = time.monotonic()
+            _observed.text = ""
             try:
-                case.seen = case.run(Path(tmp))
-                case.passed = case.seen == ""
+                case.problem = case.run(Path(tmp))
+                case.passed = case.problem == ""
             except Skip as exc:
-                case.seen, case.passed = f"skipped ({exc})", None
+                case.problem, case.passed = f"skipped ({exc})", None
             except Exception as exc:  # noqa: BLE001 - a probe bug is a row too, not the end of the run
-                case.seen, case.passed = f"probe failed: {type(exc).__name__}: {exc}"[:140], False
+                case.problem, case.passed = f"probe failed: {type(exc).__name__}: {exc}"[:140], False
             case.seconds = time.monotonic() - t0
+            # Temporary folders differ per run: the table shows them as D.
+            case.seen = _observed.text.replace(os.path.realpath(tmp), "D").replace(tmp, "D")
         mark = {True: "ok  ", False: "FAIL", None: "skip"}[case.passed]
-        print(f"{mark} {case.area:13} {case.name[:60]:60} {case.seconds:5.1f} s {case.seen[:80]}", flush=True)
+        print(
+            f"{mark} {case.area:13} {case.name[:60]:60} {case.seconds:5.1f} s {case.problem[:80]}", flush=True
+        )
         return case
 
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
@@ -865,12 +886,15 @@ def main(argv: list[str] | None = None) -> int:
     n_fail = sum(c.passed is False for c in done)
     print(f"\n{len(done)} cases: {n_ok} as expected, {n_fail} not, {len(done) - n_ok - n_fail} skipped")
     if args.markdown:
-        rows = ["| # | area | case | expected | seen |", "| --- | --- | --- | --- | --- |"]
+        rows = [
+            "| # | area | case | expected | seen | as expected |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
         for i, c in enumerate(done, 1):
-            seen = "as expected" if c.passed else c.seen
-            rows.append(
-                f"| {i} | {c.area} | {c.name} | {c.expect} | {seen.replace('|', '/')} |".replace("`", "'")
-            )
+            mark = {True: "yes", False: f"**no**: {c.problem}", None: c.problem}[c.passed]
+            seen = (c.seen[:160] + "...") if len(c.seen) > 160 else c.seen
+            cells = [str(i), c.area, c.name, c.expect, seen, mark]
+            rows.append("| " + " | ".join(x.replace("|", "/").replace("`", "'") for x in cells) + " |")
         atomic_write(args.markdown, ("\n".join(rows) + "\n").encode())
     return 0 if n_fail == 0 else 1
 

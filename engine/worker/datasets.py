@@ -164,11 +164,11 @@ def _cifar_npz(data_dir: Path) -> Path | None:
                 if {"x_train", "y_train", "x_test", "y_test"} <= set(z.files):
                     return path
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-            broken = broken or (path, _reason(exc))  # another candidate may be whole
+            broken = broken or (path, type(exc).__name__)  # another candidate may be whole
     if broken is not None and not (data_dir / "cifar-10-batches-py").is_dir():
         # A file that is there but unreadable is corrupt, not absent (and no download would help).
         raise DatasetUnavailable(
-            f"{broken[0]} is corrupt (not a readable npz: {broken[1]}); replace or delete it; "
+            f"{broken[0]} is corrupt (not a readable npz file: {broken[1]}); replace or delete it; "
             f"{_cifar_hint(data_dir)}"
         )
     return None
