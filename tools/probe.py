@@ -331,27 +331,39 @@ def cases() -> list[Case]:
             "outputs",
             f"{label} /dev/full",
             f"error: {flag}|device",
-            cli([*args, "/dev/full"], "error: device", []),
+            cli([*args, "/dev/full"], f"error: {flag}|device", []),
         )
-        add("outputs", f"{label} a folder", f"error: {flag}|folder", cli([*args, "{d}"], "error: folder", []))
+        add(
+            "outputs",
+            f"{label} a folder",
+            f"error: {flag}|folder",
+            cli([*args, "{d}"], f"error: {flag}|folder", []),
+        )
         add(
             "outputs",
             f"{label} no extension",
-            f"error: {flag}|use ...{stem}.{ext}",
-            cli([*args, "{d}/" + stem], f"error: no extension|{stem}.{ext}", []),
+            f"error: {flag}|no extension|{stem}.{ext}",
+            cli([*args, "{d}/" + stem], f"error: {flag}|no extension|{stem}.{ext}", []),
         )
-        add("outputs", f"{label} x.txt", f"error: {flag}|.txt", cli([*args, "{d}/x.txt"], "error: .txt", []))
+        add(
+            "outputs",
+            f"{label} x.txt",
+            f"error: {flag}|.txt",
+            cli([*args, "{d}/x.txt"], f"error: {flag}|.txt", []),
+        )
         add(
             "outputs",
             f"{label} missing folder",
             f"error: {flag}|does not exist",
-            cli([*args, "{d}/nowhere/" + name], "error: does not exist", []),
+            cli([*args, "{d}/nowhere/" + name], f"error: {flag}|does not exist", []),
         )
         add(
             "outputs",
             f"{label} a FIFO",
             f"error: {flag}|FIFO",
-            lambda d, a=args, n=name: (_fifo(d, n), cli([*a, "{d}/" + n], "error: FIFO", [])(d))[1],
+            lambda d, a=args, n=name, f=flag: (_fifo(d, n), cli([*a, "{d}/" + n], f"error: {f}|FIFO", [])(d))[
+                1
+            ],
         )
         add(
             "outputs",
@@ -359,7 +371,7 @@ def cases() -> list[Case]:
             f"error: {flag}|read-only file system",
             cli(
                 [*args, "{m}/" + name],
-                "error: read-only file system",
+                f"error: {flag}|read-only file system",
                 [name],
                 old={name: b"old"},
                 tmpfs={"ro": True},
@@ -370,10 +382,10 @@ def cases() -> list[Case]:
         add(
             "outputs",
             f"{label} full disk, old file kept",
-            f"error: {flag}|the disk is full",
+            f"error: the disk is full|{name}",
             cli(
                 [*args, "{m}/" + name],
-                "error: the disk is full",
+                f"error: the disk is full|{name}",
                 [name],
                 old={name: b"old"},
                 tmpfs={"size": "8k"},
@@ -733,19 +745,19 @@ def cases() -> list[Case]:
     add(
         "data",
         "--scene train --data-dir a file",
-        "error: --data-dir",
+        "error: --data-dir|is not a folder",
         lambda d: (
             (d / "f").write_text("x"),
-            cli(["--scene", "train", "--data-dir", "{d}/f"], "error: is not a folder", None)(d),
+            cli(["--scene", "train", "--data-dir", "{d}/f"], "error: --data-dir|is not a folder", None)(d),
         )[1],
     )
     add(
         "data",
         "--data-dir a file (explorer)",
-        "error: --data-dir",
+        "error: --data-dir|is not a folder",
         lambda d: (
             (d / "f").write_text("x"),
-            cli(["--data-dir", "{d}/f"], "error: is not a folder", None)(d),
+            cli(["--data-dir", "{d}/f"], "error: --data-dir|is not a folder", None)(d),
         )[1],
     )
 
