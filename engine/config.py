@@ -11,6 +11,13 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from convscope.engine.files import read_regular
+
+MAX_CONFIG_BYTES = 1 << 20  # a settings file of a megabyte is not one
+
+
+MAX_WORKER_TIMEOUT_S = 3600.0  # an hour: a worker that needs longer to start is stuck, not slow
+
 
 class ConfigError(ValueError):
     """A config file or value is unreadable or invalid; the message names the file and key."""
@@ -48,6 +55,18 @@ class AppConfig:
             raise ConfigError(f"pad_size: {self.pad_size} is outside 112..2048")
         if not 1.0 <= self.brush <= self.pad_size / 4:
             raise ConfigError(f"brush: {self.brush} is outside 1..{self.pad_size / 4}")
+        # nan fails every comparison: written this way round, it is refused like any value out of range.
+        if not 1.0 <= self.worker_timeout <= MAX_WORKER_TIMEOUT_S:
+            raise ConfigError(
+                f"worker_timeout: {self.worker_timeout} is outside 1..{MAX_WORKER_TIMEOUT_S:g} s"
+            )
+        for name, path in self.weights.items():
+            if name not in ("lenet", "mlp"):
+                raise ConfigError(f"weights: {name!r} is not one of 'lenet', 'mlp'")
+            if not Path(path).is_file():  # also refuses a FIFO or a device: the worker would block on it
+                raise ConfigError(f"weights: cannot read {path} (for {name})")
+        if self.data_dir and not Path(self.data_dir).is_dir():
+            raise ConfigError(f"data_dir: {self.data_dir} is not a folder")
         return self
 
 
@@ -76,9 +95,10 @@ def load_config(path: str | Path | None = None, **overrides) -> AppConfig:
     if path is not None:
         path = Path(path)
         try:
-            values = tomllib.loads(path.read_text(encoding="utf-8"))
+            # A regular file only, read with a timeout: `--config` on a FIFO must not hang the start.
+            values = tomllib.loads(read_regular(path, limit=MAX_CONFIG_BYTES).decode("utf-8"))
         except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+            raise ConfigError(f"cannot read config file: {exc}") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -22,11 +22,12 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import tempfile
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from convscope.engine.files import atomic_write, read_regular, reason
 from convscope.models.revacnn import Arch, RevaCNN
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
@@ -42,6 +43,7 @@ STATE_KEYS: dict[str, frozenset[str]] = {
     "adadelta": frozenset({"step", "square_avg", "acc_delta"}),
 }
 SCALAR_KEYS = frozenset({"step"})
+MAX_MANIFEST_BYTES = 1 << 20  # a manifest is a few kB; a bigger "manifest" is some other file
 
 
 class CheckpointError(Exception):
@@ -124,25 +126,26 @@ def load_optimizer_state_by_name(
 
 # -- save ------------------------------------------------------------------------------------------
 def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; checkpoints are meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, data)  # OutputError (an OSError): "cannot write PATH (the disk is full)"
 
 
 def _previous_weights(manifest: Path) -> Path | None:
     try:
-        name = json.loads(manifest.read_text())["weights_file"]
+        name = json.loads(read_regular(manifest, limit=MAX_MANIFEST_BYTES))["weights_file"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return manifest.parent / name if isinstance(name, str) and Path(name).name == name else None
+
+
+def _refuse_special(path: Path) -> None:
+    """A FIFO, device, socket or folder where a checkpoint file should go: one clear error, before
+    anything is opened (opening a FIFO blocks until someone writes to it)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(f"checkpoint {path} is not a regular file (a folder, FIFO, device or socket)")
 
 
 def save_checkpoint(
@@ -154,7 +157,13 @@ def save_checkpoint(
 ) -> Path:
     """Write model, optimizer state, `meta` (JSON) and `extra` tensors atomically; return the manifest."""
     manifest = manifest_path(path)
-    manifest.parent.mkdir(parents=True, exist_ok=True)
+    _refuse_special(manifest)
+    try:
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CheckpointError(
+            f"checkpoint: cannot make the folder {manifest.parent} ({reason(exc)})"
+        ) from None
     tensors = {
         f"model/{k}": v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()
     }
@@ -200,11 +209,13 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Read and validate a checkpoint; raises CheckpointError and changes nothing on any problem."""
     manifest = manifest_path(path)
     where = str(manifest)
+    if not manifest.exists():
+        raise CheckpointError(f"checkpoint {where} not found")
     try:
-        doc = json.loads(manifest.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {where} not found") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        doc = json.loads(read_regular(manifest, limit=MAX_MANIFEST_BYTES))  # a FIFO is refused, not waited on
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint: {exc}") from None
+    except (UnicodeDecodeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {where} is not readable JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise CheckpointError(f"{where} is not a convscope checkpoint (no format {FORMAT!r})")
@@ -228,11 +239,9 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         )
     wpath = manifest.parent / wname
     try:
-        blob = wpath.read_bytes()
+        blob = read_regular(wpath)
     except OSError as exc:
-        raise CheckpointError(
-            f"{where}: its tensor file {wpath} is unreadable ({exc.strerror or exc})"
-        ) from None
+        raise CheckpointError(f"{where}: its tensor file is unreadable ({exc})") from None
     if hashlib.sha256(blob).hexdigest() != doc.get("weights_sha256"):
         raise CheckpointError(
             f"{where}: tensor file {wpath} is corrupt (its sha256 differs from the manifest's)"

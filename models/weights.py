@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
+from convscope.engine.files import atomic_write
 from convscope.models.nets import build
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 MODELS_DIR = Path(__file__).resolve().parent
@@ -40,8 +40,9 @@ def load_model(name: str, path: str | os.PathLike | None = None) -> nn.Module:
     """Build model `name` and load its weights from `path` (default: the shipped file), in eval mode."""
     model = build(name)
     path = Path(path) if path is not None else default_path(name)
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} not found; {_retrain_hint(name)}")
+    if not path.is_file():  # also a FIFO or a device, which safetensors would block on or read forever
+        what = "is not a regular file" if path.exists() else "not found"
+        raise WeightsError(f"weights file {path} {what}; {_retrain_hint(name)}")
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
@@ -74,17 +75,6 @@ def save_model(model: nn.Module, path: str | os.PathLike, card: dict | None = No
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; weights are meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, save(state))
     if card is not None:
-        cpath = card_path(path)
-        ctmp = cpath.with_suffix(".json.tmp")
-        ctmp.write_text(json.dumps(card, indent=2) + "\n")
-        os.replace(ctmp, cpath)
+        atomic_write(card_path(path), (json.dumps(card, indent=2) + "\n").encode())

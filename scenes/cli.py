@@ -10,8 +10,10 @@
               [--data-mirror URL]   (download from an offline mirror instead of torchvision's URLs)
     convscope --scene train --headless --frames N --screenshot OUT.png
 
-Every user mistake (unknown option, unreadable file, bad value) ends with one line on stderr that
-starts with "convscope: error:" and a non-zero exit status — never a traceback.
+Every user mistake (unknown option, unreadable file, bad value) and every failure while running (no
+OpenGL, the network not answering, a full disk) ends with one line on stderr that starts with
+"convscope: error:" and exit status 2, never a traceback.  Output paths are checked here, before anything
+starts (engine/files.check_output); the scenes write them through engine/files.atomic_write.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import argparse
 import sys
 from pathlib import Path
 
-EXIT_USAGE = 2
-EXIT_FAILURE = 1
+EXIT_USAGE = 2  # every failure the user sees: a mistake on the command line or one found while running
+MAX_SOAK_MINUTES = 7 * 24 * 60  # a week: longer is a typo, and the report holds a bucket per minute
+MAX_FRAMES = 10_000_000  # about two days at 60 frames/s
 
 
 class UsageError(Exception):
@@ -84,14 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _check_output(path: str | None, flag: str) -> Path | None:
+def _check_output(path: str | None, flag: str, suffixes: tuple[str, ...]) -> Path | None:
+    """Every output is tested before the run starts: a long run never ends in a write that cannot work."""
+    from convscope.engine.files import OutputError, check_output
+
     if path is None:
         return None
-    out = Path(path)
-    parent = out.resolve().parent
-    if not parent.is_dir():
-        raise UsageError(f"{flag}: folder {parent} does not exist")
-    return out
+    try:
+        return check_output(path, flag, suffixes)
+    except OutputError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _check_kiosk_options(opts) -> None:
@@ -106,8 +111,10 @@ def _check_kiosk_options(opts) -> None:
         return
     if getattr(opts, "scene", "explore") != "explore":
         raise UsageError("--kiosk shows the explorer; it takes no --scene")
-    if opts.soak is not None and not opts.soak > 0:
-        raise UsageError(f"--soak must be more than 0 minutes, got {opts.soak:g}")
+    if opts.soak is not None and not 0 < opts.soak <= MAX_SOAK_MINUTES:
+        raise UsageError(
+            f"--soak must be more than 0 and at most {MAX_SOAK_MINUTES} minutes, got {opts.soak:g}"
+        )
     if (opts.soak is None) != (opts.report is None):
         raise UsageError("--soak MINUTES and --report OUT.json go together")
     if opts.input or opts.dump_activations:
@@ -159,18 +166,19 @@ def _mirror_url(value: str) -> str:
 def parse(argv: list[str] | None = None):
     """Parse and check the command line; returns (options, AppConfig, initial drawing or None)."""
     from convscope.engine.config import ConfigError, load_config
+    from convscope.engine.files import DUMP_SUFFIXES, IMAGE_SUFFIXES, JSON_SUFFIXES
     from convscope.scenes.explore.preprocess import InputImageError, image_file_to_input
 
     opts = build_parser().parse_args(argv)
-    if opts.frames is not None and opts.frames < 1:
-        raise UsageError(f"--frames must be at least 1, got {opts.frames}")
+    if opts.frames is not None and not 1 <= opts.frames <= MAX_FRAMES:
+        raise UsageError(f"--frames must be 1 to {MAX_FRAMES}, got {opts.frames}")
     _check_kiosk_options(opts)
     _check_train_options(opts)
     if opts.headless and not opts.screenshot and not opts.dump_activations and opts.soak is None:
         raise UsageError("--headless needs --screenshot OUT.png and/or --dump-activations OUT.npz")
-    opts.screenshot = _check_output(opts.screenshot, "--screenshot")
-    opts.dump_activations = _check_output(opts.dump_activations, "--dump-activations")
-    opts.report = _check_output(opts.report, "--report")
+    opts.screenshot = _check_output(opts.screenshot, "--screenshot", IMAGE_SUFFIXES)
+    opts.dump_activations = _check_output(opts.dump_activations, "--dump-activations", DUMP_SUFFIXES)
+    opts.report = _check_output(opts.report, "--report", JSON_SUFFIXES)
     weights = None
     if opts.weights:
         if not Path(opts.weights).is_file():
@@ -217,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"convscope: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from convscope.engine.files import OutputError
     from convscope.scenes.explore.run import AppError, run_headless, run_window
 
     try:
@@ -233,9 +242,9 @@ def main(argv: list[str] | None = None) -> int:
             run_headless(cfg, opts, drawing)
         else:
             run_window(cfg, opts, drawing)
-    except AppError as exc:
+    except (AppError, OutputError) as exc:
         print(f"convscope: error: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     return 0

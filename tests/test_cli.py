@@ -132,7 +132,7 @@ def test_corrupt_weights_give_a_clear_error_naming_the_file(tmp_path):
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(b"\x00" * 64)
     proc = convscope("--headless", "--screenshot", str(tmp_path / "x.png"), "--weights", str(bad))
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     line = one_error_line(proc)
     assert "broken.safetensors" in line and "tools/train.py" in line
 
@@ -142,7 +142,7 @@ def test_mismatched_weights_give_a_clear_error(tmp_path):
     proc = convscope(
         "--headless", "--screenshot", str(tmp_path / "x.png"), "--model", "lenet", "--weights", str(mlp)
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     line = one_error_line(proc)
     assert "mlp.safetensors" in line and "does not fit" in line
 

@@ -358,3 +358,37 @@ def test_train_scene_draws_the_download_progress_bar(tmp_path):
         assert 2.9 < ratio < 3.8, ratio
     finally:
         app.close()
+
+
+def test_an_mnist_file_cut_short_is_fetched_again(server, tmp_path, monkeypatch):
+    """A .gz left truncated by an earlier copy or downloader: its md5 is wrong, so it is downloaded again and
+    replaced whole; without download the error says that deleting it fetches it again."""
+    rng = np.random.default_rng(9)
+    parts = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (12, 28, 28)),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, 12),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (6, 28, 28)),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, 6),
+    }
+    sources, bodies = [], {}
+    for name, arr in parts.items():
+        body = gzip.compress(idx_images(arr) if arr.ndim == 3 else idx_labels(arr), mtime=0)
+        server.files[f"/cut/{name}.gz"] = bodies[name] = body
+        sources.append((f"{name}.gz", md5(body)))
+    monkeypatch.setattr(
+        datasets, "mnist_sources", lambda mirror: [(n, m, [f"{mirror}{n}"]) for n, m in sources]
+    )
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name, body in bodies.items():
+        (raw / f"{name}.gz").write_bytes(body)
+    cut = raw / "train-images-idx3-ubyte.gz"
+    cut.write_bytes(bodies["train-images-idx3-ubyte"][:100])
+    with pytest.raises(datasets.DatasetUnavailable, match="delete it and it is downloaded again"):
+        datasets.load_mnist(tmp_path, download=False)
+    server.requests.clear()
+    ds = datasets.load_mnist(tmp_path, mirror=f"{server.url}/cut/")
+    assert server.requests == ["/cut/train-images-idx3-ubyte.gz"], server.requests
+    assert cut.read_bytes() == bodies["train-images-idx3-ubyte"]
+    assert np.array_equal(ds.x_train[:, 0, 2:30, 2:30].numpy(), parts["train-images-idx3-ubyte"])
+    assert not list(raw.glob("*.part"))

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from convscope.engine.files import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -229,7 +230,7 @@ def main() -> None:
         print(f"== {name}", flush=True)
         results[name] = run_section(name, args.quick, args.skip_big, args.data_dir)
         if args.json:  # keep what is done even if a later section fails
-            Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+            atomic_write(args.json, (json.dumps(results, indent=2) + "\n").encode())  # whole or not at all
     print(f"GL: {results['gl_renderer']}\nCPU: {results['cpu']}")
 
 

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from convscope.engine.files import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -340,7 +341,7 @@ def main() -> None:
     results = bench_all(args.quick, args.sklearn_20k)
     print(format_embed(results))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        atomic_write(args.json, (json.dumps(results, indent=2) + "\n").encode())  # whole or not at all
 
 
 if __name__ == "__main__":

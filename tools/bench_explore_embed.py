@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from convscope.engine.files import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     r = bench_explore_images(args.data_dir, args.images, args.layer)
     print(format_results(r))
     if args.json:
-        Path(args.json).write_text(json.dumps(r, indent=2) + "\n")
+        atomic_write(args.json, (json.dumps(r, indent=2) + "\n").encode())  # whole or not at all
     return 0
 
 

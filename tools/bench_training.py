@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from convscope.engine.files import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -281,9 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     if rows:
         print(format_results(None, rows))
     if args.json:
-        Path(args.json).write_text(
-            json.dumps({"frame_times": frames, "throughput": rows, "cpus": os.cpu_count()}, indent=2)
-        )
+        doc = {"frame_times": frames, "throughput": rows, "cpus": os.cpu_count()}
+        atomic_write(args.json, (json.dumps(doc, indent=2) + "\n").encode())  # whole or not at all
     return 0
 
 

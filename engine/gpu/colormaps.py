@@ -60,6 +60,9 @@ TABLES: dict[str, np.ndarray] = {
     "grayscale": np.array(_GRAYSCALE, dtype=np.float32),
 }
 NAMES: tuple[str, ...] = tuple(TABLES)  # order = the int the shaders select by
+# What every map gives for t = inf or NaN (an activation that overflowed): pure cyan, which none of the
+# maps reaches (viridis' teal is the nearest, 0.5 away), so broken nodes never pass for a real value.
+NONFINITE = (0.0, 1.0, 1.0)
 
 
 def index(name: str) -> int:
@@ -72,13 +75,16 @@ def index(name: str) -> int:
 
 def sample(name: str, t: float | np.ndarray) -> np.ndarray:
     """Colours of `name` at t (clamped to [0, 1]): shape t.shape + (3,), floats in [0, 1], exactly
-    what the shaders compute."""
+    what the shaders compute (NONFINITE where t is inf or NaN)."""
     table = TABLES[NAMES[index(name)]]
-    t = np.clip(np.asarray(t, dtype=np.float64), 0.0, 1.0)
+    t = np.asarray(t, dtype=np.float64)
+    finite = np.isfinite(t)
+    t = np.clip(np.where(finite, t, 0.0), 0.0, 1.0)
     x = t * (len(table) - 1)
     i = np.minimum(x.astype(np.int64), len(table) - 2)
     f = (x - i)[..., None]
-    return (table[i] * (1.0 - f) + table[i + 1] * f).astype(np.float32)
+    rgb = table[i] * (1.0 - f) + table[i + 1] * f
+    return np.where(finite[..., None], rgb, np.asarray(NONFINITE)).astype(np.float32)
 
 
 def glsl_block() -> str:
@@ -92,5 +98,6 @@ def glsl_block() -> str:
         f"const int CMAP_OFFSET[{len(offsets)}] = int[{len(offsets)}]({', '.join(map(str, offsets))});",
         f"const vec3 CMAP_COLORS[{len(colors)}] = vec3[{len(colors)}](\n    {vecs}\n);",
     ]
+    lines.append("const vec3 CMAP_NONFINITE = vec3({:.6f}, {:.6f}, {:.6f});".format(*NONFINITE))
     lines += [f"#define CMAP_{name.upper()} {i}" for i, name in enumerate(NAMES)]
     return "\n".join(lines) + "\n"

@@ -14,7 +14,8 @@ def layer_ranges(spec: NetSpec, acts: np.ndarray, mode: str = "layer") -> np.nda
     """(L, 2) float32 [lo, hi] per layer of `spec` from the flat activations `acts` (N,).
 
     mode "layer": each layer spans its own min..max; "global": every layer gets the network's
-    min..max.  NaNs are ignored; a constant layer gets hi = lo + 1, so it shows the low colour.
+    min..max.  NaN and inf are ignored (the shader gives them colormaps.NONFINITE, and one inf must not
+    flatten the rest of its layer); a constant layer gets hi = lo + 1, so it shows the low colour.
     """
     if mode not in ("layer", "global"):
         raise ValueError(f"unknown normalisation mode {mode!r} (expected 'layer' or 'global')")
@@ -26,6 +27,7 @@ def all_ranges(spec: NetSpec, acts: np.ndarray) -> dict[str, np.ndarray]:
     acts = np.asarray(acts, dtype=np.float32).reshape(-1)
     if len(acts) != spec.total_nodes:
         raise ValueError(f"{len(acts)} activations for {spec.total_nodes} nodes of {spec.model}")
+    acts = np.where(np.isfinite(acts), acts, np.float32(np.nan))  # fmin / fmax skip NaN
     starts = np.array([layer.start for layer in spec.layers])
     lo = np.fmin.reduceat(acts, starts)
     hi = np.fmax.reduceat(acts, starts)

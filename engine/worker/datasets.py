@@ -35,9 +35,12 @@ Torch-side only (the worker process and the tools); the render process never imp
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import shutil
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +155,7 @@ def _cifar_npz(data_dir: Path) -> Path | None:
     for folder in (data_dir, data_dir / "cifar10"):
         if folder.is_dir():
             candidates += sorted(folder.glob("*cifar*.npz"))
+    broken: tuple[Path, str] | None = None
     for path in dict.fromkeys(candidates):  # ordered, without repeats
         if not path.is_file():
             continue
@@ -159,8 +163,14 @@ def _cifar_npz(data_dir: Path) -> Path | None:
             with np.load(path, allow_pickle=False) as z:
                 if {"x_train", "y_train", "x_test", "y_test"} <= set(z.files):
                     return path
-        except (OSError, ValueError):
-            continue  # not a readable npz: another candidate may be
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            broken = broken or (path, type(exc).__name__)  # another candidate may be whole
+    if broken is not None and not (data_dir / "cifar-10-batches-py").is_dir():
+        # A file that is there but unreadable is corrupt, not absent (and no download would help).
+        raise DatasetUnavailable(
+            f"{broken[0]} is corrupt (not a readable npz file: {broken[1]}); replace or delete it; "
+            f"{_cifar_hint(data_dir)}"
+        )
     return None
 
 
@@ -190,7 +200,7 @@ def _load_cifar_npz(path: Path) -> Dataset:
             names = tuple(str(s) for s in z["label_names"]) if "label_names" in z.files else CIFAR_CLASSES
     except DatasetUnavailable:
         raise
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise DatasetUnavailable(f"{path} is not a readable npz ({exc})") from None
     if len(names) != 10:
         names = CIFAR_CLASSES
@@ -273,7 +283,8 @@ def load_cifar10(
         test = CIFAR10(root=str(data_dir), train=False, download=False)
     except Exception as exc:  # noqa: BLE001 - torchvision raises RuntimeError, OSError, pickle errors, ...
         raise DatasetUnavailable(
-            f"CIFAR-10 in {data_dir} is corrupt or incomplete ({_reason(exc)}); {_cifar_hint(data_dir)}"
+            f"CIFAR-10 in {data_dir} is corrupt or incomplete ({_reason(exc)}); delete {folder} and it is "
+            f"downloaded again, or {_cifar_hint(data_dir)}"
         ) from None
 
     def split(ds) -> tuple[torch.Tensor, torch.Tensor]:
@@ -336,13 +347,61 @@ def _read_idx(raw: Path, name: str) -> np.ndarray:
     try:
         data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DatasetUnavailable(f"{path} is unreadable ({_reason(exc)})") from None
+        raise DatasetUnavailable(
+            f"{path} is unreadable ({_reason(exc)}); delete it and it is downloaded again"
+        ) from None
     magic, n = int.from_bytes(data[0:4], "big"), int.from_bytes(data[4:8], "big")
     if magic == 2051 and len(data) == 16 + n * 28 * 28:
         return np.frombuffer(data, np.uint8, offset=16).reshape(n, 28, 28)
     if magic == 2049 and len(data) == 8 + n:
         return np.frombuffer(data, np.uint8, offset=8)
-    raise DatasetUnavailable(f"{path} is not a whole MNIST IDX file (magic {magic}, {len(data)} bytes)")
+    raise DatasetUnavailable(
+        f"{path} is not a whole MNIST IDX file (magic {magic}, {len(data)} bytes); delete it and it is "
+        "downloaded again"
+    )
+
+
+def _read_mnist(raw: Path, channels: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    splits = []
+    for train in (True, False):
+        x = _read_idx(raw, MNIST_FILES[train][0])
+        y = _read_idx(raw, MNIST_FILES[train][1])
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise DatasetUnavailable(f"MNIST in {raw}: {len(x)} images but {len(y)} labels")
+        images = F.pad(torch.from_numpy(x.copy()), (2, 2, 2, 2)).unsqueeze(1)
+        splits.append(
+            (images.expand(-1, channels, -1, -1).contiguous(), torch.from_numpy(y.astype(np.int64)))
+        )
+    return splits
+
+
+def _refetch_broken_mnist(
+    data_dir: Path, progress: Progress, mirror: str | None, cancel: Callable[[], bool] | None
+) -> bool:
+    """Download again every MNIST .gz whose md5 is wrong (it replaces the broken file only when whole);
+    True if any was fetched.  A failed download keeps the reason of the broken file's error."""
+    from convscope.engine.worker.download import DownloadError
+
+    raw = _mnist_raw(data_dir)
+    fetched = False
+    for name, md5, urls in mnist_sources(mirror):
+        path = raw / name
+        if not path.is_file() or _md5(path) == md5:
+            continue
+        try:
+            _fetch(f"Downloading MNIST again ({name} was incomplete)", urls, path, md5, progress, cancel)
+        except DownloadError:
+            return False
+        fetched = True
+    return fetched
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def load_mnist(
@@ -365,16 +424,13 @@ def load_mnist(
         _download_mnist(data_dir, progress, mirror, cancel, hint)
     progress("Loading MNIST", None, None)
     raw = _mnist_raw(data_dir)
-    splits = []
-    for train in (True, False):
-        x = _read_idx(raw, MNIST_FILES[train][0])
-        y = _read_idx(raw, MNIST_FILES[train][1])
-        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-            raise DatasetUnavailable(f"MNIST in {raw}: {len(x)} images but {len(y)} labels")
-        images = F.pad(torch.from_numpy(x.copy()), (2, 2, 2, 2)).unsqueeze(1)
-        splits.append(
-            (images.expand(-1, channels, -1, -1).contiguous(), torch.from_numpy(y.astype(np.int64)))
-        )
+    try:
+        splits = _read_mnist(raw, channels)
+    except DatasetUnavailable:
+        # A file cut short (an interrupted copy, an old downloader) is fetched again when its md5 is wrong.
+        if not download or not _refetch_broken_mnist(data_dir, progress, mirror, cancel):
+            raise
+        splits = _read_mnist(raw, channels)
     (xt, yt), (xv, yv) = splits
     return Dataset("mnist", xt, yt, xv, yv, DIGIT_CLASSES, source=str(raw))
 

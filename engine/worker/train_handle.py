@@ -193,7 +193,7 @@ class TrainHandle(ImagesJobs):
         self.error = (
             f"the training process died (exit code {code}); restarted it from the seed"
             + (f" ({reason})" if reason else "")
-            + " — load a checkpoint to continue from saved weights"
+            + "; load a checkpoint to continue from saved weights"
         )
         self._spawn()
         return True

@@ -54,7 +54,11 @@ def gui_draw_panel(
     imgui.spacing()
     imgui.text("top guesses")
     guesses = state.top_guesses(3)
-    if not guesses:
+    if not guesses and state.nonfinite:
+        imgui.push_text_wrap_pos(imgui.get_cursor_pos_x() + 112 * scale)
+        imgui.text_colored(_ERROR_RGBA, state.nonfinite)
+        imgui.pop_text_wrap_pos()
+    elif not guesses:
         imgui.text_colored(_DIM_RGBA, "waiting for the network...")
     for rank, (label, p) in enumerate(guesses):
         bar = f"{label}   {100.0 * p:5.1f} %"

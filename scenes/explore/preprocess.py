@@ -14,12 +14,17 @@ numpy and Pillow only.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 INPUT_SIZE = 28  # the network's input edge
+# A drawing needs 28x28 pixels; a phone photo of one is ~12 Mpx.  Bigger files are refused before their
+# pixels are decoded (a 10000x10000 PNG would take 100 MB to 400 MB of memory for nothing).
+MAX_INPUT_SIDE = 5000
+MAX_INPUT_PIXELS = MAX_INPUT_SIDE * MAX_INPUT_SIDE
 _MAX_WORK_SIDE = 1024  # bigger files are first box-reduced (exact area averages) to about this
 
 
@@ -119,7 +124,19 @@ def image_file_to_input(path: str | Path) -> np.ndarray:
     """Read an image file as the network's (28, 28) float32 input; InputImageError if unreadable."""
     path = Path(path)
     try:
-        with Image.open(path) as img:
+        if path.exists() and not path.is_dir() and not path.is_file():
+            # A FIFO would block Image.open, a device would be read forever.
+            raise InputImageError(f"cannot read image {path}: not a regular file")
+        with warnings.catch_warnings():
+            # Pillow warns about big images on stderr; the size is checked here instead, in one line.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
+            if img.width * img.height > MAX_INPUT_PIXELS:
+                raise InputImageError(
+                    f"cannot read image {path}: it is {img.width}x{img.height} pixels; the largest taken is "
+                    f"{MAX_INPUT_PIXELS // 1_000_000} megapixels (e.g. {MAX_INPUT_SIDE}x{MAX_INPUT_SIDE})"
+                )
             img.load()
             if img.width < 1 or img.height < 1:
                 raise InputImageError(f"cannot read image {path}: it is empty")
@@ -132,8 +149,12 @@ def image_file_to_input(path: str | Path) -> np.ndarray:
         raise InputImageError(f"cannot read image {path}: it is a folder") from None
     except PermissionError:
         raise InputImageError(f"cannot read image {path}: permission denied") from None
+    except Image.DecompressionBombError:  # so big that Pillow refuses to open it at all
+        raise InputImageError(
+            f"cannot read image {path}: it is over {MAX_INPUT_PIXELS // 1_000_000} megapixels, the most taken"
+        ) from None
     except UnidentifiedImageError:
         raise InputImageError(f"cannot read image {path}: not an image format Pillow knows") from None
-    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
+    except (OSError, ValueError, SyntaxError) as exc:
         # Truncated or corrupt data, unsupported modes, absurd sizes.
         raise InputImageError(f"cannot read image {path}: {exc}") from None

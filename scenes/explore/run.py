@@ -7,12 +7,14 @@ worker has answered the starting drawing, so a screenshot always shows a real re
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from convscope.engine.app import App
 from convscope.engine.config import AppConfig
+from convscope.engine.files import atomic_write
 from convscope.engine.gpu.context import GLVersionError, create_headless
 from convscope.engine.ui.backend import UiConfig
 from convscope.scenes.explore.scene import ExploreScene
@@ -37,21 +39,41 @@ def wait_until_ready(app: App, scene: ExploreScene, timeout: float) -> None:
 
 def save_outputs(app: App, scene: ExploreScene, screenshot: Path | None, dump: Path | None) -> None:
     if screenshot is not None:
-        Image.fromarray(app.read_pixels()).save(screenshot)
+        write_screenshot(app.read_pixels(), screenshot)
     if dump is not None:
         write_activations(scene, dump)
 
 
+def write_screenshot(pixels: np.ndarray, path: str | Path) -> None:
+    """The frame as PNG or JPEG (by the extension scenes/cli.py checked), written whole or not at all."""
+    path = Path(path)
+    fmt = "JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG"
+    atomic_write(path, lambda f: Image.fromarray(pixels).save(f, format=fmt))
+
+
+def nonfinite_layers(arrays: dict[str, np.ndarray]) -> list[str]:
+    """Names of the arrays holding inf or NaN (weights too large for float32 overflow into them)."""
+    return [name for name, a in arrays.items() if a is not None and not np.all(np.isfinite(a))]
+
+
 def write_activations(scene: ExploreScene, path: Path) -> None:
     """One array per layer, shaped and named as in the spec, plus `probabilities`; the layer
-    named "input" is the network input."""
+    named "input" is the network input.  Non-finite values are written as they came, listed in the
+    array `nonfinite` (names; empty when all is finite) and in one warning line on stderr."""
     if scene.activations is None:
         raise AppError("no activations to write: the network has not answered")
     arrays = {x.name: scene.activations[x.start : x.stop].reshape(x.shape) for x in scene.spec.layers}
     arrays["probabilities"] = scene.state.probabilities
     if "input" not in arrays:
         arrays["input"] = scene.state.network_input
-    np.savez(path, **arrays)
+    bad = nonfinite_layers(arrays)
+    arrays["nonfinite"] = np.array(bad, dtype=str)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+    if bad:
+        print(
+            f"convscope: warning: {path}: {', '.join(bad)} hold inf or NaN (the weights overflow float32)",
+            file=sys.stderr,
+        )
 
 
 def run_headless(cfg: AppConfig, opts, drawing: np.ndarray | None) -> None:

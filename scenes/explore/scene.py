@@ -61,7 +61,7 @@ from convscope.scenes.explore.panels import (
 )
 from convscope.scenes.explore.parts import Experiments, Interaction, NetworkData, PadPart, Startup
 from convscope.scenes.explore.robustness import RobustnessState
-from convscope.scenes.explore.state import ExploreState, Legend
+from convscope.scenes.explore.state import ExploreState, Legend, nonfinite_note
 from imgui_bundle import imgui
 
 INPUT_SIDE = 28
@@ -239,7 +239,10 @@ class ExploreScene:
             self.pads.seen.sync(self.state.network_input, self.sent_seq)
         if self.net.new_result and self.view.renderer is not None:
             self.net.new_result = False
-            self.view.renderer.set_activations(self.display_values())
+            # NaN in the node texture means "no data yet" (grey); a NaN the network computed is shown
+            # like inf, in the colormap's colour for non-finite values.
+            values = self.display_values()
+            self.view.renderer.set_activations(np.where(np.isnan(values), np.float32(np.inf), values))
         self._upload_edges()
         self.details.upload(self.ctx)
         self.embedding.upload()
@@ -386,6 +389,7 @@ class ExploreScene:
             return
         self.net.activations = result.activations
         self.state.probabilities = result.probabilities
+        self.state.nonfinite = nonfinite_note(self.spec, result.activations, result.probabilities)
         self.net.result_version += 1
         self.net.scale_cache.clear()
         self.net.node_ranges = {

@@ -54,6 +54,7 @@ class ExploreState:
     classes: tuple[str, ...] = tuple(str(i) for i in range(10))
     status: str = "starting the network..."  # one line for the status panel
     error: str | None = None  # worker / weights problem shown in red; None when all is well
+    nonfinite: str | None = None  # the newest result holds inf / NaN: says where, in place of the guesses
     worker_restarts: int = 0
     latency_ms: float | None = None  # input -> activations of the newest result
     frame_ms: float = 0.0  # smoothed frame time for the overlay
@@ -82,3 +83,15 @@ class ExploreState:
             return []
         order = np.argsort(-self.probabilities)[:k]
         return [(self.classes[i], float(self.probabilities[i])) for i in order]
+
+
+def nonfinite_note(spec, activations: np.ndarray, probabilities: np.ndarray | None) -> str | None:
+    """One line naming the layers whose activations are inf or NaN (weights too large for float32
+    overflow into them), or None when every number is finite."""
+    bad = [x.name for x in spec.layers if not np.all(np.isfinite(activations[x.start : x.stop]))]
+    if probabilities is not None and not np.all(np.isfinite(probabilities)):
+        bad.append("probabilities")
+    if not bad:
+        return None
+    where = ", ".join(bad) if len(bad) <= 3 else f"{bad[0]} and {len(bad) - 1} more layers"
+    return f"overflow in {where}: inf or NaN (weights too large?), drawn cyan"

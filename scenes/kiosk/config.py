@@ -20,6 +20,7 @@ a well-formed file with a wrong value, so the line is found here by reading the 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -27,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import glfw
-from convscope.engine.config import AppConfig, ConfigError, load_config
+from convscope.engine.config import MAX_CONFIG_BYTES, AppConfig, ConfigError, load_config
+from convscope.engine.files import read_regular
 
 PANELS = ("pad", "guesses", "controls", "layer_text", "prompt", "explore")
 BACKENDS = ("glfw", "sdl")
@@ -229,6 +231,10 @@ def _coerce(value: Any, default: Any) -> Any:
 
 def _check(cfg: KioskConfig) -> tuple[str, str] | None:
     """The first invalid value as (key, reason), or None."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            return f.name, f"must be a finite number, got {value}"
     if not cfg.attract_after > 0:
         return "attract_after", f"must be more than 0 seconds, got {cfg.attract_after}"
     if not cfg.reset_after > 0:
@@ -308,9 +314,9 @@ def load_kiosk_config(path: str | Path | None, **app_overrides) -> tuple[AppConf
         return load_config(None, **app_overrides), KioskConfig()
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular(path, limit=MAX_CONFIG_BYTES).decode("utf-8")  # never blocks on a FIFO
     except OSError as exc:
-        raise KioskConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        raise KioskConfigError(f"cannot read config file: {exc}") from None
     except UnicodeDecodeError as exc:
         raise KioskConfigError(f"config file {path} is not UTF-8 text: {exc.reason}") from None
     try:

@@ -25,11 +25,10 @@ from convscope.engine.app import App
 from convscope.engine.config import AppConfig
 from convscope.engine.gpu.context import GLVersionError, create_headless
 from convscope.engine.ui.backend import UiConfig
-from convscope.scenes.explore.run import AppError, wait_until_ready
+from convscope.scenes.explore.run import AppError, wait_until_ready, write_screenshot
 from convscope.scenes.kiosk.config import KioskConfig
 from convscope.scenes.kiosk.scene import KioskScene, kiosk_ui_scale
 from convscope.scenes.kiosk.supervisor import RESTARTS_ENV, Heartbeat, supervise
-from PIL import Image
 
 DEFAULT_DPI = 96.0  # when neither the config nor the monitor says
 
@@ -131,7 +130,7 @@ def run_headless(cfg: AppConfig, kiosk: KioskConfig, opts) -> None:
                 time.sleep(0.002)
                 app.frame()
         if opts.screenshot is not None:
-            Image.fromarray(app.read_pixels()).save(opts.screenshot)
+            write_screenshot(app.read_pixels(), opts.screenshot)
     finally:
         app.close()
         ctx.release()

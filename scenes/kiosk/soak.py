@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from convscope.engine.app import App
 from convscope.engine.config import AppConfig
+from convscope.engine.files import StagedOutput
 from convscope.engine.gpu.context import GLVersionError, create_headless, renderer_string
 from convscope.engine.ui.input import MOUSE_LEFT, InputCollector
 from convscope.engine.worker.shm import segment_prefix
@@ -48,6 +49,7 @@ from convscope.scenes.kiosk.scene import KioskScene, kiosk_ui_scale
 HEADLESS_FPS = 30.0
 SOAK_ATTRACT_AFTER = 3.0
 SOAK_RESET_AFTER = 6.0
+REPORT_RESERVE_BYTES = 4 << 20  # room kept for the report from the start: an hour's is ~15 kB, a week's ~2 MB
 
 
 def rss_kb(pid: int | None) -> int | None:
@@ -216,127 +218,159 @@ def _percentiles(times: list[float]) -> dict:
 
 
 def run_soak(cfg: AppConfig, kiosk: KioskConfig, opts) -> dict:
-    """Run the soak and write opts.report; returns the report."""
+    """Run the soak and write opts.report; returns the report.  The report is kept in `<report>.partial`
+    while the soak runs (rewritten once per bucket, its room reserved at the start), so a failure at the
+    end, or a killed run, loses at most one bucket."""
     total = float(opts.soak) * 60.0
     kiosk = dataclasses.replace(
         kiosk,
         attract_after=min(kiosk.attract_after, SOAK_ATTRACT_AFTER),
         reset_after=min(kiosk.reset_after, SOAK_RESET_AFTER),
     )
+    out = StagedOutput(opts.report, reserve=REPORT_RESERVE_BYTES)
+    committed = False
     shm_start = shm_segments()
-    window = ctx = None
-    if opts.headless:
-        width, height = opts.width or 1280, opts.height or 720
-        try:
-            ctx = create_headless()
-        except GLVersionError as exc:
-            raise AppError(str(exc)) from None
-        px_per_mm = (kiosk.screen_dpi or DEFAULT_DPI) / 25.4
-        scale = kiosk_ui_scale(kiosk.control_mm, px_per_mm, cfg.ui_scale)
-    else:
-        window = make_window(cfg, kiosk)
-        ctx = window.ctx
-        px_per_mm = monitor_px_per_mm(window, kiosk)
-        scale = kiosk_ui_scale(kiosk.control_mm, px_per_mm, cfg.ui_scale * window.ui_scale_hint)
-    scene = KioskScene(cfg, kiosk, ui_scale=scale, px_per_mm=px_per_mm)
-    if window is None:
-        app = App(scene, ctx=ctx, size=(width, height), ui_config=ui_config(kiosk, scale), quit_chord=False)
-        sink = app.headless_input
-    else:
-        app = App(scene, window=window, ui_config=ui_config(kiosk, scale), quit_chord=False)
-        sink = window.input
-    visitor = SyntheticVisitor(scene, sink, seed=kiosk.seed)
+    window = ctx = app = None
     bucket_s = 60.0 if total >= 120.0 else total / 4.0
     warm_s = min(60.0, 0.25 * total)
     buckets: list[list[float]] = []
     rss_series: list[dict] = []
     worker_pids: list[int] = []
-    try:
-        wait_until_ready(app, scene.inner, cfg.worker_timeout)
-        renderer = renderer_string(ctx)
-        start = {"render": rss_kb(os.getpid()), "worker": rss_kb(scene.worker.pid)}
-        warm = None
-        t0 = time.monotonic()
-        next_frame = t0
-        while (now := time.monotonic()) - t0 < total:
-            if scene.worker.pid is not None and scene.worker.pid not in worker_pids:
-                worker_pids.append(scene.worker.pid)
-            visitor.frame()
-            f0 = time.perf_counter()
-            app.frame()
-            ctx.finish()
-            spent = time.perf_counter() - f0
-            k = int((now - t0) / bucket_s)
-            while len(buckets) <= k:
-                buckets.append([])
-                rss_series.append(
-                    {
-                        "t_s": round(now - t0, 1),
-                        "render": rss_kb(os.getpid()),
-                        "worker": rss_kb(scene.worker.pid),
-                    }
-                )
-            buckets[k].append(spent)
-            if warm is None and now - t0 >= warm_s:
-                warm = {"render": rss_kb(os.getpid()), "worker": rss_kb(scene.worker.pid)}
-            if window is None:
-                next_frame = max(next_frame + 1.0 / HEADLESS_FPS, time.monotonic())
-                time.sleep(max(next_frame - time.monotonic(), 0.0))
-            elif window.should_close:
-                break  # the operator's exit chord ends a windowed soak early
-        end = {"render": rss_kb(os.getpid()), "worker": rss_kb(scene.worker.pid)}
-        elapsed = time.monotonic() - t0
-        restarts = scene.worker.restarts
-        stats = {
-            "sessions": visitor.sessions,
-            "visitor_actions": visitor.actions,
-            "resets": scene.idle.resets,
-            "attract_digits": scene.attract.digits_drawn,
+    run = {"renderer": None, "start": None, "warm": None, "end": None, "elapsed": 0.0, "restarts": 0}
+    stats: dict = {}
+    shm_end: list[str] | None = None
+
+    def growth(key: str) -> float | None:
+        a, b = (run["warm"] or run["start"] or {}).get(key), (run["end"] or {}).get(key)
+        return round(100.0 * (b - a) / a, 2) if a and b else None
+
+    def report() -> dict:
+        return {
+            "minutes": float(opts.soak),
+            "complete": shm_end is not None,  # false in the .partial file of a run still going (or killed)
+            "elapsed_s": round(run["elapsed"], 1),
+            "mode": "headless" if window is None else "window",
+            "renderer": run["renderer"],
+            "python": platform.python_version(),
+            "platform": sys.platform,
+            "frames": sum(len(b) for b in buckets),
+            "bucket_s": bucket_s,
+            "frame_ms": [
+                {"bucket": i, "t0_s": round(i * bucket_s, 1), **_percentiles(b)}
+                for i, b in enumerate(buckets)
+            ],
+            "frame_ms_all": _percentiles([t for b in buckets for t in b]),
+            "rss_kb": {
+                "start": run["start"],
+                "after_warmup": run["warm"],
+                "end": run["end"],
+                "series": rss_series,
+            },
+            "warmup_s": warm_s,
+            "rss_growth_after_warmup_pct": {"render": growth("render"), "worker": growth("worker")},
+            "worker_restarts": run["restarts"],
+            "worker_pids": worker_pids,
+            **stats,
+            "timings": {"attract_after_s": kiosk.attract_after, "reset_after_s": kiosk.reset_after},
+            "shm_segments_start": shm_start,
+            "shm_segments_end": shm_end,
+            # Ours: the render process creates every segment of its worker, named after its own pid.
+            "shm_leaked": [name for name in shm_end or () if name.startswith(segment_prefix())],
         }
+
+    def encode() -> bytes:
+        return (json.dumps(report(), indent=2) + "\n").encode("utf-8")
+
+    try:
+        if opts.headless:
+            width, height = opts.width or 1280, opts.height or 720
+            try:
+                ctx = create_headless()
+            except GLVersionError as exc:
+                raise AppError(str(exc)) from None
+            px_per_mm = (kiosk.screen_dpi or DEFAULT_DPI) / 25.4
+            scale = kiosk_ui_scale(kiosk.control_mm, px_per_mm, cfg.ui_scale)
+        else:
+            window = make_window(cfg, kiosk)
+            ctx = window.ctx
+            px_per_mm = monitor_px_per_mm(window, kiosk)
+            scale = kiosk_ui_scale(kiosk.control_mm, px_per_mm, cfg.ui_scale * window.ui_scale_hint)
+        scene = KioskScene(cfg, kiosk, ui_scale=scale, px_per_mm=px_per_mm)
+        if window is None:
+            app = App(
+                scene, ctx=ctx, size=(width, height), ui_config=ui_config(kiosk, scale), quit_chord=False
+            )
+            sink = app.headless_input
+        else:
+            app = App(scene, window=window, ui_config=ui_config(kiosk, scale), quit_chord=False)
+            sink = window.input
+        visitor = SyntheticVisitor(scene, sink, seed=kiosk.seed)
+        try:
+            wait_until_ready(app, scene.inner, cfg.worker_timeout)
+            run["renderer"] = renderer_string(ctx)
+            run["start"] = {"render": rss_kb(os.getpid()), "worker": rss_kb(scene.worker.pid)}
+            t0 = time.monotonic()
+            next_frame = t0
+            while (now := time.monotonic()) - t0 < total:
+                if scene.worker.pid is not None and scene.worker.pid not in worker_pids:
+                    worker_pids.append(scene.worker.pid)
+                visitor.frame()
+                f0 = time.perf_counter()
+                app.frame()
+                ctx.finish()
+                spent = time.perf_counter() - f0
+                k = int((now - t0) / bucket_s)
+                while len(buckets) <= k:
+                    if buckets:  # a bucket is complete: the partial report gets it
+                        run["elapsed"], run["restarts"] = now - t0, scene.worker.restarts
+                        out.write(encode())
+                    buckets.append([])
+                    rss_series.append(
+                        {
+                            "t_s": round(now - t0, 1),
+                            "render": rss_kb(os.getpid()),
+                            "worker": rss_kb(scene.worker.pid),
+                        }
+                    )
+                buckets[k].append(spent)
+                if run["warm"] is None and now - t0 >= warm_s:
+                    run["warm"] = {"render": rss_kb(os.getpid()), "worker": rss_kb(scene.worker.pid)}
+                if window is None:
+                    next_frame = max(next_frame + 1.0 / HEADLESS_FPS, time.monotonic())
+                    time.sleep(max(next_frame - time.monotonic(), 0.0))
+                elif window.should_close:
+                    break  # the operator's exit chord ends a windowed soak early
+            run["end"] = {"render": rss_kb(os.getpid()), "worker": rss_kb(scene.worker.pid)}
+            run["elapsed"] = time.monotonic() - t0
+            run["restarts"] = scene.worker.restarts
+            stats.update(
+                {
+                    "sessions": visitor.sessions,
+                    "visitor_actions": visitor.actions,
+                    "resets": scene.idle.resets,
+                    "attract_digits": scene.attract.digits_drawn,
+                }
+            )
+        finally:
+            app.close()
+        time.sleep(0.2)  # the worker has been joined; give the OS a moment before listing /dev/shm
+        shm_end = shm_segments()
+        out.commit(encode())
+        committed = True
     finally:
-        app.close()
         if window is not None:
             window.close()
         elif ctx is not None:
             ctx.release()
-    time.sleep(0.2)  # the worker has been joined; give the OS a moment before listing /dev/shm
-    shm_end = shm_segments()
-
-    def growth(key: str) -> float | None:
-        a, b = (warm or start).get(key), end.get(key)
-        return round(100.0 * (b - a) / a, 2) if a and b else None
-
-    report = {
-        "minutes": float(opts.soak),
-        "elapsed_s": round(elapsed, 1),
-        "mode": "headless" if window is None else "window",
-        "renderer": renderer,
-        "python": platform.python_version(),
-        "platform": sys.platform,
-        "frames": sum(len(b) for b in buckets),
-        "bucket_s": bucket_s,
-        "frame_ms": [
-            {"bucket": i, "t0_s": round(i * bucket_s, 1), **_percentiles(b)} for i, b in enumerate(buckets)
-        ],
-        "frame_ms_all": _percentiles([t for b in buckets for t in b]),
-        "rss_kb": {"start": start, "after_warmup": warm, "end": end, "series": rss_series},
-        "warmup_s": warm_s,
-        "rss_growth_after_warmup_pct": {"render": growth("render"), "worker": growth("worker")},
-        "worker_restarts": restarts,
-        "worker_pids": worker_pids,
-        **stats,
-        "timings": {"attract_after_s": kiosk.attract_after, "reset_after_s": kiosk.reset_after},
-        "shm_segments_start": shm_start,
-        "shm_segments_end": shm_end,
-        # Ours: the render process creates every segment of its worker, named after its own pid.
-        "shm_leaked": [name for name in shm_end if name.startswith(segment_prefix())],
-    }
-    Path(opts.report).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    a = report["frame_ms_all"]
+        if not committed and not buckets:
+            out.discard()  # nothing measured: no report to keep
+    result = report()
+    a = result["frame_ms_all"]
+    elapsed, restarts = run["elapsed"], run["restarts"]
     print(
-        f"soak {elapsed / 60:.2f} min: {report['frames']} frames, p50 {a['p50']} ms, p99 {a['p99']} ms; "
-        f"RSS growth after warm-up render {report['rss_growth_after_warmup_pct']['render']} %, "
-        f"worker {report['rss_growth_after_warmup_pct']['worker']} %; restarts {restarts}; "
-        f"leaked segments {len(report['shm_leaked'])}; report {opts.report}"
+        f"soak {elapsed / 60:.2f} min: {result['frames']} frames, p50 {a['p50']} ms, p99 {a['p99']} ms; "
+        f"RSS growth after warm-up render {result['rss_growth_after_warmup_pct']['render']} %, "
+        f"worker {result['rss_growth_after_warmup_pct']['worker']} %; restarts {restarts}; "
+        f"leaked segments {len(result['shm_leaked'])}; report {opts.report}"
     )
-    return report
+    return result

@@ -9,16 +9,14 @@ last one as PNG.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from convscope.engine.app import App
 from convscope.engine.config import AppConfig
 from convscope.engine.gpu.context import GLVersionError, create_headless
 from convscope.engine.ui.backend import UiConfig
-from convscope.scenes.explore.run import AppError
+from convscope.scenes.explore.run import AppError, write_screenshot
 from convscope.scenes.train.scene import TrainScene
 from convscope.scenes.train.state import TrainConfig
-from PIL import Image
 
 EMBED_TIMEOUT_S = 30.0  # a screenshot waits this long at most for the Embedding window's first layout
 
@@ -68,7 +66,7 @@ def run_train_headless(cfg: TrainConfig, opts) -> None:
         app.frames = 0
         app.run(opts.frames or 1)
         if opts.screenshot is not None:
-            Image.fromarray(app.read_pixels()).save(Path(opts.screenshot))
+            write_screenshot(app.read_pixels(), opts.screenshot)
     finally:
         app.close()
         ctx.release()
@@ -109,7 +107,7 @@ def run_train_window(cfg: TrainConfig, opts, explore: AppConfig | None = None) -
             app.frames = 0
         run_capped(app, opts.frames, lambda: cfg.max_fps if switch.name == "Train" else 0.0)
         if opts.screenshot is not None:
-            Image.fromarray(app.read_pixels()).save(Path(opts.screenshot))
+            write_screenshot(app.read_pixels(), opts.screenshot)
     finally:
         app.close()
         window.close()

@@ -58,6 +58,25 @@ class TrainConfig:
     embed_images: int = 20_000  # images embedded in the images mode (as many as the data set has, if fewer)
     embed_include_train: bool = True  # images mode: training images after the held-out ones (CIFAR 10k+10k)
 
+    def __post_init__(self) -> None:
+        # Ranges that keep the session alive: a nan timeout never fires, a fps of 0.001 freezes the window.
+        # The worker checks the hyperparameters it is sent (engine.worker.training.Hyper).
+        checks = {
+            "worker_timeout": (1.0, 3600.0),
+            "publish_hz": (0.1, 240.0),
+            "max_fps": (0.0, 1000.0),
+            "jitter_gain": (0.0, 100.0),
+            "ui_scale": (0.5, 4.0),
+        }
+        for name, (lo, hi) in checks.items():
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and lo <= value <= hi):  # nan fails the comparison
+                raise ValueError(f"{name}: {value} is outside {lo:g}..{hi:g}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset: {self.dataset!r} is not one of {', '.join(DATASETS)}")
+        if self.embed_refresh_every < 0 or not 1 <= self.embed_images <= 1_000_000:
+            raise ValueError("embed_refresh_every must be >= 0 and embed_images 1..1000000")
+
     def hyper(self) -> dict:
         return {
             "lr": self.lr,

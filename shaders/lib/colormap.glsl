@@ -3,7 +3,11 @@
 // loader as the virtual include below; interpolation matches colormaps.sample() exactly.
 #include "gen/colormaps.glsl"
 
+// t = inf or NaN (an activation that overflowed float32) gives CMAP_NONFINITE, a colour no map has.
 vec3 colormap(int which, float t) {
+    if (isnan(t) || isinf(t)) {
+        return CMAP_NONFINITE;
+    }
     int w = clamp(which, 0, CMAP_COUNT - 1);
     int first = CMAP_OFFSET[w];
     int n = CMAP_OFFSET[w + 1] - first;
