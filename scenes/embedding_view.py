@@ -2,7 +2,7 @@
 explorer: asks the scene's worker for vectors, has them placed by t-SNE, shows them in the Embedding window
 and links its selection with the 3D view.
 
-Owns the EmbedHandle (engine/worker/embed_handle.py: the t-SNE process) and the tooltip textures; the panel's
+Owns the EmbedHandle (features/embedding/handle.py: the t-SNE process) and the tooltip textures; the panel's
 state is an EmbedPanelState (engine/ui/embed_panel.py) that the scene keeps in its own state and draws with
 gui_embed inside its own window.  What differs between scenes is an `EmbedHost` (scenes/train/embedding.py,
 scenes/explore/embedding.py): which layers images are embedded by, when the filter view refreshes by itself
@@ -41,9 +41,9 @@ import numpy as np
 from convscope.engine.gpu.imgui_renderer import UiTexture
 from convscope.engine.graph.spec import NetSpec
 from convscope.engine.ui.embed_panel import FILTERS, IMAGES, EmbedPanelState, thumbnails
-from convscope.engine.worker.embed_handle import EmbedConfig, EmbedHandle, EmbedResult
-from convscope.engine.worker.images_job import ImagesJob
-from convscope.engine.worker.train_protocol import FilterData
+from convscope.features.embedding.handle import EmbedConfig, EmbedHandle, EmbedResult
+from convscope.features.embedding.images_job import ImagesJob
+from convscope.features.training.messages import FilterData
 
 
 class EmbedHost(Protocol):

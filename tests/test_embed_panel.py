@@ -318,7 +318,7 @@ def test_images_mode_renders_classes_legend_and_progress():
 
 def test_render_side_modules_import_no_torch_and_no_tsne_library():
     code = (
-        "import sys, engine.ui.embed_panel, engine.worker.embed_handle; "
+        "import sys, engine.ui.embed_panel, features.embedding.handle; "
         "bad = [m for m in ('torch', 'sklearn', 'openTSNE') if m in sys.modules]; "
         "assert not bad, bad"
     )

@@ -1,5 +1,5 @@
-"""t-SNE for the embedding view: the algorithm wrapper (engine/worker/embed_process.py tsne) and the process
-behind EmbedHandle (engine/worker/embed_handle.py): perplexity for small n, separated clusters, warm
+"""t-SNE for the embedding view: the algorithm wrapper (features/embedding/process.py tsne) and the process
+behind EmbedHandle (features/embedding/handle.py): perplexity for small n, separated clusters, warm
 starts, results through shared memory, one thread in the child, cancel / supersede, partial layouts, and
 no /dev/shm segment left after close or after a SIGKILL.
 
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from convscope.engine.worker.embed_handle import EmbedConfig, EmbedHandle, normalize
-from convscope.engine.worker.embed_process import TsneParams, perplexity_for, tsne
-from convscope.engine.worker.shm import list_segments, segment_prefix
+from convscope.engine.proc.shm import list_segments, segment_prefix
+from convscope.features.embedding.handle import EmbedConfig, EmbedHandle, normalize
+from convscope.features.embedding.process import TsneParams, perplexity_for, tsne
 
 
 def two_clusters(
@@ -221,7 +221,7 @@ def test_config_reaches_the_process():
 
 
 def test_big_inputs_are_copied_by_a_thread_and_dropped_if_superseded(handle, monkeypatch):
-    import convscope.engine.worker.embed_handle as H
+    import convscope.features.embedding.handle as H
 
     monkeypatch.setattr(H, "BACKGROUND_COPY_BYTES", 0)  # every input takes the thread path
     x, labels = two_clusters(seed=7)

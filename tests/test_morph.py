@@ -94,7 +94,7 @@ def test_input_follows_the_slider_only_while_active():
 @pytest.fixture(scope="module")
 def one_to_seven() -> MorphState:
     """A '1' -> '7' morph with its curve from a real LeNet worker (the shipped weights)."""
-    from convscope.engine.worker import WorkerHandle
+    from convscope.features.inference import WorkerHandle
 
     ms = MorphState()
     ms.set_a(draw(ONE), "a one")

@@ -1,4 +1,4 @@
-"""Shared-memory slots (engine/worker/shm.py): round trips, the seqlock, ownership and the resource tracker.
+"""Shared-memory slots (engine/proc/shm.py): round trips, the seqlock, ownership and the resource tracker.
 
 No torch, no worker: writers in other processes are plain `python -c` scripts.
 Run: python -m pytest tests/test_shm.py -q
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from convscope.engine.worker.shm import PREFIX, Slot, list_segments, segment_prefix
+from convscope.engine.proc.shm import PREFIX, Slot, list_segments, segment_prefix
 
 REPO = Path(__file__).resolve().parents[1]
 HAS_DEV_SHM = os.path.isdir("/dev/shm")
@@ -107,7 +107,7 @@ def test_reader_never_sees_a_torn_write(owned):
             "-c",
             textwrap.dedent(
                 f"""
-                from convscope.engine.worker.shm import Slot
+                from convscope.engine.proc.shm import Slot
                 s = Slot.attach({slot.name!r}, {n})
                 for k in range(1, {writes} + 1):
                     s.begin_write()[:] = k
@@ -117,7 +117,7 @@ def test_reader_never_sees_a_torn_write(owned):
             ),
         ],
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=dict(os.environ),  # the installed convscope (or the PYTHONPATH that points at a checkout)
     )
     out = np.empty(n, np.float32)
     reads, seen = 0, set()
@@ -147,7 +147,7 @@ def test_no_resource_tracker_noise(child_fate, tmp_path):
     script = """
         import multiprocessing as mp, os, signal, sys
         import numpy as np
-        from convscope.engine.worker.shm import Slot, list_segments, segment_prefix
+        from convscope.engine.proc.shm import Slot, list_segments, segment_prefix
 
         def child(conn, name):
             s = Slot.attach(name, 10)
@@ -181,7 +181,7 @@ def test_no_resource_tracker_noise(child_fate, tmp_path):
     proc = subprocess.run(
         [sys.executable, str(path), "kill" if child_fate == "sigkilled" else "go"],
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=dict(os.environ),  # the installed convscope (or the PYTHONPATH that points at a checkout)
         capture_output=True,
         text=True,
         timeout=60,

@@ -37,7 +37,7 @@ from convscope.engine.gpu.scene_renderer import RenderSettings, SceneRenderer
 from convscope.engine.graph.layout import Layout, build_layout
 from convscope.engine.graph.spec import NetSpec
 from convscope.engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputState
-from convscope.engine.worker import WorkerHandle
+from convscope.features.inference import WorkerHandle
 from imgui_bundle import imgui
 
 Rect = tuple[int, int, int, int]  # x, y, width, height in framebuffer pixels, top-left origin

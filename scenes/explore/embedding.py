@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING
 
 from convscope.engine.graph.spec import NetSpec
 from convscope.engine.ui.embed_panel import EmbedPanelState
-from convscope.engine.worker.handle import WorkerHandle
-from convscope.engine.worker.images_job import ImagesJob
-from convscope.engine.worker.train_protocol import FilterData
+from convscope.features.embedding.images_job import ImagesJob
+from convscope.features.inference.handle import WorkerHandle
+from convscope.features.training.messages import FilterData
 from convscope.scenes.embedding_view import EmbedView
 
 if TYPE_CHECKING:

@@ -43,7 +43,7 @@ from convscope.engine.graph.spec import NetSpec
 from convscope.engine.scene import FrameContext
 from convscope.engine.ui.embed_panel import SELECTED_RGB
 from convscope.engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputState
-from convscope.engine.worker import WorkerHandle
+from convscope.features.inference import WorkerHandle
 from convscope.scenes.explore import robustness
 from convscope.scenes.explore.compare import CompareView
 from convscope.scenes.explore.embedding import explore_embed_view

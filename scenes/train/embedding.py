@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from convscope.engine.graph.spec import NetSpec
 from convscope.engine.ui.embed_panel import EmbedPanelState
-from convscope.engine.worker.embed_handle import EmbedHandle
-from convscope.engine.worker.images_job import ImagesJob
-from convscope.engine.worker.train_handle import TrainHandle
-from convscope.engine.worker.train_protocol import FilterData
+from convscope.features.embedding.handle import EmbedHandle
+from convscope.features.embedding.images_job import ImagesJob
+from convscope.features.training.handle import TrainHandle
+from convscope.features.training.messages import FilterData
 from convscope.scenes import embedding_view
 from convscope.scenes.train.state import TrainState
 

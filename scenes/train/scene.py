@@ -1,6 +1,6 @@
 """TrainScene: watch the ReVACNN network (Chung et al. 2016) learn in the 3D node-link view and steer it.
 
-Owns the training worker's handle (engine/worker/train_handle.py), the camera and the GPU side of one
+Owns the training worker's handle (features/training/handle.py), the camera and the GPU side of one
 architecture: a SceneRenderer for the nodes (rebuilt whenever the worker announces a new architecture),
 a PathBatch for the paths and one for the selected map's outline; and the Embedding window's view
 (scenes/train/embedding.py: the t-SNE process and the tooltip textures), linked to the 3D selection.
@@ -41,8 +41,8 @@ from convscope.engine.graph.spec import NetSpec
 from convscope.engine.scene import FrameContext
 from convscope.engine.ui.embed_panel import EmbedPanelState
 from convscope.engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputState
-from convscope.engine.worker.train_handle import TrainHandle
-from convscope.engine.worker.train_protocol import TrainSnapshot
+from convscope.features.training.handle import TrainHandle
+from convscope.features.training.messages import TrainSnapshot
 from convscope.scenes.train.embedding import EmbedView
 from convscope.scenes.train.panels import (
     EMBED_WIDTH,
@@ -68,7 +68,7 @@ LABEL_ROOM = 50  # window units left of the widest sheet for its name
 
 
 def top_half(values: np.ndarray) -> np.ndarray:
-    """Mask of the ceil(n/2) largest values, ties by index (engine.worker.training.top_half)."""
+    """Mask of the ceil(n/2) largest values, ties by index (features.training.trainer.top_half)."""
     order = np.argsort(-np.asarray(values, np.float64), kind="stable")
     mask = np.zeros(len(order), bool)
     mask[order[: (len(order) + 1) // 2]] = True

@@ -1,7 +1,7 @@
 """What the render process and the training worker say to each other, and how a snapshot is laid out.
 
 Imported by both processes: no torch, only numpy.  The pipe carries small tuples (commands, replies, the
-NetSpec as a dict once per architecture); arrays go through shared-memory Slots (engine/worker/shm.py) that
+NetSpec as a dict once per architecture); arrays go through shared-memory Slots (engine/proc/shm.py) that
 the render side creates: a snapshot slot and a filters slot per announced architecture, one per images job.
 
 Render -> worker                                    Worker -> render
@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from convscope.engine.graph.spec import NetSpec
-from convscope.engine.worker.embed_handle import KINDS
+from convscope.features.embedding.handle import KINDS
 
 ATTACH = "attach"
 CMD = "cmd"
@@ -83,7 +83,7 @@ IMG_FAILED = "img_failed"
 PROGRESS = "progress"
 PROGRESS_HZ = 10.0  # data-loading progress messages a second at most: a progress bar needs no more
 
-OPTIMIZERS = ("sgd", "adam", "adadelta")  # engine.worker.training.OPTIMIZERS, without importing torch
+OPTIMIZERS = ("sgd", "adam", "adadelta")  # features.training.trainer.OPTIMIZERS, without importing torch
 COMMANDS = (
     "pause",
     "resume",

@@ -50,11 +50,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from convscope.engine.graph.spec import NetSpec
-from convscope.engine.worker import protocol as P
-from convscope.engine.worker import train_protocol as T  # the filter / images layouts both workers share
-from convscope.engine.worker.images_job import ImagesJob, ImagesJobs
-from convscope.engine.worker.process import worker_main
-from convscope.engine.worker.shm import Slot
+from convscope.engine.proc.shm import Slot
+from convscope.features.embedding.images_job import ImagesJob, ImagesJobs
+from convscope.features.inference import messages as P
+from convscope.features.inference.process import worker_main
+from convscope.features.training import messages as T  # the filter / images layouts both workers share
 
 # States of the handle's side of the load handshake.
 STOPPED = "stopped"  # no worker process

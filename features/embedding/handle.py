@@ -1,4 +1,4 @@
-"""EmbedHandle: the render process's side of the t-SNE process (engine/worker/embed_process.py).
+"""EmbedHandle: the render process's side of the t-SNE process (features/embedding/process.py).
 
 Imports no torch: the render loop owns it and calls, once per frame,
 
@@ -42,10 +42,10 @@ import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
-from convscope.engine.worker import embed_process as E
-from convscope.engine.worker.shm import Slot
+from convscope.engine.proc.shm import Slot
+from convscope.features.embedding import process as E
 
-# The four per-filter vector kinds of the paper's section 3.2.3 (computed by engine/worker/embed_vectors.py).
+# The four per-filter vector kinds of the paper's section 3.2.3 (computed by features/embedding/vectors.py).
 KINDS = ("coefficients", "filter_gradients", "activations", "activation_gradients")
 KIND_LABELS = {
     "coefficients": "filter coefficients",

@@ -30,9 +30,9 @@ import time
 from multiprocessing.connection import Connection
 
 import numpy as np
-from convscope.engine.worker import protocol as P
-from convscope.engine.worker import train_protocol as T  # the filter / images layouts both workers share
-from convscope.engine.worker.shm import Slot
+from convscope.engine.proc.shm import Slot
+from convscope.features.inference import messages as P
+from convscope.features.training import messages as T  # the filter / images layouts both workers share
 
 MIN_BATCH, MAX_BATCH = 8, 1024  # images per step of an images job (adapted to IMAGE_STEP_S)
 PROGRESS_EVERY_S = 0.05  # IMG_PROGRESS at most this often
@@ -202,13 +202,12 @@ class _Worker:
             self.send(P.error_msg(load_id, f"could not attach the weights segment: {exc}"))
             return
         try:
-            out = slot.begin_write()
-            at = 0
-            for _, _, a in self.params:
-                out[at : at + a.size] = a.reshape(-1)
-                at += a.size
+            with slot.writing(1) as out:
+                at = 0
+                for _, _, a in self.params:
+                    out[at : at + a.size] = a.reshape(-1)
+                    at += a.size
             del out
-            slot.end_write(1)
         finally:
             slot.close()
         self.send(P.weights_written_msg(load_id))
@@ -231,11 +230,10 @@ class _Worker:
             k = self.next_slot
             out = self.out[k]
             # Shapes were checked at load, so nothing below can fail halfway through a write.
-            self.results[k].begin_write()
-            for layer in self.spec.layers:
-                out[layer.start : layer.stop].copy_(acts[layer.name].reshape(-1))
-            out[self.spec.total_nodes :].copy_(probs)
-            self.results[k].end_write(seq)
+            with self.results[k].writing(seq):
+                for layer in self.spec.layers:
+                    out[layer.start : layer.stop].copy_(acts[layer.name].reshape(-1))
+                out[self.spec.total_nodes :].copy_(probs)
         except Exception as exc:
             self.send(P.error_msg(self.load_id, f"inference failed: {type(exc).__name__}: {exc}"))
             return
@@ -265,7 +263,7 @@ class _Worker:
         """The four vector kinds of conv layer `layer` for the drawing now in the input slot, the loss
         against the network's own top guess, into the filters slot; FILTERS says so."""
         import torch
-        from convscope.engine.worker.embed_vectors import filter_vectors
+        from convscope.features.embedding.vectors import filter_vectors
 
         if load_id != self.load_id or self.model is None or self.input is None:
             self.send(P.embed_failed_msg(job, "the network is loading; ask again when it is up"))
@@ -280,14 +278,11 @@ class _Worker:
             seq = got[0] if got is not None else -1
             x = torch.from_numpy(img).view(1, 1, *P.INPUT_SHAPE)
             fv = filter_vectors(self.model, layer, x, None)
-            out = self.filters.begin_write()
-            try:
+            with self.filters.writing(job) as out:
                 out[lay.ids] = np.arange(lay.count)  # the explorer's filters never change: ids are indices
                 for kind in T.KINDS:
                     out[lay.block(kind)] = fv[kind].reshape(-1)
-            finally:
-                del out
-                self.filters.end_write(job)
+            del out
         except Exception as exc:  # a failed request must not take the drawings down
             self.send(P.embed_failed_msg(job, f"filter vectors: {exc}"))
             return
@@ -310,7 +305,7 @@ class _Worker:
     def start_images(self, job: int, load_id: int, kw: dict) -> None:
         """Attach the job's segment and set up an ImageVectors; `step_images` computes it one batch per turn
         of the loop and writes each batch's labels, pixels and vectors into the segment."""
-        from convscope.engine.worker.embed_vectors import ImageVectors
+        from convscope.features.embedding.vectors import ImageVectors
 
         self.drop_job()
         if load_id != self.load_id or self.model is None:
@@ -417,9 +412,9 @@ class _Images:
 
 
 def load_images(data_dir: str) -> _Images:
-    """MNIST (test 10,000 + training 60,000, 28x28) from `data_dir` (engine/worker/datasets.py reads the IDX
+    """MNIST (test 10,000 + training 60,000, 28x28) from `data_dir` (features/data/datasets.py reads the IDX
     files; no download), or, without it, scikit-learn's built-in digits upscaled to 28x28, with a note."""
-    from convscope.engine.worker.datasets import DatasetUnavailable, builtin_digits, load_mnist
+    from convscope.features.data.datasets import DatasetUnavailable, builtin_digits, load_mnist
 
     note = reason = ""
     try:

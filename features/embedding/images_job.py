@@ -1,6 +1,6 @@
 """An embed_images job seen from the render side, and the calls both worker handles share to follow one.
 
-Both workers (engine/worker/process.py for the explorer, train_process.py for training) compute one layer's
+Both workers (inference/process.py, training/process.py) compute one layer's
 activations of many images into a shared-memory segment the render side created (train_protocol.ImagesLayout),
 answering IMG_ATTACHED (the render side unlinks the segment), IMG_PROGRESS and IMG_DONE (or IMG_FAILED); the
 tags are the same strings in protocol.py and train_protocol.py.  Once done, a short-lived thread copies the
@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from convscope.engine.worker import train_protocol as T
-from convscope.engine.worker.shm import Slot
+from convscope.engine.proc.shm import Slot
+from convscope.features.training import messages as T
 
 
 @dataclass

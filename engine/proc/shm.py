@@ -10,17 +10,20 @@ set, so unregistering in the worker (the usual advice) removes the creator's ent
 own unlink then makes the tracker print a KeyError traceback.  Attaching without registering (what
 3.13's `track=False` does) leaves exactly one registration, owned by the creator.
 
-Layout: 64-byte header of int64 [gen, seq, count, aux, ...] then `count` float32.  A writer makes
-`gen` odd, writes the payload, stores `seq`, and makes `gen` even again; a reader copies the payload
-and accepts it only if `gen` was even and unchanged across the copy, so it never sees a torn write.
+Layout: 64-byte header of int64 [gen, seq, count, aux, ...] then `count` float32.  A writer
+(`with slot.writing(seq) as out:`) makes `gen` odd, writes the payload, stores `seq`, and makes `gen`
+even; a reader copies the payload and accepts it only if `gen` was even and unchanged across the copy,
+so it never sees a torn write.
 Each slot has exactly one writer (input: the render process; results: the worker).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sys
+from collections.abc import Iterator
 from multiprocessing import resource_tracker
 from multiprocessing.shared_memory import SharedMemory
 
@@ -103,8 +106,28 @@ class Slot:
 
     # -- single writer -------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def writing(self, seq: int, aux: int = 0) -> Iterator[np.ndarray]:
+        """`with slot.writing(seq) as out: out[...] = ...`: the seqlock around one write.
+
+        Readers never see the payload while the block runs.  If the block raises, the slot is closed
+        again with seq 0 ("nothing valid here"), so a reader neither spins for ever nor takes half a
+        write for the previous one.  The caller must drop `out` before closing the slot.
+        """
+        out = self.begin_write()
+        try:
+            yield out
+        except BaseException:
+            self.end_write(0)
+            raise
+        self.end_write(seq, aux)
+
     def begin_write(self) -> np.ndarray:
-        """Mark the slot as being written (gen odd) and return the payload to fill."""
+        """Mark the slot as being written (gen odd) and return the payload to fill.
+
+        Only for a write that spans several turns of a loop (an images job fills its segment one batch
+        per turn); a write inside one call uses `writing()`.
+        """
         self._header[_GEN] += 1
         return self.payload
 
@@ -114,8 +137,8 @@ class Slot:
         self._header[_GEN] += 1
 
     def write(self, seq: int, data: np.ndarray, aux: int = 0) -> None:
-        np.copyto(self.begin_write(), data.reshape(-1), casting="same_kind")
-        self.end_write(seq, aux)
+        with self.writing(seq, aux) as out:
+            np.copyto(out, data.reshape(-1), casting="same_kind")
 
     # -- any number of readers -----------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""TrainHandle: the render process's side of the training worker (engine/worker/train_process.py).
+"""TrainHandle: the render process's side of the training worker (features/training/process.py).
 
 It starts the process, owns the shared memory, sends commands and reads snapshots.  Imports no torch (a
 test checks `'torch' not in sys.modules`).  Every call but `start`, `wait_reply`, `wait_snapshot` and
@@ -15,8 +15,8 @@ a bad checkpoint) and nothing changed in the worker.
 
 Shared memory: for every architecture the worker announces (at start, after an edit, a reset or a load),
 this side creates one segment sized by train_protocol.SnapshotLayout, names it to the worker, and unlinks
-it as soon as the worker says it has attached (as engine/worker/handle.py does, with the
-same engine/worker/shm.py Slot).  So /dev/shm holds nothing of ours while training runs, even after a
+it as soon as the worker says it has attached (as features/inference/handle.py does, with the
+same engine/proc/shm.py Slot).  So /dev/shm holds nothing of ours while training runs, even after a
 SIGKILL of either process.
 
 Loading: until the worker's first architecture is attached, `progress` holds the newest (what, done, total)
@@ -50,10 +50,10 @@ from collections.abc import Callable
 
 import numpy as np
 from convscope.engine.graph.spec import NetSpec
-from convscope.engine.worker import train_protocol as T
-from convscope.engine.worker.images_job import ImagesJob, ImagesJobs
-from convscope.engine.worker.shm import Slot
-from convscope.engine.worker.train_process import DEFAULTS, train_main
+from convscope.engine.proc.shm import Slot
+from convscope.features.embedding.images_job import ImagesJob, ImagesJobs
+from convscope.features.training import messages as T
+from convscope.features.training.process import DEFAULTS, train_main
 
 STOPPED = "stopped"  # no worker process
 STARTING = "starting"  # process started, no architecture announced yet (importing torch, loading data)
@@ -72,7 +72,7 @@ class TrainHandle(ImagesJobs):
         dataset: str = "cifar10",
         data_dir: str | os.PathLike | None = None,
         *,
-        hyper: dict | None = None,  # engine.worker.training.Hyper fields (lr, momentum, ..., seed)
+        hyper: dict | None = None,  # features.training.trainer.Hyper fields (lr, momentum, ..., seed)
         widths: tuple[int, ...] = (16, 20, 20),  # conv filters per layer at start
         val_every: int = 500,  # steps between validation passes
         monitor_index: int = 0,  # held-out image shown at start

@@ -1,10 +1,10 @@
-"""The training worker process: runs a Trainer (engine/worker/training.py) and publishes what the scene draws.
+"""The training worker process: runs a Trainer (trainer.py) and publishes what the scene draws.
 
-The render process starts `train_main` with multiprocessing's "spawn" context (engine/worker/train_handle.py).
-Like engine/worker/process.py, nothing at module level imports torch: the render process imports this module
+The render process starts `train_main` with multiprocessing's "spawn" context (features/training/handle.py).
+Like inference/process.py, nothing at module level imports torch: the render process imports this module
 to name the spawn target.
 
-Start: the data set (engine/worker/datasets.make_dataset; a download from the official URLs or from
+Start: the data set (features/data/datasets.make_dataset; a download from the official URLs or from
 `data_mirror`, with PROGRESS messages at most train_protocol.PROGRESS_HZ a second), then the Trainer, then
 the first SPEC.  A SIGTERM while loading unwinds the download (its partial file is deleted).
 
@@ -19,7 +19,7 @@ After an architecture change, a reset or a load it sends the new NetSpec and sto
 render side has made and named a slot of the new size.
 
 Embedding view (train_protocol has the messages): `embed_filters` computes
-engine/worker/embed_vectors.filter_vectors for one conv layer on the monitored image and writes the four kinds
+features/embedding/vectors.filter_vectors for one conv layer on the monitored image and writes the four kinds
 into the architecture's filters slot (a command arriving before that slot is attached waits for it);
 `embed_images` steps an ImageVectors job, one batch after each training step (or alone while paused), writing
 each batch into the job's segment, so 20,000 images cost the training loop a few ms per step instead of
@@ -41,16 +41,16 @@ from collections import deque
 from multiprocessing.connection import Connection
 
 import numpy as np
-from convscope.engine.worker import train_protocol as T
-from convscope.engine.worker.allocator import tune_for_training
-from convscope.engine.worker.shm import Slot
+from convscope.engine.proc.shm import Slot
+from convscope.features.training import messages as T
+from convscope.features.training.allocator import tune_for_training
 
 DEFAULTS = {
     "dataset": "cifar10",  # "cifar10", "mnist" or "digits"; falls back to the built-in digits with a note
     "data_dir": None,  # where make_dataset looks (and downloads to)
-    "download": True,  # download a missing set (engine/worker/download.py; fails fast when offline)
+    "download": True,  # download a missing set (features/data/download.py; fails fast when offline)
     "data_mirror": None,  # base URL holding the data files under torchvision's names, instead of theirs
-    "hyper": {},  # engine.worker.training.Hyper fields
+    "hyper": {},  # features.training.trainer.Hyper fields
     "widths": (16, 20, 20),  # conv filters per layer at start (the paper's 16-20-20)
     "val_every": 500,  # steps between validation passes
     "monitor_index": 0,  # held-out image whose activations are shown
@@ -70,7 +70,7 @@ IMAGE_BATCH = 128  # images per ImageVectors step: ~20 ms of forward pass on one
 def train_main(conn: Connection, options: dict) -> None:
     """Entry point of the training process; returns when told to quit or when the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the render process decides when we stop
-    # Each step's tensors reuse heap memory instead of fresh pages (engine/worker/allocator.py: ~20 % at
+    # Each step's tensors reuse heap memory instead of fresh pages (features/training/allocator.py: ~20 % at
     # batch 128 on a young process); set before torch allocates anything.
     tune_for_training()
     import torch
@@ -141,8 +141,8 @@ class _ProgressSender:
 
 class _TrainWorker:
     def __init__(self, conn: Connection, opts: dict) -> None:
-        from convscope.engine.worker.datasets import make_dataset
-        from convscope.engine.worker.training import Hyper, Trainer, TrainerConfig
+        from convscope.features.data.datasets import make_dataset
+        from convscope.features.training.trainer import Hyper, Trainer, TrainerConfig
 
         self.conn = conn
         self.opts = opts
@@ -421,7 +421,7 @@ class _TrainWorker:
         whose convolutions on a single image it runs ~30 % slower than torch's own (the batches of a
         training step are its strength)."""
         import torch
-        from convscope.engine.worker.datasets import to_input
+        from convscope.features.data.datasets import to_input
 
         tr, lay = self.trainer, self.layout
         n_val = len(tr.data.x_val)
@@ -472,8 +472,7 @@ class _TrainWorker:
                 for j, w in zip(tr.jitter_means(), model.widths, strict=True)
             ]
             self.seq += 1
-            out = self.slot.begin_write()
-            try:
+            with self.slot.writing(self.seq) as out:
                 view = torch.from_numpy(out)
                 out[lay.stats] = [values[k] for k in T.STATS]
                 if rows:
@@ -486,9 +485,7 @@ class _TrainWorker:
                 torch.cat(jitter, out=view[lay.jitter])
                 view[lay.filters].copy_(model.convs[0].weight.detach().reshape(-1))
                 del view
-            finally:
-                del out
-                self.slot.end_write(self.seq)
+            del out
         self.send(T.snap_msg(self.version, self.seq))
         self.dirty = False
         self.unread += 1
@@ -502,7 +499,7 @@ class _TrainWorker:
 
     def embed_filters(self, cmd_id: int, layer: int) -> str:
         """The four vector kinds of conv layer `layer` for the monitored image, into the filters slot."""
-        from convscope.engine.worker.embed_vectors import filter_vectors
+        from convscope.features.embedding.vectors import filter_vectors
 
         tr = self.trainer
         t0 = time.perf_counter()
@@ -511,14 +508,11 @@ class _TrainWorker:
         label = int(tr.data.y_val[index])
         tr.model.eval()  # as publish() does (no dropout / batch norm: it changes nothing)
         fv = filter_vectors(tr.model, layer, tr.data.x_val[index], label)
-        out = self.filter_slot.begin_write()
-        try:
+        with self.filter_slot.writing(cmd_id) as out:
             out[lay.ids] = self.filter_ids[layer]
             for kind in T.KINDS:
                 out[lay.block(kind)] = fv[kind].reshape(-1)
-        finally:
-            del out
-            self.filter_slot.end_write(cmd_id)
+        del out
         meta = {
             "layer": lay.layer,
             "layer_index": layer,
@@ -534,7 +528,7 @@ class _TrainWorker:
     def start_images(self, cmd_id: int, kw: dict) -> str:
         """Attach the job's segment and set up an ImageVectors; step_images does the work."""
         import torch
-        from convscope.engine.worker.embed_vectors import ImageVectors
+        from convscope.features.embedding.vectors import ImageVectors
 
         tr, data = self.trainer, self.trainer.data
         layer, n, d = str(kw["layer"]), int(kw["n"]), int(kw["d"])

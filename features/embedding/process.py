@@ -41,7 +41,7 @@ this process -> the handle:
     (CANCELLED, job_id)                                     superseded or cancelled; out holds nothing useful
     (FAILED, job_id, text)
 A newer JOB that arrives while one runs supersedes it at the next progress check (every `check_every`
-iterations): the old one answers CANCELLED, then the new one runs.  Shared memory follows engine/worker/shm.py
+iterations): the old one answers CANCELLED, then the new one runs.  Shared memory follows engine/proc/shm.py
 (the handle creates and unlinks; this side only attaches and closes).
 """
 
@@ -54,7 +54,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from convscope.engine.worker.shm import Slot
+from convscope.engine.proc.shm import Slot
 
 JOB, CANCEL, QUIT = "job", "cancel", "quit"
 READY, ATTACHED, PROGRESS, DONE = "ready", "attached", "progress", "done"
