@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-
 from convscope.engine.proc.shm import Slot
 
 BEAT_COUNT = 4  # payload floats: phase, b, seconds since the phase began, spare

@@ -32,16 +32,12 @@ keep its top level behind `if __name__ == "__main__":`.
 
 from __future__ import annotations
 
-import atexit
-import functools
-import multiprocessing as mp
-import os
 import threading
 import time
-import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
+from convscope.engine.proc.handle import ProcessHandle
 from convscope.engine.proc.shm import Slot
 from convscope.features.embedding import process as E
 
@@ -127,14 +123,16 @@ class _Job:
     phase: str = "queued"
 
 
-class EmbedHandle:
+class EmbedHandle(ProcessHandle):
     """Runs the t-SNE process for the render loop; see the module docstring for the frame loop."""
 
+    process_name = "convscope-embed"
+    what = "embed process"
+    join_s = 2.0
+
     def __init__(self, config: EmbedConfig | None = None) -> None:
+        super().__init__()
         self.config = config or EmbedConfig()
-        self._ctx = mp.get_context("spawn")
-        self._proc: mp.process.BaseProcess | None = None
-        self._conn = None
         self._ready = False
         self.engine: str | None = None  # what the process said it uses, once READY
         self._next_job = 0
@@ -144,35 +142,13 @@ class EmbedHandle:
         self._layouts: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}  # key -> (ids, raw points)
         self._latest: EmbedResult | None = None  # newest result not yet handed out by poll()
         self.last: EmbedResult | None = None  # newest final result handed out or not (for tools)
-        self.error: str | None = None
-        self.restarts = 0
         self.jobs_done = 0
-        self._fail_streak = 0  # restarts since the process was last ready; drives the back-off
-        self._next_restart = 0.0
-        self._closed = False
-        self._atexit = functools.partial(_close_at_exit, weakref.ref(self))
-        atexit.register(self._atexit)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def alive(self) -> bool:
-        return self._proc is not None and self._proc.is_alive()
-
-    @property
     def ready(self) -> bool:
         return self._ready and self.alive
-
-    def launch(self) -> None:
-        """Start the process without waiting (it imports openTSNE for a second or so)."""
-        if self._closed:
-            raise RuntimeError("EmbedHandle is closed")
-        if self._proc is None:
-            self._spawn()
 
     def start(self, timeout: float = 30.0) -> bool:
         """Start the process and wait until it is ready (True), for tools and tests."""
@@ -190,45 +166,22 @@ class EmbedHandle:
 
     def check(self) -> bool:
         """Restart the process if it died; its running job is sent again (once).  True if it restarted."""
-        if self._closed or self._proc is None or self.alive:
+        job = self._job if not self.alive else None
+        if not super().check():
             return False
-        now = time.monotonic()
-        if now < self._next_restart:
-            return False  # it died again before it was ever ready: back off instead of spawning per frame
-        code = self._proc.exitcode
-        job = self._job
-        self._teardown(graceful=False)
-        self.restarts += 1
-        self._fail_streak += 1
-        self._next_restart = now + min(0.25 * 2 ** (self._fail_streak - 1), 8.0)
-        self.error = f"embed process died (exit code {code}); restarted it"
         if job is not None and self._pending is None:
             if job.req.tries < self.config.max_restarts_per_job:
                 job.req.tries += 1
                 self._pending = job.req
             else:
                 self.error += f"; dropped job {job.req.job} ({job.req.kind} {job.req.layer}) that it died on"
-        self._spawn()
         self._send_pending()
         return True
 
     def close(self) -> None:
         """Stop the process and free every segment.  Idempotent; also runs at interpreter exit."""
-        if self._closed:
-            return
-        self._closed = True
-        atexit.unregister(self._atexit)
-        if self.alive:
-            self._send((E.QUIT,))
-        self._teardown(graceful=True)
+        super().close()
         self._pending = None
-
-    def __enter__(self) -> EmbedHandle:
-        self.launch()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- requests and results --------------------------------------------------------------------
 
@@ -342,54 +295,14 @@ class EmbedHandle:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _spawn(self) -> None:
-        parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(
-            target=E.embed_main,
-            args=(child, self.config.niceness, self.config.engine),
-            name="convscope-embed",
-            daemon=True,
-        )
-        # The child inherits this environment at exec: one BLAS / OpenMP thread before numpy loads there.
-        saved = {k: os.environ.get(k) for k in E.ENV_ONE_THREAD}
-        os.environ.update(E.ENV_ONE_THREAD)
-        try:
-            proc.start()
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-        child.close()  # only the process holds its end, so its death reads as EOF here
-        self._proc, self._conn, self._ready = proc, parent, False
+    def _target(self):
+        return E.embed_main, (self.config.niceness, self.config.engine), {}
 
-    def _send(self, msg: tuple) -> bool:
-        if self._conn is None:
-            return False
-        try:
-            self._conn.send(msg)
-            return True
-        except (OSError, ValueError):
-            return False
+    def _spawned(self) -> None:
+        self._ready = False
 
-    def _wait(self, timeout: float) -> None:
-        if self._conn is None:
-            time.sleep(timeout)
-            return
-        try:
-            ready = self._conn.poll(timeout)
-        except (EOFError, OSError):
-            return
-        if ready:
-            self._drain()
-
-    def _drain(self) -> None:
-        try:
-            while self._conn is not None and self._conn.poll(0):
-                self._handle(self._conn.recv())
-        except (EOFError, OSError):
-            pass  # check() sees the dead process and restarts it
+    def _quit_message(self):
+        return (E.QUIT,)
 
     def _send_pending(self) -> None:
         """Send the pending request if nothing runs."""
@@ -450,7 +363,7 @@ class EmbedHandle:
         tag = msg[0]
         if tag == E.READY:
             self._ready, self.engine = True, msg[1]
-            self._fail_streak, self._next_restart = 0, 0.0
+            self._ready_now()
             return
         job = self._job
         if job is None or not job.sent or msg[1] != job.req.job:
@@ -521,22 +434,8 @@ class EmbedHandle:
                 slot.unlink()  # no-op once unlinked after ATTACHED
                 slot.close()
 
-    def _teardown(self, graceful: bool) -> None:
-        proc, conn = self._proc, self._conn
-        self._proc = self._conn = None
+    def _release(self) -> None:
         self._ready = False
-        if proc is not None:
-            if graceful:
-                proc.join(2.0)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(1.0)
-            if proc.is_alive():
-                proc.kill()
-            proc.join()
-            proc.close()
-        if conn is not None:
-            conn.close()
         self._release_job()
 
 
@@ -549,12 +448,6 @@ def _match(prev_ids: np.ndarray, prev_points: np.ndarray, ids: np.ndarray) -> tu
     init = np.zeros((len(ids), 2), np.float64)
     init[known] = prev_points[order[pos[known]]]
     return init, known
-
-
-def _close_at_exit(ref: weakref.ref) -> None:
-    handle = ref()
-    if handle is not None:
-        handle.close()
 
 
 __all__ = [

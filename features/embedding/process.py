@@ -54,6 +54,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from convscope.engine.proc.handle import ONE_THREAD
 from convscope.engine.proc.shm import Slot
 
 JOB, CANCEL, QUIT = "job", "cancel", "quit"
@@ -61,13 +62,7 @@ READY, ATTACHED, PROGRESS, DONE = "ready", "attached", "progress", "done"
 CANCELLED, FAILED = "cancelled", "failed"
 
 # Set in the child's environment at spawn (embed_handle.py), so the native libraries read them at load time.
-ENV_ONE_THREAD = {
-    "OMP_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "NUMEXPR_NUM_THREADS": "1",
-    "VECLIB_MAXIMUM_THREADS": "1",
-}
+ENV_ONE_THREAD = ONE_THREAD  # what the handle puts into the child's environment (engine/proc/handle.py)
 FFT_MIN_POINTS = 10_000  # openTSNE's FFT gradient from here up, Barnes-Hut below (measured; see top)
 SMALL_POINTS = 1_000  # fewer iterations below this (see TsneParams)
 PCA_MIN_POINTS = 2_000  # reduce wide inputs by PCA from here up (filters stay exact; 20k images get fast kNN)

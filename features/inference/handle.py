@@ -38,18 +38,15 @@ module in the worker: a program that makes a handle must keep its top level behi
 
 from __future__ import annotations
 
-import atexit
-import functools
-import multiprocessing as mp
 import os
 import time
-import weakref
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from convscope.engine.graph.spec import NetSpec
+from convscope.engine.proc.handle import ProcessHandle
 from convscope.engine.proc.shm import Slot
 from convscope.features.embedding.images_job import ImagesJob, ImagesJobs
 from convscope.features.inference import messages as P
@@ -79,10 +76,12 @@ class DrawingFilters(T.FilterData):
     seq: int = -1  # the submit() number of the drawing they were computed for
 
 
-class WorkerHandle(ImagesJobs):
+class WorkerHandle(ProcessHandle, ImagesJobs):
     """Runs one torch worker process for the render loop; see the module docstring for the frame loop."""
 
     _copy_thread_name = "explore-images-copy"
+    process_name = "convscope-worker"
+    what = "worker process"
 
     def __init__(
         self,
@@ -92,18 +91,10 @@ class WorkerHandle(ImagesJobs):
         max_inflight: int = 4,  # INFER commands not yet answered; bounds the pipe if the worker stalls
         hang_timeout: float | None = HANG_TIMEOUT_S,  # check() restarts a silent worker; None: never
     ) -> None:
-        if hang_timeout is not None and not hang_timeout > 0:
-            raise ValueError(
-                f"hang_timeout must be a positive number of seconds or None, got {hang_timeout!r}"
-            )
-        self._hang_timeout = hang_timeout
+        super().__init__(hang_timeout=hang_timeout)
         self._model = model
         self._weights = {name: os.fspath(path) for name, path in (weights or {}).items()}
         self._max_inflight = max_inflight
-        self._ctx = mp.get_context("spawn")  # fork would copy the GL context and the render threads
-        self._proc: mp.process.BaseProcess | None = None
-        self._conn = None
-        self._lost = False  # pipe hit EOF or a send failed: the worker is gone even if not yet reaped
         self._state = STOPPED
         self._load_id = 0
         self._input: Slot | None = None
@@ -116,8 +107,6 @@ class WorkerHandle(ImagesJobs):
         self._pending_manifest: P.Manifest = ()
         self._weights_slot: Slot | None = None  # created for the worker to fill, until WEIGHTS_WRITTEN
         self.spec_version = 0  # bumped whenever .spec changes (new model, or None after a failed load)
-        self.error: str | None = None  # last problem as text (bad weights, dead worker); cleared when ready
-        self.restarts = 0
         self.results_computed = 0  # forward passes the worker reported; fewer than submits when coalescing
         self._seq = 0
         self._last_image: np.ndarray | None = None  # re-sent after a restart or a model switch
@@ -128,8 +117,6 @@ class WorkerHandle(ImagesJobs):
         self._waiting_since: float | None = None  # when the worker last had nothing to answer, or answered
         self._submit_t: dict[int, float] = {}
         self._note: tuple[int, int, float] | None = None  # newest DONE not yet read
-        self._fail_streak = 0  # restarts since the worker was last ready; drives the back-off
-        self._next_restart = 0.0
         self._filters_slot: Slot | None = None  # the model's filters slot (embedding view), once attached
         self._pending_filters: Slot | None = None  # named to the worker, not yet attached
         self._embed_id = 0
@@ -141,9 +128,6 @@ class WorkerHandle(ImagesJobs):
         self.image_data: dict | None = None  # the worker's image set (open_images): sizes, name, note
         self.image_error: str | None = None  # why it could not be loaded
         self._image_dir: str | None = None  # asked for with open_images
-        self._closed = False
-        self._atexit = functools.partial(_close_at_exit, weakref.ref(self))
-        atexit.register(self._atexit)
 
     # -- properties ----------------------------------------------------------------------------
 
@@ -160,22 +144,11 @@ class WorkerHandle(ImagesJobs):
     def ready(self) -> bool:
         return self._state == READY
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def alive(self) -> bool:
-        return self._proc is not None and not self._lost and self._proc.is_alive()
-
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self, timeout: float = 30.0) -> bool:
         """Start the worker; wait until its model is ready (True) or failed / timed out (False: .error)."""
-        if self._closed:
-            raise RuntimeError("WorkerHandle is closed")
-        if self._proc is None:
-            self._spawn()
+        self.launch()
         deadline = time.monotonic() + timeout
         while self._state not in (READY, FAILED):
             if not self.alive:
@@ -191,14 +164,6 @@ class WorkerHandle(ImagesJobs):
             self._wait(min(left, 0.05))
         return self._state == READY
 
-    def launch(self) -> None:
-        """Start the worker without waiting: the render loop's `poll()` picks up its spec later
-        (as spec_version 1), so the first frame need not wait for torch to import."""
-        if self._closed:
-            raise RuntimeError("WorkerHandle is closed")
-        if self._proc is None:
-            self._spawn()
-
     def switch_model(self, name: str) -> None:
         """Ask for another model; returns at once.  Its spec shows up later as a new spec_version."""
         if self._closed:
@@ -213,31 +178,6 @@ class WorkerHandle(ImagesJobs):
         if self._proc is not None and self.alive:
             self._send_load()
 
-    def check(self) -> bool:
-        """Restart the worker if it died, or if it is alive but has left a drawing unanswered for
-        `hang_timeout` seconds (same model, last input re-sent).  True if it restarted now."""
-        if self._closed or self._proc is None:
-            return False
-        now = time.monotonic()
-        if self.alive:
-            silent = self.silent_for(now)
-            if self._hang_timeout is None or silent < self._hang_timeout:
-                return False
-            self._proc.kill()  # SIGKILL: works on a stopped or deadlocked process too
-            self._proc.join(5.0)
-            why = f"worker stopped answering for {silent:.0f} s; restarted it"
-        elif now < self._next_restart:
-            return False  # backing off: it died again before it ever got ready
-        else:
-            why = f"worker process died (exit code {self._proc.exitcode}); restarted it"
-        self._teardown(graceful=False)
-        self.restarts += 1
-        self._fail_streak += 1
-        self._next_restart = now + min(0.25 * 2 ** (self._fail_streak - 1), 8.0)
-        self.error = why
-        self._spawn()
-        return True
-
     def silent_for(self, now: float | None = None) -> float:
         """Seconds the ready worker has left a drawing unanswered (0 when it owes none)."""
         if self._state != READY or not self._sent or self._waiting_since is None:
@@ -246,21 +186,12 @@ class WorkerHandle(ImagesJobs):
 
     def close(self) -> None:
         """Stop the worker and free the shared memory.  Idempotent; also runs at interpreter exit."""
-        if self._closed:
-            return
-        self._closed = True
-        atexit.unregister(self._atexit)
-        if self.alive:
-            self._send(P.quit_msg())
-        self._teardown(graceful=True)
+        super().close()
         self._drop_images("cancelled")
 
     def __enter__(self) -> WorkerHandle:
         self.start()  # on failure the block still runs: look at .spec / .error
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- per frame -----------------------------------------------------------------------------
 
@@ -481,12 +412,19 @@ class WorkerHandle(ImagesJobs):
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _spawn(self) -> None:
-        parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=worker_main, args=(child,), name="convscope-worker", daemon=True)
-        proc.start()
-        child.close()  # only the worker holds its end, so its death reads as EOF here
-        self._proc, self._conn, self._lost = proc, parent, False
+    def _target(self):
+        return worker_main, (), {}
+
+    def _quit_message(self):
+        return P.quit_msg()
+
+    def _silence(self, now: float) -> str | None:
+        silent = self.silent_for(now)
+        if self._hang_timeout is None or silent < self._hang_timeout:
+            return None
+        return f"worker stopped answering for {silent:.0f} s"
+
+    def _spawned(self) -> None:
         self._send_load()
         if self._image_dir is not None:
             self.image_data = self.image_error = None  # a new worker has no image set: load it again
@@ -496,31 +434,6 @@ class WorkerHandle(ImagesJobs):
         self._load_id += 1
         self._state = LOADING
         self._send(P.load_msg(self._load_id, self._model, self._weights.get(self._model)))
-
-    def _send(self, msg: tuple) -> bool:
-        try:
-            self._conn.send(msg)
-            return True
-        except (OSError, ValueError):
-            self._lost = True
-            return False
-
-    def _wait(self, timeout: float) -> None:
-        """Block up to `timeout` for a message, then handle everything waiting."""
-        try:
-            ready = self._conn.poll(timeout)
-        except (EOFError, OSError):
-            self._lost = True
-            return
-        if ready:
-            self._drain()
-
-    def _drain(self) -> None:
-        try:
-            while self._conn.poll(0):
-                self._handle(self._conn.recv())
-        except (EOFError, OSError):
-            self._lost = True
 
     def _handle(self, msg: tuple) -> None:
         tag = msg[0]
@@ -590,8 +503,7 @@ class WorkerHandle(ImagesJobs):
         self._pending_spec = None
         self._state = READY
         self.error = None
-        self._fail_streak = 0
-        self._next_restart = 0.0
+        self._ready_now()
         self._written = self._done_seq = self._returned_seq = 0
         self._sent.clear()
         self._note = None
@@ -686,34 +598,13 @@ class WorkerHandle(ImagesJobs):
             self._weights_slot.close()
             self._weights_slot = None
 
-    def _teardown(self, graceful: bool) -> None:
-        proc, conn = self._proc, self._conn
-        self._proc = self._conn = None
-        if proc is not None:
-            if graceful:
-                proc.join(1.0)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(1.0)
-            if proc.is_alive():
-                proc.kill()
-            proc.join()
-            proc.close()
-        if conn is not None:
-            conn.close()
+    def _release(self) -> None:
         self._release_segments()
         self._end_embed_jobs("the network process stopped")
         self._state = STOPPED
-        self._lost = False
         self._pending_spec = None
         self._note = None
         self._sent.clear()
-
-
-def _close_at_exit(ref: weakref.ref) -> None:
-    handle = ref()
-    if handle is not None:
-        handle.close()
 
 
 def measure_latency(
