@@ -96,8 +96,9 @@ class ProcessHandle:
         """Where a beat says the worker was, in words (subclasses name their phases)."""
         return f"phase {beat.phase}"
 
-    def _restart_note(self) -> str:
-        """What a restart brings back, appended to the restart message."""
+    def _prepare_restart(self) -> str:
+        """Called before a restart tears the old process down: keep what the new one should start from.
+        Returns what the restart brings back, in words, appended to the restart message."""
         return ""
 
     # -- state ---------------------------------------------------------------------------------
@@ -145,11 +146,12 @@ class ProcessHandle:
         else:
             self._drain()  # it may have said why before it went
             why = f"{self.what} died (exit code {self._proc.exitcode}); restarted it"
+        note = self._prepare_restart()
         self._teardown(graceful=False)
         self.restarts += 1
         self._fail_streak += 1
         self._next_restart = now + min(BACKOFF_FIRST_S * 2 ** (self._fail_streak - 1), BACKOFF_MAX_S)
-        self.error = why + self._restart_note()
+        self.error = why + note
         self._spawn()
         return True
 

@@ -14,6 +14,7 @@ numpy and the standard library here: both processes import it.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from convscope.engine.proc.shm import Slot
 
 BEAT_COUNT = 4  # payload floats: phase, b, seconds since the phase began, spare
 PERIOD_S = 0.25  # seconds between the beats of a `during` block
+MIN_GAP_S = 0.05  # the main loop's beats are written at most this often
 
 
 @dataclass(frozen=True)
@@ -76,55 +78,55 @@ class Heartbeat:
 class Pulse:
     """Worker side: beat from the main loop, or keep beating through a long stretch with `during`."""
 
-    def __init__(self, name: str, period: float = PERIOD_S) -> None:
+    def __init__(self, name: str, period: float = PERIOD_S, min_gap: float = MIN_GAP_S) -> None:
         self._slot = Slot.attach(name, BEAT_COUNT)
         self._period = period
-        self._lock = threading.Lock()
+        self._min_gap = min_gap
+        self._lock = threading.Lock()  # the seqlock wants one writer at a time: the loop or the thread
         self._count = 0
         self._phase = (0, 0, 0)
-        self._since = time.monotonic()
+        self._since = self._written = time.monotonic()
         self._covered = 0  # depth of `during` blocks
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat_while_covered, name="pulse", daemon=True)
         self._thread.start()
-        self.beat()
+        self.beat(force=True)
 
-    def beat(self, phase: int | None = None, a: int = 0, b: int = 0) -> None:
-        """One beat (and, with `phase`, a new phase).  Cheap: a seqlock write of four floats."""
-        with self._lock:
-            if phase is not None and (phase, a, b) != self._phase:
-                self._phase, self._since = (phase, a, b), time.monotonic()
-            self._write()
+    def beat(self, phase: int | None = None, a: int = 0, b: int = 0, *, force: bool = False) -> None:
+        """One beat from the main loop (with `phase`: where it is now).  Written at most every `min_gap`
+        seconds unless `force`d, so a loop of millisecond steps pays a clock read per turn, not a write."""
+        if phase is not None and (phase, a, b) != self._phase:
+            self._phase, self._since = (phase, a, b), time.monotonic()
+        if force or time.monotonic() - self._written >= self._min_gap:
+            with self._lock:
+                self._write()
 
     @contextmanager
     def during(self, phase: int, a: int = 0, b: int = 0) -> Iterator[None]:
         """A legitimately long stretch: the pulse thread beats every `period` seconds until it ends."""
-        with self._lock:
-            saved, since = self._phase, self._since
-            self._phase, self._since = (phase, a, b), time.monotonic()
-            self._covered += 1
-            self._write()
+        saved, since = self._phase, self._since
+        self._phase, self._since = (phase, a, b), time.monotonic()
+        self._covered += 1
         try:
             yield
         finally:
-            with self._lock:
-                self._covered -= 1
-                self._phase, self._since = saved, since
-                self._write()
+            self._covered -= 1
+            self._phase, self._since = saved, since
 
     def _write(self) -> None:
         if self._slot.closed:
             return
         self._count += 1
         phase, a, b = self._phase
+        self._written = now = time.monotonic()
         with self._slot.writing(self._count, a) as out:
-            out[0], out[1], out[2] = phase, b, time.monotonic() - self._since
+            out[0], out[1], out[2] = phase, b, now - self._since
         del out
 
     def _beat_while_covered(self) -> None:
         while not self._stop.wait(self._period):
-            with self._lock:
-                if self._covered:
+            if self._covered:
+                with self._lock:
                     self._write()
 
     def close(self) -> None:
@@ -132,3 +134,16 @@ class Pulse:
         self._thread.join()
         with self._lock:
             self._slot.close()
+
+
+class NoPulse:
+    """A worker run without a heartbeat (in a test, or by a tool): the same calls, doing nothing."""
+
+    def beat(self, phase: int | None = None, a: int = 0, b: int = 0, *, force: bool = False) -> None:
+        pass
+
+    def during(self, phase: int, a: int = 0, b: int = 0) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+    def close(self) -> None:
+        pass

@@ -4,7 +4,7 @@ It starts the process, owns the shared memory, sends commands and reads snapshot
 test checks `'torch' not in sys.modules`).  Every call but `start`, `wait_reply`, `wait_snapshot` and
 `close` returns at once, so the render loop calls, once per frame:
 
-    handle.check()                 # restarts a dead worker (counts handle.restarts, sets handle.error)
+    handle.check()                 # restarts a dead or hung worker (counts handle.restarts, sets .error)
     snap = handle.poll()           # newest snapshot (TrainSnapshot, copied out), or None
     if handle.spec_version != seen: ...rebuild the layout from handle.spec...
     handle.command("add_filter", layer=1)   # or handle.pause(), handle.set_hyper(lr=0.1), ...
@@ -39,17 +39,15 @@ from then on.
 
 from __future__ import annotations
 
-import atexit
-import functools
-import multiprocessing as mp
 import os
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 
 import numpy as np
 from convscope.engine.graph.spec import NetSpec
+from convscope.engine.proc.handle import ProcessHandle
+from convscope.engine.proc.heartbeat import Beat
 from convscope.engine.proc.shm import Slot
 from convscope.features.embedding.images_job import ImagesJob, ImagesJobs
 from convscope.features.training import messages as T
@@ -60,12 +58,21 @@ STARTING = "starting"  # process started, no architecture announced yet (importi
 ATTACHING = "attaching"  # a slot is named to the worker, waiting for ATTACHED
 READY = "ready"  # snapshots flow
 KEEP_FILTERS = 16  # FilterData kept in `filters` (nobody reads old ones)
+# Heartbeat silence taken for a hang.  The worker beats through every legitimately long stretch (a step at
+# batch 4096, a refit, a validation pass, waiting while paused), so only a stopped process or one stuck
+# outside them (a checkpoint's open() on a FIFO) goes silent; generous for a swapping machine.
+HANG_TIMEOUT_S = 12.0
+STALE_S = 3.0  # a running worker whose heartbeat is this old: its numbers on screen are marked stale
 
 
-class TrainHandle(ImagesJobs):
+class TrainHandle(ProcessHandle, ImagesJobs):
     """Runs one training worker for the render loop; see the module docstring for the frame loop."""
 
     _copy_thread_name = "train-images-copy"
+    process_name = "convscope-train"
+    what = "the training process"
+    join_s = 2.0
+    heartbeat = True
 
     def __init__(
         self,
@@ -82,6 +89,8 @@ class TrainHandle(ImagesJobs):
         download: bool = True,  # download a missing data set (CIFAR-10 / MNIST into data_dir)
         max_loss: float = 1e4,  # divergence guard (TrainerConfig.max_loss)
         data_mirror: str | None = None,  # base URL with the data files, instead of torchvision's URLs
+        hang_timeout: float | None = HANG_TIMEOUT_S,  # heartbeat silence taken for a hang; None: never
+        test_step_sleep: float = 0.0,  # tests only: seconds each step sleeps (a long but live step)
     ) -> None:
         self.options = {
             **DEFAULTS,
@@ -97,11 +106,9 @@ class TrainHandle(ImagesJobs):
             "start_paused": bool(start_paused),
             "max_loss": float(max_loss),
             "data_mirror": data_mirror,
+            "test_step_sleep": float(test_step_sleep),
         }
-        self._ctx = mp.get_context("spawn")  # fork would copy the GL context and the render threads
-        self._proc: mp.process.BaseProcess | None = None
-        self._conn = None
-        self._lost = False
+        super().__init__(hang_timeout=hang_timeout)
         self._state = STOPPED
         self._worker_version = 0  # version of the newest SPEC from the current process
         self._slot: Slot | None = None  # the attached snapshot slot
@@ -118,8 +125,6 @@ class TrainHandle(ImagesJobs):
         self.notices: deque[str] = deque(maxlen=32)  # worker messages (NaN pause, ...) for the UI
         self.message = ""  # the newest of them
         self.messages_received = 0  # counts them, so a caller can tell a repeated text from a new one
-        self.error: str | None = None  # dead / failed worker, shown until it is back
-        self.restarts = 0
         # (what, done bytes or None, total or None) while the worker loads its data, else None
         self.progress: tuple[str, int | None, int | None] | None = None
         self.progress_log: deque[tuple[str, int | None, int | None]] = deque(maxlen=64)  # newest last
@@ -128,11 +133,6 @@ class TrainHandle(ImagesJobs):
         self.filters: dict[int, T.FilterData] = {}  # embed_filters command id -> its vectors
         self.images: ImagesJob | None = None  # the newest embed_images job
         self.images_meta: dict = {}  # what the worker said of the last finished one
-        self._fail_streak = 0
-        self._next_restart = 0.0
-        self._closed = False
-        self._atexit = functools.partial(_close_at_exit, weakref.ref(self))
-        atexit.register(self._atexit)
 
     # -- properties ----------------------------------------------------------------------------------
     @property
@@ -143,22 +143,7 @@ class TrainHandle(ImagesJobs):
     def ready(self) -> bool:
         return self._state == READY
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def alive(self) -> bool:
-        return self._proc is not None and not self._lost and self._proc.is_alive()
-
     # -- lifecycle -----------------------------------------------------------------------------------
-    def launch(self) -> None:
-        """Start the worker without waiting; its spec and snapshots arrive through poll()."""
-        if self._closed:
-            raise RuntimeError("TrainHandle is closed")
-        if self._proc is None:
-            self._spawn()
-
     def start(self, timeout: float = 60.0) -> bool:
         """Start the worker and wait for its first snapshot: True, or False with .error set."""
         self.launch()
@@ -169,52 +154,14 @@ class TrainHandle(ImagesJobs):
             return False
         return True
 
-    def check(self) -> bool:
-        """Restart the worker if it died (see the module docstring).  True if it restarted now."""
-        if self._closed or self._proc is None or self.alive:
-            return False
-        now = time.monotonic()
-        if now < self._next_restart:
-            return False  # it died again before it ever got ready: back off
-        self._drain()  # it may have said why
-        code = self._proc.exitcode
-        reason = self.error if self.error and self._state != READY else None
-        self._teardown(graceful=False)
-        self.restarts += 1
-        self._fail_streak += 1
-        self._next_restart = now + min(0.25 * 2 ** (self._fail_streak - 1), 8.0)
-        if self.spec is not None:
-            self.options["widths"] = tuple(layer.shape[0] for layer in T.conv_layers(self.spec))
-        if self.info.get("hyper"):
-            self.options["hyper"] = dict(self.info["hyper"])
-        if self.last is not None:
-            self.options["start_paused"] = self.last.paused
-            self.options["monitor_index"] = int(self.last.stats["monitor_index"])
-        self.error = (
-            f"the training process died (exit code {code}); restarted it from the seed"
-            + (f" ({reason})" if reason else "")
-            + " — load a checkpoint to continue from saved weights"
-        )
-        self._spawn()
-        return True
-
     def close(self) -> None:
         """Stop the worker and free the shared memory.  Idempotent; also runs at interpreter exit."""
-        if self._closed:
-            return
-        self._closed = True
-        atexit.unregister(self._atexit)
-        if self.alive:
-            self._send(T.quit_msg())
-        self._teardown(graceful=True)
+        super().close()
         self._drop_images("cancelled")
 
     def __enter__(self) -> TrainHandle:
         self.start()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- commands ------------------------------------------------------------------------------------
     def command(self, name: str, **kwargs) -> int:
@@ -320,8 +267,8 @@ class TrainHandle(ImagesJobs):
         snap = T.unpack(self._layout, buf, seq, self.spec_version)
         self.last = snap
         self.snapshots_read += 1
-        self._fail_streak = 0
-        if self.error and self.error.startswith("the training process died"):
+        self._ready_now()
+        if self.error and self.error.startswith(self.what):  # the restart's message: it is back now
             self.error = None
         return snap
 
@@ -361,41 +308,65 @@ class TrainHandle(ImagesJobs):
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError(f"{what} within the timeout (state {self._state}, error {self.error})")
-        try:
-            if self._conn.poll(min(left, 0.05)):
-                self._drain()
-        except (EOFError, OSError):
-            self._lost = True
+        self._wait(min(left, 0.05))
 
     # -- internals -----------------------------------------------------------------------------------
-    def _spawn(self) -> None:
-        parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(
-            target=train_main, args=(child, dict(self.options)), name="convscope-train", daemon=True
-        )
-        proc.start()
-        child.close()  # only the worker holds its end, so its death reads as EOF here
-        self._proc, self._conn, self._lost = proc, parent, False
+    def _target(self):
+        return train_main, (dict(self.options),), {}
+
+    def _quit_message(self):
+        return T.quit_msg()
+
+    def _spawned(self) -> None:
         self._state = STARTING
         self._worker_version = 0
         self.progress = None
 
-    def _send(self, msg: tuple) -> bool:
-        try:
-            self._conn.send(msg)
-            return True
-        except (OSError, ValueError, AttributeError):
-            self._lost = True
-            return False
+    def _describe(self, beat: Beat) -> str:
+        where = T.describe_phase(beat.phase, beat.a, beat.b)
+        # A covered phase has a thread beating through it: silence there means the whole process stopped.
+        return where if beat.phase in (T.PHASE_SAVE, T.PHASE_LOAD) else f"stopped {where}"
 
-    def _drain(self) -> None:
-        if self._conn is None:
-            return
-        try:
-            while self._conn.poll(0):
-                self._handle(self._conn.recv())
-        except (EOFError, OSError):
-            self._lost = True
+    def _prepare_restart(self) -> str:
+        """The new worker starts from the architecture, hyperparameters and run/pause state last seen,
+        with fresh weights from the seed: the weights (and the guard's copies) lived in the old process."""
+        reason = self.error if self.error and self._state != READY else None
+        if self.spec is not None:
+            self.options["widths"] = tuple(layer.shape[0] for layer in T.conv_layers(self.spec))
+        if self.info.get("hyper"):
+            self.options["hyper"] = dict(self.info["hyper"])
+        if self.last is not None:
+            self.options["start_paused"] = self.last.paused
+            self.options["monitor_index"] = int(self.last.stats["monitor_index"])
+        return (
+            " from a fresh start (the seed)"
+            + (f" ({reason})" if reason else "")
+            + " — load a checkpoint to continue from saved weights"
+        )
+
+    @property
+    def _stale_s(self) -> float:
+        return STALE_S if self._hang_timeout is None else min(STALE_S, 0.5 * self._hang_timeout)
+
+    def activity(self) -> str | None:
+        """What a live worker is busy with when it has been at it for a while (a long step, a refit),
+        e.g. "in step 1234, batch 4096 for 4 s"; None when it beats from its loop as usual."""
+        beat = self.beat()
+        if beat is None or beat.count == 0 or beat.phase_s + beat.silent_s < self._stale_s:
+            return None
+        if beat.phase in (T.PHASE_LOOP, T.PHASE_WAIT):
+            return None
+        return f"{T.describe_phase(beat.phase, beat.a, beat.b)} for {beat.phase_s + beat.silent_s:.0f} s"
+
+    @property
+    def stale(self) -> bool:
+        """True while the worker has said nothing for STALE_S seconds (half the hang timeout if that is
+        less), or has been in one long step or command that long: numbers from its last snapshot (the
+        images/s) are out of date."""
+        beat = self.beat()
+        if beat is None or beat.count == 0:
+            return False
+        return beat.silent_s >= self._stale_s or self.activity() is not None
 
     def _handle(self, msg: tuple) -> None:
         tag = msg[0]
@@ -475,7 +446,7 @@ class TrainHandle(ImagesJobs):
         self.spec_version += 1
         self._state = READY
         self.progress = None  # the data is loaded
-        if self.error and not self.error.startswith("the training process died"):
+        if self.error and not self.error.startswith(self.what):  # a restart's message stays up
             self.error = None
 
     def _release_pending(self) -> None:
@@ -492,33 +463,12 @@ class TrainHandle(ImagesJobs):
                 slot.close()
         self._slot = self._filter_slot = None
 
-    def _teardown(self, graceful: bool) -> None:
-        proc, conn = self._proc, self._conn
-        self._proc = self._conn = None
-        if proc is not None:
-            if graceful:
-                proc.join(2.0)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(1.0)
-            if proc.is_alive():
-                proc.kill()
-            proc.join()
-            proc.close()
-        if conn is not None:
-            conn.close()
+    def _release(self) -> None:
         self._release_pending()
         self._release_slot()
         job = self.images
         if job is not None and job.state in ("starting", "computing"):
             self._fail_images(job, "the training process stopped")
         self._state = STOPPED
-        self._lost = False
         self._note = None
         self.progress = None
-
-
-def _close_at_exit(ref: weakref.ref) -> None:
-    handle = ref()
-    if handle is not None:
-        handle.close()

@@ -83,6 +83,23 @@ IMG_FAILED = "img_failed"
 PROGRESS = "progress"
 PROGRESS_HZ = 10.0  # data-loading progress messages a second at most: a progress bar needs no more
 
+# Heartbeat phases (engine/proc/heartbeat.py): where the worker was when it last beat, with two numbers.
+# STEP, WAIT, COMMAND, PUBLISH, IMAGES and LOADING are covered (a thread beats through them: a long step
+# is no hang); SAVE and LOAD are file I/O and beat only before they start, so a stuck open() goes silent.
+PHASE_LOOP, PHASE_STEP, PHASE_WAIT, PHASE_COMMAND, PHASE_PUBLISH = 0, 1, 2, 3, 4
+PHASE_IMAGES, PHASE_SAVE, PHASE_LOAD, PHASE_LOADING = 5, 6, 7, 8
+PHASES = {  # format strings over a, b
+    PHASE_LOOP: "between steps, at step {a}",
+    PHASE_STEP: "in step {a}, batch {b}",
+    PHASE_WAIT: "paused at step {a}, waiting for a command",
+    PHASE_COMMAND: "running {command} at step {a}",
+    PHASE_PUBLISH: "writing a snapshot at step {a}",
+    PHASE_IMAGES: "computing image vectors at step {a}",
+    PHASE_SAVE: "saving a checkpoint at step {a}",
+    PHASE_LOAD: "loading a checkpoint at step {a}",
+    PHASE_LOADING: "loading the data set",
+}
+
 OPTIMIZERS = ("sgd", "adam", "adadelta")  # features.training.trainer.OPTIMIZERS, without importing torch
 COMMANDS = (
     "pause",
@@ -106,6 +123,14 @@ COMMANDS = (
 # Named float32 values at the start of every snapshot.  NaN stands for "none yet" (val_acc before the
 # first validation pass).  opt_* are read back from the optimizer's param group after the step, so a
 # test can see that a change really reached it; optimizer is an index into OPTIMIZERS.
+
+
+def describe_phase(phase: int, a: int, b: int) -> str:
+    """A heartbeat's phase in words, e.g. "in step 1234, batch 4096"."""
+    command = COMMANDS[b] if 0 <= b < len(COMMANDS) else f"command {b}"
+    return PHASES.get(phase, f"phase {phase}").format(a=a, b=b, command=command)
+
+
 STATS = (
     "step",  # optimizer updates applied to the current weights
     "epoch",  # fractional epochs

@@ -41,6 +41,7 @@ from collections import deque
 from multiprocessing.connection import Connection
 
 import numpy as np
+from convscope.engine.proc.heartbeat import NoPulse, Pulse
 from convscope.engine.proc.shm import Slot
 from convscope.features.training import messages as T
 from convscope.features.training.allocator import tune_for_training
@@ -67,7 +68,7 @@ HEARTBEAT_S = 0.5  # publish even without a READ after this long (see the flow c
 IMAGE_BATCH = 128  # images per ImageVectors step: ~20 ms of forward pass on one core between training steps
 
 
-def train_main(conn: Connection, options: dict) -> None:
+def train_main(conn: Connection, options: dict, pulse: str | None = None) -> None:
     """Entry point of the training process; returns when told to quit or when the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the render process decides when we stop
     # Each step's tensors reuse heap memory instead of fresh pages (features/training/allocator.py: ~20 % at
@@ -79,13 +80,17 @@ def train_main(conn: Connection, options: dict) -> None:
     # cost more in wake-ups than they save on nets this small.
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
+    # The heartbeat (engine/proc/heartbeat.py): beats from the loop, and from a thread through the long
+    # stretches that are no hang (a step, a refit, waiting while paused, loading the data).
+    beat = Pulse(pulse) if pulse else NoPulse()
     worker = None
     try:
         # Loading may be a long download: a SIGTERM (the render side's close) then unwinds through the
         # downloader, which deletes its partial file, instead of killing the process on the spot.
         default_term = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
-            worker = _TrainWorker(conn, {**DEFAULTS, **options})
+            with beat.during(T.PHASE_LOADING):
+                worker = _TrainWorker(conn, {**DEFAULTS, **options}, beat)
         finally:
             signal.signal(signal.SIGTERM, default_term)
         worker.serve()
@@ -97,6 +102,7 @@ def train_main(conn: Connection, options: dict) -> None:
     finally:
         if worker is not None:
             worker.release()
+        beat.close()
         conn.close()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -140,12 +146,14 @@ class _ProgressSender:
 
 
 class _TrainWorker:
-    def __init__(self, conn: Connection, opts: dict) -> None:
+    def __init__(self, conn: Connection, opts: dict, beat: Pulse | NoPulse | None = None) -> None:
         from convscope.features.data.datasets import make_dataset
         from convscope.features.training.trainer import Hyper, Trainer, TrainerConfig
 
         self.conn = conn
         self.opts = opts
+        self.beat = beat if beat is not None else NoPulse()
+        self.step_sleep = float(opts.get("test_step_sleep", 0.0))  # a test's stand-in for a long step
         self.t0 = time.perf_counter()
         data = make_dataset(
             opts["dataset"],
@@ -204,25 +212,33 @@ class _TrainWorker:
     # -- loop -----------------------------------------------------------------------------------------
     def serve(self) -> None:
         self.announce("start")
+        beat, tr = self.beat, self.trainer
         while not self.quit:
+            beat.beat(T.PHASE_LOOP, tr.step_count)
             publishable = self.dirty and self.slot is not None
-            if not self.receive(block=self.trainer.paused and not publishable and self.images is None):
+            if not self.receive(block=tr.paused and not publishable and self.images is None):
                 return
             if self.quit:
                 return
-            if not self.trainer.paused:
-                stats = self.trainer.tick()
+            if not tr.paused:
+                # A step at batch 4096, or one that validates, takes seconds: no hang while it runs.
+                with beat.during(T.PHASE_STEP, tr.step_count, (tr.pending or tr.hyper).batch_size):
+                    if self.step_sleep:
+                        time.sleep(self.step_sleep)
+                    stats = tr.tick()
                 if stats is not None:
                     self.record(stats)
             if self.images is not None:
-                self.step_images()
+                with beat.during(T.PHASE_IMAGES, tr.step_count):
+                    self.step_images()
             now = time.perf_counter()
             due = not self.trainer.paused and now - self.last_publish >= self.publish_period
             # Flow control (train_protocol): the next one only once the last one was read, except for
             # a slow heartbeat, so a render side that lost a READ cannot stall the pictures for good.
             wanted = self.unread == 0 or now - self.last_publish >= HEARTBEAT_S
             if self.slot is not None and (self.dirty or (due and wanted)):
-                self.publish()
+                with beat.during(T.PHASE_PUBLISH, tr.step_count):
+                    self.publish()
                 spent = time.perf_counter() - now
                 self.publish_costs.append(spent)
                 self.publish_seconds += spent
@@ -234,7 +250,10 @@ class _TrainWorker:
     def receive(self, block: bool) -> bool:
         """Handle every waiting message (after waiting for one when `block`); False when the pipe closed."""
         try:
-            msgs = [self.conn.recv()] if block else []
+            msgs = []
+            if block:  # paused: waiting for the user is no hang
+                with self.beat.during(T.PHASE_WAIT, self.trainer.step_count):
+                    msgs.append(self.conn.recv())
             while self.waiting():
                 msgs.append(self.conn.recv())
         except (EOFError, OSError):
@@ -308,6 +327,18 @@ class _TrainWorker:
 
     # -- commands -------------------------------------------------------------------------------------
     def command(self, cmd_id: int, name: str, kwargs: dict) -> None:
+        step = self.trainer.step_count
+        if name in ("save", "load"):
+            # File I/O: one beat before it and none during, so an open() that never returns (a FIFO for a
+            # checkpoint) goes silent and the render side reports it.
+            self.beat.beat(T.PHASE_SAVE if name == "save" else T.PHASE_LOAD, step, force=True)
+            self._command(cmd_id, name, kwargs)
+            return
+        # Surgery refits, a validation pass: seconds, and no hang.
+        with self.beat.during(T.PHASE_COMMAND, step, T.COMMANDS.index(name) if name in T.COMMANDS else -1):
+            self._command(cmd_id, name, kwargs)
+
+    def _command(self, cmd_id: int, name: str, kwargs: dict) -> None:
         from convscope.models.checkpoint import CheckpointError
         from convscope.models.surgery import SurgeryError
 

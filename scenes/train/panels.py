@@ -97,7 +97,12 @@ def gui_run(state: TrainState) -> None:
     imgui.text(f"step {state.step:,}   epoch {_fmt(state.epoch, '.2f')}")
     imgui.text(f"loss {_fmt(state.loss)}   smoothed {_fmt(state.loss_smooth)}")
     imgui.text(f"train acc {_fmt(state.acc_smooth, '.3f')}   val acc {_fmt(state.val_acc, '.3f')}")
-    imgui.text(f"{_fmt(state.images_per_s, ',.0f')} images/s   {state.nodes:,} nodes")
+    rate = f"{_fmt(state.images_per_s, ',.0f')} images/s"
+    if state.stale:  # the last snapshot's rate, from a worker that has gone quiet: say so
+        rate = f"({rate}, stale)"
+    imgui.text(f"{rate}   {state.nodes:,} nodes")
+    if state.activity:
+        _wrapped(state.activity, _WARN)
 
 
 def gui_sample(state: TrainState, sample: TextureLike | None, scale: float) -> None:

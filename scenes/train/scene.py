@@ -483,6 +483,8 @@ class TrainScene:
             # Kept after the new worker is up (error clears then): the weights are fresh from the seed.
             st.message, st.message_is_error = h.error or "", True
         st.error = h.error
+        st.stale = h.stale  # the Training panel marks its images/s out of date
+        st.activity = h.activity() or ""
         st.progress = h.progress  # the data set loading (a download): shown in the Training panel
         pids = (h.pid, self.embedding.embed.pid)
         if self._cores is not None and pids != self._cores_pids:  # (re)started: the worker gets its core

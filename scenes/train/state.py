@@ -185,6 +185,8 @@ class TrainState:
     acc_smooth: float = math.nan
     val_acc: float = math.nan
     images_per_s: float = math.nan
+    stale: bool = False  # the worker has gone quiet (stopped, stuck, or in a long step): numbers are old
+    activity: str = ""  # what a busy worker is in, when it takes long ("in step 1234, batch 4096 for 4 s")
     widths: list[int] = field(default_factory=list)  # conv filters per layer, from the current spec
     nodes: int = 0
     worker_restarts: int = 0
