@@ -3,7 +3,7 @@ explorer: asks the scene's worker for vectors, has them placed by t-SNE, shows t
 and links its selection with the 3D view.
 
 Owns the EmbedHandle (features/embedding/handle.py: the t-SNE process) and the tooltip textures; the panel's
-state is an EmbedPanelState (engine/ui/embed_panel.py) that the scene keeps in its own state and draws with
+state is an EmbedPanelState (features/embedding/panel.py) that the scene keeps in its own state and draws with
 gui_embed inside its own window.  What differs between scenes is an `EmbedHost` (scenes/train/embedding.py,
 scenes/explore/embedding.py): which layers images are embedded by, when the filter view refreshes by itself
 (every N training steps, or when the drawing changes), what a selection in 3D is, what a click on an image
@@ -40,10 +40,10 @@ from typing import Protocol
 import numpy as np
 from convscope.engine.gpu.imgui_renderer import UiTexture
 from convscope.engine.graph.spec import NetSpec
-from convscope.engine.ui.embed_panel import FILTERS, IMAGES, EmbedPanelState, thumbnails
 from convscope.features.embedding.handle import EmbedConfig, EmbedHandle, EmbedResult
 from convscope.features.embedding.images_job import ImagesJob
-from convscope.features.training.messages import FilterData
+from convscope.features.embedding.messages import FilterData
+from convscope.features.embedding.panel import FILTERS, IMAGES, EmbedPanelState, thumbnails
 
 
 class EmbedHost(Protocol):

@@ -27,9 +27,9 @@ import pytest
 import torch
 from convscope.engine.app import App
 from convscope.engine.proc.shm import list_segments, segment_prefix
-from convscope.engine.ui.embed_panel import FILTER_RGB, IMAGES, SELECTED_RGB
 from convscope.features.data.datasets import builtin_digits
-from convscope.features.embedding.handle import KINDS
+from convscope.features.embedding.messages import KINDS
+from convscope.features.embedding.panel import FILTER_RGB, IMAGES, SELECTED_RGB
 from convscope.features.embedding.vectors import filter_vectors
 from convscope.models.checkpoint import load_checkpoint
 from convscope.scenes.train.scene import TrainScene

@@ -69,7 +69,8 @@ def _layout_time(handle, kind: str, layer: str, vectors: np.ndarray, warm: bool,
 
 def bench_filter_embedding(repeats: int = 9) -> dict:
     """20 filters of conv2, each kind: vectors (torch) and layout (embed process), cold and warm."""
-    from convscope.features.embedding.handle import KINDS, EmbedHandle
+    from convscope.features.embedding.handle import EmbedHandle
+    from convscope.features.embedding.messages import KINDS
     from convscope.features.embedding.vectors import filter_vectors
 
     net, data = _model_and_data()
@@ -159,7 +160,8 @@ def many_images(n: int = 20_000, seed: int = 0):
 
 def bench_images(n: int = 20_000, layer: str = "pool2", ui: bool = True) -> dict:
     """n images by `layer`'s activations, with progress, while a 60 Hz loop runs the panel."""
-    from convscope.features.embedding.handle import IMAGES, EmbedHandle
+    from convscope.features.embedding.handle import EmbedHandle
+    from convscope.features.embedding.messages import IMAGES
     from convscope.features.embedding.vectors import image_vectors
 
     net, _ = _model_and_data()
@@ -171,7 +173,7 @@ def bench_images(n: int = 20_000, layer: str = "pool2", ui: bool = True) -> dict
     backend = state = None
     if ui:
         from convscope.engine.ui.backend import UiBackend
-        from convscope.engine.ui.embed_panel import EmbedPanelState, gui_embed
+        from convscope.features.embedding.panel import EmbedPanelState, gui_embed
         from imgui_bundle import imgui
 
         backend = UiBackend()

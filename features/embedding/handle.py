@@ -41,17 +41,8 @@ from convscope.engine.proc.handle import ProcessHandle
 from convscope.engine.proc.shm import Slot
 from convscope.features.embedding import process as E
 
-# The four per-filter vector kinds of the paper's section 3.2.3 (computed by features/embedding/vectors.py).
-KINDS = ("coefficients", "filter_gradients", "activations", "activation_gradients")
-KIND_LABELS = {
-    "coefficients": "filter coefficients",
-    "filter_gradients": "filter gradients",
-    "activations": "activation maps",
-    "activation_gradients": "activation gradients",
-}
 NAN = float("nan")
 BACKGROUND_COPY_BYTES = 4 << 20  # inputs this big are copied into shared memory by a thread
-IMAGES = "images"  # the kind of the second mode: many images by one layer's activations
 
 
 @dataclass(frozen=True)
@@ -451,9 +442,6 @@ def _match(prev_ids: np.ndarray, prev_points: np.ndarray, ids: np.ndarray) -> tu
 
 
 __all__ = [
-    "IMAGES",
-    "KINDS",
-    "KIND_LABELS",
     "EmbedConfig",
     "EmbedHandle",
     "EmbedResult",

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from convscope.engine.proc.shm import Slot
-from convscope.features.training import messages as T
+from convscope.features.embedding import messages as V
 
 
 @dataclass
@@ -34,7 +34,7 @@ class ImagesJob:
     d: int  # values per image vector
     n_val: int  # of the n, this many are held-out images (id i < n_val: held-out image i)
     include_train: bool
-    layout: T.ImagesLayout
+    layout: V.ImagesLayout
     state: str = "starting"  # "starting", "computing", "copying", "done", "failed", "cancelled"
     fraction: float = 0.0  # of the activations computed in the worker
     error: str = ""
@@ -98,27 +98,27 @@ class ImagesJobs:
     def _wait_once(self, deadline: float, what: str) -> None:
         raise NotImplementedError  # the handle's: wait a moment for messages, raise when it cannot
 
-    def _on_image_msg(self, msg: tuple) -> None:
-        """(IMG_ATTACHED | IMG_PROGRESS | IMG_DONE | IMG_FAILED, job id, ...) from the worker."""
+    def _on_image_msg(self, msg: V.ImgAttached | V.ImgProgress | V.ImgDone | V.ImgFailed) -> None:
+        """One of the images-job messages (embedding/messages.py) from the worker."""
         job = self.images
-        if job is None or job.cmd != msg[1] or not job.active:
+        if job is None or job.cmd != msg.job or not job.active:
             return  # a job dropped here already
-        tag = msg[0]
-        if tag == T.IMG_ATTACHED:
+        kind = type(msg)
+        if kind is V.ImgAttached:
             job._slot.unlink()  # both sides have it mapped now
             job.state = "computing"
-        elif tag == T.IMG_PROGRESS:
-            job.fraction = msg[2]
-        elif tag == T.IMG_DONE:
-            meta = msg[2]
+        elif kind is V.ImgProgress:
+            job.fraction = msg.fraction
+        elif kind is V.ImgDone:
+            meta = msg.meta
             job.fraction, job.seconds = 1.0, float(meta["seconds"])
             job.step = int(meta.get("step", job.step))
             self.images_meta = dict(meta)  # worker time, batches, the slowest batch (benchmarks)
             job.state = "copying"
             job._copier = threading.Thread(target=job._copy_out, name=self._copy_thread_name, daemon=True)
             job._copier.start()
-        elif tag == T.IMG_FAILED:
-            self._fail_images(job, msg[2])
+        elif kind is V.ImgFailed:
+            self._fail_images(job, msg.text)
 
     def _finish_images(self) -> None:
         """Once the copy thread is done: close the segment, hand out the arrays."""

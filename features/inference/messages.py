@@ -47,30 +47,9 @@ No torch and no numpy-per-frame pickling here: this module is imported by both p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
-
-LOAD = "load"
-ATTACH = "attach"
-INFER = "infer"
-QUIT = "quit"
-WEIGHTS = "weights"
-EMBED_FILTERS = "embed_filters"
-OPEN_IMAGES = "open_images"
-EMBED_IMAGES = "embed_images"
-CANCEL_IMAGES = "cancel_images"
-
-SPEC = "spec"
-ERROR = "error"
-ATTACHED = "attached"
-DONE = "done"
-WEIGHTS_WRITTEN = "weights_written"
-FILTERS = "filters"
-EMBED_FAILED = "embed_failed"
-IMAGES_INFO = "images_info"
-IMG_ATTACHED = "img_attached"
-IMG_PROGRESS = "img_progress"
-IMG_DONE = "img_done"
 
 INPUT_SHAPE = (28, 28)  # what submit() accepts: one MNIST-style image, ink = 1
 INPUT_SIZE = INPUT_SHAPE[0] * INPUT_SHAPE[1]
@@ -79,40 +58,7 @@ RESULT_SLOTS = 2  # double buffer: the worker writes one slot while the render s
 IMAGE_STEP_S = 0.008  # target seconds of one images-job batch: the most a drawing waits behind one
 
 
-def load_msg(load_id: int, model: str, weights: str | None) -> tuple:
-    return (LOAD, load_id, model, weights)
-
-
-def attach_msg(load_id: int, input_name: str, result_names: tuple[str, ...], filters_name: str = "") -> tuple:
-    return (ATTACH, load_id, input_name, tuple(result_names), filters_name)
-
-
-def infer_msg(seq: int) -> tuple:
-    return (INFER, seq)
-
-
-def quit_msg() -> tuple:
-    return (QUIT,)
-
-
-def weights_msg(load_id: int, segment_name: str) -> tuple:
-    return (WEIGHTS, load_id, segment_name)
-
-
 Manifest = tuple[tuple[str, str, tuple[int, ...]], ...]  # (layer, key, shape) per parameter array
-
-
-def spec_msg(load_id: int, spec: dict, manifest: Manifest = ()) -> tuple:
-    return (
-        SPEC,
-        load_id,
-        spec,
-        tuple((str(a), str(k), tuple(int(s) for s in shape)) for a, k, shape in manifest),
-    )
-
-
-def weights_written_msg(load_id: int) -> tuple:
-    return (WEIGHTS_WRITTEN, load_id)
 
 
 def manifest_size(manifest: Manifest) -> int:
@@ -139,56 +85,118 @@ def unpack_weights(manifest: Manifest, flat: np.ndarray) -> dict[str, dict[str, 
     return out
 
 
-def embed_filters_msg(job: int, load_id: int, layer: int) -> tuple:
-    return (EMBED_FILTERS, job, load_id, int(layer))
+# -- render -> worker -----------------------------------------------------------------------------
 
 
-def open_images_msg(data_dir: str) -> tuple:
-    return (OPEN_IMAGES, str(data_dir))
+class Load(NamedTuple):
+    load_id: int  # answers carry it, so the render side can drop those for a superseded load
+    model: str
+    weights: str | None  # a weights file, or None for the shipped one
 
 
-def embed_images_msg(job: int, load_id: int, kwargs: dict) -> tuple:
-    return (EMBED_IMAGES, job, load_id, dict(kwargs))
+class Attach(NamedTuple):
+    load_id: int
+    input_name: str
+    result_names: tuple[str, ...]  # RESULT_SLOTS of them
+    filters_name: str  # "" for a network without conv layers
 
 
-def cancel_images_msg() -> tuple:
-    return (CANCEL_IMAGES,)
+class Infer(NamedTuple):
+    seq: int  # the input slot holds this drawing (or a newer one)
 
 
-def filters_msg(job: int, load_id: int, meta: dict) -> tuple:
-    return (FILTERS, job, load_id, dict(meta))
+class Quit(NamedTuple):
+    pass
 
 
-def embed_failed_msg(job: int, text: str) -> tuple:
-    return (EMBED_FAILED, job, str(text))
+class Weights(NamedTuple):
+    load_id: int
+    segment_name: str  # sized for the manifest: copy every parameter in
 
 
-def images_info_msg(info: dict) -> tuple:
-    return (IMAGES_INFO, dict(info))
+class EmbedFilters(NamedTuple):
+    job: int
+    load_id: int
+    layer: int  # an index among the conv layers
 
 
-def img_attached_msg(job: int) -> tuple:
-    return (IMG_ATTACHED, job)
+class OpenImages(NamedTuple):
+    data_dir: str
 
 
-def img_progress_msg(job: int, fraction: float) -> tuple:
-    return (IMG_PROGRESS, job, float(fraction))
+class EmbedImages(NamedTuple):
+    job: int
+    load_id: int
+    request: dict  # layer, n, d, include_train, max_dim, and the segments: slot/count, vectors/vectors_count
 
 
-def img_done_msg(job: int, meta: dict) -> tuple:
-    return (IMG_DONE, job, dict(meta))
+class CancelImages(NamedTuple):
+    pass
 
 
-def error_msg(load_id: int, text: str) -> tuple:
-    return (ERROR, load_id, text)
+class Batch(NamedTuple):
+    batch_id: int
+    count: int  # images in the segment (count x INPUT_SIZE floats), answered with count x N_CLASSES
+    segment_name: str  # holds the images; the worker writes the probabilities after them
 
 
-def attached_msg(load_id: int) -> tuple:
-    return (ATTACHED, load_id)
+# -- worker -> render -----------------------------------------------------------------------------
 
 
-def done_msg(seq: int, slot: int, compute_s: float) -> tuple:
-    return (DONE, seq, slot, compute_s)
+class Spec(NamedTuple):
+    load_id: int
+    spec: dict  # NetSpec.to_dict()
+    manifest: Manifest  # the parameter arrays, in the order WEIGHTS packs them
+
+
+class Error(NamedTuple):
+    load_id: int
+    text: str
+
+
+class Attached(NamedTuple):
+    load_id: int
+
+
+class WeightsWritten(NamedTuple):
+    load_id: int
+
+
+class Done(NamedTuple):
+    seq: int
+    slot: int  # which result slot holds it
+    compute_s: float
+
+
+class Filters(NamedTuple):
+    job: int
+    load_id: int
+    meta: dict  # layer, layer_index, label, loss, seq, seconds
+
+
+class EmbedFailed(NamedTuple):
+    job: int
+    text: str
+
+
+class ImagesInfo(NamedTuple):
+    info: dict  # dataset, source, note, reason, n_test, n_train, classes, data_dir; or error, data_dir
+
+
+class BatchDone(NamedTuple):
+    batch_id: int
+    ok: bool
+    text: str  # why not, when not ok
+
+
+def batch_count(n: int) -> int:
+    """Floats in the segment of a Batch of n images: the images, then their probabilities."""
+    return n * (INPUT_SIZE + N_CLASSES)
+
+
+def manifest_of(manifest) -> Manifest:
+    """A manifest with plain types (what crosses the pipe)."""
+    return tuple((str(a), str(k), tuple(int(s) for s in shape)) for a, k, shape in manifest)
 
 
 @dataclass(frozen=True)

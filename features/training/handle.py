@@ -49,6 +49,7 @@ from convscope.engine.graph.spec import NetSpec
 from convscope.engine.proc.handle import ProcessHandle
 from convscope.engine.proc.heartbeat import Beat
 from convscope.engine.proc.shm import Slot
+from convscope.features.embedding import messages as V
 from convscope.features.embedding.images_job import ImagesJob, ImagesJobs
 from convscope.features.training import messages as T
 from convscope.features.training.process import DEFAULTS, train_main
@@ -130,7 +131,7 @@ class TrainHandle(ProcessHandle, ImagesJobs):
         self.progress_log: deque[tuple[str, int | None, int | None]] = deque(maxlen=64)  # newest last
         self.snapshots_read = 0
         self.last: T.TrainSnapshot | None = None  # newest snapshot handed out
-        self.filters: dict[int, T.FilterData] = {}  # embed_filters command id -> its vectors
+        self.filters: dict[int, V.FilterData] = {}  # embed_filters command id -> its vectors
         self.images: ImagesJob | None = None  # the newest embed_images job
         self.images_meta: dict = {}  # what the worker said of the last finished one
 
@@ -166,7 +167,7 @@ class TrainHandle(ProcessHandle, ImagesJobs):
     # -- commands ------------------------------------------------------------------------------------
     def command(self, name: str, **kwargs) -> int:
         """Send one command (train_protocol.COMMANDS); returns its id at once.  See `replies`."""
-        msg = T.cmd_msg(self._cmd + 1, name, kwargs)  # ValueError for an unknown name, before any id
+        msg = T.command(self._cmd + 1, name, kwargs)  # ValueError for an unknown name, before any id
         self._cmd += 1
         if name == "set_hyper" and self.info.get("hyper") is not None:
             self.info["hyper"] = {**self.info["hyper"], **kwargs}  # kept for a restart
@@ -216,7 +217,7 @@ class TrainHandle(ProcessHandle, ImagesJobs):
         return self.command("embed_filters", layer=int(layer))
 
     def embed_images(
-        self, layer: str, count: int, include_train: bool = True, max_dim: int = T.MAX_IMAGE_DIM
+        self, layer: str, count: int, include_train: bool = True, max_dim: int = V.MAX_IMAGE_DIM
     ) -> ImagesJob:
         """Start computing `layer`'s activations of min(count, available) images (held-out first, then
         training images if `include_train`); replaces a running job.  Follow it in `images`."""
@@ -224,8 +225,8 @@ class TrainHandle(ProcessHandle, ImagesJobs):
             raise RuntimeError("the training process has not announced its network yet")
         n_val, n_train = int(self.info["n_val"]), int(self.info["n_train"])
         n = max(1, min(int(count), n_val + (n_train if include_train else 0)))
-        d = T.image_dim(self.spec.layer(layer).shape, max_dim)  # KeyError for an unknown layer
-        lay = T.ImagesLayout(n, d, tuple(self.spec.layers[0].shape))
+        d = V.image_dim(self.spec.layer(layer).shape, max_dim)  # KeyError for an unknown layer
+        lay = V.ImagesLayout(n, d, tuple(self.spec.layers[0].shape))
         self._drop_images("cancelled")
         slot = Slot.create(lay.count)
         kwargs = dict(layer=layer, n=n, d=d, include_train=bool(include_train), max_dim=int(max_dim))
@@ -263,7 +264,7 @@ class TrainHandle(ProcessHandle, ImagesJobs):
         seq = got[0]
         if seq == 0:
             return None
-        self._send(T.read_msg(seq))  # flow control: the worker may write the next one
+        self._send(T.Read(seq))  # flow control: the worker may write the next one
         snap = T.unpack(self._layout, buf, seq, self.spec_version)
         self.last = snap
         self.snapshots_read += 1
@@ -291,7 +292,7 @@ class TrainHandle(ProcessHandle, ImagesJobs):
                 return snap
             self._wait_once(deadline, "no matching snapshot")
 
-    def wait_filters(self, cmd_id: int, timeout: float = 30.0) -> T.FilterData:
+    def wait_filters(self, cmd_id: int, timeout: float = 30.0) -> V.FilterData:
         """Block until the vectors of embed_filters command `cmd_id` are here (RuntimeError if refused)."""
         deadline = time.monotonic() + timeout
         while cmd_id not in self.filters:
@@ -315,7 +316,7 @@ class TrainHandle(ProcessHandle, ImagesJobs):
         return train_main, (dict(self.options),), {}
 
     def _quit_message(self):
-        return T.quit_msg()
+        return T.Quit()
 
     def _spawned(self) -> None:
         self._state = STARTING
@@ -332,7 +333,7 @@ class TrainHandle(ProcessHandle, ImagesJobs):
         with fresh weights from the seed: the weights (and the guard's copies) lived in the old process."""
         reason = self.error if self.error and self._state != READY else None
         if self.spec is not None:
-            self.options["widths"] = tuple(layer.shape[0] for layer in T.conv_layers(self.spec))
+            self.options["widths"] = tuple(layer.shape[0] for layer in V.conv_layers(self.spec))
         if self.info.get("hyper"):
             self.options["hyper"] = dict(self.info["hyper"])
         if self.last is not None:
@@ -368,46 +369,48 @@ class TrainHandle(ProcessHandle, ImagesJobs):
             return False
         return beat.silent_s >= self._stale_s or self.activity() is not None
 
-    def _handle(self, msg: tuple) -> None:
-        tag = msg[0]
-        if tag == T.SNAP:
-            self._note = (msg[1], msg[2])
-        elif tag == T.SPEC:
-            self._on_spec(msg[1], NetSpec.from_dict(msg[2]), msg[3])
-        elif tag == T.ATTACHED:
-            self._on_attached(msg[1])
-        elif tag == T.REPLY:
-            self.replies[msg[1]] = (msg[2], msg[3])
-            if len(self.replies) > 4096:  # nobody reads old answers; keep the table bounded
-                del self.replies[next(iter(self.replies))]
-        elif tag == T.MESSAGE:
-            self.message = msg[1]
-            self.notices.append(msg[1])
+    def _handle(self, msg) -> None:
+        kind = type(msg)
+        if kind is T.Snap:
+            self._note = (msg.version, msg.seq)
+        elif kind is T.Spec:
+            self._on_spec(msg.version, NetSpec.from_dict(msg.spec), msg.info)
+        elif kind is T.Attached:
+            self._on_attached(msg.version)
+        elif kind is T.Reply:
+            self._on_reply(msg)
+        elif kind is T.Message:
+            self.message = msg.text
+            self.notices.append(msg.text)
             self.messages_received += 1
-        elif tag == T.ERROR:
-            self.error = msg[1]
+        elif kind is T.Error:
+            self.error = msg.text
             self.progress = None
-        elif tag == T.PROGRESS:
-            self.progress = (msg[1], msg[2], msg[3])
+        elif kind is T.Progress:
+            self.progress = (msg.what, msg.done, msg.total)
             self.progress_log.append(self.progress)
-        elif tag == T.FILTERS:
-            self._on_filters(msg[1], msg[2], msg[3])
-        elif tag in (T.IMG_ATTACHED, T.IMG_PROGRESS, T.IMG_DONE, T.IMG_FAILED):
+        elif kind is T.Filters:
+            self._on_filters(msg.cmd_id, msg.version, msg.meta)
+        elif kind in V.IMAGE_MESSAGES:
             self._on_image_msg(msg)
-        if tag == T.REPLY and not msg[2]:
-            job = self.images
-            if job is not None and job.cmd == msg[1] and job.active:
-                self._fail_images(job, msg[3])
+
+    def _on_reply(self, msg: T.Reply) -> None:
+        self.replies[msg.cmd_id] = (msg.ok, msg.text)
+        if len(self.replies) > 4096:  # nobody reads old answers; keep the table bounded
+            del self.replies[next(iter(self.replies))]
+        job = self.images
+        if not msg.ok and job is not None and job.cmd == msg.cmd_id and job.active:
+            self._fail_images(job, msg.text)  # the embed_images command itself was refused
 
     def _on_filters(self, cmd_id: int, version: int, meta: dict) -> None:
         if version != self._worker_version or self._filter_slot is None or self._state != READY:
             return  # written into a slot of an architecture since replaced
-        lay = T.FilterLayout.of(self.spec, int(meta["layer_index"]))
+        lay = V.FilterLayout.of(self.spec, int(meta["layer_index"]))
         buf = np.empty(self._filter_slot.count, np.float32)
         got = self._filter_slot.read_into(buf)
         if got is None or got[0] != cmd_id:
             return  # a newer embed_filters already overwrote it; its own FILTERS follows
-        self.filters[cmd_id] = T.unpack_filters(lay, buf, cmd_id, self.spec_version, meta)
+        self.filters[cmd_id] = V.unpack_filters(lay, buf, cmd_id, self.spec_version, meta)
         while len(self.filters) > KEEP_FILTERS:
             del self.filters[next(iter(self.filters))]
 
@@ -420,7 +423,7 @@ class TrainHandle(ProcessHandle, ImagesJobs):
         try:
             layout = T.SnapshotLayout(spec)
             slots.append(Slot.create(layout.count))
-            slots.append(Slot.create(T.filter_slot_count(spec)))
+            slots.append(Slot.create(V.filter_slot_count(spec)))
         except (OSError, ValueError) as exc:
             for slot in slots:
                 slot.unlink()
@@ -429,7 +432,7 @@ class TrainHandle(ProcessHandle, ImagesJobs):
             return
         self._pending = (version, slots[0], slots[1], spec, info)
         self._state = ATTACHING
-        self._send(T.attach_msg(version, slots[0].name, slots[1].name))
+        self._send(T.Attach(version, slots[0].name, slots[1].name))
 
     def _on_attached(self, version: int) -> None:
         if self._pending is None or self._pending[0] != version:

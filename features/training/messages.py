@@ -57,30 +57,20 @@ Snapshot payload, float32, in this order (SnapshotLayout has the offsets):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from convscope.engine.graph.spec import NetSpec
-from convscope.features.embedding.handle import KINDS
+from convscope.features.embedding.messages import (  # noqa: F401  (the images-job messages)
+    IMAGE_MESSAGES,
+    ImgAttached,
+    ImgDone,
+    ImgFailed,
+    ImgProgress,
+    conv_layers,
+)
 
-ATTACH = "attach"
-CMD = "cmd"
-READ = "read"
-QUIT = "quit"
-
-SPEC = "spec"
-ATTACHED = "attached"
-SNAP = "snap"
-REPLY = "reply"
-MESSAGE = "message"
-ERROR = "error"
-FILTERS = "filters"
-IMG_ATTACHED = "img_attached"
-IMG_PROGRESS = "img_progress"
-IMG_DONE = "img_done"
-IMG_FAILED = "img_failed"
-PROGRESS = "progress"
 PROGRESS_HZ = 10.0  # data-loading progress messages a second at most: a progress bar needs no more
 
 # Heartbeat phases (engine/proc/heartbeat.py): where the worker was when it last beat, with two numbers.
@@ -163,74 +153,78 @@ HISTORY = 256  # per-step rows per snapshot: up to HISTORY steps between two sna
 HISTORY_COLS = 3  # step, loss, acc
 
 
-def attach_msg(version: int, name: str, filters_name: str) -> tuple:
-    return (ATTACH, version, name, filters_name)
+# -- render -> worker -----------------------------------------------------------------------------
 
 
-def cmd_msg(cmd_id: int, name: str, kwargs: dict) -> tuple:
+class Attach(NamedTuple):
+    version: int  # of the Spec these segments are for
+    name: str  # the snapshot slot
+    filters_name: str  # the filters slot
+
+
+class Cmd(NamedTuple):
+    cmd_id: int
+    name: str  # one of COMMANDS
+    kwargs: dict
+
+
+class Read(NamedTuple):
+    seq: int  # the snapshot the render side has read: the worker may write the next
+
+
+class Quit(NamedTuple):
+    pass
+
+
+def command(cmd_id: int, name: str, kwargs: dict) -> Cmd:
+    """A Cmd, refused here (ValueError) for a name the worker does not know."""
     if name not in COMMANDS:
         raise ValueError(f"unknown training command {name!r}; known: {COMMANDS}")
-    return (CMD, cmd_id, name, dict(kwargs))
+    return Cmd(cmd_id, name, dict(kwargs))
 
 
-def read_msg(seq: int) -> tuple:
-    return (READ, seq)
+# -- worker -> render -----------------------------------------------------------------------------
 
 
-def quit_msg() -> tuple:
-    return (QUIT,)
+class Spec(NamedTuple):
+    version: int
+    spec: dict  # NetSpec.to_dict()
+    info: dict  # reason, dataset, source, note, classes, sizes, widths, hyper, paused, message
 
 
-def spec_msg(version: int, spec: NetSpec, info: dict) -> tuple:
-    return (SPEC, version, spec.to_dict(), dict(info))
+class Attached(NamedTuple):
+    version: int
 
 
-def attached_msg(version: int) -> tuple:
-    return (ATTACHED, version)
+class Snap(NamedTuple):
+    version: int
+    seq: int  # a snapshot is in the slot with this seq
 
 
-def snap_msg(version: int, seq: int) -> tuple:
-    return (SNAP, version, seq)
+class Reply(NamedTuple):
+    cmd_id: int
+    ok: bool
+    text: str
 
 
-def reply_msg(cmd_id: int, ok: bool, text: str) -> tuple:
-    return (REPLY, cmd_id, bool(ok), str(text))
+class Message(NamedTuple):
+    text: str  # a NaN pause and the like, for the UI
 
 
-def message_msg(text: str) -> tuple:
-    return (MESSAGE, str(text))
+class Error(NamedTuple):
+    text: str  # fatal: the worker exits
 
 
-def error_msg(text: str) -> tuple:
-    return (ERROR, str(text))
+class Filters(NamedTuple):
+    cmd_id: int
+    version: int
+    meta: dict  # layer, layer_index, label, loss, step, monitor_index, seconds
 
 
-def filters_msg(cmd_id: int, version: int, meta: dict) -> tuple:
-    return (FILTERS, cmd_id, version, dict(meta))
-
-
-def img_attached_msg(cmd_id: int) -> tuple:
-    return (IMG_ATTACHED, cmd_id)
-
-
-def img_progress_msg(cmd_id: int, fraction: float) -> tuple:
-    return (IMG_PROGRESS, cmd_id, float(fraction))
-
-
-def img_done_msg(cmd_id: int, meta: dict) -> tuple:
-    return (IMG_DONE, cmd_id, dict(meta))
-
-
-def img_failed_msg(cmd_id: int, text: str) -> tuple:
-    return (IMG_FAILED, cmd_id, str(text))
-
-
-def progress_msg(what: str, done: int | None, total: int | None) -> tuple:
-    return (PROGRESS, str(what), None if done is None else int(done), None if total is None else int(total))
-
-
-def conv_layers(spec: NetSpec) -> list:
-    return [layer for layer in spec.layers if layer.kind == "conv"]
+class Progress(NamedTuple):
+    what: str  # a stage in words
+    done: int | None  # bytes of a download, None for a stage without a measure
+    total: int | None
 
 
 def grid_layers(spec: NetSpec) -> list:
@@ -316,143 +310,3 @@ def unpack(layout: SnapshotLayout, buf: np.ndarray, seq: int, version: int) -> T
         filter_sums=sums,
         first_filters=buf[layout.filters].reshape(layout.filter_shape),
     )
-
-
-# -- embedding view ------------------------------------------------------------------------------
-MAX_IMAGE_DIM = 2048  # ImageVectors' max_dim: wider maps are average pooled (see image_dim)
-
-
-@dataclass(frozen=True)
-class FilterLayout:
-    """Where one conv layer's filter vectors sit in the filters slot: stable ids, then the four KINDS."""
-
-    layer: str
-    index: int  # among the conv layers, from 0
-    count: int  # filters (C_out)
-    weight_shape: tuple[int, int, int]  # (C_in, k, k): a coefficient / filter-gradient row as a filter
-    map_shape: tuple[int, int]  # (H, W): an activation / activation-gradient row as a map
-
-    @classmethod
-    def of(cls, spec: NetSpec, index: int) -> FilterLayout:
-        convs = conv_layers(spec)
-        if not 0 <= index < len(convs):
-            raise ValueError(f"conv layer index {index} out of range: the network has {len(convs)}")
-        conv = convs[index]
-        before = spec.layers[spec.index(conv.name) - 1]
-        k = conv.kernel or 1
-        c, h, w = conv.shape
-        return cls(conv.name, index, int(c), (int(before.shape[0]), int(k), int(k)), (int(h), int(w)))
-
-    def dim(self, kind: str) -> int:
-        return int(
-            np.prod(self.weight_shape if kind in ("coefficients", "filter_gradients") else self.map_shape)
-        )
-
-    @property
-    def ids(self) -> slice:
-        return slice(0, self.count)
-
-    def block(self, kind: str) -> slice:
-        at = self.count
-        for k in KINDS:
-            n = self.count * self.dim(k)
-            if k == kind:
-                return slice(at, at + n)
-            at += n
-        raise ValueError(f"unknown kind {kind!r}; choose from {KINDS}")
-
-    @property
-    def total(self) -> int:
-        return self.count * (1 + sum(self.dim(k) for k in KINDS))
-
-
-def filter_slot_count(spec: NetSpec) -> int:
-    """Floats in the filters slot of `spec`: enough for its largest conv layer."""
-    return max(FilterLayout.of(spec, i).total for i in range(len(conv_layers(spec))))
-
-
-@dataclass
-class FilterData:
-    """One layer's filter vectors, copied out of the filters slot (safe to keep)."""
-
-    cmd: int  # the embed_filters command that asked for them
-    spec_version: int  # the TrainHandle.spec_version the filters belong to
-    layer: str
-    layer_index: int
-    ids: np.ndarray  # (C,) int64 stable filter ids, in filter index order (row i is filter i)
-    vectors: dict[str, np.ndarray]  # kind -> (C, D) float32, every kind of KINDS
-    weight_shape: tuple[int, int, int]
-    map_shape: tuple[int, int]
-    label: int  # the monitored image's class the gradients are for
-    loss: float  # its cross-entropy
-    step: int  # optimizer steps of the weights they come from
-    monitor_index: int
-    seconds: float  # time the worker took
-
-    def shape_of(self, kind: str) -> tuple[int, ...]:
-        return self.weight_shape if kind in ("coefficients", "filter_gradients") else self.map_shape
-
-
-def unpack_filters(lay: FilterLayout, buf: np.ndarray, cmd: int, version: int, meta: dict) -> FilterData:
-    return FilterData(
-        cmd=cmd,
-        spec_version=version,
-        layer=lay.layer,
-        layer_index=lay.index,
-        ids=buf[lay.ids].astype(np.int64),
-        vectors={k: buf[lay.block(k)].reshape(lay.count, lay.dim(k)).copy() for k in KINDS},
-        weight_shape=lay.weight_shape,
-        map_shape=lay.map_shape,
-        label=int(meta["label"]),
-        loss=float(meta["loss"]),
-        step=int(meta["step"]),
-        monitor_index=int(meta["monitor_index"]),
-        seconds=float(meta["seconds"]),
-    )
-
-
-def image_dim(shape: tuple[int, ...], max_dim: int = MAX_IMAGE_DIM) -> int:
-    """Length of one image's vector for a layer of `shape`: what embed_vectors.ImageVectors makes of it
-    (grid maps wider than max_dim are average pooled to s x s; `pooled_side`, torch-free here)."""
-    if len(shape) == 3:
-        c, h, w = (int(v) for v in shape)
-        if c * h * w <= max_dim:
-            return c * h * w
-        s = max(1, min(h, w, math.isqrt(max(max_dim // max(c, 1), 1))))
-        return c * s * s
-    return int(np.prod(shape))
-
-
-@dataclass(frozen=True)
-class ImagesLayout:
-    """The segment of one images job: labels (n floats), vectors (n x d), then the images' uint8 pixels
-    packed four to a float (so the hover picture needs no other round trip)."""
-
-    n: int
-    d: int
-    image_shape: tuple[int, int, int]  # (C, H, W) of the input images
-
-    @property
-    def labels(self) -> slice:
-        return slice(0, self.n)
-
-    @property
-    def vectors(self) -> slice:
-        return slice(self.n, self.n + self.n * self.d)
-
-    @property
-    def pixel_bytes(self) -> int:
-        return self.n * int(np.prod(self.image_shape))
-
-    @property
-    def pixels(self) -> slice:
-        at = self.n + self.n * self.d
-        return slice(at, at + (self.pixel_bytes + 3) // 4)
-
-    @property
-    def count(self) -> int:
-        return self.pixels.stop
-
-    def pixel_view(self, payload: np.ndarray) -> np.ndarray:
-        """(n, C, H, W) uint8 view of the pixels inside `payload` (a float32 array of `count`)."""
-        return payload[self.pixels].view(np.uint8)[: self.pixel_bytes].reshape(self.n, *self.image_shape)

@@ -43,6 +43,7 @@ from multiprocessing.connection import Connection
 import numpy as np
 from convscope.engine.proc.heartbeat import NoPulse, Pulse
 from convscope.engine.proc.shm import Slot
+from convscope.features.embedding import messages as V
 from convscope.features.training import messages as T
 from convscope.features.training.allocator import tune_for_training
 
@@ -96,7 +97,7 @@ def train_main(conn: Connection, options: dict, pulse: str | None = None) -> Non
         worker.serve()
     except Exception as exc:  # a crash is reported as one line, not a traceback in the user's terminal
         try:
-            conn.send(T.error_msg(f"training process failed: {type(exc).__name__}: {exc}"))
+            conn.send(T.Error(f"training process failed: {type(exc).__name__}: {exc}"))
         except OSError:
             pass
     finally:
@@ -107,6 +108,10 @@ def train_main(conn: Connection, options: dict, pulse: str | None = None) -> Non
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)  # skip torch's slow interpreter teardown; everything is released above
+
+
+def _int_or_none(v) -> int | None:
+    return None if v is None else int(v)
 
 
 def _exit_on_sigterm(signum: int, frame) -> None:
@@ -139,7 +144,7 @@ class _ProgressSender:
             return
         self.what, self.last = what, now
         try:
-            self.conn.send(T.progress_msg(what, done, total))
+            self.conn.send(T.Progress(str(what), _int_or_none(done), _int_or_none(total)))
             self.sent += 1
         except OSError:
             pass  # render side gone: _parent_gone stops the download
@@ -259,16 +264,16 @@ class _TrainWorker:
         except (EOFError, OSError):
             return False
         for msg in msgs:
-            tag = msg[0]
-            if tag == T.QUIT:
+            kind = type(msg)
+            if kind is T.Quit:
                 self.quit = True
                 return True
-            if tag == T.READ:
+            if kind is T.Read:
                 self.unread = 0
-            elif tag == T.ATTACH:
-                self.attach(msg[1], msg[2], msg[3])
-            elif tag == T.CMD:
-                self.command(*msg[1:])
+            elif kind is T.Attach:
+                self.attach(msg.version, msg.name, msg.filters_name)
+            elif kind is T.Cmd:
+                self.command(msg.cmd_id, msg.name, msg.kwargs)
         return True
 
     def send(self, msg: tuple) -> None:
@@ -299,7 +304,7 @@ class _TrainWorker:
             "paused": tr.paused,
             "message": tr.message,
         }
-        self.send(T.spec_msg(self.version, spec, info))
+        self.send(T.Spec(self.version, spec.to_dict(), info))
 
     def attach(self, version: int, name: str, filters_name: str) -> None:
         if version != self.version or self.layout is None:
@@ -307,12 +312,12 @@ class _TrainWorker:
         self.close_slot()
         try:
             self.slot = Slot.attach(name, self.layout.count)
-            self.filter_slot = Slot.attach(filters_name, T.filter_slot_count(self.trainer.spec))
+            self.filter_slot = Slot.attach(filters_name, V.filter_slot_count(self.trainer.spec))
         except (OSError, ValueError) as exc:
-            self.send(T.error_msg(f"could not attach the snapshot segments: {exc}"))
+            self.send(T.Error(f"could not attach the snapshot segments: {exc}"))
             self.quit = True
             return
-        self.send(T.attached_msg(version))
+        self.send(T.Attached(version))
         self.dirty = True
         self.unread = 0
         waiting, self.deferred = self.deferred, []
@@ -419,12 +424,12 @@ class _TrainWorker:
             # A refused edit, a bad value or a bad file: nothing changed (Trainer and surgery check
             # first), so the session runs on; the user reads why.
             text = str(exc) if not isinstance(exc, KeyError) else f"missing argument {exc}"
-            self.send(T.reply_msg(cmd_id, False, text))
+            self.send(T.Reply(cmd_id, False, str(text)))
             self.dirty = True
             return
         if reason is not None:
             self.announce(reason)
-        self.send(T.reply_msg(cmd_id, True, text))
+        self.send(T.Reply(cmd_id, True, str(text)))
         self.dirty = True
 
     # -- per step -------------------------------------------------------------------------------------
@@ -439,7 +444,7 @@ class _TrainWorker:
         if message != self.message_sent:
             self.message_sent = message
             if message and not stats.get("ok", True):
-                self.send(T.message_msg(message))
+                self.send(T.Message(str(message)))
                 self.dirty = True
 
     def publish(self) -> None:
@@ -517,7 +522,7 @@ class _TrainWorker:
                 view[lay.filters].copy_(model.convs[0].weight.detach().reshape(-1))
                 del view
             del out
-        self.send(T.snap_msg(self.version, self.seq))
+        self.send(T.Snap(self.version, self.seq))
         self.dirty = False
         self.unread += 1
 
@@ -534,14 +539,14 @@ class _TrainWorker:
 
         tr = self.trainer
         t0 = time.perf_counter()
-        lay = T.FilterLayout.of(tr.spec, layer)  # ValueError for a layer that is not there
+        lay = V.FilterLayout.of(tr.spec, layer)  # ValueError for a layer that is not there
         index = tr.monitor_index % len(tr.data.x_val)
         label = int(tr.data.y_val[index])
         tr.model.eval()  # as publish() does (no dropout / batch norm: it changes nothing)
         fv = filter_vectors(tr.model, layer, tr.data.x_val[index], label)
         with self.filter_slot.writing(cmd_id) as out:
             out[lay.ids] = self.filter_ids[layer]
-            for kind in T.KINDS:
+            for kind in V.KINDS:
                 out[lay.block(kind)] = fv[kind].reshape(-1)
         del out
         meta = {
@@ -553,7 +558,7 @@ class _TrainWorker:
             "monitor_index": index,
             "seconds": time.perf_counter() - t0,
         }
-        self.send(T.filters_msg(cmd_id, self.version, meta))
+        self.send(T.Filters(cmd_id, self.version, meta))
         return f"filter vectors of {lay.layer} ({lay.count} filters)"
 
     def start_images(self, cmd_id: int, kw: dict) -> str:
@@ -571,7 +576,7 @@ class _TrainWorker:
         total = n_val + (len(data.x_train) if include_train else 0)
         if not 0 < n <= total:
             raise ValueError(f"{n} images asked for, {total} available")
-        expected = T.image_dim(tr.spec.layer(layer).shape, int(kw["max_dim"]))
+        expected = V.image_dim(tr.spec.layer(layer).shape, int(kw["max_dim"]))
         if d != expected:
             raise ValueError(f"{layer}: vectors have {expected} values, not {d}")
         self.drop_images()
@@ -579,10 +584,10 @@ class _TrainWorker:
         if n > n_val:
             x = torch.cat([x, data.x_train[: n - n_val]])
             y = torch.cat([y, data.y_train[: n - n_val]])
-        lay = T.ImagesLayout(n, d, tuple(int(s) for s in x.shape[1:]))
+        lay = V.ImagesLayout(n, d, tuple(int(s) for s in x.shape[1:]))
         iv = ImageVectors(tr.model, x, layer, batch_size=IMAGE_BATCH, max_dim=int(kw["max_dim"]))
         slot = Slot.attach(kw["slot"], int(kw["count"]))  # OSError / ValueError: refused, nothing runs
-        self.send(T.img_attached_msg(cmd_id))
+        self.send(V.ImgAttached(cmd_id))
         out = slot.begin_write()  # stays "being written" (odd) until the last batch is in
         try:
             out[lay.labels] = y.numpy()
@@ -606,14 +611,14 @@ class _TrainWorker:
             vec[start:stop] = rows
             del vec
         except Exception as exc:  # a failed job must not take training down; the render side is told
-            self.send(T.img_failed_msg(job.cmd, f"{type(exc).__name__}: {exc}"))
+            self.send(V.ImgFailed(job.cmd, f"{type(exc).__name__}: {exc}"))
             self.drop_images()
             return
-        self.send(T.img_progress_msg(job.cmd, job.iv.fraction))
+        self.send(V.ImgProgress(job.cmd, float(job.iv.fraction)))
         if job.iv.finished:
             job.slot.end_write(job.cmd)
             meta = {"step": job.step, "seconds": time.perf_counter() - job.t0, "n": job.layout.n}
-            self.send(T.img_done_msg(job.cmd, meta))
+            self.send(V.ImgDone(job.cmd, meta))
             self.drop_images()
 
     def drop_images(self) -> None:
@@ -629,7 +634,7 @@ class _TrainWorker:
 class _ImagesJob:
     """The running embed_images job: its segment, its layout and the ImageVectors stepping through it."""
 
-    def __init__(self, cmd: int, slot: Slot, layout: T.ImagesLayout, iv, step: int, t0: float) -> None:
+    def __init__(self, cmd: int, slot: Slot, layout: V.ImagesLayout, iv, step: int, t0: float) -> None:
         self.cmd, self.slot, self.layout, self.iv, self.step, self.t0 = cmd, slot, layout, iv, step, t0
 
 

@@ -41,8 +41,8 @@ from convscope.engine.graph.layout import build_layout
 from convscope.engine.graph.picking import Picker
 from convscope.engine.graph.spec import NetSpec
 from convscope.engine.scene import FrameContext
-from convscope.engine.ui.embed_panel import SELECTED_RGB
 from convscope.engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputState
+from convscope.features.embedding.panel import SELECTED_RGB
 from convscope.features.inference import WorkerHandle
 from convscope.scenes.explore import robustness
 from convscope.scenes.explore.compare import CompareView
@@ -107,6 +107,7 @@ class ExploreScene:
         self._detail_version = 0
         self.robust = RobustnessState()  # shift / rotate / MNIST-style centring experiments
         self.morph = MorphState()  # slide between two drawings
+        self._morph_batch: int | None = None  # the worker's infer_batch id of the curve in flight
         if config.data_dir:
             try:
                 self.morph.test_images, self.morph.test_labels = load_idx_digits(config.data_dir)
@@ -290,14 +291,23 @@ class ExploreScene:
             self.compare.refit()
 
     def _run_morph_curve(self) -> None:
-        """Once per new A / B: the 21 blends through the network, for the probability curve."""
+        """Once per new A / B: the blends go to the worker as one batch; its answer is picked up by a
+        later frame, so update() never waits for the network."""
+        if self._morph_batch is not None:
+            got = self.worker.batch(self._morph_batch)
+            if got is not None:
+                self._morph_batch = None
+                if got.probabilities is not None:
+                    self.morph.take(got.probabilities)  # False (dropped) if A / B changed meanwhile
+                elif got.lost:
+                    self.morph.ask_again()  # the worker restarted: send the same blends once it is up
+                else:
+                    self.state.error = f"morph: {got.error}"
         if not self.worker.ready:
             return
         blends = self.morph.requests()
         if len(blends):
-            self.morph.take([self.worker.infer_sync(b).probabilities for b in blends])
-            if self.state.network_input is not None:  # infer_sync used up the live result
-                self.sent_seq = self.worker.submit(self.state.network_input)
+            self._morph_batch = self.worker.infer_batch(blends)  # a newer pair replaces any older batch
 
     def _fit(self, viewport: tuple[int, int]) -> None:
         """Fit the network into the part of the view right of the drawing panel, when there is room."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from convscope.engine.graph.explain import Explanation
-from convscope.engine.ui.embed_panel import EmbedPanelState
+from convscope.features.embedding.panel import EmbedPanelState
 
 COLORMAPS = ("harley", "viridis", "grayscale")
 NORMALIZE = ("layer", "global")

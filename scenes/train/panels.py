@@ -1,6 +1,6 @@
 """The training scene's ImGui panels: run control, monitored sample, hyperparameters, checkpoints (left);
 steering, view options, charts and the first layer's filters (right); the Embedding window (bottom left,
-engine/ui/embed_panel.py's panel plus this scene's options).
+features/embedding/panel.py's panel plus this scene's options).
 
 One function per panel section; each reads and edits `TrainState` only (no GL, no worker): commands go
 into `state.requests`, which the scene sends.  Sizes are in window coordinates times the UI scale.
@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from convscope.engine.ui.embed_panel import IMAGES, Textures, fill_window, gui_embed, measure_chrome
 from convscope.engine.ui.widgets import TextureLike, help_marker, image
+from convscope.features.embedding.panel import IMAGES, Textures, fill_window, gui_embed, measure_chrome
 from convscope.scenes.train.state import (
     ADADELTA_LR,
     OPTIMIZER_LABELS,

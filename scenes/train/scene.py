@@ -39,8 +39,8 @@ from convscope.engine.gpu.scene_renderer import RenderSettings, SceneRenderer
 from convscope.engine.graph.layout import Layout, LayoutStyle, build_layout
 from convscope.engine.graph.spec import NetSpec
 from convscope.engine.scene import FrameContext
-from convscope.engine.ui.embed_panel import EmbedPanelState
 from convscope.engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputState
+from convscope.features.embedding.panel import EmbedPanelState
 from convscope.features.training.handle import TrainHandle
 from convscope.features.training.messages import TrainSnapshot
 from convscope.scenes.train.embedding import EmbedView

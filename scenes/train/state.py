@@ -3,7 +3,7 @@
 The panels (scenes/train/panels.py) read and edit a TrainState; what they want done in the training
 worker they append to `state.requests` as (command, kwargs), and the scene sends those in its update step.
 The scene writes what it reads from the worker's snapshots back into the state (stats, messages, charts).
-The Embedding window's state is the embedding panel's own EmbedPanelState (engine/ui/embed_panel.py) plus
+The Embedding window's state is the embedding panel's own EmbedPanelState (features/embedding/panel.py) plus
 the few options this scene adds (`embed_include_train`).
 """
 
@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from convscope.engine.ui.embed_panel import EmbedPanelState
+from convscope.features.embedding.panel import EmbedPanelState
 
 OPTIMIZERS = ("sgd", "adam", "adadelta")  # features.training.trainer.OPTIMIZERS (torch-free copy)
 OPTIMIZER_LABELS = {"sgd": "SGD + momentum", "adam": "Adam", "adadelta": "Adadelta"}

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from convscope.engine.ui.point_raster import rasterize, square_side
 from convscope.engine.ui.widgets import TextureLike, as_texture_ref
-from convscope.features.embedding.handle import IMAGES, KIND_LABELS, KINDS
+from convscope.features.embedding.messages import IMAGES, KIND_LABELS, KINDS
 from imgui_bundle import imgui, implot
 
 FILTERS = "filters"
