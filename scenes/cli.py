@@ -20,6 +20,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from convscope.models import registry
+
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
 
@@ -35,7 +37,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="convscope", description="See every node of a convolutional network work, in 3D.")
-    p.add_argument("--model", choices=["lenet", "mlp"], help="network to show first (default lenet)")
+    p.add_argument("--model", choices=registry.names(), help="network to show first (default lenet)")
     p.add_argument(
         "--fullscreen", action="store_true", default=None, help="fullscreen on the primary monitor"
     )
