@@ -285,7 +285,12 @@ class EmbedView:
             self._job = None
         elif job.state == "done" and not self._job_requested and p.mode == IMAGES:
             self._job_requested = True
-            self.embed.request(IMAGES, job.layer, job.vectors, np.arange(job.n, dtype=np.int64))
+            # The vectors go from the worker's segment to the t-SNE process; only labels and pixels came here.
+            vectors = job.shared_vectors()
+            if vectors is None:
+                p.status = "images: the job's vectors are gone"
+                return
+            self.embed.request(IMAGES, job.layer, vectors, np.arange(job.n, dtype=np.int64))
 
     def _show(self, r: EmbedResult) -> None:
         p = self.panel

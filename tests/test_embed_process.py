@@ -146,6 +146,28 @@ def test_round_trip_through_shared_memory_with_one_thread(handle):
     assert handle.layout("activations", "conv2") is None
 
 
+def test_an_images_jobs_vectors_are_read_from_their_segment_not_copied_here(handle):
+    """SharedVectors: the t-SNE process maps the images job's segment from a descriptor handed over the
+    pipe (its name already unlinked) and lays out exactly what a copy of the same vectors gives."""
+    from convscope.engine.proc.shm import Slot
+    from convscope.features.embedding.images_job import SharedVectors
+
+    x, labels = two_clusters(seed=4)
+    slot = Slot.create(x.size)
+    try:
+        slot.write(7, x)  # as the worker closes an images job's write: seq = the job id
+        slot.unlink()  # as at ImgAttached: only the mappings are left
+        shared = SharedVectors(slot, *x.shape, seq=7)
+        np.testing.assert_array_equal(shared.array(), x)
+        a = handle.wait(handle.request("images", "fc1", shared, warm=False), 60.0)
+        b = handle.wait(handle.request("images", "fc1", x, warm=False), 60.0)
+        np.testing.assert_array_equal(a.points, b.points)
+        assert nearest_centroid_accuracy(a.points, labels) == 1.0
+        assert our_segments() == []
+    finally:
+        slot.close()
+
+
 def test_new_view_cancels_a_running_job_and_partial_layouts_arrive(handle):
     rng = np.random.default_rng(2)
     long = TsneParams(iters=1_000_000, progress_min_points=1, check_every=5)  # runs until cancelled

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import mmap
 import os
 import sys
 from collections.abc import Iterator
@@ -67,6 +68,25 @@ def _attach_untracked(name: str) -> SharedMemory:
         resource_tracker.register = register
 
 
+class _FdMapping:
+    """What Slot needs of a SharedMemory (name, size, buf, close), made from a file descriptor."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self.name = f"fd{fd}"
+        self.size = os.fstat(fd).st_size
+        self._mmap = mmap.mmap(fd, self.size)
+        self.buf = memoryview(self._mmap)
+
+    def close(self) -> None:
+        self.buf.release()
+        self._mmap.close()
+        os.close(self._fd)
+
+    def unlink(self) -> None:
+        pass  # a handed-over descriptor has no name here
+
+
 class Slot:
     """A seqlock-guarded float32 vector in one shared-memory segment."""
 
@@ -103,6 +123,24 @@ class Slot:
             shm.close()
             raise ValueError(f"segment {name} holds {found} floats, expected {count}")
         return cls(shm, count, owner=False)
+
+    @classmethod
+    def attach_fd(cls, fd: int, count: int) -> Slot:
+        """Worker side: map a segment from a file descriptor another process handed over (POSIX), for a
+        segment whose name is already unlinked.  The slot owns `fd` and closes it."""
+        mapping = _FdMapping(fd)
+        header = np.ndarray((8,), np.int64, mapping.buf, 0)
+        found = int(header[_COUNT])
+        del header
+        if mapping.size < cls.nbytes(count) or found != count:
+            mapping.close()
+            raise ValueError(f"segment fd {fd} holds {found} floats, expected {count}")
+        return cls(mapping, count, owner=False)
+
+    @property
+    def fd(self) -> int:
+        """The segment's file descriptor in this process (POSIX), for handing it to another process."""
+        return self._shm._fd
 
     # -- single writer -------------------------------------------------------------------------
 

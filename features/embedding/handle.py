@@ -35,11 +35,14 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from multiprocessing import reduction
 
 import numpy as np
 from convscope.engine.proc.handle import ProcessHandle
 from convscope.engine.proc.shm import Slot
 from convscope.features.embedding import process as E
+from convscope.features.embedding import tsne_messages as M
+from convscope.features.embedding.images_job import SharedVectors
 
 NAN = float("nan")
 BACKGROUND_COPY_BYTES = 4 << 20  # inputs this big are copied into shared memory by a thread
@@ -90,7 +93,7 @@ class _Request:
     job: int
     kind: str
     layer: str
-    vectors: np.ndarray  # (n, d) float32, the handle's copy
+    vectors: np.ndarray | SharedVectors  # (n, d) float32: the handle's copy, or an images job's segment
     ids: np.ndarray  # (n,) int64
     warm: bool
     params: E.TsneParams
@@ -180,7 +183,7 @@ class EmbedHandle(ProcessHandle):
         self,
         kind: str,
         layer: str,
-        vectors: np.ndarray,
+        vectors: np.ndarray | SharedVectors,
         ids: np.ndarray | None = None,
         *,
         warm: bool = True,
@@ -190,16 +193,21 @@ class EmbedHandle(ProcessHandle):
 
         `ids` (n,) name the rows (default 0..n-1) for warm starts and for the panel; `warm` starts from the
         view's previous layout.  The handle keeps a reference to float32 `vectors` until the job is done
-        (copying 100 MB here would cost the frame): do not write into that array afterwards.
+        (copying 100 MB here would cost the frame): do not write into that array afterwards.  An images
+        job's SharedVectors are not copied at all: the t-SNE process reads them from their segment.
         """
         if self._closed:
             raise RuntimeError("EmbedHandle is closed")
-        v = np.ascontiguousarray(vectors, np.float32)  # no copy of float32 input: see the docstring
-        if v.ndim != 2 or len(v) == 0:
+        if isinstance(vectors, SharedVectors):
+            v = vectors
+        else:
+            v = np.ascontiguousarray(vectors, np.float32)  # no copy of float32 input: see the docstring
+        if len(v.shape) != 2 or v.shape[0] == 0:
             raise ValueError(f"request() takes (n, d) vectors with n >= 1, got shape {v.shape}")
-        ids = np.arange(len(v), dtype=np.int64) if ids is None else np.asarray(ids, np.int64).reshape(-1)
-        if ids.shape != (len(v),):
-            raise ValueError(f"request(): {len(ids)} ids for {len(v)} vectors")
+        n = v.shape[0]
+        ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, np.int64).reshape(-1)
+        if ids.shape != (n,):
+            raise ValueError(f"request(): {len(ids)} ids for {n} vectors")
         self._next_job += 1
         req = _Request(self._next_job, kind, layer, v, ids.copy(), warm, params or self.config.params)
         self._view = req.key
@@ -218,7 +226,7 @@ class EmbedHandle(ProcessHandle):
         if job is None or job.req.key == key:
             return
         if job.sent:
-            self._send((E.CANCEL, job.req.job))
+            self._send(M.TsneCancel(job.req.job))
         else:
             job.dropped = True  # still being copied: _dispatch releases it instead of sending
 
@@ -293,7 +301,7 @@ class EmbedHandle(ProcessHandle):
         self._ready = False
 
     def _quit_message(self):
-        return (E.QUIT,)
+        return M.TsneQuit()
 
     def _send_pending(self) -> None:
         """Send the pending request if nothing runs."""
@@ -301,13 +309,17 @@ class EmbedHandle(ProcessHandle):
             return
         req, self._pending = self._pending, None
         n, d = req.vectors.shape
+        shared = isinstance(req.vectors, SharedVectors)  # read by the t-SNE process where they are
+        if shared and req.vectors.slot.closed:
+            self.error = f"embedding {req.kind} of {req.layer}: the images job's vectors are gone"
+            return
         init = known = None
         prev = self._layouts.get(req.key) if req.warm else None
         if prev is not None:
             init, known = _match(prev[0], prev[1], req.ids)
         slots: list[Slot] = []
         try:
-            slots.append(Slot.create(E.input_count(n, d)))
+            slots.append(Slot.create(E.input_count(n, 0 if shared else d)))
             slots.append(Slot.create(2 * n))
         except OSError as exc:
             self.error = f"could not create shared memory for {n} x {d} vectors: {exc}"
@@ -318,7 +330,10 @@ class EmbedHandle(ProcessHandle):
         slot_in, slot_out = slots
         job = self._job = _Job(req, slot_in, slot_out)
         payload = slot_in.begin_write()
-        if req.vectors.nbytes < BACKGROUND_COPY_BYTES:
+        if shared:
+            E.pack_input(payload, np.empty((n, 0), np.float32), init, known)  # the warm start only
+            self._dispatch()
+        elif req.vectors.nbytes < BACKGROUND_COPY_BYTES:
             E.pack_input(payload, req.vectors, init, known)
             self._dispatch()
         else:
@@ -345,41 +360,50 @@ class EmbedHandle(ProcessHandle):
         job.slot_in.end_write(1)
         req, n, d = job.req, *job.req.vectors.shape
         job.sent = True
-        if not self._send((E.JOB, req.job, job.slot_in.name, job.slot_out.name, n, d, req.params.to_dict())):
+        shared = isinstance(req.vectors, SharedVectors)
+        msg = M.TsneJob(req.job, job.slot_in.name, job.slot_out.name, n, d, req.params.to_dict(), shared)
+        if not self._send(msg) or (shared and not self._send_fd(req.vectors.fd())):
             self._release_job()
             if self._pending is None:
                 self._pending = req  # the process is gone: check() restarts it and sends this again
 
-    def _handle(self, msg: tuple) -> None:
-        tag = msg[0]
-        if tag == E.READY:
-            self._ready, self.engine = True, msg[1]
+    def _send_fd(self, fd: int) -> bool:
+        """Hand a segment's descriptor to the process, right behind the TsneJob that announced it."""
+        try:
+            reduction.send_handle(self._conn, fd, self.pid)
+            return True
+        except OSError:
+            self._lost = True
+            return False
+
+    def _handle(self, msg) -> None:
+        kind = type(msg)
+        if kind is M.TsneReady:
+            self._ready, self.engine = True, msg.engine
             self._ready_now()
             return
         job = self._job
-        if job is None or not job.sent or msg[1] != job.req.job:
+        if job is None or not job.sent or msg.job != job.req.job:
             return  # about a job already released (after a restart)
-        if tag == E.ATTACHED:
+        if kind is M.TsneAttached:
             job.attached = True
             for slot in (job.slot_in, job.slot_out):
                 slot.unlink()  # both sides have it mapped now: nothing can leak from here on
             job.slot_in.close()  # the process copies the vectors out of its own mapping
             job.slot_in = None
-        elif tag == E.PROGRESS:
-            _, _, fraction, phase, seq = msg
-            job.fraction, job.phase = fraction, phase
-            if seq > 0:
-                self._publish(job, seq, final=False)
-        elif tag == E.DONE:
-            _, _, seq, seconds, kl, engine = msg
+        elif kind is M.TsneProgress:
+            job.fraction, job.phase = msg.fraction, msg.phase
+            if msg.seq > 0:
+                self._publish(job, msg.seq, final=False)
+        elif kind is M.TsneDone:
             job.fraction = 1.0
-            self._publish(job, seq, final=True, seconds=seconds, kl=kl, engine=engine)
+            self._publish(job, msg.seq, final=True, seconds=msg.seconds, kl=msg.kl, engine=msg.engine)
             self.jobs_done += 1
             self._release_job()
             self._send_pending()
-        elif tag in (E.CANCELLED, E.FAILED):
-            if tag == E.FAILED:
-                self.error = f"embedding {job.req.kind} of {job.req.layer} failed: {msg[2]}"
+        elif kind in (M.TsneCancelled, M.TsneFailed):
+            if kind is M.TsneFailed:
+                self.error = f"embedding {job.req.kind} of {job.req.layer} failed: {msg.text}"
             self._release_job()
             self._send_pending()
 

@@ -162,8 +162,9 @@ def image_dim(shape: tuple[int, ...], max_dim: int = MAX_IMAGE_DIM) -> int:
 
 @dataclass(frozen=True)
 class ImagesLayout:
-    """The segment of one images job: labels (n floats), vectors (n x d), then the images' uint8 pixels
-    packed four to a float (so the hover picture needs no other round trip)."""
+    """The two segments of one images job.  The pixels segment: labels (n floats), then the images' uint8
+    pixels packed four to a float (so the hover picture needs no other round trip); the render process
+    reads it.  The vectors segment: n x d floats, read by the t-SNE process straight from there."""
 
     n: int
     d: int
@@ -174,21 +175,22 @@ class ImagesLayout:
         return slice(0, self.n)
 
     @property
-    def vectors(self) -> slice:
-        return slice(self.n, self.n + self.n * self.d)
-
-    @property
     def pixel_bytes(self) -> int:
         return self.n * int(np.prod(self.image_shape))
 
     @property
     def pixels(self) -> slice:
-        at = self.n + self.n * self.d
-        return slice(at, at + (self.pixel_bytes + 3) // 4)
+        return slice(self.n, self.n + (self.pixel_bytes + 3) // 4)
 
     @property
     def count(self) -> int:
+        """Floats in the pixels segment."""
         return self.pixels.stop
+
+    @property
+    def vectors_count(self) -> int:
+        """Floats in the vectors segment."""
+        return self.n * self.d
 
     def pixel_view(self, payload: np.ndarray) -> np.ndarray:
         """(n, C, H, W) uint8 view of the pixels inside `payload` (a float32 array of `count`)."""

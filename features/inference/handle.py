@@ -1,39 +1,19 @@
-"""WorkerHandle: the render process's side of the torch worker.
+"""WorkerHandle: the render process's side of the network process (process.py), on ProcessHandle.
 
-It starts the process, owns the shared memory, sends requests and reads results.
+It owns the shared memory, sends requests and reads results; lifecycle (spawn, restart, teardown) is the
+base's.  Imports no torch and no `models` (a test checks `sys.modules`).  All calls but `start`,
+`infer_sync` and the `wait_*` helpers return at once, so the render loop calls, once per frame:
 
-Imports no torch and no `models`: the render process may import this module freely (a test checks
-`'torch' not in sys.modules` afterwards).  All calls but `start`, `infer_sync` and `close` return at
-once, so the render loop can call, once per frame:
-
-    handle.check()            # restarts a dead or hung worker (counts handle.restarts)
+    handle.check()            # restarts a dead worker, or one that leaves a drawing unanswered
     handle.submit(image)      # when the drawing changed
     result = handle.poll()    # newest finished result, or None
     if handle.spec_version != seen: ...rebuild the layout from handle.spec...
+    bid = handle.infer_batch(images); ... later: handle.batch(bid)   # many images, one request
 
-Shared memory: for every model the worker announces, this side creates one input slot and two
-result slots, sends their names, and unlinks them as soon as the worker says it has attached
-(see shm.py).  Once the model is ready it also creates one segment for the model's
-parameters, which the worker fills once; this side copies them into `handle.weights` ({layer name:
-{"weight": array, "bias": array}}, numpy, torch's shapes), unlinks and closes the segment.  They
-belong to `handle.spec` and arrive a moment after it (`weights_version` counts arrivals; a restart
-of the same model keeps them and sends none).  `measure_latency` at the bottom is the micro-benchmark that
-tools/bench.py runs.
-
-Embedding view (the explorer's Embedding window; scenes/embedding_view.py drives it through the
-same calls as the training handle's): `embed_filters(layer)` returns a job id; once the worker has written
-that conv layer's four vector kinds for the current drawing into the model's filters slot (created and
-unlinked with the input and result slots), `filters[id]` holds them (DrawingFilters: the training
-worker's FilterData plus the drawing's seq), and `replies[id]` says (ok, text) — ok=False with the
-reason when refused.  `open_images(data_dir)` has the worker load its image set (MNIST, or the built-in
-digits) once; `image_data` holds its sizes when it is there.  `embed_images(layer, count, include_train)`
-then creates the job's segment (train_protocol.ImagesLayout), names it to the worker and unlinks it once
-attached; `images` (the training handle's ImagesJob) follows its progress, and a short-lived thread copies
-the arrays out once the worker has filled the segment.  A model switch or a restart ends the job.
-
-A handle is used from one thread.  The worker is started with "spawn", which re-imports the main
-module in the worker: a program that makes a handle must keep its top level behind
-`if __name__ == "__main__":`.
+`weights` holds the model's parameters once they arrived; the embedding view's calls (`embed_filters`,
+`open_images`, `embed_images`) mirror the training handle's.  docs/PROTOCOLS.md has the messages and who
+creates and unlinks each segment.  The worker is started with "spawn": a program that makes a handle must
+keep its top level behind `if __name__ == "__main__":`.
 """
 
 from __future__ import annotations
@@ -383,15 +363,9 @@ class WorkerHandle(ProcessHandle, ImagesJobs):
         n = max(1, min(int(count), n_test + (n_train if include_train else 0)))
         d = V.image_dim(self.spec.layer(layer).shape, max_dim)  # KeyError for an unknown layer
         lay = V.ImagesLayout(n, d, (1, *P.INPUT_SHAPE))
-        self._drop_images("cancelled")
-        slot = Slot.create(lay.count)
         self._embed_id += 1
-        job = ImagesJob(self._embed_id, layer, n, d, min(n, n_test), bool(include_train), lay, _slot=slot)
-        self.images = job
-        kwargs = dict(layer=layer, n=n, d=d, include_train=bool(include_train), max_dim=int(max_dim))
-        if not self._send(
-            P.EmbedImages(job.cmd, self._load_id, {**kwargs, "slot": slot.name, "count": lay.count})
-        ):
+        job = self._new_images_job(self._embed_id, layer, min(n, n_test), bool(include_train), lay)
+        if not self._send(P.EmbedImages(job.cmd, self._load_id, self._images_request(job, max_dim))):
             self._fail_images(job, "the network process is not running")
         return job
 

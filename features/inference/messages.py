@@ -1,47 +1,10 @@
-"""The messages between the render process and the torch worker, and the Result the render side hands out.
+"""The inference protocol: the typed messages between the render process and the network process, the
+input and result sizes, the weights manifest, and the Result the render side hands out.
 
-Only small tuples travel through the pipe: a command, a sequence number, a slot index, or once per model
-the NetSpec as a dict.  Arrays never do: images and activations live in shared memory (see shm.py).
-
-Render -> worker                                   Worker -> render
-  (LOAD, load_id, model, weights_path | None)        (SPEC, load_id, spec_dict, manifest)  model loaded
-  (ATTACH, load_id, input_name, result_names,        (ERROR, load_id, text)       load/attach/infer failed
-           filters_name)                             (ATTACHED, load_id)          segments mapped
-  (INFER, seq)                                       (WEIGHTS_WRITTEN, load_id)   parameters in the segment
-  (WEIGHTS, load_id, segment_name)                   (DONE, seq, slot, compute_s) result in slot
-  (QUIT,)
-  (EMBED_FILTERS, job, load_id, layer)               (FILTERS, job, load_id, meta)  vectors in the slot
-  (OPEN_IMAGES, data_dir)                            (EMBED_FAILED, job, text)    refused / failed
-  (EMBED_IMAGES, job, load_id, kwargs)               (IMAGES_INFO, info)          image set loaded
-  (CANCEL_IMAGES,)                                   (IMG_ATTACHED, job) (IMG_PROGRESS, job, fraction)
-                                                     (IMG_DONE, job, meta)
-
-A load goes LOAD -> SPEC -> (render creates segments) ATTACH -> ATTACHED -> (render unlinks them).
-`load_id` lets the render side ignore answers to a load it has since superseded.
-
-Weights travel once per model, right after ATTACHED: the SPEC names every parameter array
-(`manifest`: (layer, key, shape) tuples, e.g. ("conv1", "weight", (6, 1, 5, 5)), packed in that
-order as float32), the render side creates one segment that size and sends WEIGHTS, the worker
-attaches, writes them all, closes and answers WEIGHTS_WRITTEN; the render side copies them out,
-unlinks and closes.  Results flow meanwhile: the nodes do not wait for the weights.
-
-The explorer's 2D embedding view (scenes/embedding_view.py) asks for vectors with these, and
-the arrays go through shared memory laid out as the training worker's (train_protocol's FilterLayout and
-ImagesLayout, shared so that one EmbedView reads both):
-  EMBED_FILTERS  the four vector kinds of conv layer `layer` (an index among the conv layers) for the
-                 drawing in the input slot at that moment, the loss taken against the network's own top
-                 guess (the explorer has no label): written into the model's filters slot (named in
-                 ATTACH, "" for a network without conv layers, sized by `filter_slot_count`, seq = job),
-                 then FILTERS carries the metadata (layer, label, loss, the drawing's seq, seconds).
-  OPEN_IMAGES    load the image set of `data_dir` (MNIST's IDX files, else the built-in digits) in a thread
-                 of the worker; IMAGES_INFO says how many test and training images it holds (or "error").
-  EMBED_IMAGES   one layer's activations of the first n images (test first, then training images), in a
-                 segment the render side created (ImagesLayout: labels, vectors, pixels) and unlinks at
-                 IMG_ATTACHED; computed one batch at a time between forward passes of drawings, a batch
-                 sized to take about IMAGE_STEP_S, so a drawing never waits for more than one batch.
-  CANCEL_IMAGES  drop the running images job.
-
-No torch and no numpy-per-frame pickling here: this module is imported by both processes.
+Only small messages go through the pipe (a command, a sequence number, a slot index, once per model the
+NetSpec as a dict); images, activations, weights and batches go through shared memory (engine/proc/shm.py).
+docs/PROTOCOLS.md has the message table and the order of a load.  Both processes import this module: no
+torch here.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from multiprocessing.connection import Connection
 import numpy as np
 from convscope.engine.proc.shm import Slot
 from convscope.features.embedding import messages as V  # the layouts both workers share
+from convscope.features.embedding.images_writer import ImagesWriter
 from convscope.features.inference import messages as P
 
 MIN_BATCH, MAX_BATCH = 8, 1024  # images per step of an images job (adapted to IMAGE_STEP_S)
@@ -360,13 +361,12 @@ class _Worker:
                 raise ValueError(f"{layer}: vectors have {expected} values, not {d}")
             lay = V.ImagesLayout(n, d, tuple(int(s) for s in x.shape[1:]))
             iv = ImageVectors(self.model, x, layer, batch_size=MIN_BATCH * 4, max_dim=int(kw["max_dim"]))
-            slot = Slot.attach(kw["slot"], int(kw["count"]))
+            writer = ImagesWriter(job, kw, lay)
         except Exception as exc:  # refused: nothing runs, the drawings go on
             self.send(P.EmbedFailed(job, f"images: {exc}"))
             return
         self.send(V.ImgAttached(job))
-        slot.begin_write()  # stays "being written" (odd) until the last batch is in
-        self.job = _ImagesJob(job, slot, lay, iv, y.numpy(), x.numpy())
+        self.job = _ImagesJob(job, writer, lay, iv, y.numpy(), x.numpy())
 
     def step_images(self) -> None:
         """One batch of the images job, sized to take about IMAGE_STEP_S; finishes the job after the last."""
@@ -386,18 +386,16 @@ class _Worker:
             job.batches += 1
             # The labels and pixels go in with their vectors: the first touch of a fresh segment's pages
             # costs too, and a drawing must not wait for 20,000 images' worth of it at once.
-            lay, payload = job.layout, job.slot.payload
-            payload[lay.labels][start:stop] = job.labels[start:stop]
-            lay.pixel_view(payload)[start:stop] = job.pixels[start:stop]
-            payload[lay.vectors].reshape(lay.n, lay.d)[start:stop] = job.iv.out[start:stop]
-            del payload
+            job.writer.write(
+                start, stop, job.iv.out[start:stop], job.labels[start:stop], job.pixels[start:stop]
+            )
         except Exception as exc:  # a failed job must not take the drawings down; the render side is told
             self.send(P.EmbedFailed(job.cmd, f"images: {type(exc).__name__}: {exc}"))
             self.drop_job()
             return
         now = time.perf_counter()
         if job.iv.finished:
-            job.slot.end_write(job.cmd)
+            job.writer.finish()
             meta = {
                 "seconds": now - job.t0,
                 "n": job.layout.n,
@@ -412,15 +410,15 @@ class _Worker:
 
     def drop_job(self) -> None:
         if self.job is not None:
-            self.job.slot.close()
+            self.job.writer.close()
             self.job = None
 
 
 class _ImagesJob:
     """The running embed_images job: its segment, its layout and the ImageVectors stepping through it."""
 
-    def __init__(self, cmd: int, slot: Slot, layout, iv, labels: np.ndarray, pixels: np.ndarray) -> None:
-        self.cmd, self.slot, self.layout, self.iv = cmd, slot, layout, iv
+    def __init__(self, cmd: int, writer, layout, iv, labels: np.ndarray, pixels: np.ndarray) -> None:
+        self.cmd, self.writer, self.layout, self.iv = cmd, writer, layout, iv
         self.labels, self.pixels = labels, pixels  # (n,) int64 and (n, 1, 28, 28) uint8 views
         self.t0 = self.reported = time.perf_counter()
         self.longest = 0.0  # seconds of the slowest batch (what a drawing may have waited)

@@ -227,12 +227,9 @@ class TrainHandle(ProcessHandle, ImagesJobs):
         n = max(1, min(int(count), n_val + (n_train if include_train else 0)))
         d = V.image_dim(self.spec.layer(layer).shape, max_dim)  # KeyError for an unknown layer
         lay = V.ImagesLayout(n, d, tuple(self.spec.layers[0].shape))
-        self._drop_images("cancelled")
-        slot = Slot.create(lay.count)
-        kwargs = dict(layer=layer, n=n, d=d, include_train=bool(include_train), max_dim=int(max_dim))
-        cmd = self.command("embed_images", **kwargs, slot=slot.name, count=lay.count)
-        job = ImagesJob(cmd, layer, n, d, min(n, n_val), bool(include_train), lay, _slot=slot)
-        self.images = job
+        job = self._new_images_job(self._cmd + 1, layer, min(n, n_val), bool(include_train), lay)
+        cmd = self.command("embed_images", **self._images_request(job, max_dim))
+        assert cmd == job.cmd  # command() numbers them in order
         if cmd in self.replies and not self.replies[cmd][0]:
             self._fail_images(job, self.replies[cmd][1])
         return job

@@ -1,58 +1,14 @@
-"""What the render process and the training worker say to each other, and how a snapshot is laid out.
+"""The training protocol: the typed messages between the render process and the training process, the
+commands, the heartbeat phases, and how a snapshot is laid out in its shared-memory slot.
 
-Imported by both processes: no torch, only numpy.  The pipe carries small tuples (commands, replies, the
-NetSpec as a dict once per architecture); arrays go through shared-memory Slots (engine/proc/shm.py) that
-the render side creates: a snapshot slot and a filters slot per announced architecture, one per images job.
+Both processes import it: numpy only.  The pipe carries small messages (commands, replies, the NetSpec as a
+dict once per architecture); arrays go through slots the render side creates: a snapshot slot and a filters
+slot per announced architecture (layouts in embedding/messages.py), one per images job.  docs/PROTOCOLS.md
+has the message table, the flow control and the heartbeat.
 
-Render -> worker                                    Worker -> render
-  (ATTACH, version, slot_name, filters_name)          (SPEC, version, spec_dict, info)   new architecture
-  (CMD, cmd_id, name, kwargs)                         (ATTACHED, version)                 slots mapped
-  (READ, seq)          snapshot seq was read          (SNAP, version, seq)                snapshot written
-  (QUIT,)
-                                                      (REPLY, cmd_id, ok, text)           command done
-                                                      (MESSAGE, text)                     NaN pause etc.
-                                                      (ERROR, text)                       fatal; it exits
-                                                      (FILTERS, cmd_id, version, meta)    filter vectors in
-                                                      (IMG_ATTACHED, cmd_id)              segment mapped
-                                                      (IMG_PROGRESS, cmd_id, fraction)    a batch more
-                                                      (IMG_DONE, cmd_id, meta)            segment complete
-                                                      (IMG_FAILED, cmd_id, text)          job gave up
-                                                      (PROGRESS, what, done, total)       loading the data
-
-PROGRESS comes only before the first SPEC of a process, while it loads its data: `what` is a stage in
-words ("Downloading CIFAR-10", "Extracting CIFAR-10", "Loading MNIST"), `done` and `total` bytes of a
-download (total None when the server does not say), both None for a stage without a measure.  The worker
-sends at most PROGRESS_HZ of them a second (a new stage and a finished download always go out).
-
-Flow control: while training runs, the worker writes the next snapshot only once the render side has
-read the previous one (READ), at most `publish_hz` times a second; so it never spends time on snapshots
-nobody draws (a render loop at 30 frames/s gets 30 snapshots/s).  Snapshots after a command go out at once.
-
-A SPEC goes out at start and after every architecture change, reset and load (`info["reason"]`); the
-render side creates a slot sized by `SnapshotLayout(spec)` and the filters slot, sends ATTACH, and unlinks
-both once ATTACHED arrives.  `version` lets either side drop answers to a superseded SPEC.
-
-The 2D embedding view asks for vectors with two commands; arrays never go through the pipe:
-  embed_filters(layer)  `filter_vectors` of conv layer `layer` for the monitored image and its label, written
-                        into a second slot of each architecture (the filters slot, named in ATTACH, sized by
-                        `filter_slot_count` for the largest conv layer); then FILTERS carries only metadata
-                        (layer, shapes, label, loss, step).  Layout of the payload: `FilterLayout`.  Each
-                        filter has a stable id that survives surgery (a removed filter's id is never reused
-                        in its layer; the worker keeps them), so warm starts follow the filters, not indices.
-  embed_images(layer, n, d, include_train, slot, count, max_dim)
-                        one layer's activations of n images (held-out first, then training images when
-                        `include_train`), computed one batch between training steps (`ImageVectors`).  The
-                        render side creates the job's segment (`ImagesLayout`: labels, vectors, pixels) and
-                        unlinks it at IMG_ATTACHED; IMG_PROGRESS reports; IMG_DONE: the segment is complete.
-  cancel_images         drop the running images job.
-
-Snapshot payload, float32, in this order (SnapshotLayout has the offsets):
-  stats     STATS values (step, losses, accuracies, the optimizer's own lr/momentum/wd, ...)
-  history   HISTORY rows of (step, batch loss, batch accuracy), oldest first; stats["history_rows"] are valid
-  acts      activations of the monitored image for every node, by node id (output layer: logits)
-  jitter    smoothed mean |dL/dw| per filter coefficient, per conv filter, conv layers in order
-  sums      per grid layer (spec order), the sum of each channel's map for the monitored image (paths)
-  filters   the first conv layer's weights, (filters, in_channels, k, k) flattened
+Snapshot payload, float32, in this order (SnapshotLayout has the offsets): stats (STATS), history (HISTORY
+rows of step, loss, accuracy), acts (every node, by id), jitter (per filter), sums (per grid layer and
+channel), filters (the first conv layer's weights).
 """
 
 from __future__ import annotations

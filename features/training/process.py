@@ -44,6 +44,7 @@ import numpy as np
 from convscope.engine.proc.heartbeat import NoPulse, Pulse
 from convscope.engine.proc.shm import Slot
 from convscope.features.embedding import messages as V
+from convscope.features.embedding.images_writer import ImagesWriter
 from convscope.features.training import messages as T
 from convscope.features.training.allocator import tune_for_training
 
@@ -586,15 +587,10 @@ class _TrainWorker:
             y = torch.cat([y, data.y_train[: n - n_val]])
         lay = V.ImagesLayout(n, d, tuple(int(s) for s in x.shape[1:]))
         iv = ImageVectors(tr.model, x, layer, batch_size=IMAGE_BATCH, max_dim=int(kw["max_dim"]))
-        slot = Slot.attach(kw["slot"], int(kw["count"]))  # OSError / ValueError: refused, nothing runs
+        writer = ImagesWriter(cmd_id, kw, lay)  # OSError / ValueError: refused, nothing runs
         self.send(V.ImgAttached(cmd_id))
-        out = slot.begin_write()  # stays "being written" (odd) until the last batch is in
-        try:
-            out[lay.labels] = y.numpy()
-            lay.pixel_view(out)[:] = x.numpy()
-        finally:
-            del out
-        self.images = _ImagesJob(cmd_id, slot, lay, iv, tr.step_count, time.perf_counter())
+        self.images = _ImagesJob(cmd_id, writer, lay, iv, tr.step_count, time.perf_counter())
+        self.images.labels, self.images.pixels = y.numpy(), x.numpy()
         return f"computing {layer} activations of {n} images"
 
     def step_images(self) -> None:
@@ -607,23 +603,22 @@ class _TrainWorker:
             rows = job.iv.out[start:stop]
             if rows.shape[1] != job.layout.d:
                 raise ValueError(f"vectors of {rows.shape[1]} values, the segment holds {job.layout.d}")
-            vec = job.slot.payload[job.layout.vectors].reshape(job.layout.n, job.layout.d)
-            vec[start:stop] = rows
-            del vec
+            # Labels and pixels go in with their rows: a fresh segment's first touch costs too.
+            job.writer.write(start, stop, rows, job.labels[start:stop], job.pixels[start:stop])
         except Exception as exc:  # a failed job must not take training down; the render side is told
             self.send(V.ImgFailed(job.cmd, f"{type(exc).__name__}: {exc}"))
             self.drop_images()
             return
         self.send(V.ImgProgress(job.cmd, float(job.iv.fraction)))
         if job.iv.finished:
-            job.slot.end_write(job.cmd)
+            job.writer.finish()
             meta = {"step": job.step, "seconds": time.perf_counter() - job.t0, "n": job.layout.n}
             self.send(V.ImgDone(job.cmd, meta))
             self.drop_images()
 
     def drop_images(self) -> None:
         if self.images is not None:
-            self.images.slot.close()
+            self.images.writer.close()
             self.images = None
 
     def release(self) -> None:
@@ -634,8 +629,9 @@ class _TrainWorker:
 class _ImagesJob:
     """The running embed_images job: its segment, its layout and the ImageVectors stepping through it."""
 
-    def __init__(self, cmd: int, slot: Slot, layout: V.ImagesLayout, iv, step: int, t0: float) -> None:
-        self.cmd, self.slot, self.layout, self.iv, self.step, self.t0 = cmd, slot, layout, iv, step, t0
+    def __init__(self, cmd: int, writer, layout: V.ImagesLayout, iv, step: int, t0: float) -> None:
+        self.cmd, self.writer, self.layout, self.iv, self.step, self.t0 = cmd, writer, layout, iv, step, t0
+        self.labels = self.pixels = None  # (n,) and (n, C, H, W) arrays, written with their rows
 
 
 def _optimizer_index(optimizer, torch) -> int:
