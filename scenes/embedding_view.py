@@ -13,7 +13,7 @@ The scene calls, per frame, `update(handle)` (after reading its worker; sends re
 the selection) and `upload` (the only place the tooltip textures change); `on_spec` when the worker announces
 an architecture, `on_worker_restart` when it restarted a dead worker.  `handle` is the scene's worker handle
 (TrainHandle or WorkerHandle), which both offer the same calls: `ready`, `spec`, `embed_filters(conv index)`
--> id with `filters[id]` (train_protocol.FilterData) and `replies[id]` (ok, text), and
+-> id with `filters[id]` (embedding.messages.FilterData) and `replies[id]` (ok, text), and
 `embed_images(layer, count, include_train)` -> ImagesJob followed in `handle.images`.
 
 Filters mode: on demand, when the panel asks (kind, layer, "Refresh now") and when the host says a refresh is

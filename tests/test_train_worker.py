@@ -1,4 +1,4 @@
-"""The training worker seen from the render side (features/training/handle.py + train_process.py).
+"""The training worker seen from the render side (features/training/handle.py + process.py).
 
 One worker on the built-in digits, started paused so every step is the test's: a snapshot's activations
 equal a torch forward pass of the monitored image with the worker's current weights (read back from a

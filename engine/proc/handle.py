@@ -33,6 +33,7 @@ ONE_THREAD = {
     "NUMEXPR_NUM_THREADS": "1",
     "VECLIB_MAXIMUM_THREADS": "1",
 }
+STOPPED, READY = "stopped", "ready"  # states every handle has; subclasses add theirs in between
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.25, 8.0  # a worker that keeps dying is restarted ever more slowly
 
 
@@ -55,6 +56,7 @@ class ProcessHandle:
         self._conn = None
         self._lost = False  # the pipe hit EOF or a send failed: the process is gone even if not reaped
         self._heart: Heartbeat | None = None
+        self._state = STOPPED
         self.error: str | None = None  # the last problem as one line; the subclass clears it when ready
         self.restarts = 0
         self._fail_streak = 0  # restarts since the process was last ready; drives the back-off
@@ -102,6 +104,15 @@ class ProcessHandle:
         return ""
 
     # -- state ---------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """The subclass's own handshake state; "ready" once the process serves requests."""
+        return self._state
+
+    @property
+    def ready(self) -> bool:
+        return self._state == READY
 
     @property
     def pid(self) -> int | None:

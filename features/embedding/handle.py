@@ -1,33 +1,12 @@
-"""EmbedHandle: the render process's side of the t-SNE process (features/embedding/process.py).
+"""EmbedHandle: the render process's side of the t-SNE process (process.py), on ProcessHandle.
 
-Imports no torch: the render loop owns it and calls, once per frame,
-
-    result = embed.poll()          # newest layout for the newest request (partial while a big job runs),
-                                   # or None; also restarts a dead process
-    progress = embed.progress      # Progress of the running job, or None
-    ...
-    embed.request(kind, layer, vectors, ids)   # when the panel wants a refresh; returns a job id at once
-
-`request` never blocks on the computation, nor on the copy: small inputs are copied into a fresh
-shared-memory segment at once, big ones (100 MB for 20,000 x 1280 floats, 80-300 ms) by a short-lived thread,
-and poll() sends the job when the copy is done.  At most one job runs; a request made meanwhile
-waits as the one pending request (a newer one replaces it).  If the running job is for another (kind, layer)
-it is cancelled, so switching the view of a 20,000-point job does not wait for it; a refresh of the same
-view lets it finish, so frequent refreshes still produce layouts.
-
-Warm start: the handle keeps the last finished layout of every (kind, layer) in t-SNE's own scale and sends
-it with the next request for that view, matched by id (`ids`: filter indices, or image indices in a data
-set); points whose id is new start beside their nearest neighbour (embed_process.py).  `forget()` drops it.
-
-Results are for display: `EmbedResult.points` are centred with an RMS radius of 1, so axis limits stay put
-across refreshes.  Ids come back in the order they were sent.
-
-Shared memory: this side creates each job's input and output segments and unlinks both as
-soon as the process says it has attached them, so nothing of ours stays in /dev/shm, even if either process
-is SIGKILLed after that; on a death before that, the teardown unlinks them.
-
-Spawn, not fork (fork would copy the GL context and the render threads); a program that makes a handle must
-keep its top level behind `if __name__ == "__main__":`.
+Imports no torch.  Once per frame: `result = embed.poll()` (newest layout for the newest request, partial
+while a big job runs; also restarts a dead process), `embed.progress`, and `embed.request(kind, layer,
+vectors, ids)` when the panel wants a refresh (a job id, at once).  At most one job runs; a newer request
+waits as the one pending request, and a request for another view cancels the running one.  Small inputs
+are copied into a fresh segment at once, big ones by a short-lived thread; an images job's SharedVectors
+are not copied at all (the process maps their segment).  The last layout of every (kind, layer) is kept
+for warm starts, matched by id.  Points come back centred with an RMS radius of 1.
 """
 
 from __future__ import annotations

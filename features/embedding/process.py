@@ -4,7 +4,7 @@ the training loop, with one BLAS/OpenMP thread.
 Why a process of its own: t-SNE is seconds of numpy and OpenMP for 20,000 points, which would stall a
 render frame or a training step; and with two OpenMP threads on two busy cores even a 20-point t-SNE
 stalls for seconds (scikit-learn here: 5-15 s, against 0.05 s with one thread), so the child runs
-single-threaded.  The handle (embed_handle.py) puts ENV_ONE_THREAD into the environment the child is
+single-threaded.  The handle (ProcessHandle) puts ENV_ONE_THREAD into the environment the child is
 spawned with, so OpenBLAS / OpenMP read 1 before numpy or scikit-learn load there, and the child also
 holds `threadpoolctl.threadpool_limits(1)` for libraries loaded later.  It runs at a lower priority
 (EmbedConfig.niceness) so the render and training loops come first.
@@ -49,7 +49,6 @@ from convscope.engine.proc.handle import ONE_THREAD
 from convscope.engine.proc.shm import Slot
 from convscope.features.embedding import tsne_messages as M
 
-# Set in the child's environment at spawn (embed_handle.py), so the native libraries read them at load time.
 ENV_ONE_THREAD = ONE_THREAD  # what the handle puts into the child's environment (engine/proc/handle.py)
 FFT_MIN_POINTS = 10_000  # openTSNE's FFT gradient from here up, Barnes-Hut below (measured; see top)
 SMALL_POINTS = 1_000  # fewer iterations below this (see TsneParams)

@@ -1,23 +1,12 @@
-"""The torch worker process: loads a model, runs forward passes, writes activations to shared memory.
+"""The network process: loads a model, runs forward passes, writes activations to shared memory.
 
-The render process starts `worker_main` with multiprocessing's "spawn" context (see handle.py).  This
-is the only code in convscope that imports torch or `models` at run time, and it does so inside
-`worker_main`: the render process must import this module to name the spawn target, so nothing at
-module level may pull torch in.
-
-Loop: block on the pipe, read every command that is waiting, act on them in order, then run one
-forward pass on the newest input if any INFER arrived.  Once per model it also copies the model's
-parameters into a segment the render side made for them (WEIGHTS; see protocol.py), so hovering
-and explaining nodes never asks the worker anything.  Stale INFERs (input already computed) are
-skipped, which is how a burst of requests coalesces into one pass.  Results alternate between two
-slots.  On EOF (render process gone) the worker closes its segments and exits quietly.
-
-The explorer's embedding view (protocol.py has the messages) adds three jobs, none of which may hold a
-drawing up: filter vectors for the drawing (one forward and backward of one image, ~1 ms), loading an
-image set (a thread of this process: reading MNIST's 70,000 images takes a few hundred ms), and one
-layer's activations of up to 70,000 images, computed one batch per turn of the loop after every waiting
-INFER was answered, each batch sized to take about IMAGE_STEP_S (the size follows the measured time).
-While one of those is under way the loop polls the pipe instead of blocking on it.
+Started by WorkerHandle with the "spawn" context; torch and `models` are imported inside `worker_main`
+only (the render process imports this module to name the target).  Loop: block on the pipe, act on every
+waiting message in order, then one forward pass on the newest input if any Infer arrived (a burst of
+requests coalesces into one pass; results alternate between two slots).  Once per model it copies the
+parameters into a segment the render side made (Weights).  The embedding view's jobs (filter vectors, an
+image set loaded by a thread, image vectors one batch per turn) and morph batches never hold a drawing up
+for long.  Messages and segments: messages.py, docs/PROTOCOLS.md.  On EOF it exits quietly.
 """
 
 from __future__ import annotations

@@ -1,40 +1,17 @@
-"""TrainHandle: the render process's side of the training worker (features/training/process.py).
+"""TrainHandle: the render process's side of the training process (process.py), on ProcessHandle.
 
-It starts the process, owns the shared memory, sends commands and reads snapshots.  Imports no torch (a
-test checks `'torch' not in sys.modules`).  Every call but `start`, `wait_reply`, `wait_snapshot` and
-`close` returns at once, so the render loop calls, once per frame:
+It owns the shared memory, sends commands and reads snapshots; spawn, restart and teardown are the base's.
+Imports no torch.  Every call but `start` and the `wait_*` helpers returns at once; once per frame:
 
-    handle.check()                 # restarts a dead or hung worker (counts handle.restarts, sets .error)
+    handle.check()                 # restarts a dead or hung worker (counts restarts, sets .error)
     snap = handle.poll()           # newest snapshot (TrainSnapshot, copied out), or None
     if handle.spec_version != seen: ...rebuild the layout from handle.spec...
-    handle.command("add_filter", layer=1)   # or handle.pause(), handle.set_hyper(lr=0.1), ...
+    handle.command("add_filter", layer=1)   # or pause(), set_hyper(lr=0.1), ...: an id; see replies[id]
 
-Commands are answered asynchronously: each call returns an id, and `handle.replies[id]` becomes
-(ok, text) once the worker has acted on it; `ok=False` carries the reason (a refused edit, a bad value,
-a bad checkpoint) and nothing changed in the worker.
-
-Shared memory: for every architecture the worker announces (at start, after an edit, a reset or a load),
-this side creates one segment sized by train_protocol.SnapshotLayout, names it to the worker, and unlinks
-it as soon as the worker says it has attached (as features/inference/handle.py does, with the
-same engine/proc/shm.py Slot).  So /dev/shm holds nothing of ours while training runs, even after a
-SIGKILL of either process.
-
-Loading: until the worker's first architecture is attached, `progress` holds the newest (what, done, total)
-it reported while loading its data (a download in bytes; see train_protocol PROGRESS), `progress_log` the
-recent ones; `progress` is None again once snapshots can flow.
-
-Restart: a worker that dies (killed, crashed) is restarted by `check()` with the architecture, the
-hyperparameters and the run/pause state last seen — with fresh weights from the seed, since the weights
-lived in the dead process (a saved checkpoint brings them back).  `error` says so until the new worker is up.
-
-Embedding view: `embed_filters(layer)` returns a command id; once the worker has written that
-layer's filter vectors into the architecture's filters slot (created and unlinked with the snapshot slot),
-`filters[id]` holds a FilterData copied out of it (stable filter ids, the four kinds).
-`embed_images(layer, count, include_train)` creates the job's segment (sized by train_protocol.ImagesLayout),
-names it to the worker and unlinks it once attached; `images` (ImagesJob) follows its progress, and once the
-worker has filled the segment a short-lived thread copies the vectors, labels and pixels out (100+ MB for
-20,000 images: several frames of memcpy) and the segment is closed; `images.vectors` etc. are plain arrays
-from then on.
+A restarted worker starts from the architecture, hyperparameters and run/pause state last seen, with fresh
+weights from the seed (the weights lived in the dead process).  The heartbeat (engine/proc/heartbeat.py)
+tells a hung worker from a long step: `stale` and `activity()` say what the panel should show.
+docs/PROTOCOLS.md has the messages, the segments and the heartbeat's phases.
 """
 
 from __future__ import annotations
@@ -46,7 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 from convscope.engine.graph.spec import NetSpec
-from convscope.engine.proc.handle import ProcessHandle
+from convscope.engine.proc.handle import READY, STOPPED, ProcessHandle
 from convscope.engine.proc.heartbeat import Beat
 from convscope.engine.proc.shm import Slot
 from convscope.features.embedding import messages as V
@@ -54,10 +31,8 @@ from convscope.features.embedding.images_job import ImagesJob, ImagesJobs
 from convscope.features.training import messages as T
 from convscope.features.training.process import DEFAULTS, train_main
 
-STOPPED = "stopped"  # no worker process
 STARTING = "starting"  # process started, no architecture announced yet (importing torch, loading data)
 ATTACHING = "attaching"  # a slot is named to the worker, waiting for ATTACHED
-READY = "ready"  # snapshots flow
 KEEP_FILTERS = 16  # FilterData kept in `filters` (nobody reads old ones)
 # Heartbeat silence taken for a hang.  The worker beats through every legitimately long stretch (a step at
 # batch 4096, a refit, a validation pass, waiting while paused), so only a stopped process or one stuck
@@ -85,7 +60,7 @@ class TrainHandle(ProcessHandle, ImagesJobs):
         val_every: int = 500,  # steps between validation passes
         monitor_index: int = 0,  # held-out image shown at start
         publish_hz: float = 30.0,  # snapshots per second at most while training runs
-        snapshot_budget: float = 0.02,  # ... and at most this share of the worker's time (train_process)
+        snapshot_budget: float = 0.02,  # ... and at most this share of the worker's time (process.py)
         start_paused: bool = False,
         download: bool = True,  # download a missing data set (CIFAR-10 / MNIST into data_dir)
         max_loss: float = 1e4,  # divergence guard (TrainerConfig.max_loss)
@@ -136,14 +111,6 @@ class TrainHandle(ProcessHandle, ImagesJobs):
         self.images_meta: dict = {}  # what the worker said of the last finished one
 
     # -- properties ----------------------------------------------------------------------------------
-    @property
-    def state(self) -> str:
-        return self._state
-
-    @property
-    def ready(self) -> bool:
-        return self._state == READY
-
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self, timeout: float = 60.0) -> bool:
         """Start the worker and wait for its first snapshot: True, or False with .error set."""
@@ -166,7 +133,7 @@ class TrainHandle(ProcessHandle, ImagesJobs):
 
     # -- commands ------------------------------------------------------------------------------------
     def command(self, name: str, **kwargs) -> int:
-        """Send one command (train_protocol.COMMANDS); returns its id at once.  See `replies`."""
+        """Send one command (messages.COMMANDS); returns its id at once.  See `replies`."""
         msg = T.command(self._cmd + 1, name, kwargs)  # ValueError for an unknown name, before any id
         self._cmd += 1
         if name == "set_hyper" and self.info.get("hyper") is not None:

@@ -1,32 +1,12 @@
-"""The training worker process: runs a Trainer (trainer.py) and publishes what the scene draws.
+"""The training process: runs a Trainer (trainer.py) and publishes what the scene draws.
 
-The render process starts `train_main` with multiprocessing's "spawn" context (features/training/handle.py).
-Like inference/process.py, nothing at module level imports torch: the render process imports this module
-to name the spawn target.
-
-Start: the data set (features/data/datasets.make_dataset; a download from the official URLs or from
-`data_mirror`, with PROGRESS messages at most train_protocol.PROGRESS_HZ a second), then the Trainer, then
-the first SPEC.  A SIGTERM while loading unwinds the download (its partial file is deleted).
-
-Loop: handle every waiting command (pause, set_hyper, add_filter, save, ... see train_protocol.COMMANDS),
-then one training step unless paused, then — at most `publish_hz` times a second, no more often than keeps
-snapshots within `snapshot_budget` of the worker's time, and only once the render side has read the
-previous one (not every step), or at once after a command changed something — one snapshot into the
-shared-memory slot: the monitored image's activations for every node, per-filter gradient magnitudes
-(jitter), per-map activation sums (paths), the first layer's filters and the stats (layout:
-train_protocol.SnapshotLayout).  While paused it blocks on the pipe, so a paused session costs no CPU.
-After an architecture change, a reset or a load it sends the new NetSpec and stops publishing until the
-render side has made and named a slot of the new size.
-
-Embedding view (train_protocol has the messages): `embed_filters` computes
-features/embedding/vectors.filter_vectors for one conv layer on the monitored image and writes the four kinds
-into the architecture's filters slot (a command arriving before that slot is attached waits for it);
-`embed_images` steps an ImageVectors job, one batch after each training step (or alone while paused), writing
-each batch into the job's segment, so 20,000 images cost the training loop a few ms per step instead of
-seconds at once.  Filters keep stable ids across surgery (`filter_ids`).
-
-Every command is answered (REPLY, id, ok, text); a refused edit, a bad hyperparameter or a bad checkpoint
-is `ok=False` with the reason, and the session goes on untouched.  On EOF (render process gone) it exits.
+Started by TrainHandle with the "spawn" context; nothing at module level imports torch (the render process
+imports this module to name the spawn target).  Start: the data set (features/data; a download with
+Progress messages), the Trainer, then the first Spec.  Loop: every waiting command (each answered with a
+Reply), one training step unless paused, an images-job batch if one runs, and a snapshot when one is due
+(flow control and layout: messages.py, docs/PROTOCOLS.md).  While paused it blocks on the pipe.  It beats
+the heartbeat from the loop, and a pulse thread beats through steps, commands and waits, never through
+checkpoint file I/O.  On EOF (render process gone) it exits.
 """
 
 from __future__ import annotations
@@ -66,7 +46,7 @@ DEFAULTS = {
     "start_paused": False,
     "max_loss": 1e4,  # divergence guard threshold (TrainerConfig.max_loss)
 }
-HEARTBEAT_S = 0.5  # publish even without a READ after this long (see the flow control in train_protocol)
+HEARTBEAT_S = 0.5  # publish even without a READ after this long (flow control: docs/PROTOCOLS.md)
 IMAGE_BATCH = 128  # images per ImageVectors step: ~20 ms of forward pass on one core between training steps
 
 
@@ -239,7 +219,7 @@ class _TrainWorker:
                     self.step_images()
             now = time.perf_counter()
             due = not self.trainer.paused and now - self.last_publish >= self.publish_period
-            # Flow control (train_protocol): the next one only once the last one was read, except for
+            # Flow control (docs/PROTOCOLS.md): the next one only once the last one was read, except for
             # a slow heartbeat, so a render side that lost a READ cannot stall the pictures for good.
             wanted = self.unread == 0 or now - self.last_publish >= HEARTBEAT_S
             if self.slot is not None and (self.dirty or (due and wanted)):
