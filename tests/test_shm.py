@@ -192,3 +192,20 @@ def test_no_resource_tracker_noise(child_fate, tmp_path):
         assert "read (1, 0)" in proc.stdout, proc.stdout
     for noise in ("Traceback", "KeyError", "leaked", "Warning"):
         assert noise not in proc.stderr, f"unexpected {noise!r} on stderr:\n{proc.stderr}"
+
+
+def test_writing_closes_the_seqlock_even_when_the_write_fails(owned):
+    """`with slot.writing(seq)`: readers see the new payload and seq after the block; a block that raises
+    leaves the slot readable (no reader spins) with seq 0, so half a write is never taken for a result."""
+    slot = Slot.create(4)
+    owned.append(slot)
+    out = np.empty(4, np.float32)
+    with slot.writing(3, aux=9) as payload:
+        payload[:] = [1, 2, 3, 4]
+    del payload
+    assert slot.read_into(out) == (3, 9) and out.tolist() == [1, 2, 3, 4]
+    with pytest.raises(RuntimeError), slot.writing(4) as payload:
+        payload[:2] = 7
+        raise RuntimeError("the write failed halfway")
+    del payload
+    assert slot.read_into(out, tries=1) == (0, 0), "a failed write must read as 'nothing valid'"
