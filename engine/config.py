@@ -23,9 +23,19 @@ class ConfigError(ValueError):
     """A config file or value is unreadable or invalid; the message names the file and key."""
 
 
+# The networks `model` may name.  The engine knows no particular network: whoever does (the scenes,
+# from models/registry.py) says which with set_model_names; until then any name passes here.
+_model_names: tuple[str, ...] = ()
+
+
+def set_model_names(names) -> None:
+    global _model_names
+    _model_names = tuple(names)
+
+
 @dataclass
 class AppConfig:
-    model: str = "lenet"  # network shown at start: "lenet" or "mlp"
+    model: str = "lenet"  # network shown at start: a name of models/registry.py
     width: int = 1600  # window size in screen coordinates (pixels on a non-HiDPI screen)
     height: int = 900
     fullscreen: bool = False  # fullscreen on the primary monitor
@@ -41,8 +51,8 @@ class AppConfig:
     worker_timeout: float = 60.0  # seconds to wait for the worker to load a model before reporting failure
 
     def validate(self) -> AppConfig:
-        if self.model not in ("lenet", "mlp"):
-            raise ConfigError(f"model: {self.model!r} is not one of 'lenet', 'mlp'")
+        if _model_names and self.model not in _model_names:
+            raise ConfigError(f"model: {self.model!r} is not one of {', '.join(map(repr, _model_names))}")
         if self.colormap not in ("harley", "viridis", "grayscale"):
             raise ConfigError(f"colormap: {self.colormap!r} is not one of 'harley', 'viridis', 'grayscale'")
         if self.normalize not in ("layer", "global"):

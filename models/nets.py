@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from convscope.engine.graph.spec import LayerSpec
+from convscope.models import registry
 from convscope.models.specs import LENET_LAYERS, MLP_LAYERS
 from torch import nn
 
@@ -82,11 +83,9 @@ class MLP(nn.Module):
         return self.output(x)
 
 
-MODELS: dict[str, type[nn.Module]] = {"lenet": LeNet, "mlp": MLP}
+MODELS: dict[str, type[nn.Module]] = {"lenet": LeNet, "mlp": MLP}  # registry.py names them for the UI
 
 
 def build(name: str) -> nn.Module:
-    try:
-        return MODELS[name]()
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}") from None
+    """A fresh model `name` of the registry (models/registry.py)."""
+    return registry.builder(name)()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 from convscope.engine.files import atomic_write
+from convscope.models import registry
 from convscope.models.nets import build
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
@@ -25,7 +26,7 @@ class WeightsError(Exception):
 
 
 def default_path(name: str) -> Path:
-    return MODELS_DIR / f"{name}.safetensors"
+    return MODELS_DIR / registry.entry(name).weights
 
 
 def card_path(weights: Path) -> Path:

@@ -22,6 +22,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from convscope.models import registry
+
 EXIT_USAGE = 2  # every failure the user sees: a mistake on the command line or one found while running
 MAX_SOAK_MINUTES = 7 * 24 * 60  # a week: longer is a typo, and the report holds a bucket per minute
 MAX_FRAMES = 10_000_000  # about two days at 60 frames/s
@@ -38,7 +40,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="convscope", description="See every node of a convolutional network work, in 3D.")
-    p.add_argument("--model", choices=["lenet", "mlp"], help="network to show first (default lenet)")
+    p.add_argument("--model", choices=registry.names(), help="network to show first (default lenet)")
     p.add_argument(
         "--fullscreen", action="store_true", default=None, help="fullscreen on the primary monitor"
     )

@@ -2,8 +2,8 @@
 explorer: asks the scene's worker for vectors, has them placed by t-SNE, shows them in the Embedding window
 and links its selection with the 3D view.
 
-Owns the EmbedHandle (engine/worker/embed_handle.py: the t-SNE process) and the tooltip textures; the panel's
-state is an EmbedPanelState (engine/ui/embed_panel.py) that the scene keeps in its own state and draws with
+Owns the EmbedHandle (features/embedding/handle.py: the t-SNE process) and the tooltip textures; the panel's
+state is an EmbedPanelState (features/embedding/panel.py) that the scene keeps in its own state and draws with
 gui_embed inside its own window.  What differs between scenes is an `EmbedHost` (scenes/train/embedding.py,
 scenes/explore/embedding.py): which layers images are embedded by, when the filter view refreshes by itself
 (every N training steps, or when the drawing changes), what a selection in 3D is, what a click on an image
@@ -13,7 +13,7 @@ The scene calls, per frame, `update(handle)` (after reading its worker; sends re
 the selection) and `upload` (the only place the tooltip textures change); `on_spec` when the worker announces
 an architecture, `on_worker_restart` when it restarted a dead worker.  `handle` is the scene's worker handle
 (TrainHandle or WorkerHandle), which both offer the same calls: `ready`, `spec`, `embed_filters(conv index)`
--> id with `filters[id]` (train_protocol.FilterData) and `replies[id]` (ok, text), and
+-> id with `filters[id]` (embedding.messages.FilterData) and `replies[id]` (ok, text), and
 `embed_images(layer, count, include_train)` -> ImagesJob followed in `handle.images`.
 
 Filters mode: on demand, when the panel asks (kind, layer, "Refresh now") and when the host says a refresh is
@@ -40,10 +40,10 @@ from typing import Protocol
 import numpy as np
 from convscope.engine.gpu.imgui_renderer import UiTexture
 from convscope.engine.graph.spec import NetSpec
-from convscope.engine.ui.embed_panel import FILTERS, IMAGES, EmbedPanelState, thumbnails
-from convscope.engine.worker.embed_handle import EmbedConfig, EmbedHandle, EmbedResult
-from convscope.engine.worker.images_job import ImagesJob
-from convscope.engine.worker.train_protocol import FilterData
+from convscope.features.embedding.handle import EmbedConfig, EmbedHandle, EmbedResult
+from convscope.features.embedding.images_job import ImagesJob
+from convscope.features.embedding.messages import FilterData
+from convscope.features.embedding.panel import FILTERS, IMAGES, EmbedPanelState, thumbnails
 
 
 class EmbedHost(Protocol):
@@ -285,7 +285,12 @@ class EmbedView:
             self._job = None
         elif job.state == "done" and not self._job_requested and p.mode == IMAGES:
             self._job_requested = True
-            self.embed.request(IMAGES, job.layer, job.vectors, np.arange(job.n, dtype=np.int64))
+            # The vectors go from the worker's segment to the t-SNE process; only labels and pixels came here.
+            vectors = job.shared_vectors()
+            if vectors is None:
+                p.status = "images: the job's vectors are gone"
+                return
+            self.embed.request(IMAGES, job.layer, vectors, np.arange(job.n, dtype=np.int64))
 
     def _show(self, r: EmbedResult) -> None:
         p = self.panel

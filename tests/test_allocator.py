@@ -1,4 +1,4 @@
-"""The training worker's malloc settings (engine/worker/allocator.py) do what they claim, on glibc.
+"""The training worker's malloc settings (features/training/allocator.py) do what they claim, on glibc.
 
 A fresh Python mallocs, fills and frees a 40 MB block ten times (through ctypes: numpy's huge-page
 advice would change the count), counting the loop's minor page faults: with glibc's defaults every round
@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 import pytest
-from convscope.engine.worker.allocator import tune_for_training
+from convscope.features.training.allocator import tune_for_training
 
 ROUNDS = 10
 MB = 40
@@ -24,7 +24,7 @@ MB = 40
 _PROBE = f"""
 import ctypes, json, resource, sys
 sys.path.insert(0, {repr(sys.path[0])})
-from convscope.engine.worker.allocator import tune_for_training
+from convscope.features.training.allocator import tune_for_training
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, (ctypes.c_size_t,)
 libc.free.argtypes = (ctypes.c_void_p,)

@@ -17,8 +17,8 @@ import convscope.models.checkpoint as ckpt_mod
 import pytest
 import torch
 import torch.nn.functional as F
-from convscope.engine.worker.datasets import Dataset, builtin_digits
-from convscope.engine.worker.training import Hyper, Trainer, TrainerConfig
+from convscope.features.data.datasets import Dataset, builtin_digits
+from convscope.features.training.trainer import Hyper, Trainer, TrainerConfig
 from convscope.models.checkpoint import (
     CheckpointError,
     load_checkpoint,

@@ -156,7 +156,7 @@ def test_each_half_shows_what_its_renderer_draws_alone(app, ctx):
 
 
 def test_mlp_activations_equal_a_plain_worker(app):
-    from convscope.engine.worker import WorkerHandle
+    from convscope.features.inference import WorkerHandle
 
     compare = app.scene.compare
     assert compare.spec.model == "mlp" and compare.spec.total_nodes == 784 + 300 + 100 + 10

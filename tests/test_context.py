@@ -63,8 +63,11 @@ def test_no_scene_module_imports_torch():
     code = (
         "import sys, convscope.engine.app, convscope.engine.window, convscope.scenes.cli, "
         "convscope.scenes.explore.scene, convscope.scenes.kiosk.scene, convscope.scenes.train.scene, "
-        "convscope.engine.ui.embed_panel, convscope.engine.worker.embed_handle, "
-        "convscope.engine.worker.train_handle\n"
+        "convscope.features.embedding.panel, convscope.features.embedding.handle, "
+        "convscope.features.embedding.messages, convscope.features.training.handle, "
+        "convscope.features.training.messages, convscope.features.inference.handle, "
+        "convscope.features.inference.messages, convscope.engine.proc.handle, "
+        "convscope.engine.proc.heartbeat\n"
         "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
         "sys.exit(f'imported {bad}' if bad else 0)\n"
     )

@@ -1,4 +1,4 @@
-"""Data-set downloads (engine/worker/download.py, engine/worker/datasets.py) against a local http.server, and
+"""Data-set downloads (features/data/download.py, features/data/datasets.py) against a local http.server, and
 the training scene's progress bar while its worker loads the data.
 
 Everything is served from 127.0.0.1 by a server in a thread: no internet, no /work/shared.  The downloader
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from convscope.engine.worker import datasets
-from convscope.engine.worker.download import DownloadError, download_file, download_first, part_path
+from convscope.features.data import datasets
+from convscope.features.data.download import DownloadError, download_file, download_first, part_path
 
 
 # -- a local server -----------------------------------------------------------------------------------------
@@ -312,7 +312,7 @@ def test_progress_label_reads_like_the_panel_says_it():
 @pytest.mark.gl
 def test_train_scene_draws_the_download_progress_bar(tmp_path):
     from convscope.engine.app import App
-    from convscope.engine.worker.train_handle import TrainHandle
+    from convscope.features.training.handle import TrainHandle
     from convscope.scenes.train.scene import TrainScene
     from convscope.scenes.train.state import TrainConfig
     from gl_helpers import gl_context

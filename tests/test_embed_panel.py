@@ -1,4 +1,4 @@
-"""The embedding panel (engine/ui/embed_panel.py): its layout state (animation, id matching, refresh and
+"""The embedding panel (features/embedding/panel.py): its layout state (animation, id matching, refresh and
 selection events), tooltip pictures, and the ImGui + ImPlot panel rendered headless with our moderngl
 ImGuiRenderer into an OffscreenTarget, with hover / click linking driven by scripted pointer events.
 
@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from convscope.engine.ui.backend import UiBackend
-from convscope.engine.ui.embed_panel import (
+from convscope.engine.ui.input import MOUSE_LEFT, InputCollector
+from convscope.features.embedding.panel import (
     IMAGES,
     SELECTED_RGB,
     EmbedPanelState,
     gui_embed,
     thumbnails,
 )
-from convscope.engine.ui.input import MOUSE_LEFT, InputCollector
 from imgui_bundle import imgui
 from PIL import Image
 
@@ -214,7 +214,7 @@ def test_controls_ask_for_a_refresh():
 @pytest.mark.gl
 def test_panel_renders_headless_with_selection_ring_and_tooltip():
     from convscope.engine.gpu.imgui_renderer import UiTexture
-    from convscope.engine.ui.embed_panel import FILTER_RGB
+    from convscope.features.embedding.panel import FILTER_RGB
     from gl_helpers import gl_context
 
     ctx = gl_context()
@@ -267,7 +267,7 @@ def test_panel_renders_headless_with_selection_ring_and_tooltip():
 @pytest.mark.gl
 def test_images_mode_renders_classes_legend_and_progress():
     from convscope.engine.gpu.imgui_renderer import UiTexture
-    from convscope.engine.ui.embed_panel import PALETTE
+    from convscope.features.embedding.panel import PALETTE
     from gl_helpers import gl_context
 
     ctx = gl_context()
@@ -318,7 +318,7 @@ def test_images_mode_renders_classes_legend_and_progress():
 
 def test_render_side_modules_import_no_torch_and_no_tsne_library():
     code = (
-        "import sys, engine.ui.embed_panel, engine.worker.embed_handle; "
+        "import sys, convscope.features.embedding.panel, convscope.features.embedding.handle; "
         "bad = [m for m in ('torch', 'sklearn', 'openTSNE') if m in sys.modules]; "
         "assert not bad, bad"
     )

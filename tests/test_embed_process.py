@@ -1,5 +1,5 @@
-"""t-SNE for the embedding view: the algorithm wrapper (engine/worker/embed_process.py tsne) and the process
-behind EmbedHandle (engine/worker/embed_handle.py): perplexity for small n, separated clusters, warm
+"""t-SNE for the embedding view: the algorithm wrapper (features/embedding/process.py tsne) and the process
+behind EmbedHandle (features/embedding/handle.py): perplexity for small n, separated clusters, warm
 starts, results through shared memory, one thread in the child, cancel / supersede, partial layouts, and
 no /dev/shm segment left after close or after a SIGKILL.
 
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from convscope.engine.worker.embed_handle import EmbedConfig, EmbedHandle, normalize
-from convscope.engine.worker.embed_process import TsneParams, perplexity_for, tsne
-from convscope.engine.worker.shm import list_segments, segment_prefix
+from convscope.engine.proc.shm import list_segments, segment_prefix
+from convscope.features.embedding.handle import EmbedConfig, EmbedHandle, normalize
+from convscope.features.embedding.process import TsneParams, perplexity_for, tsne
 
 
 def two_clusters(
@@ -146,6 +146,28 @@ def test_round_trip_through_shared_memory_with_one_thread(handle):
     assert handle.layout("activations", "conv2") is None
 
 
+def test_an_images_jobs_vectors_are_read_from_their_segment_not_copied_here(handle):
+    """SharedVectors: the t-SNE process maps the images job's segment from a descriptor handed over the
+    pipe (its name already unlinked) and lays out exactly what a copy of the same vectors gives."""
+    from convscope.engine.proc.shm import Slot
+    from convscope.features.embedding.images_job import SharedVectors
+
+    x, labels = two_clusters(seed=4)
+    slot = Slot.create(x.size)
+    try:
+        slot.write(7, x)  # as the worker closes an images job's write: seq = the job id
+        slot.unlink()  # as at ImgAttached: only the mappings are left
+        shared = SharedVectors(slot, *x.shape, seq=7)
+        np.testing.assert_array_equal(shared.array(), x)
+        a = handle.wait(handle.request("images", "fc1", shared, warm=False), 60.0)
+        b = handle.wait(handle.request("images", "fc1", x, warm=False), 60.0)
+        np.testing.assert_array_equal(a.points, b.points)
+        assert nearest_centroid_accuracy(a.points, labels) == 1.0
+        assert our_segments() == []
+    finally:
+        slot.close()
+
+
 def test_new_view_cancels_a_running_job_and_partial_layouts_arrive(handle):
     rng = np.random.default_rng(2)
     long = TsneParams(iters=1_000_000, progress_min_points=1, check_every=5)  # runs until cancelled
@@ -221,7 +243,7 @@ def test_config_reaches_the_process():
 
 
 def test_big_inputs_are_copied_by_a_thread_and_dropped_if_superseded(handle, monkeypatch):
-    import convscope.engine.worker.embed_handle as H
+    import convscope.features.embedding.handle as H
 
     monkeypatch.setattr(H, "BACKGROUND_COPY_BYTES", 0)  # every input takes the thread path
     x, labels = two_clusters(seed=7)

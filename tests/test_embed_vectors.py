@@ -1,4 +1,4 @@
-"""The embedding view's vectors (engine/worker/embed_vectors.py) against a direct torch computation.
+"""The embedding view's vectors (features/embedding/vectors.py) against a direct torch computation.
 
 The reference below rebuilds each network's forward pass from F.conv2d / F.relu / F.max_pool2d with the
 model's own parameters, keeps the chosen conv layer's map with retain_grad, and calls loss.backward() on
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from convscope.engine.worker.embed_vectors import (
+from convscope.features.embedding.vectors import (
     KINDS,
     ImageVectors,
     conv_layers,

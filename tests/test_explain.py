@@ -1,6 +1,6 @@
 """A node's calculation (engine/graph/explain.py) against torch: weighted sums, bias, pre-activation,
 activation, pool winners and the softmax, for several nodes of every kind of the LeNet and the MLP,
-with the weights in the form the worker sends them (engine/worker/process.py layer_parameters).
+with the weights in the form the worker sends them (features/inference/process.py layer_parameters).
 Also: a blank drawing gives finite numbers and no 'nan' in the text.
 Run: python -m pytest tests/test_explain.py -q
 """
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from convscope.engine.graph.explain import explain, fmt, formula_lines, node_label, position_text
 from convscope.engine.graph.spec import NetSpec
-from convscope.engine.worker.process import layer_parameters
+from convscope.features.inference.process import layer_parameters
 from convscope.models.nets import build
 
 torch.set_num_threads(1)

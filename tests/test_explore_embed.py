@@ -30,11 +30,11 @@ import torch
 import torch.nn.functional as F
 from convscope.engine.app import App
 from convscope.engine.config import AppConfig
-from convscope.engine.ui.embed_panel import FILTER_RGB, FILTERS, IMAGES, PALETTE, SELECTED_RGB
-from convscope.engine.worker import WorkerHandle
-from convscope.engine.worker.datasets import builtin_digits
-from convscope.engine.worker.embed_handle import KINDS
-from convscope.engine.worker.shm import list_segments, segment_prefix
+from convscope.engine.proc.shm import list_segments, segment_prefix
+from convscope.features.data.datasets import builtin_digits
+from convscope.features.embedding.messages import KINDS
+from convscope.features.embedding.panel import FILTER_RGB, FILTERS, IMAGES, PALETTE, SELECTED_RGB
+from convscope.features.inference import WorkerHandle
 from convscope.models.weights import load_model
 from convscope.scenes.explore.run import wait_until_ready
 from convscope.scenes.explore.scene import ExploreScene

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import gzip
 import struct
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from convscope.engine.proc.shm import list_segments, segment_prefix
 from convscope.engine.ui.backend import UiBackend
 from convscope.engine.ui.input import MOUSE_LEFT, InputCollector
 from convscope.scenes.explore.morph import STEPS, MorphState, blend, gui_morph, load_idx_digits
@@ -94,7 +96,7 @@ def test_input_follows_the_slider_only_while_active():
 @pytest.fixture(scope="module")
 def one_to_seven() -> MorphState:
     """A '1' -> '7' morph with its curve from a real LeNet worker (the shipped weights)."""
-    from convscope.engine.worker import WorkerHandle
+    from convscope.features.inference import WorkerHandle
 
     ms = MorphState()
     ms.set_a(draw(ONE), "a one")
@@ -102,7 +104,21 @@ def one_to_seven() -> MorphState:
     with WorkerHandle("lenet") as worker:
         assert worker.ready, worker.error
         images = ms.requests()
-        assert ms.take([worker.infer_sync(img).probabilities for img in images])
+        # One batched request, answered asynchronously: the handle never blocks while it runs.
+        t0 = time.perf_counter()
+        batch = worker.infer_batch(images)
+        assert time.perf_counter() - t0 < 0.05, "infer_batch() must return at once"
+        deadline = time.monotonic() + 30
+        while (got := worker.batch(batch)) is None:
+            assert time.monotonic() < deadline, "no answer to the batch"
+            time.sleep(0.005)
+        assert got.error == "" and got.probabilities.shape == (STEPS, 10)
+        # The curve is exactly what one infer_sync per image gives (the round trips it replaces).
+        one_by_one = np.stack([worker.infer_sync(img).probabilities for img in images])
+        np.testing.assert_array_equal(got.probabilities, one_by_one)
+        assert worker.batch(batch) is None, "an answer is handed out once"
+        assert ms.take(got.probabilities)
+    assert list_segments(segment_prefix()) == [], "the batch segment was left in /dev/shm"
     return ms
 
 

@@ -1,8 +1,8 @@
 """Panels in a real window (Xvfb, resized from outside with xdotool): at 1280x720, 1920x1080 and back
 to 1280x720 every panel of the explorer, the training scene and the kiosk lies inside the window, and
 the network's first view lies inside the free area the docked panels leave (the explorer and the
-training scene frame it anew after each resize while the camera is still at home).  Each scene runs as its own process
-(tests/panel_probe.py), as a user starts it.  Needs Xvfb and xdotool.
+training scene frame it anew after each resize while the camera is still at home).  Each scene runs as
+its own process (tests/panel_probe.py), as a user starts it.  Needs Xvfb and xdotool.
 Run: python -m pytest tests/test_panel_layout.py -q
 """
 

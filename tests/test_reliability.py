@@ -480,7 +480,7 @@ def test_ui_messages_use_only_glyphs_the_ui_font_has():
     ctx = imgui.create_context()
     try:
         baked = imgui.get_io().fonts.add_font_default_vector().get_font_baked(15.0)
-        files = [ROOT / "engine/worker/train_handle.py", ROOT / "engine/worker/train_process.py"]
+        files = sorted((ROOT / "features").rglob("*.py")) + sorted((ROOT / "engine" / "proc").rglob("*.py"))
         files += sorted((ROOT / "scenes").rglob("panels.py"))
         missing = []
         for path in files:
@@ -497,7 +497,7 @@ def test_ui_messages_use_only_glyphs_the_ui_font_has():
 
 
 def test_a_garbage_cifar_npz_is_corrupt_not_absent(tmp_path):
-    from convscope.engine.worker import datasets
+    from convscope.features.data import datasets
 
     (tmp_path / "cifar10.npz").write_bytes(b"PK\x03\x04 this is no zip at all" * 10)
     with pytest.raises(datasets.DatasetUnavailable, match="cifar10.npz is corrupt"):

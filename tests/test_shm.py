@@ -1,4 +1,4 @@
-"""Shared-memory slots (engine/worker/shm.py): round trips, the seqlock, ownership and the resource tracker.
+"""Shared-memory slots (engine/proc/shm.py): round trips, the seqlock, ownership and the resource tracker.
 
 No torch, no worker: writers in other processes are plain `python -c` scripts.
 Run: python -m pytest tests/test_shm.py -q
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from convscope.engine.worker.shm import PREFIX, Slot, list_segments, segment_prefix
+from convscope.engine.proc.shm import PREFIX, Slot, list_segments, segment_prefix
 
 REPO = Path(__file__).resolve().parents[1]
 HAS_DEV_SHM = os.path.isdir("/dev/shm")
@@ -107,7 +107,7 @@ def test_reader_never_sees_a_torn_write(owned):
             "-c",
             textwrap.dedent(
                 f"""
-                from convscope.engine.worker.shm import Slot
+                from convscope.engine.proc.shm import Slot
                 s = Slot.attach({slot.name!r}, {n})
                 for k in range(1, {writes} + 1):
                     s.begin_write()[:] = k
@@ -117,7 +117,7 @@ def test_reader_never_sees_a_torn_write(owned):
             ),
         ],
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=dict(os.environ),  # the installed convscope (or the PYTHONPATH that points at a checkout)
     )
     out = np.empty(n, np.float32)
     reads, seen = 0, set()
@@ -147,7 +147,7 @@ def test_no_resource_tracker_noise(child_fate, tmp_path):
     script = """
         import multiprocessing as mp, os, signal, sys
         import numpy as np
-        from convscope.engine.worker.shm import Slot, list_segments, segment_prefix
+        from convscope.engine.proc.shm import Slot, list_segments, segment_prefix
 
         def child(conn, name):
             s = Slot.attach(name, 10)
@@ -181,7 +181,7 @@ def test_no_resource_tracker_noise(child_fate, tmp_path):
     proc = subprocess.run(
         [sys.executable, str(path), "kill" if child_fate == "sigkilled" else "go"],
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=dict(os.environ),  # the installed convscope (or the PYTHONPATH that points at a checkout)
         capture_output=True,
         text=True,
         timeout=60,
@@ -192,3 +192,20 @@ def test_no_resource_tracker_noise(child_fate, tmp_path):
         assert "read (1, 0)" in proc.stdout, proc.stdout
     for noise in ("Traceback", "KeyError", "leaked", "Warning"):
         assert noise not in proc.stderr, f"unexpected {noise!r} on stderr:\n{proc.stderr}"
+
+
+def test_writing_closes_the_seqlock_even_when_the_write_fails(owned):
+    """`with slot.writing(seq)`: readers see the new payload and seq after the block; a block that raises
+    leaves the slot readable (no reader spins) with seq 0, so half a write is never taken for a result."""
+    slot = Slot.create(4)
+    owned.append(slot)
+    out = np.empty(4, np.float32)
+    with slot.writing(3, aux=9) as payload:
+        payload[:] = [1, 2, 3, 4]
+    del payload
+    assert slot.read_into(out) == (3, 9) and out.tolist() == [1, 2, 3, 4]
+    with pytest.raises(RuntimeError), slot.writing(4) as payload:
+        payload[:2] = 7
+        raise RuntimeError("the write failed halfway")
+    del payload
+    assert slot.read_into(out, tries=1) == (0, 0), "a failed write must read as 'nothing valid'"

@@ -26,11 +26,11 @@ import numpy as np
 import pytest
 import torch
 from convscope.engine.app import App
-from convscope.engine.ui.embed_panel import FILTER_RGB, IMAGES, SELECTED_RGB
-from convscope.engine.worker.datasets import builtin_digits
-from convscope.engine.worker.embed_handle import KINDS
-from convscope.engine.worker.embed_vectors import filter_vectors
-from convscope.engine.worker.shm import list_segments, segment_prefix
+from convscope.engine.proc.shm import list_segments, segment_prefix
+from convscope.features.data.datasets import builtin_digits
+from convscope.features.embedding.messages import KINDS
+from convscope.features.embedding.panel import FILTER_RGB, IMAGES, SELECTED_RGB
+from convscope.features.embedding.vectors import filter_vectors
 from convscope.models.checkpoint import load_checkpoint
 from convscope.scenes.train.scene import TrainScene
 from convscope.scenes.train.state import TrainConfig

@@ -16,8 +16,8 @@ import time
 import numpy as np
 import pytest
 from convscope.engine.app import App
+from convscope.engine.proc.shm import list_segments, segment_prefix
 from convscope.engine.ui.input import MOUSE_LEFT
-from convscope.engine.worker.shm import list_segments, segment_prefix
 from convscope.scenes.train.scene import TrainScene
 from convscope.scenes.train.state import TrainConfig
 from gl_helpers import gl_context

@@ -1,4 +1,4 @@
-"""The training worker seen from the render side (engine/worker/train_handle.py + train_process.py).
+"""The training worker seen from the render side (features/training/handle.py + process.py).
 
 One worker on the built-in digits, started paused so every step is the test's: a snapshot's activations
 equal a torch forward pass of the monitored image with the worker's current weights (read back from a
@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 import torch
 from convscope.engine.graph.layout import build_layout
-from convscope.engine.worker.datasets import builtin_digits, to_input
-from convscope.engine.worker.shm import list_segments, segment_prefix
-from convscope.engine.worker.train_handle import TrainHandle
-from convscope.engine.worker.training import Hyper, Trainer, TrainerConfig
+from convscope.engine.proc.shm import list_segments, segment_prefix
+from convscope.features.data.datasets import builtin_digits, to_input
+from convscope.features.training.handle import TrainHandle
+from convscope.features.training.trainer import Hyper, Trainer, TrainerConfig
 from convscope.models.checkpoint import load_checkpoint, save_checkpoint
 from convscope.models.revacnn import Arch, RevaCNN
 
@@ -226,7 +226,7 @@ def test_render_side_never_imports_torch():
     code = textwrap.dedent(
         """
         import sys
-        from convscope.engine.worker.train_handle import TrainHandle
+        from convscope.features.training.handle import TrainHandle
         import convscope.scenes.train.scene, convscope.scenes.train.run
         TrainHandle("digits")
         assert "torch" not in sys.modules, "the render side imported torch"

@@ -1,4 +1,4 @@
-"""The live-training core (engine/worker/training.py) and its data (engine/worker/datasets.py).
+"""The live-training core (features/training/trainer.py) and its data (features/data/datasets.py).
 
 Checked against hand computations: an SGD update equals -lr * grad with the lr set one step earlier; the
 jitter statistic is the EMA of mean |grad| per filter; the monitored sums are those of a direct forward_all;
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from convscope.engine.worker.datasets import (
+from convscope.features.data.datasets import (
     Dataset,
     DatasetUnavailable,
     builtin_digits,
@@ -29,7 +29,7 @@ from convscope.engine.worker.datasets import (
     make_dataset,
     to_input,
 )
-from convscope.engine.worker.training import (
+from convscope.features.training.trainer import (
     ADAM_BETAS,
     Hyper,
     Trainer,

@@ -1,5 +1,5 @@
 """The model's weights reach the render process once per model through shared memory
-(engine/worker/handle.py `weights`), equal to the safetensors file, and leave no segment behind.
+(features/inference/handle.py `weights`), equal to the safetensors file, and leave no segment behind.
 Run: python -m pytest tests/test_weights_transport.py -q
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from convscope.engine.worker import WorkerHandle
-from convscope.engine.worker.shm import list_segments, segment_prefix
+from convscope.engine.proc.shm import list_segments, segment_prefix
+from convscope.features.inference import WorkerHandle
 from convscope.models.nets import build
 from convscope.models.weights import save_model
 from safetensors.numpy import load_file

@@ -1,4 +1,4 @@
-"""The torch worker seen from the render side (engine/worker/handle.py): correctness against a direct
+"""The torch worker seen from the render side (features/inference/handle.py): correctness against a direct
 torch forward pass, coalescing, model switches, bad weights, crash recovery, cleanup, and the rule
 that the render process never imports torch.
 
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from convscope.engine.worker import WorkerHandle, measure_latency
-from convscope.engine.worker.shm import list_segments, segment_prefix
+from convscope.engine.proc.shm import list_segments, segment_prefix
+from convscope.features.inference import WorkerHandle, measure_latency
 from convscope.models.nets import build
 from convscope.models.weights import load_model, save_model
 
@@ -101,7 +101,7 @@ def test_render_process_never_imports_torch(weights, tmp_path):
             """
             import sys
             import numpy as np
-            from convscope.engine.worker.handle import WorkerHandle
+            from convscope.features.inference.handle import WorkerHandle
 
             if __name__ == "__main__":  # spawn re-imports the main module in the worker
                 handle = WorkerHandle("lenet", {"lenet": sys.argv[1]})
@@ -119,7 +119,7 @@ def test_render_process_never_imports_torch(weights, tmp_path):
     proc = subprocess.run(
         [sys.executable, str(script), str(weights["lenet"])],
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=dict(os.environ),  # the installed convscope (or the PYTHONPATH that points at a checkout)
         capture_output=True,
         text=True,
         timeout=180,
@@ -346,7 +346,7 @@ def test_worker_exits_when_render_process_is_sigkilled(weights, tmp_path):
             """
             import os, sys, time
             import numpy as np
-            from convscope.engine.worker.handle import WorkerHandle
+            from convscope.features.inference.handle import WorkerHandle
 
             if __name__ == "__main__":
                 handle = WorkerHandle("lenet", {"lenet": sys.argv[1]})
@@ -360,7 +360,7 @@ def test_worker_exits_when_render_process_is_sigkilled(weights, tmp_path):
     render = subprocess.Popen(
         [sys.executable, str(script), str(weights["lenet"])],
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=dict(os.environ),  # the installed convscope (or the PYTHONPATH that points at a checkout)
         stdout=subprocess.PIPE,
         text=True,
     )

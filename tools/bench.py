@@ -56,7 +56,7 @@ def cpu_name() -> str:
 
 
 def bench_latency(n: int, repeats: int) -> dict:
-    from convscope.engine.worker import WorkerHandle, measure_latency
+    from convscope.features.inference import WorkerHandle, measure_latency
 
     with WorkerHandle("lenet") as handle:
         if handle.spec is None:

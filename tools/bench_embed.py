@@ -47,7 +47,7 @@ FRAME_S = 1.0 / 60.0
 
 def _model_and_data(seed: int = 0):
     import torch
-    from convscope.engine.worker.datasets import builtin_digits
+    from convscope.features.data.datasets import builtin_digits
     from convscope.models.revacnn import Arch, RevaCNN
 
     torch.set_num_threads(1)
@@ -70,8 +70,9 @@ def _layout_time(handle, kind: str, layer: str, vectors: np.ndarray, warm: bool,
 
 def bench_filter_embedding(repeats: int = 9) -> dict:
     """20 filters of conv2, each kind: vectors (torch) and layout (embed process), cold and warm."""
-    from convscope.engine.worker.embed_handle import KINDS, EmbedHandle
-    from convscope.engine.worker.embed_vectors import filter_vectors
+    from convscope.features.embedding.handle import EmbedHandle
+    from convscope.features.embedding.messages import KINDS
+    from convscope.features.embedding.vectors import filter_vectors
 
     net, data = _model_and_data()
     image, label = data.x_val[0], int(data.y_val[0])
@@ -116,7 +117,7 @@ def activation_maps(n: int = 500) -> np.ndarray:
 
 
 def bench_activation_maps(repeats: int = 5, n: int = 500) -> dict:
-    from convscope.engine.worker.embed_handle import EmbedHandle
+    from convscope.features.embedding.handle import EmbedHandle
 
     maps = activation_maps(n)
     with EmbedHandle() as handle:
@@ -160,8 +161,9 @@ def many_images(n: int = 20_000, seed: int = 0):
 
 def bench_images(n: int = 20_000, layer: str = "pool2", ui: bool = True) -> dict:
     """n images by `layer`'s activations, with progress, while a 60 Hz loop runs the panel."""
-    from convscope.engine.worker.embed_handle import IMAGES, EmbedHandle
-    from convscope.engine.worker.embed_vectors import image_vectors
+    from convscope.features.embedding.handle import EmbedHandle
+    from convscope.features.embedding.messages import IMAGES
+    from convscope.features.embedding.vectors import image_vectors
 
     net, _ = _model_and_data()
     images, labels, classes = many_images(n)
@@ -172,7 +174,7 @@ def bench_images(n: int = 20_000, layer: str = "pool2", ui: bool = True) -> dict
     backend = state = None
     if ui:
         from convscope.engine.ui.backend import UiBackend
-        from convscope.engine.ui.embed_panel import EmbedPanelState, gui_embed
+        from convscope.features.embedding.panel import EmbedPanelState, gui_embed
         from imgui_bundle import imgui
 
         backend = UiBackend()
@@ -249,8 +251,8 @@ def compare_engines(
 ) -> dict:
     """Cold layout seconds per engine and size, through the single-threaded process (median of repeats;
     one run at 20,000)."""
-    from convscope.engine.worker.embed_handle import EmbedConfig, EmbedHandle
-    from convscope.engine.worker.embed_vectors import image_vectors
+    from convscope.features.embedding.handle import EmbedConfig, EmbedHandle
+    from convscope.features.embedding.vectors import image_vectors
 
     inputs = {}
     for n in sizes:

@@ -75,7 +75,7 @@ def bench_explore_images(
     from convscope.engine.app import App
     from convscope.engine.config import AppConfig
     from convscope.engine.gpu.context import create_headless
-    from convscope.engine.ui.embed_panel import IMAGES
+    from convscope.features.embedding.panel import IMAGES
     from convscope.scenes.explore.run import wait_until_ready
     from convscope.scenes.explore.scene import ExploreScene
 

@@ -1,4 +1,4 @@
-"""Training throughput: a bare torch loop vs Trainer.step (engine/worker/training.py), in images/s.
+"""Training throughput: a bare torch loop vs Trainer.step (features/training/trainer.py), in images/s.
 
 Both train the paper's 16-20-20 RevaCNN with SGD (momentum 0.9) on the built-in digits (3x32x32), one
 thread by default.  The bare loop is what one would write by hand: images converted to float once, then
@@ -8,7 +8,7 @@ smoothed chart values.  The difference is that bookkeeping's cost.
 
 The machine is shared and its speed drifts by 10 % within seconds, so the two loops take turns in short
 windows (`--window` s, `--rounds` of each) and the figure is the median of the per-round ratios.  The
-process tunes glibc's allocator as the training worker does (engine/worker/allocator.py), so both loops
+process tunes glibc's allocator as the training worker does (features/training/allocator.py), so both loops
 run as they would there.
 
 `BareProcess` runs the bare loop in a process of its own, started like the training worker (spawn, one
@@ -26,9 +26,9 @@ import time
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from convscope.engine.worker.allocator import tune_for_training  # noqa: E402
-from convscope.engine.worker.datasets import Dataset, builtin_digits, to_input  # noqa: E402
-from convscope.engine.worker.training import Hyper, Trainer, TrainerConfig  # noqa: E402
+from convscope.features.data.datasets import Dataset, builtin_digits, to_input  # noqa: E402
+from convscope.features.training.allocator import tune_for_training  # noqa: E402
+from convscope.features.training.trainer import Hyper, Trainer, TrainerConfig  # noqa: E402
 from convscope.models.revacnn import Arch, RevaCNN  # noqa: E402
 
 

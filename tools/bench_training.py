@@ -156,7 +156,7 @@ def bench_throughput(
     rounds: int = 2,
 ) -> list[dict]:
     from bench_train import BareProcess
-    from convscope.engine.worker.train_handle import TrainHandle
+    from convscope.features.training.handle import TrainHandle
 
     rows = []
     bare_proc = BareProcess(threads=1)

@@ -638,7 +638,7 @@ def cases() -> list[Case]:
 
     # data directories
     def garbage_npz(d):
-        from convscope.engine.worker.datasets import load_cifar10
+        from convscope.features.data.datasets import load_cifar10
 
         (d / "cifar10.npz").write_bytes(b"not a zip" * 100)
         load_cifar10(d, download=False)
@@ -646,7 +646,7 @@ def cases() -> list[Case]:
     def truncated_mnist(d):
         import gzip
 
-        from convscope.engine.worker import datasets
+        from convscope.features.data import datasets
 
         raw = d / "MNIST" / "raw"
         raw.mkdir(parents=True)
@@ -660,7 +660,7 @@ def cases() -> list[Case]:
         datasets.load_mnist(d, download=False)
 
     def npz_wrong_shape(d):
-        from convscope.engine.worker.datasets import load_cifar10
+        from convscope.features.data.datasets import load_cifar10
 
         np.savez(
             d / "cifar10.npz",
@@ -672,7 +672,7 @@ def cases() -> list[Case]:
         load_cifar10(d, download=False)
 
     def npz_bad_labels(d):
-        from convscope.engine.worker.datasets import load_cifar10
+        from convscope.features.data.datasets import load_cifar10
 
         np.savez(
             d / "cifar10.npz",
@@ -684,19 +684,19 @@ def cases() -> list[Case]:
         load_cifar10(d, download=False)
 
     def cifar_folder_broken(d):
-        from convscope.engine.worker.datasets import load_cifar10
+        from convscope.features.data.datasets import load_cifar10
 
         (d / "cifar-10-batches-py").mkdir()
         (d / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"x")
         load_cifar10(d, download=False)
 
     def absent(d):
-        from convscope.engine.worker.datasets import load_cifar10
+        from convscope.features.data.datasets import load_cifar10
 
         load_cifar10(d, download=False)
 
     def offline_mirror(d):
-        from convscope.engine.worker.datasets import load_mnist
+        from convscope.features.data.datasets import load_mnist
 
         load_mnist(d, download=True, mirror="http://127.0.0.1:9/")
 

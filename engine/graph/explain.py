@@ -3,7 +3,7 @@
 Harley 2015 (sec. 3.1, 3.2): clicking a node shows "the numerical input and output of the node, as
 well as the calculation being performed", and for a convolutional node the image patch and the
 filter.  `explain(spec, node, activations, weights)` rebuilds that calculation from the weights
-the worker sent once per model (engine.worker.handle: `handle.weights`) and the activations of the
+the worker sent once per model (features.inference.handle: `handle.weights`) and the activations of the
 newest result; the details panel only formats the `Explanation`.
 
   conv / fc   z = sum_i w_i x_i + b  (every term kept), then the activation function: result = f(z)

@@ -38,7 +38,7 @@ from convscope.engine.graph.layout import Layout, build_layout
 from convscope.engine.graph.spec import NetSpec
 from convscope.engine.orbit import HALF_TURN
 from convscope.engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputState
-from convscope.engine.worker import WorkerHandle
+from convscope.features.inference import WorkerHandle
 from imgui_bundle import imgui
 
 Rect = tuple[int, int, int, int]  # x, y, width, height in framebuffer pixels, top-left origin

@@ -23,10 +23,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from convscope.engine.graph.spec import NetSpec
-from convscope.engine.ui.embed_panel import EmbedPanelState
-from convscope.engine.worker.handle import WorkerHandle
-from convscope.engine.worker.images_job import ImagesJob
-from convscope.engine.worker.train_protocol import FilterData
+from convscope.features.embedding.images_job import ImagesJob
+from convscope.features.embedding.messages import FilterData
+from convscope.features.embedding.panel import EmbedPanelState
+from convscope.features.inference.handle import WorkerHandle
 from convscope.scenes.embedding_view import EmbedView
 
 if TYPE_CHECKING:

@@ -14,9 +14,10 @@ Per frame, in the scene:
     gui_morph(ms, state.network_input)          # panel: capture A / B, slide t (edits ms only)
     images = ms.requests()                      # (steps, 28, 28) once after A or B changed, else empty
     if len(images):
-        probs = [worker.infer_sync(img).probabilities for img in images]   # or spread over frames
-        ms.take(probs)                          # False (ignored) if A / B changed meanwhile
-        worker.submit(current_input)            # infer_sync's results replaced the live one
+        batch = worker.infer_batch(images)      # one request, answered a few frames later
+    got = worker.batch(batch)                   # each frame until it is there (never blocks)
+    if got is not None:
+        ms.take(got.probabilities)              # False (ignored) if A / B changed meanwhile
     if ms.active and ms.take_input_changed():   # t, A or B moved while the morph drives the input
         state.network_input = ms.image()
         worker.submit(state.network_input)      # what the network sees is the blend itself
@@ -143,6 +144,11 @@ class MorphState:
             return np.zeros((0, *INPUT_SHAPE), np.float32)
         self._requested = self._version
         return np.stack([blend(self.a, self.b, t) for t in self.ts])
+
+    def ask_again(self) -> None:
+        """The newest requests() went unanswered (the worker restarted): requests() serves it again."""
+        if self._requested == self._version:
+            self._requested = -1
 
     def take(self, probabilities: list[np.ndarray] | np.ndarray) -> bool:
         """The probabilities of the images of the newest requests(), in order.  Returns False (and keeps

@@ -1,5 +1,5 @@
 """The explore scene's ImGui panels: drawing, guesses, network settings and status, node details, and the
-Embedding window (engine/ui/embed_panel.py's panel plus this scene's options).
+Embedding window (features/embedding/panel.py's panel plus this scene's options).
 
 One function per panel; each reads and edits `ExploreState` / `PadState` only (no GL, no worker).
 Sizes are in window coordinates times the UI scale, so a touch screen with ui_scale 2 gets
@@ -12,9 +12,16 @@ from __future__ import annotations
 import numpy as np
 from convscope.engine.gpu import colormaps
 from convscope.engine.graph.explain import Explanation, fmt, formula_lines, node_label, position_text
-from convscope.engine.ui.embed_panel import FILTERS, IMAGES, Textures, fill_window, gui_embed, measure_chrome
 from convscope.engine.ui.layout import BESIDE, BOTTOM_RIGHT, LEFT, RIGHT, PanelLayout
 from convscope.engine.ui.widgets import TextureLike, help_marker, image
+from convscope.features.embedding.panel import (
+    FILTERS,
+    IMAGES,
+    Textures,
+    fill_window,
+    gui_embed,
+    measure_chrome,
+)
 from convscope.scenes.explore.morph import MorphState, gui_morph
 from convscope.scenes.explore.pad import PadState, gui_pad
 from convscope.scenes.explore.robustness import RobustnessState, gui_robustness

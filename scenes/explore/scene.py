@@ -41,11 +41,11 @@ from convscope.engine.graph.layout import Layout, build_layout
 from convscope.engine.graph.spec import NetSpec
 from convscope.engine.orbit import CLICK_SLOP, Click, OrbitController
 from convscope.engine.scene import FrameContext
-from convscope.engine.ui.embed_panel import SELECTED_RGB
 from convscope.engine.ui.input import InputState
 from convscope.engine.ui.layout import PanelLayout, to_framebuffer
 from convscope.engine.view import NetworkView
-from convscope.engine.worker import WorkerHandle
+from convscope.features.embedding.panel import SELECTED_RGB
+from convscope.features.inference import WorkerHandle
 from convscope.scenes.explore import robustness
 from convscope.scenes.explore.compare import CompareView
 from convscope.scenes.explore.details import NodeDetails
@@ -87,6 +87,7 @@ class ExploreScene:
         self.view: NetworkView | None = None  # renderer, edges, outline and picker (made in on_enter)
         self.details = NodeDetails()  # the selected node's calculation and images
         self.experiments = Experiments()
+        self.morph_batch: int | None = None  # the worker's infer_batch id of the morph curve in flight
         if config.data_dir:
             try:
                 self.morph.test_images, self.morph.test_labels = load_idx_digits(config.data_dir)
@@ -314,14 +315,23 @@ class ExploreScene:
             self.compare.refit()
 
     def _run_morph_curve(self) -> None:
-        """Once per new A / B: the 21 blends through the network, for the probability curve."""
+        """Once per new A / B: the blends go to the worker as one batch; its answer is picked up by a
+        later frame, so update() never waits for the network."""
+        if self.morph_batch is not None:
+            got = self.worker.batch(self.morph_batch)
+            if got is not None:
+                self.morph_batch = None
+                if got.probabilities is not None:
+                    self.morph.take(got.probabilities)  # False (dropped) if A / B changed meanwhile
+                elif got.lost:
+                    self.morph.ask_again()  # the worker restarted: send the same blends once it is up
+                else:
+                    self.state.error = f"morph: {got.error}"
         if not self.worker.ready:
             return
         blends = self.morph.requests()
         if len(blends):
-            self.morph.take([self.worker.infer_sync(b).probabilities for b in blends])
-            if self.state.network_input is not None:  # infer_sync used up the live result
-                self.net.sent_seq = self.worker.submit(self.state.network_input)
+            self.morph_batch = self.worker.infer_batch(blends)  # a newer pair replaces any older batch
 
     def _fit(self, viewport: tuple[int, int]) -> None:
         """Frame the whole network inside the part of the view the docked panels leave free."""

@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from convscope.engine.graph.explain import Explanation
-from convscope.engine.ui.embed_panel import EmbedPanelState
+from convscope.features.embedding.panel import EmbedPanelState
+from convscope.models import registry
 
 COLORMAPS = ("harley", "viridis", "grayscale")
 NORMALIZE = ("layer", "global")
-MODELS = ("lenet", "mlp")
-MODEL_LABELS = {"lenet": "LeNet (CNN)", "mlp": "MLP (784-300-100-10)"}
+MODELS = registry.names()
+MODEL_LABELS = {name: registry.entry(name).display for name in MODELS}
 EDGE_MODES = ("weight", "contribution")  # edge colour: the weight, or weight x input (engine.graph.edges)
 EDGE_MODE_LABELS = {"weight": "weight", "contribution": "weight x input"}
 EMBED_IMAGE_COUNTS = (

@@ -37,8 +37,8 @@ from convscope.engine.app import App
 from convscope.engine.config import AppConfig
 from convscope.engine.files import StagedOutput
 from convscope.engine.gpu.context import GLVersionError, create_headless, renderer_string
+from convscope.engine.proc.shm import segment_prefix
 from convscope.engine.ui.input import MOUSE_LEFT, InputCollector
-from convscope.engine.worker.shm import segment_prefix
 from convscope.scenes.explore.run import AppError, wait_until_ready
 from convscope.scenes.kiosk.attract import place
 from convscope.scenes.kiosk.config import KioskConfig

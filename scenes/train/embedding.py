@@ -9,7 +9,7 @@ a selection is (conv layer index, filter index) in TrainState.selected; a click 
 the monitored image; a restarted training process has fresh weights from the seed, so the old layouts are
 dropped and a refresh is the user's call.
 
-The panel's state is TrainState.embed (engine/ui/embed_panel.py) and its window is panels.gui_embedding.
+The panel's state is TrainState.embed (features/embedding/panel.py) and its window is panels.gui_embedding.
 The scene calls, per frame, `update(handle)` and `upload()`; `on_spec(spec, info, reason)` when the worker
 announces an architecture, `on_worker_restart()` after a restart.
 """
@@ -17,11 +17,11 @@ announces an architecture, `on_worker_restart()` after a restart.
 from __future__ import annotations
 
 from convscope.engine.graph.spec import NetSpec
-from convscope.engine.ui.embed_panel import EmbedPanelState
-from convscope.engine.worker.embed_handle import EmbedHandle
-from convscope.engine.worker.images_job import ImagesJob
-from convscope.engine.worker.train_handle import TrainHandle
-from convscope.engine.worker.train_protocol import FilterData
+from convscope.features.embedding.handle import EmbedHandle
+from convscope.features.embedding.images_job import ImagesJob
+from convscope.features.embedding.messages import FilterData
+from convscope.features.embedding.panel import EmbedPanelState
+from convscope.features.training.handle import TrainHandle
 from convscope.scenes import embedding_view
 from convscope.scenes.train.state import TrainState
 

@@ -1,6 +1,6 @@
 """The training scene's ImGui panels: run control, monitored sample, hyperparameters, checkpoints (left);
 steering, view options, charts and the first layer's filters (right); the Embedding window (bottom left,
-engine/ui/embed_panel.py's panel plus this scene's options).
+features/embedding/panel.py's panel plus this scene's options).
 
 One function per panel section; each reads and edits `TrainState` only (no GL, no worker): commands go
 into `state.requests`, which the scene sends.  Sizes are in window coordinates times the UI scale.
@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from convscope.engine.ui.embed_panel import IMAGES, Textures, fill_window, gui_embed, measure_chrome
 from convscope.engine.ui.layout import BOTTOM_LEFT, LEFT, RIGHT, PanelLayout
 from convscope.engine.ui.widgets import TextureLike, help_marker, image
+from convscope.features.embedding.panel import IMAGES, Textures, fill_window, gui_embed, measure_chrome
 from convscope.scenes.train.state import (
     ADADELTA_LR,
     OPTIMIZER_LABELS,
@@ -98,7 +98,12 @@ def gui_run(state: TrainState) -> None:
     imgui.text(f"step {state.step:,}   epoch {_fmt(state.epoch, '.2f')}")
     imgui.text(f"loss {_fmt(state.loss)}   smoothed {_fmt(state.loss_smooth)}")
     imgui.text(f"train acc {_fmt(state.acc_smooth, '.3f')}   val acc {_fmt(state.val_acc, '.3f')}")
-    imgui.text(f"{_fmt(state.images_per_s, ',.0f')} images/s   {state.nodes:,} nodes")
+    rate = f"{_fmt(state.images_per_s, ',.0f')} images/s"
+    if state.stale:  # the last snapshot's rate, from a worker that has gone quiet: say so
+        rate = f"({rate}, stale)"
+    imgui.text(f"{rate}   {state.nodes:,} nodes")
+    if state.activity:
+        _wrapped(state.activity, _WARN)
 
 
 def gui_sample(state: TrainState, sample: TextureLike | None, scale: float) -> None:

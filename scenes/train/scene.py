@@ -1,6 +1,6 @@
 """TrainScene: watch the ReVACNN network (Chung et al. 2016) learn in the 3D node-link view and steer it.
 
-Owns the training worker's handle (engine/worker/train_handle.py), the camera and the GPU side of one
+Owns the training worker's handle (features/training/handle.py), the camera and the GPU side of one
 architecture: a NetworkView (engine/view.py: the nodes' renderer, the selected map's outline and the picker,
 rebuilt whenever the worker announces a new architecture), a PathBatch for the paths; and the
 Embedding window's view (scenes/train/embedding.py: the t-SNE process, the tooltip textures), linked to
@@ -41,12 +41,12 @@ from convscope.engine.graph.layout import Layout, LayoutStyle, build_layout
 from convscope.engine.graph.spec import NetSpec
 from convscope.engine.orbit import CLICK_SLOP, OrbitController
 from convscope.engine.scene import FrameContext
-from convscope.engine.ui.embed_panel import EmbedPanelState
 from convscope.engine.ui.input import InputState
 from convscope.engine.ui.layout import PanelLayout, to_framebuffer
 from convscope.engine.view import NetworkView
-from convscope.engine.worker.train_handle import TrainHandle
-from convscope.engine.worker.train_protocol import TrainSnapshot
+from convscope.features.embedding.panel import EmbedPanelState
+from convscope.features.training.handle import TrainHandle
+from convscope.features.training.messages import TrainSnapshot
 from convscope.scenes.train.embedding import EmbedView
 from convscope.scenes.train.panels import (
     filter_montage,
@@ -70,7 +70,7 @@ FREE_MIN_FRACTION = 0.35  # the network gets the whole view when the columns wou
 
 
 def top_half(values: np.ndarray) -> np.ndarray:
-    """Mask of the ceil(n/2) largest values, ties by index (engine.worker.training.top_half)."""
+    """Mask of the ceil(n/2) largest values, ties by index (features.training.trainer.top_half)."""
     order = np.argsort(-np.asarray(values, np.float64), kind="stable")
     mask = np.zeros(len(order), bool)
     mask[order[: (len(order) + 1) // 2]] = True
@@ -451,6 +451,8 @@ class TrainScene:
             # Kept after the new worker is up (error clears then): the weights are fresh from the seed.
             st.message, st.message_is_error = h.error or "", True
         st.error = h.error
+        st.stale = h.stale  # the Training panel marks its images/s out of date
+        st.activity = h.activity() or ""
         st.progress = h.progress  # the data set loading (a download): shown in the Training panel
         pids = (h.pid, self.embedding.embed.pid)
         if self._cores is not None and pids != self._cores_pids:  # (re)started: the worker gets its core

@@ -3,7 +3,7 @@
 The panels (scenes/train/panels.py) read and edit a TrainState; what they want done in the training
 worker they append to `state.requests` as (command, kwargs), and the scene sends those in its update step.
 The scene writes what it reads from the worker's snapshots back into the state (stats, messages, charts).
-The Embedding window's state is the embedding panel's own EmbedPanelState (engine/ui/embed_panel.py) plus
+The Embedding window's state is the embedding panel's own EmbedPanelState (features/embedding/panel.py) plus
 the few options this scene adds (`embed_include_train`).
 """
 
@@ -13,9 +13,9 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from convscope.engine.ui.embed_panel import EmbedPanelState
+from convscope.features.embedding.panel import EmbedPanelState
 
-OPTIMIZERS = ("sgd", "adam", "adadelta")  # engine.worker.training.OPTIMIZERS (torch-free copy)
+OPTIMIZERS = ("sgd", "adam", "adadelta")  # features.training.trainer.OPTIMIZERS (torch-free copy)
 OPTIMIZER_LABELS = {"sgd": "SGD + momentum", "adam": "Adam", "adadelta": "Adadelta"}
 ADADELTA_LR = 1.0  # Adadelta's customary learning rate, proposed when the user switches to it
 DATASETS = ("cifar10", "mnist", "digits")
@@ -31,7 +31,7 @@ class TrainConfig:
     data_mirror: str | None = None  # base URL holding the data files under torchvision's names (an offline
     # mirror at a kiosk or museum: http://host/data/ or file:///srv/data/); None: torchvision's own URLs
     widths: tuple[int, ...] = (16, 20, 20)  # conv filters per layer at start (the paper's 16-20-20)
-    lr: float = 0.01  # starting hyperparameters (engine.worker.training.Hyper's defaults)
+    lr: float = 0.01  # starting hyperparameters (features.training.trainer.Hyper's defaults)
     momentum: float = 0.9
     batch_size: int = 4  # the paper's default
     weight_decay: float = 1e-4
@@ -39,7 +39,7 @@ class TrainConfig:
     seed: int = 0  # initial weights and batch order; reset starts from it again
     val_every: int = 500  # steps between validation passes
     publish_hz: float = 30.0  # snapshots per second at most while training runs (and no more than drawn);
-    # each costs training ~1 ms (engine/worker/train_process.py), and the jitter animates every frame anyway
+    # each costs training ~1 ms (features/training/process.py), and the jitter animates every frame anyway
     max_fps: float = 30.0  # the window's frame rate cap while this scene runs (0: the display's rate).  With
     # software GL (llvmpipe) a frame of this scene costs ~25 ms of CPU; at 60 frames/s that takes 1.5 of 2
     # cores from training, at 30 about 0.75 (tools/bench_training.py).  30 still animates the jitter smoothly.
@@ -60,7 +60,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         # Ranges that keep the session alive: a nan timeout never fires, a fps of 0.001 freezes the window.
-        # The worker checks the hyperparameters it is sent (engine.worker.training.Hyper).
+        # The worker checks the hyperparameters it is sent (features.training.trainer.Hyper).
         checks = {
             "worker_timeout": (1.0, 3600.0),
             "publish_hz": (0.1, 240.0),
@@ -204,6 +204,8 @@ class TrainState:
     acc_smooth: float = math.nan
     val_acc: float = math.nan
     images_per_s: float = math.nan
+    stale: bool = False  # the worker has gone quiet (stopped, stuck, or in a long step): numbers are old
+    activity: str = ""  # what a busy worker is in, when it takes long ("in step 1234, batch 4096 for 4 s")
     widths: list[int] = field(default_factory=list)  # conv filters per layer, from the current spec
     nodes: int = 0
     worker_restarts: int = 0

@@ -1,32 +1,12 @@
-"""The training worker process: runs a Trainer (engine/worker/training.py) and publishes what the scene draws.
+"""The training process: runs a Trainer (trainer.py) and publishes what the scene draws.
 
-The render process starts `train_main` with multiprocessing's "spawn" context (engine/worker/train_handle.py).
-Like engine/worker/process.py, nothing at module level imports torch: the render process imports this module
-to name the spawn target.
-
-Start: the data set (engine/worker/datasets.make_dataset; a download from the official URLs or from
-`data_mirror`, with PROGRESS messages at most train_protocol.PROGRESS_HZ a second), then the Trainer, then
-the first SPEC.  A SIGTERM while loading unwinds the download (its partial file is deleted).
-
-Loop: handle every waiting command (pause, set_hyper, add_filter, save, ... see train_protocol.COMMANDS),
-then one training step unless paused, then — at most `publish_hz` times a second, no more often than keeps
-snapshots within `snapshot_budget` of the worker's time, and only once the render side has read the
-previous one (not every step), or at once after a command changed something — one snapshot into the
-shared-memory slot: the monitored image's activations for every node, per-filter gradient magnitudes
-(jitter), per-map activation sums (paths), the first layer's filters and the stats (layout:
-train_protocol.SnapshotLayout).  While paused it blocks on the pipe, so a paused session costs no CPU.
-After an architecture change, a reset or a load it sends the new NetSpec and stops publishing until the
-render side has made and named a slot of the new size.
-
-Embedding view (train_protocol has the messages): `embed_filters` computes
-engine/worker/embed_vectors.filter_vectors for one conv layer on the monitored image and writes the four kinds
-into the architecture's filters slot (a command arriving before that slot is attached waits for it);
-`embed_images` steps an ImageVectors job, one batch after each training step (or alone while paused), writing
-each batch into the job's segment, so 20,000 images cost the training loop a few ms per step instead of
-seconds at once.  Filters keep stable ids across surgery (`filter_ids`).
-
-Every command is answered (REPLY, id, ok, text); a refused edit, a bad hyperparameter or a bad checkpoint
-is `ok=False` with the reason, and the session goes on untouched.  On EOF (render process gone) it exits.
+Started by TrainHandle with the "spawn" context; nothing at module level imports torch (the render process
+imports this module to name the spawn target).  Start: the data set (features/data; a download with
+Progress messages), the Trainer, then the first Spec.  Loop: every waiting command (each answered with a
+Reply), one training step unless paused, an images-job batch if one runs, and a snapshot when one is due
+(flow control and layout: messages.py, docs/PROTOCOLS.md).  While paused it blocks on the pipe.  It beats
+the heartbeat from the loop, and a pulse thread beats through steps, commands and waits, never through
+checkpoint file I/O.  On EOF (render process gone) it exits.
 """
 
 from __future__ import annotations
@@ -41,16 +21,19 @@ from collections import deque
 from multiprocessing.connection import Connection
 
 import numpy as np
-from convscope.engine.worker import train_protocol as T
-from convscope.engine.worker.allocator import tune_for_training
-from convscope.engine.worker.shm import Slot
+from convscope.engine.proc.heartbeat import NoPulse, Pulse
+from convscope.engine.proc.shm import Slot
+from convscope.features.embedding import messages as V
+from convscope.features.embedding.images_writer import ImagesWriter
+from convscope.features.training import messages as T
+from convscope.features.training.allocator import tune_for_training
 
 DEFAULTS = {
     "dataset": "cifar10",  # "cifar10", "mnist" or "digits"; falls back to the built-in digits with a note
     "data_dir": None,  # where make_dataset looks (and downloads to)
-    "download": True,  # download a missing set (engine/worker/download.py; fails fast when offline)
+    "download": True,  # download a missing set (features/data/download.py; fails fast when offline)
     "data_mirror": None,  # base URL holding the data files under torchvision's names, instead of theirs
-    "hyper": {},  # engine.worker.training.Hyper fields
+    "hyper": {},  # features.training.trainer.Hyper fields
     "widths": (16, 20, 20),  # conv filters per layer at start (the paper's 16-20-20)
     "val_every": 500,  # steps between validation passes
     "monitor_index": 0,  # held-out image whose activations are shown
@@ -63,14 +46,14 @@ DEFAULTS = {
     "start_paused": False,
     "max_loss": 1e4,  # divergence guard threshold (TrainerConfig.max_loss)
 }
-HEARTBEAT_S = 0.5  # publish even without a READ after this long (see the flow control in train_protocol)
+HEARTBEAT_S = 0.5  # publish even without a READ after this long (flow control: docs/PROTOCOLS.md)
 IMAGE_BATCH = 128  # images per ImageVectors step: ~20 ms of forward pass on one core between training steps
 
 
-def train_main(conn: Connection, options: dict) -> None:
+def train_main(conn: Connection, options: dict, pulse: str | None = None) -> None:
     """Entry point of the training process; returns when told to quit or when the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the render process decides when we stop
-    # Each step's tensors reuse heap memory instead of fresh pages (engine/worker/allocator.py: ~20 % at
+    # Each step's tensors reuse heap memory instead of fresh pages (features/training/allocator.py: ~20 % at
     # batch 128 on a young process); set before torch allocates anything.
     tune_for_training()
     import torch
@@ -79,28 +62,37 @@ def train_main(conn: Connection, options: dict) -> None:
     # cost more in wake-ups than they save on nets this small.
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
+    # The heartbeat (engine/proc/heartbeat.py): beats from the loop, and from a thread through the long
+    # stretches that are no hang (a step, a refit, waiting while paused, loading the data).
+    beat = Pulse(pulse) if pulse else NoPulse()
     worker = None
     try:
         # Loading may be a long download: a SIGTERM (the render side's close) then unwinds through the
         # downloader, which deletes its partial file, instead of killing the process on the spot.
         default_term = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
-            worker = _TrainWorker(conn, {**DEFAULTS, **options})
+            with beat.during(T.PHASE_LOADING):
+                worker = _TrainWorker(conn, {**DEFAULTS, **options}, beat)
         finally:
             signal.signal(signal.SIGTERM, default_term)
         worker.serve()
     except Exception as exc:  # a crash is reported as one line, not a traceback in the user's terminal
         try:
-            conn.send(T.error_msg(f"training process failed: {type(exc).__name__}: {exc}"))
+            conn.send(T.Error(f"training process failed: {type(exc).__name__}: {exc}"))
         except OSError:
             pass
     finally:
         if worker is not None:
             worker.release()
+        beat.close()
         conn.close()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)  # skip torch's slow interpreter teardown; everything is released above
+
+
+def _int_or_none(v) -> int | None:
+    return None if v is None else int(v)
 
 
 def _exit_on_sigterm(signum: int, frame) -> None:
@@ -133,19 +125,21 @@ class _ProgressSender:
             return
         self.what, self.last = what, now
         try:
-            self.conn.send(T.progress_msg(what, done, total))
+            self.conn.send(T.Progress(str(what), _int_or_none(done), _int_or_none(total)))
             self.sent += 1
         except OSError:
             pass  # render side gone: _parent_gone stops the download
 
 
 class _TrainWorker:
-    def __init__(self, conn: Connection, opts: dict) -> None:
-        from convscope.engine.worker.datasets import make_dataset
-        from convscope.engine.worker.training import Hyper, Trainer, TrainerConfig
+    def __init__(self, conn: Connection, opts: dict, beat: Pulse | NoPulse | None = None) -> None:
+        from convscope.features.data.datasets import make_dataset
+        from convscope.features.training.trainer import Hyper, Trainer, TrainerConfig
 
         self.conn = conn
         self.opts = opts
+        self.beat = beat if beat is not None else NoPulse()
+        self.step_sleep = float(opts.get("test_step_sleep", 0.0))  # a test's stand-in for a long step
         self.t0 = time.perf_counter()
         data = make_dataset(
             opts["dataset"],
@@ -204,25 +198,33 @@ class _TrainWorker:
     # -- loop -----------------------------------------------------------------------------------------
     def serve(self) -> None:
         self.announce("start")
+        beat, tr = self.beat, self.trainer
         while not self.quit:
+            beat.beat(T.PHASE_LOOP, tr.step_count)
             publishable = self.dirty and self.slot is not None
-            if not self.receive(block=self.trainer.paused and not publishable and self.images is None):
+            if not self.receive(block=tr.paused and not publishable and self.images is None):
                 return
             if self.quit:
                 return
-            if not self.trainer.paused:
-                stats = self.trainer.tick()
+            if not tr.paused:
+                # A step at batch 4096, or one that validates, takes seconds: no hang while it runs.
+                with beat.during(T.PHASE_STEP, tr.step_count, (tr.pending or tr.hyper).batch_size):
+                    if self.step_sleep:
+                        time.sleep(self.step_sleep)
+                    stats = tr.tick()
                 if stats is not None:
                     self.record(stats)
             if self.images is not None:
-                self.step_images()
+                with beat.during(T.PHASE_IMAGES, tr.step_count):
+                    self.step_images()
             now = time.perf_counter()
             due = not self.trainer.paused and now - self.last_publish >= self.publish_period
-            # Flow control (train_protocol): the next one only once the last one was read, except for
+            # Flow control (docs/PROTOCOLS.md): the next one only once the last one was read, except for
             # a slow heartbeat, so a render side that lost a READ cannot stall the pictures for good.
             wanted = self.unread == 0 or now - self.last_publish >= HEARTBEAT_S
             if self.slot is not None and (self.dirty or (due and wanted)):
-                self.publish()
+                with beat.during(T.PHASE_PUBLISH, tr.step_count):
+                    self.publish()
                 spent = time.perf_counter() - now
                 self.publish_costs.append(spent)
                 self.publish_seconds += spent
@@ -234,22 +236,25 @@ class _TrainWorker:
     def receive(self, block: bool) -> bool:
         """Handle every waiting message (after waiting for one when `block`); False when the pipe closed."""
         try:
-            msgs = [self.conn.recv()] if block else []
+            msgs = []
+            if block:  # paused: waiting for the user is no hang
+                with self.beat.during(T.PHASE_WAIT, self.trainer.step_count):
+                    msgs.append(self.conn.recv())
             while self.waiting():
                 msgs.append(self.conn.recv())
         except (EOFError, OSError):
             return False
         for msg in msgs:
-            tag = msg[0]
-            if tag == T.QUIT:
+            kind = type(msg)
+            if kind is T.Quit:
                 self.quit = True
                 return True
-            if tag == T.READ:
+            if kind is T.Read:
                 self.unread = 0
-            elif tag == T.ATTACH:
-                self.attach(msg[1], msg[2], msg[3])
-            elif tag == T.CMD:
-                self.command(*msg[1:])
+            elif kind is T.Attach:
+                self.attach(msg.version, msg.name, msg.filters_name)
+            elif kind is T.Cmd:
+                self.command(msg.cmd_id, msg.name, msg.kwargs)
         return True
 
     def send(self, msg: tuple) -> None:
@@ -280,7 +285,7 @@ class _TrainWorker:
             "paused": tr.paused,
             "message": tr.message,
         }
-        self.send(T.spec_msg(self.version, spec, info))
+        self.send(T.Spec(self.version, spec.to_dict(), info))
 
     def attach(self, version: int, name: str, filters_name: str) -> None:
         if version != self.version or self.layout is None:
@@ -288,12 +293,12 @@ class _TrainWorker:
         self.close_slot()
         try:
             self.slot = Slot.attach(name, self.layout.count)
-            self.filter_slot = Slot.attach(filters_name, T.filter_slot_count(self.trainer.spec))
+            self.filter_slot = Slot.attach(filters_name, V.filter_slot_count(self.trainer.spec))
         except (OSError, ValueError) as exc:
-            self.send(T.error_msg(f"could not attach the snapshot segments: {exc}"))
+            self.send(T.Error(f"could not attach the snapshot segments: {exc}"))
             self.quit = True
             return
-        self.send(T.attached_msg(version))
+        self.send(T.Attached(version))
         self.dirty = True
         self.unread = 0
         waiting, self.deferred = self.deferred, []
@@ -308,6 +313,18 @@ class _TrainWorker:
 
     # -- commands -------------------------------------------------------------------------------------
     def command(self, cmd_id: int, name: str, kwargs: dict) -> None:
+        step = self.trainer.step_count
+        if name in ("save", "load"):
+            # File I/O: one beat before it and none during, so an open() that never returns (a FIFO for a
+            # checkpoint) goes silent and the render side reports it.
+            self.beat.beat(T.PHASE_SAVE if name == "save" else T.PHASE_LOAD, step, force=True)
+            self._command(cmd_id, name, kwargs)
+            return
+        # Surgery refits, a validation pass: seconds, and no hang.
+        with self.beat.during(T.PHASE_COMMAND, step, T.COMMANDS.index(name) if name in T.COMMANDS else -1):
+            self._command(cmd_id, name, kwargs)
+
+    def _command(self, cmd_id: int, name: str, kwargs: dict) -> None:
         from convscope.models.checkpoint import CheckpointError
         from convscope.models.surgery import SurgeryError
 
@@ -388,12 +405,12 @@ class _TrainWorker:
             # A refused edit, a bad value or a bad file: nothing changed (Trainer and surgery check
             # first), so the session runs on; the user reads why.
             text = str(exc) if not isinstance(exc, KeyError) else f"missing argument {exc}"
-            self.send(T.reply_msg(cmd_id, False, text))
+            self.send(T.Reply(cmd_id, False, str(text)))
             self.dirty = True
             return
         if reason is not None:
             self.announce(reason)
-        self.send(T.reply_msg(cmd_id, True, text))
+        self.send(T.Reply(cmd_id, True, str(text)))
         self.dirty = True
 
     # -- per step -------------------------------------------------------------------------------------
@@ -408,7 +425,7 @@ class _TrainWorker:
         if message != self.message_sent:
             self.message_sent = message
             if message and not stats.get("ok", True):
-                self.send(T.message_msg(message))
+                self.send(T.Message(str(message)))
                 self.dirty = True
 
     def publish(self) -> None:
@@ -421,7 +438,7 @@ class _TrainWorker:
         whose convolutions on a single image it runs ~30 % slower than torch's own (the batches of a
         training step are its strength)."""
         import torch
-        from convscope.engine.worker.datasets import to_input
+        from convscope.features.data.datasets import to_input
 
         tr, lay = self.trainer, self.layout
         n_val = len(tr.data.x_val)
@@ -472,8 +489,7 @@ class _TrainWorker:
                 for j, w in zip(tr.jitter_means(), model.widths, strict=True)
             ]
             self.seq += 1
-            out = self.slot.begin_write()
-            try:
+            with self.slot.writing(self.seq) as out:
                 view = torch.from_numpy(out)
                 out[lay.stats] = [values[k] for k in T.STATS]
                 if rows:
@@ -486,10 +502,8 @@ class _TrainWorker:
                 torch.cat(jitter, out=view[lay.jitter])
                 view[lay.filters].copy_(model.convs[0].weight.detach().reshape(-1))
                 del view
-            finally:
-                del out
-                self.slot.end_write(self.seq)
-        self.send(T.snap_msg(self.version, self.seq))
+            del out
+        self.send(T.Snap(self.version, self.seq))
         self.dirty = False
         self.unread += 1
 
@@ -502,23 +516,20 @@ class _TrainWorker:
 
     def embed_filters(self, cmd_id: int, layer: int) -> str:
         """The four vector kinds of conv layer `layer` for the monitored image, into the filters slot."""
-        from convscope.engine.worker.embed_vectors import filter_vectors
+        from convscope.features.embedding.vectors import filter_vectors
 
         tr = self.trainer
         t0 = time.perf_counter()
-        lay = T.FilterLayout.of(tr.spec, layer)  # ValueError for a layer that is not there
+        lay = V.FilterLayout.of(tr.spec, layer)  # ValueError for a layer that is not there
         index = tr.monitor_index % len(tr.data.x_val)
         label = int(tr.data.y_val[index])
         tr.model.eval()  # as publish() does (no dropout / batch norm: it changes nothing)
         fv = filter_vectors(tr.model, layer, tr.data.x_val[index], label)
-        out = self.filter_slot.begin_write()
-        try:
+        with self.filter_slot.writing(cmd_id) as out:
             out[lay.ids] = self.filter_ids[layer]
-            for kind in T.KINDS:
+            for kind in V.KINDS:
                 out[lay.block(kind)] = fv[kind].reshape(-1)
-        finally:
-            del out
-            self.filter_slot.end_write(cmd_id)
+        del out
         meta = {
             "layer": lay.layer,
             "layer_index": layer,
@@ -528,13 +539,13 @@ class _TrainWorker:
             "monitor_index": index,
             "seconds": time.perf_counter() - t0,
         }
-        self.send(T.filters_msg(cmd_id, self.version, meta))
+        self.send(T.Filters(cmd_id, self.version, meta))
         return f"filter vectors of {lay.layer} ({lay.count} filters)"
 
     def start_images(self, cmd_id: int, kw: dict) -> str:
         """Attach the job's segment and set up an ImageVectors; step_images does the work."""
         import torch
-        from convscope.engine.worker.embed_vectors import ImageVectors
+        from convscope.features.embedding.vectors import ImageVectors
 
         tr, data = self.trainer, self.trainer.data
         layer, n, d = str(kw["layer"]), int(kw["n"]), int(kw["d"])
@@ -546,7 +557,7 @@ class _TrainWorker:
         total = n_val + (len(data.x_train) if include_train else 0)
         if not 0 < n <= total:
             raise ValueError(f"{n} images asked for, {total} available")
-        expected = T.image_dim(tr.spec.layer(layer).shape, int(kw["max_dim"]))
+        expected = V.image_dim(tr.spec.layer(layer).shape, int(kw["max_dim"]))
         if d != expected:
             raise ValueError(f"{layer}: vectors have {expected} values, not {d}")
         self.drop_images()
@@ -554,17 +565,12 @@ class _TrainWorker:
         if n > n_val:
             x = torch.cat([x, data.x_train[: n - n_val]])
             y = torch.cat([y, data.y_train[: n - n_val]])
-        lay = T.ImagesLayout(n, d, tuple(int(s) for s in x.shape[1:]))
+        lay = V.ImagesLayout(n, d, tuple(int(s) for s in x.shape[1:]))
         iv = ImageVectors(tr.model, x, layer, batch_size=IMAGE_BATCH, max_dim=int(kw["max_dim"]))
-        slot = Slot.attach(kw["slot"], int(kw["count"]))  # OSError / ValueError: refused, nothing runs
-        self.send(T.img_attached_msg(cmd_id))
-        out = slot.begin_write()  # stays "being written" (odd) until the last batch is in
-        try:
-            out[lay.labels] = y.numpy()
-            lay.pixel_view(out)[:] = x.numpy()
-        finally:
-            del out
-        self.images = _ImagesJob(cmd_id, slot, lay, iv, tr.step_count, time.perf_counter())
+        writer = ImagesWriter(cmd_id, kw, lay)  # OSError / ValueError: refused, nothing runs
+        self.send(V.ImgAttached(cmd_id))
+        self.images = _ImagesJob(cmd_id, writer, lay, iv, tr.step_count, time.perf_counter())
+        self.images.labels, self.images.pixels = y.numpy(), x.numpy()
         return f"computing {layer} activations of {n} images"
 
     def step_images(self) -> None:
@@ -577,23 +583,22 @@ class _TrainWorker:
             rows = job.iv.out[start:stop]
             if rows.shape[1] != job.layout.d:
                 raise ValueError(f"vectors of {rows.shape[1]} values, the segment holds {job.layout.d}")
-            vec = job.slot.payload[job.layout.vectors].reshape(job.layout.n, job.layout.d)
-            vec[start:stop] = rows
-            del vec
+            # Labels and pixels go in with their rows: a fresh segment's first touch costs too.
+            job.writer.write(start, stop, rows, job.labels[start:stop], job.pixels[start:stop])
         except Exception as exc:  # a failed job must not take training down; the render side is told
-            self.send(T.img_failed_msg(job.cmd, f"{type(exc).__name__}: {exc}"))
+            self.send(V.ImgFailed(job.cmd, f"{type(exc).__name__}: {exc}"))
             self.drop_images()
             return
-        self.send(T.img_progress_msg(job.cmd, job.iv.fraction))
+        self.send(V.ImgProgress(job.cmd, float(job.iv.fraction)))
         if job.iv.finished:
-            job.slot.end_write(job.cmd)
+            job.writer.finish()
             meta = {"step": job.step, "seconds": time.perf_counter() - job.t0, "n": job.layout.n}
-            self.send(T.img_done_msg(job.cmd, meta))
+            self.send(V.ImgDone(job.cmd, meta))
             self.drop_images()
 
     def drop_images(self) -> None:
         if self.images is not None:
-            self.images.slot.close()
+            self.images.writer.close()
             self.images = None
 
     def release(self) -> None:
@@ -604,8 +609,9 @@ class _TrainWorker:
 class _ImagesJob:
     """The running embed_images job: its segment, its layout and the ImageVectors stepping through it."""
 
-    def __init__(self, cmd: int, slot: Slot, layout: T.ImagesLayout, iv, step: int, t0: float) -> None:
-        self.cmd, self.slot, self.layout, self.iv, self.step, self.t0 = cmd, slot, layout, iv, step, t0
+    def __init__(self, cmd: int, writer, layout: V.ImagesLayout, iv, step: int, t0: float) -> None:
+        self.cmd, self.writer, self.layout, self.iv, self.step, self.t0 = cmd, writer, layout, iv, step, t0
+        self.labels = self.pixels = None  # (n,) and (n, C, H, W) arrays, written with their rows
 
 
 def _optimizer_index(optimizer, torch) -> int:

@@ -1,61 +1,30 @@
-"""EmbedHandle: the render process's side of the t-SNE process (engine/worker/embed_process.py).
+"""EmbedHandle: the render process's side of the t-SNE process (process.py), on ProcessHandle.
 
-Imports no torch: the render loop owns it and calls, once per frame,
-
-    result = embed.poll()          # newest layout for the newest request (partial while a big job runs),
-                                   # or None; also restarts a dead process
-    progress = embed.progress      # Progress of the running job, or None
-    ...
-    embed.request(kind, layer, vectors, ids)   # when the panel wants a refresh; returns a job id at once
-
-`request` never blocks on the computation, nor on the copy: small inputs are copied into a fresh
-shared-memory segment at once, big ones (100 MB for 20,000 x 1280 floats, 80-300 ms) by a short-lived thread,
-and poll() sends the job when the copy is done.  At most one job runs; a request made meanwhile
-waits as the one pending request (a newer one replaces it).  If the running job is for another (kind, layer)
-it is cancelled, so switching the view of a 20,000-point job does not wait for it; a refresh of the same
-view lets it finish, so frequent refreshes still produce layouts.
-
-Warm start: the handle keeps the last finished layout of every (kind, layer) in t-SNE's own scale and sends
-it with the next request for that view, matched by id (`ids`: filter indices, or image indices in a data
-set); points whose id is new start beside their nearest neighbour (embed_process.py).  `forget()` drops it.
-
-Results are for display: `EmbedResult.points` are centred with an RMS radius of 1, so axis limits stay put
-across refreshes.  Ids come back in the order they were sent.
-
-Shared memory: this side creates each job's input and output segments and unlinks both as
-soon as the process says it has attached them, so nothing of ours stays in /dev/shm, even if either process
-is SIGKILLed after that; on a death before that, the teardown unlinks them.
-
-Spawn, not fork (fork would copy the GL context and the render threads); a program that makes a handle must
-keep its top level behind `if __name__ == "__main__":`.
+Imports no torch.  Once per frame: `result = embed.poll()` (newest layout for the newest request, partial
+while a big job runs; also restarts a dead process), `embed.progress`, and `embed.request(kind, layer,
+vectors, ids)` when the panel wants a refresh (a job id, at once).  At most one job runs; a newer request
+waits as the one pending request, and a request for another view cancels the running one.  Small inputs
+are copied into a fresh segment at once, big ones by a short-lived thread; an images job's SharedVectors
+are not copied at all (the process maps their segment).  The last layout of every (kind, layer) is kept
+for warm starts, matched by id.  Points come back centred with an RMS radius of 1.
 """
 
 from __future__ import annotations
 
-import atexit
-import functools
-import multiprocessing as mp
-import os
 import threading
 import time
-import weakref
 from dataclasses import dataclass, field
+from multiprocessing import reduction
 
 import numpy as np
-from convscope.engine.worker import embed_process as E
-from convscope.engine.worker.shm import Slot
+from convscope.engine.proc.handle import ProcessHandle
+from convscope.engine.proc.shm import Slot
+from convscope.features.embedding import process as E
+from convscope.features.embedding import tsne_messages as M
+from convscope.features.embedding.images_job import SharedVectors
 
-# The four per-filter vector kinds of the paper's section 3.2.3 (computed by engine/worker/embed_vectors.py).
-KINDS = ("coefficients", "filter_gradients", "activations", "activation_gradients")
-KIND_LABELS = {
-    "coefficients": "filter coefficients",
-    "filter_gradients": "filter gradients",
-    "activations": "activation maps",
-    "activation_gradients": "activation gradients",
-}
 NAN = float("nan")
 BACKGROUND_COPY_BYTES = 4 << 20  # inputs this big are copied into shared memory by a thread
-IMAGES = "images"  # the kind of the second mode: many images by one layer's activations
 
 
 @dataclass(frozen=True)
@@ -103,7 +72,7 @@ class _Request:
     job: int
     kind: str
     layer: str
-    vectors: np.ndarray  # (n, d) float32, the handle's copy
+    vectors: np.ndarray | SharedVectors  # (n, d) float32: the handle's copy, or an images job's segment
     ids: np.ndarray  # (n,) int64
     warm: bool
     params: E.TsneParams
@@ -127,14 +96,16 @@ class _Job:
     phase: str = "queued"
 
 
-class EmbedHandle:
+class EmbedHandle(ProcessHandle):
     """Runs the t-SNE process for the render loop; see the module docstring for the frame loop."""
 
+    process_name = "convscope-embed"
+    what = "embed process"
+    join_s = 2.0
+
     def __init__(self, config: EmbedConfig | None = None) -> None:
+        super().__init__()
         self.config = config or EmbedConfig()
-        self._ctx = mp.get_context("spawn")
-        self._proc: mp.process.BaseProcess | None = None
-        self._conn = None
         self._ready = False
         self.engine: str | None = None  # what the process said it uses, once READY
         self._next_job = 0
@@ -144,35 +115,13 @@ class EmbedHandle:
         self._layouts: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}  # key -> (ids, raw points)
         self._latest: EmbedResult | None = None  # newest result not yet handed out by poll()
         self.last: EmbedResult | None = None  # newest final result handed out or not (for tools)
-        self.error: str | None = None
-        self.restarts = 0
         self.jobs_done = 0
-        self._fail_streak = 0  # restarts since the process was last ready; drives the back-off
-        self._next_restart = 0.0
-        self._closed = False
-        self._atexit = functools.partial(_close_at_exit, weakref.ref(self))
-        atexit.register(self._atexit)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def alive(self) -> bool:
-        return self._proc is not None and self._proc.is_alive()
-
-    @property
     def ready(self) -> bool:
         return self._ready and self.alive
-
-    def launch(self) -> None:
-        """Start the process without waiting (it imports openTSNE for a second or so)."""
-        if self._closed:
-            raise RuntimeError("EmbedHandle is closed")
-        if self._proc is None:
-            self._spawn()
 
     def start(self, timeout: float = 30.0) -> bool:
         """Start the process and wait until it is ready (True), for tools and tests."""
@@ -190,45 +139,22 @@ class EmbedHandle:
 
     def check(self) -> bool:
         """Restart the process if it died; its running job is sent again (once).  True if it restarted."""
-        if self._closed or self._proc is None or self.alive:
+        job = self._job if not self.alive else None
+        if not super().check():
             return False
-        now = time.monotonic()
-        if now < self._next_restart:
-            return False  # it died again before it was ever ready: back off instead of spawning per frame
-        code = self._proc.exitcode
-        job = self._job
-        self._teardown(graceful=False)
-        self.restarts += 1
-        self._fail_streak += 1
-        self._next_restart = now + min(0.25 * 2 ** (self._fail_streak - 1), 8.0)
-        self.error = f"embed process died (exit code {code}); restarted it"
         if job is not None and self._pending is None:
             if job.req.tries < self.config.max_restarts_per_job:
                 job.req.tries += 1
                 self._pending = job.req
             else:
                 self.error += f"; dropped job {job.req.job} ({job.req.kind} {job.req.layer}) that it died on"
-        self._spawn()
         self._send_pending()
         return True
 
     def close(self) -> None:
         """Stop the process and free every segment.  Idempotent; also runs at interpreter exit."""
-        if self._closed:
-            return
-        self._closed = True
-        atexit.unregister(self._atexit)
-        if self.alive:
-            self._send((E.QUIT,))
-        self._teardown(graceful=True)
+        super().close()
         self._pending = None
-
-    def __enter__(self) -> EmbedHandle:
-        self.launch()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- requests and results --------------------------------------------------------------------
 
@@ -236,7 +162,7 @@ class EmbedHandle:
         self,
         kind: str,
         layer: str,
-        vectors: np.ndarray,
+        vectors: np.ndarray | SharedVectors,
         ids: np.ndarray | None = None,
         *,
         warm: bool = True,
@@ -246,16 +172,21 @@ class EmbedHandle:
 
         `ids` (n,) name the rows (default 0..n-1) for warm starts and for the panel; `warm` starts from the
         view's previous layout.  The handle keeps a reference to float32 `vectors` until the job is done
-        (copying 100 MB here would cost the frame): do not write into that array afterwards.
+        (copying 100 MB here would cost the frame): do not write into that array afterwards.  An images
+        job's SharedVectors are not copied at all: the t-SNE process reads them from their segment.
         """
         if self._closed:
             raise RuntimeError("EmbedHandle is closed")
-        v = np.ascontiguousarray(vectors, np.float32)  # no copy of float32 input: see the docstring
-        if v.ndim != 2 or len(v) == 0:
+        if isinstance(vectors, SharedVectors):
+            v = vectors
+        else:
+            v = np.ascontiguousarray(vectors, np.float32)  # no copy of float32 input: see the docstring
+        if len(v.shape) != 2 or v.shape[0] == 0:
             raise ValueError(f"request() takes (n, d) vectors with n >= 1, got shape {v.shape}")
-        ids = np.arange(len(v), dtype=np.int64) if ids is None else np.asarray(ids, np.int64).reshape(-1)
-        if ids.shape != (len(v),):
-            raise ValueError(f"request(): {len(ids)} ids for {len(v)} vectors")
+        n = v.shape[0]
+        ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, np.int64).reshape(-1)
+        if ids.shape != (n,):
+            raise ValueError(f"request(): {len(ids)} ids for {n} vectors")
         self._next_job += 1
         req = _Request(self._next_job, kind, layer, v, ids.copy(), warm, params or self.config.params)
         self._view = req.key
@@ -274,7 +205,7 @@ class EmbedHandle:
         if job is None or job.req.key == key:
             return
         if job.sent:
-            self._send((E.CANCEL, job.req.job))
+            self._send(M.TsneCancel(job.req.job))
         else:
             job.dropped = True  # still being copied: _dispatch releases it instead of sending
 
@@ -342,54 +273,14 @@ class EmbedHandle:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _spawn(self) -> None:
-        parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(
-            target=E.embed_main,
-            args=(child, self.config.niceness, self.config.engine),
-            name="convscope-embed",
-            daemon=True,
-        )
-        # The child inherits this environment at exec: one BLAS / OpenMP thread before numpy loads there.
-        saved = {k: os.environ.get(k) for k in E.ENV_ONE_THREAD}
-        os.environ.update(E.ENV_ONE_THREAD)
-        try:
-            proc.start()
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-        child.close()  # only the process holds its end, so its death reads as EOF here
-        self._proc, self._conn, self._ready = proc, parent, False
+    def _target(self):
+        return E.embed_main, (self.config.niceness, self.config.engine), {}
 
-    def _send(self, msg: tuple) -> bool:
-        if self._conn is None:
-            return False
-        try:
-            self._conn.send(msg)
-            return True
-        except (OSError, ValueError):
-            return False
+    def _spawned(self) -> None:
+        self._ready = False
 
-    def _wait(self, timeout: float) -> None:
-        if self._conn is None:
-            time.sleep(timeout)
-            return
-        try:
-            ready = self._conn.poll(timeout)
-        except (EOFError, OSError):
-            return
-        if ready:
-            self._drain()
-
-    def _drain(self) -> None:
-        try:
-            while self._conn is not None and self._conn.poll(0):
-                self._handle(self._conn.recv())
-        except (EOFError, OSError):
-            pass  # check() sees the dead process and restarts it
+    def _quit_message(self):
+        return M.TsneQuit()
 
     def _send_pending(self) -> None:
         """Send the pending request if nothing runs."""
@@ -397,13 +288,17 @@ class EmbedHandle:
             return
         req, self._pending = self._pending, None
         n, d = req.vectors.shape
+        shared = isinstance(req.vectors, SharedVectors)  # read by the t-SNE process where they are
+        if shared and req.vectors.slot.closed:
+            self.error = f"embedding {req.kind} of {req.layer}: the images job's vectors are gone"
+            return
         init = known = None
         prev = self._layouts.get(req.key) if req.warm else None
         if prev is not None:
             init, known = _match(prev[0], prev[1], req.ids)
         slots: list[Slot] = []
         try:
-            slots.append(Slot.create(E.input_count(n, d)))
+            slots.append(Slot.create(E.input_count(n, 0 if shared else d)))
             slots.append(Slot.create(2 * n))
         except OSError as exc:
             self.error = f"could not create shared memory for {n} x {d} vectors: {exc}"
@@ -414,7 +309,10 @@ class EmbedHandle:
         slot_in, slot_out = slots
         job = self._job = _Job(req, slot_in, slot_out)
         payload = slot_in.begin_write()
-        if req.vectors.nbytes < BACKGROUND_COPY_BYTES:
+        if shared:
+            E.pack_input(payload, np.empty((n, 0), np.float32), init, known)  # the warm start only
+            self._dispatch()
+        elif req.vectors.nbytes < BACKGROUND_COPY_BYTES:
             E.pack_input(payload, req.vectors, init, known)
             self._dispatch()
         else:
@@ -441,41 +339,50 @@ class EmbedHandle:
         job.slot_in.end_write(1)
         req, n, d = job.req, *job.req.vectors.shape
         job.sent = True
-        if not self._send((E.JOB, req.job, job.slot_in.name, job.slot_out.name, n, d, req.params.to_dict())):
+        shared = isinstance(req.vectors, SharedVectors)
+        msg = M.TsneJob(req.job, job.slot_in.name, job.slot_out.name, n, d, req.params.to_dict(), shared)
+        if not self._send(msg) or (shared and not self._send_fd(req.vectors.fd())):
             self._release_job()
             if self._pending is None:
                 self._pending = req  # the process is gone: check() restarts it and sends this again
 
-    def _handle(self, msg: tuple) -> None:
-        tag = msg[0]
-        if tag == E.READY:
-            self._ready, self.engine = True, msg[1]
-            self._fail_streak, self._next_restart = 0, 0.0
+    def _send_fd(self, fd: int) -> bool:
+        """Hand a segment's descriptor to the process, right behind the TsneJob that announced it."""
+        try:
+            reduction.send_handle(self._conn, fd, self.pid)
+            return True
+        except OSError:
+            self._lost = True
+            return False
+
+    def _handle(self, msg) -> None:
+        kind = type(msg)
+        if kind is M.TsneReady:
+            self._ready, self.engine = True, msg.engine
+            self._ready_now()
             return
         job = self._job
-        if job is None or not job.sent or msg[1] != job.req.job:
+        if job is None or not job.sent or msg.job != job.req.job:
             return  # about a job already released (after a restart)
-        if tag == E.ATTACHED:
+        if kind is M.TsneAttached:
             job.attached = True
             for slot in (job.slot_in, job.slot_out):
                 slot.unlink()  # both sides have it mapped now: nothing can leak from here on
             job.slot_in.close()  # the process copies the vectors out of its own mapping
             job.slot_in = None
-        elif tag == E.PROGRESS:
-            _, _, fraction, phase, seq = msg
-            job.fraction, job.phase = fraction, phase
-            if seq > 0:
-                self._publish(job, seq, final=False)
-        elif tag == E.DONE:
-            _, _, seq, seconds, kl, engine = msg
+        elif kind is M.TsneProgress:
+            job.fraction, job.phase = msg.fraction, msg.phase
+            if msg.seq > 0:
+                self._publish(job, msg.seq, final=False)
+        elif kind is M.TsneDone:
             job.fraction = 1.0
-            self._publish(job, seq, final=True, seconds=seconds, kl=kl, engine=engine)
+            self._publish(job, msg.seq, final=True, seconds=msg.seconds, kl=msg.kl, engine=msg.engine)
             self.jobs_done += 1
             self._release_job()
             self._send_pending()
-        elif tag in (E.CANCELLED, E.FAILED):
-            if tag == E.FAILED:
-                self.error = f"embedding {job.req.kind} of {job.req.layer} failed: {msg[2]}"
+        elif kind in (M.TsneCancelled, M.TsneFailed):
+            if kind is M.TsneFailed:
+                self.error = f"embedding {job.req.kind} of {job.req.layer} failed: {msg.text}"
             self._release_job()
             self._send_pending()
 
@@ -521,22 +428,8 @@ class EmbedHandle:
                 slot.unlink()  # no-op once unlinked after ATTACHED
                 slot.close()
 
-    def _teardown(self, graceful: bool) -> None:
-        proc, conn = self._proc, self._conn
-        self._proc = self._conn = None
+    def _release(self) -> None:
         self._ready = False
-        if proc is not None:
-            if graceful:
-                proc.join(2.0)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(1.0)
-            if proc.is_alive():
-                proc.kill()
-            proc.join()
-            proc.close()
-        if conn is not None:
-            conn.close()
         self._release_job()
 
 
@@ -551,16 +444,7 @@ def _match(prev_ids: np.ndarray, prev_points: np.ndarray, ids: np.ndarray) -> tu
     return init, known
 
 
-def _close_at_exit(ref: weakref.ref) -> None:
-    handle = ref()
-    if handle is not None:
-        handle.close()
-
-
 __all__ = [
-    "IMAGES",
-    "KINDS",
-    "KIND_LABELS",
     "EmbedConfig",
     "EmbedHandle",
     "EmbedResult",

@@ -18,7 +18,7 @@ Where each set is looked for under `data_dir`, in order:
 A set that is absent and cannot be downloaded raises DatasetUnavailable, whose message says why (the URL
 and the reason: offline, HTTP status, timeout, checksum) and where to put the files.
 
-Downloads go through engine/worker/download.py (chunked, md5-checked, written to a `.part` file renamed only
+Downloads go through features/data/download.py (chunked, md5-checked, written to a `.part` file renamed only
 when whole), so an interrupted download never leaves a file that a later run would take for a whole one.
 `mirror` (a base URL holding the files under torchvision's names, e.g. http://lan-host/data/ with
 cifar-10-python.tar.gz and train-images-idx3-ubyte.gz ...) replaces the official URLs: a kiosk's offline
@@ -248,7 +248,7 @@ def _fetch(
     cancel: Callable[[], bool] | None,
 ) -> None:
     """download_first with the progress labelled; DownloadError (URL and reason) passes through."""
-    from convscope.engine.worker.download import download_first
+    from convscope.features.data.download import download_first
 
     download_first(
         urls, dest, md5, lambda done, total: progress(what, done, total), DOWNLOAD_TIMEOUT_S, cancel
@@ -301,7 +301,7 @@ def _download_cifar10(
     data_dir: Path, folder: Path, progress: Progress, mirror: str | None, cancel: Callable[[], bool] | None
 ) -> None:
     """Fetch the archive (unless a whole one is there) and unpack it; `folder` appears only when whole."""
-    from convscope.engine.worker.download import DownloadError
+    from convscope.features.data.download import DownloadError
     from torchvision.datasets.utils import check_integrity, extract_archive
 
     name, md5, urls = cifar10_source(mirror)
@@ -380,7 +380,7 @@ def _refetch_broken_mnist(
 ) -> bool:
     """Download again every MNIST .gz whose md5 is wrong (it replaces the broken file only when whole);
     True if any was fetched.  A failed download keeps the reason of the broken file's error."""
-    from convscope.engine.worker.download import DownloadError
+    from convscope.features.data.download import DownloadError
 
     raw = _mnist_raw(data_dir)
     fetched = False
@@ -439,7 +439,7 @@ def _download_mnist(
     data_dir: Path, progress: Progress, mirror: str | None, cancel: Callable[[], bool] | None, hint: str
 ) -> None:
     """Fetch the missing .gz files into MNIST/raw/ (a file already there, whole or unpacked, is kept)."""
-    from convscope.engine.worker.download import DownloadError
+    from convscope.features.data.download import DownloadError
 
     raw = _mnist_raw(data_dir)
     sources = mnist_sources(mirror)
@@ -470,7 +470,7 @@ def make_dataset(
 
     `channels` defaults to the named set's own (3 for CIFAR-10, 1 for MNIST); the stand-in digits get the
     same, so the model built for the requested set also fits the stand-in.  `progress`, `mirror` and
-    `cancel`: see the module docstring and engine/worker/download.py (a cancel falls back like a failure).
+    `cancel`: see the module docstring and features/data/download.py (a cancel falls back like a failure).
     """
     if name not in NAMES:
         raise ValueError(f"unknown dataset {name!r}; choose one of {NAMES}")

@@ -40,7 +40,7 @@ from typing import Protocol
 import numpy as np
 import torch
 import torch.nn.functional as F
-from convscope.engine.worker.embed_handle import KINDS
+from convscope.features.embedding.messages import KINDS
 from torch import nn
 
 OUTPUT = "output"  # forward_all's logits

@@ -5,7 +5,7 @@ GUI only (GUI code edits state only): `gui_embed(state, textures)` draws inside 
 window and edits `EmbedPanelState`; it makes no GL calls and sends nothing to other processes.  The scene
 hosts it like this, once per frame:
 
-    result = embed_handle.poll()                     # engine/worker/embed_handle.py
+    result = embed_handle.poll()                     # features/embedding/handle.py
     if result is not None:
         state.show(result.ids, result.points, kind=result.kind, layer=result.layer,
                    final=result.final, labels=labels_of(result.ids) if images mode else None)
@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from convscope.engine.ui.point_raster import rasterize, square_side
 from convscope.engine.ui.widgets import TextureLike, as_texture_ref
-from convscope.engine.worker.embed_handle import IMAGES, KIND_LABELS, KINDS
+from convscope.features.embedding.messages import IMAGES, KIND_LABELS, KINDS
 from imgui_bundle import imgui, implot
 
 FILTERS = "filters"

@@ -16,7 +16,7 @@ to train on.  Two kinds are kept:
 Copies reuse their buffers when the shapes still fit (the rolling copy runs all session long); surgery, a
 load, a reset or an optimizer switch changes shapes or state layout, and the trainer calls `rebase`.
 
-Torch-side only: imported by engine/worker/training.py.
+Torch-side only: imported by features/training/trainer.py.
 """
 
 from __future__ import annotations

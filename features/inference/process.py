@@ -1,23 +1,12 @@
-"""The torch worker process: loads a model, runs forward passes, writes activations to shared memory.
+"""The network process: loads a model, runs forward passes, writes activations to shared memory.
 
-The render process starts `worker_main` with multiprocessing's "spawn" context (see handle.py).  This
-is the only code in convscope that imports torch or `models` at run time, and it does so inside
-`worker_main`: the render process must import this module to name the spawn target, so nothing at
-module level may pull torch in.
-
-Loop: block on the pipe, read every command that is waiting, act on them in order, then run one
-forward pass on the newest input if any INFER arrived.  Once per model it also copies the model's
-parameters into a segment the render side made for them (WEIGHTS; see protocol.py), so hovering
-and explaining nodes never asks the worker anything.  Stale INFERs (input already computed) are
-skipped, which is how a burst of requests coalesces into one pass.  Results alternate between two
-slots.  On EOF (render process gone) the worker closes its segments and exits quietly.
-
-The explorer's embedding view (protocol.py has the messages) adds three jobs, none of which may hold a
-drawing up: filter vectors for the drawing (one forward and backward of one image, ~1 ms), loading an
-image set (a thread of this process: reading MNIST's 70,000 images takes a few hundred ms), and one
-layer's activations of up to 70,000 images, computed one batch per turn of the loop after every waiting
-INFER was answered, each batch sized to take about IMAGE_STEP_S (the size follows the measured time).
-While one of those is under way the loop polls the pipe instead of blocking on it.
+Started by WorkerHandle with the "spawn" context; torch and `models` are imported inside `worker_main`
+only (the render process imports this module to name the target).  Loop: block on the pipe, act on every
+waiting message in order, then one forward pass on the newest input if any Infer arrived (a burst of
+requests coalesces into one pass; results alternate between two slots).  Once per model it copies the
+parameters into a segment the render side made (Weights).  The embedding view's jobs (filter vectors, an
+image set loaded by a thread, image vectors one batch per turn) and morph batches never hold a drawing up
+for long.  Messages and segments: messages.py, docs/PROTOCOLS.md.  On EOF it exits quietly.
 """
 
 from __future__ import annotations
@@ -30,9 +19,10 @@ import time
 from multiprocessing.connection import Connection
 
 import numpy as np
-from convscope.engine.worker import protocol as P
-from convscope.engine.worker import train_protocol as T  # the filter / images layouts both workers share
-from convscope.engine.worker.shm import Slot
+from convscope.engine.proc.shm import Slot
+from convscope.features.embedding import messages as V  # the layouts both workers share
+from convscope.features.embedding.images_writer import ImagesWriter
+from convscope.features.inference import messages as P
 
 MIN_BATCH, MAX_BATCH = 8, 1024  # images per step of an images job (adapted to IMAGE_STEP_S)
 PROGRESS_EVERY_S = 0.05  # IMG_PROGRESS at most this often
@@ -97,31 +87,33 @@ class _Worker:
                 return
             want = False
             for msg in batch:
-                tag = msg[0]
-                if tag == P.QUIT:
+                kind = type(msg)
+                if kind is P.Quit:
                     return
-                if tag == P.LOAD:
+                if kind is P.Load:
                     want = False  # requests for the old model are moot
-                    self.load(*msg[1:])
-                elif tag == P.ATTACH:
-                    self.attach(*msg[1:])
-                elif tag == P.WEIGHTS:
-                    self.write_weights(*msg[1:])
-                elif tag == P.INFER:
+                    self.load(msg.load_id, msg.model, msg.weights)
+                elif kind is P.Attach:
+                    self.attach(msg.load_id, msg.input_name, msg.result_names, msg.filters_name)
+                elif kind is P.Weights:
+                    self.write_weights(msg.load_id, msg.segment_name)
+                elif kind is P.Infer:
                     want = True
-                elif tag == P.EMBED_FILTERS:
-                    self.embed_filters(*msg[1:])
-                elif tag == P.OPEN_IMAGES:
-                    self.open_images(msg[1])
-                elif tag == P.EMBED_IMAGES:
-                    self.start_images(*msg[1:])
-                elif tag == P.CANCEL_IMAGES:
+                elif kind is P.EmbedFilters:
+                    self.embed_filters(msg.job, msg.load_id, msg.layer)
+                elif kind is P.OpenImages:
+                    self.open_images(msg.data_dir)
+                elif kind is P.EmbedImages:
+                    self.start_images(msg.job, msg.load_id, msg.request)
+                elif kind is P.CancelImages:
                     self.drop_job()
+                elif kind is P.Batch:
+                    self.infer_batch(msg)
             if want:
                 self.infer()  # a drawing first: an images batch waits for it, never the other way round
             info = self.images.poll()
             if info is not None:
-                self.send(P.images_info_msg(info))
+                self.send(P.ImagesInfo(info))
             if self.job is not None:
                 self.step_images()
 
@@ -143,7 +135,7 @@ class _Worker:
             # Imported here, inside the try, so a broken models package is reported, not a crash.
             from convscope.models.weights import WeightsError, load_model
         except Exception as exc:
-            self.send(P.error_msg(load_id, f"cannot import models.weights: {type(exc).__name__}: {exc}"))
+            self.send(P.Error(load_id, f"cannot import models.weights: {type(exc).__name__}: {exc}"))
             return
         try:
             model = load_model(name, weights)
@@ -155,19 +147,19 @@ class _Worker:
             if got != want:
                 raise ValueError(f"model {name!r}: forward_all gives {got}, describe() promises {want}")
         except (WeightsError, ValueError) as exc:
-            self.send(P.error_msg(load_id, str(exc)))
+            self.send(P.Error(load_id, str(exc)))
             return
         except Exception as exc:  # a broken model must not take the worker down with a traceback
-            self.send(P.error_msg(load_id, f"could not load model {name!r}: {type(exc).__name__}: {exc}"))
+            self.send(P.Error(load_id, f"could not load model {name!r}: {type(exc).__name__}: {exc}"))
             return
         try:
             params = layer_parameters(model, spec)
         except Exception as exc:  # weights for the details view are a bonus; the model still runs
-            self.send(P.error_msg(load_id, f"model {name!r}: cannot list its parameters: {exc}"))
+            self.send(P.Error(load_id, f"model {name!r}: cannot list its parameters: {exc}"))
             params = []
         self.model, self.spec, self.params = model, spec, params
         manifest = tuple((layer, key, tuple(a.shape)) for layer, key, a in params)
-        self.send(P.spec_msg(load_id, spec.to_dict(), manifest))
+        self.send(P.Spec(load_id, spec.to_dict(), P.manifest_of(manifest)))
 
     def attach(
         self, load_id: int, input_name: str, result_names: tuple[str, ...], filters_name: str = ""
@@ -181,15 +173,15 @@ class _Worker:
             for name in result_names:
                 self.results.append(Slot.attach(name, self.spec.total_nodes + P.N_CLASSES))
             if filters_name:
-                self.filters = Slot.attach(filters_name, T.filter_slot_count(self.spec))
+                self.filters = Slot.attach(filters_name, V.filter_slot_count(self.spec))
         except (OSError, ValueError) as exc:
             self.release_slots()
-            self.send(P.error_msg(load_id, f"could not attach shared memory: {exc}"))
+            self.send(P.Error(load_id, f"could not attach shared memory: {exc}"))
             return
         self.out = [torch.from_numpy(slot.payload) for slot in self.results]
         self.last_done = 0
         self.next_slot = 0
-        self.send(P.attached_msg(load_id))
+        self.send(P.Attached(load_id))
 
     def write_weights(self, load_id: int, name: str) -> None:
         """Copy every parameter into the render side's segment, then let go of it."""
@@ -199,19 +191,18 @@ class _Worker:
         try:
             slot = Slot.attach(name, count)
         except (OSError, ValueError) as exc:
-            self.send(P.error_msg(load_id, f"could not attach the weights segment: {exc}"))
+            self.send(P.Error(load_id, f"could not attach the weights segment: {exc}"))
             return
         try:
-            out = slot.begin_write()
-            at = 0
-            for _, _, a in self.params:
-                out[at : at + a.size] = a.reshape(-1)
-                at += a.size
+            with slot.writing(1) as out:
+                at = 0
+                for _, _, a in self.params:
+                    out[at : at + a.size] = a.reshape(-1)
+                    at += a.size
             del out
-            slot.end_write(1)
         finally:
             slot.close()
-        self.send(P.weights_written_msg(load_id))
+        self.send(P.WeightsWritten(load_id))
 
     def infer(self) -> None:
         import torch
@@ -231,17 +222,49 @@ class _Worker:
             k = self.next_slot
             out = self.out[k]
             # Shapes were checked at load, so nothing below can fail halfway through a write.
-            self.results[k].begin_write()
-            for layer in self.spec.layers:
-                out[layer.start : layer.stop].copy_(acts[layer.name].reshape(-1))
-            out[self.spec.total_nodes :].copy_(probs)
-            self.results[k].end_write(seq)
+            with self.results[k].writing(seq):
+                for layer in self.spec.layers:
+                    out[layer.start : layer.stop].copy_(acts[layer.name].reshape(-1))
+                out[self.spec.total_nodes :].copy_(probs)
         except Exception as exc:
-            self.send(P.error_msg(self.load_id, f"inference failed: {type(exc).__name__}: {exc}"))
+            self.send(P.Error(self.load_id, f"inference failed: {type(exc).__name__}: {exc}"))
             return
         self.last_done = seq
         self.next_slot = (k + 1) % len(self.results)
-        self.send(P.done_msg(seq, k, time.perf_counter() - t0))
+        self.send(P.Done(seq, k, time.perf_counter() - t0))
+
+    def infer_batch(self, msg: P.Batch) -> None:
+        """The class probabilities of `msg.count` images (a morph curve), one forward pass each, exactly as
+        infer() computes them, written after the images in the render side's segment; BATCH_DONE says so."""
+        import torch
+
+        if self.model is None:
+            self.send(P.BatchDone(msg.batch_id, False, "no network loaded"))
+            return
+        n, size = int(msg.count), P.INPUT_SIZE
+        try:
+            slot = Slot.attach(msg.segment_name, P.batch_count(n))
+        except (OSError, ValueError) as exc:
+            self.send(P.BatchDone(msg.batch_id, False, f"could not attach the batch segment: {exc}"))
+            return
+        try:
+            buf = np.empty(slot.count, np.float32)
+            got = slot.read_into(buf)
+            if got is None or got[0] != msg.batch_id:
+                raise ValueError("the batch's images were never completely written")
+            images = torch.from_numpy(buf[: n * size]).view(n, 1, 1, *P.INPUT_SHAPE)
+            last = self.spec.layers[-1].name
+            with torch.no_grad():
+                probs = [torch.softmax(self.model.forward_all(x)[last].reshape(-1), 0) for x in images]
+            with slot.writing(msg.batch_id, aux=1) as out:
+                out[n * size :] = torch.stack(probs).reshape(-1).numpy()
+        except Exception as exc:  # a failed batch must not take the drawings down
+            self.send(P.BatchDone(msg.batch_id, False, f"{type(exc).__name__}: {exc}"))
+            return
+        finally:
+            out = None  # a live view of the mapping would make close() fail
+            slot.close()
+        self.send(P.BatchDone(msg.batch_id, True, ""))
 
     def release_slots(self) -> None:
         self.out = []  # torch views pin the buffers; close() fails while they live
@@ -265,31 +288,28 @@ class _Worker:
         """The four vector kinds of conv layer `layer` for the drawing now in the input slot, the loss
         against the network's own top guess, into the filters slot; FILTERS says so."""
         import torch
-        from convscope.engine.worker.embed_vectors import filter_vectors
+        from convscope.features.embedding.vectors import filter_vectors
 
         if load_id != self.load_id or self.model is None or self.input is None:
-            self.send(P.embed_failed_msg(job, "the network is loading; ask again when it is up"))
+            self.send(P.EmbedFailed(job, "the network is loading; ask again when it is up"))
             return
         t0 = time.perf_counter()
         try:
             if self.filters is None:
                 raise ValueError(f"{self.spec.model} has no conv layers: no filters to embed")
-            lay = T.FilterLayout.of(self.spec, layer)  # ValueError for a layer that is not there
+            lay = V.FilterLayout.of(self.spec, layer)  # ValueError for a layer that is not there
             img = np.empty(P.INPUT_SIZE, np.float32)
             got = self.input.read_into(img)
             seq = got[0] if got is not None else -1
             x = torch.from_numpy(img).view(1, 1, *P.INPUT_SHAPE)
             fv = filter_vectors(self.model, layer, x, None)
-            out = self.filters.begin_write()
-            try:
+            with self.filters.writing(job) as out:
                 out[lay.ids] = np.arange(lay.count)  # the explorer's filters never change: ids are indices
-                for kind in T.KINDS:
+                for kind in V.KINDS:
                     out[lay.block(kind)] = fv[kind].reshape(-1)
-            finally:
-                del out
-                self.filters.end_write(job)
+            del out
         except Exception as exc:  # a failed request must not take the drawings down
-            self.send(P.embed_failed_msg(job, f"filter vectors: {exc}"))
+            self.send(P.EmbedFailed(job, f"filter vectors: {exc}"))
             return
         meta = {
             "layer": lay.layer,
@@ -299,22 +319,22 @@ class _Worker:
             "seq": int(seq),
             "seconds": time.perf_counter() - t0,
         }
-        self.send(P.filters_msg(job, load_id, meta))
+        self.send(P.Filters(job, load_id, meta))
 
     def open_images(self, data_dir: str) -> None:
         """Load the image set of `data_dir` in a thread (IMAGES_INFO when done), or answer at once."""
         info = self.images.open(data_dir)
         if info is not None:
-            self.send(P.images_info_msg(info))
+            self.send(P.ImagesInfo(info))
 
     def start_images(self, job: int, load_id: int, kw: dict) -> None:
         """Attach the job's segment and set up an ImageVectors; `step_images` computes it one batch per turn
         of the loop and writes each batch's labels, pixels and vectors into the segment."""
-        from convscope.engine.worker.embed_vectors import ImageVectors
+        from convscope.features.embedding.vectors import ImageVectors
 
         self.drop_job()
         if load_id != self.load_id or self.model is None:
-            self.send(P.embed_failed_msg(job, "the network changed; ask again"))
+            self.send(P.EmbedFailed(job, "the network changed; ask again"))
             return
         try:
             data = self.images.data
@@ -325,18 +345,17 @@ class _Worker:
             if layer not in names:
                 raise ValueError(f"no layer {layer!r}; the network has {names}")
             x, y = data.first(n, bool(kw["include_train"]))
-            expected = T.image_dim(self.spec.layer(layer).shape, int(kw["max_dim"]))
+            expected = V.image_dim(self.spec.layer(layer).shape, int(kw["max_dim"]))
             if d != expected:
                 raise ValueError(f"{layer}: vectors have {expected} values, not {d}")
-            lay = T.ImagesLayout(n, d, tuple(int(s) for s in x.shape[1:]))
+            lay = V.ImagesLayout(n, d, tuple(int(s) for s in x.shape[1:]))
             iv = ImageVectors(self.model, x, layer, batch_size=MIN_BATCH * 4, max_dim=int(kw["max_dim"]))
-            slot = Slot.attach(kw["slot"], int(kw["count"]))
+            writer = ImagesWriter(job, kw, lay)
         except Exception as exc:  # refused: nothing runs, the drawings go on
-            self.send(P.embed_failed_msg(job, f"images: {exc}"))
+            self.send(P.EmbedFailed(job, f"images: {exc}"))
             return
-        self.send(P.img_attached_msg(job))
-        slot.begin_write()  # stays "being written" (odd) until the last batch is in
-        self.job = _ImagesJob(job, slot, lay, iv, y.numpy(), x.numpy())
+        self.send(V.ImgAttached(job))
+        self.job = _ImagesJob(job, writer, lay, iv, y.numpy(), x.numpy())
 
     def step_images(self) -> None:
         """One batch of the images job, sized to take about IMAGE_STEP_S; finishes the job after the last."""
@@ -356,41 +375,39 @@ class _Worker:
             job.batches += 1
             # The labels and pixels go in with their vectors: the first touch of a fresh segment's pages
             # costs too, and a drawing must not wait for 20,000 images' worth of it at once.
-            lay, payload = job.layout, job.slot.payload
-            payload[lay.labels][start:stop] = job.labels[start:stop]
-            lay.pixel_view(payload)[start:stop] = job.pixels[start:stop]
-            payload[lay.vectors].reshape(lay.n, lay.d)[start:stop] = job.iv.out[start:stop]
-            del payload
+            job.writer.write(
+                start, stop, job.iv.out[start:stop], job.labels[start:stop], job.pixels[start:stop]
+            )
         except Exception as exc:  # a failed job must not take the drawings down; the render side is told
-            self.send(P.embed_failed_msg(job.cmd, f"images: {type(exc).__name__}: {exc}"))
+            self.send(P.EmbedFailed(job.cmd, f"images: {type(exc).__name__}: {exc}"))
             self.drop_job()
             return
         now = time.perf_counter()
         if job.iv.finished:
-            job.slot.end_write(job.cmd)
+            job.writer.finish()
             meta = {
                 "seconds": now - job.t0,
                 "n": job.layout.n,
                 "batches": job.batches,
                 "longest_batch_s": job.longest,
             }
-            self.send(P.img_done_msg(job.cmd, meta))
+            self.send(V.ImgDone(job.cmd, meta))
             self.drop_job()
         elif now - job.reported >= PROGRESS_EVERY_S:
             job.reported = now
-            self.send(P.img_progress_msg(job.cmd, job.iv.fraction))
+            self.send(V.ImgProgress(job.cmd, float(job.iv.fraction)))
 
     def drop_job(self) -> None:
         if self.job is not None:
-            self.job.slot.close()
+            self.job.writer.close()
             self.job = None
 
 
 class _ImagesJob:
     """The running embed_images job: its segment, its layout and the ImageVectors stepping through it."""
 
-    def __init__(self, cmd: int, slot: Slot, layout, iv, labels: np.ndarray, pixels: np.ndarray) -> None:
-        self.cmd, self.slot, self.layout, self.iv = cmd, slot, layout, iv
+    def __init__(self, cmd: int, writer, layout, iv, labels: np.ndarray, pixels: np.ndarray) -> None:
+        self.cmd, self.writer, self.layout, self.iv = cmd, writer, layout, iv
         self.labels, self.pixels = labels, pixels  # (n,) int64 and (n, 1, 28, 28) uint8 views
         self.t0 = self.reported = time.perf_counter()
         self.longest = 0.0  # seconds of the slowest batch (what a drawing may have waited)
@@ -417,9 +434,9 @@ class _Images:
 
 
 def load_images(data_dir: str) -> _Images:
-    """MNIST (test 10,000 + training 60,000, 28x28) from `data_dir` (engine/worker/datasets.py reads the IDX
+    """MNIST (test 10,000 + training 60,000, 28x28) from `data_dir` (features/data/datasets.py reads the IDX
     files; no download), or, without it, scikit-learn's built-in digits upscaled to 28x28, with a note."""
-    from convscope.engine.worker.datasets import DatasetUnavailable, builtin_digits, load_mnist
+    from convscope.features.data.datasets import DatasetUnavailable, builtin_digits, load_mnist
 
     note = reason = ""
     try:

@@ -12,7 +12,7 @@ faults in (zero-fills) and unmaps them step after step: a fresh training process
 most `trim_threshold` more than needed), which a long-running trainer reuses anyway.  Linux with glibc
 only; elsewhere (musl's mallopt is a stub, macOS and Windows have none) it changes nothing and says so.
 
-Called by the training worker at start (engine/worker/train_process.py) and by the benchmarks' bare loops,
+Called by the training worker at start (features/training/process.py) and by the benchmarks' bare loops,
 so the comparison stays like for like.  Needs no torch.
 """
 

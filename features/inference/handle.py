@@ -1,68 +1,43 @@
-"""WorkerHandle: the render process's side of the torch worker.
+"""WorkerHandle: the render process's side of the network process (process.py), on ProcessHandle.
 
-It starts the process, owns the shared memory, sends requests and reads results.
+It owns the shared memory, sends requests and reads results; lifecycle (spawn, restart, teardown) is the
+base's.  Imports no torch and no `models` (a test checks `sys.modules`).  All calls but `start`,
+`infer_sync` and the `wait_*` helpers return at once, so the render loop calls, once per frame:
 
-Imports no torch and no `models`: the render process may import this module freely (a test checks
-`'torch' not in sys.modules` afterwards).  All calls but `start`, `infer_sync` and `close` return at
-once, so the render loop can call, once per frame:
-
-    handle.check()            # restarts a dead or hung worker (counts handle.restarts)
+    handle.check()            # restarts a dead worker, or one that leaves a drawing unanswered
     handle.submit(image)      # when the drawing changed
     result = handle.poll()    # newest finished result, or None
     if handle.spec_version != seen: ...rebuild the layout from handle.spec...
+    bid = handle.infer_batch(images); ... later: handle.batch(bid)   # many images, one request
 
-Shared memory: for every model the worker announces, this side creates one input slot and two
-result slots, sends their names, and unlinks them as soon as the worker says it has attached
-(see shm.py).  Once the model is ready it also creates one segment for the model's
-parameters, which the worker fills once; this side copies them into `handle.weights` ({layer name:
-{"weight": array, "bias": array}}, numpy, torch's shapes), unlinks and closes the segment.  They
-belong to `handle.spec` and arrive a moment after it (`weights_version` counts arrivals; a restart
-of the same model keeps them and sends none).  `measure_latency` at the bottom is the micro-benchmark that
-tools/bench.py runs.
-
-Embedding view (the explorer's Embedding window; scenes/embedding_view.py drives it through the
-same calls as the training handle's): `embed_filters(layer)` returns a job id; once the worker has written
-that conv layer's four vector kinds for the current drawing into the model's filters slot (created and
-unlinked with the input and result slots), `filters[id]` holds them (DrawingFilters: the training
-worker's FilterData plus the drawing's seq), and `replies[id]` says (ok, text) — ok=False with the
-reason when refused.  `open_images(data_dir)` has the worker load its image set (MNIST, or the built-in
-digits) once; `image_data` holds its sizes when it is there.  `embed_images(layer, count, include_train)`
-then creates the job's segment (train_protocol.ImagesLayout), names it to the worker and unlinks it once
-attached; `images` (the training handle's ImagesJob) follows its progress, and a short-lived thread copies
-the arrays out once the worker has filled the segment.  A model switch or a restart ends the job.
-
-A handle is used from one thread.  The worker is started with "spawn", which re-imports the main
-module in the worker: a program that makes a handle must keep its top level behind
-`if __name__ == "__main__":`.
+`weights` holds the model's parameters once they arrived; the embedding view's calls (`embed_filters`,
+`open_images`, `embed_images`) mirror the training handle's.  docs/PROTOCOLS.md has the messages and who
+creates and unlinks each segment.  The worker is started with "spawn": a program that makes a handle must
+keep its top level behind `if __name__ == "__main__":`.
 """
 
 from __future__ import annotations
 
-import atexit
-import functools
-import multiprocessing as mp
 import os
 import time
-import weakref
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from convscope.engine.graph.spec import NetSpec
-from convscope.engine.worker import protocol as P
-from convscope.engine.worker import train_protocol as T  # the filter / images layouts both workers share
-from convscope.engine.worker.images_job import ImagesJob, ImagesJobs
-from convscope.engine.worker.process import worker_main
-from convscope.engine.worker.shm import Slot
+from convscope.engine.proc.handle import READY, STOPPED, ProcessHandle
+from convscope.engine.proc.shm import Slot
+from convscope.features.embedding import messages as V  # the layouts both workers share
+from convscope.features.embedding.images_job import ImagesJob
+from convscope.features.inference import messages as P
+from convscope.features.inference.embedding import DrawingEmbedding, DrawingFilters  # noqa: F401
+from convscope.features.inference.process import worker_main
 
 # States of the handle's side of the load handshake.
-STOPPED = "stopped"  # no worker process
 LOADING = "loading"  # LOAD sent, waiting for SPEC or ERROR
 ATTACHING = "attaching"  # segments created and named to the worker, waiting for ATTACHED
-READY = "ready"  # results flow
 FAILED = "failed"  # the model did not load (see .error); the worker is alive and waits for switch_model
-KEEP_FILTERS = 16  # DrawingFilters kept in `filters` (nobody reads old ones)
 # A ready worker that leaves a drawing unanswered this long is taken for hung (a deadlock, a stopped
 # process, a driver that never returns) and restarted by check().  A forward pass takes ~0.1 ms and
 # the slowest legitimate pause between answers here (one images-job batch, a busy machine) stays under
@@ -71,18 +46,21 @@ KEEP_FILTERS = 16  # DrawingFilters kept in `filters` (nobody reads old ones)
 HANG_TIMEOUT_S = 10.0
 
 
-@dataclass
-class DrawingFilters(T.FilterData):
-    """One conv layer's filter vectors for one drawing (`step` is 0 and `monitor_index` -1 here: the
-    explorer has neither; `label` is the network's own top guess, the class the gradients are for)."""
+@dataclass(frozen=True)
+class BatchResult:
+    """The answer to one infer_batch()."""
 
-    seq: int = -1  # the submit() number of the drawing they were computed for
+    probabilities: np.ndarray | None  # (N, 10) float32, row i for image i; None when it failed
+    error: str  # why not ("" when it worked)
+    lost: bool = False  # the worker restarted or switched models before answering: ask again
 
 
-class WorkerHandle(ImagesJobs):
+class WorkerHandle(ProcessHandle, DrawingEmbedding):
     """Runs one torch worker process for the render loop; see the module docstring for the frame loop."""
 
     _copy_thread_name = "explore-images-copy"
+    process_name = "convscope-worker"
+    what = "worker process"
 
     def __init__(
         self,
@@ -92,18 +70,10 @@ class WorkerHandle(ImagesJobs):
         max_inflight: int = 4,  # INFER commands not yet answered; bounds the pipe if the worker stalls
         hang_timeout: float | None = HANG_TIMEOUT_S,  # check() restarts a silent worker; None: never
     ) -> None:
-        if hang_timeout is not None and not hang_timeout > 0:
-            raise ValueError(
-                f"hang_timeout must be a positive number of seconds or None, got {hang_timeout!r}"
-            )
-        self._hang_timeout = hang_timeout
+        super().__init__(hang_timeout=hang_timeout)
         self._model = model
         self._weights = {name: os.fspath(path) for name, path in (weights or {}).items()}
         self._max_inflight = max_inflight
-        self._ctx = mp.get_context("spawn")  # fork would copy the GL context and the render threads
-        self._proc: mp.process.BaseProcess | None = None
-        self._conn = None
-        self._lost = False  # pipe hit EOF or a send failed: the worker is gone even if not yet reaped
         self._state = STOPPED
         self._load_id = 0
         self._input: Slot | None = None
@@ -116,8 +86,6 @@ class WorkerHandle(ImagesJobs):
         self._pending_manifest: P.Manifest = ()
         self._weights_slot: Slot | None = None  # created for the worker to fill, until WEIGHTS_WRITTEN
         self.spec_version = 0  # bumped whenever .spec changes (new model, or None after a failed load)
-        self.error: str | None = None  # last problem as text (bad weights, dead worker); cleared when ready
-        self.restarts = 0
         self.results_computed = 0  # forward passes the worker reported; fewer than submits when coalescing
         self._seq = 0
         self._last_image: np.ndarray | None = None  # re-sent after a restart or a model switch
@@ -128,8 +96,6 @@ class WorkerHandle(ImagesJobs):
         self._waiting_since: float | None = None  # when the worker last had nothing to answer, or answered
         self._submit_t: dict[int, float] = {}
         self._note: tuple[int, int, float] | None = None  # newest DONE not yet read
-        self._fail_streak = 0  # restarts since the worker was last ready; drives the back-off
-        self._next_restart = 0.0
         self._filters_slot: Slot | None = None  # the model's filters slot (embedding view), once attached
         self._pending_filters: Slot | None = None  # named to the worker, not yet attached
         self._embed_id = 0
@@ -141,9 +107,9 @@ class WorkerHandle(ImagesJobs):
         self.image_data: dict | None = None  # the worker's image set (open_images): sizes, name, note
         self.image_error: str | None = None  # why it could not be loaded
         self._image_dir: str | None = None  # asked for with open_images
-        self._closed = False
-        self._atexit = functools.partial(_close_at_exit, weakref.ref(self))
-        atexit.register(self._atexit)
+        self._batch_id = 0
+        self._batches: dict[int, tuple[Slot, int]] = {}  # infer_batch id -> (segment, images), in flight
+        self._batch_done: dict[int, BatchResult] = {}  # answered, not yet taken by batch()
 
     # -- properties ----------------------------------------------------------------------------
 
@@ -152,30 +118,11 @@ class WorkerHandle(ImagesJobs):
         """The model asked for last (it may still be loading, or have failed: see .error)."""
         return self._model
 
-    @property
-    def state(self) -> str:
-        return self._state
-
-    @property
-    def ready(self) -> bool:
-        return self._state == READY
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def alive(self) -> bool:
-        return self._proc is not None and not self._lost and self._proc.is_alive()
-
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self, timeout: float = 30.0) -> bool:
         """Start the worker; wait until its model is ready (True) or failed / timed out (False: .error)."""
-        if self._closed:
-            raise RuntimeError("WorkerHandle is closed")
-        if self._proc is None:
-            self._spawn()
+        self.launch()
         deadline = time.monotonic() + timeout
         while self._state not in (READY, FAILED):
             if not self.alive:
@@ -191,14 +138,6 @@ class WorkerHandle(ImagesJobs):
             self._wait(min(left, 0.05))
         return self._state == READY
 
-    def launch(self) -> None:
-        """Start the worker without waiting: the render loop's `poll()` picks up its spec later
-        (as spec_version 1), so the first frame need not wait for torch to import."""
-        if self._closed:
-            raise RuntimeError("WorkerHandle is closed")
-        if self._proc is None:
-            self._spawn()
-
     def switch_model(self, name: str) -> None:
         """Ask for another model; returns at once.  Its spec shows up later as a new spec_version."""
         if self._closed:
@@ -210,33 +149,9 @@ class WorkerHandle(ImagesJobs):
         self._note = None
         self._sent.clear()
         self._end_embed_jobs(f"the network changed to {name}")
+        self._end_batches(f"the network changed to {name}")
         if self._proc is not None and self.alive:
             self._send_load()
-
-    def check(self) -> bool:
-        """Restart the worker if it died, or if it is alive but has left a drawing unanswered for
-        `hang_timeout` seconds (same model, last input re-sent).  True if it restarted now."""
-        if self._closed or self._proc is None:
-            return False
-        now = time.monotonic()
-        if self.alive:
-            silent = self.silent_for(now)
-            if self._hang_timeout is None or silent < self._hang_timeout:
-                return False
-            self._proc.kill()  # SIGKILL: works on a stopped or deadlocked process too
-            self._proc.join(5.0)
-            why = f"worker stopped answering for {silent:.0f} s; restarted it"
-        elif now < self._next_restart:
-            return False  # backing off: it died again before it ever got ready
-        else:
-            why = f"worker process died (exit code {self._proc.exitcode}); restarted it"
-        self._teardown(graceful=False)
-        self.restarts += 1
-        self._fail_streak += 1
-        self._next_restart = now + min(0.25 * 2 ** (self._fail_streak - 1), 8.0)
-        self.error = why
-        self._spawn()
-        return True
 
     def silent_for(self, now: float | None = None) -> float:
         """Seconds the ready worker has left a drawing unanswered (0 when it owes none)."""
@@ -246,21 +161,12 @@ class WorkerHandle(ImagesJobs):
 
     def close(self) -> None:
         """Stop the worker and free the shared memory.  Idempotent; also runs at interpreter exit."""
-        if self._closed:
-            return
-        self._closed = True
-        atexit.unregister(self._atexit)
-        if self.alive:
-            self._send(P.quit_msg())
-        self._teardown(graceful=True)
+        super().close()
         self._drop_images("cancelled")
 
     def __enter__(self) -> WorkerHandle:
         self.start()  # on failure the block still runs: look at .spec / .error
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- per frame -----------------------------------------------------------------------------
 
@@ -315,6 +221,63 @@ class WorkerHandle(ImagesJobs):
             model=self.spec.model,
         )
 
+    def infer_batch(self, images: np.ndarray) -> int:
+        """Ask for the class probabilities of (N, 28, 28) images; returns a batch id at once (never
+        blocks).  `batch(id)` has the answer a few frames later: one forward pass per image, the same
+        numbers infer_sync() would give, through one shared-memory segment instead of N round trips."""
+        imgs = np.asarray(images, np.float32)
+        if imgs.ndim != 3 or imgs.shape[1:] != P.INPUT_SHAPE or len(imgs) == 0:
+            raise ValueError(f"infer_batch() takes (N, *{P.INPUT_SHAPE}) images, got shape {imgs.shape}")
+        self._batch_id += 1
+        bid, n = self._batch_id, len(imgs)
+        if self._state != READY or not self.alive:
+            self._batch_done[bid] = BatchResult(None, "the network is not ready")
+            return bid
+        try:
+            slot = Slot.create(P.batch_count(n))
+        except OSError as exc:
+            self._batch_done[bid] = BatchResult(None, f"could not create shared memory for the batch: {exc}")
+            return bid
+        with slot.writing(bid) as out:
+            out[: n * P.INPUT_SIZE] = imgs.reshape(-1)
+        del out
+        self._batches[bid] = (slot, n)
+        if not self._send(P.Batch(bid, n, slot.name)):
+            self._end_batches("the network process is not running")
+        return bid
+
+    def batch(self, batch_id: int) -> BatchResult | None:
+        """The answer to infer_batch() `batch_id` once it is here (handed out once), else None."""
+        self._drain()
+        return self._batch_done.pop(batch_id, None)
+
+    def _on_batch_done(self, msg: P.BatchDone) -> None:
+        entry = self._batches.pop(msg.batch_id, None)
+        if entry is None:
+            return
+        slot, n = entry
+        try:
+            buf = np.empty(slot.count, np.float32)
+            got = slot.read_into(buf) if msg.ok else None
+        finally:
+            slot.unlink()  # the worker attached, answered and let go: ours to free
+            slot.close()
+        if not msg.ok or got is None or got != (msg.batch_id, 1):
+            self._batch_done[msg.batch_id] = BatchResult(None, msg.text or "the batch was never answered")
+        else:
+            probs = buf[n * P.INPUT_SIZE :].reshape(n, P.N_CLASSES).copy()
+            self._batch_done[msg.batch_id] = BatchResult(probs, "")
+        while len(self._batch_done) > 64:  # nobody asked for these: keep the table bounded
+            del self._batch_done[next(iter(self._batch_done))]
+
+    def _end_batches(self, why: str) -> None:
+        """The worker forgets its batches (a model switch, a dead worker): answer them with `why`."""
+        for bid, (slot, _) in self._batches.items():
+            slot.unlink()
+            slot.close()
+            self._batch_done[bid] = BatchResult(None, why, lost=True)
+        self._batches.clear()
+
     def infer_sync(self, image: np.ndarray, timeout: float = 10.0) -> P.Result:
         """Blocking helper for tools and tests: submit `image` and wait for its result."""
         if self._proc is None:
@@ -336,221 +299,61 @@ class WorkerHandle(ImagesJobs):
                 raise TimeoutError(f"no result for request {seq} within {timeout:g} s (state {self._state})")
             self._wait(min(left, 0.05))
 
-    # -- embedding view ------------------------------------------------------------------------
-
-    def embed_filters(self, layer: int) -> int:
-        """Ask for conv layer `layer`'s (index among the conv layers) four vector kinds for the current
-        drawing; returns a job id at once.  `filters[id]` once read, or `replies[id]` = (False, why)."""
-        self._embed_id += 1
-        job = self._embed_id
-        if self._state != READY or self._filters_slot is None:
-            why = (
-                "the network is not loaded yet"
-                if self._state != READY
-                else f"{self._model} has no conv layers"
-            )
-            self.replies[job] = (False, why)
-            return job
-        self._filter_jobs[job] = self._load_id
-        if not self._send(P.embed_filters_msg(job, self._load_id, layer)):
-            self._filter_jobs.pop(job, None)
-            self.replies[job] = (False, "the network process is not running")
-        return job
-
-    def open_images(self, data_dir: str | os.PathLike | None, retry: bool = False) -> None:
-        """Have the worker load the image set of `data_dir` (MNIST, else the built-in digits); returns at
-        once, `image_data` is set when it is there (`image_error` if it could not be).  Asking again for
-        the same directory does nothing, unless it failed and `retry`."""
-        d = "" if data_dir is None else os.fspath(data_dir)
-        if d == self._image_dir and (self.image_data is not None or self.image_error is None or not retry):
-            return
-        self._image_dir, self.image_data, self.image_error = d, None, None
-        if self._conn is not None:
-            self._send(P.open_images_msg(d))
-
-    def embed_images(
-        self, layer: str, count: int, include_train: bool = True, max_dim: int = T.MAX_IMAGE_DIM
-    ) -> ImagesJob:
-        """Start computing `layer`'s activations of min(count, available) images (test images first, then
-        training images if `include_train`); replaces a running job.  Follow it in `images`."""
-        if self.spec is None or self._state != READY:
-            raise RuntimeError("the network is not loaded yet")
-        info = self.image_data
-        if info is None:
-            raise RuntimeError(self.image_error or "the images are not loaded yet (open_images)")
-        n_test, n_train = int(info["n_test"]), int(info["n_train"])
-        n = max(1, min(int(count), n_test + (n_train if include_train else 0)))
-        d = T.image_dim(self.spec.layer(layer).shape, max_dim)  # KeyError for an unknown layer
-        lay = T.ImagesLayout(n, d, (1, *P.INPUT_SHAPE))
-        self._drop_images("cancelled")
-        slot = Slot.create(lay.count)
-        self._embed_id += 1
-        job = ImagesJob(self._embed_id, layer, n, d, min(n, n_test), bool(include_train), lay, _slot=slot)
-        self.images = job
-        kwargs = dict(layer=layer, n=n, d=d, include_train=bool(include_train), max_dim=int(max_dim))
-        if not self._send(
-            P.embed_images_msg(job.cmd, self._load_id, {**kwargs, "slot": slot.name, "count": lay.count})
-        ):
-            self._fail_images(job, "the network process is not running")
-        return job
-
-    def cancel_images(self) -> None:
-        """Stop the running images job (the worker drops it; its segment is freed here)."""
-        if self.images is not None and self.images.state in ("starting", "computing"):
-            self._send(P.cancel_images_msg())
-        self._drop_images("cancelled")
-
-    def wait_filters(self, job: int, timeout: float = 30.0) -> DrawingFilters:
-        """Blocking helper for tools and tests: the vectors of embed_filters job `job`."""
-        deadline = time.monotonic() + timeout
-        while job not in self.filters:
-            ok, text = self.replies.get(job, (True, ""))
-            if not ok:
-                raise RuntimeError(f"embed_filters refused: {text}")
-            if job in self.replies:
-                raise RuntimeError(f"embed_filters job {job} answered without vectors: {text}")
-            self._wait_once(deadline, f"no filter vectors for job {job}")
-        return self.filters[job]
-
-    def wait_image_data(self, timeout: float = 60.0) -> dict:
-        """Blocking helper for tools and tests: `image_data` once the worker has loaded the set."""
-        deadline = time.monotonic() + timeout
-        while self.image_data is None:
-            if self.image_error is not None:
-                raise RuntimeError(f"the images did not load: {self.image_error}")
-            self._wait_once(deadline, "the image set did not load")
-        return self.image_data
-
-    def _wait_once(self, deadline: float, what: str) -> None:
-        if self._conn is None or not self.alive:
-            raise RuntimeError(f"{what}: {self.error or 'the network process is not running'}")
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError(f"{what} within the timeout (state {self._state}, error {self.error})")
-        self._wait(min(left, 0.05))
-
-    def _on_filters(self, job: int, load_id: int, meta: dict) -> None:
-        asked = self._filter_jobs.pop(job, None)
-        if asked is None:
-            return  # ended here already (a model switch)
-        slot = self._filters_slot
-        if load_id != self._load_id or slot is None or self._state != READY:
-            self.replies[job] = (True, "computed for a network since replaced")
-            return
-        lay = T.FilterLayout.of(self.spec, int(meta["layer_index"]))
-        buf = np.empty(slot.count, np.float32)
-        got = slot.read_into(buf)
-        if got is None or got[0] != job:
-            self.replies[job] = (True, "overwritten by a newer request")
-            return
-        base = T.unpack_filters(lay, buf, job, self.spec_version, {**meta, "step": 0, "monitor_index": -1})
-        self.filters[job] = DrawingFilters(**vars(base), seq=int(meta["seq"]))
-        self.replies[job] = (True, f"filter vectors of {lay.layer} ({lay.count} filters)")
-        while len(self.filters) > KEEP_FILTERS:
-            del self.filters[next(iter(self.filters))]
-        self._trim_replies()
-
-    def _on_embed_failed(self, job: int, text: str) -> None:
-        self._filter_jobs.pop(job, None)
-        self.replies[job] = (False, text)
-        self._trim_replies()
-        img = self.images
-        if img is not None and img.cmd == job and img.active:
-            self._fail_images(img, text)
-
-    def _trim_replies(self) -> None:
-        while len(self.replies) > 4096:  # nobody reads old answers; keep the table bounded
-            del self.replies[next(iter(self.replies))]
-
-    def _on_images_info(self, info: dict) -> None:
-        if info.get("data_dir") != self._image_dir:
-            return  # for a directory asked for before
-        if "error" in info:
-            self.image_error = str(info["error"])
-        else:
-            self.image_data = dict(info)
-
-    def _end_embed_jobs(self, why: str) -> None:
-        """The worker forgets its embedding jobs (a model switch, a dead worker): say so to whoever waits."""
-        for job in self._filter_jobs:
-            self.replies[job] = (False, why)
-        self._filter_jobs.clear()
-        job = self.images
-        if job is not None and job.state in ("starting", "computing"):
-            self._fail_images(job, why)
-
     # -- internals -----------------------------------------------------------------------------
 
-    def _spawn(self) -> None:
-        parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=worker_main, args=(child,), name="convscope-worker", daemon=True)
-        proc.start()
-        child.close()  # only the worker holds its end, so its death reads as EOF here
-        self._proc, self._conn, self._lost = proc, parent, False
+    def _target(self):
+        return worker_main, (), {}
+
+    def _quit_message(self):
+        return P.Quit()
+
+    def _silence(self, now: float) -> str | None:
+        silent = self.silent_for(now)
+        if self._hang_timeout is None or silent < self._hang_timeout:
+            return None
+        return f"worker stopped answering for {silent:.0f} s"
+
+    def _spawned(self) -> None:
         self._send_load()
         if self._image_dir is not None:
             self.image_data = self.image_error = None  # a new worker has no image set: load it again
-            self._send(P.open_images_msg(self._image_dir))
+            self._send(P.OpenImages(self._image_dir))
 
     def _send_load(self) -> None:
         self._load_id += 1
         self._state = LOADING
-        self._send(P.load_msg(self._load_id, self._model, self._weights.get(self._model)))
+        self._send(P.Load(self._load_id, self._model, self._weights.get(self._model)))
 
-    def _send(self, msg: tuple) -> bool:
-        try:
-            self._conn.send(msg)
-            return True
-        except (OSError, ValueError):
-            self._lost = True
-            return False
-
-    def _wait(self, timeout: float) -> None:
-        """Block up to `timeout` for a message, then handle everything waiting."""
-        try:
-            ready = self._conn.poll(timeout)
-        except (EOFError, OSError):
-            self._lost = True
-            return
-        if ready:
-            self._drain()
-
-    def _drain(self) -> None:
-        try:
-            while self._conn.poll(0):
-                self._handle(self._conn.recv())
-        except (EOFError, OSError):
-            self._lost = True
-
-    def _handle(self, msg: tuple) -> None:
-        tag = msg[0]
-        if tag == P.FILTERS:
-            self._on_filters(*msg[1:])
-        elif tag == P.EMBED_FAILED:
-            self._on_embed_failed(*msg[1:])
-        elif tag == P.IMAGES_INFO:
-            self._on_images_info(msg[1])
-        elif tag in (P.IMG_ATTACHED, P.IMG_PROGRESS, P.IMG_DONE):
-            self._on_image_msg(msg)
-        elif tag == P.DONE:
-            seq, slot, compute_s = msg[1:]
+    def _handle(self, msg) -> None:
+        kind = type(msg)
+        if kind is P.Done:
             if self._state == READY:
                 self.results_computed += 1
-                self._note = (seq, slot, compute_s)
-                self._done_seq = max(self._done_seq, seq)
-                while self._sent and self._sent[0] <= seq:
+                self._note = (msg.seq, msg.slot, msg.compute_s)
+                self._done_seq = max(self._done_seq, msg.seq)
+                while self._sent and self._sent[0] <= msg.seq:
                     self._sent.popleft()
                 self._waiting_since = time.monotonic()  # an answer: the clock for the rest starts over
-        elif msg[1] != self._load_id:
+        elif kind is P.Filters:
+            self._on_filters(msg.job, msg.load_id, msg.meta)
+        elif kind is P.EmbedFailed:
+            self._on_embed_failed(msg.job, msg.text)
+        elif kind is P.ImagesInfo:
+            self._on_images_info(msg.info)
+        elif kind in V.IMAGE_MESSAGES:
+            self._on_image_msg(msg)
+        elif kind is P.BatchDone:
+            self._on_batch_done(msg)
+        elif msg.load_id != self._load_id:
             return  # answer to a load that switch_model (or a restart) has superseded
-        elif tag == P.SPEC:
-            self._on_spec(NetSpec.from_dict(msg[2]), msg[3] if len(msg) > 3 else ())
-        elif tag == P.ATTACHED:
+        elif kind is P.Spec:
+            self._on_spec(NetSpec.from_dict(msg.spec), msg.manifest)
+        elif kind is P.Attached:
             self._on_attached()
-        elif tag == P.WEIGHTS_WRITTEN:
+        elif kind is P.WeightsWritten:
             self._on_weights_written()
-        elif tag == P.ERROR:
-            self._on_error(msg[2])
+        elif kind is P.Error:
+            self._on_error(msg.text)
 
     def _on_spec(self, spec: NetSpec, manifest: P.Manifest = ()) -> None:
         if self._state != LOADING:
@@ -560,8 +363,8 @@ class WorkerHandle(ImagesJobs):
         try:
             self._input = Slot.create(P.INPUT_SIZE)
             self._results = [Slot.create(spec.total_nodes + P.N_CLASSES) for _ in range(P.RESULT_SLOTS)]
-            if T.conv_layers(spec):
-                self._pending_filters = Slot.create(T.filter_slot_count(spec))
+            if V.conv_layers(spec):
+                self._pending_filters = Slot.create(V.filter_slot_count(spec))
         except OSError as exc:
             self._release_segments()
             self._fail(f"could not create shared memory for {spec.model}: {exc}")
@@ -570,7 +373,7 @@ class WorkerHandle(ImagesJobs):
         self._state = ATTACHING
         names = tuple(slot.name for slot in self._results)
         filters = self._pending_filters.name if self._pending_filters is not None else ""
-        self._send(P.attach_msg(self._load_id, self._input.name, names, filters))
+        self._send(P.Attach(self._load_id, self._input.name, names, filters))
 
     def _on_attached(self) -> None:
         if self._state != ATTACHING:
@@ -590,8 +393,7 @@ class WorkerHandle(ImagesJobs):
         self._pending_spec = None
         self._state = READY
         self.error = None
-        self._fail_streak = 0
-        self._next_restart = 0.0
+        self._ready_now()
         self._written = self._done_seq = self._returned_seq = 0
         self._sent.clear()
         self._note = None
@@ -608,7 +410,7 @@ class WorkerHandle(ImagesJobs):
         except OSError as exc:
             self.error = f"could not create shared memory for the weights of {self._model}: {exc}"
             return
-        self._send(P.weights_msg(self._load_id, self._weights_slot.name))
+        self._send(P.Weights(self._load_id, self._weights_slot.name))
 
     def _on_weights_written(self) -> None:
         slot, self._weights_slot = self._weights_slot, None
@@ -665,7 +467,7 @@ class WorkerHandle(ImagesJobs):
             return
         if len(self._sent) >= self._max_inflight:
             return  # poll() retries once answers come back; the worker reads the newest input anyway
-        if self._send(P.infer_msg(self._written)):
+        if self._send(P.Infer(self._written)):
             if not self._sent:
                 self._waiting_since = time.monotonic()
             self._sent.append(self._written)
@@ -686,34 +488,14 @@ class WorkerHandle(ImagesJobs):
             self._weights_slot.close()
             self._weights_slot = None
 
-    def _teardown(self, graceful: bool) -> None:
-        proc, conn = self._proc, self._conn
-        self._proc = self._conn = None
-        if proc is not None:
-            if graceful:
-                proc.join(1.0)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(1.0)
-            if proc.is_alive():
-                proc.kill()
-            proc.join()
-            proc.close()
-        if conn is not None:
-            conn.close()
+    def _release(self) -> None:
         self._release_segments()
         self._end_embed_jobs("the network process stopped")
+        self._end_batches("the network process stopped")
         self._state = STOPPED
-        self._lost = False
         self._pending_spec = None
         self._note = None
         self._sent.clear()
-
-
-def _close_at_exit(ref: weakref.ref) -> None:
-    handle = ref()
-    if handle is not None:
-        handle.close()
 
 
 def measure_latency(

@@ -10,15 +10,17 @@ set, so unregistering in the worker (the usual advice) removes the creator's ent
 own unlink then makes the tracker print a KeyError traceback.  Attaching without registering (what
 3.13's `track=False` does) leaves exactly one registration, owned by the creator.
 
-Layout: 64-byte header of int64 [gen, seq, count, aux, ...] then `count` float32.  A writer makes
-`gen` odd, writes the payload, stores `seq`, and makes `gen` even again; a reader copies the payload
-and accepts it only if `gen` was even and unchanged across the copy, so it never sees a torn write.
+Layout: 64-byte header of int64 [gen, seq, count, aux, ...] then `count` float32.  A writer
+(`with slot.writing(seq) as out:`) makes `gen` odd, writes the payload, stores `seq`, and makes `gen`
+even; a reader copies the payload and accepts it only if `gen` was even and unchanged across the copy,
+so it never sees a torn write.
 Each slot has exactly one writer (input: the render process; results: the worker).
 """
 
 from __future__ import annotations
 
 import itertools
+import mmap
 import os
 import sys
 from multiprocessing import resource_tracker
@@ -64,6 +66,45 @@ def _attach_untracked(name: str) -> SharedMemory:
         resource_tracker.register = register
 
 
+class _Writing:
+    """Slot.writing()'s context manager (a class: a generator-based one costs ~2 us more per write, and
+    the inference hot path writes once per drawing)."""
+
+    __slots__ = ("slot", "seq", "aux")
+
+    def __init__(self, slot: Slot, seq: int, aux: int) -> None:
+        self.slot, self.seq, self.aux = slot, seq, aux
+
+    def __enter__(self) -> np.ndarray:
+        return self.slot.begin_write()
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if kind is None:
+            self.slot.end_write(self.seq, self.aux)
+        else:
+            self.slot.end_write(0)  # nothing valid here: see Slot.writing
+        return False
+
+
+class _FdMapping:
+    """What Slot needs of a SharedMemory (name, size, buf, close), made from a file descriptor."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self.name = f"fd{fd}"
+        self.size = os.fstat(fd).st_size
+        self._mmap = mmap.mmap(fd, self.size)
+        self.buf = memoryview(self._mmap)
+
+    def close(self) -> None:
+        self.buf.release()
+        self._mmap.close()
+        os.close(self._fd)
+
+    def unlink(self) -> None:
+        pass  # a handed-over descriptor has no name here
+
+
 class Slot:
     """A seqlock-guarded float32 vector in one shared-memory segment."""
 
@@ -101,10 +142,41 @@ class Slot:
             raise ValueError(f"segment {name} holds {found} floats, expected {count}")
         return cls(shm, count, owner=False)
 
+    @classmethod
+    def attach_fd(cls, fd: int, count: int) -> Slot:
+        """Worker side: map a segment from a file descriptor another process handed over (POSIX), for a
+        segment whose name is already unlinked.  The slot owns `fd` and closes it."""
+        mapping = _FdMapping(fd)
+        header = np.ndarray((8,), np.int64, mapping.buf, 0)
+        found = int(header[_COUNT])
+        del header
+        if mapping.size < cls.nbytes(count) or found != count:
+            mapping.close()
+            raise ValueError(f"segment fd {fd} holds {found} floats, expected {count}")
+        return cls(mapping, count, owner=False)
+
+    @property
+    def fd(self) -> int:
+        """The segment's file descriptor in this process (POSIX), for handing it to another process."""
+        return self._shm._fd
+
     # -- single writer -------------------------------------------------------------------------
 
+    def writing(self, seq: int, aux: int = 0) -> _Writing:
+        """`with slot.writing(seq) as out: out[...] = ...`: the seqlock around one write.
+
+        Readers never see the payload while the block runs.  If the block raises, the slot is closed
+        again with seq 0 ("nothing valid here"), so a reader neither spins for ever nor takes half a
+        write for the previous one.  The caller must drop `out` before closing the slot.
+        """
+        return _Writing(self, seq, aux)
+
     def begin_write(self) -> np.ndarray:
-        """Mark the slot as being written (gen odd) and return the payload to fill."""
+        """Mark the slot as being written (gen odd) and return the payload to fill.
+
+        Only for a write that spans several turns of a loop (an images job fills its segment one batch
+        per turn); a write inside one call uses `writing()`.
+        """
         self._header[_GEN] += 1
         return self.payload
 
@@ -114,8 +186,8 @@ class Slot:
         self._header[_GEN] += 1
 
     def write(self, seq: int, data: np.ndarray, aux: int = 0) -> None:
-        np.copyto(self.begin_write(), data.reshape(-1), casting="same_kind")
-        self.end_write(seq, aux)
+        with self.writing(seq, aux) as out:
+            np.copyto(out, data.reshape(-1), casting="same_kind")
 
     # -- any number of readers -----------------------------------------------------------------
 

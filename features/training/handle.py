@@ -1,87 +1,72 @@
-"""TrainHandle: the render process's side of the training worker (engine/worker/train_process.py).
+"""TrainHandle: the render process's side of the training process (process.py), on ProcessHandle.
 
-It starts the process, owns the shared memory, sends commands and reads snapshots.  Imports no torch (a
-test checks `'torch' not in sys.modules`).  Every call but `start`, `wait_reply`, `wait_snapshot` and
-`close` returns at once, so the render loop calls, once per frame:
+It owns the shared memory, sends commands and reads snapshots; spawn, restart and teardown are the base's.
+Imports no torch.  Every call but `start` and the `wait_*` helpers returns at once; once per frame:
 
-    handle.check()                 # restarts a dead worker (counts handle.restarts, sets handle.error)
+    handle.check()                 # restarts a dead or hung worker (counts restarts, sets .error)
     snap = handle.poll()           # newest snapshot (TrainSnapshot, copied out), or None
     if handle.spec_version != seen: ...rebuild the layout from handle.spec...
-    handle.command("add_filter", layer=1)   # or handle.pause(), handle.set_hyper(lr=0.1), ...
+    handle.command("add_filter", layer=1)   # or pause(), set_hyper(lr=0.1), ...: an id; see replies[id]
 
-Commands are answered asynchronously: each call returns an id, and `handle.replies[id]` becomes
-(ok, text) once the worker has acted on it; `ok=False` carries the reason (a refused edit, a bad value,
-a bad checkpoint) and nothing changed in the worker.
-
-Shared memory: for every architecture the worker announces (at start, after an edit, a reset or a load),
-this side creates one segment sized by train_protocol.SnapshotLayout, names it to the worker, and unlinks
-it as soon as the worker says it has attached (as engine/worker/handle.py does, with the
-same engine/worker/shm.py Slot).  So /dev/shm holds nothing of ours while training runs, even after a
-SIGKILL of either process.
-
-Loading: until the worker's first architecture is attached, `progress` holds the newest (what, done, total)
-it reported while loading its data (a download in bytes; see train_protocol PROGRESS), `progress_log` the
-recent ones; `progress` is None again once snapshots can flow.
-
-Restart: a worker that dies (killed, crashed) is restarted by `check()` with the architecture, the
-hyperparameters and the run/pause state last seen — with fresh weights from the seed, since the weights
-lived in the dead process (a saved checkpoint brings them back).  `error` says so until the new worker is up.
-
-Embedding view: `embed_filters(layer)` returns a command id; once the worker has written that
-layer's filter vectors into the architecture's filters slot (created and unlinked with the snapshot slot),
-`filters[id]` holds a FilterData copied out of it (stable filter ids, the four kinds).
-`embed_images(layer, count, include_train)` creates the job's segment (sized by train_protocol.ImagesLayout),
-names it to the worker and unlinks it once attached; `images` (ImagesJob) follows its progress, and once the
-worker has filled the segment a short-lived thread copies the vectors, labels and pixels out (100+ MB for
-20,000 images: several frames of memcpy) and the segment is closed; `images.vectors` etc. are plain arrays
-from then on.
+A restarted worker starts from the architecture, hyperparameters and run/pause state last seen, with fresh
+weights from the seed (the weights lived in the dead process).  The heartbeat (engine/proc/heartbeat.py)
+tells a hung worker from a long step: `stale` and `activity()` say what the panel should show.
+docs/PROTOCOLS.md has the messages, the segments and the heartbeat's phases.
 """
 
 from __future__ import annotations
 
-import atexit
-import functools
-import multiprocessing as mp
 import os
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 
 import numpy as np
 from convscope.engine.graph.spec import NetSpec
-from convscope.engine.worker import train_protocol as T
-from convscope.engine.worker.images_job import ImagesJob, ImagesJobs
-from convscope.engine.worker.shm import Slot
-from convscope.engine.worker.train_process import DEFAULTS, train_main
+from convscope.engine.proc.handle import READY, STOPPED, ProcessHandle
+from convscope.engine.proc.heartbeat import Beat
+from convscope.engine.proc.shm import Slot
+from convscope.features.embedding import messages as V
+from convscope.features.embedding.images_job import ImagesJob, ImagesJobs
+from convscope.features.training import messages as T
+from convscope.features.training.process import DEFAULTS, train_main
 
-STOPPED = "stopped"  # no worker process
 STARTING = "starting"  # process started, no architecture announced yet (importing torch, loading data)
 ATTACHING = "attaching"  # a slot is named to the worker, waiting for ATTACHED
-READY = "ready"  # snapshots flow
 KEEP_FILTERS = 16  # FilterData kept in `filters` (nobody reads old ones)
+# Heartbeat silence taken for a hang.  The worker beats through every legitimately long stretch (a step at
+# batch 4096, a refit, a validation pass, waiting while paused), so only a stopped process or one stuck
+# outside them (a checkpoint's open() on a FIFO) goes silent; generous for a swapping machine.
+HANG_TIMEOUT_S = 12.0
+STALE_S = 3.0  # a running worker whose heartbeat is this old: its numbers on screen are marked stale
 
 
-class TrainHandle(ImagesJobs):
+class TrainHandle(ProcessHandle, ImagesJobs):
     """Runs one training worker for the render loop; see the module docstring for the frame loop."""
 
     _copy_thread_name = "train-images-copy"
+    process_name = "convscope-train"
+    what = "the training process"
+    join_s = 2.0
+    heartbeat = True
 
     def __init__(
         self,
         dataset: str = "cifar10",
         data_dir: str | os.PathLike | None = None,
         *,
-        hyper: dict | None = None,  # engine.worker.training.Hyper fields (lr, momentum, ..., seed)
+        hyper: dict | None = None,  # features.training.trainer.Hyper fields (lr, momentum, ..., seed)
         widths: tuple[int, ...] = (16, 20, 20),  # conv filters per layer at start
         val_every: int = 500,  # steps between validation passes
         monitor_index: int = 0,  # held-out image shown at start
         publish_hz: float = 30.0,  # snapshots per second at most while training runs
-        snapshot_budget: float = 0.02,  # ... and at most this share of the worker's time (train_process)
+        snapshot_budget: float = 0.02,  # ... and at most this share of the worker's time (process.py)
         start_paused: bool = False,
         download: bool = True,  # download a missing data set (CIFAR-10 / MNIST into data_dir)
         max_loss: float = 1e4,  # divergence guard (TrainerConfig.max_loss)
         data_mirror: str | None = None,  # base URL with the data files, instead of torchvision's URLs
+        hang_timeout: float | None = HANG_TIMEOUT_S,  # heartbeat silence taken for a hang; None: never
+        test_step_sleep: float = 0.0,  # tests only: seconds each step sleeps (a long but live step)
     ) -> None:
         self.options = {
             **DEFAULTS,
@@ -97,11 +82,9 @@ class TrainHandle(ImagesJobs):
             "start_paused": bool(start_paused),
             "max_loss": float(max_loss),
             "data_mirror": data_mirror,
+            "test_step_sleep": float(test_step_sleep),
         }
-        self._ctx = mp.get_context("spawn")  # fork would copy the GL context and the render threads
-        self._proc: mp.process.BaseProcess | None = None
-        self._conn = None
-        self._lost = False
+        super().__init__(hang_timeout=hang_timeout)
         self._state = STOPPED
         self._worker_version = 0  # version of the newest SPEC from the current process
         self._slot: Slot | None = None  # the attached snapshot slot
@@ -118,47 +101,17 @@ class TrainHandle(ImagesJobs):
         self.notices: deque[str] = deque(maxlen=32)  # worker messages (NaN pause, ...) for the UI
         self.message = ""  # the newest of them
         self.messages_received = 0  # counts them, so a caller can tell a repeated text from a new one
-        self.error: str | None = None  # dead / failed worker, shown until it is back
-        self.restarts = 0
         # (what, done bytes or None, total or None) while the worker loads its data, else None
         self.progress: tuple[str, int | None, int | None] | None = None
         self.progress_log: deque[tuple[str, int | None, int | None]] = deque(maxlen=64)  # newest last
         self.snapshots_read = 0
         self.last: T.TrainSnapshot | None = None  # newest snapshot handed out
-        self.filters: dict[int, T.FilterData] = {}  # embed_filters command id -> its vectors
+        self.filters: dict[int, V.FilterData] = {}  # embed_filters command id -> its vectors
         self.images: ImagesJob | None = None  # the newest embed_images job
         self.images_meta: dict = {}  # what the worker said of the last finished one
-        self._fail_streak = 0
-        self._next_restart = 0.0
-        self._closed = False
-        self._atexit = functools.partial(_close_at_exit, weakref.ref(self))
-        atexit.register(self._atexit)
 
     # -- properties ----------------------------------------------------------------------------------
-    @property
-    def state(self) -> str:
-        return self._state
-
-    @property
-    def ready(self) -> bool:
-        return self._state == READY
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def alive(self) -> bool:
-        return self._proc is not None and not self._lost and self._proc.is_alive()
-
     # -- lifecycle -----------------------------------------------------------------------------------
-    def launch(self) -> None:
-        """Start the worker without waiting; its spec and snapshots arrive through poll()."""
-        if self._closed:
-            raise RuntimeError("TrainHandle is closed")
-        if self._proc is None:
-            self._spawn()
-
     def start(self, timeout: float = 60.0) -> bool:
         """Start the worker and wait for its first snapshot: True, or False with .error set."""
         self.launch()
@@ -169,57 +122,19 @@ class TrainHandle(ImagesJobs):
             return False
         return True
 
-    def check(self) -> bool:
-        """Restart the worker if it died (see the module docstring).  True if it restarted now."""
-        if self._closed or self._proc is None or self.alive:
-            return False
-        now = time.monotonic()
-        if now < self._next_restart:
-            return False  # it died again before it ever got ready: back off
-        self._drain()  # it may have said why
-        code = self._proc.exitcode
-        reason = self.error if self.error and self._state != READY else None
-        self._teardown(graceful=False)
-        self.restarts += 1
-        self._fail_streak += 1
-        self._next_restart = now + min(0.25 * 2 ** (self._fail_streak - 1), 8.0)
-        if self.spec is not None:
-            self.options["widths"] = tuple(layer.shape[0] for layer in T.conv_layers(self.spec))
-        if self.info.get("hyper"):
-            self.options["hyper"] = dict(self.info["hyper"])
-        if self.last is not None:
-            self.options["start_paused"] = self.last.paused
-            self.options["monitor_index"] = int(self.last.stats["monitor_index"])
-        self.error = (
-            f"the training process died (exit code {code}); restarted it from the seed"
-            + (f" ({reason})" if reason else "")
-            + "; load a checkpoint to continue from saved weights"
-        )
-        self._spawn()
-        return True
-
     def close(self) -> None:
         """Stop the worker and free the shared memory.  Idempotent; also runs at interpreter exit."""
-        if self._closed:
-            return
-        self._closed = True
-        atexit.unregister(self._atexit)
-        if self.alive:
-            self._send(T.quit_msg())
-        self._teardown(graceful=True)
+        super().close()
         self._drop_images("cancelled")
 
     def __enter__(self) -> TrainHandle:
         self.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- commands ------------------------------------------------------------------------------------
     def command(self, name: str, **kwargs) -> int:
-        """Send one command (train_protocol.COMMANDS); returns its id at once.  See `replies`."""
-        msg = T.cmd_msg(self._cmd + 1, name, kwargs)  # ValueError for an unknown name, before any id
+        """Send one command (messages.COMMANDS); returns its id at once.  See `replies`."""
+        msg = T.command(self._cmd + 1, name, kwargs)  # ValueError for an unknown name, before any id
         self._cmd += 1
         if name == "set_hyper" and self.info.get("hyper") is not None:
             self.info["hyper"] = {**self.info["hyper"], **kwargs}  # kept for a restart
@@ -269,7 +184,7 @@ class TrainHandle(ImagesJobs):
         return self.command("embed_filters", layer=int(layer))
 
     def embed_images(
-        self, layer: str, count: int, include_train: bool = True, max_dim: int = T.MAX_IMAGE_DIM
+        self, layer: str, count: int, include_train: bool = True, max_dim: int = V.MAX_IMAGE_DIM
     ) -> ImagesJob:
         """Start computing `layer`'s activations of min(count, available) images (held-out first, then
         training images if `include_train`); replaces a running job.  Follow it in `images`."""
@@ -277,14 +192,11 @@ class TrainHandle(ImagesJobs):
             raise RuntimeError("the training process has not announced its network yet")
         n_val, n_train = int(self.info["n_val"]), int(self.info["n_train"])
         n = max(1, min(int(count), n_val + (n_train if include_train else 0)))
-        d = T.image_dim(self.spec.layer(layer).shape, max_dim)  # KeyError for an unknown layer
-        lay = T.ImagesLayout(n, d, tuple(self.spec.layers[0].shape))
-        self._drop_images("cancelled")
-        slot = Slot.create(lay.count)
-        kwargs = dict(layer=layer, n=n, d=d, include_train=bool(include_train), max_dim=int(max_dim))
-        cmd = self.command("embed_images", **kwargs, slot=slot.name, count=lay.count)
-        job = ImagesJob(cmd, layer, n, d, min(n, n_val), bool(include_train), lay, _slot=slot)
-        self.images = job
+        d = V.image_dim(self.spec.layer(layer).shape, max_dim)  # KeyError for an unknown layer
+        lay = V.ImagesLayout(n, d, tuple(self.spec.layers[0].shape))
+        job = self._new_images_job(self._cmd + 1, layer, min(n, n_val), bool(include_train), lay)
+        cmd = self.command("embed_images", **self._images_request(job, max_dim))
+        assert cmd == job.cmd  # command() numbers them in order
         if cmd in self.replies and not self.replies[cmd][0]:
             self._fail_images(job, self.replies[cmd][1])
         return job
@@ -316,12 +228,12 @@ class TrainHandle(ImagesJobs):
         seq = got[0]
         if seq == 0:
             return None
-        self._send(T.read_msg(seq))  # flow control: the worker may write the next one
+        self._send(T.Read(seq))  # flow control: the worker may write the next one
         snap = T.unpack(self._layout, buf, seq, self.spec_version)
         self.last = snap
         self.snapshots_read += 1
-        self._fail_streak = 0
-        if self.error and self.error.startswith("the training process died"):
+        self._ready_now()
+        if self.error and self.error.startswith(self.what):  # the restart's message: it is back now
             self.error = None
         return snap
 
@@ -344,7 +256,7 @@ class TrainHandle(ImagesJobs):
                 return snap
             self._wait_once(deadline, "no matching snapshot")
 
-    def wait_filters(self, cmd_id: int, timeout: float = 30.0) -> T.FilterData:
+    def wait_filters(self, cmd_id: int, timeout: float = 30.0) -> V.FilterData:
         """Block until the vectors of embed_filters command `cmd_id` are here (RuntimeError if refused)."""
         deadline = time.monotonic() + timeout
         while cmd_id not in self.filters:
@@ -361,82 +273,108 @@ class TrainHandle(ImagesJobs):
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError(f"{what} within the timeout (state {self._state}, error {self.error})")
-        try:
-            if self._conn.poll(min(left, 0.05)):
-                self._drain()
-        except (EOFError, OSError):
-            self._lost = True
+        self._wait(min(left, 0.05))
 
     # -- internals -----------------------------------------------------------------------------------
-    def _spawn(self) -> None:
-        parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(
-            target=train_main, args=(child, dict(self.options)), name="convscope-train", daemon=True
-        )
-        proc.start()
-        child.close()  # only the worker holds its end, so its death reads as EOF here
-        self._proc, self._conn, self._lost = proc, parent, False
+    def _target(self):
+        return train_main, (dict(self.options),), {}
+
+    def _quit_message(self):
+        return T.Quit()
+
+    def _spawned(self) -> None:
         self._state = STARTING
         self._worker_version = 0
         self.progress = None
 
-    def _send(self, msg: tuple) -> bool:
-        try:
-            self._conn.send(msg)
-            return True
-        except (OSError, ValueError, AttributeError):
-            self._lost = True
+    def _describe(self, beat: Beat) -> str:
+        where = T.describe_phase(beat.phase, beat.a, beat.b)
+        # A covered phase has a thread beating through it: silence there means the whole process stopped.
+        return where if beat.phase in (T.PHASE_SAVE, T.PHASE_LOAD) else f"stopped {where}"
+
+    def _prepare_restart(self) -> str:
+        """The new worker starts from the architecture, hyperparameters and run/pause state last seen,
+        with fresh weights from the seed: the weights (and the guard's copies) lived in the old process."""
+        reason = self.error if self.error and self._state != READY else None
+        if self.spec is not None:
+            self.options["widths"] = tuple(layer.shape[0] for layer in V.conv_layers(self.spec))
+        if self.info.get("hyper"):
+            self.options["hyper"] = dict(self.info["hyper"])
+        if self.last is not None:
+            self.options["start_paused"] = self.last.paused
+            self.options["monitor_index"] = int(self.last.stats["monitor_index"])
+        return (
+            " from a fresh start (the seed)"
+            + (f" ({reason})" if reason else "")
+            + "; load a checkpoint to continue from saved weights"
+        )
+
+    @property
+    def _stale_s(self) -> float:
+        return STALE_S if self._hang_timeout is None else min(STALE_S, 0.5 * self._hang_timeout)
+
+    def activity(self) -> str | None:
+        """What a live worker is busy with when it has been at it for a while (a long step, a refit),
+        e.g. "in step 1234, batch 4096 for 4 s"; None when it beats from its loop as usual."""
+        beat = self.beat()
+        if beat is None or beat.count == 0 or beat.phase_s + beat.silent_s < self._stale_s:
+            return None
+        if beat.phase in (T.PHASE_LOOP, T.PHASE_WAIT):
+            return None
+        return f"{T.describe_phase(beat.phase, beat.a, beat.b)} for {beat.phase_s + beat.silent_s:.0f} s"
+
+    @property
+    def stale(self) -> bool:
+        """True while the worker has said nothing for STALE_S seconds (half the hang timeout if that is
+        less), or has been in one long step or command that long: numbers from its last snapshot (the
+        images/s) are out of date."""
+        beat = self.beat()
+        if beat is None or beat.count == 0:
             return False
+        return beat.silent_s >= self._stale_s or self.activity() is not None
 
-    def _drain(self) -> None:
-        if self._conn is None:
-            return
-        try:
-            while self._conn.poll(0):
-                self._handle(self._conn.recv())
-        except (EOFError, OSError):
-            self._lost = True
-
-    def _handle(self, msg: tuple) -> None:
-        tag = msg[0]
-        if tag == T.SNAP:
-            self._note = (msg[1], msg[2])
-        elif tag == T.SPEC:
-            self._on_spec(msg[1], NetSpec.from_dict(msg[2]), msg[3])
-        elif tag == T.ATTACHED:
-            self._on_attached(msg[1])
-        elif tag == T.REPLY:
-            self.replies[msg[1]] = (msg[2], msg[3])
-            if len(self.replies) > 4096:  # nobody reads old answers; keep the table bounded
-                del self.replies[next(iter(self.replies))]
-        elif tag == T.MESSAGE:
-            self.message = msg[1]
-            self.notices.append(msg[1])
+    def _handle(self, msg) -> None:
+        kind = type(msg)
+        if kind is T.Snap:
+            self._note = (msg.version, msg.seq)
+        elif kind is T.Spec:
+            self._on_spec(msg.version, NetSpec.from_dict(msg.spec), msg.info)
+        elif kind is T.Attached:
+            self._on_attached(msg.version)
+        elif kind is T.Reply:
+            self._on_reply(msg)
+        elif kind is T.Message:
+            self.message = msg.text
+            self.notices.append(msg.text)
             self.messages_received += 1
-        elif tag == T.ERROR:
-            self.error = msg[1]
+        elif kind is T.Error:
+            self.error = msg.text
             self.progress = None
-        elif tag == T.PROGRESS:
-            self.progress = (msg[1], msg[2], msg[3])
+        elif kind is T.Progress:
+            self.progress = (msg.what, msg.done, msg.total)
             self.progress_log.append(self.progress)
-        elif tag == T.FILTERS:
-            self._on_filters(msg[1], msg[2], msg[3])
-        elif tag in (T.IMG_ATTACHED, T.IMG_PROGRESS, T.IMG_DONE, T.IMG_FAILED):
+        elif kind is T.Filters:
+            self._on_filters(msg.cmd_id, msg.version, msg.meta)
+        elif kind in V.IMAGE_MESSAGES:
             self._on_image_msg(msg)
-        if tag == T.REPLY and not msg[2]:
-            job = self.images
-            if job is not None and job.cmd == msg[1] and job.active:
-                self._fail_images(job, msg[3])
+
+    def _on_reply(self, msg: T.Reply) -> None:
+        self.replies[msg.cmd_id] = (msg.ok, msg.text)
+        if len(self.replies) > 4096:  # nobody reads old answers; keep the table bounded
+            del self.replies[next(iter(self.replies))]
+        job = self.images
+        if not msg.ok and job is not None and job.cmd == msg.cmd_id and job.active:
+            self._fail_images(job, msg.text)  # the embed_images command itself was refused
 
     def _on_filters(self, cmd_id: int, version: int, meta: dict) -> None:
         if version != self._worker_version or self._filter_slot is None or self._state != READY:
             return  # written into a slot of an architecture since replaced
-        lay = T.FilterLayout.of(self.spec, int(meta["layer_index"]))
+        lay = V.FilterLayout.of(self.spec, int(meta["layer_index"]))
         buf = np.empty(self._filter_slot.count, np.float32)
         got = self._filter_slot.read_into(buf)
         if got is None or got[0] != cmd_id:
             return  # a newer embed_filters already overwrote it; its own FILTERS follows
-        self.filters[cmd_id] = T.unpack_filters(lay, buf, cmd_id, self.spec_version, meta)
+        self.filters[cmd_id] = V.unpack_filters(lay, buf, cmd_id, self.spec_version, meta)
         while len(self.filters) > KEEP_FILTERS:
             del self.filters[next(iter(self.filters))]
 
@@ -449,7 +387,7 @@ class TrainHandle(ImagesJobs):
         try:
             layout = T.SnapshotLayout(spec)
             slots.append(Slot.create(layout.count))
-            slots.append(Slot.create(T.filter_slot_count(spec)))
+            slots.append(Slot.create(V.filter_slot_count(spec)))
         except (OSError, ValueError) as exc:
             for slot in slots:
                 slot.unlink()
@@ -458,7 +396,7 @@ class TrainHandle(ImagesJobs):
             return
         self._pending = (version, slots[0], slots[1], spec, info)
         self._state = ATTACHING
-        self._send(T.attach_msg(version, slots[0].name, slots[1].name))
+        self._send(T.Attach(version, slots[0].name, slots[1].name))
 
     def _on_attached(self, version: int) -> None:
         if self._pending is None or self._pending[0] != version:
@@ -475,7 +413,7 @@ class TrainHandle(ImagesJobs):
         self.spec_version += 1
         self._state = READY
         self.progress = None  # the data is loaded
-        if self.error and not self.error.startswith("the training process died"):
+        if self.error and not self.error.startswith(self.what):  # a restart's message stays up
             self.error = None
 
     def _release_pending(self) -> None:
@@ -492,33 +430,12 @@ class TrainHandle(ImagesJobs):
                 slot.close()
         self._slot = self._filter_slot = None
 
-    def _teardown(self, graceful: bool) -> None:
-        proc, conn = self._proc, self._conn
-        self._proc = self._conn = None
-        if proc is not None:
-            if graceful:
-                proc.join(2.0)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(1.0)
-            if proc.is_alive():
-                proc.kill()
-            proc.join()
-            proc.close()
-        if conn is not None:
-            conn.close()
+    def _release(self) -> None:
         self._release_pending()
         self._release_slot()
         job = self.images
         if job is not None and job.state in ("starting", "computing"):
             self._fail_images(job, "the training process stopped")
         self._state = STOPPED
-        self._lost = False
         self._note = None
         self.progress = None
-
-
-def _close_at_exit(ref: weakref.ref) -> None:
-    handle = ref()
-    if handle is not None:
-        handle.close()

@@ -4,7 +4,7 @@ the training loop, with one BLAS/OpenMP thread.
 Why a process of its own: t-SNE is seconds of numpy and OpenMP for 20,000 points, which would stall a
 render frame or a training step; and with two OpenMP threads on two busy cores even a 20-point t-SNE
 stalls for seconds (scikit-learn here: 5-15 s, against 0.05 s with one thread), so the child runs
-single-threaded.  The handle (embed_handle.py) puts ENV_ONE_THREAD into the environment the child is
+single-threaded.  The handle (ProcessHandle) puts ENV_ONE_THREAD into the environment the child is
 spawned with, so OpenBLAS / OpenMP read 1 before numpy or scikit-learn load there, and the child also
 holds `threadpoolctl.threadpool_limits(1)` for libraries loaded later.  It runs at a lower priority
 (EmbedConfig.niceness) so the render and training loops come first.
@@ -28,21 +28,11 @@ was known, early exaggeration is skipped and only `warm_iters` iterations run, s
 vectors moves points little.  Points come back in t-SNE's own scale (the handle normalises for display
 and keeps these for the next warm start).
 
-Pipe protocol (tuples; the handle -> this process):
-    (JOB, job_id, in_name, out_name, n, d, params: dict)   vectors + init in segment in_name (`input_count`),
-                                                             result (n, 2) into out_name
-    (CANCEL, job_id)                                        abandon that job if it is running
-    (QUIT,)
-this process -> the handle:
-    (READY, engine, pid)                                    after the imports
-    (ATTACHED, job_id)                                      both segments mapped: the handle unlinks them
-    (PROGRESS, job_id, fraction, phase, seq)                big jobs only; seq > 0: a partial layout is in out
-    (DONE, job_id, seq, seconds, kl, engine)                the final layout is in out with that seq
-    (CANCELLED, job_id)                                     superseded or cancelled; out holds nothing useful
-    (FAILED, job_id, text)
-A newer JOB that arrives while one runs supersedes it at the next progress check (every `check_every`
-iterations): the old one answers CANCELLED, then the new one runs.  Shared memory follows engine/worker/shm.py
-(the handle creates and unlinks; this side only attaches and closes).
+Messages: tsne_messages.py (the table is in docs/PROTOCOLS.md).  A job's vectors are in its input segment,
+or, for an images job, in that job's own vectors segment, whose descriptor follows the TsneJob on the pipe
+(the segment's name is unlinked by then).  A newer job that arrives while one runs supersedes it at the next
+progress check (every `check_every` iterations): the old one answers TsneCancelled, then the new one runs.
+Shared memory follows engine/proc/shm.py (the handle creates and unlinks; this side only attaches and closes).
 """
 
 from __future__ import annotations
@@ -52,22 +42,14 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from multiprocessing import reduction
 
 import numpy as np
-from convscope.engine.worker.shm import Slot
+from convscope.engine.proc.handle import ONE_THREAD
+from convscope.engine.proc.shm import Slot
+from convscope.features.embedding import tsne_messages as M
 
-JOB, CANCEL, QUIT = "job", "cancel", "quit"
-READY, ATTACHED, PROGRESS, DONE = "ready", "attached", "progress", "done"
-CANCELLED, FAILED = "cancelled", "failed"
-
-# Set in the child's environment at spawn (embed_handle.py), so the native libraries read them at load time.
-ENV_ONE_THREAD = {
-    "OMP_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "NUMEXPR_NUM_THREADS": "1",
-    "VECLIB_MAXIMUM_THREADS": "1",
-}
+ENV_ONE_THREAD = ONE_THREAD  # what the handle puts into the child's environment (engine/proc/handle.py)
 FFT_MIN_POINTS = 10_000  # openTSNE's FFT gradient from here up, Barnes-Hut below (measured; see top)
 SMALL_POINTS = 1_000  # fewer iterations below this (see TsneParams)
 PCA_MIN_POINTS = 2_000  # reduce wide inputs by PCA from here up (filters stay exact; 20k images get fast kNN)
@@ -339,11 +321,20 @@ def _sklearn(x: np.ndarray, init: np.ndarray | None, params: TsneParams, progres
 
 class _Superseded(Exception):
     def __init__(self, message: tuple | None) -> None:
-        self.message = message  # what to handle next (a newer JOB, QUIT), or None after a CANCEL
+        self.message = message  # (what to handle next: a newer job, a quit; its descriptor), or None
+
+
+def _receive(conn) -> tuple:
+    """The next message and, for a TsneJob whose vectors stay in an images job's segment, the segment's
+    descriptor that follows it on the pipe (None otherwise)."""
+    msg = conn.recv()
+    if type(msg) is M.TsneJob and msg.shared_vectors:
+        return msg, reduction.recv_handle(conn)
+    return msg, None
 
 
 def embed_main(conn, niceness: int = 0, engine: str = "auto") -> None:
-    """The embed process: answer JOBs until QUIT or until the pipe closes (the render process is gone)."""
+    """The embed process: answer jobs until TsneQuit or until the pipe closes (the render process is gone)."""
     for key, value in ENV_ONE_THREAD.items():
         os.environ[key] = value  # for anything that reads them late; the spawn environment had them already
     from threadpoolctl import threadpool_limits
@@ -366,44 +357,68 @@ def embed_main(conn, niceness: int = 0, engine: str = "auto") -> None:
         # well under its 100 ms budget at this priority.
         os.nice(niceness)
     try:
-        conn.send((READY, engine, os.getpid()))
+        conn.send(M.TsneReady(engine, os.getpid()))
         pending: tuple | None = None
         while True:
-            msg = pending if pending is not None else conn.recv()
+            msg, fd = pending if pending is not None else _receive(conn)
             pending = None
-            if msg[0] == QUIT:
+            if type(msg) is M.TsneQuit:
                 return
-            if msg[0] == JOB:
-                pending = _run_job(conn, msg, engine)
-            # a CANCEL for a job no longer running needs nothing
+            if type(msg) is M.TsneJob:
+                pending = _run_job(conn, msg, fd, engine)
+            # a cancel for a job no longer running needs nothing
     except (EOFError, OSError, BrokenPipeError, KeyboardInterrupt):
         return  # the render process went away
 
 
-def _run_job(conn, msg: tuple, engine: str) -> tuple | None:
-    """Run one JOB; return a message that superseded it (to handle next), else None."""
-    _, job_id, in_name, out_name, n, d, params_dict = msg
+def _attach_input(msg: M.TsneJob, fd: int | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """The job's vectors, warm start and known mask, copied out of its segments (which are closed)."""
+    n, d = msg.n, msg.d
+    own_d = 0 if msg.shared_vectors else d
+    slot = Slot.attach(msg.in_name, input_count(n, own_d))
+    vec = None
     try:
-        params = TsneParams(**{**params_dict, "engine": engine})
-        slot_in = Slot.attach(in_name, input_count(n, d))
-    except (OSError, ValueError, TypeError) as exc:
-        conn.send((FAILED, job_id, f"could not read the job's vectors: {exc}"))
-        return None
-    try:
-        slot_out = Slot.attach(out_name, 2 * n)
-    except (OSError, ValueError) as exc:
-        slot_in.close()
-        conn.send((FAILED, job_id, f"could not map the job's result segment: {exc}"))
-        return None
-    conn.send((ATTACHED, job_id))
-    try:
-        payload = np.empty(input_count(n, d), np.float32)
-        got = slot_in.read_into(payload)
-        slot_in.close()
+        if fd is not None:
+            vec = Slot.attach_fd(fd, n * d)
+            fd = None  # the slot owns it now
+        payload = np.empty(input_count(n, own_d), np.float32)
+        got = slot.read_into(payload)
         if got is None or got[0] == 0:
-            conn.send((FAILED, job_id, "the job's vectors were never completely written"))
+            raise ValueError("the job's warm start was never completely written")
+        _, init, known = unpack_input(payload, n, own_d)
+        if vec is None:
+            return payload[: n * d].reshape(n, d), init, known
+        x = np.empty(n * d, np.float32)
+        got = vec.read_into(x)
+        if got is None or got[0] == 0:
+            raise ValueError("the images job's vectors were never completely written")
+        return x.reshape(n, d), init, known
+    finally:
+        slot.close()
+        if vec is not None:
+            vec.close()
+        if fd is not None:
+            os.close(fd)
+
+
+def _run_job(conn, msg: M.TsneJob, fd: int | None, engine: str) -> tuple | None:
+    """Run one job; return a (message, descriptor) that superseded it (to handle next), else None."""
+    job_id, n = msg.job, msg.n
+    try:
+        params = TsneParams(**{**msg.params, "engine": engine})
+        slot_out = Slot.attach(msg.out_name, 2 * n)
+    except (OSError, ValueError, TypeError) as exc:
+        if fd is not None:
+            os.close(fd)
+        conn.send(M.TsneFailed(job_id, f"could not map the job's segments: {exc}"))
+        return None
+    try:
+        try:
+            x, init, known = _attach_input(msg, fd)
+        except (OSError, ValueError) as exc:
+            conn.send(M.TsneFailed(job_id, f"could not read the job's vectors: {exc}"))
             return None
-        x, init, known = unpack_input(payload, n, d)
+        conn.send(M.TsneAttached(job_id))
         seq = 0
         report = n >= params.progress_min_points
 
@@ -411,30 +426,30 @@ def _run_job(conn, msg: tuple, engine: str) -> tuple | None:
             nonlocal seq
             # A newer job or a cancel stops this one; anything else waits for the main loop.
             if conn.poll(0):
-                nxt = conn.recv()
-                if nxt[0] == QUIT or nxt[0] == JOB or (nxt[0] == CANCEL and nxt[1] == job_id):
-                    raise _Superseded(None if nxt[0] == CANCEL else nxt)
+                nxt, nxt_fd = _receive(conn)
+                kind = type(nxt)
+                if kind in (M.TsneQuit, M.TsneJob) or (kind is M.TsneCancel and nxt.job == job_id):
+                    raise _Superseded(None if kind is M.TsneCancel else (nxt, nxt_fd))
             if report:
                 if points is not None:
                     seq += 1
                     slot_out.write(seq, points.astype(np.float32))
-                conn.send((PROGRESS, job_id, float(fraction), phase, seq if points is not None else 0))
+                conn.send(M.TsneProgress(job_id, float(fraction), phase, seq if points is not None else 0))
             return False
 
         try:
             result = tsne(x, init, known, params, progress, one_thread=False)
         except _Superseded as stop:
-            conn.send((CANCELLED, job_id))
+            conn.send(M.TsneCancelled(job_id))
             return stop.message
         except Exception as exc:  # a bad input must not kill the process: say what happened
-            conn.send((FAILED, job_id, f"{type(exc).__name__}: {exc}"))
+            conn.send(M.TsneFailed(job_id, f"{type(exc).__name__}: {exc}"))
             return None
         seq += 1
         slot_out.write(seq, result.points.astype(np.float32))
-        conn.send((DONE, job_id, seq, result.seconds, result.kl, result.engine))
+        conn.send(M.TsneDone(job_id, seq, result.seconds, result.kl, result.engine))
         return None
     finally:
-        slot_in.close()
         slot_out.close()
 
 

@@ -5,7 +5,7 @@ protocol: messages and Result; shm: seqlock slots; handle: the render side; proc
 Importing this package never imports torch; only the spawned worker process does (process.worker_main).
 """
 
-from convscope.engine.worker.handle import WorkerHandle, measure_latency
-from convscope.engine.worker.protocol import Result
+from convscope.features.inference.handle import WorkerHandle, measure_latency
+from convscope.features.inference.messages import Result
 
 __all__ = ["Result", "WorkerHandle", "measure_latency"]

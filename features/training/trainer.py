@@ -22,7 +22,7 @@ optimizer rebuilds it and carries over the state that has a meaning in the new o
     SGD -> Adam / Adadelta, Adadelta -> SGD: fresh state.  A first moment without a second moment would make
                        Adam's first updates huge, and Adadelta's averages have no SGD counterpart.
 
-Divergence guard (engine/worker/guard.py).  A NaN or inf loss (or one above `max_loss`), or NaN/inf weights,
+Divergence guard (guard.py).  A NaN or inf loss (or one above `max_loss`), or NaN/inf weights,
 restores good weights with their optimizer state, step counter and batch position, pauses, and sets
 `message`; nothing raises.  Weights broken by an update show in the next step's loss (a NaN or inf weight
 makes it NaN or inf); a scan of the weights runs before each rolling copy, so no copy holds bad ones, and
@@ -57,8 +57,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from convscope.engine.graph.spec import NetSpec
-from convscope.engine.worker.datasets import Dataset, to_input
-from convscope.engine.worker.guard import DivergenceGuard
+from convscope.features.data.datasets import Dataset, to_input
+from convscope.features.training.guard import DivergenceGuard
 from convscope.models import surgery
 from convscope.models.checkpoint import (
     CheckpointError,
