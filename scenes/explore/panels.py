@@ -330,7 +330,7 @@ def gui_experiments_panel(state: ExploreState, rs: RobustnessState, ms: MorphSta
         if imgui.collapsing_header("robustness", imgui.TreeNodeFlags_.default_open):
             gui_robustness(rs, state.network_input)
         if imgui.collapsing_header("morph A -> B"):
-            gui_morph(ms, state.network_input, (320 * scale, 180 * scale))
+            gui_morph(ms, state.drawing_input, (320 * scale, 180 * scale))
     imgui.end()
 
 

@@ -176,11 +176,15 @@ class ExploreScene:
             self.pad.set_image(canvas)
         elif resend:
             self.pad.dirty = True
+        if self.morph.take_back_to_pad():
+            self.pad.dirty = True  # "back to the pad": the network still holds the blend
         changed, ended = self.pad.consume()
         image = None
         if changed or ended:
             self.morph.stop()  # drawing again hands the input back to the pad
+            self.morph.take_back_to_pad()  # the drawing goes out below anyway
             image = robustness.network_input(self.pad.canvas, self.robust.mnist_centering)
+            self.state.drawing_input = image
         if self.morph.active and self.morph.take_input_changed():
             image = self.morph.image()
         if image is not None:

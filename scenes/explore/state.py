@@ -59,6 +59,7 @@ class ExploreState:
     frame_ms: float = 0.0  # smoothed frame time for the overlay
     reset_camera: bool = False  # set by the "Fit all" button, consumed by the scene
     network_input: np.ndarray | None = None  # the 28x28 image last sent to the network
+    drawing_input: np.ndarray | None = None  # the pad's drawing as the network sees it (not a morph blend)
     # -- details on demand (Harley 2015 sec. 3.2): hover shows edges, click shows the calculation
     hovered: int = -1  # node id under the pointer (set by the scene's picking); -1 for none
     selected: int = -1  # node id clicked; -1 for none.  The details panel's close button clears it
