@@ -42,11 +42,13 @@ from convscope.engine.graph.picking import Picker
 from convscope.engine.graph.spec import NetSpec
 from convscope.engine.scene import FrameContext
 from convscope.engine.ui.embed_panel import SELECTED_RGB
-from convscope.engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputState
+from convscope.engine.ui.help import HelpSection
+from convscope.engine.ui.input import MOD_CONTROL, MOD_SHIFT, MOUSE_LEFT, MOUSE_RIGHT, InputState
 from convscope.engine.worker import WorkerHandle
 from convscope.scenes.explore import robustness
 from convscope.scenes.explore.compare import CompareView
 from convscope.scenes.explore.embedding import explore_embed_view
+from convscope.scenes.explore.help_text import SECTIONS as HELP_SECTIONS
 from convscope.scenes.explore.morph import MorphState, load_idx_digits
 from convscope.scenes.explore.pad import PadState
 from convscope.scenes.explore.panels import (
@@ -171,6 +173,8 @@ class ExploreScene:
     def update(self, inp: InputState, dt: float, ui_mouse: bool, ui_keyboard: bool) -> None:
         self._watch_worker()
         self._toggle_compare()
+        if not ui_keyboard:
+            self._undo_keys(inp)
         canvas, resend = robustness.consume(self.robust, self.pad.canvas)
         if canvas is not None:
             self.pad.set_image(canvas)
@@ -292,6 +296,19 @@ class ExploreScene:
         if self.compare is not None and self.state.reset_camera:
             self.state.reset_camera = False
             self.compare.refit()
+
+    def help_sections(self) -> tuple[HelpSection, ...]:
+        """For the help overlay (F1 or ?)."""
+        return HELP_SECTIONS
+
+    def _undo_keys(self, inp: InputState) -> None:
+        """Ctrl+Z undoes the pad's newest edit (stroke, Clear, shift, turn); Ctrl+Y / Ctrl+Shift+Z redo."""
+        if inp.chord_pressed(glfw.KEY_Z, MOD_CONTROL):
+            self.pad.undo()
+        elif inp.chord_pressed(glfw.KEY_Y, MOD_CONTROL) or inp.chord_pressed(
+            glfw.KEY_Z, MOD_CONTROL | MOD_SHIFT
+        ):
+            self.pad.redo()
 
     def _run_morph_curve(self) -> None:
         """Once per new A / B: the 21 blends through the network, for the probability curve."""
