@@ -249,7 +249,7 @@ class ExploreScene:
                     self.camera.view_matrix(),
                     self.camera.projection(w / max(h, 1)),
                     viewport,
-                    self.state.colormap,
+                    colormaps.DIVERGING,  # signed weights / contributions: centred on zero
                     width_scale=self.ui_scale * scale,
                 )
             if self._outline.count:
@@ -571,6 +571,7 @@ class ExploreScene:
             return
         self._details_key = key
         s.details, s.details_note = None, None
+        s.detail_ranges = {}
         self._detail_images = {}
         self._detail_version += 1
         if s.selected < 0 or self.spec is None or s.selected >= self.spec.total_nodes:
@@ -590,27 +591,29 @@ class ExploreScene:
             self._detail_images = self._conv_images(e)
 
     def _conv_images(self, e: Explanation) -> dict[str, np.ndarray]:
-        """The input patch (coloured like its nodes), the filter and their product (over [-m, m]), as
-        RGB strips of one k x k tile per input channel, 1 px apart."""
-        cmap = self.state.colormap
+        """The input patch (coloured like its nodes), the filter and their product (signed: the diverging
+        map over [-m, m], zero in its middle colour), as RGB strips of one k x k tile per input channel,
+        1 px apart.  What each spans goes to state.detail_ranges for the panel's colour bars."""
         below = self.spec.layers[self.spec.index(e.layer.name) - 1]
         lo, hi = self._node_range(below.name)
-        out = {}
-        for name, block, rng in (
-            ("patch", e.patch, (lo, hi)),
-            ("filter", e.filter, None),
-            ("product", e.product, None),
-        ):
-            if rng is None:
-                m = float(np.abs(block).max()) or 1.0
-                rng = (-m, m)
-            t = (block.astype(np.float64) - rng[0]) / max(rng[1] - rng[0], 1e-20)
-            rgb = colormaps.sample(cmap, t)  # (C, k, k, 3)
+        out, ranges = {}, {}
+        for name, block in (("patch", e.patch), ("filter", e.filter), ("product", e.product)):
+            block = np.nan_to_num(block.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+            if name == "patch":
+                cmap = self.state.colormap
+                rgb = colormaps.sample(cmap, (block - lo) / max(hi - lo, 1e-20))  # (C, k, k, 3)
+                ranges[name] = (lo, hi, cmap)
+            else:
+                cmap = colormaps.DIVERGING
+                m = float(np.abs(block).max())
+                rgb = colormaps.sample(cmap, colormaps.signed_t(block, m))
+                ranges[name] = (-m, m, cmap)
             c, k, _ = block.shape
             strip = np.zeros((k, c * (k + 1) - 1, 3), np.float32)
             for ch in range(c):
                 strip[:, ch * (k + 1) : ch * (k + 1) + k] = rgb[ch]
             out[name] = strip
+        self.state.detail_ranges = ranges
         return out
 
     def _upload_detail_images(self) -> None:
