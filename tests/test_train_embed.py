@@ -58,7 +58,7 @@ def app():
 
 @pytest.fixture(scope="module")
 def digits():
-    return builtin_digits(channels=3)  # what the worker trains on for dataset="digits"
+    return builtin_digits(channels=1)  # what the worker trains on for dataset="digits" (grey: one channel)
 
 
 def test_filter_points_and_ids_follow_surgery(app):

@@ -226,6 +226,9 @@ def test_divergent_learning_rate_restores_the_weights_from_before_the_change(dig
     assert not stats["ok"] and t.paused and stats["paused"], f"no pause after 100 divergent steps: {stats}"
     assert math.isnan(stats["loss"])
     assert "paused" in t.message and "lr 10" in t.message, t.message
+    # The settings from before the change come back with the weights (the controls show them).
+    assert t.hyper.lr == 0.01 and t.hyper.weight_decay == Hyper().weight_decay, t.hyper
+    assert t.optimizer.param_groups[0]["lr"] == 0.01 and "settings (lr 0.01)" in t.message
     assert "before the change lr 0.01 -> 10, weight_decay 0.0001 -> 1 at step 3" in t.message, t.message
     _assert_restored(t, history, 3)  # not the last finite step: those weights were trained at lr 10
     assert t.tick() is None, "paused: tick must not step"

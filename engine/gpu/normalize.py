@@ -31,3 +31,41 @@ def layer_ranges(spec: NetSpec, acts: np.ndarray, mode: str = "layer") -> np.nda
     hi = np.where(np.isfinite(hi), hi, lo + 1.0)
     hi = np.where(hi - lo > 1e-12, hi, lo + 1.0)
     return np.stack([lo, hi], axis=1).astype(np.float32)
+
+
+def robust_ranges(spec: NetSpec, acts: np.ndarray, lo_q: float = 1.0, hi_q: float = 99.0) -> np.ndarray:
+    """(L, 2) float32 [lo, hi] per layer: the `lo_q` and `hi_q` percentiles of each layer's values instead
+    of its min and max, so one map with a few huge values does not leave every other map of its layer at
+    the bottom colour (values beyond the range show the end colours).  NaNs are ignored; a layer whose
+    percentiles coincide falls back to its min..max (and a constant layer to lo..lo + 1)."""
+    acts = np.asarray(acts, dtype=np.float32).reshape(-1)
+    if len(acts) != spec.total_nodes:
+        raise ValueError(f"{len(acts)} activations for {spec.total_nodes} nodes of {spec.model}")
+    out = layer_ranges(spec, acts, "layer")
+    for i, layer in enumerate(spec.layers):
+        v = acts[layer.start : layer.stop]
+        v = v[np.isfinite(v)]
+        if len(v) < 2:
+            continue
+        lo, hi = np.percentile(v, [lo_q, hi_q])
+        if hi - lo > 1e-12:
+            out[i] = (lo, hi)
+    return out
+
+
+def per_map(spec: NetSpec, acts: np.ndarray) -> np.ndarray:
+    """The activations with every feature map of a grid layer scaled to its own min..max (0..1), other
+    layers to theirs: shown over a 0..1 range, each map uses the whole colormap.  A constant map gives 0."""
+    acts = np.asarray(acts, dtype=np.float32).reshape(-1)
+    if len(acts) != spec.total_nodes:
+        raise ValueError(f"{len(acts)} activations for {spec.total_nodes} nodes of {spec.model}")
+    out = np.empty_like(acts)
+    for layer in spec.layers:
+        v = acts[layer.start : layer.stop]
+        maps = v.reshape(layer.shape[0], -1) if layer.is_grid else v.reshape(1, -1)
+        with np.errstate(invalid="ignore"):
+            lo = np.nanmin(np.where(np.isfinite(maps), maps, np.nan), axis=1, keepdims=True)
+            hi = np.nanmax(np.where(np.isfinite(maps), maps, np.nan), axis=1, keepdims=True)
+        span = np.where(hi - lo > 1e-12, hi - lo, np.inf)
+        out[layer.start : layer.stop] = np.nan_to_num((maps - lo) / span, nan=0.0).reshape(-1)
+    return out

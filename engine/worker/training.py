@@ -478,17 +478,20 @@ class Trainer:
         self.step_count = good.step
         self.epoch, self.offset = good.position
         self.paused = True
+        failed_with = f"{self.hyper.optimizer}, lr {self.hyper.lr:g}"
+        restored = self._restore_settings(good.before)
         after_edit = 0 <= failed - self._edit_step <= self.config.suspect_steps
-        advice = (
-            "it came soon after a layer edit: resume (the learning rate warms up again) or lower it"
-            if after_edit
-            else "lower the learning rate and resume"
-        )
+        if after_edit:
+            advice = "it came soon after a layer edit: resume (the learning rate warms up again) or lower it"
+        elif restored:
+            advice = "resume to go on with them"
+        else:
+            advice = "lower the learning rate and resume"
         if after_edit:
             self._warm_left = self.config.warmup_steps
         self.message = (
-            f"training paused at step {failed}: {reason} ({self.hyper.optimizer}, lr {self.hyper.lr:g}). "
-            f"Restored the weights and optimizer state of step {self.step_count} ({why}); {advice}."
+            f"training paused at step {failed}: {reason} ({failed_with}). "
+            f"Restored the weights and optimizer state of step {self.step_count} ({why}){restored}; {advice}."
         )
         nan = float("nan")
         return self._stats(
@@ -499,6 +502,22 @@ class Trainer:
             images_per_s=self._rate.get(),
             ok=False,
         )
+
+    def _restore_settings(self, before: dict | None) -> str:
+        """After a blow-up blamed on a hyperparameter change: the settings from before it come back with
+        the weights (same optimizer only: its state was restored as that optimizer's), so the controls and
+        the next resume do not run straight into the same divergence.  Returns a note for the message."""
+        if not before or before.get("optimizer") != self.hyper.optimizer:
+            return ""
+        self._pending = None
+        self.hyper = replace(self.hyper, **before)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.hyper.lr
+            group["weight_decay"] = self.hyper.weight_decay
+            if self.hyper.optimizer == "sgd":
+                group["momentum"] = self.hyper.momentum
+        self._guard.rebase(self._params, self.optimizer, self.step_count, (self.epoch, self.offset))
+        return f", and its settings (lr {self.hyper.lr:g})"
 
     # -- steering -------------------------------------------------------------------------------------------
     def _edit_generator(self) -> torch.Generator:
