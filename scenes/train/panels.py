@@ -111,7 +111,8 @@ def speed_label(speed: float | None) -> str:
 def gui_speed(state: TrainState) -> None:
     """How fast training runs, from a step every two seconds to full speed, and the rate measured."""
     imgui.set_next_item_width(-110)
-    changed, i = imgui.slider_int("speed", state.speed, 0, len(SPEEDS) - 1, speed_label(SPEEDS[state.speed]))
+    # A combo, not a slider: a slider's grab would cover the rate it names.
+    changed, i = imgui.combo("speed", state.speed, [speed_label(v) for v in SPEEDS])
     if changed and i != state.speed:
         state.speed = int(i)
         state.request("set_speed", steps_per_s=SPEEDS[state.speed] or 0)
@@ -338,6 +339,7 @@ def _plot(
     implot.setup_axes("", "", fit, 0 if y_limits else fit)
     if log_y:  # one spike no longer flattens the rest of the curve
         implot.setup_axis_scale(implot.ImAxis_.y1, implot.Scale_.log10)
+        y_limits = y_limits or _log_limits(series)
     if y_limits:
         implot.setup_axis_limits(implot.ImAxis_.y1, y_limits[0], y_limits[1], imgui.Cond_.always)
     implot.setup_legend(implot.Location_.north, implot.LegendFlags_.horizontal | implot.LegendFlags_.outside)
@@ -352,14 +354,28 @@ def _plot(
     implot.end_plot()
 
 
+def _log_limits(series: list[tuple[str, Series]]) -> tuple[float, float] | None:
+    """Log-axis limits: from a little under the 2nd percentile to a little over the largest value, so a
+    batch that happened to score a loss of 1e-7 does not stretch the axis over decades of nothing."""
+    ys = [s.display()[1] for _, s in series if s.n]
+    if not ys:
+        return None
+    y = np.concatenate(ys)
+    y = y[np.isfinite(y) & (y > 0)]
+    if not len(y):
+        return None
+    lo, hi = float(np.percentile(y, 2)), float(y.max())
+    return (lo / 1.5, max(hi * 1.5, lo * 10))
+
+
 def gui_charts(state: TrainState, scale: float) -> None:
     """Against the step: every batch's loss and the smoothed loss; smoothed training accuracy and the
     periodic validation accuracy; images/s."""
     c = state.charts
-    h = 125 * scale
+    h = 150 * scale  # the legend sits above the plot area: room for it and the curves
     _plot("loss (log scale)##chart", [("batch", c.loss), ("smoothed", c.loss_smooth)], h, log_y=True)
     _plot("accuracy##chart", [("train (smoothed)", c.acc), ("validation", c.val_acc)], h, (0.0, 1.05))
-    _plot("images/s##chart", [("images/s", c.rate)], 105 * scale)
+    _plot("images/s##chart", [("images/s", c.rate)], 125 * scale)
 
 
 def filter_montage(weights: np.ndarray, per_row: int = 8) -> np.ndarray:
