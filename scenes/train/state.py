@@ -22,10 +22,11 @@ DATASETS = ("cifar10", "mnist", "digits")
 # Training speed levels: at most this many steps a second (None: as fast as the machine goes).  Step by
 # step is Pause + Step; the slowest levels let a teacher narrate single updates.
 SPEEDS: tuple[float | None, ...] = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, None)
-# Node colour range: "layer" (each layer's min..max), "robust" (each layer's 1st..99th percentile: a few
-# huge values no longer leave the other maps black), "map" (every feature map over its own min..max).
+# Node colour range: "layer" (each layer's min..max), "robust" (a layer's min to a typical map's peak:
+# one strong map no longer leaves the others black; engine/gpu/normalize.robust_ranges), "map" (every
+# feature map over its own min..max).
 RANGES = ("robust", "layer", "map")
-RANGE_LABELS = {"robust": "per layer, 1-99 %", "layer": "per layer, min-max", "map": "per map"}
+RANGE_LABELS = {"robust": "per layer, typical peak", "layer": "per layer, min-max", "map": "per map"}
 MONITOR_CYCLE_S = 5.0  # seconds between monitored images while "cycle" is on
 
 
