@@ -5,14 +5,16 @@ offscreen framebuffer (EGL); both paths share `frame()`, so a headless test exer
 code a user runs.  The panels are built right after input is polled so that a pen stroke made in
 this frame reaches the worker in this frame's update, not the next one.
 
-The app owns the ImGui context and renderer, the frame clock and the frame-time overlay; the
-scene owns everything about its network.
+The app owns the ImGui context and renderer, the frame clock, the frame-time overlay and the app-wide
+keys (engine/ui/help.py): F1 or `?` shows the scene's help (from its `help_sections()`), Ctrl+S or Print
+saves a screenshot through `save_screenshot`; the scene owns everything about its network.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from pathlib import Path
 
 import glfw
 import numpy as np
@@ -20,6 +22,16 @@ from convscope.engine.gpu.frame import OffscreenTarget
 from convscope.engine.gpu.imgui_renderer import ImGuiRenderer
 from convscope.engine.scene import FrameContext, Scene
 from convscope.engine.ui.backend import UiBackend, UiConfig
+from convscope.engine.ui.help import (
+    HelpSection,
+    Shortcuts,
+    draw_note,
+    gui_help,
+    help_closed,
+    help_toggled,
+    screenshot_path,
+    screenshot_wanted,
+)
 from convscope.engine.ui.input import InputCollector, InputState
 from imgui_bundle import imgui
 
@@ -72,6 +84,7 @@ class App:
         ui_config: UiConfig | None = None,
         show_frame_time: bool = False,
         quit_chord: bool = True,  # Ctrl+Q closes the window; False where no key may close it (kiosk)
+        shortcuts: bool | None = None,  # F1 / ? help and Ctrl+S / Print screenshots; None: as quit_chord
     ) -> None:
         if window is None and (ctx is None or size is None):
             raise ValueError("App needs a window, or a ctx and a size for headless runs")
@@ -80,6 +93,10 @@ class App:
         self.scene = scene
         self.show_frame_time = show_frame_time
         self.quit_chord = quit_chord
+        self.shortcuts_enabled = quit_chord if shortcuts is None else bool(shortcuts)
+        self.shortcuts = Shortcuts()
+        self.screenshot_root: Path | None = None  # where screenshots/ goes; None: Pictures, else cwd
+        self.last_screenshot: Path | None = None
         self.stats = FrameStats()
         self.frames = 0
         self.ui = UiBackend(ui_config)
@@ -116,7 +133,11 @@ class App:
             self.window.request_close()
         viewport = inp.framebuffer_size
         self.ui.new_frame(inp.window_size, inp.framebuffer_scale, dt, inp)
+        shoot = self.shortcuts_enabled and self._app_keys(inp)
         self.scene.gui()
+        if self.shortcuts_enabled:
+            gui_help(self.shortcuts, self.help_sections(), self.ui.ui_scale)
+            draw_note(self.shortcuts, self.ui.ui_scale)
         if self.show_frame_time:
             draw_frame_overlay(self.stats)
         self.scene.update(inp, dt, self.ui.want_capture_mouse, self.ui.want_capture_keyboard)
@@ -135,6 +156,34 @@ class App:
             self.ctx.finish()
         self.stats.add(time.perf_counter() - now)
         self.frames += 1
+        if shoot:
+            self._screenshot()
+
+    # -- app-wide keys -----------------------------------------------------------------------------
+
+    def help_sections(self) -> list[HelpSection]:
+        """The current scene's help (none for a scene without `help_sections`)."""
+        sections = getattr(self.scene, "help_sections", None)
+        return list(sections()) if callable(sections) else []
+
+    def _app_keys(self, inp: InputState) -> bool:
+        """F1 / ? / Esc for the help overlay; True when a screenshot was asked for."""
+        sc = self.shortcuts
+        if help_toggled(inp, imgui.get_io().want_text_input):
+            sc.help_open = not sc.help_open
+        elif sc.help_open and help_closed(inp):
+            sc.help_open = False
+        return screenshot_wanted(inp)
+
+    def _screenshot(self) -> None:
+        path = screenshot_path(self.screenshot_root)
+        try:
+            self.save_screenshot(path)
+        except OSError as exc:
+            self.shortcuts.show_note(f"screenshot not saved: {exc}", error=True)
+            return
+        self.last_screenshot = path
+        self.shortcuts.show_note(f"saved {path}")
 
     def run(self, frames: int | None = None) -> None:
         """Until the window closes (or `frames` frames have been drawn)."""
@@ -168,6 +217,16 @@ class App:
         finally:
             target.release()
             self.ctx.screen.use()
+
+    def save_screenshot(self, path: Path) -> Path:
+        """The last frame as a PNG at `path` (its folder made if missing): the one place the app writes a
+        screenshot from a key, so the writer can change in one spot."""
+        from PIL import Image  # only when a screenshot is taken: start-up stays light
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(self.read_pixels()).save(path)
+        return path
 
     def close(self) -> None:
         """Scene first (it may hold textures the renderer shows), then ImGui, then the target."""

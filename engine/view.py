@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 from convscope.engine.camera import OrbitCamera
+from convscope.engine.gpu import colormaps
 from convscope.engine.gpu.edges import EdgeBatch
 from convscope.engine.gpu.paths import PathBatch
 from convscope.engine.gpu.scene_renderer import RenderSettings, SceneRenderer
@@ -120,7 +121,8 @@ class NetworkView:
         w, h = viewport
         view, proj = camera.view_matrix(), camera.projection(w / max(h, 1))
         if edge_width is not None and self.edges.count:
-            self.edges.draw(view, proj, viewport, settings.colormap, width_scale=edge_width)
+            # Signed weights / contributions: the diverging map, centred on zero.
+            self.edges.draw(view, proj, viewport, colormaps.DIVERGING, width_scale=edge_width)
         for paths in extra:
             paths.draw(view, proj, viewport, depth_test=True)
         if self.outline.count:

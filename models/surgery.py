@@ -40,8 +40,9 @@ alone lose much of a trained net (on the built-in digits: 97% validation accurac
 identity layer, ~1-10% for other layer edits).  Given `calibration` images, add_conv_layer and
 remove_conv_layer then re-fit the linear head (weight and bias, in place) so that its logits on those images
 match the logits before the edit in the least-squares sense, with a ridge pull towards the block-rule weights
-(`refit_head`).  With 256 training images this keeps 86-97% on the digits.  The optimizer state of the head
-stays the block-rule one.
+(`refit_head`).  With 256 training images this keeps 86-97% on the digits.  After a re-fit every running
+optimizer state (momentum, Adam's moments) is zeroed: it described the old weights, and carried over it
+drove the first steps after an added layer into a blow-up at the default settings.
 
 Refused (SurgeryError): removing the last filter of a layer or the last conv layer, more than MAX_WIDTH
 filters, a layer that would pool the maps below 1x1, out-of-range indices, and an optimizer that does not
@@ -310,6 +311,7 @@ def add_conv_layer(
     _sync(model, optimizer)
     if targets is not None:
         refit_head(model, calibration, targets)
+        _forget_head_state(optimizer)
     return p
 
 
@@ -350,6 +352,7 @@ def remove_conv_layer(
     _sync(model, optimizer)
     if targets is not None:
         refit_head(model, calibration, targets)
+        _forget_head_state(optimizer)
 
 
 # -- head re-fit ------------------------------------------------------------------------------------------
@@ -363,6 +366,19 @@ def _logits(model: RevaCNN, images: torch.Tensor | None) -> torch.Tensor | None:
         )
     with torch.no_grad():
         return model(images)
+
+
+def _forget_head_state(optimizer: torch.optim.Optimizer | None) -> None:
+    """Zero the optimizer's running state (momentum, moments) of every parameter after a re-fit.  The
+    state was built for the weights before the edit; the re-fitted head moved far from them, and stale
+    momentum pushing the new weights along old directions is what made the first steps after "+ layer"
+    blow up at the default SGD settings (loss 0.3 -> 5000 on the digits).  Counters (`step`) stay."""
+    if optimizer is None:
+        return
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if key != "step" and isinstance(value, torch.Tensor):
+                value.zero_()
 
 
 def refit_head(model: RevaCNN, images: torch.Tensor, targets: torch.Tensor, ridge: float = 1e-2) -> None:

@@ -308,3 +308,86 @@ def test_click_during_a_model_switch(app):
     save(app.read_pixels(), "mlp_fc2")
     move(app, *screen_of(scene, scene.spec.layer("fc1").start + 150))
     assert scene.view.edges.count == 784
+
+
+def bar_pixels(shot: np.ndarray, rect) -> tuple[np.ndarray, np.ndarray]:
+    """The middle row of a colour bar drawn at `rect` (screen units = pixels here), inset by 2 px, and
+    where along the bar each pixel sits (0 at the left end, 1 at the right)."""
+    x0, y0, x1, y1 = rect
+    xs = np.arange(int(np.ceil(x0)) + 2, int(np.floor(x1)) - 2)
+    row = shot[int((y0 + y1) / 2), xs].astype(float) / 255.0
+    return row, (xs + 0.5 - x0) / (x1 - x0)
+
+
+def lenet(app: App) -> None:
+    """Back to LeNet (an earlier test switches to the MLP), with its weights and a result."""
+    scene = app.scene
+    scene.state.model = "lenet"
+    frames_until(
+        app,
+        lambda: (
+            scene.spec is not None
+            and scene.spec.model == "lenet"
+            and scene.weights is not None
+            and scene.worker.weights_version == scene.net.weights_version
+            and scene.ready
+        ),
+        90,
+    )
+    for _ in range(3):
+        app.frame()
+
+
+def test_colour_bars_show_the_maps_of_nodes_edges_and_heatmaps(app):
+    """Select a conv2 node and hover it: the Network panel's node bar shows the node colormap, its edge bar
+    and the details' filter / product bars the diverging map (blue, grey at zero, red), the patch bar the
+    node colormap; every bar's pixels match the map they stand for, and the terms table shows whole labels."""
+    from convscope.engine.gpu import colormaps
+
+    scene = app.scene
+    lenet(app)
+    reset(app)
+    node = scene.spec.layer("conv2").start + 5 * 100 + 3 * 10 + 4
+    click(app, *screen_of(scene, node))
+    move(app, *screen_of(scene, node), frames=4)
+    assert scene.state.selected == node and scene.state.legend.edge_scale is not None
+    shot = app.read_pixels().copy()
+    save(shot, "colour_bars")
+    rects = scene.state.bar_rects
+    expected = {
+        "nodes": scene.state.colormap,
+        "edges": colormaps.DIVERGING,
+        "patch": scene.state.colormap,
+        "filter": colormaps.DIVERGING,
+        "product": colormaps.DIVERGING,
+    }
+    for name, cmap in expected.items():
+        assert name in rects, f"no {name} colour bar"
+        row, t = bar_pixels(shot, rects[name])
+        assert len(row) > 60, (name, rects[name])
+        err = np.abs(row - colormaps.sample(cmap, t)).max(axis=1)
+        assert np.median(err) < 0.03 and err.max() < 0.1, (name, float(np.median(err)), float(err.max()))
+    lo, hi, _ = scene.state.detail_ranges["product"]
+    assert lo == -hi and hi == pytest.approx(float(np.abs(scene.state.details.product).max()), rel=1e-6)
+
+
+def test_an_all_zero_product_shows_the_zero_colour(app):
+    """A blank drawing: conv2's inputs are constant, so a node's patch may be non-zero but a node whose
+    product is all zero must show the diverging map's middle grey, not the top or a hue."""
+    from convscope.engine.gpu import colormaps
+    from convscope.engine.graph.explain import explain
+    from convscope.scenes.explore.details import conv_images
+
+    scene = app.scene
+    lenet(app)
+    spec = scene.spec
+    conv1 = spec.layer("conv1")
+    zeros = np.zeros(spec.total_nodes, np.float32)
+    e = explain(spec, conv1.start, zeros, scene.weights)
+    assert not e.product.any()
+    images, ranges = conv_images(e, scene.state.colormap, (0.0, 1.0))
+    grey = colormaps.sample(colormaps.DIVERGING, 0.5)
+    tiles = images["product"][:, :5]
+    np.testing.assert_allclose(tiles, np.broadcast_to(grey, tiles.shape), atol=1e-6)
+    lo, hi, _ = ranges["product"]
+    assert lo == hi == 0.0

@@ -260,3 +260,69 @@ def test_panel_screenshot_shows_the_curve(one_to_seven):
         fbo.release()
         renderer.release()
         h.close()
+
+
+# -- "back to the pad" in the real explore scene (headless app, real LeNet worker) ---------------------
+
+
+def _pad_of(strokes: list[list[tuple[float, float]]]) -> np.ndarray:
+    pad = PadState(size=280, radius=18.0)
+    for stroke in strokes:
+        pad.begin_stroke(*stroke[0])
+        for p in stroke[1:]:
+            pad.stroke_to(*p)
+        pad.end_stroke()
+    return pad.canvas.copy()
+
+
+@pytest.mark.gl
+def test_back_to_the_pad_restores_the_drawing_and_its_guesses():
+    """Capture a '1' as A and a '7' as B, slide to t = 0.17 (the network sees mostly the '1'), then
+    "back to the pad": the pad still holds the '7' pixel for pixel, and the network sees and guesses
+    the '7' again, as before the morph."""
+    import time
+
+    from convscope.engine.app import App
+    from convscope.engine.config import AppConfig
+    from convscope.engine.gpu.context import create_headless
+    from convscope.scenes.explore.run import wait_until_ready
+    from convscope.scenes.explore.scene import ExploreScene
+
+    def until(cond, what: str, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not cond():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            app.frame()
+            time.sleep(0.002)
+
+    ctx = create_headless()
+    scene = ExploreScene(AppConfig(pad_size=280))
+    app = App(scene, ctx=ctx, size=(960, 600))
+    try:
+        wait_until_ready(app, scene, 90)
+        one, seven = _pad_of(ONE), _pad_of(SEVEN)
+        scene.pad.set_image(one)
+        until(lambda: scene.ready and scene.state.network_input.max() > 0, "the '1'")
+        scene.morph.set_a(scene.state.drawing_input)
+        scene.pad.set_image(seven)
+        seq = scene.sent_seq
+        until(lambda: scene.sent_seq > seq and scene.ready, "the '7'")
+        seven_probs = scene.state.probabilities.copy()
+        assert scene.state.top_guesses(1)[0][0] == "7"
+        scene.morph.set_b(scene.state.drawing_input)
+        until(lambda: scene.morph.curve is not None, "the morph curve")
+        scene.morph.set_t(0.17)
+        until(lambda: scene.ready and scene.state.top_guesses(1)[0][0] == "1", "the blend's guess")
+        np.testing.assert_allclose(scene.state.network_input, scene.morph.image(0.17))
+
+        scene.morph.stop()  # what the "back to the pad" button does
+        seq = scene.sent_seq
+        until(lambda: scene.sent_seq > seq and scene.ready, "the pad's drawing again")
+        np.testing.assert_array_equal(scene.pad.canvas, seven)
+        np.testing.assert_array_equal(scene.state.network_input, pad_to_input(seven))
+        np.testing.assert_allclose(scene.state.probabilities, seven_probs, atol=1e-5)
+        assert scene.state.top_guesses(1)[0][0] == "7"
+        assert not scene.morph.active
+    finally:
+        app.close()
+        ctx.release()

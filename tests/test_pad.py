@@ -250,3 +250,56 @@ def test_widget_screenshot():
         texture.release()
         renderer.release()
         h.close()
+
+
+# -- undo / redo -------------------------------------------------------------------------------------------
+
+
+def stroke(pad: PadState, points, erase: bool | None = None) -> None:
+    pad.begin_stroke(*points[0], erase=erase)
+    for p in points[1:]:
+        pad.stroke_to(*p)
+    pad.end_stroke()
+
+
+def test_undo_and_redo_walk_strokes_clear_and_set_image_exactly():
+    pad = PadState(size=280, radius=10.0)
+    assert not pad.can_undo and not pad.undo() and not pad.redo()
+    states = [pad.canvas.copy()]
+    stroke(pad, [(40, 40), (200, 60)])
+    states.append(pad.canvas.copy())
+    stroke(pad, [(100, 20), (100, 250)], erase=True)
+    states.append(pad.canvas.copy())
+    pad.set_image(np.roll(pad.canvas, 30, axis=1)[::10, ::10])  # as the scene applies a shift
+    states.append(pad.canvas.copy())
+    pad.clear()
+    states.append(pad.canvas.copy())
+    changed = [not np.array_equal(a, b) for a, b in zip(states, states[1:], strict=False)]
+    assert all(changed), "an edit changed nothing"
+    for expected in reversed(states[:-1]):
+        pad.consume()
+        assert pad.undo()
+        np.testing.assert_array_equal(pad.canvas, expected)
+        assert pad.consume() == (True, True), "an undo must reach the network"
+    assert not pad.undo()
+    for expected in states[1:]:
+        assert pad.redo()
+        np.testing.assert_array_equal(pad.canvas, expected)
+    assert not pad.redo()
+    # A new edit after an undo drops the redo steps.
+    pad.undo()
+    stroke(pad, [(10, 10), (20, 20)])
+    assert not pad.can_redo
+
+
+def test_undo_skips_edits_that_changed_nothing_and_keeps_history_steps():
+    pad = PadState(size=56, radius=3.0, history=3)
+    stroke(pad, [(5, 5), (50, 5)], erase=True)  # erasing a blank pad: nothing to undo
+    pad.clear()
+    assert not pad.can_undo
+    for y in (10, 20, 30, 40, 50):
+        stroke(pad, [(5, y), (50, y)])
+    for _ in range(3):
+        assert pad.undo()
+    assert not pad.undo()
+    assert pad.canvas[10, 20] > 0.9 and pad.canvas[20, 20] > 0.9 and pad.canvas[30, 20] == 0.0

@@ -232,3 +232,21 @@ def test_panel_buttons_record_actions_and_the_toggle():
         assert h.rs.pending == [Action(SHIFT, dx=-2, dy=0)]
     finally:
         h.close()
+
+
+def test_undo_restores_a_drawing_that_a_shift_clipped():
+    """An 8 px shift pushes ink over the edge; one undo brings back the pixels exactly, redo the shift."""
+    pad = PadState(size=280, radius=18.0)
+    pad.set_image(draw([[(30, 30), (250, 30), (250, 250)]]))  # ink near the right edge
+    drawn = pad.canvas.copy()
+    rs = RobustnessState()
+    for _ in range(4):
+        rs.request_shift(2, 0)  # four clicks of 2 network pixels: 8 px, 80 pad pixels
+    canvas, _ = consume(rs, pad.canvas)
+    pad.set_image(canvas)
+    assert pad.canvas.sum() < drawn.sum() - 100, "the shift did not clip anything"
+    shifted = pad.canvas.copy()
+    assert pad.undo()
+    np.testing.assert_array_equal(pad.canvas, drawn)
+    assert pad.redo()
+    np.testing.assert_array_equal(pad.canvas, shifted)

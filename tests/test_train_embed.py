@@ -58,7 +58,7 @@ def app():
 
 @pytest.fixture(scope="module")
 def digits():
-    return builtin_digits(channels=3)  # what the worker trains on for dataset="digits"
+    return builtin_digits(channels=1)  # what the worker trains on for dataset="digits" (grey: one channel)
 
 
 def test_filter_points_and_ids_follow_surgery(app):
@@ -197,7 +197,8 @@ def test_images_mode_progress_hover_and_monitor(app, digits, tmp_path):
     move(app, *p.pixel_of(int(p.ids[first])), frames=3)
     hovered = p.hovered
     assert hovered is not None and view._hover_id == hovered
-    pixels = np.frombuffer(view._hover_tex.texture.read(), np.uint8).reshape(32, 32, 3)
+    comps = view._hover_tex.components  # 1: the digits are grey
+    pixels = np.frombuffer(view._hover_tex.texture.read(), np.uint8).reshape(32, 32, comps)
     images = torch.cat([digits.x_val, digits.x_train]).numpy()
     np.testing.assert_array_equal(pixels, images[hovered].transpose(1, 2, 0))
     frame(app)  # the tooltip grows to the picture's size one frame after the picture arrives

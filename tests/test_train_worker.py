@@ -36,7 +36,7 @@ VAL_EVERY = 10_000  # no validation pass in the middle of a test's steps
 
 @pytest.fixture(scope="module")
 def data():
-    return builtin_digits(channels=3)
+    return builtin_digits(channels=1)  # what the worker trains on for "digits": one grey channel
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_snapshot_equals_a_direct_forward_pass(handle, data, tmp_path):
         last = h.step()
     snap = after(h, h.set_monitor_index(5))
     assert snap.step == 4 and snap.paused and int(snap.stats["monitor_index"]) == 5
-    assert h.spec.total_nodes == 31_562
+    assert h.spec.total_nodes == 29_514  # one grey input channel: 1x32x32, then 16-20-20
     got = layer_acts(h, snap)
 
     # Reference 1: the worker's own weights, saved by it and loaded here.
@@ -173,10 +173,10 @@ def test_bad_checkpoints_are_refused_and_change_nothing(handle, tmp_path):
     ok, text = h.wait_reply(h.load(corrupt))
     assert not ok and "corrupt.json" in text
 
-    grey = RevaCNN(Arch(in_channels=1), generator=torch.Generator().manual_seed(0))  # MNIST-shaped
-    other = save_checkpoint(tmp_path / "grey.json", grey, torch.optim.SGD(grey.parameters(), lr=0.1))
+    rgb = RevaCNN(Arch(in_channels=3), generator=torch.Generator().manual_seed(0))  # CIFAR-shaped
+    other = save_checkpoint(tmp_path / "rgb.json", rgb, torch.optim.SGD(rgb.parameters(), lr=0.1))
     ok, text = h.wait_reply(h.load(other))
-    assert not ok and "1x32x32" in text
+    assert not ok and "3x32x32" in text
 
     snap = after(h, h.set_monitor_index(int(before.stats["monitor_index"])))
     assert h.spec_version == version and snap.step == before.step

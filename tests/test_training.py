@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from convscope.features.data.datasets import (
     Dataset,
     DatasetUnavailable,
@@ -225,6 +226,9 @@ def test_divergent_learning_rate_restores_the_weights_from_before_the_change(dig
     assert not stats["ok"] and t.paused and stats["paused"], f"no pause after 100 divergent steps: {stats}"
     assert math.isnan(stats["loss"])
     assert "paused" in t.message and "lr 10" in t.message, t.message
+    # The settings from before the change come back with the weights (the controls show them).
+    assert t.hyper.lr == 0.01 and t.hyper.weight_decay == Hyper().weight_decay, t.hyper
+    assert t.optimizer.param_groups[0]["lr"] == 0.01 and "settings (lr 0.01)" in t.message
     assert "before the change lr 0.01 -> 10, weight_decay 0.0001 -> 1 at step 3" in t.message, t.message
     _assert_restored(t, history, 3)  # not the last finite step: those weights were trained at lr 10
     assert t.tick() is None, "paused: tick must not step"
@@ -577,3 +581,32 @@ def test_shared_cifar_npz_matches_its_readme() -> None:
     counts = torch.bincount(ds.y_val, minlength=10).tolist()  # shared/data/README.md lists these
     assert counts == [105, 93, 100, 104, 92, 87, 114, 102, 110, 110], counts
     assert ds.classes[0] == "airplane" and ds.classes[9] == "truck"
+
+
+def test_adding_a_layer_at_the_default_settings_keeps_the_loss_within_2x(digits: Dataset) -> None:
+    """The training scene's "+ layer" defaults (at 0, 16 filters) on a net trained at the default settings
+    (SGD lr 0.01, momentum 0.9, batch 4): the held-out loss right after the edit, and the mean batch loss
+    of the next 50 steps, stay within 2x of the loss before, and no step diverges.  (Before the optimizer
+    state was zeroed after the head re-fit and the lr warmed up, the loss went 0.3 -> 5000.)"""
+    t = Trainer(digits, Hyper(), TrainerConfig(val_every=0))
+    for _ in range(1500):
+        t.step()
+    x, y = to_input(digits.x_val), digits.y_val
+
+    def held_out_loss() -> float:
+        t.model.eval()
+        with torch.no_grad():
+            return float(F.cross_entropy(t.model(x), y))
+
+    val_before, train_before = held_out_loss(), t._loss.get()
+    t.add_layer(0, 16)
+    val_after = held_out_loss()
+    stats = [t.step() for _ in range(200)]
+    assert all(s["ok"] for s in stats), t.message
+    first50 = float(np.mean([s["loss"] for s in stats[:50]]))
+    msg = (
+        f"held-out loss {val_before:.3f} -> {val_after:.3f}; training loss {train_before:.3f} -> "
+        f"{first50:.3f} (mean of the next 50 steps); max of 200 steps {max(s['loss'] for s in stats):.2f}"
+    )
+    assert val_after < 2 * val_before and first50 < 2 * train_before, msg
+    assert t.optimizer.param_groups[0]["lr"] < t.hyper.lr, "the lr warms up after a layer edit"

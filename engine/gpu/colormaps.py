@@ -54,10 +54,28 @@ _VIRIDIS = [
 
 _GRAYSCALE = [(0.0, 0.0, 0.0), (1.0, 1.0, 1.0)]
 
+# For signed numbers centred on zero (weights, weight x input): a cool-warm ramp after Moreland's
+# diverging map, blue for negative, a neutral light grey exactly at t = 0.5 (zero), red for positive; the
+# two halves have about the same lightness at equal distance from the middle, so neither sign looks
+# stronger.  Not offered as a node colormap: nodes carry activations, which are not centred on zero.
+_DIVERGING = [
+    (0.2298, 0.2987, 0.7537),  # most negative
+    (0.3848, 0.5093, 0.9175),
+    (0.5530, 0.6902, 0.9955),
+    (0.7234, 0.8165, 0.9852),
+    (0.8650, 0.8650, 0.8650),  # zero
+    (0.9692, 0.7606, 0.6592),
+    (0.9567, 0.5980, 0.4773),
+    (0.8674, 0.3394, 0.2805),
+    (0.7057, 0.0156, 0.1502),  # most positive
+]
+DIVERGING = "diverging"
+
 TABLES: dict[str, np.ndarray] = {
     "harley": np.array(_HARLEY, dtype=np.float32),
     "viridis": np.array(_VIRIDIS, dtype=np.float32),
     "grayscale": np.array(_GRAYSCALE, dtype=np.float32),
+    DIVERGING: np.array(_DIVERGING, dtype=np.float32),  # last: the others keep their shader numbers
 }
 NAMES: tuple[str, ...] = tuple(TABLES)  # order = the int the shaders select by
 # What every map gives for t = inf or NaN (an activation that overflowed): pure cyan, which none of the
@@ -85,6 +103,16 @@ def sample(name: str, t: float | np.ndarray) -> np.ndarray:
     f = (x - i)[..., None]
     rgb = table[i] * (1.0 - f) + table[i + 1] * f
     return np.where(finite[..., None], rgb, np.asarray(NONFINITE)).astype(np.float32)
+
+
+def signed_t(values: float | np.ndarray, m: float) -> np.ndarray:
+    """Where signed values sit on a diverging map over [-m, m]: 0 -> 0.5 exactly (all-zero data shows
+    the zero colour, whatever m is)."""
+    v = np.asarray(values, dtype=np.float64)
+    m = float(m)
+    if not m > 0.0 or not np.isfinite(m):
+        return np.full(v.shape, 0.5)
+    return np.clip(0.5 + 0.5 * v / m, 0.0, 1.0)
 
 
 def glsl_block() -> str:

@@ -3,8 +3,8 @@
 Harley 2015 draws edges for one node at a time, on request; which edges and what values they
 carry come from engine.graph.edges (incoming / edge_values / edge_scale), the GPU side is here.
 One instanced quad per edge (shaders/edges.glsl): a line of `EdgeStyle.width` pixels from the
-source node's centre to the target's, coloured through the same colormap as the nodes over the
-symmetric range [-m, m] (0 mid-colormap), weak edges fainter.
+source node's centre to the target's, coloured through the colormap the caller names (the explorer:
+the diverging one) over the symmetric range [-m, m] (0 mid-colormap), weak edges fainter.
 
 `set_edges` writes one small buffer (16 bytes per edge: source xyz + value, at most a few thousand
 edges) and is called only when the hovered node, the activations, the edge mode or the

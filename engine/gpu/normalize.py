@@ -42,3 +42,50 @@ def all_ranges(spec: NetSpec, acts: np.ndarray) -> dict[str, np.ndarray]:
         b = np.where(b - a > 1e-12, b, a + 1.0)
         out[mode] = np.stack([a, b], axis=1).astype(np.float32)
     return out
+
+
+def robust_ranges(spec: NetSpec, acts: np.ndarray, lo_q: float = 1.0, hi_q: float = 99.0) -> np.ndarray:
+    """(L, 2) float32 [lo, hi] per layer that one strong map cannot monopolise.  A grid layer spans its min
+    to a typical map's peak: the median of the maxima of its maps that carry any signal, so about half of
+    them reach the top colour and the rest show in the middle, instead of all but the strongest lying at
+    the bottom colour.  Other layers span their `lo_q` to `hi_q` percentiles.  Values beyond the range show
+    the end colours.  NaNs are ignored; where the statistic collapses the layer keeps its min..max (and a
+    constant layer lo..lo + 1)."""
+    acts = np.asarray(acts, dtype=np.float32).reshape(-1)
+    if len(acts) != spec.total_nodes:
+        raise ValueError(f"{len(acts)} activations for {spec.total_nodes} nodes of {spec.model}")
+    out = layer_ranges(spec, acts, "layer")
+    for i, layer in enumerate(spec.layers):
+        v = acts[layer.start : layer.stop]
+        lo = float(out[i, 0])
+        if layer.is_grid and layer.shape[0] > 1:
+            with np.errstate(invalid="ignore"):
+                peaks = np.nanmax(np.where(np.isfinite(v), v, np.nan).reshape(layer.shape[0], -1), axis=1)
+            peaks = peaks[np.isfinite(peaks) & (peaks > lo + 1e-12)]
+            hi = float(np.median(peaks)) if len(peaks) else lo
+        else:
+            f = v[np.isfinite(v)]
+            if len(f) < 2:
+                continue
+            lo, hi = (float(x) for x in np.percentile(f, [lo_q, hi_q]))
+        if hi - lo > 1e-12:
+            out[i] = (lo, hi)
+    return out
+
+
+def per_map(spec: NetSpec, acts: np.ndarray) -> np.ndarray:
+    """The activations with every feature map of a grid layer scaled to its own min..max (0..1), other
+    layers to theirs: shown over a 0..1 range, each map uses the whole colormap.  A constant map gives 0."""
+    acts = np.asarray(acts, dtype=np.float32).reshape(-1)
+    if len(acts) != spec.total_nodes:
+        raise ValueError(f"{len(acts)} activations for {spec.total_nodes} nodes of {spec.model}")
+    out = np.empty_like(acts)
+    for layer in spec.layers:
+        v = acts[layer.start : layer.stop]
+        maps = v.reshape(layer.shape[0], -1) if layer.is_grid else v.reshape(1, -1)
+        with np.errstate(invalid="ignore"):
+            lo = np.nanmin(np.where(np.isfinite(maps), maps, np.nan), axis=1, keepdims=True)
+            hi = np.nanmax(np.where(np.isfinite(maps), maps, np.nan), axis=1, keepdims=True)
+        span = np.where(hi - lo > 1e-12, hi - lo, np.inf)
+        out[layer.start : layer.stop] = np.nan_to_num((maps - lo) / span, nan=0.0).reshape(-1)
+    return out

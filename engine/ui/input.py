@@ -119,6 +119,14 @@ class InputState:
     def key_pressed(self, key: int) -> bool:
         return key in self.keys_pressed
 
+    def chord_pressed(self, key: int, mods: int = 0) -> bool:
+        """`key` went down this frame with exactly the modifiers `mods` (Shift, Ctrl, Alt, Super; lock keys
+        ignored), read from the key's own event: a press and a release can both land in one frame."""
+        held = MOD_SHIFT | MOD_CONTROL | MOD_ALT | MOD_SUPER
+        return any(
+            e.kind == "key" and e.code == key and e.down and e.mods & held == mods for e in self.events
+        )
+
     def drag_delta(self, button: int) -> tuple[float, float]:
         """Offset from where `button` went down to the pointer now; (0, 0) when it is not held."""
         origin = self.drag_origin.get(button)

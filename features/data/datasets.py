@@ -468,13 +468,14 @@ def make_dataset(
 ) -> Dataset:
     """The named data set from `data_dir`, or the built-in digits with `note` saying why.
 
-    `channels` defaults to the named set's own (3 for CIFAR-10, 1 for MNIST); the stand-in digits get the
-    same, so the model built for the requested set also fits the stand-in.  `progress`, `mirror` and
+    `channels` defaults to the named set's own (3 for CIFAR-10, 1 for MNIST and the grey built-in digits,
+    which run as one channel rather than three identical ones); the stand-in digits for a missing set get
+    the requested set's count, so the model built for it also fits the stand-in.  `progress`, `mirror` and
     `cancel`: see the module docstring and features/data/download.py (a cancel falls back like a failure).
     """
     if name not in NAMES:
         raise ValueError(f"unknown dataset {name!r}; choose one of {NAMES}")
-    channels = channels if channels is not None else (1 if name == "mnist" else 3)
+    channels = channels if channels is not None else (3 if name == "cifar10" else 1)
     if name == "digits":
         return builtin_digits(channels=channels)
     try:

@@ -64,6 +64,7 @@ COMMANDS = (
     "embed_filters",
     "embed_images",
     "cancel_images",
+    "set_speed",  # steps_per_s: at most that many training steps a second; None or 0: full speed
 )
 
 # Named float32 values at the start of every snapshot.  NaN stands for "none yet" (val_acc before the

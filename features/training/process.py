@@ -170,6 +170,8 @@ class _TrainWorker:
         self.dirty = False  # something the user should see changed: publish now, even while paused
         self.unread = 0  # snapshots written since the render side last said it read one
         self.quit = False
+        self.max_rate: float | None = None  # set_speed: training steps a second at most; None: full speed
+        self.next_step_at = 0.0  # perf_counter time the next throttled step is due
         self.last_cmd = 0
         self.images_total = 0.0
         self.message_sent = ""
@@ -202,11 +204,15 @@ class _TrainWorker:
         while not self.quit:
             beat.beat(T.PHASE_LOOP, tr.step_count)
             publishable = self.dirty and self.slot is not None
-            if not self.receive(block=tr.paused and not publishable and self.images is None):
+            idle = not publishable and self.images is None
+            wait = self.throttle_wait()
+            if wait > 0 and idle:
+                self.conn.poll(wait)  # slowed down: sleep until the next step is due or a message comes
+            if not self.receive(block=tr.paused and idle):
                 return
             if self.quit:
                 return
-            if not tr.paused:
+            if not tr.paused and self.throttle_wait() <= 0:
                 # A step at batch 4096, or one that validates, takes seconds: no hang while it runs.
                 with beat.during(T.PHASE_STEP, tr.step_count, (tr.pending or tr.hyper).batch_size):
                     if self.step_sleep:
@@ -214,6 +220,9 @@ class _TrainWorker:
                     stats = tr.tick()
                 if stats is not None:
                     self.record(stats)
+                if self.max_rate is not None:
+                    period = 1.0 / self.max_rate
+                    self.next_step_at = max(self.next_step_at, time.perf_counter() - period) + period
             if self.images is not None:
                 with beat.during(T.PHASE_IMAGES, tr.step_count):
                     self.step_images()
@@ -232,6 +241,12 @@ class _TrainWorker:
                 cost = sorted(self.publish_costs)[len(self.publish_costs) // 2]
                 self.publish_period = max(self.period, cost / self.budget)
                 self.last_publish = now
+
+    def throttle_wait(self) -> float:
+        """Seconds until the next step may run under set_speed (0 at full speed or when it is due)."""
+        if self.max_rate is None or self.trainer.paused:
+            return 0.0
+        return max(self.next_step_at - time.perf_counter(), 0.0)
 
     def receive(self, block: bool) -> bool:
         """Handle every waiting message (after waiting for one when `block`); False when the pipe closed."""
@@ -387,6 +402,14 @@ class _TrainWorker:
             elif name == "set_monitor_index":
                 tr.monitor_index = int(kwargs["index"]) % len(tr.data.x_val)
                 text = f"monitoring held-out image {tr.monitor_index}"
+            elif name == "set_speed":
+                rate = kwargs.get("steps_per_s")
+                self.max_rate = float(rate) if rate else None
+                if self.max_rate is not None and not (0.01 <= self.max_rate <= 1e6):
+                    self.max_rate = None
+                    raise ValueError(f"steps_per_s must be 0.01 to 1e6 (or 0: full speed), got {rate}")
+                self.next_step_at = time.perf_counter()
+                text = "full speed" if self.max_rate is None else f"at most {self.max_rate:g} steps a second"
             elif name == "validate":
                 text = f"validation accuracy {tr.validate():.3f}"
             elif name == "embed_filters":

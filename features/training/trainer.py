@@ -130,7 +130,8 @@ class TrainerConfig:
     rate_beta: float = 0.9  # EMA factor of images/s
     monitor_index: int = 0  # held-out image whose activations drive the paths
     max_loss: float = 1e4  # a batch loss above this counts as divergence, like NaN (sane 10-class CE: < 20)
-    refit_images: int = 256  # training images the head is re-fitted on after a layer edit (0: none)
+    refit_images: int = 1024  # training images the head is re-fitted on after a layer edit (0: none)
+    warmup_steps: int = 1000  # after a layer edit the lr ramps from a tenth to its value over these steps
     good_every: int = 16  # steps between copies of the good weights (the divergence guard's rolling copy)
     suspect_steps: int = (
         500  # a blow-up this soon after a hyperparameter change restores the weights before it
@@ -248,6 +249,8 @@ class Trainer:
         self._jitter_ready = False  # every entry is a per-weight buffer of its layer's weight shape
         self.val_acc: float | None = None
         self.val_step: int | None = None
+        self._warm_left = 0  # steps of lr warm-up left after a layer edit (see _warm_up)
+        self._edit_step = -(10**9)  # step_count at the latest layer edit (the guard's advice names it)
         self._rebase_guard()
 
     @property
@@ -367,6 +370,8 @@ class Trainer:
         every rolling copy and whenever the trainer comes to rest (single step, pause, save)."""
         t0 = time.perf_counter()
         self._apply_pending()
+        if self._warm_left > 0:
+            self._warm_up()
         position = (self.epoch, self.offset)
         idx = self._next_indices(self.hyper.batch_size)
         x, y, y_np = self._batch(idx)
@@ -473,10 +478,20 @@ class Trainer:
         self.step_count = good.step
         self.epoch, self.offset = good.position
         self.paused = True
+        failed_with = f"{self.hyper.optimizer}, lr {self.hyper.lr:g}"
+        restored = self._restore_settings(good.before)
+        after_edit = 0 <= failed - self._edit_step <= self.config.suspect_steps
+        if after_edit:
+            advice = "it came soon after a layer edit: resume (the learning rate warms up again) or lower it"
+        elif restored:
+            advice = "resume to go on with them"
+        else:
+            advice = "lower the learning rate and resume"
+        if after_edit:
+            self._warm_left = self.config.warmup_steps
         self.message = (
-            f"training paused at step {failed}: {reason} ({self.hyper.optimizer}, lr {self.hyper.lr:g}). "
-            f"Restored the weights and optimizer state of step {self.step_count} ({why}); lower the "
-            f"learning rate and resume."
+            f"training paused at step {failed}: {reason} ({failed_with}). "
+            f"Restored the weights and optimizer state of step {self.step_count} ({why}){restored}; {advice}."
         )
         nan = float("nan")
         return self._stats(
@@ -488,6 +503,22 @@ class Trainer:
             ok=False,
         )
 
+    def _restore_settings(self, before: dict | None) -> str:
+        """After a blow-up blamed on a hyperparameter change: the settings from before it come back with
+        the weights (same optimizer only: its state was restored as that optimizer's), so the controls and
+        the next resume do not run straight into the same divergence.  Returns a note for the message."""
+        if not before or before.get("optimizer") != self.hyper.optimizer:
+            return ""
+        self._pending = None
+        self.hyper = replace(self.hyper, **before)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.hyper.lr
+            group["weight_decay"] = self.hyper.weight_decay
+            if self.hyper.optimizer == "sgd":
+                group["momentum"] = self.hyper.momentum
+        self._guard.rebase(self._params, self.optimizer, self.step_count, (self.epoch, self.offset))
+        return f", and its settings (lr {self.hyper.lr:g})"
+
     # -- steering -------------------------------------------------------------------------------------------
     def _edit_generator(self) -> torch.Generator:
         return torch.Generator().manual_seed((self.run_seed * _SEED_MIX + 7919 * (self.n_edits + 1)) % 2**63)
@@ -497,7 +528,19 @@ class Trainer:
         n = min(self.config.refit_images, len(self.data.x_train))
         return to_input(self.data.x_train[:n], self.device) if n > 0 else None
 
-    def _after_edit(self, what: str) -> None:
+    def _warm_up(self) -> None:
+        """After a layer edit the re-fitted head and the new layer are far from what the optimizer's
+        settings were tuned on: the lr ramps linearly from a tenth to its value over `warmup_steps`."""
+        left = self._warm_left
+        self._warm_left = left - 1
+        factor = 1.0 if left <= 1 else 1.0 - 0.9 * left / max(self.config.warmup_steps, 1)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.hyper.lr * factor
+
+    def _after_edit(self, what: str, layer: bool = False) -> None:
+        if layer:
+            self._warm_left = self.config.warmup_steps
+            self._edit_step = self.step_count
         self.n_edits += 1
         self._params = list(self.model.parameters())
         self._rebase_guard()  # the copies must have the new shapes
@@ -535,14 +578,14 @@ class Trainer:
             calibration=self._calibration(),
         )
         self._jitter.insert(p, None)
-        self._after_edit(f"added conv layer {p + 1} with {width} filters")
+        self._after_edit(f"added conv layer {p + 1} with {width} filters", layer=True)
         return p
 
     def remove_layer(self, layer_idx: int) -> None:
         self._collapse_jitter()
         surgery.remove_conv_layer(self.model, self.optimizer, layer_idx, calibration=self._calibration())
         del self._jitter[layer_idx]
-        self._after_edit(f"removed conv layer {layer_idx + 1}")
+        self._after_edit(f"removed conv layer {layer_idx + 1}", layer=True)
 
     # -- what the scene draws -------------------------------------------------------------------------------
     def grad_magnitudes(self) -> list[np.ndarray]:

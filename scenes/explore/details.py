@@ -47,6 +47,7 @@ class NodeDetails:
             return
         self.key = key
         s.details, s.details_note = None, None
+        s.detail_ranges = {}
         self.images = {}
         self.version += 1
         if s.selected < 0 or spec is None or s.selected >= spec.total_nodes:
@@ -64,7 +65,7 @@ class NodeDetails:
         s.details = e
         if e.patch is not None:
             below = spec.layers[spec.index(e.layer.name) - 1]
-            self.images = conv_images(e, s.colormap, node_range(below.name))
+            self.images, s.detail_ranges = conv_images(e, s.colormap, node_range(below.name))
 
     def upload(self, ctx) -> None:
         for name in DETAIL_IMAGES:
@@ -89,23 +90,26 @@ class NodeDetails:
         self.textures = {}
 
 
-def conv_images(e: Explanation, cmap: str, patch_range: tuple[float, float]) -> dict[str, np.ndarray]:
-    """The input patch (over `patch_range`, like its nodes), the filter and their product (over
-    [-m, m]), as RGB strips of one k x k tile per input channel, 1 px apart."""
-    out = {}
-    for name, block, rng in (
-        ("patch", e.patch, patch_range),
-        ("filter", e.filter, None),
-        ("product", e.product, None),
-    ):
-        if rng is None:
-            m = float(np.abs(block).max()) or 1.0
-            rng = (-m, m)
-        t = (block.astype(np.float64) - rng[0]) / max(rng[1] - rng[0], 1e-20)
-        rgb = colormaps.sample(cmap, t)  # (C, k, k, 3)
+def conv_images(
+    e: Explanation, cmap: str, patch_range: tuple[float, float]
+) -> tuple[dict[str, np.ndarray], dict[str, tuple[float, float, str]]]:
+    """The input patch (over `patch_range` in `cmap`, like its nodes), the filter and their product (signed:
+    the diverging map over [-m, m], zero in its middle colour), as RGB strips of one k x k tile per input
+    channel, 1 px apart; and what each spans, (lo, hi, colormap), for the panel's colour bars."""
+    out, ranges = {}, {}
+    for name, block in (("patch", e.patch), ("filter", e.filter), ("product", e.product)):
+        block = np.nan_to_num(block.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        if name == "patch":
+            lo, hi = patch_range
+            rgb = colormaps.sample(cmap, (block - lo) / max(hi - lo, 1e-20))  # (C, k, k, 3)
+            ranges[name] = (lo, hi, cmap)
+        else:
+            m = float(np.abs(block).max())
+            rgb = colormaps.sample(colormaps.DIVERGING, colormaps.signed_t(block, m))
+            ranges[name] = (-m, m, colormaps.DIVERGING)
         c, k, _ = block.shape
         strip = np.zeros((k, c * (k + 1) - 1, 3), np.float32)
         for ch in range(c):
             strip[:, ch * (k + 1) : ch * (k + 1) + k] = rgb[ch]
         out[name] = strip
-    return out
+    return out, ranges

@@ -21,6 +21,11 @@ Per frame, in the scene:
     if ms.active and ms.take_input_changed():   # t, A or B moved while the morph drives the input
         state.network_input = ms.image()
         worker.submit(state.network_input)      # what the network sees is the blend itself
+    if ms.take_back_to_pad():                   # "back to the pad": the network sees the drawing again
+        worker.submit(pad_input)
+
+The pad itself is never changed by the morph: its drawing stays as it was while the blend is shown.
+"A / B = drawing" capture the pad's drawing (what the network sees of the pad), not the blend.
 
 The ImPlot context must exist next to ImGui's (implot.create_context() after imgui's).
 """
@@ -90,6 +95,7 @@ class MorphState:
     _version: int = field(default=0, repr=False)  # bumps when A or B changes
     _requested: int = field(default=0, repr=False)  # _version the newest requests() served
     _input_changed: bool = field(default=False, repr=False)
+    _back_to_pad: bool = field(default=False, repr=False)  # stop() ended an active morph: resend the pad
 
     @property
     def ts(self) -> np.ndarray:
@@ -117,9 +123,17 @@ class MorphState:
             self._input_changed = self.active
 
     def stop(self) -> None:
-        """Give the input back to the drawing pad."""
+        """Give the input back to the drawing pad.  The network still holds the blend until the scene
+        sends the pad's drawing again: `take_back_to_pad` says when it must."""
+        if self.active:
+            self._back_to_pad = True
         self.active = False
         self._input_changed = False
+
+    def take_back_to_pad(self) -> bool:
+        """Whether stop() ended an active morph since the previous call (the pad's drawing must be sent)."""
+        back, self._back_to_pad = self._back_to_pad, False
+        return back
 
     def _ends_changed(self) -> None:
         self._version += 1
@@ -229,7 +243,8 @@ def gui_morph(
     ms: MorphState, current: np.ndarray | None, plot_size: tuple[float, float] = (320.0, 180.0)
 ) -> None:
     """Capture A / B, slide between them, and the probability curve; inside the caller's window.
-    `current`: the 28x28 image the network last got (what "use drawing" captures).  Only edits `ms`."""
+    `current`: the pad's drawing as the network sees it (what "A / B = drawing" capture; not the blend
+    the morph may be showing).  Only edits `ms`."""
     imgui.push_id("morph")
     has_current = current is not None and np.asarray(current).shape == INPUT_SHAPE
     imgui.begin_disabled(not has_current)

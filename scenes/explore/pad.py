@@ -13,6 +13,11 @@ What the scene does with it, once per frame after the GUI:
     pad_texture.sync(pad.canvas, pad.version)   # engine.gpu.imgui_renderer.UiTexture, GPU side
     pad.texture_ref = pad_texture.ref
 
+Undo / redo: every edit (a stroke, Clear, and any `set_image`, which is how the scene applies shifts,
+turns and centring) first keeps the canvas as it was, so `undo()` gives back exactly the pixels from
+before, including ink a shift pushed over the edge; `redo()` replays.  A new edit drops the redo steps.
+At most `history` steps are kept (a 280 px canvas is 306 KiB a step).
+
 The widget makes no GL calls: it shows `texture_ref` (set by the GPU side) and turns pointer input
 on it into strokes. Left button draws with the current tool, right button always erases. A
 single-finger touch arrives as the left button.
@@ -39,7 +44,11 @@ class PadState:
     stroke_ended: bool = False  # a stroke ended since the last consume(): send the final drawing
     version: int = 0  # bumps on every change; the GPU side re-uploads when it differs
     texture_ref: TextureLike | None = None  # the uploaded canvas, set by the GPU side; None = placeholder
+    history: int = 32  # undo steps kept (older ones are forgotten)
     canvas: np.ndarray = field(init=False, repr=False)
+    _undo: list[np.ndarray] = field(default_factory=list, init=False, repr=False)  # canvases before edits
+    _redo: list[np.ndarray] = field(default_factory=list, init=False, repr=False)  # canvases undone
+    _stroke_before: np.ndarray | None = field(default=None, init=False, repr=False)  # stroke in progress
     _last: tuple[float, float] | None = field(default=None, init=False, repr=False)  # stroke in progress
     _erasing: bool = field(default=False, init=False, repr=False)  # the stroke's tool
 
@@ -66,7 +75,10 @@ class PadState:
 
     def begin_stroke(self, x: float, y: float, erase: bool | None = None) -> None:
         """Put the brush down; `erase` overrides the current tool for this stroke."""
+        if self._last is not None:
+            self.end_stroke()
         self._erasing = (self.tool == ERASER) if erase is None else bool(erase)
+        self._stroke_before = self.canvas.copy()
         self._last = (float(x), float(y))
         self._apply(self._last, self._last)
 
@@ -84,13 +96,56 @@ class PadState:
         if self._last is None:
             return
         self._last = None
+        before, self._stroke_before = self._stroke_before, None
+        if before is not None and not np.array_equal(before, self.canvas):
+            self._remember(before)  # a stroke that changed nothing is no undo step
         self.stroke_ended = True
 
     def clear(self) -> None:
+        self.end_stroke()
         if self.canvas.any():
+            self._remember(self.canvas.copy())
             self.canvas[:] = 0.0
             self._changed()
         self.stroke_ended = True  # the scene sends the (empty) final drawing once
+
+    # -- undo / redo ------------------------------------------------------------------------------
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo) or self._last is not None
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def undo(self) -> bool:
+        """Back to the canvas before the newest edit; False when there is none."""
+        self.end_stroke()  # a stroke in progress becomes an edit of its own first
+        if not self._undo:
+            return False
+        self._redo.append(self.canvas.copy())
+        self._restore(self._undo.pop())
+        return True
+
+    def redo(self) -> bool:
+        """Replay the newest undone edit; False when there is none."""
+        self.end_stroke()
+        if not self._redo:
+            return False
+        self._undo.append(self.canvas.copy())
+        self._restore(self._redo.pop())
+        return True
+
+    def _remember(self, before: np.ndarray) -> None:
+        self._undo.append(before)
+        del self._undo[: -max(self.history, 1)]
+        self._redo.clear()
+
+    def _restore(self, canvas: np.ndarray) -> None:
+        self.canvas[:] = canvas
+        self._changed()
+        self.stroke_ended = True
 
     def set_image(self, image: np.ndarray) -> None:
         """Replace the drawing with `image` ((h, w), values in [0, 1]; e.g. a 28x28 network input),
@@ -100,8 +155,11 @@ class PadState:
             raise ValueError(f"pad image must be 2-D, got shape {image.shape}")
         rows = (np.arange(self.size) * image.shape[0]) // self.size
         cols = (np.arange(self.size) * image.shape[1]) // self.size
-        self.canvas[:] = np.clip(image[rows[:, None], cols[None, :]], 0.0, 1.0)
-        self._last = None
+        self.end_stroke()
+        new = np.clip(image[rows[:, None], cols[None, :]], 0.0, 1.0)
+        if not np.array_equal(new, self.canvas):
+            self._remember(self.canvas.copy())
+        self.canvas[:] = new
         self._changed()
         self.stroke_ended = True
 
@@ -183,6 +241,18 @@ def gui_pad(pad: PadState, width: float | None = None) -> None:
     imgui.same_line()
     if imgui.button("Clear"):
         pad.clear()
+    imgui.same_line()
+    imgui.begin_disabled(not pad.can_undo)
+    if imgui.button("Undo"):
+        pad.undo()
+    imgui.end_disabled()
+    imgui.set_item_tooltip("Ctrl+Z: undo the last stroke, Clear, shift or turn")
+    imgui.same_line()
+    imgui.begin_disabled(not pad.can_redo)
+    if imgui.button("Redo"):
+        pad.redo()
+    imgui.end_disabled()
+    imgui.set_item_tooltip("Ctrl+Y or Ctrl+Shift+Z")
     imgui.set_next_item_width(side)
     lo, hi = pad.radius_range
     _, pad.radius = imgui.slider_float("##brush", pad.radius, lo, hi, "brush %.0f px")

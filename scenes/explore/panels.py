@@ -13,7 +13,7 @@ import numpy as np
 from convscope.engine.gpu import colormaps
 from convscope.engine.graph.explain import Explanation, fmt, formula_lines, node_label, position_text
 from convscope.engine.ui.layout import BESIDE, BOTTOM_RIGHT, LEFT, RIGHT, PanelLayout
-from convscope.engine.ui.widgets import TextureLike, help_marker, image
+from convscope.engine.ui.widgets import TextureLike, color_bar, help_marker, image
 from convscope.features.embedding.panel import (
     FILTERS,
     IMAGES,
@@ -91,7 +91,7 @@ def gui_network_panel(state: ExploreState, scale: float, layout: PanelLayout) ->
     imgui.begin("Network", None, imgui.WindowFlags_.always_auto_resize | imgui.WindowFlags_.no_collapse)
     state.model = _combo("model", state.model, MODELS, MODEL_LABELS)
     state.colormap = _combo("colours", state.colormap, COLORMAPS)
-    _colormap_legend(state.colormap, scale)
+    _colormap_legend(state, scale)
     imgui.text("range")
     for mode in NORMALIZE:
         imgui.same_line()
@@ -102,7 +102,7 @@ def gui_network_panel(state: ExploreState, scale: float, layout: PanelLayout) ->
         imgui.same_line()
         if imgui.radio_button(EDGE_MODE_LABELS[mode], state.edge_mode == mode):
             state.edge_mode = mode
-    _legend_numbers(state)
+    _legend_numbers(state, scale)
     if state.layer_names and imgui.collapsing_header("layers"):
         for i, name in enumerate(state.layer_names):
             changed, on = imgui.checkbox(name, state.layer_visible[i])
@@ -122,39 +122,32 @@ def gui_network_panel(state: ExploreState, scale: float, layout: PanelLayout) ->
     imgui.end()
 
 
-def _colormap_legend(name: str, scale: float) -> None:
-    """A strip of the colormap, low on the left, high on the right."""
-    dl = imgui.get_window_draw_list()
-    p = imgui.get_cursor_screen_pos()
-    width, height, steps = imgui.get_content_region_avail().x, 10 * scale, 48
-    colors = colormaps.sample(name, [i / (steps - 1) for i in range(steps)])
-    for i in range(steps - 1):
-        x0 = p.x + width * i / (steps - 1)
-        x1 = p.x + width * (i + 1) / (steps - 1)
-        c0 = imgui.get_color_u32(imgui.ImVec4(*[float(v) for v in colors[i][:3]], 1.0))
-        c1 = imgui.get_color_u32(imgui.ImVec4(*[float(v) for v in colors[i + 1][:3]], 1.0))
-        dl.add_rect_filled_multi_color((x0, p.y), (x1, p.y + height), c0, c1, c1, c0)
-    imgui.dummy(imgui.ImVec2(width, height))
-    imgui.text_colored(_DIM_RGBA, "low")
-    imgui.same_line(width - imgui.calc_text_size("high").x)
-    imgui.text_colored(_DIM_RGBA, "high")
+def _colormap_legend(state: ExploreState, scale: float) -> None:
+    """The node colormap as a bar: the focus layer's range at its ends (low / high without one)."""
+    lg = state.legend
+    ends = ("low", "high") if lg.layer is None else (fmt(lg.node_lo, 3), fmt(lg.node_hi, 3))
+    colors = colormaps.sample(state.colormap, np.linspace(0.0, 1.0, 48))
+    state.bar_rects["nodes"] = color_bar(colors, ends, height=10 * scale, label_rgba=_DIM_RGBA)
 
 
-def _legend_numbers(state: ExploreState) -> None:
-    """What the two ends of the legend stand for, for the hovered (else selected) node's layer."""
+def _legend_numbers(state: ExploreState, scale: float) -> None:
+    """What the bars stand for: the hovered (else selected) node's layer and its incoming edges, whose
+    colours run over the diverging map from -m (blue) through 0 (grey) to +m (red)."""
     lg = state.legend
     if lg.layer is None:  # two lines, like the numbers, so the panel does not jump
         imgui.text_colored(_DIM_RGBA, "hover a node: see its incoming edges")
         imgui.text_colored(_DIM_RGBA, "click a node: see its calculation")
-        return
-    where = "all layers" if state.normalize == "global" else lg.layer
-    imgui.text_colored(_DIM_RGBA, f"nodes ({where}): {fmt(lg.node_lo, 3)} .. {fmt(lg.node_hi, 3)}")
-    if lg.edge_scale is not None:
-        what = EDGE_MODE_LABELS[state.edge_mode]
-        m = fmt(lg.edge_scale, 3)
-        imgui.text_colored(_DIM_RGBA, f"edges ({what}): -{m} .. 0 .. +{m}")
     else:
-        imgui.text_colored(_DIM_RGBA, "edges: not shown")
+        where = "all layers" if state.normalize == "global" else lg.layer
+        imgui.text_colored(_DIM_RGBA, f"nodes: colour range of {where}")
+        if lg.edge_scale is not None:
+            imgui.text_colored(_DIM_RGBA, f"edges into {lg.layer}: {EDGE_MODE_LABELS[state.edge_mode]}")
+        else:
+            imgui.text_colored(_DIM_RGBA, "edges: not shown")
+    m = lg.edge_scale
+    ends = ("-m", "0", "+m") if m is None else (f"-{fmt(m, 3)}", "0", f"+{fmt(m, 3)}")
+    colors = colormaps.sample(colormaps.DIVERGING, np.linspace(0.0, 1.0, 33))
+    state.bar_rects["edges"] = color_bar(colors, ends, height=10 * scale, label_rgba=_DIM_RGBA)
 
 
 def gui_status(state: ExploreState) -> None:
@@ -216,7 +209,7 @@ def _details(e: Explanation, state: ExploreState, images: dict[str, TextureLike]
     for line in formula_lines(e):
         imgui.text_wrapped(line)
     if e.kind == "conv":
-        _conv_images(e, images, scale)
+        _conv_images(e, state, images, scale)
     if e.kind == "pool":
         _pool_window(e)
     if e.kind == "output" and e.probabilities is not None:
@@ -226,15 +219,28 @@ def _details(e: Explanation, state: ExploreState, images: dict[str, TextureLike]
         _terms_table(e, state, scale)
 
 
-def _conv_images(e: Explanation, images: dict[str, TextureLike], scale: float) -> None:
+def _conv_images(e: Explanation, state: ExploreState, images: dict[str, TextureLike], scale: float) -> None:
+    """The patch (in the node colours), the filter and the product (diverging, centred on zero), each with
+    a colour bar saying what its colours stand for."""
     imgui.separator()
     c, k, _ = e.patch.shape
     px = max(4.0, min(16.0, 280.0 / (c * (k + 1)))) * scale  # screen units per filter tap
     for name, caption in (("patch", "input patch x"), ("filter", "filter w"), ("product", "product w * x")):
         tex = images.get(name)
         imgui.text_colored(_DIM_RGBA, f"{caption}  ({c} x {k} x {k})")
-        if tex is not None:
-            image(tex, (px * (c * (k + 1) - 1), px * k))
+        if tex is None:
+            continue
+        w = px * (c * (k + 1) - 1)
+        image(tex, (w, px * k))
+        rng = state.detail_ranges.get(name)
+        if rng is not None:
+            lo, hi, cmap = rng
+            signed = cmap == colormaps.DIVERGING
+            labels = (fmt(lo, 3), "0", fmt(hi, 3)) if signed else (fmt(lo, 3), fmt(hi, 3))
+            colors = colormaps.sample(cmap, np.linspace(0.0, 1.0, 33))
+            state.bar_rects[name] = color_bar(
+                colors, labels, width=max(w, 150 * scale), height=8 * scale, label_rgba=_DIM_RGBA
+            )
 
 
 def _pool_window(e: Explanation) -> None:
@@ -305,17 +311,26 @@ def _terms_table(e: Explanation, state: ExploreState, scale: float) -> None:
     n = len(e.terms)
     if not imgui.collapsing_header(f"all {n} terms  (x, w, w * x)"):
         return
+    # Columns as wide as their widest entry (never clipped); a table wider than the panel scrolls sideways.
+    labels = [node_label(e.source_layer, int(s)) for s in e.sources]
+    pad = imgui.get_style().cell_padding.x * 2
+    numbers = [fmt(float(v), 4) for col in (e.inputs, e.weights, e.terms) for v in col]
+    # The longest string stands for its column (the numbers are digits, the labels share one pattern).
+    from_w = imgui.calc_text_size(max([*labels, "from"], key=len)).x + pad
+    num_w = imgui.calc_text_size(max([*numbers, "w * x"], key=len)).x + pad
     flags = (
         imgui.TableFlags_.borders_inner_h
         | imgui.TableFlags_.scroll_y
-        | imgui.TableFlags_.sizing_stretch_prop
+        | imgui.TableFlags_.scroll_x
+        | imgui.TableFlags_.sizing_fixed_fit
         | imgui.TableFlags_.row_bg
     )
-    height = min(n + 1, 12) * imgui.get_text_line_height_with_spacing() + 4 * scale
+    height = (min(n + 1, 12) + 1) * imgui.get_text_line_height_with_spacing() + 4 * scale
     if imgui.begin_table("terms", 4, flags, imgui.ImVec2(0, height)):
-        imgui.table_setup_scroll_freeze(0, 1)
-        for col in ("from", "x", "w", "w * x"):
-            imgui.table_setup_column(col)
+        imgui.table_setup_scroll_freeze(1, 1)
+        imgui.table_setup_column("from", imgui.TableColumnFlags_.width_fixed, from_w)
+        for col in ("x", "w", "w * x"):
+            imgui.table_setup_column(col, imgui.TableColumnFlags_.width_fixed, num_w)
         imgui.table_headers_row()
         clipper = imgui.ListClipper()
         clipper.begin(n)
@@ -323,10 +338,10 @@ def _terms_table(e: Explanation, state: ExploreState, scale: float) -> None:
             for i in range(clipper.display_start, clipper.display_end):
                 imgui.table_next_row()
                 imgui.table_next_column()
-                imgui.text(node_label(e.source_layer, int(e.sources[i])))
-                for v in (e.inputs[i], e.weights[i], e.terms[i]):
+                imgui.text(labels[i])
+                for col in (e.inputs, e.weights, e.terms):
                     imgui.table_next_column()
-                    imgui.text(fmt(float(v), 4))
+                    imgui.text(fmt(float(col[i]), 4))
         imgui.end_table()
     imgui.text(f"sum {fmt(e.weighted_sum)}  + bias {fmt(e.bias)}  = {fmt(e.pre_activation)}")
 
@@ -344,7 +359,7 @@ def gui_experiments_panel(
         if imgui.collapsing_header("robustness", imgui.TreeNodeFlags_.default_open):
             gui_robustness(rs, state.network_input)
         if imgui.collapsing_header("morph A -> B"):
-            gui_morph(ms, state.network_input, (320 * scale, 180 * scale))
+            gui_morph(ms, state.drawing_input, (320 * scale, 180 * scale))
     layout.keep_inside("Experiments")
     imgui.end()
 

@@ -41,7 +41,8 @@ from convscope.engine.graph.layout import Layout, build_layout
 from convscope.engine.graph.spec import NetSpec
 from convscope.engine.orbit import CLICK_SLOP, Click, OrbitController
 from convscope.engine.scene import FrameContext
-from convscope.engine.ui.input import InputState
+from convscope.engine.ui.help import HelpSection
+from convscope.engine.ui.input import MOD_CONTROL, MOD_SHIFT, InputState
 from convscope.engine.ui.layout import PanelLayout, to_framebuffer
 from convscope.engine.view import NetworkView
 from convscope.features.embedding.panel import SELECTED_RGB
@@ -50,6 +51,7 @@ from convscope.scenes.explore import robustness
 from convscope.scenes.explore.compare import CompareView
 from convscope.scenes.explore.details import NodeDetails
 from convscope.scenes.explore.embedding import explore_embed_view
+from convscope.scenes.explore.help_text import SECTIONS as HELP_SECTIONS
 from convscope.scenes.explore.morph import MorphState, load_idx_digits
 from convscope.scenes.explore.pad import PadState
 from convscope.scenes.explore.panels import (
@@ -198,16 +200,22 @@ class ExploreScene:
     def update(self, inp: InputState, dt: float, ui_mouse: bool, ui_keyboard: bool) -> None:
         self._watch_worker()
         self._toggle_compare()
+        if not ui_keyboard:
+            self._undo_keys(inp)
         canvas, resend = robustness.consume(self.robust, self.pad.canvas)
         if canvas is not None:
             self.pad.set_image(canvas)
         elif resend:
             self.pad.dirty = True
+        if self.morph.take_back_to_pad():
+            self.pad.dirty = True  # "back to the pad": the network still holds the blend
         changed, ended = self.pad.consume()
         image = None
         if changed or ended:
             self.morph.stop()  # drawing again hands the input back to the pad
+            self.morph.take_back_to_pad()  # the drawing goes out below anyway
             image = robustness.network_input(self.pad.canvas, self.robust.mnist_centering)
+            self.state.drawing_input = image
         if self.morph.active and self.morph.take_input_changed():
             image = self.morph.image()
         if image is not None:
@@ -313,6 +321,19 @@ class ExploreScene:
         if self.compare is not None and self.state.reset_camera:
             self.state.reset_camera = False
             self.compare.refit()
+
+    def help_sections(self) -> tuple[HelpSection, ...]:
+        """For the help overlay (F1 or ?)."""
+        return HELP_SECTIONS
+
+    def _undo_keys(self, inp: InputState) -> None:
+        """Ctrl+Z undoes the pad's newest edit (stroke, Clear, shift, turn); Ctrl+Y / Ctrl+Shift+Z redo."""
+        if inp.chord_pressed(glfw.KEY_Z, MOD_CONTROL):
+            self.pad.undo()
+        elif inp.chord_pressed(glfw.KEY_Y, MOD_CONTROL) or inp.chord_pressed(
+            glfw.KEY_Z, MOD_CONTROL | MOD_SHIFT
+        ):
+            self.pad.redo()
 
     def _run_morph_curve(self) -> None:
         """Once per new A / B: the blends go to the worker as one batch; its answer is picked up by a

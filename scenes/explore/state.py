@@ -61,6 +61,7 @@ class ExploreState:
     frame_ms: float = 0.0  # smoothed frame time for the overlay
     reset_camera: bool = False  # set by the "Fit all" button, consumed by the scene
     network_input: np.ndarray | None = None  # the 28x28 image last sent to the network
+    drawing_input: np.ndarray | None = None  # the pad's drawing as the network sees it (not a morph blend)
     # -- details on demand (Harley 2015 sec. 3.2): hover shows edges, click shows the calculation
     hovered: int = -1  # node id under the pointer (set by the scene's picking); -1 for none
     selected: int = -1  # node id clicked; -1 for none.  The details panel's close button clears it
@@ -70,6 +71,11 @@ class ExploreState:
     details: Explanation | None = None  # the selected node's calculation for the newest result
     details_note: str | None = None  # why there are no details yet ("waiting for the weights")
     legend: Legend = field(default_factory=Legend)
+    # The details' heatmaps: what their colours span, (lo, hi, colormap) per image ("patch", "filter",
+    # "product"); written by the scene with the images, shown as colour bars under them.
+    detail_ranges: dict[str, tuple[float, float, str]] = field(default_factory=dict)
+    # Where each colour bar was last drawn (screen rect x0, y0, x1, y1), for tests that read its pixels.
+    bar_rects: dict[str, tuple[float, float, float, float]] = field(default_factory=dict, repr=False)
     # -- the Embedding window (scenes/explore/embedding.py): t-SNE of a layer's filters or images
     show_embedding: bool = False  # the window is open (the t-SNE process starts when it first opens)
     embed: EmbedPanelState = field(default_factory=_embed_panel)

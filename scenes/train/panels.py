@@ -18,6 +18,9 @@ from convscope.scenes.train.state import (
     ADADELTA_LR,
     OPTIMIZER_LABELS,
     OPTIMIZERS,
+    RANGE_LABELS,
+    RANGES,
+    SPEEDS,
     Series,
     TrainState,
     progress_label,
@@ -95,6 +98,7 @@ def gui_run(state: TrainState) -> None:
     changed, seed = imgui.input_int("seed", int(state.seed), 0, 0)
     if changed:
         state.seed = max(0, int(seed))
+    gui_speed(state)
     imgui.text(f"step {state.step:,}   epoch {_fmt(state.epoch, '.2f')}")
     imgui.text(f"loss {_fmt(state.loss)}   smoothed {_fmt(state.loss_smooth)}")
     imgui.text(f"train acc {_fmt(state.acc_smooth, '.3f')}   val acc {_fmt(state.val_acc, '.3f')}")
@@ -104,6 +108,27 @@ def gui_run(state: TrainState) -> None:
     imgui.text(f"{rate}   {state.nodes:,} nodes")
     if state.activity:
         _wrapped(state.activity, _WARN)
+
+
+def speed_label(speed: float | None) -> str:
+    return "full speed" if speed is None else f"{speed:g} steps/s at most"
+
+
+def gui_speed(state: TrainState) -> None:
+    """How fast training runs, from a step every two seconds to full speed, and the rate measured."""
+    imgui.set_next_item_width(-110)
+    # A combo, not a slider: a slider's grab would cover the rate it names.
+    changed, i = imgui.combo("speed", state.speed, [speed_label(v) for v in SPEEDS])
+    if changed and i != state.speed:
+        state.speed = int(i)
+        state.request("set_speed", steps_per_s=SPEEDS[state.speed] or 0)
+    imgui.same_line()
+    help_marker(
+        "Slow training down to narrate it: at 1 step/s every update shows in the network, the charts and "
+        "the monitored image.  Step by step: Pause, then Step."
+    )
+    rate = state.steps_per_s if state.running else 0.0
+    imgui.text_colored(_DIM, f"running at {_fmt(rate, ',.1f')} steps/s" if state.running else "paused")
 
 
 def gui_sample(state: TrainState, sample: TextureLike | None, scale: float) -> None:
@@ -130,6 +155,13 @@ def gui_sample(state: TrainState, sample: TextureLike | None, scale: float) -> N
     imgui.same_line()
     if imgui.button("next >"):
         state.request("set_monitor_index", index=state.monitor_index + 1)
+    imgui.set_next_item_width(imgui.get_font_size() * 5)
+    changed, index = imgui.input_int("##monitor", state.monitor_index, 0, 0)
+    if imgui.is_item_deactivated_after_edit() or (changed and imgui.is_key_pressed(imgui.Key.enter)):
+        state.request("set_monitor_index", index=int(index))
+    imgui.same_line()
+    _, state.monitor_cycle = imgui.checkbox("cycle", state.monitor_cycle)
+    imgui.set_item_tooltip("show the next held-out image every few seconds")
     imgui.end_group()
 
 
@@ -275,7 +307,8 @@ def gui_steering(state: TrainState) -> None:
     imgui.same_line()
     help_marker(
         "Inserts a conv layer (5x5, ReLU, 2x2 pool) before conv<at+1> ('at' = number of layers: on top). "
-        "It starts as the identity on its first channels; the linear head is re-fitted."
+        "It starts as the identity on its first channels; the linear head is re-fitted, and the learning "
+        "rate warms up from a tenth over the next 1000 steps so the loss does not jump."
     )
 
 
@@ -288,21 +321,39 @@ def gui_view(state: TrainState) -> None:
     changed, i = imgui.combo("colours", COLORMAPS.index(state.colormap), list(COLORMAPS))
     if changed:
         state.colormap = COLORMAPS[i]
+    imgui.set_next_item_width(150)
+    names = [RANGE_LABELS[r] for r in RANGES]
+    changed, i = imgui.combo("range", RANGES.index(state.color_range), names)
+    if changed:
+        state.color_range = RANGES[i]
+    imgui.same_line()
+    help_marker(
+        "What the ends of the colormap stand for.  Typical peak: from the layer's lowest value to the peak "
+        "of a typical map (the median of its maps' maxima), so one strong map does not leave the others "
+        "dark; stronger values show the top colour.  Min-max: each layer's whole range.  Per map: every "
+        "feature map over its own range (compare patterns, not strengths)."
+    )
     if imgui.button("Fit all (F)"):
         state.reset_camera = True
     imgui.same_line()
     _, state.show_frame_time = imgui.checkbox("frame time", state.show_frame_time)
 
 
-def _plot(title: str, series: list[tuple[str, Series]], height: float, y_limits=None) -> None:
+def _plot(
+    title: str, series: list[tuple[str, Series]], height: float, y_limits=None, log_y: bool = False
+) -> None:
+    """A chart against the step; the legend sits above the plot area (outside), never over the curves."""
     flags = implot.Flags_.no_mouse_text | implot.Flags_.no_box_select | implot.Flags_.no_menus
     if not implot.begin_plot(title, imgui.ImVec2(-1, height), flags):
         return
     fit = implot.AxisFlags_.auto_fit
     implot.setup_axes("", "", fit, 0 if y_limits else fit)
+    if log_y:  # one spike no longer flattens the rest of the curve
+        implot.setup_axis_scale(implot.ImAxis_.y1, implot.Scale_.log10)
+        y_limits = y_limits or _log_limits(series)
     if y_limits:
         implot.setup_axis_limits(implot.ImAxis_.y1, y_limits[0], y_limits[1], imgui.Cond_.always)
-    implot.setup_legend(implot.Location_.north_west, implot.LegendFlags_.horizontal)
+    implot.setup_legend(implot.Location_.north, implot.LegendFlags_.horizontal | implot.LegendFlags_.outside)
     for label, s in series:
         if s.n == 0:
             continue
@@ -314,14 +365,28 @@ def _plot(title: str, series: list[tuple[str, Series]], height: float, y_limits=
     implot.end_plot()
 
 
+def _log_limits(series: list[tuple[str, Series]]) -> tuple[float, float] | None:
+    """Log-axis limits: from a little under the 2nd percentile to a little over the largest value, so a
+    batch that happened to score a loss of 1e-7 does not stretch the axis over decades of nothing."""
+    ys = [s.display()[1] for _, s in series if s.n]
+    if not ys:
+        return None
+    y = np.concatenate(ys)
+    y = y[np.isfinite(y) & (y > 0)]
+    if not len(y):
+        return None
+    lo, hi = float(np.percentile(y, 2)), float(y.max())
+    return (lo / 1.5, max(hi * 1.5, lo * 10))
+
+
 def gui_charts(state: TrainState, scale: float) -> None:
     """Against the step: every batch's loss and the smoothed loss; smoothed training accuracy and the
     periodic validation accuracy; images/s."""
     c = state.charts
-    h = 125 * scale
-    _plot("loss##chart", [("batch", c.loss), ("smoothed", c.loss_smooth)], h)
+    h = 150 * scale  # the legend sits above the plot area: room for it and the curves
+    _plot("loss (log scale)##chart", [("batch", c.loss), ("smoothed", c.loss_smooth)], h, log_y=True)
     _plot("accuracy##chart", [("train (smoothed)", c.acc), ("validation", c.val_acc)], h, (0.0, 1.05))
-    _plot("images/s##chart", [("images/s", c.rate)], 105 * scale)
+    _plot("images/s##chart", [("images/s", c.rate)], 125 * scale)
 
 
 def filter_montage(weights: np.ndarray, per_row: int = 8) -> np.ndarray:

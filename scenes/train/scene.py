@@ -11,9 +11,10 @@ runs the embedding view, picks a clicked feature map and moves the camera; `uplo
 data reaches the GPU.
 
 What is drawn, from each snapshot:
-  nodes   activations of the monitored held-out image (output nodes: class probabilities).  The 3x32x32
-          input is shown as three grids (R, G, B channel maps, in the colormap like every layer) and the
-          image itself in colour in the Training panel.
+  nodes   activations of the monitored held-out image (output nodes: class probabilities).  A colour
+          input (CIFAR-10, 3x32x32) is shown as three grids (R, G, B channel maps, in the colormap like every
+          layer), a grey one (MNIST, the digits) as one; the image itself is in the Training panel.  The
+          colours span a layer's min to a typical map's peak (or min..max, or per map: colour_values).
   jitter  each filter's conv map and its pooled map tremble together with an amplitude proportional to
           the smoothed mean |dL/dw| per coefficient of that filter; the scale is the largest value seen
           lately (a peak that decays with a 20 s half-life), so the amplitude follows training as it
@@ -28,6 +29,7 @@ What is drawn, from each snapshot:
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import glfw
 import numpy as np
@@ -35,12 +37,14 @@ from convscope.engine.camera import OrbitCamera
 from convscope.engine.cores import CoreReservation
 from convscope.engine.gpu.background import Background
 from convscope.engine.gpu.imgui_renderer import UiTexture
+from convscope.engine.gpu.normalize import per_map, robust_ranges
 from convscope.engine.gpu.paths import PathBatch
 from convscope.engine.gpu.scene_renderer import RenderSettings
 from convscope.engine.graph.layout import Layout, LayoutStyle, build_layout
 from convscope.engine.graph.spec import NetSpec
 from convscope.engine.orbit import CLICK_SLOP, OrbitController
 from convscope.engine.scene import FrameContext
+from convscope.engine.ui.help import HelpSection
 from convscope.engine.ui.input import InputState
 from convscope.engine.ui.layout import PanelLayout, to_framebuffer
 from convscope.engine.view import NetworkView
@@ -48,19 +52,22 @@ from convscope.features.embedding.panel import EmbedPanelState
 from convscope.features.training.handle import TrainHandle
 from convscope.features.training.messages import TrainSnapshot
 from convscope.scenes.train.embedding import EmbedView
+from convscope.scenes.train.help_text import SECTIONS as HELP_SECTIONS
 from convscope.scenes.train.panels import (
     filter_montage,
     gui_embedding,
     gui_left,
     gui_right,
 )
-from convscope.scenes.train.state import TrainConfig, TrainState
+from convscope.scenes.train.state import MONITOR_CYCLE_S, OPTIMIZERS, TrainConfig, TrainState
 from imgui_bundle import imgui
 
 PATH_RGBA = (1.0, 0.86, 0.55, 0.3)  # warm, translucent: hundreds overlap
 OUTLINE_RGBA = (1.0, 0.95, 0.2, 1.0)
 PATH_MIN_PX, PATH_MAX_PX = 0.75, 5.0  # width of the weakest / strongest drawn path, times the UI scale
 JITTER_HALF_LIFE_S = 20.0  # how fast the jitter scale forgets a past peak of the gradients
+RATE_WINDOW_S = 2.5  # the steps/s shown is measured over this much of the worker's clock
+HEALTHY_STEPS = 50  # steps without a blow-up after which a red guard message gives way
 # Every layer's maps in one row (up to 24; more wrap into a block), sheets further apart than the explorer's
 # and seen from higher up, so the paths between consecutive layers fan out visibly.
 LAYOUT_STYLE = LayoutStyle(max_maps_per_row=24, layer_gap=80.0)
@@ -214,6 +221,9 @@ class TrainScene:
         self._spec_version = 0
         self._sent: dict[int, str] = {}  # command id -> command name, until answered
         self._notices_seen = 0
+        self._notice_step = 0  # step when the newest red message (a blow-up) arrived
+        self._rate_samples: deque[tuple[float, int]] = deque()  # (worker clock, step) per snapshot
+        self._cycle_s = 0.0  # seconds since the monitored image last changed by cycling
         self._fit_pending = False
         self._new_snapshot = False
         self._jitter_nodes: np.ndarray | None = None
@@ -277,6 +287,7 @@ class TrainScene:
         st = self.state
         if not ui_keyboard and inp.key_pressed(glfw.KEY_SPACE):
             st.request("pause" if st.running else "resume")
+        self._cycle_monitor(dt)
         self._send_requests()
         self._watch_worker()
         snap = self.handle.poll()
@@ -295,11 +306,13 @@ class TrainScene:
         if r is None:
             return
         st = self.state
-        view_key = (st.show_jitter, st.show_paths, st.selected, st.jitter_gain, self.ui_scale)
+        view_key = (st.show_jitter, st.show_paths, st.selected, st.jitter_gain, self.ui_scale, st.color_range)
         if self._new_snapshot or view_key != self._view_key:
             snap = self.snapshot
+            range_changed = self._view_key is None or view_key[-1] != self._view_key[-1]
+            if snap is not None and (self._new_snapshot or range_changed):
+                r.set_activations(*self.colour_values())
             if self._new_snapshot:
-                r.set_activations(self.display_values())
                 self._sample_tex.upload(self.sample_image())
                 self._upload_filters(snap)
                 self.uploads += 1
@@ -340,6 +353,33 @@ class TrainScene:
             values[out.start : out.stop] = e / e.sum()
         return values
 
+    def colour_values(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """What the node colours show under the chosen range: (values, per-layer ranges or None for the
+        renderer's own min-max).  See state.RANGES."""
+        values = self.display_values()
+        mode = self.state.color_range
+        if mode == "robust":
+            return values, robust_ranges(self.spec, values)
+        if mode == "map":
+            ones = np.tile(np.array([[0.0, 1.0]], np.float32), (len(self.spec.layers), 1))
+            return per_map(self.spec, values), ones
+        return values, None
+
+    def help_sections(self) -> tuple[HelpSection, ...]:
+        """For the help overlay (F1 or ?)."""
+        return HELP_SECTIONS
+
+    def _cycle_monitor(self, dt: float) -> None:
+        """With "cycle" on, the next held-out image every MONITOR_CYCLE_S seconds of training."""
+        st = self.state
+        if not st.monitor_cycle or not st.running or st.n_val <= 0:
+            self._cycle_s = 0.0
+            return
+        self._cycle_s += dt
+        if self._cycle_s >= MONITOR_CYCLE_S:
+            self._cycle_s = 0.0
+            st.request("set_monitor_index", index=(st.monitor_index + 1) % st.n_val)
+
     def sample_image(self) -> np.ndarray:
         """The monitored image as (32, 32, 3) floats in [0, 1] (grey images repeated to RGB)."""
         inp = self.spec.layers[0]
@@ -362,6 +402,28 @@ class TrainScene:
         self.snapshot = snap
         self._new_snapshot = True
         st.running = not snap.paused
+        # Steps a second over the last RATE_WINDOW_S of the worker's own clock (not the frame rate).
+        clock, step = float(s["clock"]), int(s["step"])
+        rates = self._rate_samples
+        if rates and (step < rates[-1][1] or snap.paused):
+            rates.clear()  # reset, load, guard restore or a pause: start counting again
+        if not rates or step != rates[-1][1]:  # the clocks of step changes: no rounding at slow speeds
+            rates.append((clock, step))
+        while len(rates) > 2 and clock - rates[1][0] >= RATE_WINDOW_S:
+            rates.popleft()
+        if clock - rates[-1][0] > RATE_WINDOW_S:
+            st.steps_per_s = 0.0  # no step for a while
+        elif len(rates) >= 2 and rates[-1][0] - rates[0][0] >= 0.2:
+            st.steps_per_s = (rates[-1][1] - rates[0][1]) / (rates[-1][0] - rates[0][0])
+        if not s["ok"]:
+            # The guard restored the weights (and the settings from before a suspect change): the
+            # controls show what the worker now uses, not what blew up.
+            st.lr, st.momentum = float(s["opt_lr"]), float(s["opt_momentum"])
+            st.weight_decay, st.batch_size = float(s["opt_weight_decay"]), int(s["batch_size"])
+            st.optimizer = OPTIMIZERS[int(s["optimizer"])]
+            self._notice_step = step
+        elif st.message_is_error and st.running and step >= self._notice_step + HEALTHY_STEPS:
+            st.message, st.message_is_error = f"training runs again (step {step:,})", False
         st.step = int(s["step"])
         st.epoch = s["epoch"]
         if s["ok"]:
@@ -436,7 +498,10 @@ class TrainScene:
         for cmd_id in [i for i in self._sent if i in self.handle.replies]:
             name = self._sent.pop(cmd_id)
             ok, text = self.handle.replies[cmd_id]
-            if not ok or name not in ("pause", "resume", "set_hyper", "set_monitor_index"):
+            if name == "resume" and ok and st.message_is_error and not st.message.startswith("resumed"):
+                st.message = "resumed; " + st.message  # feedback, kept red until it runs healthily
+                self._notice_step = st.step
+            elif not ok or name not in ("pause", "resume", "set_hyper", "set_monitor_index"):
                 st.message, st.message_is_error = text, not ok
         if self.handle.messages_received != self._notices_seen:  # a NaN pause and the like
             self._notices_seen = self.handle.messages_received

@@ -19,6 +19,15 @@ OPTIMIZERS = ("sgd", "adam", "adadelta")  # features.training.trainer.OPTIMIZERS
 OPTIMIZER_LABELS = {"sgd": "SGD + momentum", "adam": "Adam", "adadelta": "Adadelta"}
 ADADELTA_LR = 1.0  # Adadelta's customary learning rate, proposed when the user switches to it
 DATASETS = ("cifar10", "mnist", "digits")
+# Training speed levels: at most this many steps a second (None: as fast as the machine goes).  Step by
+# step is Pause + Step; the slowest levels let a teacher narrate single updates.
+SPEEDS: tuple[float | None, ...] = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, None)
+# Node colour range: "layer" (each layer's min..max), "robust" (a layer's min to a typical map's peak:
+# one strong map no longer leaves the others black; engine/gpu/normalize.robust_ranges), "map" (every
+# feature map over its own min..max).
+RANGES = ("robust", "layer", "map")
+RANGE_LABELS = {"robust": "per layer, typical peak", "layer": "per layer, min-max", "map": "per map"}
+MONITOR_CYCLE_S = 5.0  # seconds between monitored images while "cycle" is on
 
 
 @dataclass
@@ -211,6 +220,7 @@ class TrainState:
     worker_restarts: int = 0
     charts: Charts = field(default_factory=Charts)
     monitor_index: int = 0
+    steps_per_s: float = math.nan  # measured from the snapshots' step counts and clocks
     monitor_label: int = -1
     monitor_pred: int = -1
     monitor_prob: float = math.nan
@@ -229,6 +239,9 @@ class TrainState:
     new_layer_width: int = 16
     checkpoint_path: str = "checkpoints/revacnn.json"
     colormap: str = "harley"
+    color_range: str = "robust"  # one of RANGES
+    speed: int = len(SPEEDS) - 1  # index into SPEEDS (the last: full speed)
+    monitor_cycle: bool = False  # show the next held-out image every MONITOR_CYCLE_S seconds
     show_jitter: bool = True
     jitter_gain: float = 4.0
     show_paths: bool = True

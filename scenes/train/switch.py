@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from convscope.engine.scene import FrameContext, Scene
+from convscope.engine.ui.help import HelpSection
 from convscope.engine.ui.input import InputState
 from imgui_bundle import imgui
 
@@ -63,6 +64,12 @@ class SceneSwitch:
             if imgui.radio_button(name, self.wanted == name):
                 self.wanted = name
         imgui.end()
+
+    def help_sections(self) -> list[HelpSection]:
+        """The active scene's help (F1 or ?) and the switch's own line."""
+        own = getattr(self.scene, "help_sections", None)
+        sections = list(own()) if callable(own) else []
+        return [*sections, HelpSection("Scenes", (("Scene: Explore | Train", "switch between the scenes"),))]
 
     def update(self, inp: InputState, dt: float, ui_mouse: bool, ui_keyboard: bool) -> None:
         self.scene.update(inp, dt, ui_mouse, ui_keyboard)
