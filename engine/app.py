@@ -18,6 +18,7 @@ from pathlib import Path
 
 import glfw
 import numpy as np
+from convscope.engine.files import write_screenshot
 from convscope.engine.gpu.frame import OffscreenTarget
 from convscope.engine.gpu.imgui_renderer import ImGuiRenderer
 from convscope.engine.scene import FrameContext, Scene
@@ -219,13 +220,10 @@ class App:
             self.ctx.screen.use()
 
     def save_screenshot(self, path: Path) -> Path:
-        """The last frame as a PNG at `path` (its folder made if missing): the one place the app writes a
-        screenshot from a key, so the writer can change in one spot."""
-        from PIL import Image  # only when a screenshot is taken: start-up stays light
-
+        """The last frame as a PNG at `path` (its folder made if missing), written whole or not at all."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(self.read_pixels()).save(path)
+        write_screenshot(self.read_pixels(), path)
         return path
 
     def close(self) -> None:

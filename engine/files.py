@@ -4,12 +4,14 @@
                                          folder, device, FIFO or socket; OutputError names the flag
     atomic_write(path, data_or_writer)   a temporary file in the target folder, fsync, rename, folder
                                          fsync: a failed write leaves no file and any earlier one whole
+    write_screenshot(pixels, path)       an RGB frame as PNG or JPEG (by extension) through atomic_write
     read_regular(path, timeout)          the bytes of a regular file (never a FIFO, device or socket,
                                          which would block or never end), given up after `timeout`
 
 Every output the app writes (screenshots, activation dumps, soak reports, checkpoints, the tools'
 JSON) goes through atomic_write, and every failure is an OutputError whose message is one line a
-user can act on ("the disk is full", "read-only file system").  Stdlib only: any process may use it.
+user can act on ("the disk is full", "read-only file system").  Stdlib only at import (Pillow is
+imported by write_screenshot when called): any process may use it.
 """
 
 from __future__ import annotations
@@ -162,6 +164,15 @@ def atomic_write(
         raise
     _fsync_folder(folder)
     return path
+
+
+def write_screenshot(pixels, path: str | os.PathLike) -> None:
+    """An (H, W, 3) uint8 frame as PNG, or JPEG for .jpg / .jpeg, written whole or not at all."""
+    from PIL import Image  # only when a screenshot is written: start-up stays light
+
+    path = Path(path)
+    fmt = "JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG"
+    atomic_write(path, lambda f: Image.fromarray(pixels).save(f, format=fmt))
 
 
 def open_regular(path: str | os.PathLike) -> int:

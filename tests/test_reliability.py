@@ -201,7 +201,7 @@ def test_a_failed_write_leaves_no_file_and_the_old_one_whole(tmp_path, monkeypat
 
 
 def test_screenshot_and_dump_writers_are_atomic(tmp_path, monkeypatch):
-    from convscope.scenes.explore.run import write_screenshot
+    from convscope.engine.files import write_screenshot
 
     pixels = np.zeros((8, 8, 3), np.uint8)
     pixels[2:6, 2:6] = (255, 0, 0)

@@ -14,11 +14,10 @@ from pathlib import Path
 import numpy as np
 from convscope.engine.app import App
 from convscope.engine.config import AppConfig
-from convscope.engine.files import atomic_write
+from convscope.engine.files import atomic_write, write_screenshot
 from convscope.engine.gpu.context import GLVersionError, create_headless
 from convscope.engine.ui.backend import UiConfig
 from convscope.scenes.explore.scene import ExploreScene
-from PIL import Image
 
 
 class AppError(Exception):
@@ -42,13 +41,6 @@ def save_outputs(app: App, scene: ExploreScene, screenshot: Path | None, dump: P
         write_screenshot(app.read_pixels(), screenshot)
     if dump is not None:
         write_activations(scene, dump)
-
-
-def write_screenshot(pixels: np.ndarray, path: str | Path) -> None:
-    """The frame as PNG or JPEG (by the extension scenes/cli.py checked), written whole or not at all."""
-    path = Path(path)
-    fmt = "JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG"
-    atomic_write(path, lambda f: Image.fromarray(pixels).save(f, format=fmt))
 
 
 def nonfinite_layers(arrays: dict[str, np.ndarray]) -> list[str]:
