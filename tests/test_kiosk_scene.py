@@ -135,7 +135,7 @@ def test_a_touch_stops_attract_and_the_pad_is_the_visitors(kiosk):
     assert scene.state.network_input.sum() > 0
 
 
-def test_idle_reset_clears_pad_closes_panels_and_flies_home(kiosk):
+def test_idle_reset_clears_pad_closes_panels_and_frames_the_network(kiosk):
     app, scene, clock = kiosk
     tap(app, clock, scene.ui.left_edge + 40, 40)  # a visitor
     assert scene.idle.state == VISITOR
@@ -144,26 +144,54 @@ def test_idle_reset_clears_pad_closes_panels_and_flies_home(kiosk):
     scene.camera.orbit(200.0, -80.0)
     scene.camera.zoom(3.0)
     frames(app, clock)
-    home = scene.home_pose()
+    touched = clock.now
     resets = scene.idle.resets
+    # attract_after (4 s) after the last touch the pen takes over; reset_after (20 s) after it, the reset.
+    until(app, clock, lambda: scene.attract.active, limit=20, dt=0.5)
+    assert clock.now - touched == pytest.approx(scene.kiosk.attract_after, abs=0.51)
+    assert scene.pad.canvas[:12, :12].max() == 0.0, "the visitor's drawing survived attract mode"
     until(
         app, clock, lambda: scene.idle.resets > resets, limit=int((scene.kiosk.reset_after + 2) * 2), dt=0.5
     )
+    assert clock.now - touched == pytest.approx(scene.kiosk.reset_after, abs=0.51)
     assert scene.ui.layer_card is None and not scene.ui.pin_open
-    assert scene.attract.active and scene.attract.digits_drawn >= 0
-    assert scene.pad.canvas[:12, :12].max() == 0.0, "the visitor's drawing survived the reset"
-    frames(app, clock, int(FLIGHT_S * 30) + 2)
-    now = Pose.of(scene.camera)
-    assert np.allclose(now.target, home.target, atol=1e-6 * max(home.distance, 1))
-    assert math.isclose(now.distance, home.distance, rel_tol=1e-6) and math.isclose(now.pitch, home.pitch)
-    # Yaw: home, plus what attract mode has turned since it resumed.
-    assert abs(((now.yaw - home.yaw) + math.pi) % (2 * math.pi) - math.pi) < math.radians(10)
+    assert scene.attract.active and scene.attract.orbit_running
+    # The camera follows attract mode's loop, framed in the free area.
+    frames(app, clock)
+    now, goal = Pose.of(scene.camera), scene.attract_pose(scene.attract.orbit_t)
+    assert np.allclose(now.target, goal.target, atol=1e-6 * max(goal.distance, 1))
+    assert math.isclose(now.distance, goal.distance, rel_tol=1e-6) and math.isclose(now.yaw, goal.yaw)
+
+
+def test_attract_frames_the_network_in_the_free_area_on_screen(kiosk):
+    """Pixels: over the attract loop the nodes are drawn inside the free area, and fill it."""
+    app, scene, clock = kiosk
+    to_attract(app, scene, clock)
+    until(app, clock, lambda: scene.attract.orbit_running and scene.flight is None)
+    x0, y0, x1, y1 = (int(v) for v in scene.free_rect())
+    from convscope.scenes.kiosk.attract import orbit_period
+
+    period = orbit_period(scene.attract.orbit_speed, scene.attract.yaw_range)
+    for t in np.linspace(0.0, period, 5)[:-1]:
+        scene.attract.orbit_t = float(t)
+        frames(app, clock, dt=1e-4)
+        shot = app.read_pixels().astype(int)
+        # Nodes are coloured (the colormap, navy at rest); the backdrop, labels and panels are grey.
+        ink = shot.max(axis=2) - shot.min(axis=2) > 50
+        ink[:, : int(scene.ui.left_edge) + 2] = False
+        ink[:, int(scene.ui.right_edge) - 2 :] = False
+        ink[y1:] = False
+        ys, xs = np.nonzero(ink)
+        assert xs.size > 2000, f"no network on screen at t={t:.0f}"
+        assert xs.min() >= x0 - 2 and xs.max() <= x1 + 2 and ys.min() >= y0 - 2
+        cover = (xs.max() - xs.min()) * (ys.max() - ys.min()) / ((x1 - x0) * (y1 - y0))
+        assert cover >= 0.5, f"the network covers {cover:.0%} of the free area at t={t:.0f}"
 
 
 def test_locked_keys_do_nothing_and_the_exit_chord_and_pin_work(kiosk):
     app, scene, clock = kiosk
     sink = app.headless_input
-    scene.attract.stop()
+    scene._act(scene.idle.touch())  # a visitor: attract mode stops and the camera flies home
     until(app, clock, lambda: scene.flight is None)
     before = Pose.of(scene.camera)
     chords = [

@@ -90,7 +90,9 @@ class KioskConfig:
     strings: dict[str, str] = field(default_factory=dict)  # STRINGS key -> word on the screen
     # -- attract mode --------------------------------------------------------------------------
     pen_speed: float = 1.3  # digit heights per second the pen travels
-    orbit_speed: float = 5.0  # degrees per second the camera turns around the network
+    orbit_speed: float = 5.0  # fastest turn of the attract camera, degrees per second
+    orbit_yaw: float = 35.0  # degrees either side of the front the attract camera swings (maps never edge-on)
+    brush_mm: float = 9.0  # width of a finger's stroke on the screen, mm (kept within MNIST-like widths)
     hold_digit: float = 2.5  # seconds a finished digit stays before the next one
     seed: int = 0  # order and jitter of the attract digits
     # -- the screen ----------------------------------------------------------------------------
@@ -249,6 +251,10 @@ def _check(cfg: KioskConfig) -> tuple[str, str] | None:
         return "pen_speed", f"{cfg.pen_speed} is outside 0.05..20 digit heights per second"
     if not 0 <= cfg.orbit_speed <= 90:
         return "orbit_speed", f"{cfg.orbit_speed} is outside 0..90 degrees per second"
+    if not 0 <= cfg.orbit_yaw <= 60:
+        return "orbit_yaw", f"{cfg.orbit_yaw} is outside 0..60 degrees"
+    if not 3 <= cfg.brush_mm <= 30:
+        return "brush_mm", f"{cfg.brush_mm} is outside 3..30 mm"
     if cfg.hold_digit < 0:
         return "hold_digit", f"must not be negative, got {cfg.hold_digit}"
     if cfg.monitor < 0:

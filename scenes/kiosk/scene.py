@@ -35,7 +35,7 @@ from convscope.engine.graph.layout import Layout, build_layout
 from convscope.engine.scene import FrameContext
 from convscope.engine.ui.input import MOUSE_LEFT, InputState
 from convscope.scenes.explore.scene import ExploreScene
-from convscope.scenes.kiosk.attract import Attract, load_strokes
+from convscope.scenes.kiosk.attract import Attract, CameraGoal, attract_camera, load_strokes
 from convscope.scenes.kiosk.config import STRINGS, KioskConfig
 from convscope.scenes.kiosk.idle import RESET, START_ATTRACT, STOP_ATTRACT, VISITOR, IdleMachine
 from convscope.scenes.kiosk.panels import KioskUi, gui_kiosk
@@ -60,6 +60,16 @@ def kiosk_ui_scale(control_mm: float, px_per_mm: float, base: float) -> float:
     return max(base, control_mm * px_per_mm / 21.0)
 
 
+BRUSH_RANGE = (0.035, 0.065)  # brush radius, fractions of the pad: MNIST's pen is 1.5 to 4 of 28 pixels wide
+
+
+def finger_brush(brush_mm: float, px_per_mm: float, pad_side: float, pad_size: int) -> float:
+    """Brush radius in pad pixels for a stroke `brush_mm` wide on a pad `pad_side` window units across,
+    kept within widths the network knows from MNIST (a thinner line reads as noise, a fatter as a blot)."""
+    radius = brush_mm / 2.0 * px_per_mm * pad_size / max(pad_side, 1.0)
+    return float(np.clip(radius, BRUSH_RANGE[0] * pad_size, BRUSH_RANGE[1] * pad_size))
+
+
 @dataclass
 class Pose:
     target: np.ndarray
@@ -70,6 +80,10 @@ class Pose:
     @classmethod
     def of(cls, cam: OrbitCamera) -> Pose:
         return cls(cam.target.copy(), cam.yaw, cam.pitch, cam.distance)
+
+    @classmethod
+    def goal(cls, g: CameraGoal) -> Pose:
+        return cls(np.asarray(g.target, np.float64).copy(), g.yaw, g.pitch, g.distance)
 
     def apply(self, cam: OrbitCamera) -> None:
         cam.target, cam.yaw, cam.pitch, cam.distance = self.target.copy(), self.yaw, self.pitch, self.distance
@@ -123,6 +137,7 @@ class KioskScene:
             load_strokes(),
             pen_speed=kiosk.pen_speed,
             orbit_speed=kiosk.orbit_speed,
+            yaw_range=kiosk.orbit_yaw,
             hold_digit=kiosk.hold_digit,
             seed=kiosk.seed,
         )
@@ -206,6 +221,10 @@ class KioskScene:
         gui_kiosk(
             self.ui, self.inner.pad, self.inner.state.probabilities, (io.display_size.x, io.display_size.y)
         )
+        if not self.inner.pad.drawing and self.ui.pad_side > 0.0:
+            self.inner.pad.radius = finger_brush(
+                self.kiosk.brush_mm, self.px_per_mm, self.ui.pad_side, self.inner.pad.size
+            )
 
     def update(self, inp: InputState, dt: float, ui_mouse: bool, ui_keyboard: bool) -> None:
         now = self.clock()
@@ -217,6 +236,7 @@ class KioskScene:
         self._requests()
         if self.attract.active:
             self.attract.update(kdt)
+            self._attract_camera()
         if (
             self.flight is not None
             and inp.is_down(MOUSE_LEFT)
@@ -272,15 +292,33 @@ class KioskScene:
             elif action == START_ATTRACT:
                 self.attract.start()
 
+    def _attract_camera(self) -> None:
+        """Attract mode's camera: fly into the loop's first pose, then follow the loop."""
+        if self.flight is not None:
+            return
+        if not self.attract.orbit_running:
+            goal = self.attract_pose(0.0)
+            if goal is None:
+                return
+            self.attract.orbit_running = True
+            self.flight = Flight(goal)
+            return
+        pose = self.attract_pose(self.attract.orbit_t)
+        if pose is not None:
+            pose.apply(self.camera)
+
     def reset(self) -> None:
-        """The full reset after a visitor leaves: pad cleared, camera home, panels closed."""
-        if self.inner.pad.drawing:
-            self.inner.pad.end_stroke()
-        self.inner.pad.clear()
+        """The full reset after a visitor leaves: pad cleared (unless the attract pen already owns it),
+        camera home, panels closed."""
+        if not self.attract.active:
+            if self.inner.pad.drawing:
+                self.inner.pad.end_stroke()
+            self.inner.pad.clear()
         self.ui.layer_card = None
         self.ui.pin_open, self.ui.pin_entry, self.ui.pin_wrong = False, "", False
         self._zoom_left = 0.0
-        self.fly_home()
+        if not self.attract.active:  # attract mode's camera loop is framed already
+            self.fly_home()
 
     # -- keys: locked, except the way out ----------------------------------------------------------------
 
@@ -321,6 +359,8 @@ class KioskScene:
 
     def _requests(self) -> None:
         ui = self.ui
+        if ui.clear or ui.fit or ui.reset or ui.zoom or ui.pin_submit is not None:
+            self._act(self.idle.touch())  # a panel button is a touch, whatever the window reported
         if ui.clear:
             ui.clear = False
             self.inner.pad.clear()
@@ -373,10 +413,41 @@ class KioskScene:
             return 0.0, float(w)
         return float(left), float(right)
 
-    def home_pose(self, keep_angle: bool = False) -> Pose | None:
-        """The whole network framed in the free region, from the home angle (or the current one)."""
+    def free_rect(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) framebuffer pixels the network may fill: between the pad panel and the
+        control column, below the top margin and above the strip of the attract prompt."""
+        w, h = self._viewport
+        left, right = self.free_region()
+        k = self.ui.scale * self._fb_scale
+        top, bottom = 12.0 * k, h - 76.0 * k
+        if bottom - top < 0.5 * h:
+            top, bottom = 0.0, float(h)
+        return left, top, right, bottom
+
+    def attract_pose(self, t: float) -> Pose | None:
+        """Attract mode's camera at loop time `t`: the whole network framed in the free area."""
         if self._layout is None:
             return None
+        goal = attract_camera(
+            self._layout.layer_bounds,
+            self.free_rect(),
+            self._viewport,
+            t,
+            orbit_speed=self.attract.orbit_speed,
+            yaw_range=self.attract.yaw_range,
+            camera=self.camera,
+        )
+        return Pose.goal(goal)
+
+    def home_pose(self, keep_angle: bool = False) -> Pose | None:
+        """The whole network framed in the free area: from the home angle (attract mode's first
+        pose), or from the current angle (Fit)."""
+        if self._layout is None:
+            return None
+        lo, hi = self._layout.bounds
+        self.camera.scene_radius = max(float(np.linalg.norm(hi - lo)) / 2.0, 1e-3)
+        if not keep_angle:
+            return self.attract_pose(0.0)
         w, h = self._viewport
         left, right = self.free_region()
         cam = copy.deepcopy(self.camera)

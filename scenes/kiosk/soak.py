@@ -41,7 +41,6 @@ from convscope.engine.worker.shm import segment_prefix
 from convscope.scenes.explore.run import AppError, wait_until_ready
 from convscope.scenes.kiosk.attract import place
 from convscope.scenes.kiosk.config import KioskConfig
-from convscope.scenes.kiosk.idle import VISITOR
 from convscope.scenes.kiosk.run import DEFAULT_DPI, make_window, monitor_px_per_mm, ui_config
 from convscope.scenes.kiosk.scene import KioskScene, kiosk_ui_scale
 
@@ -199,7 +198,8 @@ class SyntheticVisitor:
             for label in self.rng.permutation(["+", "-", "Fit", "Reset"]):
                 yield from self._press(str(label))
             yield from self._pinch()
-            while self.scene.idle.state == VISITOR:  # the visitor leaves; the idle reset follows
+            resets = self.scene.idle.resets
+            while self.scene.idle.resets == resets:  # the visitor leaves; attract, then the idle reset
                 yield
 
 
