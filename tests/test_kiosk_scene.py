@@ -305,3 +305,43 @@ def test_buttons_pinch_and_double_tap_move_the_camera(kiosk):
     centre = scene._layout.layer_center(i)
     assert np.linalg.norm(scene.camera.target - centre) < 0.2 * scene.camera.distance
     assert scene.camera.distance < d0 * 0.6
+
+
+def _orange(shot: np.ndarray) -> np.ndarray:
+    """Pixels of the accent colour the kiosk gives the network's pick (digit and bar)."""
+    r, g, b = (shot[..., i].astype(int) for i in range(3))
+    return (r > 200) & (g > 130) & (g < 200) & (b < 90)
+
+
+def _coloured(shot: np.ndarray) -> np.ndarray:
+    """Pixels of the colormap: the grey "no input" nodes, the backdrop and the labels are not."""
+    return shot.max(axis=2).astype(int) - shot.min(axis=2) > 50
+
+
+def test_an_empty_pad_shows_no_guess_and_grey_nodes(kiosk):
+    app, scene, clock = kiosk
+    sink = app.headless_input
+    scene._act(scene.idle.touch())
+    until(app, clock, lambda: scene.flight is None)
+    x0, y0, x1, y1 = scene.ui.pad_rect
+    sink.on_cursor_pos(x0 + 0.5 * (x1 - x0), y0 + 0.2 * (y1 - y0))
+    frames(app, clock)
+    sink.on_mouse_button(MOUSE_LEFT, True, 0)
+    for k in range(1, 10):
+        sink.on_cursor_pos(x0 + 0.5 * (x1 - x0), y0 + (0.2 + 0.07 * k) * (y1 - y0))
+        frames(app, clock)
+    sink.on_mouse_button(MOUSE_LEFT, False, 0)
+    frames(app, clock, 3)
+    side = scene.ui.pad_side
+    inked = app.read_pixels().copy()
+    panel = (slice(int(y1), H), slice(0, int(scene.ui.left_edge)))
+    scene_area = (slice(0, H), slice(int(scene.ui.left_edge) + 2, int(scene.ui.right_edge) - 2))
+    assert _orange(inked[panel]).sum() > 200, "no reading shown for a drawn digit"
+    assert _coloured(inked[scene_area]).sum() > 2000
+    tap(app, clock, *scene.ui.target("Clear"))
+    frames(app, clock, 3)
+    assert scene.pad.is_empty() and scene.inner.input_blank
+    cleared = app.read_pixels()
+    assert _orange(cleared[panel]).sum() == 0, "a cleared pad still shows a guess"
+    assert _coloured(cleared[scene_area]).sum() < 50, "the nodes did not return to the no-input grey"
+    assert abs(scene.ui.pad_side - side) < 1.0, "the pad changed size when the reading went"

@@ -49,8 +49,11 @@ def gui_draw_panel(
         image(seen, (112 * scale, 112 * scale))
     imgui.spacing()
     imgui.text("top guesses")
-    guesses = state.top_guesses(3)
-    if not guesses:
+    blank = state.network_input is not None and not np.any(state.network_input)
+    guesses = [] if blank else state.top_guesses(3)
+    if blank:  # an empty pad has no reading, whatever the network makes of a black image
+        imgui.text_colored(_DIM_RGBA, "draw a digit")
+    elif not guesses:
         imgui.text_colored(_DIM_RGBA, "waiting for the network...")
     for rank, (label, p) in enumerate(guesses):
         bar = f"{label}   {100.0 * p:5.1f} %"

@@ -213,7 +213,13 @@ class ExploreScene:
             self._seen_texture.sync(self.state.network_input, self.sent_seq)
         if self._new_result and self._renderer is not None:
             self._new_result = False
-            self._renderer.set_activations(self.display_values())
+            if self.input_blank:  # an empty pad: every node rests at the "no input" grey
+                nan = np.full(self.spec.total_nodes, np.nan, np.float32)
+                self._renderer.set_activations(
+                    nan, np.tile(np.float32([0.0, 1.0]), (len(self.spec.layers), 1))
+                )
+            else:
+                self._renderer.set_activations(self.display_values())
         self._upload_edges()
         self._upload_detail_images()
         self.embedding.upload()
@@ -332,6 +338,12 @@ class ExploreScene:
         if out.kind == "output" and self.state.probabilities is not None:
             values[out.start : out.stop] = self.state.probabilities
         return values
+
+    @property
+    def input_blank(self) -> bool:
+        """The network's input is empty (a blank or cleared pad): there is no reading to show."""
+        x = self.state.network_input
+        return x is None or not np.any(x)
 
     @property
     def ready(self) -> bool:

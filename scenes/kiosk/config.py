@@ -37,7 +37,7 @@ STRINGS: dict[str, str] = {
     "title": "Draw a digit",
     "attract": "Touch the pad and draw a digit",
     "guess": "The network reads",
-    "unsure": "draw a digit...",
+    "unsure": "draw a digit",  # where the reading goes while the pad is empty
     "clear": "Clear",
     "zoom_in": "+",
     "zoom_out": "-",

@@ -130,18 +130,30 @@ def _pad_canvas(pad: PadState, side: float, pen: tuple[float, float] | None) -> 
 
 
 def _reading(ui: KioskUi, probabilities: np.ndarray | None, width: float) -> None:
-    """The network's answer: its top digit large, then all ten classes as bars."""
+    """The network's answer: its top digit large, then all ten classes as bars; `probabilities`
+    None (an empty pad) shows "draw a digit" and empty bars."""
     font = imgui.get_style().font_size_base
     ok = probabilities is not None and np.all(np.isfinite(probabilities)) and len(probabilities) == 10
-    top = int(np.argmax(probabilities)) if ok else None
-    _text_big(f"{top}" if ok else "?", font * 2.4, _ACCENT if ok else _DIM)
-    imgui.same_line()
-    imgui.begin_group()
-    imgui.text_colored(imgui.ImVec4(*_DIM), ui.s("guess"))
-    imgui.text_colored(
-        imgui.ImVec4(*_DIM), f"{100.0 * float(probabilities[top]):.0f} %" if ok else ui.s("unsure")
-    )
-    imgui.end_group()
+    # Both forms take the same height, so the pad above does not resize when the first ink is read.
+    imgui.push_font(None, font * 2.4)
+    row_h = imgui.get_text_line_height()
+    imgui.pop_font()
+    spacing = imgui.get_style().item_spacing.y
+    row_h = max(row_h, 2.0 * imgui.get_text_line_height() + spacing)
+    y0 = imgui.get_cursor_pos_y()
+    if ok:
+        top = int(np.argmax(probabilities))
+        _text_big(f"{top}", font * 2.4, _ACCENT)
+        imgui.same_line()
+        imgui.begin_group()
+        imgui.text_colored(imgui.ImVec4(*_DIM), ui.s("guess"))
+        imgui.text_colored(imgui.ImVec4(*_DIM), f"{100.0 * float(probabilities[top]):.0f} %")
+        imgui.end_group()
+    else:  # an empty pad (or no answer yet): an invitation, never a guess
+        _text_big(ui.s("unsure"), font * 1.6, _DIM)
+    short = y0 + row_h + spacing - imgui.get_cursor_pos_y()
+    if short > 0.5:
+        imgui.dummy(imgui.ImVec2(1.0, short - spacing))
     dl = imgui.get_window_draw_list()
     p = imgui.get_cursor_screen_pos()
     bar_h = font * 3.2 * ui.scale

@@ -218,9 +218,8 @@ class KioskScene:
             self.inner.gui()
             self.app.show_frame_time = False
         io = imgui.get_io()
-        gui_kiosk(
-            self.ui, self.inner.pad, self.inner.state.probabilities, (io.display_size.x, io.display_size.y)
-        )
+        reading = None if self.inner.input_blank else self.inner.state.probabilities
+        gui_kiosk(self.ui, self.inner.pad, reading, (io.display_size.x, io.display_size.y))
         if not self.inner.pad.drawing and self.ui.pad_side > 0.0:
             self.inner.pad.radius = finger_brush(
                 self.kiosk.brush_mm, self.px_per_mm, self.ui.pad_side, self.inner.pad.size
