@@ -322,6 +322,7 @@ def test_an_empty_pad_shows_no_guess_and_grey_nodes(kiosk):
     app, scene, clock = kiosk
     sink = app.headless_input
     scene._act(scene.idle.touch())
+    scene.ui.layer_card, scene.ui.pin_open = None, False  # nothing coloured over the scene but nodes
     until(app, clock, lambda: scene.flight is None)
     x0, y0, x1, y1 = scene.ui.pad_rect
     sink.on_cursor_pos(x0 + 0.5 * (x1 - x0), y0 + 0.2 * (y1 - y0))
