@@ -346,3 +346,26 @@ def test_an_empty_pad_shows_no_guess_and_grey_nodes(kiosk):
     assert _orange(cleared[panel]).sum() == 0, "a cleared pad still shows a guess"
     assert _coloured(cleared[scene_area]).sum() < 50, "the nodes did not return to the no-input grey"
     assert abs(scene.ui.pad_side - side) < 1.0, "the pad changed size when the reading went"
+
+
+def test_a_thin_fc_row_is_a_9_mm_tap_target(kiosk):
+    """Zoomed out, where a row is a hairline: taps up to half a control_mm target beyond a fully
+    connected row still pick it (the picker's generous hit radius); further out, nothing."""
+    app, scene, clock = kiosk
+    scene._act(scene.idle.touch())
+    scene.fly_home()
+    until(app, clock, lambda: scene.flight is None)
+    scene.camera.zoom(-8.0)  # the network a third of its home size
+    frames(app, clock)
+    i = scene.inner.spec.index("fc1")
+    lo, hi = scene._layout.layer_bounds[i]
+    yc, zc = (lo[1] + hi[1]) / 2, (lo[2] + hi[2]) / 2
+    a, b = scene.camera.project(np.array([[lo[0], yc, zc], [hi[0], yc, zc]]), W, H)
+    along = (b - a) / np.linalg.norm(b - a)
+    half = 0.5 * scene.kiosk.control_mm * PX_PER_MM
+    # Beyond the row's right end, the first pixel the plain ray test misses:
+    step = next(k for k in range(1, 200) if scene.pick_layer(*(b + along * k), hit_px=0.0) is None)
+    assert step * 1.0 < half, "the sheet margin alone already covers half a target"
+    for k in (step, 0.5 * (step + half), half - 1.0):
+        assert scene.pick_layer(*(b + along * k)) == i, f"{k / PX_PER_MM:.1f} mm beyond fc1's end"
+    assert scene.pick_layer(*(b + along * (half + 6.0))) is None

@@ -203,7 +203,10 @@ def gui_pad_panel(
     ui.left_edge = imgui.get_window_pos().x + imgui.get_window_size().x
     # The panel's height is known only now: grow or shrink the pad so it fills the screen's height
     # next frame (it settles in a frame or two; no text metrics to duplicate here).
-    ui.pad_side += (h - 2 * m - imgui.get_window_size().y) * 0.8
+    # Whole pixels, and still once within a pixel: the pad (and the brush sized from it) stays put.
+    short = h - 2 * m - imgui.get_window_size().y
+    if abs(short) >= 1.0:
+        ui.pad_side = float(round(ui.pad_side + short * 0.8))
     imgui.end()
 
 

@@ -543,18 +543,20 @@ class KioskScene:
         self.ui.card_title = f"{layer.name}  ·  {what}"
         self.ui.card_text = text
 
-    def pick_layer(self, px: float, py: float) -> int | None:
+    def pick_layer(self, px: float, py: float, hit_px: float | None = None) -> int | None:
         """The layer under framebuffer pixel (px, py): the nearest layer sheet the picking ray
-        crosses inside its bounds (with a margin of a node or two, so thin rows are hittable)."""
+        crosses inside its bounds (with a margin of a node or two); failing that, the layer whose
+        sheet on screen comes within `hit_px` pixels of the tap (default: half a `control_mm`
+        target), so a thin fully connected row is as easy to hit as a button."""
         if self._layout is None:
             return None
         w, h = self._viewport
         eye, d = self.camera.ray(px, py, w, h)
         best, best_t = None, math.inf
         visible = self.inner.state.layer_visible
-        for i, (lo, hi) in enumerate(self._layout.layer_bounds):
-            if visible and not visible[i]:
-                continue
+        shown = [i for i in range(len(self._layout.layer_bounds)) if not visible or visible[i]]
+        for i in shown:
+            lo, hi = self._layout.layer_bounds[i]
             ext = hi - lo
             margin = max(float(ext[0]), float(ext[2])) * 0.04 + 1.5 * float(self._layout.sizes.max())
             yc = (lo[1] + hi[1]) / 2.0
@@ -570,7 +572,33 @@ class KioskScene:
                 and t < best_t
             ):
                 best, best_t = i, t
+        if best is not None:
+            return best
+        if hit_px is None:
+            hit_px = 0.5 * self.kiosk.control_mm * self.px_per_mm * self._fb_scale
+        best_gap = hit_px
+        for i in shown:
+            lo, hi = self._layout.layer_bounds[i]
+            yc = (lo[1] + hi[1]) / 2.0
+            sheet = np.array([[lo[0], yc, lo[2]], [hi[0], yc, lo[2]], [hi[0], yc, hi[2]], [lo[0], yc, hi[2]]])
+            quad = self.camera.project(sheet, w, h)
+            if not np.isfinite(quad).all():
+                continue
+            gap = _distance_to_quad(np.array([px, py]), quad)
+            if gap <= best_gap:
+                best, best_gap = i, gap
         return best
+
+
+def _distance_to_quad(p: np.ndarray, quad: np.ndarray) -> float:
+    """Distance from point `p` to the convex quadrilateral `quad` (4, 2) on screen; 0 inside."""
+    edges = np.roll(quad, -1, axis=0) - quad
+    cross = edges[:, 0] * (p[1] - quad[:, 1]) - edges[:, 1] * (p[0] - quad[:, 0])
+    if (cross >= 0).all() or (cross <= 0).all():
+        return 0.0
+    rel = p - quad
+    u = np.clip((rel * edges).sum(1) / np.maximum((edges * edges).sum(1), 1e-12), 0.0, 1.0)
+    return float(np.linalg.norm(rel - edges * u[:, None], axis=1).min())
 
 
 def _without_keys(inp: InputState) -> InputState:
