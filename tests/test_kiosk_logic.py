@@ -296,8 +296,9 @@ def _network_box(goal, layout, w, h):
 
 
 # Free areas as the kiosk panels leave them (pad panel on the left, the control column on the right,
-# the prompt strip at the bottom), measured from the kiosk scene at these sizes.
-FREE = {(1280, 720): (401.0, 21.6, 1136.0, 583.2), (1920, 1080): (761.0, 21.6, 1776.0, 943.2)}
+# the caption room at the top, the prompt strip at the bottom), measured from the kiosk scene at
+# these sizes (96 dpi, 10 mm controls).
+FREE = {(1280, 720): (400.0, 175.5, 1136.0, 604.8), (1920, 1080): (760.0, 175.5, 1776.0, 964.8)}
 
 
 @pytest.mark.parametrize("size", sorted(FREE))
@@ -322,8 +323,31 @@ def test_attract_camera_keeps_the_network_in_the_free_area_over_a_whole_loop(siz
         assert max((bx1 - bx0) / (x1 - x0), (by1 - by0) / (y1 - y0)) > 0.85, "not filling the free area"
         assert goal.pitch >= HOME_PITCH - math.radians(7)
         yaws.append((goal.yaw + math.pi) % (2 * math.pi) - math.pi)
-    assert max(np.abs(yaws)) <= math.radians(35.0) + 1e-9 and max(yaws) - min(yaws) > math.radians(60)
+    assert max(np.abs(yaws)) <= math.radians(30.0) + 1e-9 and max(yaws) - min(yaws) > math.radians(55)
     # One loop later the camera is where it began: no drift however long attract mode runs.
     a = attract_camera(layout.layer_bounds, free, (w, h), 0.0)
     b = attract_camera(layout.layer_bounds, free, (w, h), period)
     assert np.allclose(a.target, b.target) and math.isclose(a.distance, b.distance, rel_tol=1e-6)
+
+
+def test_captions_from_the_config_in_any_language(tmp_path):
+    from convscope.scenes.kiosk.captions import caption, words
+
+    path = write(
+        tmp_path,
+        'model = "lenet"\n[kiosk]\nlanguages = ["en", "fr"]\n'
+        '[kiosk.captions.fr]\nconv1 = "Six filtres glissent sur l\'image."\n',
+    )
+    _, cfg = load_kiosk_config(path)
+    assert cfg.languages == ["en", "fr"]
+    assert caption("lenet", "conv1", "fr", cfg.captions) == "Six filtres glissent sur l'image."
+    assert caption("lenet", "conv1", "de", cfg.captions).startswith("Sechs Detektoren")
+    assert caption("mlp", "fc1", "en").startswith("Every node here looks at every pixel")
+    assert caption("lenet", "conv1", "fr") is None
+    assert words("de", {"clear": "Clear", "fit": "Fit"}, {})["clear"] == "Löschen"
+    bad = write(tmp_path, '[kiosk]\ncaptions = {fr = "x"}\n')
+    with pytest.raises(KioskConfigError, match=r"kiosk.toml:2: kiosk.captions: expected tables"):
+        load_kiosk_config(bad)
+    bad = write(tmp_path, '[kiosk]\nlanguages = ["english"]\n')
+    with pytest.raises(KioskConfigError, match="not a language code"):
+        load_kiosk_config(bad)

@@ -21,7 +21,7 @@ from convscope.scenes.kiosk.run import FrameClock, ui_config
 from convscope.scenes.kiosk.scene import FLIGHT_S, KioskScene, Pose, kiosk_ui_scale
 
 pytestmark = pytest.mark.gl
-W, H = 900, 560
+W, H = 1280, 720  # a small exhibit screen: room for the captions above the network
 DPI = 96.0
 PX_PER_MM = DPI / 25.4
 
@@ -168,6 +168,12 @@ def test_attract_frames_the_network_in_the_free_area_on_screen(kiosk):
     app, scene, clock = kiosk
     to_attract(app, scene, clock)
     until(app, clock, lambda: scene.attract.orbit_running and scene.flight is None)
+    caption_s, scene.kiosk.caption_s = (
+        scene.kiosk.caption_s,
+        1e9,
+    )  # the whole network's caption: no leader line
+    # Ink on the pad, so the nodes are coloured (an empty pad leaves them at the no-input grey).
+    until(app, clock, lambda: scene.pad.canvas.sum() > 3000 and not scene.inner.input_blank, dt=1 / 15)
     x0, y0, x1, y1 = (int(v) for v in scene.free_rect())
     from convscope.scenes.kiosk.attract import orbit_period
 
@@ -186,6 +192,7 @@ def test_attract_frames_the_network_in_the_free_area_on_screen(kiosk):
         assert xs.min() >= x0 - 2 and xs.max() <= x1 + 2 and ys.min() >= y0 - 2
         cover = (xs.max() - xs.min()) * (ys.max() - ys.min()) / ((x1 - x0) * (y1 - y0))
         assert cover >= 0.5, f"the network covers {cover:.0%} of the free area at t={t:.0f}"
+    scene.kiosk.caption_s = caption_s
 
 
 def test_locked_keys_do_nothing_and_the_exit_chord_and_pin_work(kiosk):
@@ -323,6 +330,7 @@ def test_an_empty_pad_shows_no_guess_and_grey_nodes(kiosk):
     sink = app.headless_input
     scene._act(scene.idle.touch())
     scene.ui.layer_card, scene.ui.pin_open = None, False  # nothing coloured over the scene but nodes
+    scene.fly_home()  # the whole network: its caption has no leader line
     until(app, clock, lambda: scene.flight is None)
     x0, y0, x1, y1 = scene.ui.pad_rect
     sink.on_cursor_pos(x0 + 0.5 * (x1 - x0), y0 + 0.2 * (y1 - y0))
@@ -369,3 +377,36 @@ def test_a_thin_fc_row_is_a_9_mm_tap_target(kiosk):
     for k in (step, 0.5 * (step + half), half - 1.0):
         assert scene.pick_layer(*(b + along * k)) == i, f"{k / PX_PER_MM:.1f} mm beyond fc1's end"
     assert scene.pick_layer(*(b + along * (half + 6.0))) is None
+
+
+def test_the_language_button_switches_captions_and_words(kiosk):
+    """A tap on the language button: the controls' words and the caption turn German (state and
+    pixels); the layer in view gets its own caption; the idle reset brings the exhibit's language back."""
+    app, scene, clock = kiosk
+    scene._act(scene.idle.touch())
+    scene.ui.layer_card, scene.ui.pin_open = None, False
+    scene.fly_home()
+    until(app, clock, lambda: scene.flight is None)
+    frames(app, clock, 2)
+    assert scene.language == "en" and scene.ui.caption_text.startswith("Your drawing goes in")
+    assert scene.ui.target("Clear") is not None and scene.ui.target("DE") is not None
+    x0, _, x1, _ = (int(v) for v in scene.free_rect())
+    y1 = int(scene.ui.caption_bottom)
+    before = app.read_pixels()[:y1, x0:x1].astype(int)
+    tap(app, clock, *scene.ui.target("DE"))
+    frames(app, clock, 2)
+    assert scene.language == "de" and scene.ui.caption_text.startswith("Deine Zeichnung kommt")
+    assert scene.ui.target("Löschen") is not None and scene.ui.target("Clear") is None
+    assert scene.ui.target("EN") is not None, "the button offers the way back"
+    after = app.read_pixels()[:y1, x0:x1].astype(int)
+    assert (np.abs(after - before).sum(axis=2) > 100).sum() > 500, "the caption on screen did not change"
+    # Fly to a layer: the caption follows it.
+    i = scene.inner.spec.index("input")
+    scene.fly_to_layer(i)
+    until(app, clock, lambda: scene.flight is None)
+    frames(app, clock)
+    assert scene.layer_in_view() == i and scene.ui.caption_title == "input"
+    assert scene.ui.caption_text.startswith("So sieht das Netz")
+    scene.reset()
+    frames(app, clock)
+    assert scene.language == "en"

@@ -111,9 +111,9 @@ def stroke_length(strokes: Strokes) -> float:
 
 # -- the camera ---------------------------------------------------------------------------------------
 
-YAW_RANGE = 35.0  # degrees either side of the home angle; beyond ~60 the maps overlap in depth
+YAW_RANGE = 30.0  # degrees either side of the home angle; beyond ~60 the maps overlap in depth
 PITCH_SWING = 6.0  # degrees the view nods about the home pitch (28): always well above the sheets
-FRAME_MARGIN = 0.06  # fraction of the free area's half-size kept clear around the network
+FRAME_MARGIN = 0.03  # fraction of the free area's half-size kept clear around the network
 
 
 class CameraGoal(NamedTuple):

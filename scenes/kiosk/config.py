@@ -29,7 +29,7 @@ from typing import Any
 import glfw
 from convscope.engine.config import AppConfig, ConfigError, load_config
 
-PANELS = ("pad", "guesses", "controls", "layer_text", "prompt", "explore")
+PANELS = ("pad", "guesses", "controls", "layer_text", "prompt", "captions", "explore")
 BACKENDS = ("glfw", "sdl")
 
 # The words on the screen, English built in; `[kiosk.strings]` replaces any of them.
@@ -80,18 +80,23 @@ class KioskConfig:
     # -- visitors ------------------------------------------------------------------------------
     attract_after: float = 8.0  # seconds with nobody at the exhibit before the network draws by itself
     reset_after: float = 45.0  # seconds without a touch before a visitor's session is reset
-    panels: list[str] = field(default_factory=lambda: ["pad", "guesses", "controls", "layer_text", "prompt"])
+    panels: list[str] = field(
+        default_factory=lambda: ["pad", "guesses", "controls", "layer_text", "prompt", "captions"]
+    )
     # which panels show: any of PANELS; "explore" adds the full explorer panels (a staffed exhibit)
     control_mm: float = 10.0  # smallest edge of any touch target, in millimetres on the screen
     screen_dpi: float = 0.0  # pixels per inch of the screen; 0 = ask the monitor (96 when it will not say)
-    language: str = "en"  # language of [kiosk.text] and [kiosk.strings]; English is built in
+    language: str = "en"  # language at start, and of [kiosk.text] and [kiosk.strings]
+    languages: list[str] = field(default_factory=lambda: ["en", "de"])  # the language button cycles these
+    captions: dict[str, dict[str, str]] = field(default_factory=dict)  # language -> layer -> caption
+    caption_s: float = 5.0  # seconds each layer's caption shows while attract mode tours the network
     font: str = ""  # a .ttf for scripts the built-in font lacks; "" = built-in (Latin-1)
     text: dict[str, str] = field(default_factory=dict)  # layer (or "model.layer") -> visitor text
     strings: dict[str, str] = field(default_factory=dict)  # STRINGS key -> word on the screen
     # -- attract mode --------------------------------------------------------------------------
     pen_speed: float = 1.3  # digit heights per second the pen travels
     orbit_speed: float = 5.0  # fastest turn of the attract camera, degrees per second
-    orbit_yaw: float = 35.0  # degrees either side of the front the attract camera swings (maps never edge-on)
+    orbit_yaw: float = 30.0  # degrees either side of the front the attract camera swings (maps never edge-on)
     brush_mm: float = 9.0  # width of a finger's stroke on the screen, mm (kept within MNIST-like widths)
     hold_digit: float = 2.5  # seconds a finished digit stays before the next one
     seed: int = 0  # order and jitter of the attract digits
@@ -244,6 +249,11 @@ def _check(cfg: KioskConfig) -> tuple[str, str] | None:
         return "screen_dpi", f"{cfg.screen_dpi} is outside 40..1200 (or 0 to ask the monitor)"
     if cfg.font and not Path(cfg.font).is_file():
         return "font", f"no font file at {cfg.font}"
+    for lang in [cfg.language, *cfg.languages, *cfg.captions]:
+        if not re.fullmatch(r"[a-z]{2,3}(-[A-Za-z]{2,4})?", lang):
+            return "languages", f"{lang!r} is not a language code such as en, de, fr or pt-BR"
+    if not cfg.caption_s > 0:
+        return "caption_s", f"must be more than 0 seconds, got {cfg.caption_s}"
     for key in cfg.strings:
         if key not in STRINGS:
             return f"strings.{key}", f"unknown string (known: {', '.join(STRINGS)})"
@@ -290,6 +300,16 @@ def kiosk_from_table(table: dict, where=lambda key: "") -> KioskConfig:
     cfg = KioskConfig()
     defaults = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     for key, value in table.items():
+        if key == "captions":
+            ok = isinstance(value, dict) and all(
+                isinstance(t, dict) and all(isinstance(v, str) for v in t.values()) for t in value.values()
+            )
+            if not ok:
+                raise KioskConfigError(
+                    f"{where(key)}kiosk.captions: expected tables of strings, got {value!r}"
+                )
+            cfg.captions = {lang: dict(t) for lang, t in value.items()}
+            continue
         if key not in defaults:
             raise KioskConfigError(
                 f"{where(key)}unknown key kiosk.{key} (known: {', '.join(sorted(defaults))})"

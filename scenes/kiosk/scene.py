@@ -8,8 +8,10 @@ implements the same Scene protocol, forwarding update / upload / draw to it.  Wh
 * attract mode (attract.py): the pad is drawn on through `PadState` like a finger would, so the
   worker and the node colours follow the pen exactly as they follow a visitor;
 * its own touch-sized panels (panels.py) instead of the explorer's, unless the config allows
-  "explore"; tap a layer for its visitor text, double-tap to fly the camera to it; pinch and
-  two-finger pan where the window backend delivers them (engine/ui/input.py);
+  "explore"; a caption in plain words for the layer in view (or, in attract mode, for each layer
+  in turn) in the visitor's language, which a button switches (captions.py); tap a layer for
+  its visitor text, double-tap to fly the camera to it; pinch and two-finger pan where the
+  window backend delivers them (engine/ui/input.py);
 * locked keys: the explorer never sees a key; only the exit chord or the operator PIN end the
   kiosk (`exit_requested`, and the window is asked to close);
 * a dark "Starting..." / "Restarting..." card until the network has answered.
@@ -36,7 +38,8 @@ from convscope.engine.scene import FrameContext
 from convscope.engine.ui.input import MOUSE_LEFT, InputState
 from convscope.scenes.explore.scene import ExploreScene
 from convscope.scenes.kiosk.attract import Attract, CameraGoal, attract_camera, load_strokes
-from convscope.scenes.kiosk.config import STRINGS, KioskConfig
+from convscope.scenes.kiosk.captions import caption, words
+from convscope.scenes.kiosk.config import LAYER_TEXT, STRINGS, KioskConfig
 from convscope.scenes.kiosk.idle import RESET, START_ATTRACT, STOP_ATTRACT, VISITOR, IdleMachine
 from convscope.scenes.kiosk.panels import KioskUi, gui_kiosk
 from imgui_bundle import imgui
@@ -148,6 +151,8 @@ class KioskScene:
             panels=tuple(kiosk.panels),
             cover=kiosk.string("restarting" if restarts else "starting"),
         )
+        self.languages = list(dict.fromkeys([kiosk.language, *kiosk.languages]))
+        self.set_language(kiosk.language)
         self.px_per_mm = px_per_mm
         self.exit_requested = False
         self.flight: Flight | None = None
@@ -214,6 +219,7 @@ class KioskScene:
             self.ui.cover = None
         if self.ui.pin_open:
             self.ui.layer_card = None
+        self._update_caption()
         if "explore" in self.ui.panels:
             self.inner.gui()
             self.app.show_frame_time = False
@@ -315,9 +321,89 @@ class KioskScene:
             self.inner.pad.clear()
         self.ui.layer_card = None
         self.ui.pin_open, self.ui.pin_entry, self.ui.pin_wrong = False, "", False
+        self.set_language(self.kiosk.language)  # the next visitor starts in the exhibit's language
         self._zoom_left = 0.0
         if not self.attract.active:  # attract mode's camera loop is framed already
             self.fly_home()
+
+    # -- words: the language and the caption of the layer in view ---------------------------------------
+
+    def set_language(self, language: str) -> None:
+        """Show the controls' words and the captions in `language`; the button offers the next one."""
+        if language not in self.languages:
+            return
+        self.language = language
+        own = self.kiosk.strings if language == self.kiosk.language else {}
+        self.ui.strings = words(language, STRINGS, own)
+        self.ui.language = language
+        k = self.languages.index(language)
+        self.ui.next_language = (
+            self.languages[(k + 1) % len(self.languages)] if len(self.languages) > 1 else ""
+        )
+
+    def layer_in_view(self) -> int | None:
+        """The layer the camera shows: None while the whole network fits in the free area, else the
+        visible layer whose centre is nearest the free area's middle."""
+        if self._layout is None:
+            return None
+        w, h = self._viewport
+        x0, y0, x1, y1 = self.free_rect()
+        visible = self.inner.state.layer_visible
+        shown = [i for i in range(len(self._layout.layer_bounds)) if not visible or visible[i]]
+        boxes = self._layout.layer_bounds[shown]
+        corners = np.concatenate([np.where(m, boxes[:, 1], boxes[:, 0]) for m in _CORNERS])
+        pts = self.camera.project(corners, w, h)
+        if (
+            np.isfinite(pts).all()
+            and (pts.min(0) >= (x0 - 1, y0 - 1)).all()
+            and (pts.max(0) <= (x1 + 1, y1 + 1)).all()
+        ):
+            return None
+        centres = self.camera.project(np.array([self._layout.layer_center(i) for i in shown]), w, h)
+        mid = np.array([(x0 + x1) / 2.0, (y0 + y1) / 2.0])
+        gaps = [float(np.linalg.norm(c - mid)) if np.isfinite(c).all() else math.inf for c in centres]
+        k = int(np.argmin(gaps))
+        return shown[k] if math.isfinite(gaps[k]) else None
+
+    def caption_layer(self) -> int | None:
+        """Whose caption shows: in attract mode each layer in turn, bottom to top, after the whole
+        network's (caption_s seconds each); otherwise the layer in view."""
+        if self._spec is None:
+            return None
+        if self.attract.active:
+            n = len(self._spec.layers) + 1
+            k = int(self.attract.orbit_t / self.kiosk.caption_s) % n
+            return None if k == 0 else k - 1
+        return self.layer_in_view()
+
+    def _update_caption(self) -> None:
+        ui = self.ui
+        room = self.free_rect()[1] >= ui.caption_bottom * self._fb_scale - 1.0
+        if "captions" not in ui.panels or self._spec is None or not room:
+            ui.caption_text = ""
+            return
+        index = self.caption_layer()
+        extra = self.kiosk.captions
+        if index is None:
+            ui.caption_title, ui.caption_anchor = "", None
+            ui.caption_text = caption(self._spec.model, "network", self.language, extra) or ""
+            return
+        name = self._spec.layers[index].name
+        ui.caption_title = name
+        ui.caption_text = caption(self._spec.model, name, self.language, extra) or ""
+        w, h = self._viewport
+        at = self.camera.project(self._layout.layer_center(index)[None], w, h)[0] / self._fb_scale
+        ui.caption_anchor = (float(at[0]), float(at[1])) if np.isfinite(at).all() else None
+
+    def _layer_text(self, layer: str) -> str | None:
+        """The long text of a tapped layer in the visitor's language: the config's in its own
+        language, the built-in English, else the caption."""
+        model = self._spec.model
+        if self.language == self.kiosk.language:
+            return self.kiosk.layer_text(model, layer)
+        if self.language == "en":
+            return LAYER_TEXT.get(f"{model}.{layer}") or LAYER_TEXT.get(layer)
+        return caption(model, layer, self.language, self.kiosk.captions)
 
     # -- keys: locked, except the way out ----------------------------------------------------------------
 
@@ -358,11 +444,14 @@ class KioskScene:
 
     def _requests(self) -> None:
         ui = self.ui
-        if ui.clear or ui.fit or ui.reset or ui.zoom or ui.pin_submit is not None:
+        if ui.clear or ui.fit or ui.reset or ui.zoom or ui.switch_language or ui.pin_submit is not None:
             self._act(self.idle.touch())  # a panel button is a touch, whatever the window reported
         if ui.clear:
             ui.clear = False
             self.inner.pad.clear()
+        if ui.switch_language:
+            ui.switch_language = False
+            self.set_language(ui.next_language)
         if ui.fit:
             ui.fit = False
             self.fly_home(keep_angle=True)
@@ -418,7 +507,9 @@ class KioskScene:
         w, h = self._viewport
         left, right = self.free_region()
         k = self.ui.scale * self._fb_scale
-        top, bottom = 12.0 * k, h - 76.0 * k
+        top, bottom = max(12.0 * k, self.ui.caption_bottom * self._fb_scale), h - 64.0 * k
+        if bottom - top < 0.5 * h:  # a small screen: no room for captions (gui_caption skips them)
+            top = 12.0 * k
         if bottom - top < 0.5 * h:
             top, bottom = 0.0, float(h)
         return left, top, right, bottom
@@ -464,12 +555,13 @@ class KioskScene:
     def fly_to_layer(self, index: int) -> None:
         lo, hi = self._layout.layer_bounds[index]
         w, h = self._viewport
-        left, right = self.free_region()
+        left, top, right, bottom = self.free_rect()
         cam = copy.deepcopy(self.camera)
         cam.fit(
             lo, hi, (right - left) / h, margin=0.25, yaw=cam.yaw, pitch=max(cam.pitch, math.radians(35.0))
         )
-        cam.pan((left + right) / 2.0 - w / 2.0, 0.0, h)
+        # In the middle of the free area, below the caption: the layer in view is this one.
+        cam.pan((left + right) / 2.0 - w / 2.0, (top + bottom) / 2.0 - h / 2.0, h)
         self.flight = Flight(Pose.of(cam))
 
     def _zoom_step(self, dt: float) -> None:
@@ -528,7 +620,7 @@ class KioskScene:
 
     def open_layer_card(self, index: int) -> None:
         layer = self._spec.layers[index]
-        text = self.kiosk.layer_text(self._spec.model, layer.name)
+        text = self._layer_text(layer.name)
         if text is None:
             return
         shape = layer.shape
@@ -588,6 +680,9 @@ class KioskScene:
             if gap <= best_gap:
                 best, best_gap = i, gap
         return best
+
+
+_CORNERS = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], bool)
 
 
 def _distance_to_quad(p: np.ndarray, quad: np.ndarray) -> float:
