@@ -112,6 +112,7 @@ class KioskConfig:
     # -- never down (scenes/kiosk/supervisor.py) -------------------------------------------------
     hang_after: float = 10.0  # seconds without a new frame before the supervisor restarts the app
     startup_grace: float = 60.0  # seconds a (re)started app has to show its first frame
+    daily_restart: str = ""  # "HH:MM" local time the supervisor restarts the app every day; "" = never
     log_dir: str = ""  # "" = ~/.local/state/convscope (Windows: %LOCALAPPDATA%\convscope)
     log_max_bytes: int = 1_000_000  # one log file's size before it rotates
     log_backups: int = 5  # rotated log files kept
@@ -288,6 +289,13 @@ def _check(cfg: KioskConfig) -> tuple[str, str] | None:
         return "hang_after", f"must be at least 1 second, got {cfg.hang_after}"
     if not cfg.startup_grace >= cfg.hang_after:
         return "startup_grace", f"must be at least hang_after ({cfg.hang_after}), got {cfg.startup_grace}"
+    if cfg.daily_restart:
+        from convscope.scenes.kiosk.supervisor import parse_daily
+
+        try:
+            parse_daily(cfg.daily_restart)
+        except ValueError as exc:
+            return "daily_restart", str(exc)
     if cfg.log_max_bytes < 10_000:
         return "log_max_bytes", f"must be at least 10000, got {cfg.log_max_bytes}"
     if cfg.log_backups < 1:
