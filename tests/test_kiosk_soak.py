@@ -26,6 +26,8 @@ def test_short_soak_reports_every_field_and_leaks_nothing(tmp_path):
     for bucket in r["frame_ms"]:
         assert bucket["frames"] > 0 and 0 < bucket["p50"] <= bucket["p99"] <= bucket["max"], bucket
     assert r["frames"] == sum(b["frames"] for b in r["frame_ms"])
+    gl = r["gl_objects"]
+    assert 10 < gl["end"] <= gl["after_warmup"] + 8, "GL objects made per frame and not released"
     for when in ("start", "after_warmup", "end"):
         for proc_name in ("render", "worker"):
             assert r["rss_kb"][when][proc_name] > 10_000, (when, proc_name)

@@ -13,7 +13,8 @@ Report (all times in milliseconds, memory in kB):
     frame_ms: per time bucket (60 s; a quarter of the run when it is under 2 minutes)
               frames, p50, p99, max
     rss_kb:   render and worker process at start (first result), after warm-up, and at the end
-    rss_growth_after_warmup_pct, worker_restarts, worker_pids, sessions, resets, attract_digits,
+    rss_growth_after_warmup_pct, gl_objects (live moderngl objects after warm-up and at the end),
+    worker_restarts, worker_pids, sessions, resets, attract_digits,
     shm_segments_start / shm_segments_end (/dev/shm/convscope*, any process's; end is after
     shutdown), shm_leaked (those of this process at the end: should be none)
 
@@ -61,6 +62,20 @@ def rss_kb(pid: int | None) -> int | None:
     except OSError:
         return None
     return None
+
+
+def gl_objects() -> int:
+    """Live moderngl objects (buffers, textures, vertex arrays, framebuffers, programs ...) in this
+    process: flat after warm-up, or something creates GL objects per frame without releasing them."""
+    import gc
+
+    import moderngl
+
+    kinds = tuple(
+        k for k in (getattr(moderngl, n, None) for n in ("Buffer", "Texture", "VertexArray", "Framebuffer",
+                    "Program", "Renderbuffer", "Sampler", "Query")) if isinstance(k, type)
+    )  # fmt: skip
+    return sum(1 for o in gc.get_objects() if isinstance(o, kinds))
 
 
 def shm_segments() -> list[str]:
@@ -309,7 +324,7 @@ def run_soak(cfg: AppConfig, kiosk: KioskConfig, opts) -> dict:
         wait_until_ready(app, scene.inner, cfg.worker_timeout)
         renderer = renderer_string(ctx)
         start = {"render": rss_kb(os.getpid()), "worker": rss_kb(scene.worker.pid)}
-        warm = None
+        warm, gl_warm = None, None
         t0 = time.monotonic()
         next_frame = t0
         while (now := time.monotonic()) - t0 < total:
@@ -333,12 +348,14 @@ def run_soak(cfg: AppConfig, kiosk: KioskConfig, opts) -> dict:
             times.add(spent)
             if warm is None and now - t0 >= warm_s:
                 warm = {"render": rss_kb(os.getpid()), "worker": rss_kb(scene.worker.pid)}
+                gl_warm = gl_objects()
             if window is None:
                 next_frame = max(next_frame + 1.0 / HEADLESS_FPS, time.monotonic())
                 time.sleep(max(next_frame - time.monotonic(), 0.0))
             elif window.should_close:
                 break  # the operator's exit chord ends a windowed soak early
         end = {"render": rss_kb(os.getpid()), "worker": rss_kb(scene.worker.pid)}
+        gl_counts = {"after_warmup": gl_warm, "end": gl_objects()}
         times.close()
         elapsed = time.monotonic() - t0
         restarts = scene.worker.restarts
@@ -377,6 +394,7 @@ def run_soak(cfg: AppConfig, kiosk: KioskConfig, opts) -> dict:
         "rss_kb": {"start": start, "after_warmup": warm, "end": end, "series": rss_series},
         "warmup_s": warm_s,
         "rss_growth_after_warmup_pct": {"render": growth("render"), "worker": growth("worker")},
+        "gl_objects": gl_counts,
         "worker_restarts": restarts,
         "worker_pids": worker_pids,
         **stats,
