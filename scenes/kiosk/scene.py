@@ -153,6 +153,7 @@ class KioskScene:
         )
         self.languages = list(dict.fromkeys([kiosk.language, *kiosk.languages]))
         self.set_language(kiosk.language)
+        self.ui.cover = self.ui.s("restarting" if restarts else "starting")  # in the exhibit's language
         self.px_per_mm = px_per_mm
         self.exit_requested = False
         self.flight: Flight | None = None
