@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--no-supervisor", action="store_true", help="with --kiosk: run the app unsupervised")
     k.add_argument("--soak", type=float, metavar="MINUTES", help="with --kiosk: attract + synthetic visitors")
     k.add_argument("--report", metavar="OUT.json", help="where --soak writes its report")
+    k.add_argument("--record-input", metavar="FILE", help="with --kiosk: record pointer and finger events")
+    k.add_argument("--replay-input", metavar="FILE", help="with --kiosk: play a recording's events back")
     t = p.add_argument_group("live training (scenes/train)")
     t.add_argument(
         "--scene", choices=["explore", "train"], default="explore", help="scene to open (default explore)"
@@ -107,6 +109,8 @@ def _check_kiosk_options(opts) -> None:
             ("--soak", opts.soak),
             ("--report", opts.report),
             ("--no-supervisor", opts.no_supervisor),
+            ("--record-input", opts.record_input),
+            ("--replay-input", opts.replay_input),
         ):
             if value:
                 raise UsageError(f"{flag} needs --kiosk")
@@ -123,6 +127,10 @@ def _check_kiosk_options(opts) -> None:
         raise UsageError("--kiosk takes no --input or --dump-activations (the pad belongs to the visitors)")
     if opts.headless and opts.soak is None and not opts.screenshot:
         raise UsageError("--kiosk --headless needs --screenshot OUT.png (or --soak)")
+    if opts.soak is not None and (opts.record_input or opts.replay_input):
+        raise UsageError("--soak brings its own visitors; it takes no --record-input or --replay-input")
+    if opts.replay_input and not Path(opts.replay_input).is_file():
+        raise UsageError(f"--replay-input: no file at {opts.replay_input}")
 
 
 def _check_train_options(opts) -> None:

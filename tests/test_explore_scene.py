@@ -84,6 +84,33 @@ def test_scripted_stroke_reaches_the_network_and_the_screen(app):
     assert changed[:, PAD_X + 480 :].sum() > 300
 
 
+def test_an_empty_pad_shows_no_guess_and_grey_nodes(app):
+    """Pixels: before any ink the guesses show no bar and the nodes rest at the no-input grey; a
+    stroke brings both."""
+    scene = app.scene
+    wait_until_ready(app, scene, 60)
+    app.frame()
+
+    def orange_bars(shot):  # the top guess's bar colour in the "Draw a digit" panel
+        r, g, b = (shot[:380, :480, i].astype(int) for i in range(3))
+        return int(((r > 200) & (g > 130) & (g < 200) & (b < 90)).sum())
+
+    def coloured(shot):
+        right = shot[:, 480:]
+        return int((right.max(axis=2).astype(int) - right.min(axis=2) > 50).sum())
+
+    blank = app.read_pixels().copy()
+    assert scene.input_blank and scene.state.probabilities is not None, "the blank pad was not answered"
+    assert orange_bars(blank) == 0, "an empty pad shows a guess"
+    assert coloured(blank) < 50, "nodes are coloured without input"
+    seq0 = scene.result_seq
+    drag(app, [(140, 40 + 10 * i) for i in range(21)])
+    frames_until(app, lambda: scene.ready and scene.result_seq > seq0)
+    app.frame()
+    drawn = app.read_pixels()
+    assert orange_bars(drawn) > 100 and coloured(drawn) > 2000
+
+
 def test_model_switch_at_run_time(app):
     scene = app.scene
     wait_until_ready(app, scene, 60)

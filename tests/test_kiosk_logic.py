@@ -8,10 +8,19 @@ from pathlib import Path
 import glfw
 import numpy as np
 import pytest
-from convscope.engine.camera import OrbitCamera
+from convscope.engine.camera import HOME_PITCH, OrbitCamera
+from convscope.engine.graph.layout import build_layout
 from convscope.engine.ui.input import MOUSE_LEFT, InputCollector
+from convscope.models.specs import lenet_spec, mlp_spec
 from convscope.scenes.explore.pad import PadState
-from convscope.scenes.kiosk.attract import DIGIT_BOX, Attract, load_strokes, sample_stroke
+from convscope.scenes.kiosk.attract import (
+    DIGIT_BOX,
+    Attract,
+    attract_camera,
+    load_strokes,
+    orbit_period,
+    sample_stroke,
+)
 from convscope.scenes.kiosk.config import (
     KioskConfig,
     KioskConfigError,
@@ -49,17 +58,50 @@ def test_idle_then_attract_then_visitor_then_reset():
     assert m.step(False) == [] and m.state == IDLE
     clock.now += 0.2
     assert m.step(False) == [START_ATTRACT] and m.state == ATTRACT
-    clock.now += 600.0  # attract mode runs for as long as nobody comes
-    assert m.step(False) == [] and m.state == ATTRACT
+    clock.now += 600.0  # attract mode runs for as long as nobody comes; nobody came, so no reset
+    assert m.step(False) == [] and m.state == ATTRACT and m.resets == 0
     assert m.step(True) == [STOP_ATTRACT] and m.state == VISITOR  # at once, on the first touch
-    clock.now += 44.0
+    clock.now += 7.0
     assert m.step(False) == [] and m.state == VISITOR
-    assert m.step(True) == []  # still drawing: the timer starts over
-    clock.now += 44.9
+    assert m.step(True) == []  # still drawing: both timers start over
+    clock.now += 7.9
     assert m.step(False) == []
-    clock.now += 0.2
-    assert m.step(False) == [RESET, START_ATTRACT] and m.state == ATTRACT
+    clock.now += 0.2  # attract_after after the last touch: the pen takes over, no reset yet
+    assert m.step(False) == [START_ATTRACT] and m.state == ATTRACT and m.resets == 0
+    clock.now += 45.0 - 8.1 - 0.1
+    assert m.step(False) == []
+    clock.now += 0.2  # reset_after after the last touch: the reset, once
+    assert m.step(False) == [RESET] and m.state == ATTRACT
+    clock.now += 1000.0
+    assert m.step(False) == []
     assert (m.visitors, m.resets) == (1, 1)
+
+
+def test_attract_and_reset_count_from_the_last_touch_with_a_fake_clock():
+    """attract_after = 8, reset_after = 20: attract 8 s after the visitor's last touch (a Clear
+    counts), the reset 20 s after it, each to the frame, at 60 fps."""
+    clock = FakeClock()
+    m = IdleMachine(attract_after=8.0, reset_after=20.0, clock=clock)
+    m.step(True)  # the visitor draws ...
+    clock.now += 5.0
+    m.touch()  # ... and presses Clear
+    touched = clock.now
+    events = {}
+    for _ in range(60 * 30):
+        clock.now += 1 / 60
+        for action in m.step(False):
+            events.setdefault(action, clock.now - touched)
+    assert events[START_ATTRACT] == pytest.approx(8.0, abs=1 / 60 + 1e-9)
+    assert events[RESET] == pytest.approx(20.0, abs=1 / 60 + 1e-9)
+    assert STOP_ATTRACT not in events
+
+
+def test_reset_before_attract_starts_both_together():
+    clock = FakeClock()
+    m = IdleMachine(attract_after=30.0, reset_after=10.0, clock=clock)
+    m.step(True)
+    clock.now += 10.01
+    assert m.step(False) == [RESET, START_ATTRACT]
 
 
 def test_a_visitor_before_attract_mode_gets_the_pad_without_a_stop():
@@ -168,12 +210,12 @@ def test_a_repeated_control_point_is_a_sharp_corner():
     assert np.abs(pts[:corner, 1]).max() < 1e-9 and np.abs(pts[corner:, 0] - 1).max() < 1e-9
 
 
-def test_attract_inks_the_pad_along_the_stroke_and_turns_the_camera():
+def test_attract_inks_the_pad_along_the_stroke_and_runs_the_camera_loop():
     pad = PadState(size=280, radius=18)
     cam = OrbitCamera()
     attract = Attract(pad, cam, pen_speed=1.3, orbit_speed=5.0, hold_digit=1.0, seed=3)
     attract.start()
-    yaw0 = cam.yaw
+    attract.orbit_running = True  # the scene sets it once the camera has flown into the loop
     versions, inked = [], []
     for _ in range(90):  # three seconds at 30 fps
         attract.update(1 / 30)
@@ -187,9 +229,7 @@ def test_attract_inks_the_pad_along_the_stroke_and_turns_the_camera():
     ys, xs = np.nonzero(pad.canvas > 0.5)
     lo, hi = DIGIT_BOX[0] * 280 - 30, DIGIT_BOX[1] * 280 + 30
     assert xs.min() > lo and xs.max() < hi and ys.min() > lo and ys.max() < hi
-    assert math.isclose(
-        (cam.yaw - yaw0) % (2 * math.pi), math.radians(5.0) * len(versions) / 30, rel_tol=1e-6
-    )
+    assert math.isclose(attract.orbit_t, len(versions) / 30, rel_tol=1e-6)
     attract.stop()
     assert not pad.drawing and attract.pen is None
 
@@ -236,3 +276,78 @@ def test_one_finger_is_the_left_button_and_two_fingers_pinch_and_pan():
     inp.on_touch_up(7, 300, 300)
     inp.on_touch_down(1, 50, 50)
     assert inp.snapshot(0.08).was_pressed(MOUSE_LEFT)
+
+
+# -- attract framing -------------------------------------------------------------------------------
+
+
+def _network_box(goal, layout, w, h):
+    cam = OrbitCamera(target=goal.target, yaw=goal.yaw, pitch=goal.pitch, distance=goal.distance)
+    half = layout.sizes[:, None] / 2.0  # node squares lie flat: their x / z corners bound them
+    pts = np.concatenate(
+        [
+            cam.project(layout.positions + np.c_[sx * half, 0 * half, sz * half], w, h)
+            for sx in (-1, 1)
+            for sz in (-1, 1)
+        ]
+    )
+    assert np.isfinite(pts).all()
+    return pts.min(0), pts.max(0)
+
+
+# Free areas as the kiosk panels leave them (pad panel on the left, the control column on the right,
+# the caption room at the top, the prompt strip at the bottom), measured from the kiosk scene at
+# these sizes (96 dpi, 10 mm controls).
+FREE = {(1280, 720): (400.0, 175.5, 1136.0, 604.8), (1920, 1080): (760.0, 175.5, 1776.0, 964.8)}
+
+
+@pytest.mark.parametrize("size", sorted(FREE))
+@pytest.mark.parametrize("make, cover", [(lenet_spec, 0.5), (mlp_spec, 0.2)])
+def test_attract_camera_keeps_the_network_in_the_free_area_over_a_whole_loop(size, make, cover):
+    """Sampled over one full loop: the network's screen box lies inside the free area and covers at
+    least half of it (LeNet; the MLP is a few long rows, four times wider than tall, so it can fill
+    only the free area's width), and the view never turns edge-on."""
+    w, h = size
+    x0, y0, x1, y1 = free = FREE[size]
+    layout = build_layout(make())
+    period = orbit_period(5.0)
+    yaws = []
+    for t in np.linspace(0.0, period, 121):
+        goal = attract_camera(layout.layer_bounds, free, (w, h), float(t), orbit_speed=5.0)
+        (bx0, by0), (bx1, by1) = _network_box(goal, layout, w, h)
+        assert x0 <= bx0 and bx1 <= x1 and y0 <= by0 and by1 <= y1, (
+            f"network leaves the free area at t={t:.1f}"
+        )
+        area = (bx1 - bx0) * (by1 - by0) / ((x1 - x0) * (y1 - y0))
+        assert area >= cover, f"network covers {area:.0%} of the free area at t={t:.1f}"
+        assert max((bx1 - bx0) / (x1 - x0), (by1 - by0) / (y1 - y0)) > 0.85, "not filling the free area"
+        assert goal.pitch >= HOME_PITCH - math.radians(7)
+        yaws.append((goal.yaw + math.pi) % (2 * math.pi) - math.pi)
+    assert max(np.abs(yaws)) <= math.radians(30.0) + 1e-9 and max(yaws) - min(yaws) > math.radians(55)
+    # One loop later the camera is where it began: no drift however long attract mode runs.
+    a = attract_camera(layout.layer_bounds, free, (w, h), 0.0)
+    b = attract_camera(layout.layer_bounds, free, (w, h), period)
+    assert np.allclose(a.target, b.target) and math.isclose(a.distance, b.distance, rel_tol=1e-6)
+
+
+def test_captions_from_the_config_in_any_language(tmp_path):
+    from convscope.scenes.kiosk.captions import caption, words
+
+    path = write(
+        tmp_path,
+        'model = "lenet"\n[kiosk]\nlanguages = ["en", "fr"]\n'
+        '[kiosk.captions.fr]\nconv1 = "Six filtres glissent sur l\'image."\n',
+    )
+    _, cfg = load_kiosk_config(path)
+    assert cfg.languages == ["en", "fr"]
+    assert caption("lenet", "conv1", "fr", cfg.captions) == "Six filtres glissent sur l'image."
+    assert caption("lenet", "conv1", "de", cfg.captions).startswith("Sechs Detektoren")
+    assert caption("mlp", "fc1", "en").startswith("Every node here looks at every pixel")
+    assert caption("lenet", "conv1", "fr") is None
+    assert words("de", {"clear": "Clear", "fit": "Fit"}, {})["clear"] == "Löschen"
+    bad = write(tmp_path, '[kiosk]\ncaptions = {fr = "x"}\n')
+    with pytest.raises(KioskConfigError, match=r"kiosk.toml:2: kiosk.captions: expected tables"):
+        load_kiosk_config(bad)
+    bad = write(tmp_path, '[kiosk]\nlanguages = ["english"]\n')
+    with pytest.raises(KioskConfigError, match="not a language code"):
+        load_kiosk_config(bad)

@@ -21,7 +21,7 @@ from convscope.scenes.kiosk.run import FrameClock, ui_config
 from convscope.scenes.kiosk.scene import FLIGHT_S, KioskScene, Pose, kiosk_ui_scale
 
 pytestmark = pytest.mark.gl
-W, H = 900, 560
+W, H = 1280, 720  # a small exhibit screen: room for the captions above the network
 DPI = 96.0
 PX_PER_MM = DPI / 25.4
 
@@ -135,7 +135,7 @@ def test_a_touch_stops_attract_and_the_pad_is_the_visitors(kiosk):
     assert scene.state.network_input.sum() > 0
 
 
-def test_idle_reset_clears_pad_closes_panels_and_flies_home(kiosk):
+def test_idle_reset_clears_pad_closes_panels_and_frames_the_network(kiosk):
     app, scene, clock = kiosk
     tap(app, clock, scene.ui.left_edge + 40, 40)  # a visitor
     assert scene.idle.state == VISITOR
@@ -144,26 +144,61 @@ def test_idle_reset_clears_pad_closes_panels_and_flies_home(kiosk):
     scene.camera.orbit(200.0, -80.0)
     scene.camera.zoom(3.0)
     frames(app, clock)
-    home = scene.home_pose()
+    touched = clock.now
     resets = scene.idle.resets
+    # attract_after (4 s) after the last touch the pen takes over; reset_after (20 s) after it, the reset.
+    until(app, clock, lambda: scene.attract.active, limit=20, dt=0.5)
+    assert clock.now - touched == pytest.approx(scene.kiosk.attract_after, abs=0.51)
+    assert scene.pad.canvas[:12, :12].max() == 0.0, "the visitor's drawing survived attract mode"
     until(
         app, clock, lambda: scene.idle.resets > resets, limit=int((scene.kiosk.reset_after + 2) * 2), dt=0.5
     )
+    assert clock.now - touched == pytest.approx(scene.kiosk.reset_after, abs=0.51)
     assert scene.ui.layer_card is None and not scene.ui.pin_open
-    assert scene.attract.active and scene.attract.digits_drawn >= 0
-    assert scene.pad.canvas[:12, :12].max() == 0.0, "the visitor's drawing survived the reset"
-    frames(app, clock, int(FLIGHT_S * 30) + 2)
-    now = Pose.of(scene.camera)
-    assert np.allclose(now.target, home.target, atol=1e-6 * max(home.distance, 1))
-    assert math.isclose(now.distance, home.distance, rel_tol=1e-6) and math.isclose(now.pitch, home.pitch)
-    # Yaw: home, plus what attract mode has turned since it resumed.
-    assert abs(((now.yaw - home.yaw) + math.pi) % (2 * math.pi) - math.pi) < math.radians(10)
+    assert scene.attract.active and scene.attract.orbit_running
+    # The camera follows attract mode's loop, framed in the free area.
+    frames(app, clock)
+    now, goal = Pose.of(scene.camera), scene.attract_pose(scene.attract.orbit_t)
+    assert np.allclose(now.target, goal.target, atol=1e-6 * max(goal.distance, 1))
+    assert math.isclose(now.distance, goal.distance, rel_tol=1e-6) and math.isclose(now.yaw, goal.yaw)
+
+
+def test_attract_frames_the_network_in_the_free_area_on_screen(kiosk):
+    """Pixels: over the attract loop the nodes are drawn inside the free area, and fill it."""
+    app, scene, clock = kiosk
+    to_attract(app, scene, clock)
+    until(app, clock, lambda: scene.attract.orbit_running and scene.flight is None)
+    caption_s, scene.kiosk.caption_s = (
+        scene.kiosk.caption_s,
+        1e9,
+    )  # the whole network's caption: no leader line
+    # Ink on the pad, so the nodes are coloured (an empty pad leaves them at the no-input grey).
+    until(app, clock, lambda: scene.pad.canvas.sum() > 3000 and not scene.inner.input_blank, dt=1 / 15)
+    x0, y0, x1, y1 = (int(v) for v in scene.free_rect())
+    from convscope.scenes.kiosk.attract import orbit_period
+
+    period = orbit_period(scene.attract.orbit_speed, scene.attract.yaw_range)
+    for t in np.linspace(0.0, period, 5)[:-1]:
+        scene.attract.orbit_t = float(t)
+        frames(app, clock, dt=1e-4)
+        shot = app.read_pixels().astype(int)
+        # Nodes are coloured (the colormap, navy at rest); the backdrop, labels and panels are grey.
+        ink = shot.max(axis=2) - shot.min(axis=2) > 50
+        ink[:, : int(scene.ui.left_edge) + 2] = False
+        ink[:, int(scene.ui.right_edge) - 2 :] = False
+        ink[y1:] = False
+        ys, xs = np.nonzero(ink)
+        assert xs.size > 2000, f"no network on screen at t={t:.0f}"
+        assert xs.min() >= x0 - 2 and xs.max() <= x1 + 2 and ys.min() >= y0 - 2
+        cover = (xs.max() - xs.min()) * (ys.max() - ys.min()) / ((x1 - x0) * (y1 - y0))
+        assert cover >= 0.5, f"the network covers {cover:.0%} of the free area at t={t:.0f}"
+    scene.kiosk.caption_s = caption_s
 
 
 def test_locked_keys_do_nothing_and_the_exit_chord_and_pin_work(kiosk):
     app, scene, clock = kiosk
     sink = app.headless_input
-    scene.attract.stop()
+    scene._act(scene.idle.touch())  # a visitor: attract mode stops and the camera flies home
     until(app, clock, lambda: scene.flight is None)
     before = Pose.of(scene.camera)
     chords = [
@@ -277,3 +312,101 @@ def test_buttons_pinch_and_double_tap_move_the_camera(kiosk):
     centre = scene.layout.layer_center(i)
     assert np.linalg.norm(scene.camera.target - centre) < 0.2 * scene.camera.distance
     assert scene.camera.distance < d0 * 0.6
+
+
+def _orange(shot: np.ndarray) -> np.ndarray:
+    """Pixels of the accent colour the kiosk gives the network's pick (digit and bar)."""
+    r, g, b = (shot[..., i].astype(int) for i in range(3))
+    return (r > 200) & (g > 130) & (g < 200) & (b < 90)
+
+
+def _coloured(shot: np.ndarray) -> np.ndarray:
+    """Pixels of the colormap: the grey "no input" nodes, the backdrop and the labels are not."""
+    return shot.max(axis=2).astype(int) - shot.min(axis=2) > 50
+
+
+def test_an_empty_pad_shows_no_guess_and_grey_nodes(kiosk):
+    app, scene, clock = kiosk
+    sink = app.headless_input
+    scene._act(scene.idle.touch())
+    scene.ui.layer_card, scene.ui.pin_open = None, False  # nothing coloured over the scene but nodes
+    scene.fly_home()  # the whole network: its caption has no leader line
+    until(app, clock, lambda: scene.flight is None)
+    x0, y0, x1, y1 = scene.ui.pad_rect
+    sink.on_cursor_pos(x0 + 0.5 * (x1 - x0), y0 + 0.2 * (y1 - y0))
+    frames(app, clock)
+    sink.on_mouse_button(MOUSE_LEFT, True, 0)
+    for k in range(1, 10):
+        sink.on_cursor_pos(x0 + 0.5 * (x1 - x0), y0 + (0.2 + 0.07 * k) * (y1 - y0))
+        frames(app, clock)
+    sink.on_mouse_button(MOUSE_LEFT, False, 0)
+    frames(app, clock, 3)
+    side = scene.ui.pad_side
+    inked = app.read_pixels().copy()
+    panel = (slice(int(y1), H), slice(0, int(scene.ui.left_edge)))
+    scene_area = (slice(0, H), slice(int(scene.ui.left_edge) + 2, int(scene.ui.right_edge) - 2))
+    assert _orange(inked[panel]).sum() > 200, "no reading shown for a drawn digit"
+    assert _coloured(inked[scene_area]).sum() > 2000
+    tap(app, clock, *scene.ui.target("Clear"))
+    frames(app, clock, 3)
+    assert scene.pad.is_empty() and scene.inner.input_blank
+    cleared = app.read_pixels()
+    assert _orange(cleared[panel]).sum() == 0, "a cleared pad still shows a guess"
+    assert _coloured(cleared[scene_area]).sum() < 50, "the nodes did not return to the no-input grey"
+    assert abs(scene.ui.pad_side - side) < 1.0, "the pad changed size when the reading went"
+
+
+def test_a_thin_fc_row_is_a_9_mm_tap_target(kiosk):
+    """Zoomed out, where a row is a hairline: taps up to half a control_mm target beyond a fully
+    connected row still pick it (the picker's generous hit radius); further out, nothing."""
+    app, scene, clock = kiosk
+    scene._act(scene.idle.touch())
+    scene.fly_home()
+    until(app, clock, lambda: scene.flight is None)
+    scene.camera.zoom(-8.0)  # the network a third of its home size
+    frames(app, clock)
+    i = scene.inner.spec.index("fc1")
+    lo, hi = scene._layout.layer_bounds[i]
+    yc, zc = (lo[1] + hi[1]) / 2, (lo[2] + hi[2]) / 2
+    a, b = scene.camera.project(np.array([[lo[0], yc, zc], [hi[0], yc, zc]]), W, H)
+    along = (b - a) / np.linalg.norm(b - a)
+    half = 0.5 * scene.kiosk.control_mm * PX_PER_MM
+    # Beyond the row's right end, the first pixel the plain ray test misses:
+    step = next(k for k in range(1, 200) if scene.pick_layer(*(b + along * k), hit_px=0.0) is None)
+    assert step * 1.0 < half, "the sheet margin alone already covers half a target"
+    for k in (step, 0.5 * (step + half), half - 1.0):
+        assert scene.pick_layer(*(b + along * k)) == i, f"{k / PX_PER_MM:.1f} mm beyond fc1's end"
+    assert scene.pick_layer(*(b + along * (half + 6.0))) is None
+
+
+def test_the_language_button_switches_captions_and_words(kiosk):
+    """A tap on the language button: the controls' words and the caption turn German (state and
+    pixels); the layer in view gets its own caption; the idle reset brings the exhibit's language back."""
+    app, scene, clock = kiosk
+    scene._act(scene.idle.touch())
+    scene.ui.layer_card, scene.ui.pin_open = None, False
+    scene.fly_home()
+    until(app, clock, lambda: scene.flight is None)
+    frames(app, clock, 2)
+    assert scene.language == "en" and scene.ui.caption_text.startswith("Your drawing goes in")
+    assert scene.ui.target("Clear") is not None and scene.ui.target("DE") is not None
+    x0, _, x1, _ = (int(v) for v in scene.free_rect())
+    y1 = int(scene.ui.caption_bottom)
+    before = app.read_pixels()[:y1, x0:x1].astype(int)
+    tap(app, clock, *scene.ui.target("DE"))
+    frames(app, clock, 2)
+    assert scene.language == "de" and scene.ui.caption_text.startswith("Deine Zeichnung kommt")
+    assert scene.ui.target("Löschen") is not None and scene.ui.target("Clear") is None
+    assert scene.ui.target("EN") is not None, "the button offers the way back"
+    after = app.read_pixels()[:y1, x0:x1].astype(int)
+    assert (np.abs(after - before).sum(axis=2) > 100).sum() > 500, "the caption on screen did not change"
+    # Fly to a layer: the caption follows it.
+    i = scene.inner.spec.index("input")
+    scene.fly_to_layer(i)
+    until(app, clock, lambda: scene.flight is None)
+    frames(app, clock)
+    assert scene.layer_in_view() == i and scene.ui.caption_title == "input"
+    assert scene.ui.caption_text.startswith("So sieht das Netz")
+    scene.reset()
+    frames(app, clock)
+    assert scene.language == "en"

@@ -26,6 +26,8 @@ def test_short_soak_reports_every_field_and_leaks_nothing(tmp_path):
     for bucket in r["frame_ms"]:
         assert bucket["frames"] > 0 and 0 < bucket["p50"] <= bucket["p99"] <= bucket["max"], bucket
     assert r["frames"] == sum(b["frames"] for b in r["frame_ms"])
+    gl = r["gl_objects"]
+    assert 10 < gl["end"] <= gl["after_warmup"] + 8, "GL objects made per frame and not released"
     for when in ("start", "after_warmup", "end"):
         for proc_name in ("render", "worker"):
             assert r["rss_kb"][when][proc_name] > 10_000, (when, proc_name)
@@ -35,3 +37,30 @@ def test_short_soak_reports_every_field_and_leaks_nothing(tmp_path):
     assert r["resets"] >= 1 and r["attract_digits"] >= 1
     assert "shm_segments_start" in r and "shm_segments_end" in r
     assert r["shm_leaked"] == [], r["shm_leaked"]  # other processes' segments may come and go meanwhile
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_frame_times_are_kept_in_bounded_memory_with_the_same_percentiles(seed):
+    """Hours of frames cost no more memory than one bucket's: the soak measures the render process
+    without growing it (the old list of every frame's time grew it ~60 KB a minute)."""
+    import numpy as np
+    from convscope.scenes.kiosk.soak import FrameTimes
+
+    rng = np.random.default_rng(seed)
+    times = FrameTimes()
+    everything = []
+    for _ in range(120):  # two hours of one-minute buckets at 30 fps
+        times.next_bucket()
+        chunk = rng.lognormal(np.log(0.025), 0.4, 1800)
+        for t in chunk:
+            times.add(float(t))
+        everything.append(chunk)
+        assert len(times._buf) <= 4096
+    times.close()
+    a = np.concatenate(everything) * 1e3
+    assert times.frames == len(a) and len(times.summaries) == 120
+    assert times.summaries[-1]["p99"] == round(float(np.percentile(everything[-1] * 1e3, 99)), 3)
+    overall = times.overall()
+    assert overall["max"] == round(float(a.max()), 3)
+    for q in (50, 99):
+        assert abs(overall[f"p{q}"] / np.percentile(a, q) - 1.0) < 0.01

@@ -12,10 +12,11 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from convscope.scenes.kiosk.supervisor import Heartbeat, Supervisor, make_logger
+from convscope.scenes.kiosk.supervisor import Heartbeat, Supervisor, make_logger, next_daily, parse_daily
 
 FAKE_APP = textwrap.dedent(
     """
@@ -33,6 +34,8 @@ FAKE_APP = textwrap.dedent(
                 raise RuntimeError(f"boom {runs}")
             if mode == "hang" and runs < 1:
                 time.sleep(3600)  # alive, but no more frames
+            if mode == "daily" and runs < 1:
+                continue  # a healthy app that would run for ever
             sys.exit(0)  # the operator's exit chord
     """
 )
@@ -61,6 +64,34 @@ def test_a_hung_app_is_killed_and_restarted(tmp_path):
     assert sup.hangs == 1 and sup.restarts == 1 and sup.exits == [0]
     text = (tmp_path / "logs" / "kiosk.log").read_text()
     assert "no frame for" in text and "fake app run 1" in text
+
+
+def test_a_daily_restart_at_a_set_local_time_on_a_fake_clock(tmp_path):
+    """A healthy app, restarted once when the fake local clock passes 04:00; the next one is due a
+    day later."""
+    log = make_logger(tmp_path / "logs")
+    t0, start = time.monotonic(), datetime(2026, 12, 7, 3, 59, 59, 300_000)
+
+    def local_now():  # 03:59:59.3 at the start, then as fast as real time
+        return start + timedelta(seconds=time.monotonic() - t0)
+
+    sup = Supervisor(
+        fake(tmp_path, "daily"),
+        log,
+        hang_after=5,
+        startup_grace=10,
+        daily_restart="04:00",
+        local_now=local_now,
+    )
+    assert sup.run() == 0
+    assert sup.daily_restarts == 1 and sup.restarts == 1 and sup.hangs == 0 and sup.exits == [0]
+    assert sup._next_daily == datetime(2026, 12, 8, 4, 0)
+    text = (tmp_path / "logs" / "kiosk.log").read_text()
+    assert "daily restart (04:00)" in text and "fake app run 1" in text
+    assert next_daily(parse_daily("04:00"), datetime(2026, 12, 7, 4, 0)) == datetime(2026, 12, 8, 4, 0)
+    assert next_daily(parse_daily("23:59"), datetime(2026, 12, 31, 12, 0)) == datetime(2026, 12, 31, 23, 59)
+    with pytest.raises(ValueError, match="HH:MM"):
+        parse_daily("4 am")
 
 
 def test_logs_rotate(tmp_path):

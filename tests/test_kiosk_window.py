@@ -59,12 +59,15 @@ GLFW_SCRIPT = textwrap.dedent(
 SDL_SCRIPT = textwrap.dedent(
     """
     import ctypes
+    import os
+    import tempfile
     import glfw
     import numpy as np
     import sdl2
     from imgui_bundle import imgui
     from convscope.engine.app import App
     from convscope.engine.ui.input import MOD_ALT, MOD_CONTROL, MOD_SHIFT
+    from convscope.engine.ui.input import InputCollector, InputRecorder, InputReplay
     from convscope.engine.window import WindowConfig
     from convscope.engine.window_sdl import SdlWindow
 
@@ -85,6 +88,10 @@ SDL_SCRIPT = textwrap.dedent(
     w = SdlWindow(WindowConfig(width=400, height=300, lock_close=True))
     assert w.size == (400, 300), w.size
     w.poll()
+    # Everything SDL's fingers do is recorded, then played back into a bare collector below.
+    recording = os.path.join(tempfile.mkdtemp(), "fingers.jsonl")
+    recorder = InputRecorder(recording, w.size, w.framebuffer_size)
+    w.input.recorder = recorder
     finger(sdl2.SDL_FINGERDOWN, 1, 0.25, 0.5)
     s = w.poll()
     assert s.was_pressed(0) and s.touches == 1 and s.mouse_pos == (100.0, 150.0), s
@@ -97,6 +104,14 @@ SDL_SCRIPT = textwrap.dedent(
     finger(sdl2.SDL_FINGERUP, 2, 0.875, 0.5)
     finger(sdl2.SDL_FINGERUP, 1, 0.25, 0.5)
     assert w.poll().touches == 0
+    w.input.recorder = None
+    recorder.close()
+    bare = InputCollector((400, 300), (400, 300))
+    bare.replay = InputReplay(recording, (400, 300))
+    played = [bare.snapshot() for _ in range(len(bare.replay.frames))]
+    assert [p.touches for p in played] == [1, 2, 2, 0], [p.touches for p in played]
+    assert played[0].was_pressed(0) and played[0].mouse_pos == (100.0, 150.0)
+    assert abs(played[2].pinch - 1.25) < 1e-6 and abs(played[2].pan2[0] - 25.0) < 1e-6
     push(sdl2.SDL_QUIT)
     w.poll()
     assert not w.should_close, "a locked SDL window closed on SDL_QUIT"
@@ -134,7 +149,9 @@ SDL_SCRIPT = textwrap.dedent(
 
 def run_script(display: str, script: str) -> subprocess.CompletedProcess:  # noqa: F811
     env = {k: v for k, v in os.environ.items() if k != "PYOPENGL_PLATFORM"}
-    env.update(DISPLAY=display, SDL_VIDEODRIVER="x11", PYTHONPATH=str(ROOT))
+    # The caller's PYTHONPATH first: a checkout run with PYTHONPATH set tests itself, not the install.
+    path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH", ""), str(ROOT)) if p)
+    env.update(DISPLAY=display, SDL_VIDEODRIVER="x11", PYTHONPATH=path)
     return subprocess.run(
         [sys.executable, "-c", script, display],
         env=env,

@@ -60,8 +60,11 @@ def gui_draw_panel(
         image(seen, (112 * scale, 112 * scale))
     imgui.spacing()
     imgui.text("top guesses")
-    guesses = state.top_guesses(3)
-    if not guesses and state.nonfinite:
+    blank = state.network_input is not None and not np.any(state.network_input)
+    guesses = [] if blank else state.top_guesses(3)
+    if blank:  # an empty pad has no reading, whatever the network makes of a black image
+        imgui.text_colored(_DIM_RGBA, "draw a digit")
+    elif not guesses and state.nonfinite:
         imgui.push_text_wrap_pos(imgui.get_cursor_pos_x() + 112 * scale)
         imgui.text_colored(_ERROR_RGBA, state.nonfinite)
         imgui.pop_text_wrap_pos()

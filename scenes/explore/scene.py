@@ -248,10 +248,16 @@ class ExploreScene:
             self.pads.seen.sync(self.state.network_input, self.sent_seq)
         if self.net.new_result and self.view.renderer is not None:
             self.net.new_result = False
-            # NaN in the node texture means "no data yet" (grey); a NaN the network computed is shown
-            # like inf, in the colormap's colour for non-finite values.
-            values = self.display_values()
-            self.view.renderer.set_activations(np.where(np.isnan(values), np.float32(np.inf), values))
+            if self.input_blank:  # an empty pad: every node rests at the "no input" grey
+                nan = np.full(self.spec.total_nodes, np.nan, np.float32)
+                self.view.renderer.set_activations(
+                    nan, np.tile(np.float32([0.0, 1.0]), (len(self.spec.layers), 1))
+                )
+            else:
+                # NaN in the node texture means "no data yet" (grey); a NaN the network computed is
+                # shown like inf, in the colormap's colour for non-finite values.
+                values = self.display_values()
+                self.view.renderer.set_activations(np.where(np.isnan(values), np.float32(np.inf), values))
         self._upload_edges()
         self.details.upload(self.ctx)
         self.embedding.upload()
@@ -383,6 +389,12 @@ class ExploreScene:
         if out.kind == "output" and self.state.probabilities is not None:
             values[out.start : out.stop] = self.state.probabilities
         return values
+
+    @property
+    def input_blank(self) -> bool:
+        """The network's input is empty (a blank or cleared pad): there is no reading to show."""
+        x = self.state.network_input
+        return x is None or not np.any(x)
 
     @property
     def ready(self) -> bool:

@@ -10,6 +10,11 @@ position jitter, seeded, so no two minutes look the same but every run is reprod
 Stroke paths: unit box, x right, y down; a centripetal Catmull-Rom spline passes through the
 control points (no cusps or loops the author did not draw); a point given twice is a sharp corner.
 On the pad the box maps to the middle 20 / 28 (MNIST's digit box), with the jitter on top.
+
+The camera (`attract_camera`): a pure function of (layout bounds, free-area rectangle, time) that
+swings the view left and right of the home angle and nods it a little, never further than
+`yaw_range` (so the maps are never seen edge-on), and frames the whole network in the free area
+beside the pad at every instant.  The scene applies it each frame; it knows nothing of panels.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
-from convscope.engine.camera import OrbitCamera
+from convscope.engine.camera import HOME_PITCH, HOME_YAW, OrbitCamera
 from convscope.scenes.explore.pad import PadState
 
 DIGIT_BOX = (4.0 / 28.0, 24.0 / 28.0)  # where the unit box lands on the pad: MNIST's 20x20 in 28x28
@@ -103,6 +109,86 @@ def stroke_length(strokes: Strokes) -> float:
     return float(sum(np.linalg.norm(np.diff(s, axis=0), axis=1).sum() for s in strokes))
 
 
+# -- the camera ---------------------------------------------------------------------------------------
+
+YAW_RANGE = 30.0  # degrees either side of the home angle; beyond ~60 the maps overlap in depth
+PITCH_SWING = 6.0  # degrees the view nods about the home pitch (28): always well above the sheets
+FRAME_MARGIN = 0.03  # fraction of the free area's half-size kept clear around the network
+
+
+class CameraGoal(NamedTuple):
+    target: np.ndarray
+    yaw: float
+    pitch: float
+    distance: float
+
+
+def orbit_period(orbit_speed: float, yaw_range: float = YAW_RANGE) -> float:
+    """Seconds of one attract camera loop whose fastest turn is `orbit_speed` degrees per second."""
+    return 2.0 * math.pi * yaw_range / max(orbit_speed, 1e-6)
+
+
+def _box_corners(boxes: np.ndarray) -> np.ndarray:
+    """(K, 2, 3) min / max boxes -> (8K, 3) corners."""
+    lo, hi = boxes[:, 0], boxes[:, 1]
+    pick = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], bool)
+    return np.concatenate([np.where(m, hi, lo) for m in pick])
+
+
+def attract_camera(
+    bounds: np.ndarray,
+    free: tuple[float, float, float, float],
+    viewport: tuple[int, int],
+    t: float,
+    *,
+    orbit_speed: float = 5.0,
+    yaw_range: float = YAW_RANGE,
+    margin: float = FRAME_MARGIN,
+    camera: OrbitCamera | None = None,
+) -> CameraGoal:
+    """Where the attract camera is at loop time `t` (s): the layout's boxes framed inside
+    `free` = (x0, y0, x1, y1) framebuffer pixels of a `viewport` (w, h).
+
+    `bounds` is the layout's bounds as (min, max), or its per-layer boxes (L, 2, 3)
+    (`Layout.layer_bounds`, a tighter outline of a stack of sheets).  The yaw swings sinusoidally
+    within +-yaw_range of the home angle (fastest `orbit_speed` degrees per second, at the home
+    angle) and the pitch nods at twice that rate, so the loop repeats every `orbit_period` seconds.
+    `camera` supplies the lens (field of view); it is not changed."""
+    w, h = max(int(viewport[0]), 1), max(int(viewport[1]), 1)
+    x0, y0, x1, y1 = (float(v) for v in free)
+    fw, fh = max(x1 - x0, 1.0), max(y1 - y0, 1.0)
+    boxes = np.asarray(bounds, np.float64).reshape(-1, 2, 3)
+    corners = _box_corners(boxes)
+    phase = 2.0 * math.pi * t / orbit_period(orbit_speed, yaw_range)
+    yaw = HOME_YAW + math.radians(yaw_range) * math.sin(phase)
+    pitch = HOME_PITCH + math.radians(PITCH_SWING) * math.sin(2.0 * phase)
+    cam = OrbitCamera() if camera is None else OrbitCamera(fov_y=camera.fov_y)
+    # A first fit of the whole box at the free area's aspect: fit() frames into the viewport's
+    # height, so a free area fh tall is the same fit with a margin that keeps (1 - margin) fh / h.
+    inner = (1.0 - margin) * min(fh / h, 1.0)
+    cam.fit(boxes[:, 0].min(0), boxes[:, 1].max(0), fw / fh, 1.0 - inner, yaw % (2.0 * math.pi), pitch)
+    # Then refine on the projected outline: the whole box's corners leave a stack of sheets smaller
+    # than it need be.  Scale by the distance and centre by panning, a few rounds (perspective makes
+    # both only nearly linear), then back off until every corner is inside.
+    room_w, room_h = fw * (1.0 - margin), fh * (1.0 - margin)
+    for _ in range(6):
+        pts = cam.project(corners, w, h)
+        (bx0, by0), (bx1, by1) = pts.min(0), pts.max(0)
+        k = max((bx1 - bx0) / room_w, (by1 - by0) / room_h, 1e-6)
+        cam.distance = float(np.clip(cam.distance * k, cam.min_distance, cam.max_distance))
+        pts = cam.project(corners, w, h)
+        (bx0, by0), (bx1, by1) = pts.min(0), pts.max(0)
+        cam.pan((x0 + x1 - bx0 - bx1) / 2.0, (y0 + y1 - by0 - by1) / 2.0, h)
+    for _ in range(40):
+        pts = cam.project(corners, w, h)
+        (bx0, by0), (bx1, by1) = pts.min(0), pts.max(0)
+        if np.isfinite(pts).all() and x0 <= bx0 and bx1 <= x1 and y0 <= by0 and by1 <= y1:
+            break
+        cam.distance *= 1.02
+    cam.scene_radius = max(float(np.linalg.norm(corners.max(0) - corners.min(0))) / 2.0, 1e-3)
+    return CameraGoal(cam.target.copy(), cam.yaw, cam.pitch, cam.distance)
+
+
 # Phases of one digit.
 DRAW, LIFT, HOLD, BLANK = "draw", "lift", "hold", "blank"
 LIFT_S = 0.18  # pen up between two strokes of a digit
@@ -111,19 +197,23 @@ BLANK_S = 0.5  # empty pad between two digits
 
 @dataclass
 class Attract:
-    """Drives `pad` (and turns `camera`) while `active`; `update(dt)` once per frame."""
+    """Drives `pad` while `active`, and keeps the camera loop's clock (`orbit_t`) that the scene
+    turns into a camera pose with `attract_camera`; `update(dt)` once per frame."""
 
     pad: PadState
     camera: OrbitCamera
     library: dict[str, list[Strokes]] = field(default_factory=load_strokes)
     pen_speed: float = 1.3  # digit heights per second
-    orbit_speed: float = 5.0  # degrees per second around the target
+    orbit_speed: float = 5.0  # fastest camera turn, degrees per second
+    yaw_range: float = YAW_RANGE  # degrees either side of the home angle
     hold_digit: float = 2.5  # seconds a finished digit stays
     seed: int = 0
     active: bool = False
     digit: str | None = None  # the digit being drawn (or held)
     pen: tuple[float, float] | None = None  # pad coordinates of the pen tip while it touches the pad
     digits_drawn: int = 0
+    orbit_t: float = 0.0  # seconds into the camera loop
+    orbit_running: bool = False  # the scene starts the loop once the camera has flown into place
 
     def __post_init__(self) -> None:
         self._rng = np.random.default_rng(self.seed)
@@ -139,6 +229,7 @@ class Attract:
     def start(self) -> None:
         """Begin with an empty pad; the first digit starts right away."""
         self.active = True
+        self.orbit_t, self.orbit_running = 0.0, False
         self._end_stroke()
         self.pad.clear()
         self._phase, self._wait = BLANK, 0.0
@@ -153,7 +244,8 @@ class Attract:
         if not self.active:
             return
         dt = max(float(dt), 0.0)
-        self.camera.yaw = (self.camera.yaw + math.radians(self.orbit_speed) * dt) % (2.0 * math.pi)
+        if self.orbit_running:
+            self.orbit_t = (self.orbit_t + dt) % orbit_period(self.orbit_speed, self.yaw_range)
         budget = dt
         # Several phases can end inside one long frame; the loop spends the frame's time across them.
         for _ in range(64):

@@ -31,7 +31,7 @@ import glfw
 from convscope.engine.config import MAX_CONFIG_BYTES, AppConfig, ConfigError, load_config
 from convscope.engine.files import read_regular
 
-PANELS = ("pad", "guesses", "controls", "layer_text", "prompt", "explore")
+PANELS = ("pad", "guesses", "controls", "layer_text", "prompt", "captions", "explore")
 BACKENDS = ("glfw", "sdl")
 
 # The words on the screen, English built in; `[kiosk.strings]` replaces any of them.
@@ -39,7 +39,7 @@ STRINGS: dict[str, str] = {
     "title": "Draw a digit",
     "attract": "Touch the pad and draw a digit",
     "guess": "The network reads",
-    "unsure": "draw a digit...",
+    "unsure": "draw a digit",  # where the reading goes while the pad is empty
     "clear": "Clear",
     "zoom_in": "+",
     "zoom_out": "-",
@@ -82,17 +82,24 @@ class KioskConfig:
     # -- visitors ------------------------------------------------------------------------------
     attract_after: float = 8.0  # seconds with nobody at the exhibit before the network draws by itself
     reset_after: float = 45.0  # seconds without a touch before a visitor's session is reset
-    panels: list[str] = field(default_factory=lambda: ["pad", "guesses", "controls", "layer_text", "prompt"])
+    panels: list[str] = field(
+        default_factory=lambda: ["pad", "guesses", "controls", "layer_text", "prompt", "captions"]
+    )
     # which panels show: any of PANELS; "explore" adds the full explorer panels (a staffed exhibit)
     control_mm: float = 10.0  # smallest edge of any touch target, in millimetres on the screen
     screen_dpi: float = 0.0  # pixels per inch of the screen; 0 = ask the monitor (96 when it will not say)
-    language: str = "en"  # language of [kiosk.text] and [kiosk.strings]; English is built in
+    language: str = "en"  # language at start, and of [kiosk.text] and [kiosk.strings]
+    languages: list[str] = field(default_factory=lambda: ["en", "de"])  # the language button cycles these
+    captions: dict[str, dict[str, str]] = field(default_factory=dict)  # language -> layer -> caption
+    caption_s: float = 5.0  # seconds each layer's caption shows while attract mode tours the network
     font: str = ""  # a .ttf for scripts the built-in font lacks; "" = built-in (Latin-1)
     text: dict[str, str] = field(default_factory=dict)  # layer (or "model.layer") -> visitor text
     strings: dict[str, str] = field(default_factory=dict)  # STRINGS key -> word on the screen
     # -- attract mode --------------------------------------------------------------------------
     pen_speed: float = 1.3  # digit heights per second the pen travels
-    orbit_speed: float = 5.0  # degrees per second the camera turns around the network
+    orbit_speed: float = 5.0  # fastest turn of the attract camera, degrees per second
+    orbit_yaw: float = 30.0  # degrees either side of the front the attract camera swings (maps never edge-on)
+    brush_mm: float = 9.0  # width of a finger's stroke on the screen, mm (kept within MNIST-like widths)
     hold_digit: float = 2.5  # seconds a finished digit stays before the next one
     seed: int = 0  # order and jitter of the attract digits
     # -- the screen ----------------------------------------------------------------------------
@@ -107,6 +114,7 @@ class KioskConfig:
     # -- never down (scenes/kiosk/supervisor.py) -------------------------------------------------
     hang_after: float = 10.0  # seconds without a new frame before the supervisor restarts the app
     startup_grace: float = 60.0  # seconds a (re)started app has to show its first frame
+    daily_restart: str = ""  # "HH:MM" local time the supervisor restarts the app every day; "" = never
     log_dir: str = ""  # "" = ~/.local/state/convscope (Windows: %LOCALAPPDATA%\convscope)
     log_max_bytes: int = 1_000_000  # one log file's size before it rotates
     log_backups: int = 5  # rotated log files kept
@@ -248,6 +256,11 @@ def _check(cfg: KioskConfig) -> tuple[str, str] | None:
         return "screen_dpi", f"{cfg.screen_dpi} is outside 40..1200 (or 0 to ask the monitor)"
     if cfg.font and not Path(cfg.font).is_file():
         return "font", f"no font file at {cfg.font}"
+    for lang in [cfg.language, *cfg.languages, *cfg.captions]:
+        if not re.fullmatch(r"[a-z]{2,3}(-[A-Za-z]{2,4})?", lang):
+            return "languages", f"{lang!r} is not a language code such as en, de, fr or pt-BR"
+    if not cfg.caption_s > 0:
+        return "caption_s", f"must be more than 0 seconds, got {cfg.caption_s}"
     for key in cfg.strings:
         if key not in STRINGS:
             return f"strings.{key}", f"unknown string (known: {', '.join(STRINGS)})"
@@ -255,6 +268,10 @@ def _check(cfg: KioskConfig) -> tuple[str, str] | None:
         return "pen_speed", f"{cfg.pen_speed} is outside 0.05..20 digit heights per second"
     if not 0 <= cfg.orbit_speed <= 90:
         return "orbit_speed", f"{cfg.orbit_speed} is outside 0..90 degrees per second"
+    if not 0 <= cfg.orbit_yaw <= 60:
+        return "orbit_yaw", f"{cfg.orbit_yaw} is outside 0..60 degrees"
+    if not 3 <= cfg.brush_mm <= 30:
+        return "brush_mm", f"{cfg.brush_mm} is outside 3..30 mm"
     if cfg.hold_digit < 0:
         return "hold_digit", f"must not be negative, got {cfg.hold_digit}"
     if cfg.monitor < 0:
@@ -278,6 +295,13 @@ def _check(cfg: KioskConfig) -> tuple[str, str] | None:
         return "hang_after", f"must be at least 1 second, got {cfg.hang_after}"
     if not cfg.startup_grace >= cfg.hang_after:
         return "startup_grace", f"must be at least hang_after ({cfg.hang_after}), got {cfg.startup_grace}"
+    if cfg.daily_restart:
+        from convscope.scenes.kiosk.supervisor import parse_daily
+
+        try:
+            parse_daily(cfg.daily_restart)
+        except ValueError as exc:
+            return "daily_restart", str(exc)
     if cfg.log_max_bytes < 10_000:
         return "log_max_bytes", f"must be at least 10000, got {cfg.log_max_bytes}"
     if cfg.log_backups < 1:
@@ -290,6 +314,16 @@ def kiosk_from_table(table: dict, where=lambda key: "") -> KioskConfig:
     cfg = KioskConfig()
     defaults = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     for key, value in table.items():
+        if key == "captions":
+            ok = isinstance(value, dict) and all(
+                isinstance(t, dict) and all(isinstance(v, str) for v in t.values()) for t in value.values()
+            )
+            if not ok:
+                raise KioskConfigError(
+                    f"{where(key)}kiosk.captions: expected tables of strings, got {value!r}"
+                )
+            cfg.captions = {lang: dict(t) for lang, t in value.items()}
+            continue
         if key not in defaults:
             raise KioskConfigError(
                 f"{where(key)}unknown key kiosk.{key} (known: {', '.join(sorted(defaults))})"

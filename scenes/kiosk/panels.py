@@ -1,6 +1,6 @@
 """The kiosk's ImGui panels: a big pad with Clear, the network's reading as ten bars, a column of
-zoom / fit / reset buttons, the visitor text card of a tapped layer, the attract-mode prompt, the
-operator's PIN keypad and the start-up / restarting card.
+zoom / fit / reset / language buttons, the caption of the layer in view, the visitor text card of a
+tapped layer, the attract-mode prompt, the operator's PIN keypad and the start-up / restarting card.
 
 GUI code only: each function reads and edits `KioskUi` (and the pad, as the explorer's pad widget
 does); the scene turns the requests (`clear`, `fit`, `zoom` ...) into work.  Sizes are window
@@ -53,15 +53,22 @@ class KioskUi:
     pin_entry: str = ""
     pin_wrong: bool = False
     time: float = 0.0  # seconds, for the prompt's pulse
+    language: str = "en"  # the words and captions shown
+    next_language: str = ""  # what the language button switches to ("" = no button)
+    caption_title: str = ""  # the layer in view ("" for the whole network)
+    caption_text: str = ""  # its caption in plain words ("" = none)
+    caption_anchor: tuple[float, float] | None = None  # the layer in view on screen, window coordinates
     # requested by the panels this frame, consumed by the scene
     clear: bool = False
     fit: bool = False
     reset: bool = False
     zoom: float = 0.0  # zoom steps (positive: in)
     pin_submit: str | None = None
+    switch_language: bool = False
     # geometry of this frame, window coordinates
     left_edge: float = 0.0  # right edge of the pad panel
     right_edge: float = 0.0  # left edge of the control column
+    caption_bottom: float = 0.0  # lower edge of the space kept for captions (0 = none)
     pad_rect: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # x0, y0, x1, y1
     pad_side: float = 0.0  # the pad's edge, grown or shrunk each frame until the panel fits the height
     targets: list[tuple[str, float, float, float, float]] = field(default_factory=list)  # label, x, y, w, h
@@ -139,18 +146,30 @@ def _pad_canvas(pad: PadState, side: float, pen: tuple[float, float] | None) -> 
 
 
 def _reading(ui: KioskUi, probabilities: np.ndarray | None, width: float) -> None:
-    """The network's answer: its top digit large, then all ten classes as bars."""
+    """The network's answer: its top digit large, then all ten classes as bars; `probabilities`
+    None (an empty pad) shows "draw a digit" and empty bars."""
     font = imgui.get_style().font_size_base
     ok = probabilities is not None and np.all(np.isfinite(probabilities)) and len(probabilities) == 10
-    top = int(np.argmax(probabilities)) if ok else None
-    _text_big(f"{top}" if ok else "?", font * 2.4, _ACCENT if ok else _DIM)
-    imgui.same_line()
-    imgui.begin_group()
-    imgui.text_colored(imgui.ImVec4(*_DIM), ui.s("guess"))
-    imgui.text_colored(
-        imgui.ImVec4(*_DIM), f"{100.0 * float(probabilities[top]):.0f} %" if ok else ui.s("unsure")
-    )
-    imgui.end_group()
+    # Both forms take the same height, so the pad above does not resize when the first ink is read.
+    imgui.push_font(None, font * 2.4)
+    row_h = imgui.get_text_line_height()
+    imgui.pop_font()
+    spacing = imgui.get_style().item_spacing.y
+    row_h = max(row_h, 2.0 * imgui.get_text_line_height() + spacing)
+    y0 = imgui.get_cursor_pos_y()
+    if ok:
+        top = int(np.argmax(probabilities))
+        _text_big(f"{top}", font * 2.4, _ACCENT)
+        imgui.same_line()
+        imgui.begin_group()
+        imgui.text_colored(imgui.ImVec4(*_DIM), ui.s("guess"))
+        imgui.text_colored(imgui.ImVec4(*_DIM), f"{100.0 * float(probabilities[top]):.0f} %")
+        imgui.end_group()
+    else:  # an empty pad (or no answer yet): an invitation, never a guess
+        _text_big(ui.s("unsure"), font * 1.6, _DIM)
+    short = y0 + row_h + spacing - imgui.get_cursor_pos_y()
+    if short > 0.5:
+        imgui.dummy(imgui.ImVec2(1.0, short - spacing))
     dl = imgui.get_window_draw_list()
     p = imgui.get_cursor_screen_pos()
     bar_h = font * 3.2 * ui.scale
@@ -200,7 +219,10 @@ def gui_pad_panel(
     ui.left_edge = ui.layout.keep_inside("##kiosk_pad_panel").right
     # The panel's height is known only now: grow or shrink the pad so it fills the screen's height
     # next frame (it settles in a frame or two; no text metrics to duplicate here).
-    ui.pad_side += (h - 2 * m - imgui.get_window_size().y) * 0.8
+    # Whole pixels, and still once within a pixel: the pad (and the brush sized from it) stays put.
+    short = h - 2 * m - imgui.get_window_size().y
+    if abs(short) >= 1.0:
+        ui.pad_side = float(round(ui.pad_side + short * 0.8))
     imgui.end()
 
 
@@ -225,11 +247,53 @@ def gui_controls(ui: KioskUi, display: tuple[float, float]) -> None:
         ui.fit = True
     if _button(ui, ui.s("reset"), (b, b), font * 1.1):
         ui.reset = True
+    if ui.next_language:
+        imgui.spacing()
+        label = ui.next_language.upper()
+        if _button(ui, f"{label}##language", (b, b * 0.8), font * 1.1):
+            ui.switch_language = True
     ui.right_edge = ui.layout.keep_inside("##kiosk_controls").x
     imgui.end()
 
 
 # -- visitor text and prompts ---------------------------------------------------------------------------
+
+CAPTION_LINES = 3  # lines of caption room kept above the network, so it never jumps when the text changes
+
+
+def caption_px(ui: KioskUi) -> float:
+    """Caption type size: large, a quarter above the controls' text."""
+    return imgui.get_style().font_size_base * ui.scale * 1.25
+
+
+def gui_caption(ui: KioskUi, display: tuple[float, float]) -> None:
+    """The caption of the layer in view, large, across the top of the free area; a thin line leads
+    from it to the layer on screen.  Its room is kept free of the network (`caption_bottom`)."""
+    w, h = display
+    m = 12.0 * ui.scale
+    left, right = ui.left_edge, (ui.right_edge or w)
+    px = caption_px(ui)
+    ui.caption_bottom = m + CAPTION_LINES * px * 1.2 + 1.5 * m
+    if not ui.caption_text or ui.layer_card is not None or ui.pin_open or right - left < 200.0:
+        return
+    dl = imgui.get_foreground_draw_list()
+    font = imgui.get_font()
+    k = px / imgui.get_font_size()  # calc_text_size measures at the current size
+    wrap = right - left - 4 * m
+    size = imgui.calc_text_size(ui.caption_text, False, wrap / k)
+    tw, th = size.x * k, size.y * k
+    if th > 1.5 * px * 1.2:  # wrapped: the box spans the wrap width (the glyphs scale not quite linearly)
+        tw = wrap
+    x0, y0 = (left + right) / 2.0 - tw / 2.0, m
+    bg, white = imgui.get_color_u32(_PANEL_BG), imgui.get_color_u32((1.0, 1.0, 1.0, 1.0))
+    dl.add_rect_filled((x0 - m, y0 - m * 0.5), (x0 + tw + m, y0 + th + m * 0.5), bg, m)
+    dl.add_text(font, px, (x0, y0), white, ui.caption_text, wrap_width=wrap)
+    if ui.caption_anchor is not None:
+        ax, ay = ui.caption_anchor
+        if left < ax < right and y0 + th + m < ay < h:
+            start = (min(max(ax, x0), x0 + tw), y0 + th + m * 0.5)
+            dl.add_line(start, (ax, ay), imgui.get_color_u32((0.98, 0.66, 0.22, 0.6)), 2.0 * ui.scale)
+            dl.add_circle_filled((ax, ay), 4.0 * ui.scale, imgui.get_color_u32((0.98, 0.66, 0.22, 0.9)))
 
 
 def gui_layer_card(ui: KioskUi, display: tuple[float, float]) -> None:
@@ -363,6 +427,10 @@ def gui_kiosk(
         gui_controls(ui, display)
     else:
         ui.right_edge = display[0]
+    if "captions" in ui.panels:
+        gui_caption(ui, display)
+    else:
+        ui.caption_bottom = 0.0
     if "layer_text" in ui.panels:
         gui_layer_card(ui, display)
     if "prompt" in ui.panels:

@@ -5,6 +5,7 @@ or headless for screenshots (and, from soak.py, for the soak run).
     convscope --kiosk --no-supervisor                 the app alone (systemd / a task watches it)
     convscope --kiosk --headless --frames N --screenshot OUT.png
     convscope --kiosk --soak MINUTES --report OUT.json [--headless]
+    ... [--record-input FILE] [--replay-input FILE]   a visitor's touches to a file, or back from one
 
 The window: fullscreen and borderless on KioskConfig.monitor, close box and Alt+F4 swallowed,
 Ctrl+Q off, cursor hidden after a moment; only the exit chord or the operator PIN close it (exit
@@ -25,6 +26,7 @@ from convscope.engine.app import App
 from convscope.engine.config import AppConfig
 from convscope.engine.gpu.context import GLVersionError, create_headless
 from convscope.engine.ui.backend import UiConfig
+from convscope.engine.ui.input import InputCollector, InputRecorder, InputReplay
 from convscope.scenes.explore.run import AppError, wait_until_ready, write_screenshot
 from convscope.scenes.kiosk.config import KioskConfig
 from convscope.scenes.kiosk.scene import KioskScene, kiosk_ui_scale
@@ -89,7 +91,29 @@ def make_window(cfg: AppConfig, kiosk: KioskConfig, fullscreen: bool | None = No
         raise AppError(str(exc)) from None
 
 
-def run_window(cfg: AppConfig, kiosk: KioskConfig) -> None:
+def attach_input(collector: InputCollector, opts, restarts: int = 0) -> InputRecorder | None:
+    """--replay-input and --record-input on the collector a window (or a headless app) feeds; the
+    recorder is returned for the caller to close.  After a restart the supervisor runs the same
+    command again: the new recording goes to FILE.1, FILE.2 ..., never over the first."""
+    replay = getattr(opts, "replay_input", None)
+    record = getattr(opts, "record_input", None)
+    if replay:
+        try:
+            collector.replay = InputReplay(replay, collector.window_size)
+        except (OSError, ValueError) as exc:
+            raise AppError(f"--replay-input: {exc}") from None
+    if not record:
+        return None
+    path = f"{record}.{restarts}" if restarts else record
+    try:
+        recorder = InputRecorder(path, collector.window_size, collector.framebuffer_size)
+    except OSError as exc:
+        raise AppError(f"--record-input: cannot write {path}: {exc.strerror or exc}") from None
+    collector.recorder = recorder
+    return recorder
+
+
+def run_window(cfg: AppConfig, kiosk: KioskConfig, opts=None) -> None:
     """The supervised app: frames until the exit chord / PIN; a heartbeat every frame."""
     window = make_window(cfg, kiosk)
     px_per_mm = monitor_px_per_mm(window, kiosk)
@@ -98,11 +122,15 @@ def run_window(cfg: AppConfig, kiosk: KioskConfig) -> None:
     scene = KioskScene(cfg, kiosk, ui_scale=scale, px_per_mm=px_per_mm, restarts=restarts)
     app = App(scene, window=window, ui_config=ui_config(kiosk, scale), quit_chord=False)
     heartbeat = Heartbeat.from_env()
+    recorder = None
     try:
+        recorder = attach_input(window.input, opts, restarts)
         while not window.should_close:
             app.frame()
             heartbeat.beat()
     finally:
+        if recorder is not None:
+            recorder.close()
         app.close()
         window.close()
 
@@ -119,9 +147,13 @@ def run_headless(cfg: AppConfig, kiosk: KioskConfig, opts) -> None:
     clock = FrameClock()
     scene = KioskScene(cfg, kiosk, ui_scale=scale, px_per_mm=px_per_mm, clock=clock)
     app = App(scene, ctx=ctx, size=(width, height), ui_config=ui_config(kiosk, scale), quit_chord=False)
+    recorder = None
     try:
         wait_until_ready(app, scene.inner, cfg.worker_timeout)
-        for _ in range(opts.frames or 1):
+        recorder = attach_input(app.headless_input, opts)
+        replay = app.headless_input.replay
+        frames = max(opts.frames or 1, len(replay.frames) if replay is not None else 0)
+        for _ in range(frames):
             clock.tick()
             app.frame()
             # Pace the pen to the worker, so every frame's drawing has come back before the next.
@@ -132,6 +164,8 @@ def run_headless(cfg: AppConfig, kiosk: KioskConfig, opts) -> None:
         if opts.screenshot is not None:
             write_screenshot(app.read_pixels(), opts.screenshot)
     finally:
+        if recorder is not None:
+            recorder.close()
         app.close()
         ctx.release()
 
@@ -151,5 +185,5 @@ def main(cfg: AppConfig, kiosk: KioskConfig, opts, argv: list[str]) -> int:
             return supervise([sys.executable, "-m", "convscope.scenes.cli", *argv, "--no-supervisor"], kiosk)
         except OSError as exc:  # the log folder cannot be made, or the app cannot be started
             raise AppError(f"kiosk supervisor: {exc}") from None
-    run_window(cfg, kiosk)
+    run_window(cfg, kiosk, opts)
     return 0

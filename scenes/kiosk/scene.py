@@ -8,8 +8,10 @@ implements the same Scene protocol, forwarding update / upload / draw to it.  Wh
 * attract mode (attract.py): the pad is drawn on through `PadState` like a finger would, so the
   worker and the node colours follow the pen exactly as they follow a visitor;
 * its own touch-sized panels (panels.py) instead of the explorer's, unless the config allows
-  "explore"; tap a layer for its visitor text, double-tap to fly the camera to it; pinch and
-  two-finger pan where the window backend delivers them (engine/ui/input.py);
+  "explore"; a caption in plain words for the layer in view (or, in attract mode, for each layer
+  in turn) in the visitor's language, which a button switches (captions.py); tap a layer for
+  its visitor text, double-tap to fly the camera to it; pinch and two-finger pan where the
+  window backend delivers them (engine/ui/input.py);
 * locked keys: the explorer never sees a key; only the exit chord or the operator PIN end the
   kiosk (`exit_requested`, and the window is asked to close);
 * a dark "Starting..." / "Restarting..." card until the network has answered.
@@ -34,8 +36,9 @@ from convscope.engine.orbit import CLICK_SLOP, FLIGHT_S, Flight, Pose
 from convscope.engine.scene import FrameContext
 from convscope.engine.ui.input import MOUSE_LEFT, InputState
 from convscope.scenes.explore.scene import ExploreScene
-from convscope.scenes.kiosk.attract import Attract, load_strokes
-from convscope.scenes.kiosk.config import STRINGS, KioskConfig
+from convscope.scenes.kiosk.attract import Attract, attract_camera, load_strokes
+from convscope.scenes.kiosk.captions import caption, words
+from convscope.scenes.kiosk.config import LAYER_TEXT, STRINGS, KioskConfig
 from convscope.scenes.kiosk.idle import RESET, START_ATTRACT, STOP_ATTRACT, VISITOR, IdleMachine
 from convscope.scenes.kiosk.panels import KioskUi, gui_kiosk
 from imgui_bundle import imgui
@@ -56,6 +59,16 @@ def kiosk_ui_scale(control_mm: float, px_per_mm: float, base: float) -> float:
     """ImGui style scale: at least `base` (the app's ui_scale times the monitor's DPI hint), and
     enough that ImGui's own widgets (21 px at scale 1) are `control_mm` tall."""
     return max(base, control_mm * px_per_mm / 21.0)
+
+
+BRUSH_RANGE = (0.035, 0.065)  # brush radius, fractions of the pad: MNIST's pen is 1.5 to 4 of 28 pixels wide
+
+
+def finger_brush(brush_mm: float, px_per_mm: float, pad_side: float, pad_size: int) -> float:
+    """Brush radius in pad pixels for a stroke `brush_mm` wide on a pad `pad_side` window units across,
+    kept within widths the network knows from MNIST (a thinner line reads as noise, a fatter as a blot)."""
+    radius = brush_mm / 2.0 * px_per_mm * pad_size / max(pad_side, 1.0)
+    return float(np.clip(radius, BRUSH_RANGE[0] * pad_size, BRUSH_RANGE[1] * pad_size))
 
 
 class KioskScene:
@@ -79,6 +92,7 @@ class KioskScene:
             load_strokes(),
             pen_speed=kiosk.pen_speed,
             orbit_speed=kiosk.orbit_speed,
+            yaw_range=kiosk.orbit_yaw,
             hold_digit=kiosk.hold_digit,
             seed=kiosk.seed,
         )
@@ -89,6 +103,9 @@ class KioskScene:
             panels=tuple(kiosk.panels),
             cover=kiosk.string("restarting" if restarts else "starting"),
         )
+        self.languages = list(dict.fromkeys([kiosk.language, *kiosk.languages]))
+        self.set_language(kiosk.language)
+        self.ui.cover = self.ui.s("restarting" if restarts else "starting")  # in the exhibit's language
         self.px_per_mm = px_per_mm
         self.exit_requested = False
         # One pointer rule for every scene: the explorer's controller, with a touch-sized slop and
@@ -101,7 +118,7 @@ class KioskScene:
         self._corner_since: float | None = None  # the top-right corner is being held since
         self._last_tap: tuple[float, float, float] | None = None
         self._zoom_left = 0.0  # zoom steps still to apply, spread over a few frames
-        self._layout_key = None
+        self.layout_key = None
         self._spec = None
         self._viewport = (1, 1)
         self._fb_scale = 1.0
@@ -169,13 +186,17 @@ class KioskScene:
             self.ui.cover = None
         if self.ui.pin_open:
             self.ui.layer_card = None
+        self._update_caption()
         if "explore" in self.ui.panels:
             self.inner.gui()
             self.app.show_frame_time = False
         io = imgui.get_io()
-        gui_kiosk(
-            self.ui, self.inner.pad, self.inner.state.probabilities, (io.display_size.x, io.display_size.y)
-        )
+        reading = None if self.inner.input_blank else self.inner.state.probabilities
+        gui_kiosk(self.ui, self.inner.pad, reading, (io.display_size.x, io.display_size.y))
+        if not self.inner.pad.drawing and self.ui.pad_side > 0.0:
+            self.inner.pad.radius = finger_brush(
+                self.kiosk.brush_mm, self.px_per_mm, self.ui.pad_side, self.inner.pad.size
+            )
 
     def update(self, inp: InputState, dt: float, ui_mouse: bool, ui_keyboard: bool) -> None:
         now = self.clock()
@@ -187,6 +208,7 @@ class KioskScene:
         self._requests()
         if self.attract.active:
             self.attract.update(kdt)
+            self._attract_camera()
         # The explorer's controller orbits, pans, pinches and zooms (a drag, wheel or pinch ends a
         # flight: the camera is the visitor's then) and reports the frame's taps.
         self.inner.update(_without_keys(inp), dt, ui_mouse, True)
@@ -235,15 +257,113 @@ class KioskScene:
             elif action == START_ATTRACT:
                 self.attract.start()
 
+    def _attract_camera(self) -> None:
+        """Attract mode's camera: fly into the loop's first pose, then follow the loop."""
+        if self.flight is not None:
+            return
+        if not self.attract.orbit_running:
+            goal = self.attract_pose(0.0)
+            if goal is None:
+                return
+            self.attract.orbit_running = True
+            self.controller.fly_to(goal, FLIGHT_S)
+            return
+        pose = self.attract_pose(self.attract.orbit_t)
+        if pose is not None:
+            pose.apply(self.camera)
+
     def reset(self) -> None:
-        """The full reset after a visitor leaves: pad cleared, camera home, panels closed."""
-        if self.inner.pad.drawing:
-            self.inner.pad.end_stroke()
-        self.inner.pad.clear()
+        """The full reset after a visitor leaves: pad cleared (unless the attract pen already owns it),
+        camera home, panels closed."""
+        if not self.attract.active:
+            if self.inner.pad.drawing:
+                self.inner.pad.end_stroke()
+            self.inner.pad.clear()
         self.ui.layer_card = None
         self.ui.pin_open, self.ui.pin_entry, self.ui.pin_wrong = False, "", False
+        self.set_language(self.kiosk.language)  # the next visitor starts in the exhibit's language
         self._zoom_left = 0.0
-        self.fly_home()
+        if not self.attract.active:  # attract mode's camera loop is framed already
+            self.fly_home()
+
+    # -- words: the language and the caption of the layer in view ---------------------------------------
+
+    def set_language(self, language: str) -> None:
+        """Show the controls' words and the captions in `language`; the button offers the next one."""
+        if language not in self.languages:
+            return
+        self.language = language
+        own = self.kiosk.strings if language == self.kiosk.language else {}
+        self.ui.strings = words(language, STRINGS, own)
+        self.ui.language = language
+        k = self.languages.index(language)
+        self.ui.next_language = (
+            self.languages[(k + 1) % len(self.languages)] if len(self.languages) > 1 else ""
+        )
+
+    def layer_in_view(self) -> int | None:
+        """The layer the camera shows: None while the whole network fits in the free area, else the
+        visible layer whose centre is nearest the free area's middle."""
+        if self.layout is None:
+            return None
+        w, h = self._viewport
+        x0, y0, x1, y1 = self.free_rect()
+        visible = self.inner.state.layer_visible
+        shown = [i for i in range(len(self.layout.layer_bounds)) if not visible or visible[i]]
+        boxes = self.layout.layer_bounds[shown]
+        corners = np.concatenate([np.where(m, boxes[:, 1], boxes[:, 0]) for m in _CORNERS])
+        pts = self.camera.project(corners, w, h)
+        if (
+            np.isfinite(pts).all()
+            and (pts.min(0) >= (x0 - 1, y0 - 1)).all()
+            and (pts.max(0) <= (x1 + 1, y1 + 1)).all()
+        ):
+            return None
+        centres = self.camera.project(np.array([self.layout.layer_center(i) for i in shown]), w, h)
+        mid = np.array([(x0 + x1) / 2.0, (y0 + y1) / 2.0])
+        gaps = [float(np.linalg.norm(c - mid)) if np.isfinite(c).all() else math.inf for c in centres]
+        k = int(np.argmin(gaps))
+        return shown[k] if math.isfinite(gaps[k]) else None
+
+    def caption_layer(self) -> int | None:
+        """Whose caption shows: in attract mode each layer in turn, bottom to top, after the whole
+        network's (caption_s seconds each); otherwise the layer in view."""
+        if self._spec is None:
+            return None
+        if self.attract.active:
+            n = len(self._spec.layers) + 1
+            k = int(self.attract.orbit_t / self.kiosk.caption_s) % n
+            return None if k == 0 else k - 1
+        return self.layer_in_view()
+
+    def _update_caption(self) -> None:
+        ui = self.ui
+        room = self.free_rect()[1] >= ui.caption_bottom * self._fb_scale - 1.0
+        if "captions" not in ui.panels or self._spec is None or not room:
+            ui.caption_text = ""
+            return
+        index = self.caption_layer()
+        extra = self.kiosk.captions
+        if index is None:
+            ui.caption_title, ui.caption_anchor = "", None
+            ui.caption_text = caption(self._spec.model, "network", self.language, extra) or ""
+            return
+        name = self._spec.layers[index].name
+        ui.caption_title = name
+        ui.caption_text = caption(self._spec.model, name, self.language, extra) or ""
+        w, h = self._viewport
+        at = self.camera.project(self.layout.layer_center(index)[None], w, h)[0] / self._fb_scale
+        ui.caption_anchor = (float(at[0]), float(at[1])) if np.isfinite(at).all() else None
+
+    def _layer_text(self, layer: str) -> str | None:
+        """The long text of a tapped layer in the visitor's language: the config's in its own
+        language, the built-in English, else the caption."""
+        model = self._spec.model
+        if self.language == self.kiosk.language:
+            return self.kiosk.layer_text(model, layer)
+        if self.language == "en":
+            return LAYER_TEXT.get(f"{model}.{layer}") or LAYER_TEXT.get(layer)
+        return caption(model, layer, self.language, self.kiosk.captions)
 
     # -- keys: locked, except the way out ----------------------------------------------------------------
 
@@ -284,9 +404,14 @@ class KioskScene:
 
     def _requests(self) -> None:
         ui = self.ui
+        if ui.clear or ui.fit or ui.reset or ui.zoom or ui.switch_language or ui.pin_submit is not None:
+            self._act(self.idle.touch())  # a panel button is a touch, whatever the window reported
         if ui.clear:
             ui.clear = False
             self.inner.pad.clear()
+        if ui.switch_language:
+            ui.switch_language = False
+            self.set_language(ui.next_language)
         if ui.fit:
             ui.fit = False
             self.fly_home(keep_angle=True)
@@ -319,9 +444,9 @@ class KioskScene:
         if spec is None:
             return
         key = id(self.inner.layout)  # a new network, or the same one laid out again
-        if key != self._layout_key:
+        if key != self.layout_key:
             first = self._spec is None or spec.model != self._spec.model
-            self._layout_key, self._spec = key, spec
+            self.layout_key, self._spec = key, spec
             self.ui.layer_card = None
             if first:
                 self.fly_home()
@@ -333,10 +458,43 @@ class KioskScene:
             return 0.0, float(self._viewport[0])
         return r.x * self._fb_scale, r.right * self._fb_scale
 
-    def home_pose(self, keep_angle: bool = False) -> Pose | None:
-        """The whole network framed in the free region, from the home angle (or the current one)."""
+    def free_rect(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) framebuffer pixels the network may fill: between the pad panel and the
+        control column, below the top margin and above the strip of the attract prompt."""
+        w, h = self._viewport
+        left, right = self.free_region()
+        k = self.ui.scale * self._fb_scale
+        top, bottom = max(12.0 * k, self.ui.caption_bottom * self._fb_scale), h - 64.0 * k
+        if bottom - top < 0.5 * h:  # a small screen: no room for captions (gui_caption skips them)
+            top = 12.0 * k
+        if bottom - top < 0.5 * h:
+            top, bottom = 0.0, float(h)
+        return left, top, right, bottom
+
+    def attract_pose(self, t: float) -> Pose | None:
+        """Attract mode's camera at loop time `t`: the whole network framed in the free area."""
         if self.layout is None:
             return None
+        goal = attract_camera(
+            self.layout.layer_bounds,
+            self.free_rect(),
+            self._viewport,
+            t,
+            orbit_speed=self.attract.orbit_speed,
+            yaw_range=self.attract.yaw_range,
+            camera=self.camera,
+        )
+        return Pose(np.asarray(goal.target, np.float64).copy(), goal.yaw, goal.pitch, goal.distance)
+
+    def home_pose(self, keep_angle: bool = False) -> Pose | None:
+        """The whole network framed in the free area: from the home angle (attract mode's first
+        pose), or from the current angle (Fit)."""
+        if self.layout is None:
+            return None
+        lo, hi = self.layout.bounds
+        self.camera.scene_radius = max(float(np.linalg.norm(hi - lo)) / 2.0, 1e-3)
+        if not keep_angle:
+            return self.attract_pose(0.0)
         w, h = self._viewport
         left, right = self.free_region()
         return self.controller.fit_pose(
@@ -350,10 +508,11 @@ class KioskScene:
 
     def fly_to_layer(self, index: int) -> None:
         w, h = self._viewport
-        left, right = self.free_region()
+        left, top, right, bottom = self.free_rect()
+        # In the middle of the free area, below the caption: the layer in view is this one.
         goal = self.controller.fit_pose(
             tuple(self.layout.layer_bounds[index]),
-            (left, 0.0, right - left, h),
+            (left, top, right - left, bottom - top),
             (w, h),
             margin=0.25,
             keep_angle=True,
@@ -397,7 +556,7 @@ class KioskScene:
 
     def open_layer_card(self, index: int) -> None:
         layer = self._spec.layers[index]
-        text = self.kiosk.layer_text(self._spec.model, layer.name)
+        text = self._layer_text(layer.name)
         if text is None:
             return
         shape = layer.shape
@@ -412,13 +571,47 @@ class KioskScene:
         self.ui.card_title = f"{layer.name}  ·  {what}"
         self.ui.card_text = text
 
-    def pick_layer(self, px: float, py: float) -> int | None:
-        """The layer under framebuffer pixel (px, py) (the explorer's picker: the node drawn there, else
-        the nearest layer sheet the ray crosses, with a margin so thin rows are easy to tap)."""
-        if self.inner.view is None:
+    def pick_layer(self, px: float, py: float, hit_px: float | None = None) -> int | None:
+        """The layer under framebuffer pixel (px, py): the explorer's picker first (the node drawn there,
+        else the nearest layer sheet the ray crosses, with a margin); failing that, the layer whose sheet
+        on screen comes within `hit_px` pixels of the tap (default: half a `control_mm` target), so a
+        thin fully connected row is as easy to hit as a button."""
+        if self.inner.view is None or self.layout is None:
             return None
         visible = self.inner.state.layer_visible or None
-        return self.inner.view.pick_layer(self.camera, px, py, self._viewport, visible)
+        best = self.inner.view.pick_layer(self.camera, px, py, self._viewport, visible)
+        if best is not None:
+            return best
+        w, h = self._viewport
+        shown = [i for i in range(len(self.layout.layer_bounds)) if not visible or visible[i]]
+        if hit_px is None:
+            hit_px = 0.5 * self.kiosk.control_mm * self.px_per_mm * self._fb_scale
+        best_gap = hit_px
+        for i in shown:
+            lo, hi = self.layout.layer_bounds[i]
+            yc = (lo[1] + hi[1]) / 2.0
+            sheet = np.array([[lo[0], yc, lo[2]], [hi[0], yc, lo[2]], [hi[0], yc, hi[2]], [lo[0], yc, hi[2]]])
+            quad = self.camera.project(sheet, w, h)
+            if not np.isfinite(quad).all():
+                continue
+            gap = _distance_to_quad(np.array([px, py]), quad)
+            if gap <= best_gap:
+                best, best_gap = i, gap
+        return best
+
+
+_CORNERS = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], bool)
+
+
+def _distance_to_quad(p: np.ndarray, quad: np.ndarray) -> float:
+    """Distance from point `p` to the convex quadrilateral `quad` (4, 2) on screen; 0 inside."""
+    edges = np.roll(quad, -1, axis=0) - quad
+    cross = edges[:, 0] * (p[1] - quad[:, 1]) - edges[:, 1] * (p[0] - quad[:, 0])
+    if (cross >= 0).all() or (cross <= 0).all():
+        return 0.0
+    rel = p - quad
+    u = np.clip((rel * edges).sum(1) / np.maximum((edges * edges).sum(1), 1e-12), 0.0, 1.0)
+    return float(np.linalg.norm(rel - edges * u[:, None], axis=1).min())
 
 
 def _without_keys(inp: InputState) -> InputState:

@@ -13,12 +13,14 @@ Report (all times in milliseconds, memory in kB):
     frame_ms: per time bucket (60 s; a quarter of the run when it is under 2 minutes)
               frames, p50, p99, max
     rss_kb:   render and worker process at start (first result), after warm-up, and at the end
-    rss_growth_after_warmup_pct, worker_restarts, worker_pids, sessions, resets, attract_digits,
+    rss_growth_after_warmup_pct, gl_objects (live moderngl objects after warm-up and at the end),
+    worker_restarts, worker_pids, sessions, resets, attract_digits,
     shm_segments_start / shm_segments_end (/dev/shm/convscope*, any process's; end is after
     shutdown), shm_leaked (those of this process at the end: should be none)
 
 Frames are paced to 30 fps headless (a window paces itself by vsync); a frame's time is its work
-including GPU completion (ctx.finish()), not the pacing sleep.
+including GPU completion (ctx.finish()), not the pacing sleep.  The soak's own bookkeeping is
+bounded (`FrameTimes`): a run of hours must not grow the process it measures.
 """
 
 from __future__ import annotations
@@ -42,7 +44,6 @@ from convscope.engine.ui.input import MOUSE_LEFT, InputCollector
 from convscope.scenes.explore.run import AppError, wait_until_ready
 from convscope.scenes.kiosk.attract import place
 from convscope.scenes.kiosk.config import KioskConfig
-from convscope.scenes.kiosk.idle import VISITOR
 from convscope.scenes.kiosk.run import DEFAULT_DPI, make_window, monitor_px_per_mm, ui_config
 from convscope.scenes.kiosk.scene import KioskScene, kiosk_ui_scale
 
@@ -63,6 +64,20 @@ def rss_kb(pid: int | None) -> int | None:
     except OSError:
         return None
     return None
+
+
+def gl_objects() -> int:
+    """Live moderngl objects (buffers, textures, vertex arrays, framebuffers, programs ...) in this
+    process: flat after warm-up, or something creates GL objects per frame without releasing them."""
+    import gc
+
+    import moderngl
+
+    kinds = tuple(
+        k for k in (getattr(moderngl, n, None) for n in ("Buffer", "Texture", "VertexArray", "Framebuffer",
+                    "Program", "Renderbuffer", "Sampler", "Query")) if isinstance(k, type)
+    )  # fmt: skip
+    return sum(1 for o in gc.get_objects() if isinstance(o, kinds))
 
 
 def shm_segments() -> list[str]:
@@ -201,20 +216,74 @@ class SyntheticVisitor:
             for label in self.rng.permutation(["+", "-", "Fit", "Reset"]):
                 yield from self._press(str(label))
             yield from self._pinch()
-            while self.scene.idle.state == VISITOR:  # the visitor leaves; the idle reset follows
+            resets = self.scene.idle.resets
+            while self.scene.idle.resets == resets:  # the visitor leaves; attract, then the idle reset
                 yield
 
 
-def _percentiles(times: list[float]) -> dict:
-    if not times:
+def _percentiles(times) -> dict:
+    if len(times) == 0:
         return {"frames": 0, "p50": None, "p99": None, "max": None}
     a = np.asarray(times) * 1e3
     return {
-        "frames": len(times),
+        "frames": len(a),
         "p50": round(float(np.percentile(a, 50)), 3),
         "p99": round(float(np.percentile(a, 99)), 3),
         "max": round(float(a.max()), 3),
     }
+
+
+class FrameTimes:
+    """Frame times in bounded memory: the open bucket's raw times (one reused buffer), a summary per
+    closed bucket, and one log-spaced histogram for the whole run's percentiles (about 1 %
+    resolution).  Keeping every frame's time as a Python float cost 32 bytes a frame, ~60 KB a
+    minute at 30 fps: the render-process growth earlier soaks reported was this list."""
+
+    EDGES = np.geomspace(1e-5, 100.0, 1601)  # seconds: 10 us .. 100 s
+
+    def __init__(self) -> None:
+        self.summaries: list[dict] = []  # closed buckets
+        self.frames = 0
+        self._buf = np.empty(4096)
+        self._n = 0
+        self._open = False
+        self._hist = np.zeros(len(self.EDGES) + 1, np.int64)
+        self._max = 0.0
+
+    @property
+    def buckets(self) -> int:
+        return len(self.summaries) + (1 if self._open else 0)
+
+    def next_bucket(self) -> None:
+        self.close()
+        self._open = True
+
+    def add(self, seconds: float) -> None:
+        if self._n == len(self._buf):
+            self._buf = np.concatenate([self._buf, np.empty(len(self._buf))])
+        self._buf[self._n] = seconds
+        self._n += 1
+        self.frames += 1
+        self._hist[np.searchsorted(self.EDGES, seconds)] += 1
+        self._max = max(self._max, seconds)
+
+    def close(self) -> None:
+        if self._open:
+            self.summaries.append(_percentiles(self._buf[: self._n]))
+            self._n, self._open = 0, False
+
+    def overall(self) -> dict:
+        """p50 / p99 from the histogram (the geometric middle of the bin), max exact."""
+        if self.frames == 0:
+            return _percentiles([])
+        cum = np.cumsum(self._hist)
+        mids = np.sqrt(self.EDGES[:-1] * self.EDGES[1:])
+        mids = np.concatenate([[self.EDGES[0]], mids, [self.EDGES[-1]]])
+
+        def q(frac: float) -> float:
+            return round(float(mids[int(np.searchsorted(cum, frac * self.frames))]) * 1e3, 3)
+
+        return {"frames": self.frames, "p50": q(0.5), "p99": q(0.99), "max": round(self._max * 1e3, 3)}
 
 
 def run_soak(cfg: AppConfig, kiosk: KioskConfig, opts) -> dict:
@@ -233,10 +302,11 @@ def run_soak(cfg: AppConfig, kiosk: KioskConfig, opts) -> dict:
     window = ctx = app = None
     bucket_s = 60.0 if total >= 120.0 else total / 4.0
     warm_s = min(60.0, 0.25 * total)
-    buckets: list[list[float]] = []
+    times = FrameTimes()
     rss_series: list[dict] = []
     worker_pids: list[int] = []
     run = {"renderer": None, "start": None, "warm": None, "end": None, "elapsed": 0.0, "restarts": 0}
+    gl_counts = {"after_warmup": None, "end": None}
     stats: dict = {}
     shm_end: list[str] | None = None
 
@@ -253,13 +323,12 @@ def run_soak(cfg: AppConfig, kiosk: KioskConfig, opts) -> dict:
             "renderer": run["renderer"],
             "python": platform.python_version(),
             "platform": sys.platform,
-            "frames": sum(len(b) for b in buckets),
+            "frames": times.frames,
             "bucket_s": bucket_s,
             "frame_ms": [
-                {"bucket": i, "t0_s": round(i * bucket_s, 1), **_percentiles(b)}
-                for i, b in enumerate(buckets)
+                {"bucket": i, "t0_s": round(i * bucket_s, 1), **b} for i, b in enumerate(times.summaries)
             ],
-            "frame_ms_all": _percentiles([t for b in buckets for t in b]),
+            "frame_ms_all": times.overall(),
             "rss_kb": {
                 "start": run["start"],
                 "after_warmup": run["warm"],
@@ -268,6 +337,7 @@ def run_soak(cfg: AppConfig, kiosk: KioskConfig, opts) -> dict:
             },
             "warmup_s": warm_s,
             "rss_growth_after_warmup_pct": {"render": growth("render"), "worker": growth("worker")},
+            "gl_objects": gl_counts,
             "worker_restarts": run["restarts"],
             "worker_pids": worker_pids,
             **stats,
@@ -320,11 +390,12 @@ def run_soak(cfg: AppConfig, kiosk: KioskConfig, opts) -> dict:
                 ctx.finish()
                 spent = time.perf_counter() - f0
                 k = int((now - t0) / bucket_s)
-                while len(buckets) <= k:
-                    if buckets:  # a bucket is complete: the partial report gets it
+                while times.buckets <= k:
+                    closing = times.buckets > 0
+                    times.next_bucket()
+                    if closing:  # a bucket is complete: the partial report gets it
                         run["elapsed"], run["restarts"] = now - t0, scene.worker.restarts
                         out.write(encode())
-                    buckets.append([])
                     rss_series.append(
                         {
                             "t_s": round(now - t0, 1),
@@ -332,15 +403,18 @@ def run_soak(cfg: AppConfig, kiosk: KioskConfig, opts) -> dict:
                             "worker": rss_kb(scene.worker.pid),
                         }
                     )
-                buckets[k].append(spent)
+                times.add(spent)
                 if run["warm"] is None and now - t0 >= warm_s:
                     run["warm"] = {"render": rss_kb(os.getpid()), "worker": rss_kb(scene.worker.pid)}
+                    gl_counts["after_warmup"] = gl_objects()
                 if window is None:
                     next_frame = max(next_frame + 1.0 / HEADLESS_FPS, time.monotonic())
                     time.sleep(max(next_frame - time.monotonic(), 0.0))
                 elif window.should_close:
                     break  # the operator's exit chord ends a windowed soak early
             run["end"] = {"render": rss_kb(os.getpid()), "worker": rss_kb(scene.worker.pid)}
+            gl_counts["end"] = gl_objects()
+            times.close()
             run["elapsed"] = time.monotonic() - t0
             run["restarts"] = scene.worker.restarts
             stats.update(
@@ -362,7 +436,7 @@ def run_soak(cfg: AppConfig, kiosk: KioskConfig, opts) -> dict:
             window.close()
         elif ctx is not None:
             ctx.release()
-        if not committed and not buckets:
+        if not committed and not times.frames:
             out.discard()  # nothing measured: no report to keep
     result = report()
     a = result["frame_ms_all"]

@@ -8,6 +8,9 @@ child (`convscope --kiosk --no-supervisor ...`) and restarts it when
   (`Heartbeat`, path in $CONVSCOPE_HEARTBEAT); no touch for `hang_after` seconds (10) means hung,
   and a (re)started app has `startup_grace` seconds to show its first frame.
 
+* optionally, once a day at a set local time (`daily_restart = "04:30"`): a fresh process each
+  morning, whatever a long run has accumulated; the restart is logged and does not back off.
+
 A hung app gets SIGTERM, then SIGKILL after a few seconds.  Quick repeated failures back off
 (1 s, 2 s, 4 s ... up to 30 s) so a broken install does not spin.  The relaunched app shows only
 a dark "Restarting..." card until its network answers ($CONVSCOPE_KIOSK_RESTARTS > 0).
@@ -31,6 +34,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from datetime import time as clock_time
 from pathlib import Path
 
 HEARTBEAT_ENV = "CONVSCOPE_HEARTBEAT"
@@ -89,6 +94,21 @@ def make_logger(
     return logger
 
 
+def parse_daily(text: str) -> clock_time:
+    """'04:30' -> a local time of day; ValueError otherwise."""
+    try:
+        hours, minutes = (int(part) for part in text.strip().split(":"))
+        return clock_time(hours, minutes)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time of day as HH:MM (24 h), e.g. '04:30'") from None
+
+
+def next_daily(at: clock_time, now: datetime) -> datetime:
+    """The first local `at` strictly after `now` (naive local datetimes)."""
+    today = datetime.combine(now.date(), at)
+    return today if today > now else datetime.combine(now.date() + timedelta(days=1), at)
+
+
 class Supervisor:
     """Runs `command` until it exits with status 0 or `stop()` is called; see the module docstring."""
 
@@ -104,6 +124,8 @@ class Supervisor:
         env: dict[str, str] | None = None,
         poll_s: float = 0.2,
         clock: Callable[[], float] = time.time,  # wall clock: it is compared with file mtimes
+        daily_restart: str = "",  # "HH:MM" local time for a fresh app every day; "" = never
+        local_now: Callable[[], datetime] = datetime.now,  # local time of day, for daily_restart
     ) -> None:
         self.command = list(command)
         self.log = logger
@@ -112,6 +134,10 @@ class Supervisor:
         self.restart_delay = restart_delay
         self.poll_s = poll_s
         self.clock = clock
+        self.daily_at = parse_daily(daily_restart) if daily_restart else None
+        self.local_now = local_now
+        self.daily_restarts = 0
+        self._next_daily: datetime | None = None
         self.env = dict(os.environ if env is None else env)
         self._own_heartbeat = heartbeat is None
         if heartbeat is None:
@@ -146,6 +172,12 @@ class Supervisor:
                     self.exits.append(status)
                     self.log.warning("app exited with status %s; restarting", status)
                     self._relaunch()
+                elif self._next_daily is not None and self.local_now() >= self._next_daily:
+                    self.daily_restarts += 1
+                    self.log.info("daily restart (%s)", self.daily_at.strftime("%H:%M"))
+                    self._end_child()
+                    self.restarts += 1
+                    self._launch()
                 elif self._hung():
                     self.hangs += 1
                     self.log.warning(
@@ -168,6 +200,8 @@ class Supervisor:
         env[RESTARTS_ENV] = str(self.restarts)
         env.setdefault("PYTHONUNBUFFERED", "1")
         self._launched = self.clock()
+        if self.daily_at is not None:
+            self._next_daily = next_daily(self.daily_at, self.local_now())
         self.child = subprocess.Popen(
             self.command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
@@ -216,7 +250,13 @@ class Supervisor:
 def supervise(command: Sequence[str], kiosk, logger: logging.Logger | None = None) -> int:
     """Run `command` under a Supervisor configured from a KioskConfig, stopping on SIGTERM / SIGINT."""
     logger = logger or make_logger(kiosk.log_dir or None, kiosk.log_max_bytes, kiosk.log_backups)
-    sup = Supervisor(command, logger, hang_after=kiosk.hang_after, startup_grace=kiosk.startup_grace)
+    sup = Supervisor(
+        command,
+        logger,
+        hang_after=kiosk.hang_after,
+        startup_grace=kiosk.startup_grace,
+        daily_restart=kiosk.daily_restart,
+    )
 
     def on_signal(signum, _frame):
         logger.info("signal %d", signum)
@@ -233,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-dir", help="folder for kiosk.log (default: the user's state folder)")
     p.add_argument("--hang-after", type=float, default=10.0, help="seconds without a heartbeat = hung")
     p.add_argument("--startup-grace", type=float, default=60.0, help="seconds to the first heartbeat")
+    p.add_argument("--daily-restart", default="", metavar="HH:MM", help="restart the app daily at this time")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- the app's command line")
     opts = p.parse_args(argv)
     command = opts.command[1:] if opts.command[:1] == ["--"] else opts.command
@@ -241,7 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     from convscope.scenes.kiosk.config import KioskConfig
 
     kiosk = KioskConfig(
-        log_dir=opts.log_dir or "", hang_after=opts.hang_after, startup_grace=opts.startup_grace
+        log_dir=opts.log_dir or "",
+        hang_after=opts.hang_after,
+        startup_grace=opts.startup_grace,
+        daily_restart=opts.daily_restart,
     )
     return supervise(command, kiosk)
 
