@@ -79,7 +79,7 @@ def gestures_script(scene) -> Frames:
     out.append([("touch_up", (1, cx - 83, cy + 20)), ("touch_up", (2, cx + 143, cy + 20))])
     out += [[]] * 5
     i = scene.inner.spec.index("input")
-    x, y = scene.camera.project(scene._layout.layer_center(i)[None], W, H)[0]
+    x, y = scene.camera.project(scene.layout.layer_center(i)[None], W, H)[0]
     out += _tap(x, y) + [[]] + _tap(x, y) + [[]] * 30
     return out
 

@@ -366,7 +366,7 @@ def test_a_thin_fc_row_is_a_9_mm_tap_target(kiosk):
     scene.camera.zoom(-8.0)  # the network a third of its home size
     frames(app, clock)
     i = scene.inner.spec.index("fc1")
-    lo, hi = scene._layout.layer_bounds[i]
+    lo, hi = scene.layout.layer_bounds[i]
     yc, zc = (lo[1] + hi[1]) / 2, (lo[2] + hi[2]) / 2
     a, b = scene.camera.project(np.array([[lo[0], yc, zc], [hi[0], yc, zc]]), W, H)
     along = (b - a) / np.linalg.norm(b - a)
