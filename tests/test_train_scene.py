@@ -183,7 +183,7 @@ def test_the_worker_gets_a_core_the_render_threads_leave(app):
     _assert_worker_has_its_core(app.scene)
 
 
-def test_scene_switch_enters_one_scene_at_a_time():
+def test_scene_switch_keeps_a_scene_it_leaves():
     from convscope.scenes.train.switch import SceneSwitch
 
     class Stub:
@@ -223,10 +223,17 @@ def test_scene_switch_enters_one_scene_at_a_time():
         switch.wanted = "Train"
         frame(app)
         assert app.read_pixels()[10, 10].tolist() == [0, 0, 255]
-        assert log == [("enter", "Explore"), ("exit", "Explore"), ("enter", "Train")]
+        switch.wanted = "Explore"
+        frame(app)
+        assert app.read_pixels()[10, 10].tolist() == [255, 0, 0]
+        switch.wanted = "Train"
+        frame(app)
+        assert app.read_pixels()[10, 10].tolist() == [0, 0, 255]
+        # Each scene was entered once and kept while hidden (its worker running), none exited yet.
+        assert log == [("enter", "Explore"), ("enter", "Train")]
     finally:
         app.close()
-    assert log[-1] == ("exit", "Train")
+    assert sorted(log[2:]) == [("exit", "Explore"), ("exit", "Train")]
 
 
 def test_diverging_lr_and_a_bad_checkpoint_are_messages_in_the_panel(app, tmp_path):
@@ -385,3 +392,41 @@ def test_monitor_cycles_through_held_out_images(app, monkeypatch):
     frames_until(app, lambda: st.monitor_index == (first + 1) % st.n_val)
     frames_until(app, lambda: st.monitor_index == (first + 2) % st.n_val)
     st.monitor_cycle = False
+
+
+@pytest.mark.slow
+def test_train_explore_train_keeps_the_run():
+    """Train -> Explore -> Train in one window: the training process keeps running while the explorer is
+    shown (its step count grows meanwhile) and the training scene comes back with the same run."""
+    from convscope.engine.config import AppConfig
+    from convscope.scenes.explore.scene import ExploreScene
+    from convscope.scenes.train.switch import SceneSwitch
+
+    before = set(list_segments(segment_prefix()))
+    config = TrainConfig(dataset="digits", batch_size=8, lr=0.02, reserve_core=False)
+    switch = SceneSwitch(
+        {"Explore": lambda: ExploreScene(AppConfig()), "Train": lambda: TrainScene(config)}, "Train"
+    )
+    app = App(switch, ctx=gl_context(), size=(W, H))
+    try:
+        train = switch.scene
+        frames_until(app, lambda: train.handle.ready and train.state.running and train.state.step > 20)
+        pid, step = train.handle.pid, train.state.step
+        switch.wanted = "Explore"
+        explore = None
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            frame(app)
+            explore = switch.scene
+            if explore.worker.ready and explore.activations is not None:
+                break
+        assert isinstance(explore, ExploreScene) and explore.activations is not None, "the explorer came up"
+        assert train.handle.alive and train.handle.pid == pid, "the training process lives on behind it"
+        switch.wanted = "Train"
+        frame(app)
+        assert switch.scene is train, "the same training scene, not a new one"
+        frames_until(app, lambda: train.state.step > step + 20)
+        assert train.handle.pid == pid and train.handle.restarts == 0
+    finally:
+        app.close()
+    assert set(list_segments(segment_prefix())) - before == set(), "shared-memory segments left behind"

@@ -74,7 +74,7 @@ def run_train_headless(cfg: TrainConfig, opts) -> None:
 
 def run_train_window(cfg: TrainConfig, opts, explore: AppConfig | None = None) -> None:
     """A window with the training scene; the bottom selector switches to the explorer (`explore`'s
-    settings) and back, one scene (and one worker process) at a time."""
+    settings) and back.  Training goes on behind the explorer (scenes/train/switch.py)."""
     from convscope.engine.window import Window, WindowConfig, WindowError
     from convscope.scenes.explore.scene import ExploreScene
     from convscope.scenes.train.switch import SceneSwitch

@@ -1,8 +1,10 @@
 """SceneSwitch: one app, several scenes, a small "Scene: Explore | Train" selector at the bottom centre.
 
-A Scene itself (engine/scene.py): it forwards every call to the active scene and, when the user picks
-another one, ends the active scene (on_exit: its worker process, its GL resources) and builds and enters
-the new one, so only one scene's worker runs at a time.  The switch happens at the start of a frame,
+A Scene itself (engine/scene.py): it forwards every call to the active scene.  A scene is built and
+entered the first time it is picked and then kept: switching away only stops drawing it, so training goes
+on in its worker process (running or paused, as it was) while the explorer is shown, and coming back finds
+the run where it is now, not restarted.  The hidden scene builds no panels, so none of its windows stays
+behind.  Every scene entered is exited with the switch.  The switch happens at the start of a frame,
 before any panel is built.  Used by scenes/train/run.py; the explorer's own entry point is unchanged.
 """
 
@@ -24,6 +26,8 @@ class SceneSwitch:
         self.name = first
         self.wanted = first
         self.scene: Scene = factories[first]()
+        self.scenes: dict[str, Scene] = {first: self.scene}  # every scene built so far, kept when hidden
+        self._entered: set[str] = set()
         self.ui_scale = ui_scale
         self._fc: FrameContext | None = None
         self.switches = 0
@@ -31,16 +35,22 @@ class SceneSwitch:
     def on_enter(self, fc: FrameContext) -> None:
         self._fc = fc
         self.scene.on_enter(fc)
+        self._entered.add(self.name)
 
     def on_exit(self) -> None:
-        self.scene.on_exit()
+        for name in list(self._entered):
+            self.scenes[name].on_exit()
+        self._entered.clear()
 
     def gui(self) -> None:
         if self.wanted != self.name:
-            self.scene.on_exit()
-            self.scene = self.factories[self.wanted]()
             self.name = self.wanted
-            self.scene.on_enter(self._fc)
+            if self.name not in self.scenes:
+                self.scenes[self.name] = self.factories[self.name]()
+            self.scene = self.scenes[self.name]
+            if self.name not in self._entered:
+                self.scene.on_enter(self._fc)
+                self._entered.add(self.name)
             self.switches += 1
         self.scene.gui()
         self._selector()
