@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from convscope.engine.app import App
 from convscope.engine.config import AppConfig
-from convscope.engine.ui.input import InputRecorder, InputReplay
+from convscope.engine.ui.recording import InputRecorder, InputReplay
 from convscope.scenes.explore.run import wait_until_ready
 from convscope.scenes.kiosk.config import KioskConfig
 from convscope.scenes.kiosk.run import FrameClock, ui_config

@@ -67,7 +67,8 @@ SDL_SCRIPT = textwrap.dedent(
     from imgui_bundle import imgui
     from convscope.engine.app import App
     from convscope.engine.ui.input import MOD_ALT, MOD_CONTROL, MOD_SHIFT
-    from convscope.engine.ui.input import InputCollector, InputRecorder, InputReplay
+    from convscope.engine.ui.input import InputCollector
+    from convscope.engine.ui.recording import InputRecorder, InputReplay
     from convscope.engine.window import WindowConfig
     from convscope.engine.window_sdl import SdlWindow
 

@@ -26,7 +26,8 @@ from convscope.engine.app import App
 from convscope.engine.config import AppConfig
 from convscope.engine.gpu.context import GLVersionError, create_headless
 from convscope.engine.ui.backend import UiConfig
-from convscope.engine.ui.input import InputCollector, InputRecorder, InputReplay
+from convscope.engine.ui.input import InputCollector
+from convscope.engine.ui.recording import InputRecorder, InputReplay
 from convscope.scenes.explore.run import AppError, wait_until_ready, write_screenshot
 from convscope.scenes.kiosk.config import KioskConfig
 from convscope.scenes.kiosk.scene import KioskScene, kiosk_ui_scale
