@@ -18,6 +18,9 @@ the graph once on a seeded input to learn every tensor's shape and every compute
 describes it (the graph is rewritten to hand out a copy of each layer's tail tensor, so later
 in-place ops cannot change it), the input and the class probabilities.  Imported by workers and
 tools only (it imports torch).
+
+Length: one walk over the traced graph, with a handler per op family that all read and extend the
+same walk state (shapes, folded chains, index maps); the graph format itself is engine/graph/dag.py.
 """
 
 from __future__ import annotations

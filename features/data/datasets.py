@@ -30,6 +30,9 @@ replaces them (monkeypatch) to serve small files of its own with their own md5 s
 the checksum off.
 
 Torch-side only (the worker process and the tools); the render process never imports this.
+
+Length: three sources (CIFAR-10 in two layouts, MNIST, the built-in digits) each with its own
+checks and clear failures; they share the Dataset they return and the download plan, so they stay together.
 """
 
 from __future__ import annotations

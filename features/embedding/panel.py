@@ -34,6 +34,9 @@ its own events); `kind_notes` adds a line per vector kind to its radio button's 
 Hover picks the point nearest the pointer within `pick_radius` pixels; a click (press and release without
 a drag; a drag pans the plot) selects it: `selected_filter` (filters) or `selected_image` (images), and
 `take_selection()` is True once.  The selected point is drawn with a ring, whoever selected it.
+
+Length: one ImGui window with two modes (filters, images) whose hover, selection and painted
+points share the same plot state; splitting the modes would split that state.
 """
 
 from __future__ import annotations

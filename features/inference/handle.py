@@ -14,6 +14,9 @@ base's.  Imports no torch and no `models` (a test checks `sys.modules`).  All ca
 `open_images`, `embed_images`) mirror the training handle's.  docs/PROTOCOLS.md has the messages and who
 creates and unlinks each segment.  The worker is started with "spawn": a program that makes a handle must
 keep its top level behind `if __name__ == "__main__":`.
+
+Length: the render side of every inference message (loads, drawings, weights, morph batches,
+filter vectors) in one class over one set of segments; the embedding calls already live in embedding.py.
 """
 
 from __future__ import annotations

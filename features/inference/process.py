@@ -7,6 +7,9 @@ requests coalesces into one pass; results alternate between two slots).  Once pe
 parameters into a segment the render side made (Weights).  The embedding view's jobs (filter vectors, an
 image set loaded by a thread, image vectors one batch per turn) and morph batches never hold a drawing up
 for long.  Messages and segments: messages.py, docs/PROTOCOLS.md.  On EOF it exits quietly.
+
+Length: one loop and the handler of every message it takes, sharing the loaded model and its
+segments; the vectors themselves are computed in features/embedding/vectors.py.
 """
 
 from __future__ import annotations

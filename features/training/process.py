@@ -7,6 +7,9 @@ Reply), one training step unless paused, an images-job batch if one runs, and a 
 (flow control and layout: messages.py, docs/PROTOCOLS.md).  While paused it blocks on the pipe.  It beats
 the heartbeat from the loop, and a pulse thread beats through steps, commands and waits, never through
 checkpoint file I/O.  On EOF (render process gone) it exits.
+
+Length: one loop with the handler of every training command, the snapshot writer and the
+heartbeat phases, all sharing the worker's state; the training itself is trainer.py's.
 """
 
 from __future__ import annotations

@@ -44,6 +44,9 @@ batch), acc_smooth, images_per_s (smoothed, validation excluded), val_acc / val_
 before the first), ok (False when the guard fired), paused, message.
 
 Torch-side only: imported by the worker process and the tools, never by the render process.
+
+Length: one class, because every method reads and changes the same run state (model, optimizer,
+counters, guard copies, pending settings); surgery and checkpoints live in models/, the guard in guard.py.
 """
 
 from __future__ import annotations

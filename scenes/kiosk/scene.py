@@ -17,6 +17,9 @@ implements the same Scene protocol, forwarding update / upload / draw to it.  Wh
 * a dark "Starting..." / "Restarting..." card until the network has answered.
 
 Every time-dependent decision reads `clock` (injectable), so tests run idle timeouts instantly.
+
+Length: the kiosk wraps one explorer and owns who holds the exhibit (visitor, attract pen,
+operator), the camera framing and taps; attract, idle, captions and panels are modules of their own.
 """
 
 from __future__ import annotations

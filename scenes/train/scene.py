@@ -24,6 +24,9 @@ What is drawn, from each snapshot:
           each filter of the next conv layer, and each conv map -> its pooled map.  A path's width is the
           sum of its target map for the monitored image; only the top half of each layer's maps (sorted
           by that sum; ties by index) get paths, as in the paper.
+
+Length: the scene class and its Geometry (paths and jitter per architecture); the panels, state,
+embedding view and help text are already modules of their own.
 """
 
 from __future__ import annotations
