@@ -18,6 +18,7 @@ from convscope.scenes.explore.scene import ExploreScene
 pytestmark = pytest.mark.gl
 W, H = 960, 600
 PAD_X, PAD_Y = 18, 37  # pad's top-left corner in the "Draw a digit" panel at (10, 10)
+PAD_UNITS = 280.0  # the strokes below are given on a pad this many units across
 
 
 def our_segments() -> set[str]:
@@ -51,15 +52,22 @@ def frames_until(app: App, cond, timeout: float = 30.0) -> None:
         time.sleep(0.002)
 
 
+def on_pad(app: App, x: float, y: float) -> tuple[float, float]:
+    """Window coordinates of a point given on a 280-unit pad (the pad's side shrinks to let a short
+    window hold the whole left column)."""
+    k = app.scene.pads.side / PAD_UNITS
+    return PAD_X + x * k, PAD_Y + y * k
+
+
 def drag(app: App, points: list[tuple[float, float]]) -> None:
     """A left-button stroke through `points` (pad coordinates), one pointer move per frame."""
     sink = app.headless_input
-    sink.on_cursor_pos(PAD_X + points[0][0], PAD_Y + points[0][1])
+    sink.on_cursor_pos(*on_pad(app, *points[0]))
     app.frame()
     sink.on_mouse_button(MOUSE_LEFT, True, 0)
     app.frame()
     for x, y in points[1:]:
-        sink.on_cursor_pos(PAD_X + x, PAD_Y + y)
+        sink.on_cursor_pos(*on_pad(app, x, y))
         app.frame()
     sink.on_mouse_button(MOUSE_LEFT, False, 0)
     app.frame()
@@ -79,7 +87,8 @@ def test_scripted_stroke_reaches_the_network_and_the_screen(app):
     assert scene.state.network_input.max() > 0.9
     assert scene.state.top_guesses(1)[0][0] == "1"
     # Pad pixels turned white along the stroke, and nodes in the scene changed colour.
-    assert after[PAD_Y + 150, PAD_X + 140].mean() > 200 and before[PAD_Y + 150, PAD_X + 140].mean() < 60
+    x, y = (int(v) for v in on_pad(app, 140, 150))
+    assert after[y, x].mean() > 200 and before[y, x].mean() < 60
     changed = np.abs(after.astype(int) - before.astype(int)).sum(axis=2) > 60
     assert changed[:, PAD_X + 480 :].sum() > 300
 
@@ -91,8 +100,12 @@ def test_an_empty_pad_shows_no_guess_and_grey_nodes(app):
     wait_until_ready(app, scene, 60)
     app.frame()
 
-    def orange_bars(shot):  # the top guess's bar colour in the "Draw a digit" panel
-        r, g, b = (shot[:380, :480, i].astype(int) for i in range(3))
+    def orange_bars(shot):  # the top guess's bar colour, right of the pad in the "Draw a digit" panel
+        draw, network = scene.panels.rect("Draw a digit"), scene.panels.rect("Network")
+        x0, x1 = int(draw.x + scene.pads.side + 8), int(draw.right)
+        y0, y1 = int(draw.y), int(min(draw.bottom, network.y))  # the Network panel may overlap its foot
+        assert x1 - x0 > 100 and y1 - y0 > 150, (draw, network)
+        r, g, b = (shot[y0:y1, x0:x1, i].astype(int) for i in range(3))
         return int(((r > 200) & (g > 130) & (g < 200) & (b < 90)).sum())
 
     def coloured(shot):

@@ -148,6 +148,11 @@ class PanelLayout:
         got = self.rects.get(name)
         return got[1] if got is not None else None
 
+    def previous(self, name: str) -> Rect | None:
+        """The panel's rect as measured last frame (before this frame measures it anew)."""
+        got = self._previous.get(name) or self.rects.get(name)
+        return got[1] if got is not None and got[1].w > 0 else None
+
     def left_edge(self, previous: bool = False) -> float:
         """Right edge of the left docked panels (0 when none)."""
         rects = self._previous if previous else self.rects

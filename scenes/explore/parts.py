@@ -68,6 +68,7 @@ class PadPart:
     pad: PadState
     texture: UiTexture | None = None  # the pad itself (made in on_enter)
     seen: UiTexture | None = None  # the 28 x 28 image the network was given
+    side: float = 0.0  # the pad's side on screen this frame, window units (pad_side in scene.py)
 
 
 @dataclass
