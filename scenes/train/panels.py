@@ -84,6 +84,8 @@ def gui_run(state: TrainState) -> None:
         help_marker(state.dataset_source)
     if state.dataset_note:
         _wrapped(state.dataset_note, _WARN)
+    if state.progress is not None:  # loading the data: at the top, where no other window reaches
+        gui_progress(state.progress)
     label = "Pause (space)" if state.running else "Resume (space)"
     if imgui.button(label):
         state.request("pause" if state.running else "resume")
@@ -227,8 +229,6 @@ def gui_status(state: TrainState) -> None:
     if state.message:
         _wrapped(state.message, _ERROR if state.message_is_error else _DIM)
     _wrapped(state.status, _DIM)
-    if state.progress is not None:
-        gui_progress(state.progress)
     if state.worker_restarts:
         imgui.text_colored(_DIM, f"training process restarts: {state.worker_restarts}")
 
