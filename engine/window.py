@@ -54,6 +54,20 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+TITLE_BAR = 40  # screen pixels left for a window manager's title bar and border
+
+
+def fit_to_workarea(size: tuple[int, int], area: tuple[int, int], scale: float = 1.0) -> tuple[int, int]:
+    """A window size (in window coordinates, which SCALE_TO_MONITOR multiplies by `scale`) for a work
+    area of `area` screen pixels: the asked size where it fits; else shrunk, keeping its aspect ratio,
+    to fit with room for a title bar, so a 1600x900 default opens whole on a 1366x768 school laptop."""
+    w, h = size
+    if w * scale <= area[0] and h * scale <= area[1]:
+        return int(w), int(h)
+    k = min(area[0] / scale / max(w, 1), (area[1] - TITLE_BAR) / scale / max(h, 1))
+    return max(int(w * k), 64), max(int(h * k), 64)
+
+
 class Window:
     """A GLFW window, its moderngl context (`ctx`) and its per-frame input."""
 
@@ -100,6 +114,11 @@ class Window:
         glfw.window_hint(glfw.SCALE_TO_MONITOR, True)  # same physical size on HiDPI Windows / X11
         monitor = None
         width, height = int(cfg.width), int(cfg.height)
+        area = None
+        if not cfg.fullscreen:
+            area, scale = self._workarea(cfg.monitor)
+            if area is not None:
+                width, height = fit_to_workarea((width, height), area[2:], scale)
         if cfg.fullscreen:
             monitor = self._monitor(cfg.monitor)
             mode = glfw.get_video_mode(monitor)
@@ -109,6 +128,11 @@ class Window:
         if not self.handle:
             raise WindowError(
                 f"cannot open an OpenGL 3.3 core window: {self._last_error('unknown GLFW error')}"
+            )
+        if area is not None:  # centred in the work area, so no edge starts under a panel or off-screen
+            w, h = glfw.get_window_size(self.handle)
+            glfw.set_window_pos(
+                self.handle, area[0] + max((area[2] - w) // 2, 0), area[1] + max((area[3] - h) // 2, 0)
             )
         glfw.make_context_current(self.handle)
         glfw.swap_interval(1 if cfg.vsync else 0)
@@ -125,6 +149,20 @@ class Window:
         self.input.mouse_pos = (float(x), float(y))
         self._install_callbacks()
         self._sync_screen_viewport()
+
+    @staticmethod
+    def _workarea(index: int) -> tuple[tuple[int, int, int, int] | None, float]:
+        """The work area (x, y, w, h: the screen less task bars and docks) of monitor `index` (the
+        primary when there is no such monitor), and its content scale; (None, 1) without a monitor."""
+        monitors = glfw.get_monitors() or []
+        if not monitors:
+            return None, 1.0
+        monitor = monitors[index] if 0 <= index < len(monitors) else monitors[0]
+        x, y, w, h = glfw.get_monitor_workarea(monitor)
+        if w <= 0 or h <= 0:
+            return None, 1.0
+        sx, sy = glfw.get_monitor_content_scale(monitor)
+        return (x, y, w, h), max(float(sx), float(sy), 1.0)
 
     @staticmethod
     def _monitor(index: int):

@@ -242,3 +242,30 @@ def test_old_opengl_is_a_one_line_window_error_and_glfw_is_released(xvfb, monkey
     assert "\n" not in message and "OpenGL 2.1" in message and "3.3" in message, message
     monkeypatch.undo()
     Window(WindowConfig(width=64, height=64, visible=False)).close()  # GLFW was terminated cleanly
+
+
+def test_the_window_fits_the_screens_work_area():
+    """The default 1600x900 opens whole on small screens (aspect kept, room for a title bar), and a
+    size that fits is left alone."""
+    from convscope.engine.window import TITLE_BAR, fit_to_workarea
+
+    assert fit_to_workarea((1600, 900), (1920, 1080)) == (1600, 900)
+    assert fit_to_workarea((1920, 1080), (1920, 1080)) == (1920, 1080)
+    for area in ((1366, 768), (1280, 720), (1024, 768)):
+        w, h = fit_to_workarea((1600, 900), area)
+        assert w <= area[0] and h <= area[1] - TITLE_BAR, (area, w, h)
+        assert abs(w / h - 16 / 9) < 0.01 and min(area[0] - w, area[1] - TITLE_BAR - h) <= 1
+    w, h = fit_to_workarea((1600, 900), (2732, 1536), scale=2.0)  # a HiDPI laptop: window units x 2
+    assert w * 2 <= 2732 and h * 2 <= 1536 - TITLE_BAR
+
+
+def test_a_big_default_window_opens_inside_a_small_screen(xvfb):
+    """On the 1024x768 Xvfb screen, the default window (1600x900) opens whole: inside the screen."""
+    win = Window(WindowConfig(title="convscope fit", vsync=False))
+    try:
+        w, h = win.size
+        x, y = glfw.get_window_pos(win.handle)
+        assert w <= 1024 and h <= 768 and (w, h) != (1600, 900), (w, h)
+        assert x >= 0 and y >= 0 and x + w <= 1024 and y + h <= 768, (x, y, w, h)
+    finally:
+        win.close()
