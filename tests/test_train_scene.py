@@ -427,6 +427,10 @@ def test_train_explore_train_keeps_the_run():
         assert switch.scene is train, "the same training scene, not a new one"
         frames_until(app, lambda: train.state.step > step + 20)
         assert train.handle.pid == pid and train.handle.restarts == 0
+        # Both scenes have a "Network" panel (one ImGui window name): the training scene's is back at the
+        # right edge, not left where the explorer had it.
+        network = train.panels.rect("Network")
+        assert network is not None and network.x > W / 2, network
     finally:
         app.close()
     assert set(list_segments(segment_prefix())) - before == set(), "shared-memory segments left behind"

@@ -71,10 +71,16 @@ class PanelLayout:
         self._settle = 0  # frames left that re-apply positions
         self._next = {LEFT: 0.0, RIGHT: 0.0}
         self.reflows = 0  # display size changes seen (tests)
+        self._frame: int | None = None  # ImGui frame of the last begin_frame
 
     def begin_frame(self, display: tuple[float, float], scale: float = 1.0) -> None:
         display = (float(display[0]), float(display[1]))
-        if display != self.display or scale != self.scale:
+        frame = imgui.get_frame_count()
+        # Frames without this layout (its scene was hidden behind another that may use the same
+        # window names, "Network" say) count like a resize: every panel is put back in place.
+        skipped = self._frame is not None and frame != self._frame + 1
+        self._frame = frame
+        if display != self.display or scale != self.scale or skipped:
             self.reflows += 1
             self._settle = SETTLE_FRAMES
         else:

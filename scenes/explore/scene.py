@@ -68,6 +68,7 @@ from imgui_bundle import imgui
 
 INPUT_SIDE = 28
 MIN_PAD_SIDE = 150.0  # window units at UI scale 1: smaller, a finger or mouse cannot draw a digit
+PAD_CHROME = 100.0  # window units at UI scale 1: the pad panel's title bar, tool rows and padding
 FREE_MIN_FRACTION = 0.45  # the network gets the whole view when the panels would leave it less
 OUTLINE_RGBA = (
     *SELECTED_RGB,
@@ -75,15 +76,16 @@ OUTLINE_RGBA = (
 )  # the selected filter's map: the colour of its ring in the Embedding window
 
 
-def pad_side(layout: PanelLayout, full: float, last: float, scale: float) -> float:
+def pad_side(layout: PanelLayout, full: float, scale: float) -> float:
     """The pad's side in window units: `full` (its canvas size x the UI scale), less when the left
     column (the pad's panel above the Network panel, as measured last frame) would not fit the window's
-    height, so the Network panel never has to cover the pad's tools; never under MIN_PAD_SIDE."""
-    draw, network = layout.previous("Draw a digit"), layout.previous("Network")
-    if draw is None or network is None or draw.h <= 0 or last <= 0:
+    height, so the Network panel never has to cover the pad's tools; never under MIN_PAD_SIDE.  The
+    panel around the pad is taken as PAD_CHROME, not measured: the panel's height also follows the
+    guesses beside the pad, and measuring it would shrink the pad a little more every frame."""
+    network = layout.previous("Network")
+    if network is None:
         return full
-    chrome = draw.h - last  # the panel around the pad: title, tools, brush
-    room = layout.display[1] - 2 * layout.margin * scale - layout.gap * scale - network.h - chrome
+    room = layout.display[1] - (2 * layout.margin + layout.gap + PAD_CHROME) * scale - network.h
     return float(min(max(room, MIN_PAD_SIDE * scale), full))
 
 
@@ -201,7 +203,7 @@ class ExploreScene:
         s = self.ui_scale
         io = imgui.get_io()
         self.panels.begin_frame((io.display_size.x, io.display_size.y), s)
-        self.pads.side = pad_side(self.panels, self.pad.size * s, self.pads.side, s)
+        self.pads.side = pad_side(self.panels, self.pad.size * s, s)
         gui_draw_panel(self.state, self.pad, self.pads.seen.ref, self.pads.side, s, self.panels)
         gui_network_panel(self.state, s, self.panels)
         gui_details_panel(self.state, self.details.refs(), s, self.panels)
