@@ -375,10 +375,25 @@ def test_one_grey_channel_and_a_colour_range_that_lights_most_maps(app, tmp_path
 
     lit = {mode: lit_maps(mode) for mode in ("layer", "robust", "map")}
     st.color_range = "robust"
-    # Per map, every map with any signal lights up; the robust range lights most of those (more than
-    # half, whatever the run has learnt by now), and never fewer than min-max per layer does.
+    # On the live run: per map, every map with any signal lights up, and the robust range never lights
+    # fewer than min-max per layer does.  How many maps carry signal depends on what the run has learnt
+    # by now (the earlier tests of this module drive it hard), so "most" is checked on fixed values.
     assert lit["map"] >= lit["robust"] >= lit["layer"], lit
-    assert lit["robust"] > 0.5 * lit["map"] and lit["map"] >= 4, lit
+
+    from convscope.engine.gpu.normalize import robust_ranges
+
+    rng = np.random.default_rng(0)
+    values = np.zeros(scene.spec.total_nodes, np.float32)
+    maps = rng.uniform(0.0, 1.0, (conv1.shape[0], conv1.shape[1] * conv1.shape[2])).astype(np.float32)
+    maps *= np.geomspace(0.5, 2.0, conv1.shape[0], dtype=np.float32)[:, None]  # peaks spread 4x
+    maps[0] *= 20.0  # one strong map: under min-max per layer it leaves the others dark
+    values[conv1.start : conv1.stop] = maps.reshape(-1)
+    lo, hi = robust_ranges(scene.spec, values)[scene.spec.index("conv1")]
+    lo_layer, hi_layer = layer_ranges(scene.spec, values, "layer")[scene.spec.index("conv1")]
+    peaks = maps.max(axis=1)
+    robust_lit = int(((peaks - lo) / (hi - lo) > 0.3).sum())
+    layer_lit = int(((peaks - lo_layer) / (hi_layer - lo_layer) > 0.3).sum())
+    assert layer_lit <= 2 and robust_lit > 0.75 * conv1.shape[0], (layer_lit, robust_lit)
 
 
 def test_monitor_cycles_through_held_out_images(app, monkeypatch):
