@@ -6,7 +6,6 @@ when Ctrl+Q closes it.  Needs Xvfb and xdotool (installed by the README's test c
 """
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from xvfb_display import xdo, xvfb_screen
 
 pytestmark = [pytest.mark.window, pytest.mark.slow]
 
@@ -25,32 +25,8 @@ PAD_X, PAD_Y, PAD_SIDE = 18, 37, 280
 
 @pytest.fixture(scope="module")
 def display():
-    if not (shutil.which("Xvfb") and shutil.which("xdotool")):
-        pytest.skip("Xvfb and xdotool are needed (apt-get install xvfb xdotool)")
-    for n in range(90, 120):
-        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
-            break
-    proc = subprocess.Popen(
-        ["Xvfb", f":{n}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while not Path(f"/tmp/.X11-unix/X{n}").exists():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            pytest.skip("Xvfb did not start")
-        time.sleep(0.05)
-    yield f":{n}"
-    proc.terminate()
-    proc.wait(10)
-
-
-def xdo(display: str, *args: str) -> str:
-    env = {**os.environ, "DISPLAY": display}
-    return subprocess.run(
-        ["xdotool", *args], env=env, capture_output=True, text=True, timeout=20
-    ).stdout.strip()
+    with xvfb_screen("1280x800", first=90) as name:
+        yield name
 
 
 def run_app(display: str, tmp: Path, strokes: list[list[tuple[int, int]]]) -> tuple[np.ndarray, dict]:

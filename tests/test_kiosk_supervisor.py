@@ -6,7 +6,6 @@ killed and when hung, and closed for good by the exit chord."""
 import ctypes
 import ctypes.util
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from convscope.scenes.kiosk.supervisor import Heartbeat, Supervisor, make_logger, next_daily, parse_daily
+from xvfb_display import xdo, xvfb_screen
 
 FAKE_APP = textwrap.dedent(
     """
@@ -120,32 +120,8 @@ def test_heartbeat_touches_at_most_twice_a_second(tmp_path):
 
 @pytest.fixture(scope="module")
 def display():
-    if not shutil.which("Xvfb") or not shutil.which("xdotool"):
-        pytest.skip("Xvfb and xdotool are needed (apt-get install xvfb xdotool)")
-    for n in range(140, 170):
-        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
-            break
-    proc = subprocess.Popen(
-        ["Xvfb", f":{n}", "-screen", "0", "1280x800x24", "-nolisten", "tcp", "-noreset"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while not Path(f"/tmp/.X11-unix/X{n}").exists():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            pytest.skip("Xvfb did not start")
-        time.sleep(0.05)
-    yield f":{n}"
-    proc.terminate()
-    proc.wait(10)
-
-
-def xdo(display: str, *args: str) -> str:
-    env = {**os.environ, "DISPLAY": display}
-    return subprocess.run(
-        ["xdotool", *args], env=env, capture_output=True, text=True, timeout=20
-    ).stdout.strip()
+    with xvfb_screen("1280x800", first=140, extra=("-noreset",)) as name:
+        yield name
 
 
 class _ClientMessage(ctypes.Structure):

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from xvfb_display import xdo, xvfb_screen
 
 pytestmark = [pytest.mark.window, pytest.mark.slow]
 PROBE = Path(__file__).with_name("panel_probe.py")
@@ -25,30 +25,8 @@ SIZES = ((1280, 720), (1920, 1080), (1280, 720))
 
 @pytest.fixture(scope="module")
 def display():
-    if not (shutil.which("Xvfb") and shutil.which("xdotool")):
-        pytest.skip("Xvfb and xdotool are needed (apt-get install xvfb xdotool)")
-    for n in range(140, 190):
-        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
-            break
-    proc = subprocess.Popen(
-        ["Xvfb", f":{n}", "-screen", "0", "2048x1280x24", "-nolisten", "tcp"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while not Path(f"/tmp/.X11-unix/X{n}").exists():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            pytest.skip("Xvfb did not start")
-        time.sleep(0.05)
-    yield f":{n}"
-    proc.terminate()
-    proc.wait(10)
-
-
-def xdo(display: str, *args: str) -> str:
-    env = {**os.environ, "DISPLAY": display}
-    return subprocess.run(["xdotool", *args], env=env, capture_output=True, text=True, timeout=20).stdout
+    with xvfb_screen("2048x1280", first=140, count=50) as name:
+        yield name
 
 
 def wait_report(out: Path, proc, cond, what: str, timeout: float = 150.0) -> dict:
