@@ -151,7 +151,8 @@ SDL_SCRIPT = textwrap.dedent(
 def run_script(display: str, script: str) -> subprocess.CompletedProcess:  # noqa: F811
     env = {k: v for k, v in os.environ.items() if k != "PYOPENGL_PLATFORM"}
     # The caller's PYTHONPATH first: a checkout run with PYTHONPATH set tests itself, not the install.
-    path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH", ""), str(ROOT)) if p)
+    # tests/ too: the script imports test modules, which import their sibling helpers (xvfb_display).
+    path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH", ""), str(ROOT), str(ROOT / "tests")) if p)
     env.update(DISPLAY=display, SDL_VIDEODRIVER="x11", PYTHONPATH=path)
     return subprocess.run(
         [sys.executable, "-c", script, display],
