@@ -49,7 +49,10 @@ def frame(app: App) -> None:
 def frames_until(app: App, cond, timeout: float = TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
-        assert time.monotonic() < deadline, "timed out"
+        if time.monotonic() >= deadline:
+            st = getattr(app.scene, "state", None)
+            seen = f"step {st.step}, running {st.running}, message {st.message!r}" if st is not None else ""
+            raise AssertionError(f"timed out after {timeout:.0f} s; {seen}")
         frame(app)
         time.sleep(0.003)
 
