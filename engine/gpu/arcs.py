@@ -32,8 +32,8 @@ class ArcStyle:
         }
     )
     other: tuple[float, float, float, float] = (0.6, 0.7, 0.95, 0.85)  # any other edge kind
-    link: tuple[float, float, float, float] = (0.85, 0.88, 0.95, 0.7)  # from one column to the next
-    frame: tuple[float, float, float, float] = (0.7, 0.7, 0.75, 0.8)  # opaque layers' frames
+    link: tuple[float, float, float, float] = (0.3, 0.55, 1.0, 0.9)  # from one column to the next: blue
+    frame: tuple[float, float, float, float] = (1.0, 0.4, 0.45, 0.9)  # opaque layers' frames: an op not shown
     width: float = 0.004  # band width, as a fraction of the network's largest extent
     frame_width: float = 0.0015
     min_px: float = 2.0  # never thinner on screen

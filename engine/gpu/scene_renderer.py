@@ -36,6 +36,13 @@ class RenderSettings:
     show_arcs: bool = True  # skip connections as arcs beside the layers, frames around opaque layers
 
 
+def layer_title(layer) -> str:
+    """The name drawn beside a layer; an opaque one adds the op it stands for (its frame marks it)."""
+    if layer.kind == "opaque" and getattr(layer, "label", ""):
+        return f"{layer.name} [{layer.label.split(' (')[0]}]"
+    return layer.name
+
+
 class SceneRenderer:
     def __init__(
         self,
@@ -103,9 +110,7 @@ class SceneRenderer:
                 if not visible[i]:
                     continue
                 lo, hi = bounds[i]
-                # An opaque layer says which op it stands for (its frame marks it as a block).
-                opaque = layer.kind == "opaque" and getattr(layer, "label", "")
-                texts.append(f"{layer.name} [{layer.label.split(' (')[0]}]" if opaque else layer.name)
+                texts.append(layer_title(layer))
                 # Left of the layer, unless a branch sits there (same level): then over its far corner.
                 beside = len(levels) and any(
                     visible[j] and levels[j] == levels[i] and bounds[j, 1, 0] <= lo[0]

@@ -50,6 +50,7 @@ class LayoutStyle:
     target_aspect: float = 1.5  # a deep network folds into columns side by side to come near this
     # width : height (a 16:9 window less its side panels); a chain as short as LeNet stays one column
     max_columns: int = 8
+    min_column_levels: int = 6  # a column holds at least this many levels (short networks stay whole)
     column_gap: float = 0.6  # room between columns, as a fraction of the widest (layer names go there)
 
 
@@ -360,6 +361,8 @@ def _fold(row_lo, row_hi, y_of_level, cuts, style: LayoutStyle):
         runs = _partition(y_of_level, cuts, k)
         if runs is None:
             break
+        if k > 1 and min(b - a + 1 for a, b in runs) < style.min_column_levels:
+            continue
         lo = np.array([row_lo[a : b + 1].min() for a, b in runs])
         hi = np.array([row_hi[a : b + 1].max() for a, b in runs])
         gap = style.column_gap * float((hi - lo).max())
@@ -414,7 +417,7 @@ def _links(sources, level, vis, bounds, x_off, y_of_level, runs, style: LayoutSt
         in_col = [i for i in range(len(bounds)) if vis[i] and a <= level[i] <= b]
         right = float(max(reach[in_col].max(), bounds[in_col, 1, 0].max()))
         x_next = float(bounds[[i for i in range(len(bounds)) if vis[i] and level[i] == a2], 0, 0].min())
-        xc = right + 0.5 * (x_next - right)
+        xc = right + 0.2 * (x_next - right)  # nearer its own column: the next one's names sit by it
         up = 0.5 * (y_of_level[b] - y_of_level[b - 1]) if b > a else style.layer_gap
         down = 0.5 * (y_of_level[a2 + 1] - y_of_level[a2]) if b2 > a2 else style.layer_gap
         xs, xt = float(bounds[s, :, 0].mean()), float(bounds[t, :, 0].mean())
