@@ -47,11 +47,11 @@ class LayoutStyle:
     arc_spacing: float = 6.0  # distance between nested arcs on one side
     arc_corner_steps: int = 12  # polyline segments per rounded corner of an arc
     frame_margin: float = 2.0  # an opaque layer's frame, this far outside its nodes
-    target_aspect: float = 1.5  # a deep network folds into columns side by side to come near this
-    # width : height (a 16:9 window less its side panels); a chain as short as LeNet stays one column
+    reference_view: tuple[float, float] = (1000.0, 560.0)  # pixels: a 1280 x 720 window less panels and
+    # margins.  A deep network folds into the columns side by side that show it biggest there
     max_columns: int = 8
     min_column_levels: int = 6  # a column holds at least this many levels (short networks stay whole)
-    column_gap: float = 0.6  # room between columns, as a fraction of the widest (layer names go there)
+    name_px: float = 150.0  # room left of each column for the layer names, in reference-view pixels
 
 
 @dataclass(frozen=True)
@@ -352,9 +352,21 @@ def _partition(y_of_level: np.ndarray, cuts: list[int], k: int) -> list[tuple[in
     return runs[::-1]
 
 
-def _fold(row_lo, row_hi, y_of_level, cuts, style: LayoutStyle):
-    """(x offset, y) per level: the levels split into the columns whose whole comes nearest
-    `target_aspect`, bottoms aligned, left to right."""
+def _fitted_scale(widths, heights, depth, style: LayoutStyle) -> tuple[float, float]:
+    """(pixels per world unit, column gap) of columns `widths` x `heights` fitted into the reference
+    view from the home pitch, with `name_px` of room left of every column for the layer names."""
+    ref_w, ref_h = style.reference_view
+    tall = float(max(heights)) * math.cos(math.radians(28)) + depth * math.sin(math.radians(28))
+    gap = 0.0
+    for _ in range(8):  # the gap in world units depends on the scale it yields: a few rounds settle it
+        scale = min(ref_w / (float(sum(widths)) + gap * len(widths)), ref_h / max(tall, 1e-9))
+        gap = style.name_px / scale
+    return scale, gap
+
+
+def _fold(row_lo, row_hi, row_depth, y_of_level, cuts, style: LayoutStyle):
+    """(x offset, y) per level and the runs of levels per column: the fold, of at most max_columns,
+    that shows the network biggest in the reference view, columns bottom-aligned, left to right."""
     n = len(y_of_level)
     best = None
     for k in range(1, style.max_columns + 1):
@@ -365,12 +377,10 @@ def _fold(row_lo, row_hi, y_of_level, cuts, style: LayoutStyle):
             continue
         lo = np.array([row_lo[a : b + 1].min() for a, b in runs])
         hi = np.array([row_hi[a : b + 1].max() for a, b in runs])
-        gap = style.column_gap * float((hi - lo).max())
-        width = float((hi - lo).sum()) + gap * (k - 1)
-        height = max(float(y_of_level[b] - y_of_level[a]) for a, b in runs) + style.layer_gap
-        score = abs(math.log(width / height / style.target_aspect))
-        if best is None or score < best[0] - 1e-9:
-            best = (score, runs, lo, hi, gap)
+        heights = [float(y_of_level[b] - y_of_level[a]) for a, b in runs]
+        scale, gap = _fitted_scale(hi - lo, heights, float(row_depth.max()), style)
+        if best is None or scale > best[0] * 1.05:  # another column must pay for itself
+            best = (scale, runs, lo, hi, gap)
     _, runs, lo, hi, gap = best
     x_off, y = np.zeros(n), np.array(y_of_level, np.float64)
     if len(runs) == 1:
@@ -484,15 +494,16 @@ def build_layout(graph, style: LayoutStyle | None = None, visible: list[bool] | 
     x_off, runs = np.zeros(n_levels), [(0, n_levels - 1)]
     if n_levels > 1:
         half = ext[:, 0] / 2
-        row_lo, row_hi = np.zeros(n_levels), np.zeros(n_levels)
+        row_lo, row_hi, row_depth = np.zeros(n_levels), np.zeros(n_levels), np.zeros(n_levels)
         for i in range(n_layers):
             if vis[i]:
+                row_depth[level[i]] = max(row_depth[level[i]], ext[i, 1])
                 row_lo[level[i]] = min(row_lo[level[i]], x_centre[i] - half[i])
                 # arcs run on the right: room for a few nested ones
                 room = style.arc_margin + 3 * style.arc_spacing
                 row_hi[level[i]] = max(row_hi[level[i]], x_centre[i] + half[i] + room)
         cuts = _clean_cuts(sources, level, n_levels)
-        x_off, y_of_level, runs = _fold(row_lo, row_hi, y_of_level, cuts, style)
+        x_off, y_of_level, runs = _fold(row_lo, row_hi, row_depth, y_of_level, cuts, style)
         x_centre += x_off[level]
 
     # Centre the stack vertically so the orbit target (origin) sits in the middle of the network.
