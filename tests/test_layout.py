@@ -101,6 +101,27 @@ def test_harley_networks_are_placed_exactly_as_before(name, make):
     assert lay.arcs == () and lay.links == () and lay.frames == ()
 
 
+def chain_dag(spec):
+    """The NetSpec as a Dag (each layer reads the one before; fc / output layers are dense), as the
+    render side's NetSpec -> Dag conversion makes it."""
+    from convscope.engine.graph.dag import Dag, DagLayer, EdgeSet
+
+    kinds = {"fc": "dense", "output": "dense"}
+    layers = []
+    for x in spec.layers:
+        inputs = (EdgeSet("dense", layers[-1].name, layers[-1].shape),) if layers else ()
+        layers.append(DagLayer(x.name, kinds.get(x.kind, x.kind), x.shape, inputs=inputs))
+    return Dag.build(spec.model, layers, output=spec.layers[-1].name)
+
+
+@pytest.mark.parametrize("name, make", [("lenet", lenet_spec), ("mlp", mlp_spec)])
+def test_harley_networks_as_dags_are_placed_as_before_too(name, make):
+    ref = np.load(DATA / "harley_layouts.npz")
+    lay = build_layout(chain_dag(make()))
+    np.testing.assert_allclose(lay.positions, ref[f"{name}_positions"], atol=1e-4)
+    np.testing.assert_array_equal(lay.sizes, ref[f"{name}_sizes"])
+
+
 # -- traced models ----------------------------------------------------------------------------------------
 
 
