@@ -278,3 +278,25 @@ def test_fly_to_a_layer_frames_it():
         assert np.allclose(cam.target, lay.layer_center(i))
         px = cam.project(np.array([lo, hi]), 1280, 720)
         assert np.all((px >= 0) & (px <= [1280, 720]))
+
+
+def test_torchvision_resnet18_folds_at_its_downsampling_blocks():
+    """The real thing (at 64 x 64 to keep the test quick; the layout does not depend on the map size
+    beyond the spacing): 32 layers, 29 levels, 8 arcs, columns that start at a downsampling block."""
+    torchvision = pytest.importorskip("torchvision")
+    from convscope.models.trace import trace
+
+    dag = trace(torchvision.models.resnet18(num_classes=10), (3, 64, 64)).dag
+    lay = build_layout(dag)
+    check_sane(lay)
+    check_arcs_clear_layers(lay)
+    names = [x.name for x in dag.layers]
+    assert lay.levels.max() + 1 == 29 and len(lay.arcs) == 8
+    assert {names[a.target] for a in lay.arcs} == {x for x in names if x.endswith(".add")}
+    assert len(lay.links) >= 1
+    for link in lay.links:  # a new column starts with a block's first conv (its shortcut beside it)
+        assert names[link.target].endswith(".0.conv1"), names[link.target]
+    for stage in ("layer2", "layer3", "layer4"):
+        conv1, down = names.index(f"{stage}.0.conv1"), names.index(f"{stage}.0.downsample.0")
+        assert lay.levels[conv1] == lay.levels[down]
+        assert lay.layer_bounds[down, 0, 0] > lay.layer_bounds[conv1, 1, 0]
