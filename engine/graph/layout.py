@@ -1,21 +1,22 @@
 """Layout: where every node of a network sits in 3D, and the arcs of its skip connections (pure numpy).
 
-Takes a Dag (engine/graph/dag.py) or a NetSpec (a chain: layers without `inputs` read the layer
-before them).  The look follows Harley 2015: layers are horizontal sheets stacked along +Y (input at
-the bottom).  Inside a grid layer each feature map is a square grid in the XZ plane (image row -> +Z,
-column -> +X, upright from the default camera), the maps side by side along X, or in a near-square
-block when there are many or the row would be far wider than the network is tall.  Vector layers are
-rows along X; very long ones wrap into a near-square grid.
+Takes a Dag (engine/graph/dag.py) or a NetSpec (a chain: layers without `inputs` read the layer before
+them).  The look follows Harley 2015: layers are horizontal sheets stacked along +Y (input at the
+bottom); a grid layer's maps are square grids in the XZ plane (image row -> +Z, column -> +X, upright
+from the default camera), side by side along X, or in a near-square block when there are many or the
+row would be far wider than the network is tall.  Vector layers are rows along X; very long ones wrap
+into a near-square grid.  Levels are spaced by their deepest sheet, so sheets seen from the home
+view's pitch do not cover each other.
 
-A layer's level is the longest path from an input (hidden layers take no level, so the rest close
-up).  The spine, the longest path into the output, stands straight at X = 0; layers sharing a level
-(inception towers, resnet shortcut convs) sit side by side, each as close above its sources as the
-others leave room for (weighted isotonic regression along X).  Levels are spaced by their deepest
-sheet, so sheets seen from the home view's pitch do not cover each other.  An edge set whose source
-is more than one level down becomes an Arc: a polyline that leaves the source's side, runs up beyond
-every layer it passes and comes back into the target's side (arcs on one side nest, never cross).
-Opaque layers get a frame (a closed polyline), so they read as a block.  Arrays are indexed by node
-id and uploaded as they are; engine/gpu decides how arcs and frames are drawn.
+A layer's level is the longest path from an input (hidden layers take no level).  The spine, the
+longest path into the output, stands straight; layers sharing a level (inception towers, resnet
+shortcut convs) sit side by side, each as close above its sources as the others leave room for.  An
+edge set whose source is more than one level down becomes an Arc: out of the source's side, along
+the middle of the gap above it (where no sheet lies), up beyond every layer it passes and back into
+the target's side; arcs on one side nest.  A deep network folds into columns at levels no arc
+crosses, as many as show it biggest in a 1280 x 720 view; a link (also an Arc) runs from the top of
+one column to the bottom of the next.  Opaque layers get a frame, so they read as a block.  Arrays
+are indexed by node id and uploaded as they are; engine/gpu decides how arcs and frames are drawn.
 """
 
 from __future__ import annotations
@@ -254,23 +255,23 @@ def _pack(want: np.ndarray, widths: np.ndarray, weight: np.ndarray, gap: float) 
 # -- arcs -----------------------------------------------------------------------------------------------
 
 
-def _corner(a: np.ndarray, b: np.ndarray, steps: int, horizontal_first: bool) -> np.ndarray:
-    """A quarter ellipse from a to b (in XY), leaving a horizontally (or vertically) and reaching b at a
-    right angle to that."""
-    t = np.linspace(0.0, 0.5 * math.pi, steps + 1)
-    d = b - a
-    if horizontal_first:
-        x, y = a[0] + d[0] * np.sin(t), a[1] + d[1] * (1 - np.cos(t))
-    else:
-        x, y = a[0] + d[0] * (1 - np.cos(t)), a[1] + d[1] * np.sin(t)
-    return np.stack([x, y, np.zeros_like(x)], axis=1)
-
-
 def _arc_points(x0: float, y0: float, x1: float, y1: float, xr: float, r0: float, r1: float, steps: int):
-    """Source side (x0, y0) out to the route x, up to y1, back into the target side (x1, y1)."""
-    low = _corner(np.array([x0, y0]), np.array([xr, y0 + r0]), steps, horizontal_first=True)
-    high = _corner(np.array([xr, y1 - r1]), np.array([x1, y1]), steps, horizontal_first=False)
-    return np.concatenate([low, high]).astype(np.float32)
+    """Out of the source's side at (x0, y0), up to half way to the next level (no sheet lies there),
+    across to the route x, up to half way below the target, across and into its side at (x1, y1)."""
+    side = 1.0 if xr >= x0 else -1.0
+    s0 = min(0.5 * r0, 0.25 * abs(xr - x0))  # a short stub clear of the sheet's edge before turning
+    s1 = min(0.5 * r1, 0.25 * abs(xr - x1))
+    way = [
+        (x0, y0),
+        (x0 + side * s0, y0),
+        (x0 + side * s0, y0 + r0),
+        (xr, y0 + r0),
+        (xr, y1 - r1),
+        (x1 + side * s1, y1 - r1),
+        (x1 + side * s1, y1),
+        (x1, y1),
+    ]
+    return _rounded(way, 0.5 * min(r0, r1), steps)
 
 
 def _route_arcs(sources, level, vis, bounds, y_of_level, style: LayoutStyle) -> tuple[Arc, ...]:
