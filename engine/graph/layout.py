@@ -52,6 +52,7 @@ class LayoutStyle:
     # margins.  A deep network folds into the columns side by side that show it biggest there
     max_columns: int = 8
     min_column_levels: int = 6  # a column holds at least this many levels (short networks stay whole)
+    max_stretch: float = 2.0  # a column shorter than the tallest spaces its levels up to this much wider
     name_px: float = 150.0  # room left of each column for the layer names, in reference-view pixels
 
 
@@ -387,17 +388,23 @@ def _fold(row_lo, row_hi, row_depth, y_of_level, cuts, style: LayoutStyle):
     if len(runs) == 1:
         return x_off, y, runs  # one column: the spine stays at X = 0
     left = -0.5 * (float((hi - lo).sum()) + gap * (len(runs) - 1))  # the columns centred on X = 0
+    tallest = max(float(y_of_level[b] - y_of_level[a]) for a, b in runs)
     for c, (a, b) in enumerate(runs):
         x_off[a : b + 1] = left - lo[c]
-        y[a : b + 1] -= y_of_level[a]
+        # A shorter column spreads its levels (the tallest sets the fitted height anyway), within reason.
+        height = float(y_of_level[b] - y_of_level[a])
+        stretch = min(tallest / height, style.max_stretch) if height > 0 else 1.0
+        y[a : b + 1] = (y_of_level[a : b + 1] - y_of_level[a]) * stretch
         left += hi[c] - lo[c] + gap
     return x_off, y, runs
 
 
-def _rounded(way: list[tuple[float, float]], radius: float, steps: int) -> np.ndarray:
-    """The polyline through `way` (XY points) with every corner rounded (a quadratic curve of at most
-    `radius`, and at most half of either leg)."""
+def _rounded(way: list[tuple[float, ...]], radius: float, steps: int) -> np.ndarray:
+    """The polyline through `way` (XY points at Z = 0, or XYZ) with every corner rounded (a quadratic
+    curve of at most `radius`, and at most half of either leg)."""
     w = np.asarray(way, np.float64)
+    if w.shape[1] == 2:
+        w = np.c_[w, np.zeros(len(w))]
     out = [w[:1]]
     t = np.linspace(0.0, 1.0, steps + 1)[:, None]
     for a, p, b in zip(w[:-2], w[1:-1], w[2:], strict=True):
@@ -406,15 +413,16 @@ def _rounded(way: list[tuple[float, float]], radius: float, steps: int) -> np.nd
         p0, p1 = p + (a - p) / max(la, 1e-9) * r, p + (b - p) / max(lb, 1e-9) * r
         out.append((1 - t) ** 2 * p0 + 2 * (1 - t) * t * p + t**2 * p1)
     out.append(w[-1:])
-    xy = np.concatenate(out)
-    return np.c_[xy, np.zeros(len(xy))].astype(np.float32)
+    return np.concatenate(out).astype(np.float32)
 
 
-def _links(sources, level, vis, bounds, x_off, y_of_level, runs, style: LayoutStyle) -> tuple[Arc, ...]:
-    """Where a column ends, one band from its top layer over to the next column's bottom layer:
-    up out of the top sheet, across, down the gap between the columns and up into the next sheet."""
+def _links(sources, level, vis, bounds, arcs, x_off, y_of_level, runs, style: LayoutStyle) -> tuple[Arc, ...]:
+    """Where a column ends, one band from its top layer over to the next column's bottom layer: up
+    out of the top sheet, forward to just in front of the columns' sheets (seen in perspective, their
+    near corners reach out sideways), across, down the gap between the columns, back under the next
+    sheet and up into it."""
     links = []
-    reach = np.maximum(bounds[:, 1, 0], 0.0)
+    shown = np.flatnonzero(vis)
     for (a, b), (a2, b2) in zip(runs[:-1], runs[1:], strict=True):
         pairs = [
             (abs(bounds[s, :, 0].mean() - x_off[b]) + abs(bounds[t, :, 0].mean() - x_off[a2]), s, t, k, kind)
@@ -425,15 +433,29 @@ def _links(sources, level, vis, bounds, x_off, y_of_level, runs, style: LayoutSt
         if not pairs:
             continue
         _, s, t, k, kind = min(pairs)
-        in_col = [i for i in range(len(bounds)) if vis[i] and a <= level[i] <= b]
-        right = float(max(reach[in_col].max(), bounds[in_col, 1, 0].max()))
-        x_next = float(bounds[[i for i in range(len(bounds)) if vis[i] and level[i] == a2], 0, 0].min())
-        xc = right + 0.2 * (x_next - right)  # nearer its own column: the next one's names sit by it
+        here = shown[(level[shown] >= a) & (level[shown] <= b)]
+        there = shown[(level[shown] >= a2) & (level[shown] <= b2)]
+        right = max(
+            [float(bounds[here, 1, 0].max())]
+            + [float(x.points[:, 0].max()) for x in arcs if x.target in here]
+        )
+        x_next = float(bounds[there, 0, 0].min())
+        xc = right + 0.35 * (x_next - right)  # nearer its own column: the next one's names sit by it
+        zf = float(bounds[np.r_[here, there], 1, 2].max()) + style.arc_margin
         up = 0.5 * (y_of_level[b] - y_of_level[b - 1]) if b > a else style.layer_gap
         down = 0.5 * (y_of_level[a2 + 1] - y_of_level[a2]) if b2 > a2 else style.layer_gap
         xs, xt = float(bounds[s, :, 0].mean()), float(bounds[t, :, 0].mean())
         ys, yt = float(y_of_level[b]), float(y_of_level[a2])
-        way = [(xs, ys), (xs, ys + up), (xc, ys + up), (xc, yt - down), (xt, yt - down), (xt, yt)]
+        way = [
+            (xs, ys, 0.0),
+            (xs, ys + up, 0.0),
+            (xs, ys + up, zf),
+            (xc, ys + up, zf),
+            (xc, yt - down, zf),
+            (xt, yt - down, zf),
+            (xt, yt - down, 0.0),
+            (xt, yt, 0.0),
+        ]
         pts = _rounded(way, min(up, down), style.arc_corner_steps)
         links.append(Arc(s, t, k, kind, 1, pts))
     return tuple(links)
@@ -534,7 +556,7 @@ def build_layout(graph, style: LayoutStyle | None = None, visible: list[bool] | 
         bounds[i, 0] = lo.astype(np.float32) - node[i] / 2
         bounds[i, 1] = hi.astype(np.float32) + node[i] / 2
     arcs = _route_arcs(sources, level, vis, bounds, y_of_level, style)
-    links = _links(sources, level, vis, bounds, x_off, y_of_level, runs, style)
+    links = _links(sources, level, vis, bounds, arcs, x_off, y_of_level, runs, style)
     frames = tuple(
         (i, _frame(bounds[i, 0], bounds[i, 1], style.frame_margin))
         for i, layer in enumerate(layers)
