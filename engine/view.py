@@ -1,11 +1,12 @@
 """NetworkView: the GPU side and the picking of one laid-out network, shared by every scene.
 
-Owns, for one Layout: the SceneRenderer (nodes, labels), an EdgeBatch (the focus node's incoming
-edges), a PathBatch for a selection outline (a map's frame, drawn over everything) and the Picker
-(engine/graph/picking.py, the one picking implementation: nodes, feature maps, layers).  `show`
-takes a new network (renderer and picker rebuilt), `set_layout` the same network laid out again
-(layers hidden or shown).  `draw` draws nodes, then edges, then any extra path batches the scene
-owns (the training scene's paths), then the outline.  Knows no particular network.
+Owns, for one Layout: the SceneRenderer (nodes, the arcs of skip connections, labels), an EdgeBatch
+(the focus node's incoming edges), a PathBatch for a selection outline (a map's frame, drawn over
+everything) and the Picker (engine/graph/picking.py, the one picking implementation: nodes, feature
+maps, layers).  `show` takes a new network (renderer and picker rebuilt), `set_layout` the same
+network laid out again (layers hidden or shown; the arcs follow the layout).  `draw` draws nodes and
+arcs, then edges, then any extra path batches the scene owns (the training scene's paths), then the
+outline.  Knows no particular network.
 
 Whoever creates a NetworkView releases it (`release`); the scene creates it in on_enter.
 """

@@ -14,7 +14,8 @@ Sections (`--only NAME...`; all by default):
   * hover cost per hover change (pick + edges + upload), the training scene's frame time and training
     throughput with the visualization on vs a bare torch loop, and t-SNE embedding times;
   * the explorer's frame time and drawing latency while 20,000 digits are embedded (`--data-dir` with
-    MNIST; without it the 1,797 built-in digits).
+    MNIST; without it the 1,797 built-in digits);
+  * layout time of traced networks (ResNet-18 at 224, LeNet; target trace + layout <= 2 s).
 Targets live here and in docs/BENCHMARKS.md, never in timed tests.  The machines are noisy: each
 figure is the median over repeats.
 """
@@ -142,7 +143,17 @@ def bench_startup(repeats: int) -> dict:
     }
 
 
-SECTIONS = ("latency", "explore", "render", "startup", "hover", "training", "embed", "explore_embed")
+SECTIONS = (
+    "latency",
+    "explore",
+    "render",
+    "startup",
+    "hover",
+    "training",
+    "embed",
+    "explore_embed",
+    "layout",
+)
 
 
 def run_section(name: str, quick: bool, skip_big: bool, data_dir: str | None = None) -> dict | list:
@@ -202,6 +213,12 @@ def run_section(name: str, quick: bool, skip_big: bool, data_dir: str | None = N
         r = bench_explore_images(data_dir, 2_000 if quick else 20_000)
         print(format_results(r))
         return r
+    if name == "layout":
+        from bench_layout import bench_layout, format_table
+
+        rows = bench_layout(repeats=2 if quick else 5)
+        print(format_table(rows))
+        return rows
     raise SystemExit(f"unknown section {name!r} (choose from {', '.join(SECTIONS)})")
 
 

@@ -1,4 +1,4 @@
-"""SceneRenderer: one frame of a network — background, nodes, labels — for one layout.
+"""SceneRenderer: one frame of a network — background, nodes, arcs, labels — for one layout.
 
 The scene owns a SceneRenderer per loaded network and calls, per frame:
     renderer.set_activations(acts)            # only when a new result came in
@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import moderngl
 import numpy as np
 from convscope.engine.camera import OrbitCamera
+from convscope.engine.gpu.arcs import ArcBatch
 from convscope.engine.gpu.background import Background, BackgroundStyle
 from convscope.engine.gpu.labels import LabelBatch
 from convscope.engine.gpu.nodes import NodeBatch, NodeStyle
@@ -32,6 +33,14 @@ class RenderSettings:
     show_class_labels: bool = True  # "0".."9" above the output nodes (while they have room side by side)
     show_layer_names: bool = True  # layer names left of each layer
     label_scale: float = 1.0  # text size multiplier
+    show_arcs: bool = True  # skip connections as arcs beside the layers, frames around opaque layers
+
+
+def layer_title(layer) -> str:
+    """The name drawn beside a layer; an opaque one adds the op it stands for (its frame marks it)."""
+    if layer.kind == "opaque" and getattr(layer, "label", ""):
+        return f"{layer.name} [{layer.label.split(' (')[0]}]"
+    return layer.name
 
 
 class SceneRenderer:
@@ -46,6 +55,8 @@ class SceneRenderer:
         self.layout = layout
         self.background = Background(ctx, background)
         self.nodes = NodeBatch(ctx, layout, nodes)
+        self.arcs = ArcBatch(ctx)
+        self.arcs.set_layout(layout)
         self.labels = LabelBatch(ctx)
         self._ranges: dict[str, np.ndarray] | None = None
         self._label_key: tuple | None = None
@@ -57,6 +68,7 @@ class SceneRenderer:
     def set_layout(self, layout: Layout) -> None:
         """Re-layout of the same network (e.g. hidden layers closed up): rewrites node positions."""
         self.nodes.set_layout(layout)
+        self.arcs.set_layout(layout)
         self.layout = layout
         self._label_key = None
 
@@ -93,16 +105,27 @@ class SceneRenderer:
                 colors.append((1.0, 1.0, 1.0, 1.0))
                 aligns.append("center")
         if s.show_layer_names:
+            bounds, levels = self.layout.layer_bounds, self.layout.levels
             for i, layer in enumerate(layers):
                 if not visible[i]:
                     continue
-                lo, hi = self.layout.layer_bounds[i]
-                texts.append(layer.name)
-                anchors.append(np.array([lo[0], (lo[1] + hi[1]) / 2, (lo[2] + hi[2]) / 2], np.float32))
-                offsets.append((-12.0, 0.0))
+                lo, hi = bounds[i]
+                texts.append(layer_title(layer))
+                # Left of the layer, unless a branch sits there (same level): then over its far corner.
+                beside = len(levels) and any(
+                    visible[j] and levels[j] == levels[i] and bounds[j, 1, 0] <= lo[0]
+                    for j in range(len(layers))
+                )
+                if beside:
+                    anchors.append(np.array([lo[0], (lo[1] + hi[1]) / 2, lo[2]], np.float32))
+                    offsets.append((0.0, -10.0))
+                    aligns.append("left")
+                else:
+                    anchors.append(np.array([lo[0], (lo[1] + hi[1]) / 2, (lo[2] + hi[2]) / 2], np.float32))
+                    offsets.append((-12.0, 0.0))
+                    aligns.append("right")
                 scales.append(0.8)
                 colors.append((0.92, 0.94, 0.98, 0.9))
-                aligns.append("right")
         self.labels.set_labels(
             texts, np.array(anchors, np.float32).reshape(-1, 3), offsets, colors, align=aligns, scale=scales
         )
@@ -129,6 +152,8 @@ class SceneRenderer:
         modes = self.nodes.draw(
             view, proj, viewport, colormap=s.colormap, highlight=s.highlight, mode=s.node_mode
         )
+        if s.show_arcs:
+            self.arcs.draw(view, proj, viewport)
         self.labels.draw(proj @ view, viewport, s.label_scale)
         return modes
 
@@ -152,5 +177,6 @@ class SceneRenderer:
 
     def release(self) -> None:
         self.labels.release()
+        self.arcs.release()
         self.nodes.release()
         self.background.release()
