@@ -99,7 +99,9 @@ class ExploreScene:
         if drawing is not None:
             self.pad.set_image(drawing)
         self.interaction = Interaction.new(CLICK_SLOP * ui_scale)
-        self.worker = WorkerHandle(config.model, weights=config.weights or None)
+        self.worker = WorkerHandle(
+            config.model, weights=config.weights or None, card=config.card or None, device=config.device
+        )
         self.net = NetworkData()
         self.view: NetworkView | None = None  # renderer, edges, outline and picker (made in on_enter)
         self.details = NodeDetails()  # the selected node's calculation and images
