@@ -12,7 +12,7 @@ vectors.py) use a traced model like the hand-written ones.  Worker side only: im
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -164,6 +164,7 @@ def load_traced(model: str, weights: str | None, card_dict: dict, device: str,
     if len(classes) != n_out:
         raise LoadFailed(f"model {model}: {len(classes)} class names for {n_out} outputs ({dag.output})")
     spec = InputSpec(card.input_shape, card.mean or (0.0,), card.std or (1.0,), classes).to_plain()
+    traced.dag = replace(dag, classes=spec.classes)  # the render side names its guesses from the Dag too
     progress(f"moving to {dev.type}..." if dev.type != "cpu" else "warming up...")
     traced.module.to(dev)
     grid = len(spec.shape) == 3
