@@ -210,7 +210,7 @@ BAD = {
                          "raises on import: RuntimeError: no GPU here"),
     "no such name": ("nets_copy.py", None, "Nope", [], "has no 'Nope'"),
     "not a module": ("odd.py", None, "not_a_module", [], "not a torch.nn.Module"),
-    "shape does not fit": ("mnist_net.py", None, "Net", ["--input-shape", "1,20,20"], "does not fit layer 'fc1'"),
+    "shape does not fit": ("mnist_net.py", None, "Net", ["--input-shape", "1,20,20"], "fit layer 'fc1'"),
     "control flow": ("odd.py", None, "Branchy", ["--input-shape", "4"], "data-dependent control flow"),
 }  # fmt: skip
 
