@@ -14,7 +14,9 @@ Sections (`--only NAME...`; all by default):
   * hover cost per hover change (pick + edges + upload), the training scene's frame time and training
     throughput with the visualization on vs a bare torch loop, and t-SNE embedding times;
   * the explorer's frame time and drawing latency while 20,000 digits are embedded (`--data-dir` with
-    MNIST; without it the 1,797 built-in digits).
+    MNIST; without it the 1,797 built-in digits);
+  * a user's model (bench_own_model.py): ResNet-18 trace + graph at 224, its one-thread forward pass
+    against submit -> activations, and drawing -> activations p99 of a model under 100k nodes.
 Targets live here and in docs/BENCHMARKS.md, never in timed tests.  The machines are noisy: each
 figure is the median over repeats.
 """
@@ -142,7 +144,9 @@ def bench_startup(repeats: int) -> dict:
     }
 
 
-SECTIONS = ("latency", "explore", "render", "startup", "hover", "training", "embed", "explore_embed")
+SECTIONS = (
+    "latency", "explore", "render", "startup", "hover", "training", "embed", "explore_embed", "own_model",
+)  # fmt: skip
 
 
 def run_section(name: str, quick: bool, skip_big: bool, data_dir: str | None = None) -> dict | list:
@@ -202,6 +206,10 @@ def run_section(name: str, quick: bool, skip_big: bool, data_dir: str | None = N
         r = bench_explore_images(data_dir, 2_000 if quick else 20_000)
         print(format_results(r))
         return r
+    if name == "own_model":
+        from bench_own_model import run
+
+        return run(quick)
     raise SystemExit(f"unknown section {name!r} (choose from {', '.join(SECTIONS)})")
 
 
