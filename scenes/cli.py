@@ -260,7 +260,15 @@ def _config_card(path: str | None) -> tuple[dict, frozenset[str]]:
         values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return {}, frozenset()  # likewise
-    card = {k: v for k, v in values.items() if k in KEYS and not (k == "weights" and isinstance(v, dict))}
+    # `weights` as a table and `normalize` without a "/" are the settings' own keys (weights per shipped
+    # model; the colour range per layer or global), not card fields.
+    card = {
+        k: v
+        for k, v in values.items()
+        if k in KEYS
+        and not (k == "weights" and isinstance(v, dict))
+        and not (k == "normalize" and "/" not in str(v))
+    }
     return card, frozenset(card)
 
 
