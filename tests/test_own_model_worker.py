@@ -108,6 +108,6 @@ def test_a_failed_switch_keeps_the_previous_model(separable, tmp_path):
     wait_for(lambda: (handle.poll(), handle.ready and handle.error)[1], "the way back to the old model")
     assert "half-written model" in handle.error and "broken.py" in handle.error
     assert handle.spec == spec and handle.spec_version == version, "the layout is kept"
-    assert handle.model.endswith("separable.py:Separable")
+    assert handle.model.endswith("separable.py:Separable") and handle.failed_model == f"{bad}:Net"
     again = handle.infer_sync(x)
     np.testing.assert_array_equal(again.activations, before.activations)

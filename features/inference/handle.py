@@ -89,6 +89,7 @@ class WorkerHandle(ProcessHandle, DrawingEmbedding):
         self._device = device
         self._good: str | None = None  # the model that loaded last: a failed switch goes back to it
         self._switch_error: str | None = None  # why the newest switch failed (kept while the old model runs)
+        self.failed_model: str | None = None  # the model of the newest switch that failed to load
         self.status = ""  # what a load is doing now ("tracing..."), "" when none runs
         self.device = ""  # where the model runs, once loaded
         self._max_inflight = max_inflight
@@ -172,6 +173,7 @@ class WorkerHandle(ProcessHandle, DrawingEmbedding):
             self._cards[name] = dict(card)
         self._model = name
         self._switch_error = None
+        self.failed_model = None
         # The worker drops the old model and its segments on LOAD, so results of the old one are
         # never read again; close our side now.
         self._release_segments()
@@ -202,10 +204,12 @@ class WorkerHandle(ProcessHandle, DrawingEmbedding):
     def submit(self, image: np.ndarray) -> int:
         """Queue one input for inference; returns its seq at once (never blocks).  `image`: the tensor
         handed to the model (float32, exactly input_shape, already normalised), or a 2D drawing (ink 1 on
-        0), resized and normalised here (features/inference/model_input.py)."""
+        0), resized and normalised here (features/inference/model_input.py).  While a load is under way
+        any 1D or 3D input is kept for the new model (one that does not fit it is reported in .error)."""
         img = np.asarray(image, dtype=np.float32)
-        if img.ndim != 2 and (self.input_spec is None or img.shape != self.input_shape):
-            want = "a 2D drawing" if self.input_spec is None else f"{self.input_shape} or a 2D drawing"
+        settled = self._state == READY and self.input_spec is not None
+        if img.ndim not in (1, 2, 3) or (settled and img.ndim != 2 and img.shape != self.input_shape):
+            want = f"{self.input_shape} or a 2D drawing" if settled else "a model input or a 2D drawing"
             raise ValueError(f"submit() takes {want}, got shape {img.shape}")
         self._seq += 1
         self._last_image = img.copy()
@@ -500,6 +504,7 @@ class WorkerHandle(ProcessHandle, DrawingEmbedding):
             if self._good is not None and self._good != self._model and self.spec is not None:
                 # A switch failed: load the previous model again; its spec and results stay meanwhile.
                 self._switch_error = text
+                self.failed_model = self._model
                 self._model = self._good
                 self._send_load()
                 return

@@ -424,10 +424,18 @@ class ExploreScene:
             self.state.worker_restarts = self.worker.restarts
             self.state.error = "The network process stopped; it was restarted."
             self.embedding.on_worker_restart()
-        if self.state.model != self.worker.model:
+        if self.state.model != self.worker.model and self.worker.failed_model == self.state.model:
+            self.state.model = self.worker.model  # it did not load: the previous network runs on
+            self.state.error = self.worker.error
+        elif self.state.model != self.worker.model:
             self.worker.switch_model(self.state.model)
             self.state.status = f"loading {self.state.model}..."
             self.state.probabilities = None
+        if self.worker.status:
+            self.state.status = f"{self.worker.model}: {self.worker.status}"  # "tracing..."
+        elif self.worker.ready and self.worker.spec is not None and self.state.status.endswith("..."):
+            spec = self.worker.spec  # loaded again after a failed switch: the same spec, no new layout
+            self.state.status = f"{spec.model}: {spec.total_nodes:,} nodes in {len(spec.layers)} layers"
         if self.worker.error and self.worker.spec is None:
             self.state.error = self.worker.error
             self.state.status = "no network loaded"
