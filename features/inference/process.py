@@ -1,12 +1,16 @@
 """The network process: loads a model, runs forward passes, writes activations to shared memory.
 
+Every model, shipped or the user's, is loaded and traced the same way (model.py: loader + trace, on the
+device asked for); the render side gets its Dag, InputSpec and applied weights, and each forward pass
+writes the Dag's nodes straight into a result slot.
+
 Started by WorkerHandle with the "spawn" context; torch and `models` are imported inside `worker_main`
 only (the render process imports this module to name the target).  Loop: block on the pipe, act on every
 waiting message in order, then one forward pass on the newest input if any Infer arrived (a burst of
 requests coalesces into one pass; results alternate between two slots).  Once per model it copies the
-parameters into a segment the render side made (Weights).  The embedding view's jobs (filter vectors, an
-image set loaded by a thread, image vectors one batch per turn) and morph batches never hold a drawing up
-for long.  Messages and segments: messages.py, docs/PROTOCOLS.md.  On EOF it exits quietly.
+applied weights into a segment the render side made (Weights).  The embedding view's jobs (filter
+vectors, an image set loaded by a thread, image vectors one batch per turn) and morph batches never hold
+a drawing up for long.  Messages and segments: messages.py, docs/PROTOCOLS.md.  On EOF it exits quietly.
 
 Length: one loop and the handler of every message it takes, sharing the loaded model and its
 segments; the vectors themselves are computed in features/embedding/vectors.py.
