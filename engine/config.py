@@ -35,7 +35,7 @@ def set_model_names(names) -> None:
 
 @dataclass
 class AppConfig:
-    model: str = "lenet"  # network shown at start: a name of models/registry.py
+    model: str = "lenet"  # network shown at start: a name of models/registry.py, FILE.py:NAME or pkg.mod:NAME
     width: int = 1600  # window size in screen coordinates (pixels on a non-HiDPI screen)
     height: int = 900
     fullscreen: bool = False  # fullscreen on the primary monitor
@@ -49,9 +49,14 @@ class AppConfig:
     weights: dict[str, str] = field(default_factory=dict)  # model name -> safetensors path override
     data_dir: str = ""  # torchvision data root; the explorer's morph offers MNIST test digits from it
     worker_timeout: float = 60.0  # seconds to wait for the worker to load a model before reporting failure
+    device: str = "auto"  # where the worker runs the model: auto (CUDA, else MPS, else CPU), cpu, cuda, mps
+    # Model card fields for `model` (input_shape, normalize or mean + std, classes), as plain values;
+    # the scenes check them (models/card.py): they override the card beside the model file.
+    card: dict = field(default_factory=dict)
 
     def validate(self) -> AppConfig:
-        if _model_names and self.model not in _model_names:
+        user_model = ":" in self.model  # FILE.py:NAME or package.module:NAME: the worker says if it loads
+        if _model_names and self.model not in _model_names and not user_model:
             raise ConfigError(f"model: {self.model!r} is not one of {', '.join(map(repr, _model_names))}")
         if self.colormap not in ("harley", "viridis", "grayscale"):
             raise ConfigError(f"colormap: {self.colormap!r} is not one of 'harley', 'viridis', 'grayscale'")
@@ -70,8 +75,10 @@ class AppConfig:
             raise ConfigError(
                 f"worker_timeout: {self.worker_timeout} is outside 1..{MAX_WORKER_TIMEOUT_S:g} s"
             )
+        if self.device not in ("auto", "cpu", "cuda", "mps"):
+            raise ConfigError(f"device: {self.device!r} is not one of 'auto', 'cpu', 'cuda', 'mps'")
         for name, path in self.weights.items():
-            if name not in ("lenet", "mlp"):
+            if name not in ("lenet", "mlp") and ":" not in name:
                 raise ConfigError(f"weights: {name!r} is not one of 'lenet', 'mlp'")
             if not Path(path).is_file():  # also refuses a FIFO or a device: the worker would block on it
                 raise ConfigError(f"weights: cannot read {path} (for {name})")
@@ -88,6 +95,8 @@ def _check_type(name: str, value, default):
         value = float(value) if ok else value
     elif isinstance(default, int):
         ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, dict) and name == "card":
+        ok = isinstance(value, dict)  # numbers, lists and strings: models/card.py checks each field
     elif isinstance(default, dict):
         ok = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
     else:
@@ -97,8 +106,9 @@ def _check_type(name: str, value, default):
     return value
 
 
-def load_config(path: str | Path | None = None, **overrides) -> AppConfig:
-    """Defaults, then the TOML file (if any), then the non-None `overrides`."""
+def load_config(path: str | Path | None = None, skip: frozenset[str] = frozenset(), **overrides) -> AppConfig:
+    """Defaults, then the TOML file (if any), then the non-None `overrides`.  Keys of the file in `skip`
+    are left to the caller (the model card's fields, read by the scenes)."""
     cfg = AppConfig()
     defaults = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     values: dict = {}
@@ -111,6 +121,7 @@ def load_config(path: str | Path | None = None, **overrides) -> AppConfig:
             raise ConfigError(f"cannot read config file: {exc}") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    values = {k: v for k, v in values.items() if k not in skip}
     values.update({k: v for k, v in overrides.items() if v is not None})
     for key, value in values.items():
         if key not in defaults:

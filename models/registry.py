@@ -1,6 +1,7 @@
-"""The networks convscope ships, by name: where each one's builder lives, its weights file and the name
-the UI shows.  Importable without torch: the render process reads it for menus and config checks, and
-only the worker process builds a model (`builder` is imported there, lazily).
+"""The networks convscope ships, by name: where each one's builder lives, its weights file, its model card
+(input shape, normalisation, class names) and the name the UI shows.  Importable without torch: the render
+process reads it for menus and config checks; the worker loads a shipped name exactly like a user's model
+(models/loader.py with `builder` and the weights file, then models/trace.py), so there is one load path.
 
 Adding a network: a module with its nn.Module class, an entry here, and its weights beside this file.
 """
@@ -8,7 +9,16 @@ Adding a network: a module with its nn.Module class, an entry here, and its weig
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from convscope.models.card import ModelCard
+
+MODELS_DIR = Path(__file__).resolve().parent
+# What the shipped networks were trained on: 28x28 MNIST digits in [0, 1], ink = 1, not normalised.
+MNIST_CARD = ModelCard(
+    input_shape=(1, 28, 28), mean=(0.0,), std=(1.0,), classes=tuple(str(i) for i in range(10))
+)
 
 
 @dataclass(frozen=True)
@@ -17,6 +27,11 @@ class ModelEntry:
     builder: str  # "module:Class" of the nn.Module, built with no arguments (imports torch)
     weights: str  # safetensors file in models/ (its model card: the same name, .json)
     display: str  # what menus show
+    card: ModelCard = field(default=MNIST_CARD)  # input shape, normalisation, class names
+
+    @property
+    def weights_path(self) -> Path:
+        return MODELS_DIR / self.weights
 
 
 MODELS: dict[str, ModelEntry] = {
@@ -41,3 +56,8 @@ def builder(name: str):
     """The nn.Module class of `name` (imports its module, and so torch)."""
     module, _, attr = entry(name).builder.partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def is_shipped(model: str) -> bool:
+    """True for a registry name, False for 'FILE.py:NAME' / 'package.module:NAME'."""
+    return model in MODELS

@@ -1,8 +1,12 @@
 """The `convscope` command: parses the command line, loads the config and starts a window or a headless run.
 
-    convscope [--model lenet|mlp] [--fullscreen] [--config FILE.toml]
+    convscope [--model lenet|mlp|FILE.py:NAME|package.module:NAME] [--weights FILE] [--fullscreen]
+              [--config FILE.toml] [--input-shape C,H,W] [--normalize MEAN[,..]/STD[,..]]
+              [--classes NAMES] [--device auto|cpu|cuda|mps]
     convscope --headless --frames N --width W --height H --screenshot OUT.png
               [--input DRAWING.png] [--dump-activations OUT.npz]
+    convscope --model FILE.py:NAME --headless [--input X.npy|DRAWING.png] [--dump-activations OUT.npz]
+              [--explain LAYER:INDEX --explain-json OUT.json]   (no window, no OpenGL)
     convscope --kiosk [--config kiosk.toml] [--no-supervisor]
     convscope --kiosk --headless --frames N --screenshot OUT.png
     convscope --kiosk --soak MINUTES --report OUT.json [--headless]
@@ -10,10 +14,13 @@
               [--data-mirror URL]   (download from an offline mirror instead of torchvision's URLs)
     convscope --scene train --headless --frames N --screenshot OUT.png
 
-Every user mistake (unknown option, unreadable file, bad value) and every failure while running (no
-OpenGL, the network not answering, a full disk) ends with one line on stderr that starts with
-"convscope: error:" and exit status 2, never a traceback.  Output paths are checked here, before anything
-starts (engine/files.check_output); the scenes write them through engine/files.atomic_write.
+A user's model takes its input shape, normalisation, class names and weights from a model card: FILE.toml
+beside FILE.py, the card fields of the --config file, then these flags, each overriding the one before
+(models/card.py).  Every user mistake (unknown option, unreadable file, bad value, a model that does not
+load) and every failure while running (no OpenGL, the network not answering, a full disk) ends with one
+line on stderr that starts with "convscope: error:" and exit status 2, never a traceback.  Output paths are
+checked here, before anything starts (engine/files.check_output); the scenes write them through
+engine/files.atomic_write.
 """
 
 from __future__ import annotations
@@ -40,13 +47,28 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="convscope", description="See every node of a convolutional network work, in 3D.")
-    p.add_argument("--model", choices=registry.names(), help="network to show first (default lenet)")
+    p.add_argument(
+        "--model",
+        metavar="NAME",
+        help=f"network to show first: {' or '.join(registry.names())} (default lenet), or your own as "
+        "FILE.py:NAME or package.module:NAME (an nn.Module class or a function returning one)",
+    )
     p.add_argument(
         "--fullscreen", action="store_true", default=None, help="fullscreen on the primary monitor"
     )
     p.add_argument("--config", metavar="FILE.toml", help="settings file (see README)")
     p.add_argument(
-        "--weights", metavar="FILE.safetensors", help="weights for --model instead of the shipped ones"
+        "--weights",
+        metavar="FILE",
+        help="weights for --model: .safetensors, or a .pt / .pth state dict (read with weights_only)",
+    )
+    p.add_argument("--input-shape", metavar="C,H,W", help="what --model takes, without the batch dimension")
+    p.add_argument(
+        "--normalize", metavar="MEAN[,MEAN..]/STD[,STD..]", help="per-channel normalisation of the input"
+    )
+    p.add_argument("--classes", metavar="NAMES", help="class names: a file (one a line) or comma-separated")
+    p.add_argument(
+        "--device", choices=["auto", "cpu", "cuda", "mps"], help="where the model runs (default auto)"
     )
     p.add_argument("--colormap", choices=["harley", "viridis", "grayscale"], help="node colormap")
     p.add_argument("--frame-time", action="store_true", default=None, help="show the frame-time overlay")
@@ -57,11 +79,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, metavar="H", help="window or image height in pixels")
     p.add_argument("--screenshot", metavar="OUT.png", help="write the last frame as PNG")
     p.add_argument(
-        "--input", metavar="DRAWING.png", help="start with this drawing on the pad (any size, any polarity)"
+        "--input",
+        metavar="DRAWING.png",
+        help="start with this drawing on the pad (any size, any polarity); with --headless also X.npy: "
+        "the tensor handed to the model as it is (C,H,W, already normalised)",
     )
     p.add_argument(
-        "--dump-activations", metavar="OUT.npz", help="write the activations the render process received"
+        "--dump-activations",
+        metavar="OUT.npz",
+        help="write the activations the render process received, one array per layer (module path)",
     )
+    p.add_argument(
+        "--explain",
+        metavar="LAYER:INDEX",
+        help="with --explain-json: one node's calculation (INDEX or C,Y,X)",
+    )
+    p.add_argument("--explain-json", metavar="OUT.json", help="where --explain writes its numbers")
     k = p.add_argument_group("kiosk (docs/KIOSK.md)")
     k.add_argument("--kiosk", action="store_true", help="unattended exhibit: locked fullscreen, attract mode")
     k.add_argument("--no-supervisor", action="store_true", help="with --kiosk: run the app unsupervised")
@@ -123,8 +156,10 @@ def _check_kiosk_options(opts) -> None:
         )
     if (opts.soak is None) != (opts.report is None):
         raise UsageError("--soak MINUTES and --report OUT.json go together")
-    if opts.input or opts.dump_activations:
-        raise UsageError("--kiosk takes no --input or --dump-activations (the pad belongs to the visitors)")
+    if opts.input or opts.dump_activations or opts.explain:
+        raise UsageError(
+            "--kiosk takes no --input, --dump-activations or --explain (the pad belongs to the visitors)"
+        )
     if opts.headless and opts.soak is None and not opts.screenshot:
         raise UsageError("--kiosk --headless needs --screenshot OUT.png (or --soak)")
     if opts.soak is not None and (opts.record_input or opts.replay_input):
@@ -148,6 +183,11 @@ def _check_train_options(opts) -> None:
         ("--weights", opts.weights),
         ("--input", opts.input),
         ("--dump-activations", opts.dump_activations),
+        ("--input-shape", opts.input_shape),
+        ("--normalize", opts.normalize),
+        ("--classes", opts.classes),
+        ("--device", opts.device),
+        ("--explain", opts.explain),
     ):
         if value:
             raise UsageError(f"--scene train takes no {flag}")
@@ -173,6 +213,110 @@ def _mirror_url(value: str) -> str:
     raise UsageError(f"--data-mirror: {value} is not an http(s):// or file:// URL, nor a folder")
 
 
+def _check_model(model: str | None) -> str | None:
+    """A shipped name, or FILE.py:NAME / package.module:NAME (the file must exist).  Returns the card
+    file beside FILE.py, if any."""
+    from convscope.models.card import card_beside
+
+    if model is None or registry.is_shipped(model):
+        return None
+    where, sep, name = model.rpartition(":")
+    if not sep or not where or not name:
+        raise UsageError(
+            f"--model: {model!r} is neither a shipped network ({', '.join(registry.names())}) "
+            "nor FILE.py:NAME / package.module:NAME"
+        )
+    if (where.endswith(".py") or "/" in where) and not Path(where).is_file():
+        raise UsageError(f"--model: no file {where}")
+    return card_beside(model)
+
+
+def _parse_explain(text: str | None) -> tuple[str, tuple[int, ...]] | None:
+    """'LAYER:INDEX' or 'LAYER:C,Y,X' -> (layer, index tuple); the layer is checked once the model is."""
+    if text is None:
+        return None
+    layer, sep, index = text.rpartition(":")
+    try:
+        idx = tuple(int(s) for s in index.split(","))
+    except ValueError:
+        idx = ()
+    if not sep or not layer or len(idx) not in (1, 3) or any(i < 0 for i in idx):
+        raise UsageError(
+            f"--explain: expected LAYER:INDEX or LAYER:C,Y,X of non-negative integers, got {text!r}"
+        )
+    return layer, idx
+
+
+def _config_card(path: str | None) -> tuple[dict, frozenset[str]]:
+    """The model card fields of the --config file (input_shape, normalize, mean, std, classes, and weights
+    when it names one file), and the keys the settings loader should leave alone."""
+    import tomllib
+
+    from convscope.models.card import KEYS
+
+    if path is None or not Path(path).is_file():
+        return {}, frozenset()  # load_config reports an unreadable file
+    try:
+        values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}, frozenset()  # likewise
+    # `weights` as a table and `normalize` without a "/" are the settings' own keys (weights per shipped
+    # model; the colour range per layer or global), not card fields.
+    card = {
+        k: v
+        for k, v in values.items()
+        if k in KEYS
+        and not (k == "weights" and isinstance(v, dict))
+        and not (k == "normalize" and "/" not in str(v))
+    }
+    return card, frozenset(card)
+
+
+def _model_card(cfg, opts, file_card: dict, beside) -> dict:
+    """The card fields the worker gets for cfg.model: the --config file's, then the flags' (each field
+    checked here, so a mistake is a usage error before anything starts); the card beside the model file
+    is read by the worker and checked here too."""
+    from convscope.models import card as C
+
+    try:
+        own = C.read_card(beside) if beside is not None else None
+        base = Path(opts.config).parent if opts.config else None
+        parts = [own, C.parse_card(file_card, f"config {opts.config}", base) if file_card else None]
+        if cfg.card:
+            parts.append(C.parse_card(cfg.card, f"config {opts.config}: card", base))
+        flags = C.ModelCard(
+            input_shape=C.parse_shape(opts.input_shape, "--input-shape") if opts.input_shape else None,
+            classes=C.parse_classes(opts.classes, None, "--classes") if opts.classes else None,
+        )
+        if opts.normalize:
+            mean, std = C.parse_normalize(opts.normalize, "--normalize")
+            flags = C.merge(flags, C.ModelCard(mean=mean, std=std))
+        parts.append(flags)
+        merged = C.merge(*parts)
+        C.check_against(merged)
+        if merged.weights and cfg.model not in cfg.weights:
+            cfg.weights[cfg.model] = merged.weights
+    except C.CardError as exc:
+        raise UsageError(str(exc)) from None
+    requested = C.merge(*parts[1:])  # what the worker adds to the card it reads itself
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in requested.to_dict().items()}
+
+
+def _read_tensor(path: str):
+    """A model input saved with numpy.save: float, finite, (C, H, W) or (N,)."""
+    import numpy as np
+
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--input: cannot read {path}: {exc}") from None
+    if x.dtype.kind not in "fiu" or x.ndim not in (1, 3) or not np.isfinite(x).all():
+        raise UsageError(
+            f"--input: {path} holds {x.dtype} {x.shape}; expected finite numbers shaped C,H,W or N"
+        )
+    return x.astype(np.float32)
+
+
 def parse(argv: list[str] | None = None):
     """Parse and check the command line; returns (options, AppConfig, initial drawing or None)."""
     from convscope.engine.config import ConfigError, load_config
@@ -184,17 +328,31 @@ def parse(argv: list[str] | None = None):
         raise UsageError(f"--frames must be 1 to {MAX_FRAMES}, got {opts.frames}")
     _check_kiosk_options(opts)
     _check_train_options(opts)
-    if opts.headless and not opts.screenshot and not opts.dump_activations and opts.soak is None:
-        raise UsageError("--headless needs --screenshot OUT.png and/or --dump-activations OUT.npz")
+    if (opts.explain is None) != (opts.explain_json is None):
+        raise UsageError("--explain LAYER:INDEX and --explain-json OUT.json go together")
+    if opts.explain and not opts.headless:
+        raise UsageError("--explain needs --headless")
+    outputs = opts.screenshot or opts.dump_activations or opts.explain
+    if opts.headless and not outputs and opts.soak is None:
+        raise UsageError(
+            "--headless needs --screenshot OUT.png, --dump-activations OUT.npz and/or --explain-json OUT.json"
+        )
     opts.screenshot = _check_output(opts.screenshot, "--screenshot", IMAGE_SUFFIXES)
     opts.dump_activations = _check_output(opts.dump_activations, "--dump-activations", DUMP_SUFFIXES)
+    opts.explain_json = _check_output(opts.explain_json, "--explain-json", JSON_SUFFIXES)
     opts.report = _check_output(opts.report, "--report", JSON_SUFFIXES)
+    opts.explain = _parse_explain(opts.explain)
+    model_check = _check_model(opts.model)
     weights = None
     if opts.weights:
         if not Path(opts.weights).is_file():
             raise UsageError(f"--weights: cannot read {opts.weights}")
+        if Path(opts.weights).suffix.lower() not in (".safetensors", ".pt", ".pth"):
+            raise UsageError(f"--weights: {opts.weights} is not .safetensors, .pt or .pth")
         weights = {opts.model or "lenet": str(Path(opts.weights).resolve())}
+    file_card, skip = _config_card(opts.config)
     overrides = dict(
+        device=opts.device,
         model=opts.model,
         fullscreen=opts.fullscreen,
         colormap=opts.colormap,
@@ -212,14 +370,20 @@ def parse(argv: list[str] | None = None):
 
             cfg, opts.kiosk_config = load_kiosk_config(opts.config, **overrides)
         else:
-            cfg = load_config(opts.config, **overrides)
+            cfg = load_config(opts.config, skip=skip, **overrides)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     if weights:
         cfg.weights.update(weights)
+    if opts.scene != "train":
+        cfg.card = _model_card(cfg, opts, file_card, model_check)
+    drawing = None
+    if opts.input and Path(opts.input).suffix.lower() == ".npy":
+        if not opts.headless:
+            raise UsageError("--input X.npy (a model input tensor) needs --headless")
+        return opts, cfg, _read_tensor(opts.input)
     if opts.no_vsync:
         cfg.vsync = False
-    drawing = None
     if opts.input:
         try:
             drawing = image_file_to_input(opts.input)
@@ -236,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"convscope: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     from convscope.engine.files import OutputError
-    from convscope.scenes.explore.run import AppError, run_headless, run_window
+    from convscope.scenes.explore.run import AppError, run_dump, run_headless, run_window
 
     try:
         if opts.scene == "train":
@@ -248,7 +412,9 @@ def main(argv: list[str] | None = None) -> int:
             from convscope.scenes.kiosk.run import main as kiosk_main
 
             return kiosk_main(cfg, opts.kiosk_config, opts, argv)
-        if opts.headless:
+        if opts.headless and not opts.screenshot:
+            run_dump(cfg, opts, drawing)  # activations and explanations need no window and no OpenGL
+        elif opts.headless:
             run_headless(cfg, opts, drawing)
         else:
             run_window(cfg, opts, drawing)

@@ -16,6 +16,8 @@ Sections (`--only NAME...`; all by default):
   * the explorer's frame time and drawing latency while 20,000 digits are embedded (`--data-dir` with
     MNIST; without it the 1,797 built-in digits);
   * layout time of traced networks (ResNet-18 at 224, LeNet; target trace + layout <= 2 s).
+  * a user's model (bench_own_model.py): ResNet-18 trace + graph at 224, its one-thread forward pass
+    against submit -> activations, and drawing -> activations p99 of a model under 100k nodes.
 Targets live here and in docs/BENCHMARKS.md, never in timed tests.  The machines are noisy: each
 figure is the median over repeats.
 """
@@ -153,6 +155,7 @@ SECTIONS = (
     "embed",
     "explore_embed",
     "layout",
+    "own_model",
 )
 
 
@@ -219,6 +222,10 @@ def run_section(name: str, quick: bool, skip_big: bool, data_dir: str | None = N
         rows = bench_layout(repeats=2 if quick else 5)
         print(format_table(rows))
         return rows
+    if name == "own_model":
+        from bench_own_model import run
+
+        return run(quick)
     raise SystemExit(f"unknown section {name!r} (choose from {', '.join(SECTIONS)})")
 
 

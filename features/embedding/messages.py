@@ -66,7 +66,7 @@ class FilterLayout:
     layer: str
     index: int  # among the conv layers, from 0
     count: int  # filters (C_out)
-    weight_shape: tuple[int, int, int]  # (C_in, k, k): a coefficient / filter-gradient row as a filter
+    weight_shape: tuple[int, int, int]  # (C_in / groups, kh, kw): a coefficient / filter-grad row
     map_shape: tuple[int, int]  # (H, W): an activation / activation-gradient row as a map
 
     @classmethod
@@ -75,9 +75,13 @@ class FilterLayout:
         if not 0 <= index < len(convs):
             raise ValueError(f"conv layer index {index} out of range: the network has {len(convs)}")
         conv = convs[index]
+        c, h, w = conv.shape
+        if getattr(conv, "inputs", None):  # a traced Dag layer: the window and channels sit on its edge set
+            e = conv.inputs[0]
+            cin = int(e.in_shape[0]) // max(int(e.groups), 1)
+            return cls(conv.name, index, int(c), (cin, int(e.kernel[0]), int(e.kernel[1])), (int(h), int(w)))
         before = spec.layers[spec.index(conv.name) - 1]
         k = conv.kernel or 1
-        c, h, w = conv.shape
         return cls(conv.name, index, int(c), (int(before.shape[0]), int(k), int(k)), (int(h), int(w)))
 
     def dim(self, kind: str) -> int:

@@ -5,15 +5,19 @@ base's.  Imports no torch and no `models` (a test checks `sys.modules`).  All ca
 `infer_sync` and the `wait_*` helpers return at once, so the render loop calls, once per frame:
 
     handle.check()            # restarts a dead worker, or one that leaves a drawing unanswered
-    handle.submit(image)      # when the drawing changed
+    handle.submit(x)          # when the drawing changed: a model input of handle.input_shape, or a drawing
     result = handle.poll()    # newest finished result, or None
     if handle.spec_version != seen: ...rebuild the layout from handle.spec...
     bid = handle.infer_batch(images); ... later: handle.batch(bid)   # many images, one request
 
-`weights` holds the model's parameters once they arrived; the embedding view's calls (`embed_filters`,
-`open_images`, `embed_images`) mirror the training handle's.  docs/PROTOCOLS.md has the messages and who
-creates and unlinks each segment.  The worker is started with "spawn": a program that makes a handle must
-keep its top level behind `if __name__ == "__main__":`.
+`spec` is the traced model's Dag (engine/graph/dag.py) and `input_spec` what it takes (shape,
+normalisation, class names); `weights` holds the weights it applies once they arrived.  Every model,
+shipped or the user's, loads the same way (features/inference/model.py); a switch to a model that fails
+to load keeps the previous one running, its spec and results in place, with the reason in `.error`.
+The embedding view's calls (`embed_filters`, `open_images`, `embed_images`) mirror the training
+handle's.  docs/PROTOCOLS.md has the messages and who creates and unlinks each segment.  The worker
+is started with "spawn": a program that makes a handle must keep its top level behind
+`if __name__ == "__main__":`.
 
 Length: the render side of every inference message (loads, drawings, weights, morph batches,
 filter vectors) in one class over one set of segments; the embedding calls already live in embedding.py.
@@ -28,13 +32,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from convscope.engine.graph.spec import NetSpec
+from convscope.engine.graph.dag import Dag
 from convscope.engine.proc.handle import READY, STOPPED, ProcessHandle
 from convscope.engine.proc.shm import Slot
 from convscope.features.embedding import messages as V  # the layouts both workers share
 from convscope.features.embedding.images_job import ImagesJob
 from convscope.features.inference import messages as P
 from convscope.features.inference.embedding import DrawingEmbedding, DrawingFilters  # noqa: F401
+from convscope.features.inference.model_input import as_model_input
 from convscope.features.inference.process import worker_main
 
 # States of the handle's side of the load handshake.
@@ -70,19 +75,32 @@ class WorkerHandle(ProcessHandle, DrawingEmbedding):
         model: str = "lenet",
         weights: Mapping[str, str | os.PathLike] | None = None,
         *,
+        card: Mapping | None = None,  # ModelCard.to_dict() for `model`: overrides its own card's fields
+        device: str = "auto",  # where the worker runs the model: auto, cpu, cuda or mps
         max_inflight: int = 4,  # INFER commands not yet answered; bounds the pipe if the worker stalls
         hang_timeout: float | None = HANG_TIMEOUT_S,  # check() restarts a silent worker; None: never
     ) -> None:
         super().__init__(hang_timeout=hang_timeout)
+        if device not in P.DEVICES:
+            raise ValueError(f"device {device!r}: expected one of {', '.join(P.DEVICES)}")
         self._model = model
         self._weights = {name: os.fspath(path) for name, path in (weights or {}).items()}
+        self._cards: dict[str, dict] = {model: dict(card)} if card else {}
+        self._device = device
+        self._good: str | None = None  # the model that loaded last: a failed switch goes back to it
+        self._switch_error: str | None = None  # why the newest switch failed (kept while the old model runs)
+        self.failed_model: str | None = None  # the model of the newest switch that failed to load
+        self.status = ""  # what a load is doing now ("tracing..."), "" when none runs
+        self.device = ""  # where the model runs, once loaded
         self._max_inflight = max_inflight
         self._state = STOPPED
         self._load_id = 0
         self._input: Slot | None = None
         self._results: list[Slot] = []
-        self._pending_spec: NetSpec | None = None
-        self.spec: NetSpec | None = None  # the network that poll()'s results describe
+        self._pending_spec: Dag | None = None
+        self._pending_input: P.InputSpec | None = None
+        self.spec: Dag | None = None  # the network that poll()'s results describe
+        self.input_spec: P.InputSpec | None = None  # what .spec's model takes, and its class names
         self.weights: dict[str, dict[str, np.ndarray]] | None = None  # parameters of .spec's model
         self.weights_version = 0  # bumped whenever a model's weights arrived
         self._manifest: P.Manifest = ()  # parameter arrays of the model announced last
@@ -121,6 +139,11 @@ class WorkerHandle(ProcessHandle, DrawingEmbedding):
         """The model asked for last (it may still be loading, or have failed: see .error)."""
         return self._model
 
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """The model's input (C, H, W) (or (N,)), once its spec is here."""
+        return None if self.input_spec is None else tuple(self.input_spec.shape)
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self, timeout: float = 30.0) -> bool:
@@ -141,11 +164,16 @@ class WorkerHandle(ProcessHandle, DrawingEmbedding):
             self._wait(min(left, 0.05))
         return self._state == READY
 
-    def switch_model(self, name: str) -> None:
-        """Ask for another model; returns at once.  Its spec shows up later as a new spec_version."""
+    def switch_model(self, name: str, card: Mapping | None = None) -> None:
+        """Ask for another model; returns at once.  Its spec shows up later as a new spec_version; if it
+        fails to load, the previous model comes back (same spec) and .error says why."""
         if self._closed:
             raise RuntimeError("WorkerHandle is closed")
+        if card is not None:
+            self._cards[name] = dict(card)
         self._model = name
+        self._switch_error = None
+        self.failed_model = None
         # The worker drops the old model and its segments on LOAD, so results of the old one are
         # never read again; close our side now.
         self._release_segments()
@@ -174,10 +202,15 @@ class WorkerHandle(ProcessHandle, DrawingEmbedding):
     # -- per frame -----------------------------------------------------------------------------
 
     def submit(self, image: np.ndarray) -> int:
-        """Queue a (28, 28) float image for inference; returns its seq at once (never blocks)."""
+        """Queue one input for inference; returns its seq at once (never blocks).  `image`: the tensor
+        handed to the model (float32, exactly input_shape, already normalised), or a 2D drawing (ink 1 on
+        0), resized and normalised here (features/inference/model_input.py).  While a load is under way
+        any 1D or 3D input is kept for the new model (one that does not fit it is reported in .error)."""
         img = np.asarray(image, dtype=np.float32)
-        if img.shape != P.INPUT_SHAPE:
-            raise ValueError(f"submit() takes a {P.INPUT_SHAPE} image, got shape {img.shape}")
+        settled = self._state == READY and self.input_spec is not None
+        if img.ndim not in (1, 2, 3) or (settled and img.ndim != 2 and img.shape != self.input_shape):
+            want = f"{self.input_shape} or a 2D drawing" if settled else "a model input or a 2D drawing"
+            raise ValueError(f"submit() takes {want}, got shape {img.shape}")
         self._seq += 1
         self._last_image = img.copy()
         self._submit_t[self._seq] = time.perf_counter()
@@ -199,7 +232,7 @@ class WorkerHandle(ProcessHandle, DrawingEmbedding):
             return None
         _, k, compute_s = self._note
         n = self.spec.total_nodes
-        buf = np.empty(n + P.N_CLASSES, np.float32)
+        buf = np.empty(n + len(self.input_spec.classes), np.float32)
         got = self._results[k].read_into(buf)
         if got is None:
             return None  # the worker lapped us twice during the copy; try next frame
@@ -225,24 +258,30 @@ class WorkerHandle(ProcessHandle, DrawingEmbedding):
         )
 
     def infer_batch(self, images: np.ndarray) -> int:
-        """Ask for the class probabilities of (N, 28, 28) images; returns a batch id at once (never
-        blocks).  `batch(id)` has the answer a few frames later: one forward pass per image, the same
-        numbers infer_sync() would give, through one shared-memory segment instead of N round trips."""
+        """Ask for the class probabilities of N inputs (N, *input_shape) or N 2D drawings; returns a batch id
+        at once (never blocks).  `batch(id)` has the answer a few frames later: one forward pass per input,
+        the same numbers infer_sync() would give, through one shared-memory segment instead of N round
+        trips."""
         imgs = np.asarray(images, np.float32)
-        if imgs.ndim != 3 or imgs.shape[1:] != P.INPUT_SHAPE or len(imgs) == 0:
-            raise ValueError(f"infer_batch() takes (N, *{P.INPUT_SHAPE}) images, got shape {imgs.shape}")
+        if imgs.ndim < 2 or len(imgs) == 0:
+            raise ValueError(f"infer_batch() takes N inputs or N drawings, got shape {imgs.shape}")
         self._batch_id += 1
         bid, n = self._batch_id, len(imgs)
         if self._state != READY or not self.alive:
             self._batch_done[bid] = BatchResult(None, "the network is not ready")
             return bid
         try:
-            slot = Slot.create(P.batch_count(n))
+            inputs = np.stack([as_model_input(x, self.input_spec) for x in imgs])
+        except ValueError as exc:
+            raise ValueError(f"infer_batch(): {exc}") from None
+        size, n_classes = self.input_spec.size, len(self.input_spec.classes)
+        try:
+            slot = Slot.create(P.batch_count(n, size, n_classes))
         except OSError as exc:
             self._batch_done[bid] = BatchResult(None, f"could not create shared memory for the batch: {exc}")
             return bid
         with slot.writing(bid) as out:
-            out[: n * P.INPUT_SIZE] = imgs.reshape(-1)
+            out[: n * size] = inputs.reshape(-1)
         del out
         self._batches[bid] = (slot, n)
         if not self._send(P.Batch(bid, n, slot.name)):
@@ -268,7 +307,8 @@ class WorkerHandle(ProcessHandle, DrawingEmbedding):
         if not msg.ok or got is None or got != (msg.batch_id, 1):
             self._batch_done[msg.batch_id] = BatchResult(None, msg.text or "the batch was never answered")
         else:
-            probs = buf[n * P.INPUT_SIZE :].reshape(n, P.N_CLASSES).copy()
+            size = self.input_spec.size
+            probs = buf[n * size :].reshape(n, -1).copy()
             self._batch_done[msg.batch_id] = BatchResult(probs, "")
         while len(self._batch_done) > 64:  # nobody asked for these: keep the table bounded
             del self._batch_done[next(iter(self._batch_done))]
@@ -325,7 +365,9 @@ class WorkerHandle(ProcessHandle, DrawingEmbedding):
     def _send_load(self) -> None:
         self._load_id += 1
         self._state = LOADING
-        self._send(P.Load(self._load_id, self._model, self._weights.get(self._model)))
+        self.status = "starting..."
+        card = self._cards.get(self._model, {})
+        self._send(P.Load(self._load_id, self._model, self._weights.get(self._model), card, self._device))
 
     def _handle(self, msg) -> None:
         kind = type(msg)
@@ -349,8 +391,13 @@ class WorkerHandle(ProcessHandle, DrawingEmbedding):
             self._on_batch_done(msg)
         elif msg.load_id != self._load_id:
             return  # answer to a load that switch_model (or a restart) has superseded
+        elif kind is P.Progress:
+            if self._state in (LOADING, ATTACHING):
+                self.status = msg.text
         elif kind is P.Spec:
-            self._on_spec(NetSpec.from_dict(msg.spec), msg.manifest)
+            self._pending_input = P.InputSpec(*msg.input_spec)
+            self.device = msg.device
+            self._on_spec(Dag.from_dict(msg.spec), msg.manifest)
         elif kind is P.Attached:
             self._on_attached()
         elif kind is P.WeightsWritten:
@@ -358,14 +405,16 @@ class WorkerHandle(ProcessHandle, DrawingEmbedding):
         elif kind is P.Error:
             self._on_error(msg.text)
 
-    def _on_spec(self, spec: NetSpec, manifest: P.Manifest = ()) -> None:
+    def _on_spec(self, spec: Dag, manifest: P.Manifest = ()) -> None:
         if self._state != LOADING:
             return
         self._release_segments()
         self._pending_manifest = tuple(manifest)
+        ins = self._pending_input
         try:
-            self._input = Slot.create(P.INPUT_SIZE)
-            self._results = [Slot.create(spec.total_nodes + P.N_CLASSES) for _ in range(P.RESULT_SLOTS)]
+            self._input = Slot.create(ins.size)
+            count = spec.total_nodes + len(ins.classes)
+            self._results = [Slot.create(count) for _ in range(P.RESULT_SLOTS)]
             if V.conv_layers(spec):
                 self._pending_filters = Slot.create(V.filter_slot_count(spec))
         except OSError as exc:
@@ -386,8 +435,10 @@ class WorkerHandle(ProcessHandle, DrawingEmbedding):
         if self._pending_filters is not None:
             self._pending_filters.unlink()
         self._filters_slot, self._pending_filters = self._pending_filters, None
-        if self._pending_spec != self.spec:  # a restart brings back an equal spec: keep the layout
+        if self._pending_spec != self.spec or self._pending_input != self.input_spec:
+            # a restart (or a failed switch's way back) brings back an equal spec: keep the layout
             self.spec = self._pending_spec
+            self.input_spec = self._pending_input
             self.spec_version += 1
             self.weights = None  # the old model's; the new ones follow
         if self._pending_manifest != self._manifest:
@@ -395,7 +446,9 @@ class WorkerHandle(ProcessHandle, DrawingEmbedding):
         self._manifest = self._pending_manifest
         self._pending_spec = None
         self._state = READY
-        self.error = None
+        self.error = self._switch_error  # back on the previous model after a failed switch: say why
+        self.status = ""
+        self._good = self._model
         self._ready_now()
         self._written = self._done_seq = self._returned_seq = 0
         self._sent.clear()
@@ -448,19 +501,33 @@ class WorkerHandle(ProcessHandle, DrawingEmbedding):
             self._release_weights_slot()  # the worker could not fill it
         if self._state in (LOADING, ATTACHING):
             self._release_segments()
+            if self._good is not None and self._good != self._model and self.spec is not None:
+                # A switch failed: load the previous model again; its spec and results stay meanwhile.
+                self._switch_error = text
+                self.failed_model = self._model
+                self._model = self._good
+                self._send_load()
+                return
             self._fail(text)
 
     def _fail(self, text: str) -> None:
         self.error = text
+        self.status = ""
         self._state = FAILED
         self._pending_spec = None
         self.weights = None
         if self.spec is not None:
             self.spec = None
+            self.input_spec = None
             self.spec_version += 1
 
     def _push(self) -> None:
-        self._input.write(self._seq, self._last_image)
+        try:
+            x = as_model_input(self._last_image, self.input_spec)
+        except ValueError as exc:
+            self.error = f"{self._model}: {exc}"  # an input for another model: nothing to send
+            return
+        self._input.write(self._seq, x)
         self._written = self._seq
         self._kick()
 
@@ -513,7 +580,7 @@ def measure_latency(
     pause = getattr(os, "sched_yield", None) if yield_cpu else None
     if not handle.ready:
         raise RuntimeError(f"handle is not ready (state {handle.state}, error {handle.error})")
-    images = np.random.default_rng(0).random((8, *P.INPUT_SHAPE), dtype=np.float32)
+    images = np.random.default_rng(0).random((8, *handle.input_shape), dtype=np.float32)
     while handle.poll() is not None:
         pass  # a result left over from before would be mistaken for ours
     out = np.empty(n, np.float64)

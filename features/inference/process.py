@@ -1,12 +1,16 @@
 """The network process: loads a model, runs forward passes, writes activations to shared memory.
 
+Every model, shipped or the user's, is loaded and traced the same way (model.py: loader + trace, on the
+device asked for); the render side gets its Dag, InputSpec and applied weights, and each forward pass
+writes the Dag's nodes straight into a result slot.
+
 Started by WorkerHandle with the "spawn" context; torch and `models` are imported inside `worker_main`
 only (the render process imports this module to name the target).  Loop: block on the pipe, act on every
 waiting message in order, then one forward pass on the newest input if any Infer arrived (a burst of
 requests coalesces into one pass; results alternate between two slots).  Once per model it copies the
-parameters into a segment the render side made (Weights).  The embedding view's jobs (filter vectors, an
-image set loaded by a thread, image vectors one batch per turn) and morph batches never hold a drawing up
-for long.  Messages and segments: messages.py, docs/PROTOCOLS.md.  On EOF it exits quietly.
+applied weights into a segment the render side made (Weights).  The embedding view's jobs (filter
+vectors, an image set loaded by a thread, image vectors one batch per turn) and morph batches never hold
+a drawing up for long.  Messages and segments: messages.py, docs/PROTOCOLS.md.  On EOF it exits quietly.
 
 Length: one loop and the handler of every message it takes, sharing the loaded model and its
 segments; the vectors themselves are computed in features/embedding/vectors.py.
@@ -58,11 +62,10 @@ class _Worker:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.load_id = 0
-        self.model = None
-        self.spec = None
+        self.loaded = None  # features/inference/model.LoadedModel
+        self.spec = None  # its Dag
         self.input: Slot | None = None
         self.results: list[Slot] = []
-        self.out: list = []  # torch views of the result payloads
         self.params: list = []  # (layer, key, float32 numpy array) in manifest order, for WEIGHTS
         self.img = np.zeros(P.INPUT_SIZE, np.float32)  # private copy of the newest input
         self.last_done = 0
@@ -95,7 +98,7 @@ class _Worker:
                     return
                 if kind is P.Load:
                     want = False  # requests for the old model are moot
-                    self.load(msg.load_id, msg.model, msg.weights)
+                    self.load(msg)
                 elif kind is P.Attach:
                     self.attach(msg.load_id, msg.input_name, msg.result_names, msg.filters_name)
                 elif kind is P.Weights:
@@ -126,68 +129,73 @@ class _Worker:
         except OSError:
             pass  # render side gone; the next recv() sees EOF and we exit
 
-    def load(self, load_id: int, name: str, weights: str | None) -> None:
+    def load(self, msg: P.Load) -> None:
+        """Load, trace and warm up the model of `msg`; SPEC (the Dag, its InputSpec, the weights'
+        manifest) or one ERROR line.  PROGRESS messages say what it is doing meanwhile."""
         import torch
-        from convscope.engine.graph.spec import NetSpec
 
         # A switch drops the old model first, so after a failed load there is no model at all and
         # both sides agree on that (no half-switched state).  The image set stays: it is the model's input.
         self.release()
-        self.load_id = load_id
+        self.load_id = load_id = msg.load_id
         try:
             # Imported here, inside the try, so a broken models package is reported, not a crash.
-            from convscope.models.weights import WeightsError, load_model
+            from convscope.features.inference.model import LoadFailed, load_traced
         except Exception as exc:
-            self.send(P.Error(load_id, f"cannot import models.weights: {type(exc).__name__}: {exc}"))
+            self.send(P.Error(load_id, f"cannot import the model loader: {type(exc).__name__}: {exc}"))
             return
         try:
-            model = load_model(name, weights)
-            spec = NetSpec.build(name, model.describe())
+            loaded = load_traced(
+                msg.model,
+                msg.weights,
+                msg.card,
+                msg.device,
+                lambda text: self.send(P.Progress(load_id, text)),
+            )
             with torch.no_grad():  # also warms torch up, so the first real request is not slow
-                acts = model.forward_all(torch.zeros(1, 1, *P.INPUT_SHAPE))
-            got = [(k, tuple(v.shape[1:])) for k, v in acts.items()]
-            want = [(layer.name, layer.shape) for layer in spec.layers]
-            if got != want:
-                raise ValueError(f"model {name!r}: forward_all gives {got}, describe() promises {want}")
-        except (WeightsError, ValueError) as exc:
+                loaded.run(torch.zeros(loaded.input_spec.shape))
+        except LoadFailed as exc:
             self.send(P.Error(load_id, str(exc)))
             return
         except Exception as exc:  # a broken model must not take the worker down with a traceback
-            self.send(P.Error(load_id, f"could not load model {name!r}: {type(exc).__name__}: {exc}"))
+            self.send(P.Error(load_id, f"could not load model {msg.model!r}: {type(exc).__name__}: {exc}"))
             return
-        try:
-            params = layer_parameters(model, spec)
-        except Exception as exc:  # weights for the details view are a bonus; the model still runs
-            self.send(P.Error(load_id, f"model {name!r}: cannot list its parameters: {exc}"))
-            params = []
-        self.model, self.spec, self.params = model, spec, params
+        params = [
+            (layer, key, np.ascontiguousarray(a, np.float32))
+            for layer, ws in loaded.traced.weights.items()
+            for key, a in ws.items()
+        ]
+        self.loaded, self.params = loaded, params
+        self.spec = loaded.dag
+        self.img = np.zeros(loaded.input_spec.size, np.float32)
         manifest = tuple((layer, key, tuple(a.shape)) for layer, key, a in params)
-        self.send(P.Spec(load_id, spec.to_dict(), P.manifest_of(manifest)))
+        self.send(
+            P.Spec(
+                load_id, self.spec.to_dict(), loaded.input_spec, P.manifest_of(manifest), loaded.device.type
+            )
+        )
 
     def attach(
         self, load_id: int, input_name: str, result_names: tuple[str, ...], filters_name: str = ""
     ) -> None:
-        import torch
-
         if load_id != self.load_id or self.spec is None:
             return  # answer to a load that a newer LOAD has replaced
         try:
-            self.input = Slot.attach(input_name, P.INPUT_SIZE)
+            self.input = Slot.attach(input_name, self.loaded.input_spec.size)
             for name in result_names:
-                self.results.append(Slot.attach(name, self.spec.total_nodes + P.N_CLASSES))
+                self.results.append(Slot.attach(name, self.spec.total_nodes + self.loaded.n_classes))
             if filters_name:
                 self.filters = Slot.attach(filters_name, V.filter_slot_count(self.spec))
         except (OSError, ValueError) as exc:
             self.release_slots()
             self.send(P.Error(load_id, f"could not attach shared memory: {exc}"))
             return
-        self.out = [torch.from_numpy(slot.payload) for slot in self.results]
         self.last_done = 0
         self.next_slot = 0
         self.send(P.Attached(load_id))
 
     def write_weights(self, load_id: int, name: str) -> None:
-        """Copy every parameter into the render side's segment, then let go of it."""
+        """Copy every applied weight array into the render side's segment, then let go of it."""
         if load_id != self.load_id or self.spec is None:
             return
         count = sum(a.size for _, _, a in self.params)
@@ -217,18 +225,16 @@ class _Worker:
             return  # already answered: this request was coalesced into an earlier pass
         seq = got[0]
         t0 = time.perf_counter()
+        k = self.next_slot
+        n = self.spec.total_nodes
         try:
-            x = torch.from_numpy(self.img).view(1, 1, *P.INPUT_SHAPE)
-            with torch.no_grad():
-                acts = self.model.forward_all(x)
-                probs = torch.softmax(acts[self.spec.layers[-1].name].reshape(-1), 0)
-            k = self.next_slot
-            out = self.out[k]
-            # Shapes were checked at load, so nothing below can fail halfway through a write.
-            with self.results[k].writing(seq):
-                for layer in self.spec.layers:
-                    out[layer.start : layer.stop].copy_(acts[layer.name].reshape(-1))
-                out[self.spec.total_nodes :].copy_(probs)
+            x = torch.from_numpy(self.img).view(self.loaded.input_spec.shape)
+            # The forward pass writes straight into the result slot, in Dag node order: no copy between
+            # torch and shared memory beyond the one that lands there (one device-to-host copy on a GPU).
+            with torch.no_grad(), self.results[k].writing(seq) as out:
+                acts = self.loaded.run(x, out=out[:n])
+                out[n:] = acts.probabilities
+            del out, acts  # views of the mapping: close() fails while they live
         except Exception as exc:
             self.send(P.Error(self.load_id, f"inference failed: {type(exc).__name__}: {exc}"))
             return
@@ -237,30 +243,32 @@ class _Worker:
         self.send(P.Done(seq, k, time.perf_counter() - t0))
 
     def infer_batch(self, msg: P.Batch) -> None:
-        """The class probabilities of `msg.count` images (a morph curve), one forward pass each, exactly as
-        infer() computes them, written after the images in the render side's segment; BATCH_DONE says so."""
+        """The class probabilities of `msg.count` model inputs (a morph curve), one forward pass each,
+        exactly as infer() computes them, written after the inputs in the render side's segment;
+        BATCH_DONE says so."""
         import torch
 
-        if self.model is None:
+        if self.loaded is None:
             self.send(P.BatchDone(msg.batch_id, False, "no network loaded"))
             return
-        n, size = int(msg.count), P.INPUT_SIZE
+        spec = self.loaded.input_spec
+        n, size = int(msg.count), spec.size
         try:
-            slot = Slot.attach(msg.segment_name, P.batch_count(n))
+            slot = Slot.attach(msg.segment_name, P.batch_count(n, size, self.loaded.n_classes))
         except (OSError, ValueError) as exc:
             self.send(P.BatchDone(msg.batch_id, False, f"could not attach the batch segment: {exc}"))
             return
+        out = None
         try:
             buf = np.empty(slot.count, np.float32)
             got = slot.read_into(buf)
             if got is None or got[0] != msg.batch_id:
-                raise ValueError("the batch's images were never completely written")
-            images = torch.from_numpy(buf[: n * size]).view(n, 1, 1, *P.INPUT_SHAPE)
-            last = self.spec.layers[-1].name
+                raise ValueError("the batch's inputs were never completely written")
+            inputs = torch.from_numpy(buf[: n * size]).view(n, *spec.shape)
             with torch.no_grad():
-                probs = [torch.softmax(self.model.forward_all(x)[last].reshape(-1), 0) for x in images]
+                probs = self.loaded.probabilities(inputs)
             with slot.writing(msg.batch_id, aux=1) as out:
-                out[n * size :] = torch.stack(probs).reshape(-1).numpy()
+                out[n * size :] = probs.reshape(-1).numpy()
         except Exception as exc:  # a failed batch must not take the drawings down
             self.send(P.BatchDone(msg.batch_id, False, f"{type(exc).__name__}: {exc}"))
             return
@@ -270,7 +278,6 @@ class _Worker:
         self.send(P.BatchDone(msg.batch_id, True, ""))
 
     def release_slots(self) -> None:
-        self.out = []  # torch views pin the buffers; close() fails while they live
         for slot in [self.input, *self.results, self.filters]:
             if slot is not None:
                 slot.close()
@@ -281,7 +288,7 @@ class _Worker:
     def release(self) -> None:
         self.drop_job()  # its activations belong to the model going away
         self.release_slots()
-        self.model = None
+        self.loaded = None
         self.spec = None
         self.params = []
 
@@ -293,7 +300,7 @@ class _Worker:
         import torch
         from convscope.features.embedding.vectors import filter_vectors
 
-        if load_id != self.load_id or self.model is None or self.input is None:
+        if load_id != self.load_id or self.loaded is None or self.input is None:
             self.send(P.EmbedFailed(job, "the network is loading; ask again when it is up"))
             return
         t0 = time.perf_counter()
@@ -301,11 +308,11 @@ class _Worker:
             if self.filters is None:
                 raise ValueError(f"{self.spec.model} has no conv layers: no filters to embed")
             lay = V.FilterLayout.of(self.spec, layer)  # ValueError for a layer that is not there
-            img = np.empty(P.INPUT_SIZE, np.float32)
+            img = np.empty(self.loaded.input_spec.size, np.float32)
             got = self.input.read_into(img)
             seq = got[0] if got is not None else -1
-            x = torch.from_numpy(img).view(1, 1, *P.INPUT_SHAPE)
-            fv = filter_vectors(self.model, layer, x, None)
+            x = torch.from_numpy(img).view(1, *self.loaded.input_spec.shape)
+            fv = filter_vectors(self.loaded, lay.layer, x, None)
             with self.filters.writing(job) as out:
                 out[lay.ids] = np.arange(lay.count)  # the explorer's filters never change: ids are indices
                 for kind in V.KINDS:
@@ -336,7 +343,7 @@ class _Worker:
         from convscope.features.embedding.vectors import ImageVectors
 
         self.drop_job()
-        if load_id != self.load_id or self.model is None:
+        if load_id != self.load_id or self.loaded is None:
             self.send(P.EmbedFailed(job, "the network changed; ask again"))
             return
         try:
@@ -352,7 +359,12 @@ class _Worker:
             if d != expected:
                 raise ValueError(f"{layer}: vectors have {expected} values, not {d}")
             lay = V.ImagesLayout(n, d, tuple(int(s) for s in x.shape[1:]))
-            iv = ImageVectors(self.model, x, layer, batch_size=MIN_BATCH * 4, max_dim=int(kw["max_dim"]))
+            if tuple(x.shape[1:]) != tuple(self.loaded.input_spec.shape):
+                raise ValueError(
+                    f"the images are {tuple(x.shape[1:])}, the network takes {self.loaded.input_spec.shape}"
+                )
+            adapter = self.loaded.images_adapter()
+            iv = ImageVectors(adapter, x, layer, batch_size=MIN_BATCH * 4, max_dim=int(kw["max_dim"]))
             writer = ImagesWriter(job, kw, lay)
         except Exception as exc:  # refused: nothing runs, the drawings go on
             self.send(P.EmbedFailed(job, f"images: {exc}"))
@@ -512,30 +524,3 @@ class _ImageSet:
             return {"error": f"{type(got).__name__}: {got}", "data_dir": self._dir}
         self.data = got
         return got.info
-
-
-def layer_parameters(model, spec) -> list[tuple[str, str, np.ndarray]]:
-    """(layer name, "weight" / "bias", float32 array) for every conv / fc / output layer of `spec`.
-
-    A model may say which tensors belong to which layer with `layer_parameters()` -> {layer name:
-    {"weight": tensor, "bias": tensor}}; otherwise the submodule named like the layer is used (the
-    LeNet and the MLP name their modules after their layers).  Layers without one are left out."""
-    import torch
-
-    own = getattr(model, "layer_parameters", None)
-    by_layer = own() if callable(own) else None
-    modules = dict(model.named_modules())
-    out = []
-    for layer in spec.layers:
-        if layer.kind not in ("conv", "fc", "output"):
-            continue
-        if by_layer is not None:
-            tensors = by_layer.get(layer.name, {})
-        else:
-            module = modules.get(layer.name)
-            tensors = {k: getattr(module, k, None) for k in ("weight", "bias")} if module is not None else {}
-        for key in ("weight", "bias"):
-            t = tensors.get(key)
-            if isinstance(t, torch.Tensor):
-                out.append((layer.name, key, t.detach().to(torch.float32).cpu().numpy().copy()))
-    return out

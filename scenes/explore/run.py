@@ -1,12 +1,16 @@
-"""Starting the explorer: in a window, or headless for screenshots and activation dumps.
+"""Starting the explorer: in a window, or headless for screenshots, activation dumps and explanations.
 
-Both paths build the same ExploreScene and drive it with the same engine.app.App; the headless
-one renders into an offscreen framebuffer through EGL and, before its N frames, waits until the
-worker has answered the starting drawing, so a screenshot always shows a real result.
+The window and the headless screenshot build the same ExploreScene and drive it with the same
+engine.app.App; the headless one renders into an offscreen framebuffer through EGL and, before its N
+frames, waits until the worker has answered the starting drawing, so a screenshot always shows a real
+result.  Without a screenshot, `run_dump` needs no OpenGL: it talks to the worker through the same
+WorkerHandle the scene uses and writes what the render process received (`--dump-activations`, by Dag
+layer name) and one node's calculation (`--explain`, engine/graph/dag_explain.py).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -66,6 +70,73 @@ def write_activations(scene: ExploreScene, path: Path) -> None:
             f"convscope: warning: {path}: {', '.join(bad)} hold inf or NaN (the weights overflow float32)",
             file=sys.stderr,
         )
+
+
+def explain_index(dag, layer: str, index: tuple[int, ...]) -> int:
+    """The node id of `layer`'s node at a flat INDEX or at C,Y,X; AppError naming the layer's range."""
+    try:
+        lay = dag.layer(layer)
+    except (KeyError, ValueError):
+        names = ", ".join(x.name for x in dag.layers)
+        raise AppError(f"--explain: the model has no layer {layer!r} (it has {names})") from None
+    if len(index) == 3:
+        if not lay.is_grid:
+            raise AppError(f"--explain: {layer} is a vector of {lay.count}; give one flat INDEX")
+        if any(i >= s for i, s in zip(index, lay.shape, strict=True)):
+            raise AppError(f"--explain: {layer} is {lay.shape}; {index} is outside it")
+        flat = int(np.ravel_multi_index(index, lay.shape))
+    else:
+        flat = index[0]
+        if flat >= lay.count:
+            raise AppError(f"--explain: {layer} has {lay.count} nodes; index {flat} is outside it")
+    return lay.start + flat
+
+
+def run_dump(cfg: AppConfig, opts, model_input: np.ndarray | None) -> None:
+    """Load the model in a worker, run one input, write the dump and / or the explanation; no OpenGL.
+    `model_input`: the tensor handed to the model (input_shape), a 2D drawing, or None (a blank pad)."""
+    from convscope.engine.graph.dag_explain import explain_node
+    from convscope.features.inference.handle import WorkerHandle
+
+    handle = WorkerHandle(
+        cfg.model, cfg.weights or None, card=cfg.card or None, device=cfg.device, hang_timeout=None
+    )
+    try:
+        if not handle.start(cfg.worker_timeout):
+            raise AppError(handle.error or f"model {cfg.model} did not load")
+        x = model_input if model_input is not None else np.zeros((28, 28), np.float32)
+        x = np.asarray(x, np.float32)
+        if x.ndim != 2 and x.shape != handle.input_shape:
+            raise AppError(f"--input holds shape {x.shape}; {cfg.model} takes {handle.input_shape}")
+        try:
+            result = handle.infer_sync(x, timeout=cfg.worker_timeout)
+        except (RuntimeError, TimeoutError, ValueError) as exc:
+            raise AppError(str(exc)) from None
+        dag = handle.spec
+        weights = handle.wait_for_weights(cfg.worker_timeout) if opts.explain else None
+        if opts.explain and weights is None:
+            raise AppError(handle.error or "the model's weights did not arrive")
+        node = explain_index(dag, *opts.explain) if opts.explain else None
+    finally:
+        handle.close()
+    flat = result.activations
+    if opts.dump_activations is not None:
+        arrays = {layer.name: flat[layer.start : layer.stop].reshape(layer.shape) for layer in dag.layers}
+        first = dag.layers[0]
+        arrays["input"] = flat[first.start : first.stop].reshape(first.shape)  # what the model was handed
+        arrays["probabilities"] = result.probabilities
+        bad = nonfinite_layers(arrays)
+        arrays["nonfinite"] = np.array(bad, dtype=str)
+        atomic_write(opts.dump_activations, lambda f: np.savez(f, **arrays))
+        if bad:
+            print(
+                f"convscope: warning: {opts.dump_activations}: {', '.join(bad)} hold inf or NaN",
+                file=sys.stderr,
+            )
+    if node is not None:
+        info = explain_node(dag, node, flat, weights).to_dict()
+        text = json.dumps(info, indent=1, allow_nan=True)
+        atomic_write(opts.explain_json, lambda f: f.write(text.encode()))
 
 
 def run_headless(cfg: AppConfig, opts, drawing: np.ndarray | None) -> None:

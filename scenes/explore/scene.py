@@ -99,7 +99,9 @@ class ExploreScene:
         if drawing is not None:
             self.pad.set_image(drawing)
         self.interaction = Interaction.new(CLICK_SLOP * ui_scale)
-        self.worker = WorkerHandle(config.model, weights=config.weights or None)
+        self.worker = WorkerHandle(
+            config.model, weights=config.weights or None, card=config.card or None, device=config.device
+        )
         self.net = NetworkData()
         self.view: NetworkView | None = None  # renderer, edges, outline and picker (made in on_enter)
         self.details = NodeDetails()  # the selected node's calculation and images
@@ -422,10 +424,18 @@ class ExploreScene:
             self.state.worker_restarts = self.worker.restarts
             self.state.error = "The network process stopped; it was restarted."
             self.embedding.on_worker_restart()
-        if self.state.model != self.worker.model:
+        if self.state.model != self.worker.model and self.worker.failed_model == self.state.model:
+            self.state.model = self.worker.model  # it did not load: the previous network runs on
+            self.state.error = self.worker.error
+        elif self.state.model != self.worker.model:
             self.worker.switch_model(self.state.model)
             self.state.status = f"loading {self.state.model}..."
             self.state.probabilities = None
+        if self.worker.status:
+            self.state.status = f"{self.worker.model}: {self.worker.status}"  # "tracing..."
+        elif self.worker.ready and self.worker.spec is not None and self.state.status.endswith("..."):
+            spec = self.worker.spec  # loaded again after a failed switch: the same spec, no new layout
+            self.state.status = f"{spec.model}: {spec.total_nodes:,} nodes in {len(spec.layers)} layers"
         if self.worker.error and self.worker.spec is None:
             self.state.error = self.worker.error
             self.state.status = "no network loaded"
