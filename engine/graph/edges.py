@@ -285,6 +285,11 @@ class EdgeSample:
     total: int  # how many edges the node has
     sampled: bool  # True when keep is a subset (show "K of total")
 
+    @property
+    def note(self) -> str:
+        """What the explorer says about a sample: "showing 5,000 of 73,728 edges" ("" when all are drawn)."""
+        return f"showing {len(self.keep):,} of {self.total:,} edges" if self.sampled else ""
+
 
 def sample_edges(
     edges: Edges,

@@ -600,8 +600,8 @@ class ExploreScene:
             _subset(edges, keep), self._contributions(edges, keep), show_all=s.show_all_edges
         )
         keep = keep[sample.keep]
-        s.edge_note = f"showing {len(keep):,} of {sample.total:,} edges" if sample.sampled else ""
-        s.edges_sampled = sample.sampled or (s.show_all_edges and sample.total > len(keep))
+        s.edge_note = sample.note
+        s.edges_sampled = sample.total > EXACT_EDGES  # the toggle stays while "show all" is on
         if not len(keep):
             self.view.edges.clear()  # input node, or its inputs are hidden
             return

@@ -70,7 +70,7 @@ class ExploreState:
     show_edges: bool = True  # draw the incoming edges of the hovered (else the selected) node
     edge_mode: str = "weight"  # one of EDGE_MODES
     show_all_edges: bool = False  # draw every incoming edge, not a sample of EXACT_EDGES (engine.graph.edges)
-    edges_sampled: bool = False  # the focus node has more edges than are drawn (or "show all" is on for one)
+    edges_sampled: bool = False  # the focus node has more than EXACT_EDGES edges: the "show all" toggle shows
     edge_note: str = ""  # "showing 5,000 of 73,728 edges" while a sample is drawn
     details: Explanation | None = None  # the selected node's calculation for the newest result
     details_note: str | None = None  # why there are no details yet ("waiting for the weights")
