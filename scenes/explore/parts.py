@@ -60,6 +60,7 @@ class NetworkData:
     node_ranges: dict[str, np.ndarray] | None = None  # per normalisation mode, (L, 2)
     scale_cache: dict[tuple, float] = field(default_factory=dict)  # edge colour scales per layer
     edge_key: tuple | None = None  # what the edges on the GPU show
+    edge_sources: np.ndarray | None = None  # the source node ids of the edges drawn (a sample of many)
     outline_key: tuple | None = None  # what the outline on the GPU shows
 
 

@@ -589,6 +589,7 @@ class ExploreScene:
             return
         self.net.edge_key = key
         s.edge_note, s.edges_sampled = "", False
+        net.edge_sources = None
         if node < 0 or self.spec is None or node >= self.spec.total_nodes:
             self.view.edges.clear()
             return
@@ -605,6 +606,7 @@ class ExploreScene:
         if not len(keep):
             self.view.edges.clear()  # input node, or its inputs are hidden
             return
+        net.edge_sources = edges.sources[keep]
         values = edge_values(edges, self.weights, self.activations, s.edge_mode)[keep]
         pos = self.layout.positions
         self.view.edges.set_edges(pos[edges.sources[keep]], values, pos[node], self._edge_scale(edges.layer))
