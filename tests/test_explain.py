@@ -239,3 +239,12 @@ def test_traced_nodes_match_torch(file, cls, shape):
                 np.testing.assert_allclose(e.probabilities, acts.probabilities, rtol=1e-4, atol=1e-7)
                 assert e.label == str(e.unit)
     assert {"input", "conv", "dense"} <= kinds
+
+
+def test_node_labels_of_many_nodes_equal_one_by_one():
+    from convscope.engine.graph.explain import node_labels
+    from gl_helpers import lenet_spec
+
+    dag = lenet_spec().to_dag()
+    nodes = np.random.default_rng(0).integers(0, dag.total_nodes, 300)
+    assert node_labels(dag, nodes) == tuple(node_label(dag, int(n)) for n in nodes)

@@ -129,6 +129,28 @@ def node_label(dag: Dag, node: int) -> str:
     return f"{layer.name} #{off}"
 
 
+def node_labels(dag: Dag, nodes: np.ndarray) -> tuple[str, ...]:
+    """`node_label` of many nodes at once (a conv node of a big net has thousands of inputs)."""
+    nodes = np.asarray(nodes, np.int64)
+    starts = np.array([x.start for x in dag.layers], np.int64)
+    which = np.searchsorted(starts, nodes, side="right") - 1
+    out = [""] * len(nodes)
+    for i in np.unique(which):
+        layer = dag.layers[int(i)]
+        at = np.flatnonzero(which == i)
+        off = nodes[at] - layer.start
+        if layer.is_grid:
+            _, h, w = layer.shape
+            ch, rest = np.divmod(off, h * w)
+            y, x = np.divmod(rest, w)
+            for k, c, yy, xx in zip(at.tolist(), ch.tolist(), y.tolist(), x.tolist(), strict=True):
+                out[k] = f"{layer.name} c{c} ({xx}, {yy})"
+        else:
+            for k, o in zip(at.tolist(), off.tolist(), strict=True):
+                out[k] = f"{layer.name} #{o}"
+    return tuple(out)
+
+
 def _chain_text(layer: DagLayer, unit: int, weights: Weights | None) -> list[str]:
     """Each folded step as it applies to this node, e.g. 'batch norm: z x 0.97 + 0.12', 'relu'."""
     out = []
@@ -175,7 +197,7 @@ def explain(dag: Dag, node: int, activations: np.ndarray, weights: Weights | Non
         value=ne.value,
         activation=layer.activation,
         sources=ne.sources,
-        source_names=tuple(node_label(dag, int(s)) for s in ne.sources),
+        source_names=node_labels(dag, ne.sources),
         inputs=x,
         weights=ne.weights,
         bias=ne.bias,
