@@ -164,3 +164,41 @@ def test_many_edges_are_sampled_and_show_all_draws_them():
         assert s.view.edges.count == 12_288 and s.state.edge_note == "" and s.state.edges_sampled
     finally:
         sc.close()
+
+
+def test_the_explorer_app_on_a_traced_model():
+    """The whole scene with panels, fed by a traced model in place of the worker: the guesses carry the
+    class names, and selecting nodes of the add, pool and output layers opens the details panel."""
+    from convscope.engine.app import App
+    from convscope.engine.graph.explain import formula_lines
+    from convscope.models.loader import load_model
+    from test_details import digit
+    from traced_worker import TracedWorker
+
+    torch.manual_seed(1)
+    model = load_model(f"{NETS / 'small_resnet.py'}:SmallResNet")
+    sys.modules[type(model).__module__].randomize_batch_norm(model, 1)
+    ctx = gl_context()
+    scene = ExploreScene(AppConfig(pad_size=280), drawing=digit())
+    scene.worker = TracedWorker(model, (3, 32, 32), scene.state.model, CLASSES)
+    app = App(scene, ctx=ctx, size=(1280, 720))
+    try:
+        for _ in range(6):
+            app.frame()
+        assert scene.ready and scene.spec.layers == scene.worker.spec.layers
+        assert scene.state.top_guesses(1)[0][0] in CLASSES
+        bare = app.read_pixels().copy()
+        dag = scene.spec
+        for name in ("block2.add", "pool", "fc"):
+            node = dag.layer(name).start + 3
+            scene.state.selected = node
+            for _ in range(4):
+                app.frame()
+            e = scene.state.details
+            assert e is not None and e.node == node and formula_lines(e), name
+            shot = app.read_pixels()
+            panel = np.abs(shot.astype(int) - bare.astype(int)).sum(axis=2) > 40
+            assert panel[20:200, 1280 - 330 : 1280 - 20].mean() > 0.2, f"no details panel for {name}"
+        assert e.label == CLASSES[3] and e.probabilities is not None
+    finally:
+        app.close()

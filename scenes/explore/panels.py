@@ -71,7 +71,7 @@ def gui_draw_panel(
     elif not guesses:
         imgui.text_colored(_DIM_RGBA, "waiting for the network...")
     for rank, (label, p) in enumerate(guesses):
-        bar = f"{label}   {100.0 * p:5.1f} %"
+        bar = f"{label[:10]}  {100.0 * p:.1f} %"  # a class name and its share fit the bar
         if rank == 0:
             imgui.push_style_color(imgui.Col_.plot_histogram, imgui.ImVec4(0.95, 0.65, 0.2, 1.0))
         imgui.progress_bar(p, imgui.ImVec2(112 * scale, 0), bar)
@@ -215,15 +215,16 @@ _OUTPUT_NAMES = {"logits": "logit", "log_probabilities": "log p", "probabilities
 
 
 def _details(e: Explanation, state: ExploreState, images: dict[str, TextureLike], scale: float) -> None:
-    op = f"{e.kind}, {e.layer.label}" if e.layer.label and e.layer.label != e.kind else e.kind
-    imgui.text(f"{e.layer.name}   ({op}, node {e.node})")
+    op = f"{e.kind} ({e.layer.label})" if e.layer.label and e.layer.label != e.kind else e.kind
+    imgui.text(e.layer.name)
+    imgui.text_colored(_DIM_RGBA, f"{op}, node {e.node}")
     imgui.text_colored(_DIM_RGBA, position_text(e))
     if e.probabilities is not None and e.output_kind != "probabilities":
         imgui.text(f"output: p = {fmt(e.probability)}   ({_OUTPUT_NAMES[e.output_kind]} {fmt(e.value)})")
     else:
         imgui.text(f"output: {fmt(e.value)}")
     if e.activation != "identity":
-        imgui.text_colored(_DIM_RGBA, f"then: {e.activation}")
+        imgui.text_colored(_DIM_RGBA, f"then: {e.activation.replace('affine', 'batch norm')}")
     imgui.separator()
     for line in formula_lines(e):
         imgui.text_wrapped(line)
@@ -269,10 +270,11 @@ def _pool_window(e: Explanation) -> None:
     kh, kw = e.window.shape
     what = "(* the winner)" if e.pool == "max" else f"(their sum / {fmt(e.divisor)})"
     imgui.text_colored(_DIM_RGBA, f"the {kh} x {kw} window {what}")
-    if kw > 16:  # a global pool over a large map: the numbers are in the formula
+    if kw > 6:  # wider than the panel (a global pool over a map): its range instead
+        imgui.text(f"values from {fmt(float(e.window.min()), 4)} to {fmt(float(e.window.max()), 4)}")
         return
     if imgui.begin_table("window", kw, imgui.TableFlags_.borders | imgui.TableFlags_.sizing_fixed_fit):
-        for y in range(min(kh, 16)):
+        for y in range(kh):
             imgui.table_next_row()
             for x in range(kw):
                 imgui.table_next_column()
@@ -312,8 +314,8 @@ def _softmax_table(e: Explanation) -> None:
 def _contribution_chart(e: Explanation, scale: float) -> None:
     """The largest terms as horizontal bars, biggest on top (ImPlot)."""
     top = e.top_terms(10)
-    if e.kind == "conv" or not len(top):
-        return  # a conv node's terms are in the product image
+    if e.kind == "conv" or len(e.terms) <= 4:
+        return  # a conv node's terms are in the product image; a few are all in the formula
     imgui.separator()
     what = "w * x" if e.weights is not None else "inputs"
     imgui.text_colored(_DIM_RGBA, f"largest contributions {what} (of {len(e.terms)})")
