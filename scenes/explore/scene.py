@@ -505,6 +505,8 @@ class ExploreScene:
         self.state.one_channel = spec.layers[0].is_grid and spec.layers[0].shape[0] == 1
         if not self.state.one_channel:
             self.state.compare = False  # the pad experiments apply to one-channel models only
+        if len(self.state.classes) == len(self.morph.classes):
+            self.morph.classes = self.state.classes  # the morph chart's lines by class name
         self.state.status = f"{spec.model}: {spec.total_nodes:,} nodes in {len(spec.layers)} layers"
         self.state.error = None
         self.view.show(build_layout(spec, visible=self.state.layer_visible))
