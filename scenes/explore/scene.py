@@ -661,7 +661,8 @@ class ExploreScene:
             return
         layer = self.spec.layer_of(node)
         lo, hi = self._node_range(layer.name)
-        m = self._edge_scale(layer) if layer.inputs and self.state.show_edges else None
+        drawn = any(e.kind != "opaque" for e in layer.inputs)  # an opaque block has no node edges
+        m = self._edge_scale(layer) if drawn and self.state.show_edges else None
         self.state.legend = Legend(layer.name, lo, hi, m)
 
 
