@@ -93,7 +93,8 @@ class ExploreState:
         if self.probabilities is None or not np.all(np.isfinite(self.probabilities)):
             return []
         order = np.argsort(-self.probabilities)[:k]
-        return [(self.classes[i], float(self.probabilities[i])) for i in order]
+        name = lambda i: self.classes[i] if i < len(self.classes) else str(i)  # noqa: E731
+        return [(name(i), float(self.probabilities[i])) for i in order]
 
 
 def nonfinite_note(spec, activations: np.ndarray, probabilities: np.ndarray | None) -> str | None:
