@@ -134,6 +134,12 @@ def test_a_traced_resnet_in_the_explorer():
         lit = sc.frame()
         changed = (np.abs(lit.astype(int) - bare.astype(int)).sum(axis=2) > 40).sum()
         assert changed > 50, f"only {changed} pixels changed when the edges were drawn"
+        # Hiding one of its two source layers leaves the edge from the other (its nodes are still drawn).
+        s.state.layer_visible[dag.index("block2.shortcut.0")] = False
+        s._relayout()
+        sc.hover(node)
+        assert s.view.edges.count == 1
+        assert dag.layer_of(int(s.net.edge_sources[0])).name == "block2.conv2"
     finally:
         sc.close()
 
