@@ -39,7 +39,9 @@ from typing import Protocol
 
 import numpy as np
 from convscope.engine.gpu.imgui_renderer import UiTexture
-from convscope.engine.graph.spec import NetSpec
+from convscope.engine.graph.dag import Dag
+from convscope.engine.graph.explain import class_names, output_layer
+from convscope.engine.graph.spec import NetSpec, as_dag
 from convscope.features.embedding.handle import EmbedConfig, EmbedHandle, EmbedResult
 from convscope.features.embedding.images_job import ImagesJob
 from convscope.features.embedding.messages import FilterData
@@ -54,7 +56,7 @@ class EmbedHost(Protocol):
     # was asked for): ("held-out", "training", "held out").
     split_names: tuple[str, str, str]
 
-    def image_layers(self, spec: NetSpec) -> tuple[list[str], str]:
+    def image_layers(self, spec: Dag) -> tuple[list[str], str]:
         """The layers offered in images mode, and the one chosen when the current choice is gone."""
         ...
 
@@ -147,10 +149,12 @@ class EmbedView:
             self._hover_tex = None
         self._release_raster()
 
-    def on_spec(self, spec: NetSpec, reason: str | None) -> None:
+    def on_spec(self, spec: NetSpec | Dag, reason: str | None) -> None:
         """A new architecture (start, edit, reset, load, restart, another model): offer its layers, refresh
-        the filters.  Reasons "start", "reset" and "load" mean other weights; "model" another network."""
+        the filters.  Reasons "start", "reset" and "load" mean other weights; "model" another network.
+        Filters are those of the conv layers in network order (the worker numbers them the same way)."""
         p = self.panel
+        spec = as_dag(spec)
         convs = [x.name for x in spec.layers if x.kind == "conv"]
         if convs != self.convs or reason in ("start", "reset", "load", "model"):
             # Other layers under the same names, or other weights: no warm start from the old layouts.
@@ -168,7 +172,8 @@ class EmbedView:
         p.set_layers(convs, layers)
         if p.image_layer not in layers or p.image_layer == spec.layers[-1].name:
             p.image_layer = default  # the host's choice, not the logits, unless the user picks them
-        p.class_names = tuple(spec.classes)
+        out = output_layer(spec)
+        p.class_names = class_names(spec, out.count) if out is not None else tuple(spec.classes)
         self._last_selected = None  # indices may mean other filters now: link the 3D selection again
         if self._restarted:
             # Fresh weights from the seed in a new process: the old layout means nothing, and a refresh is

@@ -199,14 +199,13 @@ def test_click_opens_details_and_empty_click_closes_them(app):
 
     fc = spec.layer("fc1").start + 11
     click(app, *screen_of(scene, fc))
-    assert scene.state.selected == fc and scene.state.details.kind == "fc"
+    assert scene.state.selected == fc and scene.state.details.kind == "dense"
     save(app.read_pixels(), "click_fc1")
     out = spec.layer("output").start + 2  # left of the details panel, which now covers the right
     click(app, *screen_of(scene, out))
     e = scene.state.details
-    assert e.kind == "output" and e.result == pytest.approx(
-        float(scene.state.probabilities[2]), rel=1e-4, abs=1e-7
-    )
+    assert e.kind == "dense" and e.label == "2" and e.probabilities is not None
+    assert e.probability == pytest.approx(float(scene.state.probabilities[2]), rel=1e-4, abs=1e-7)
     save(app.read_pixels(), "click_output")
 
     click(app, *empty_spot(scene))
@@ -303,7 +302,7 @@ def test_click_during_a_model_switch(app):
     assert set(scene.weights) == {"fc1", "fc2", "output"}
     node = scene.spec.layer("fc2").start + 33
     click(app, *screen_of(scene, node))
-    assert scene.state.selected == node and scene.state.details.kind == "fc"
+    assert scene.state.selected == node and scene.state.details.kind == "dense"
     assert len(scene.state.details.terms) == 300
     save(app.read_pixels(), "mlp_fc2")
     move(app, *screen_of(scene, scene.spec.layer("fc1").start + 150))

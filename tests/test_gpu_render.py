@@ -137,7 +137,7 @@ def test_glsl_block_carries_the_python_table():
 
 
 def test_layer_ranges_per_layer_global_constant_and_nan():
-    spec = lenet_spec()
+    spec = lenet_spec().to_dag()
     acts = np.zeros(spec.total_nodes, np.float32)
     conv1 = spec.layer("conv1")
     acts[conv1.start : conv1.stop] = np.linspace(-2, 5, conv1.count)

@@ -53,7 +53,20 @@ def on_screen(cam, layout, margin=2.0):
     return pts, np.flatnonzero(ok)
 
 
-@pytest.mark.parametrize("make", [lenet_spec, mlp_spec])
+def resnet_dag():
+    """A traced network's Dag (residual adds, 1x1 shortcuts, a global pool): every layer is pickable."""
+    from pathlib import Path
+
+    import torch
+    from convscope.models.loader import load_model
+    from convscope.models.trace import trace
+
+    torch.manual_seed(0)
+    model = load_model(f"{Path(__file__).parent / 'nets' / 'small_resnet.py'}:SmallResNet")
+    return trace(model, (3, 32, 32)).dag
+
+
+@pytest.mark.parametrize("make", [lenet_spec, mlp_spec, resnet_dag])
 def test_node_centres_pick_their_node_after_camera_moves(make):
     layout = build_layout(make())
     picker = Picker(layout)

@@ -458,7 +458,7 @@ def test_colour_ranges_ignore_inf():
     from convscope.engine.gpu.normalize import layer_ranges
     from convscope.models.specs import lenet_spec
 
-    spec = lenet_spec()
+    spec = lenet_spec().to_dag()
     acts = np.linspace(0, 1, spec.total_nodes, dtype=np.float32)
     layer = spec.layers[1]
     acts[layer.start] = np.inf

@@ -33,16 +33,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 from convscope.engine.camera import OrbitCamera  # noqa: E402
+from convscope.engine.graph.dag import Dag  # noqa: E402
 from convscope.engine.graph.edges import edge_scale, edge_values, incoming  # noqa: E402
 from convscope.engine.graph.layout import build_layout  # noqa: E402
 from convscope.engine.graph.picking import Picker  # noqa: E402
 from convscope.engine.graph.spec import NetSpec  # noqa: E402
 
 
-def lenet_spec() -> NetSpec:
+def lenet_spec() -> Dag:
     from convscope.models.nets import LeNet  # torch: fine in a tool, never in the render process
 
-    return NetSpec.build("lenet", LeNet.describe())
+    return NetSpec.build("lenet", LeNet.describe()).to_dag()
 
 
 def lenet_weights() -> dict:

@@ -18,8 +18,9 @@ from convscope.engine.gpu.background import Background, BackgroundStyle
 from convscope.engine.gpu.labels import LabelBatch
 from convscope.engine.gpu.nodes import NodeBatch, NodeStyle
 from convscope.engine.gpu.normalize import all_ranges
+from convscope.engine.graph.explain import class_names, output_layer
 from convscope.engine.graph.layout import Layout
-from convscope.engine.graph.spec import NetSpec
+from convscope.engine.graph.spec import NetSpec, as_dag
 
 
 @dataclass
@@ -60,6 +61,9 @@ class SceneRenderer:
         self.labels = LabelBatch(ctx)
         self._ranges: dict[str, np.ndarray] | None = None
         self._label_key: tuple | None = None
+        self._dag = as_dag(layout.spec)
+        self._output = output_layer(self._dag)  # labelled with class names (None: no vector output)
+        self._classes = class_names(self._dag, self._output.count) if self._output is not None else ()
 
     @property
     def spec(self) -> NetSpec:
@@ -81,7 +85,7 @@ class SceneRenderer:
             fixed = np.asarray(ranges, np.float32).reshape(-1, 2)
             self._ranges = {"layer": fixed, "global": fixed}
         else:
-            self._ranges = all_ranges(self.spec, acts)
+            self._ranges = all_ranges(self._dag, acts)
 
     def _update_labels(self, s: RenderSettings) -> None:
         visible = s.visible if s.visible is not None else (True,) * len(self.spec.layers)
@@ -91,11 +95,11 @@ class SceneRenderer:
         self._label_key = key
         texts, anchors, offsets, scales, colors, aligns = [], [], [], [], [], []
         layers = self.spec.layers
-        last = layers[-1]
-        if s.show_class_labels and last.kind == "output" and visible[-1]:
+        last = self._output
+        if s.show_class_labels and last is not None and visible[self._dag.index(last.name)]:
             pos = self.layout.positions[last.start : last.stop]
             size = self.layout.sizes[last.start : last.stop]
-            for name, p, sz in zip(self.spec.classes, pos, size, strict=False):
+            for name, p, sz in zip(self._classes, pos, size, strict=False):
                 texts.append(name)
                 # Anchored on the node's top-far edge, then lifted on screen: clear of the square
                 # whether it faces the camera or lies in its layer's plane.
@@ -160,8 +164,8 @@ class SceneRenderer:
     def class_labels_fit(self, view_proj: np.ndarray, viewport: tuple[int, int], scale: float = 1.0) -> bool:
         """Whether every output node is at least one class label's width (the widest, plus its outline)
         from its neighbours on screen; nodes behind the eye do not count."""
-        last = self.spec.layers[-1]
-        if last.kind != "output" or last.count < 2:
+        last = self._output
+        if last is None or last.count < 2:
             return True
         pos = self.layout.positions[last.start : last.stop].astype(np.float64)
         clip = pos @ view_proj[:3, :3].T + view_proj[:3, 3]
@@ -172,7 +176,7 @@ class SceneRenderer:
         px = clip[front, :2] / w[front, None] * 0.5 * np.asarray(viewport, np.float64)
         gaps = np.linalg.norm(np.diff(px, axis=0), axis=1)
         atlas = self.labels.atlas
-        need = scale * (max(atlas.text_width(c) for c in self.spec.classes) + 2 * atlas.outline_px)
+        need = scale * (max(atlas.text_width(c) for c in self._classes) + 2 * atlas.outline_px)
         return bool(gaps.min() >= need)
 
     def release(self) -> None:

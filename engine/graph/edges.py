@@ -1,56 +1,52 @@
-"""Incoming edges of one node, generated from its layer's regular pattern (pure numpy, no GL, no torch).
+"""The hovered node's incoming edges on the render side: what each edge's colour stands for, the colour
+range, and which of many edges to draw (pure numpy, no GL, no torch).
 
-Harley 2015 (sec. 3.2): a CNN's edges "can be implied by their regular pattern", so the diagram
-shows the edges of one node at a time, on request.  Nothing here holds an edge list for the whole
-network: `incoming(spec, node)` builds the edges of one node when it is hovered, from the layer's
-kind, shape, kernel, stride and padding, using a per-layer *template* (the offsets of one window,
-C_in x k x k entries at most) that is shifted to the node's position.
+Harley 2015 (sec. 3.2): a CNN's edges "can be implied by their regular pattern", so the diagram shows
+the edges of one node at a time, on request.  `incoming(dag, node, weights)` (engine/graph/dag.py)
+builds them from the node's layer: a conv window of any kernel, stride, padding, dilation and groups,
+every input of a dense layer (through the flatten / reshape / transpose maps before it), a pool window,
+one input per set of an add / mul / concat / elementwise layer, none for input and opaque layers.
+Each edge carries `weight_index` into the layer's weight as torch stores it (conv (C_out, C_in / g,
+kh, kw), dense (N_out, N_in)), -1 where the op has no weights.
 
-Edges by layer kind (the layer below is always `spec.layers[i - 1]`, in network order):
-  input   none
-  conv    the C_in x k x k patch of the layer below at (y * stride - padding, x * stride - padding);
-          taps that fall into zero padding are left out (they add nothing).  LeNet: conv1 25
-          edges (5x5 of the 32x32 padded input), conv2 6 x 5 x 5 = 150.
-  pool    its k x k window in the same channel of the layer below (LeNet: 2x2 = 4).
-  fc      every node of the layer below, flattened in C order (= node-id order): LeNet fc1 has 400
-          edges from pool2, fc2 120; the MLP's fc1 784 from the input.
-  output  like fc (LeNet / MLP: 100).
-
-Each edge also carries `weight_index`: the flat (C order) index of its weight in the layer's weight
-array as torch stores it — conv (C_out, C_in, k, k), fc / output (N_out, N_in) — so
-`weights[layer]["weight"].reshape(-1)[edges.weight_index]` are the edge weights.  Pool edges have
-no weights (-1).  LeNet's largest case, fc1, costs about 10 us.
+Here: `edge_values` (the weight, or weight x input: the term the edge adds), `edge_scale` (the
+symmetric range [-m, m] of a layer's edges, or of the whole network's, without building them) and
+`sample_edges` (above EXACT_EDGES a node's edges are sampled by |weight x input|; the same rule serves
+the training scene's paths).  LeNet's largest node (fc1, 400 edges) costs about 10 us.
 """
 
 from __future__ import annotations
 
-import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
-from convscope.engine.graph.spec import LayerSpec, NetSpec
+from convscope.engine.graph.dag import Dag, DagEdges, DagLayer, EdgeSet, Weights, incoming, map_back
 
-
-@dataclass(frozen=True)
-class Edges:
-    node: int  # the node the edges lead into
-    layer: LayerSpec  # its layer
-    source_layer: LayerSpec | None  # the layer the edges come from (None for the input layer)
-    sources: np.ndarray  # (E,) int64 node ids the edges come from
-    weight_index: np.ndarray  # (E,) int64 flat index into the layer's weight array; -1 where none (pool)
-    tap: np.ndarray  # (E,) int64 index in the window block (C_in, k, k) (conv, pool) or the input (fc)
-
-    @property
-    def count(self) -> int:
-        return len(self.sources)
+Edges = DagEdges  # one node's incoming edges (sources, weight_index, edge_set, tap)
+__all__ = [
+    "EDGE_MODES",
+    "EXACT_EDGES",
+    "EdgeSample",
+    "Edges",
+    "NodeIndex",
+    "Weights",
+    "edge_scale",
+    "edge_values",
+    "edge_weights",
+    "incoming",
+    "locate",
+    "pool_divisor",
+    "sample_edges",
+]
 
 
 @dataclass(frozen=True)
 class NodeIndex:
     """Where a node sits inside its layer: channel / row / column for grid layers, unit for vectors."""
 
-    layer: LayerSpec
-    layer_index: int  # position of the layer in spec.layers
+    layer: DagLayer
+    layer_index: int  # position of the layer in dag.layers
     offset: int  # node id - layer.start
     channel: int | None
     y: int | None
@@ -58,110 +54,23 @@ class NodeIndex:
     unit: int | None
 
 
-def locate(spec: NetSpec, node: int) -> NodeIndex:
-    """The layer of `node` and its (channel, y, x) or unit index there (IndexError outside the spec)."""
-    layer = spec.layer_of(int(node))
-    i = spec.layers.index(layer)
+def locate(dag: Dag, node: int) -> NodeIndex:
+    """The layer of `node` and its (channel, y, x) or unit index there (IndexError outside the Dag)."""
+    layer = dag.layer_of(int(node))
+    i = dag.index(layer.name)
     off = int(node) - layer.start
     if layer.is_grid:
-        c, h, w = layer.shape
+        _, h, w = layer.shape
         ch, rest = divmod(off, h * w)
         y, x = divmod(rest, w)
         return NodeIndex(layer, i, off, ch, y, x, None)
     return NodeIndex(layer, i, off, None, None, None, off)
 
 
-def conv_geometry(layer: LayerSpec, below: LayerSpec) -> tuple[int, int, int]:
-    """(kernel, stride, padding) of a conv layer, the kernel inferred from the shapes when the spec
-    leaves it 0 (no padding, stride 1)."""
-    k, s, p = layer.kernel, max(layer.stride, 1), layer.padding
-    if k <= 0:
-        k = below.shape[1] + 2 * p - (layer.shape[1] - 1) * s
-    return k, s, p
-
-
-def pool_geometry(layer: LayerSpec, below: LayerSpec) -> tuple[int, int, int]:
-    """(kernel, stride, padding) of a pooling layer; kernel 0 in the spec means stride = kernel =
-    the ratio of the map sizes."""
-    k, s, p = layer.kernel, layer.stride, layer.padding
-    if k <= 0:
-        k = s = max(below.shape[1] // layer.shape[1], 1)
-    return k, max(s, 1), p
-
-
-@functools.lru_cache(maxsize=64)
-def _window_template(below_shape: tuple[int, ...], k: int, channels: bool) -> tuple[np.ndarray, ...]:
-    """Offsets of one k x k window (over every input channel when `channels`): per tap its channel,
-    row and column offset, its node-id offset from the window's top-left in channel 0, and its
-    index in a (C_in, k, k) block."""
-    cin, h, w = below_shape
-    cs = np.arange(cin) if channels else np.zeros(1, np.int64)
-    ci, ky, kx = np.meshgrid(cs, np.arange(k), np.arange(k), indexing="ij")
-    ci, ky, kx = ci.ravel(), ky.ravel(), kx.ravel()
-    id_off = (ci * h + ky) * w + kx
-    tap = (ci * k + ky) * k + kx
-    for a in (ci, ky, kx, id_off, tap):
-        a.setflags(write=False)
-    return ci, ky, kx, id_off, tap
-
-
-def _window(
-    layer: LayerSpec, below: LayerSpec, y: int, x: int, k: int, s: int, p: int, channel: int | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Node ids under one window of `below` and each tap's index in a (C_in, k, k) block."""
-    _, h, w = below.shape
-    ci, ky, kx, id_off, tap = _window_template(below.shape, k, channel is None)
-    y0, x0 = y * s - p, x * s - p
-    base = below.start + (0 if channel is None else channel * h * w) + y0 * w + x0
-    if 0 <= y0 and y0 + k <= h and 0 <= x0 and x0 + k <= w:
-        return base + id_off, tap  # the common case: the window lies inside the map
-    iy, ix = y0 + ky, x0 + kx
-    ok = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
-    return (base + id_off)[ok], tap[ok]
-
-
-def incoming(spec: NetSpec, node: int) -> Edges:
-    """All edges leading into `node`, generated from its layer's pattern (see the module docstring)."""
-    where = locate(spec, node)
-    layer = where.layer
-    if where.layer_index == 0 or layer.kind == "input":
-        empty = np.zeros(0, np.int64)
-        return Edges(int(node), layer, None, empty, empty, empty)
-    below = spec.layers[where.layer_index - 1]
-    if layer.kind == "conv":
-        if not (layer.is_grid and below.is_grid):
-            raise ValueError(f"conv layer {layer.name!r} needs grid layers, below is {below.shape}")
-        k, s, p = conv_geometry(layer, below)
-        sources, tap = _window(layer, below, where.y, where.x, k, s, p, None)
-        cin = below.shape[0]
-        weight_index = where.channel * cin * k * k + tap
-    elif layer.kind == "pool":
-        if not (layer.is_grid and below.is_grid):
-            raise ValueError(f"pool layer {layer.name!r} needs grid layers, below is {below.shape}")
-        k, s, p = pool_geometry(layer, below)
-        sources, tap = _window(layer, below, where.y, where.x, k, s, p, where.channel)
-        weight_index = np.full(len(sources), -1, np.int64)
-    elif layer.kind in ("fc", "output"):
-        n_in = below.count
-        sources = np.arange(below.start, below.stop, dtype=np.int64)
-        tap = np.arange(n_in, dtype=np.int64)
-        weight_index = where.offset * n_in + tap
-    else:
-        raise ValueError(f"layer {layer.name!r}: no edge pattern for kind {layer.kind!r}")
-    return Edges(
-        int(node),
-        layer,
-        below,
-        np.asarray(sources, np.int64),
-        np.asarray(weight_index, np.int64),
-        np.asarray(tap, np.int64),
-    )
-
-
-def edge_weights(edges: Edges, weights: dict[str, dict[str, np.ndarray]] | None) -> np.ndarray | None:
-    """The weight of every edge (float32 (E,)), or None where the layer has none (pool, input) or
-    `weights` lacks it."""
-    if weights is None or edges.count == 0 or edges.weight_index[0] < 0:
+def edge_weights(edges: Edges, weights: Weights | None) -> np.ndarray | None:
+    """The weight of every edge (float32 (E,)), or None where the layer has none (pool, add, input ...)
+    or `weights` lack it."""
+    if weights is None or edges.count == 0 or edges.layer.kind not in WEIGHTED:
         return None
     entry = weights.get(edges.layer.name)
     if entry is None or "weight" not in entry:
@@ -172,8 +81,29 @@ def edge_weights(edges: Edges, weights: dict[str, dict[str, np.ndarray]] | None)
 # -- what an edge's colour stands for ----------------------------------------------------------------
 
 EDGE_MODES = ("weight", "contribution")  # colour by the weight, or by weight x input (the term it adds)
+WEIGHTED = ("conv", "dense")  # layer kinds whose edges carry learned weights
 
-Weights = dict[str, dict[str, np.ndarray]]  # layer name -> {"weight": ..., "bias": ...}
+
+def _pool_divisors(e: EdgeSet, out_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Average pooling's divisor per output row and per column (their outer product is the divisor of
+    a node), torch's rule: the window clipped to the padded map with `count_include_pad`, else the
+    taps inside the map (adaptive windows: their size)."""
+    out = []
+    for o_n, i_n, k, s, p in zip(out_hw, e.in_shape[1:], e.kernel, e.stride, e.padding, strict=True):
+        o = np.arange(o_n)
+        if e.adaptive:
+            out.append(-(-((o + 1) * i_n) // o_n) - (o * i_n) // o_n)
+        elif e.count_include_pad:
+            out.append(np.minimum(o * s - p + k, i_n + p) - (o * s - p))
+        else:
+            out.append(np.minimum(o * s - p + k, i_n) - np.maximum(o * s - p, 0))
+    return out[0], out[1]
+
+
+def pool_divisor(layer: DagLayer, off: int) -> float:
+    dy, dx = _pool_divisors(layer.inputs[0], layer.shape[1:])
+    oy, ox = divmod(off % (layer.shape[1] * layer.shape[2]), layer.shape[2])
+    return float(dy[oy] * dx[ox])
 
 
 def edge_values(
@@ -181,87 +111,143 @@ def edge_values(
 ) -> np.ndarray:
     """The value each edge is coloured by, float32 (E,).
 
-    "weight": the edge's weight.  "contribution": weight x the source's activation, the term the
-    edge adds to the node's weighted sum.  Max pooling has no weights; it acts as a selector, so
-    its edges are 1 (weight) or the input (contribution) for the winning input and 0 for the
-    others.  NaN (drawn grey) where the numbers are not there yet (no weights, no activations).
-    """
+    "weight": the edge's weight.  "contribution": weight x the source's value, the term the edge adds
+    to the node's sum.  Ops without learned weights get the factor they apply: max pooling acts as a
+    selector (1 for the winning input, 0 for the others), average pooling 1 / divisor, add its +1 / -1,
+    mul / concat / elementwise 1.  NaN (drawn grey) where the numbers are not there yet (no weights,
+    no activations)."""
     if mode not in EDGE_MODES:
         raise ValueError(f"unknown edge mode {mode!r} (expected one of {EDGE_MODES})")
     n = edges.count
-    if edges.layer.kind == "pool":
-        if activations is None or n == 0:
+    layer = edges.layer
+    x = None if activations is None else np.asarray(activations[edges.sources], np.float32)
+    if layer.kind in WEIGHTED:
+        w = edge_weights(edges, weights)
+        if w is None or (mode == "contribution" and x is None):
             return np.full(n, np.nan, np.float32)
-        x = activations[edges.sources]
+        return np.asarray(w if mode == "weight" else w * x, np.float32)
+    if n == 0:
+        return np.zeros(0, np.float32)
+    if layer.kind == "pool" and layer.inputs[0].pool == "max":
+        if x is None:
+            return np.full(n, np.nan, np.float32)
         out = np.zeros(n, np.float32)
         win = int(np.argmax(x))
         out[win] = 1.0 if mode == "weight" else x[win]
         return out
-    w = edge_weights(edges, weights)
-    if w is None:
-        return np.full(n, np.nan, np.float32)
-    if mode == "weight":
-        return np.asarray(w, np.float32)
-    if activations is None:
-        return np.full(n, np.nan, np.float32)
-    return (w * activations[edges.sources]).astype(np.float32)
-
-
-def weight_scale(layer: LayerSpec, weights: Weights | None) -> float:
-    """Largest |weight| of `layer` (1 for pooling, whose selector weights are 0 / 1)."""
     if layer.kind == "pool":
-        return 1.0
-    entry = (weights or {}).get(layer.name)
-    if entry is None or "weight" not in entry or entry["weight"].size == 0:
-        return 0.0
-    return float(np.abs(entry["weight"]).max())
+        factor = np.full(n, 1.0 / pool_divisor(layer, edges.node - layer.start))
+    elif layer.kind == "add":
+        factor = np.array([layer.inputs[k].coef for k in edges.edge_set], np.float64)
+    else:
+        factor = np.ones(n)
+    if mode == "weight":
+        return factor.astype(np.float32)
+    if x is None:
+        return np.full(n, np.nan, np.float32)
+    return (factor * x).astype(np.float32)
+
+
+def weight_scale(layer: DagLayer, weights: Weights | None) -> float:
+    """Largest |weight| of `layer`'s edges (the factor the op applies where it learns none)."""
+    if layer.kind in WEIGHTED:
+        entry = (weights or {}).get(layer.name)
+        if entry is None or "weight" not in entry or entry["weight"].size == 0:
+            return 0.0
+        return float(np.abs(entry["weight"]).max())
+    if layer.kind == "pool" and layer.inputs and layer.inputs[0].pool != "max":
+        dy, dx = _pool_divisors(layer.inputs[0], layer.shape[1:])
+        return 1.0 / float(dy.min() * dx.min())
+    if layer.kind == "add":
+        return max((abs(e.coef) for e in layer.inputs), default=0.0)
+    return 1.0 if layer.inputs else 0.0
+
+
+def _read(dag: Dag, e: EdgeSet, acts: np.ndarray) -> np.ndarray:
+    """What a layer reads through edge set `e`: the source's values through its index map, shaped
+    `e.in_shape` (zeros where the map pads)."""
+    src = dag.layer(e.source)
+    x = np.asarray(acts[src.start : src.stop], np.float32)
+    if e.steps:
+        idx = map_back(e.steps, np.arange(math.prod(e.in_shape)))
+        x = np.where(idx >= 0, x[np.maximum(idx, 0)], np.float32(0.0))
+    return x.reshape(e.in_shape)
+
+
+def _taps(x: np.ndarray, e: EdgeSet, out_hw: tuple[int, int], fill: float):
+    """Per window tap (ky, kx): the (C, ho, wo) inputs it reads for every output position, `fill` where
+    it falls into the op's own padding.  Adaptive windows differ in size: their taps are read per output
+    position instead (see _window_max)."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = e.kernel, e.stride, e.padding, e.dilation
+    ho, wo = out_hw
+    xp = np.pad(x, ((0, 0), (ph, ph), (pw, pw)), constant_values=fill)
+    for ky in range(kh):
+        for kx in range(kw):
+            y0, x0 = ky * dh, kx * dw
+            yield ky, kx, xp[:, y0 : y0 + sh * (ho - 1) + 1 : sh, x0 : x0 + sw * (wo - 1) + 1 : sw]
+
+
+def _window_max(x: np.ndarray, e: EdgeSet, out_hw: tuple[int, int], fill: float) -> np.ndarray:
+    """(C, ho, wo): the largest input of every pooling window."""
+    ho, wo = out_hw
+    if e.adaptive:
+        _, h, w = x.shape
+        best = np.empty((x.shape[0], ho, wo), np.float32)
+        for oy in range(ho):
+            y0, y1 = (oy * h) // ho, -(-((oy + 1) * h) // ho)
+            for ox in range(wo):
+                x0, x1 = (ox * w) // wo, -(-((ox + 1) * w) // wo)
+                best[:, oy, ox] = x[:, y0:y1, x0:x1].max(axis=(1, 2))
+        return best
+    best = np.full((x.shape[0], ho, wo), -np.inf, np.float32)
+    for _, _, tap in _taps(x, e, out_hw, fill):
+        np.maximum(best, tap, out=best)
+    return best
 
 
 def contribution_scale(
-    spec: NetSpec, layer: LayerSpec, weights: Weights | None, activations: np.ndarray | None
+    dag: Dag, layer: DagLayer, weights: Weights | None, activations: np.ndarray | None
 ) -> float:
-    """Largest |weight x input| over every edge of every node of `layer`, for the current
-    activations, without building those edges: for a conv layer it is
-    max over (c, ci, ky, kx) of |W[c, ci, ky, kx]| x (largest |input| that tap ever sees)."""
-    i = spec.layers.index(layer)
-    if i == 0 or activations is None or layer.kind == "input":
+    """Largest |edge value| in "contribution" mode over every edge of every node of `layer`, for the
+    current activations, without building those edges: for a conv layer it is max over (c, ci, ky, kx)
+    of |W[c, ci, ky, kx]| x (the largest |input| that tap ever sees); for pooling the window maxima
+    (average: the window's largest |input| over its divisor)."""
+    if activations is None or not layer.inputs:
         return 0.0
-    below = spec.layers[i - 1]
-    if layer.kind == "pool":
-        # Each window's winner is its largest input: the window maxima, from the layer below.
-        k, s, p = pool_geometry(layer, below)
-        _, ho, wo = layer.shape
-        xb = np.asarray(activations[below.start : below.stop], np.float32).reshape(below.shape)
-        xp = np.pad(xb, ((0, 0), (p, p), (p, p)), constant_values=-np.inf)
-        best = np.full((below.shape[0], ho, wo), -np.inf, np.float32)
-        for ky in range(k):
-            for kx in range(k):
-                np.maximum(
-                    best, xp[:, ky : ky + s * (ho - 1) + 1 : s, kx : kx + s * (wo - 1) + 1 : s], out=best
-                )
-        return float(np.abs(best).max())
-    x = np.abs(np.asarray(activations[below.start : below.stop], np.float32))
-    entry = (weights or {}).get(layer.name)
-    if entry is None or "weight" not in entry:
-        return 0.0
-    w = np.abs(entry["weight"])
-    if layer.kind == "conv":
-        k, s, p = conv_geometry(layer, below)
-        _, ho, wo = layer.shape
-        xp = np.pad(x.reshape(below.shape), ((0, 0), (p, p), (p, p)))
-        seen = np.empty((below.shape[0], k, k), np.float32)  # per tap: the largest input it sees
-        for ky in range(k):
-            for kx in range(k):
-                seen[:, ky, kx] = xp[:, ky : ky + s * (ho - 1) + 1 : s, kx : kx + s * (wo - 1) + 1 : s].max(
-                    axis=(1, 2)
-                )
-        return float((w.reshape(layer.shape[0], *seen.shape) * seen[None]).max())
-    return float((w.max(axis=0) * x).max())  # fc / output: (N_out, N_in) x (N_in,)
+    best = 0.0
+    for e in layer.inputs:
+        if e.kind == "opaque":
+            continue
+        x = _read(dag, e, activations)
+        if e.kind in WEIGHTED:
+            entry = (weights or {}).get(layer.name)
+            if entry is None or "weight" not in entry:
+                return 0.0
+            w = np.abs(entry["weight"])
+        if e.kind == "dense":
+            m = (w.reshape(layer.count, -1).max(axis=0) * np.abs(x).reshape(-1)).max()
+        elif e.kind == "conv":
+            kh, kw = e.kernel
+            seen = np.zeros((e.in_shape[0], kh, kw), np.float32)  # per tap: the largest |input| it sees
+            for ky, kx, tap in _taps(np.abs(x), e, layer.shape[1:], 0.0):
+                seen[:, ky, kx] = tap.max(axis=(1, 2))
+            g = e.groups
+            per = w.reshape(g, layer.shape[0] // g, e.in_shape[0] // g, kh, kw)
+            m = (per * seen.reshape(g, 1, e.in_shape[0] // g, kh, kw)).max()
+        elif e.kind == "pool" and e.pool == "max":
+            m = np.abs(_window_max(x, e, layer.shape[1:], -np.inf)).max()
+        elif e.kind == "pool":
+            dy, dx = _pool_divisors(e, layer.shape[1:])
+            m = (_window_max(np.abs(x), e, layer.shape[1:], 0.0) / np.outer(dy, dx)[None]).max()
+        else:  # add, mul, concat, elementwise: every value read, times +-1
+            m = np.abs(x).max() * abs(e.coef if e.kind == "add" else 1.0)
+        best = max(best, float(m))
+    return best
 
 
 def edge_scale(
-    spec: NetSpec,
-    layer: LayerSpec,
+    dag: Dag,
+    layer: DagLayer,
     weights: Weights | None,
     activations: np.ndarray | None,
     mode: str = "weight",
@@ -274,15 +260,15 @@ def edge_scale(
         raise ValueError(f"unknown normalisation {normalize!r} (expected 'layer' or 'global')")
     if mode not in EDGE_MODES:
         raise ValueError(f"unknown edge mode {mode!r} (expected one of {EDGE_MODES})")
-    layers = [layer] if normalize == "layer" else [x for x in spec.layers[1:] if x.kind != "input"]
+    layers = [layer] if normalize == "layer" else [x for x in dag.layers if x.inputs]
     if mode == "weight":
         if normalize == "global":
-            # Pooling's selector weight 1 says nothing about the learned weights' scale; its
-            # winning edge simply shows the top colour.
-            layers = [x for x in layers if x.kind != "pool"] or layers
+            # The factors of unweighted ops (a selector's 1, an average's 1 / n) say nothing about the
+            # learned weights' scale; their edges simply show the top colour.
+            layers = [x for x in layers if x.kind in WEIGHTED] or layers
         m = max((weight_scale(x, weights) for x in layers), default=0.0)
     else:
-        m = max((contribution_scale(spec, x, weights, activations) for x in layers), default=0.0)
+        m = max((contribution_scale(dag, x, weights, activations) for x in layers), default=0.0)
     return m if np.isfinite(m) and m > 0 else 1.0
 
 
@@ -298,6 +284,11 @@ class EdgeSample:
     keep: np.ndarray  # (K,) int64 edge indices, ascending
     total: int  # how many edges the node has
     sampled: bool  # True when keep is a subset (show "K of total")
+
+    @property
+    def note(self) -> str:
+        """What the explorer says about a sample: "showing 5,000 of 73,728 edges" ("" when all are drawn)."""
+        return f"showing {len(self.keep):,} of {self.total:,} edges" if self.sampled else ""
 
 
 def sample_edges(

@@ -40,6 +40,10 @@ The coarser questions scenes ask go through the same ray cast: `pick_map` (the f
 the pointer, for the training scene: the drawn node's map, else the map rectangle the ray crosses)
 and `pick_layer` (the kiosk's tapped layer: the drawn node's layer, else a layer sheet with a margin).
 
+Any network works: the picker reads only what every layer of a Dag (or a NetSpec) has, its node-id
+range, shape and whether it is a grid, and the positions the layout gave each node; a layer of any
+op kind (conv, pool, add, concat, opaque ...) is picked the same way.
+
 Pixel coordinates are framebuffer pixels, origin top-left (engine.camera); a pixel's centre is at
 (i + 0.5, j + 0.5).
 """

@@ -6,13 +6,19 @@ contiguous: layer by layer in network order, and inside a layer in C order of it
 (channel, row, column).  The flat activation buffer in shared memory uses exactly these ids, so
 `acts[layer.start:layer.stop].reshape(layer.shape)` is that layer's activation tensor.
 
-Pure data: no GL, no torch.
+A NetSpec is the hand-written chain of five kinds (input, conv, pool, fc, output) the training
+scene's model still describes itself with; every render-side consumer works on a Dag
+(engine/graph/dag.py), so `to_dag` turns a NetSpec into the equivalent Dag with the same node ids,
+and `as_dag` is the one boundary call that accepts either.  Pure data: no GL, no torch.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
+
+from convscope.engine.graph.dag import Dag, DagLayer, EdgeSet, MapStep
 
 # Layer kinds the renderer knows how to lay out and explain.
 KINDS = ("input", "conv", "pool", "fc", "output")
@@ -126,6 +132,10 @@ class NetSpec:
                 hi = mid - 1
         return self.layers[lo]
 
+    def to_dag(self) -> Dag:
+        """The same network as a Dag: node ids, names and shapes unchanged (see `_to_dag`)."""
+        return _to_dag(self)
+
     def to_dict(self) -> dict:
         return {
             "model": self.model,
@@ -140,6 +150,71 @@ class NetSpec:
             layers=tuple(LayerSpec.from_dict(x) for x in d["layers"]),
             classes=tuple(str(c) for c in d.get("classes", [str(i) for i in range(10)])),
         )
+
+
+def _geometry(layer: LayerSpec, below: LayerSpec) -> tuple[int, int, int]:
+    """(kernel, stride, padding) of a conv or pool layer.  A kernel of 0 in the spec is inferred from
+    the map sizes: a conv then has stride 1 and the given padding; a pool has stride = kernel = the
+    ratio of the map sizes."""
+    k, s, p = layer.kernel, max(layer.stride, 1), layer.padding
+    if k <= 0 and layer.kind == "conv":
+        k = below.shape[1] + 2 * p - (layer.shape[1] - 1) * s
+    elif k <= 0:
+        k = s = max(below.shape[1] // layer.shape[1], 1)
+    return k, s, p
+
+
+def _chain(activation: str) -> tuple[dict, ...]:
+    return () if activation in ("identity", "") else ({"op": activation},)
+
+
+@functools.lru_cache(maxsize=16)
+def _to_dag(spec: NetSpec) -> Dag:
+    """conv / pool read the layer below through a window (kernel, stride, padding); fc and output
+    are dense layers reading the layer below flattened in C order (a reshape index map from a grid),
+    and the output's chain is the softmax.  The activations a NetSpec worker writes keep the logits
+    in the output layer (`output_kind` "logits"): they are the values before that last step, and the
+    class probabilities travel beside them.  Cached: a spec is converted once."""
+    layers: list[DagLayer] = []
+    for i, layer in enumerate(spec.layers):
+        inputs: tuple[EdgeSet, ...] = ()
+        kind = {"fc": "dense", "output": "dense"}.get(layer.kind, layer.kind)
+        if i > 0:
+            below = spec.layers[i - 1]
+            if layer.kind in ("conv", "pool"):
+                k, s, p = _geometry(layer, below)
+                pool = {"pool": "max"} if layer.kind == "pool" else {}
+                edge = EdgeSet(
+                    layer.kind, below.name, below.shape, kernel=(k, k), stride=(s, s), padding=(p, p), **pool
+                )
+            elif layer.kind in ("fc", "output"):
+                flat = (below.count,)
+                steps = (MapStep("reshape", below.shape, flat),) if below.shape != flat else ()
+                edge = EdgeSet("dense", below.name, flat, steps=steps)
+            else:
+                raise ValueError(f"layer {layer.name!r}: a {layer.kind!r} layer can only come first")
+            inputs = (edge,)
+        layers.append(
+            DagLayer(layer.name, kind, layer.shape, layer.start, inputs, _chain(layer.activation), layer.kind)
+        )
+    out = spec.layers[-1] if spec.layers else None
+    return Dag(
+        model=spec.model,
+        layers=tuple(layers),
+        output=out.name if out is not None and out.kind == "output" else "",
+        output_kind="logits",
+        classes=spec.classes,
+    )
+
+
+def as_dag(spec_or_dag: NetSpec | Dag) -> Dag:
+    """The Dag of either form: render code calls this where a network arrives (a worker's spec, a
+    training snapshot), and works on the Dag only."""
+    if isinstance(spec_or_dag, Dag):
+        return spec_or_dag
+    if isinstance(spec_or_dag, NetSpec):
+        return spec_or_dag.to_dag()
+    raise TypeError(f"expected a NetSpec or a Dag, got {type(spec_or_dag).__name__}")
 
 
 def synthetic_spec(n_nodes: int, n_layers: int = 8) -> NetSpec:

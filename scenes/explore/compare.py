@@ -34,8 +34,10 @@ from dataclasses import replace
 import numpy as np
 from convscope.engine.camera import OrbitCamera
 from convscope.engine.gpu.scene_renderer import RenderSettings, SceneRenderer
+from convscope.engine.graph.dag import Dag
+from convscope.engine.graph.explain import class_names, output_layer
 from convscope.engine.graph.layout import Layout, build_layout
-from convscope.engine.graph.spec import NetSpec
+from convscope.engine.graph.spec import as_dag
 from convscope.engine.orbit import HALF_TURN
 from convscope.engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputState
 from convscope.features.inference import WorkerHandle
@@ -108,7 +110,7 @@ class CompareView:
         self.ctx = ctx
         self.worker = WorkerHandle(other_model, weights)
         self.camera = OrbitCamera()
-        self.spec: NetSpec | None = None
+        self.spec: Dag | None = None  # the other network (its worker's spec through as_dag)
         self.layout: Layout | None = None
         self.activations: np.ndarray | None = None  # newest result of the other model, as received
         self.probabilities: np.ndarray | None = None  # its class probabilities, (10,)
@@ -182,10 +184,18 @@ class CompareView:
         """What the nodes show: the activations, with class probabilities on the output nodes (as the
         explore scene does)."""
         values = self.activations.copy()
-        out = self.spec.layers[-1]
-        if out.kind == "output" and self.probabilities is not None:
-            values[out.start : out.stop] = self.probabilities
+        out = output_layer(self.spec)
+        p = self.probabilities
+        if out is not None and p is not None and len(p) == out.count:
+            values[out.start : out.stop] = p
         return values
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The other network's class names (its Dag's, else "0", "1", ...)."""
+        if self.spec is None or output_layer(self.spec) is None:
+            return ()
+        return class_names(self.spec, output_layer(self.spec).count)
 
     def draw(
         self,
@@ -228,7 +238,12 @@ class CompareView:
         self._halves_fb = (left, right)
         self._halves_win = tuple((r[0] / sx, r[1] / sy, r[2] / sx, r[3] / sy) for r in (left, right))
 
-    def gui(self, primary_probabilities: np.ndarray | None = None, primary_title: str = "") -> None:
+    def gui(
+        self,
+        primary_probabilities: np.ndarray | None = None,
+        primary_title: str = "",
+        primary_classes: tuple[str, ...] = (),
+    ) -> None:
         """Each half's title and top-3 guesses in its top-left corner, a divider between them (ImGui's
         background draw list: over the 3D view, under the panels).  Uses the halves of the last draw."""
         if self._halves_win is None:
@@ -236,12 +251,13 @@ class CompareView:
         dl = imgui.get_background_draw_list()
         (lx, ly, lw, lh), (rx, ry, rw, rh) = self._halves_win
         dl.add_line((rx, ry), (rx, ry + rh), imgui.get_color_u32(_DIM), 1.0)
-        _guesses(dl, (lx + 12, ly + 10), primary_title, primary_probabilities, None)
+        _guesses(dl, (lx + 12, ly + 10), primary_title, primary_probabilities, None, primary_classes)
         title = LABELS.get(self.model, self.model)
         status = None
         if self.spec is None:
             status = self.worker.error or f"loading {self.model}..."
-        _guesses(dl, (rx + 12, ry + 10), title, self.probabilities if self.spec is not None else None, status)
+        probs = self.probabilities if self.spec is not None else None
+        _guesses(dl, (rx + 12, ry + 10), title, probs, status, self.classes)
 
     def steer(self, inp: InputState, ui_mouse: bool, primary_camera: OrbitCamera | None) -> None:
         """Camera input for compare mode: a drag orbits (left) or pans (right) the camera of the half it
@@ -295,7 +311,8 @@ class CompareView:
 
     # -- helpers -----------------------------------------------------------------------------------
 
-    def _on_new_spec(self, spec: NetSpec | None) -> None:
+    def _on_new_spec(self, spec) -> None:
+        spec = as_dag(spec) if spec is not None else None
         self.spec = spec
         self.activations = None
         self.probabilities = None
@@ -320,8 +337,16 @@ class CompareView:
         camera.pan(room / 2, 0.0, h)  # the picture moves right by room / 2: the names fit on the left
 
 
-def _guesses(dl: imgui.ImDrawList, pos: tuple[float, float], title: str, probs, status: str | None) -> None:
-    """A small dark card: title, then the top three classes as bars with percentages (or a status)."""
+def _guesses(
+    dl: imgui.ImDrawList,
+    pos: tuple[float, float],
+    title: str,
+    probs,
+    status: str | None,
+    classes: tuple[str, ...] = (),
+) -> None:
+    """A small dark card: title, then the top three classes (by name where `classes` has one) as bars
+    with percentages (or a status)."""
     line = imgui.get_text_line_height_with_spacing()
     bar_w = 9.0 * imgui.get_font_size()
     rows = 1 + (3 if probs is not None and np.all(np.isfinite(probs)) else 1)
@@ -342,5 +367,6 @@ def _guesses(dl: imgui.ImDrawList, pos: tuple[float, float], title: str, probs, 
             imgui.get_color_u32(_BAR_TOP if rank == 0 else _BAR),
             2.0,
         )
-        dl.add_text((x + 3, y), imgui.get_color_u32(_TITLE), f"{k}   {100.0 * p[k]:5.1f} %")
+        name = classes[k] if k < len(classes) else str(k)
+        dl.add_text((x + 3, y), imgui.get_color_u32(_TITLE), f"{name}   {100.0 * p[k]:5.1f} %")
         y += line

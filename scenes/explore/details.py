@@ -1,9 +1,10 @@
 """NodeDetails: the selected node's calculation for the Node details panel, and its images.
 
-Per frame `update` redoes the explanation (engine/graph/explain.py) only when the selection, the
-result, the weights or the colour settings changed; for a conv node it also builds three RGB strips
-(the input patch coloured like its nodes, the filter, and their product over [-m, m]; one k x k tile
-per input channel, 1 px apart).  `upload` is the only place they reach the GPU (UiTextures it owns
+Per frame `update` redoes the explanation (engine/graph/explain.py, on the network's Dag) only when
+the selection, the result, the weights or the colour settings changed; for a conv node (any kernel,
+stride, dilation or groups) it also builds three RGB strips (the input patch coloured like its source
+layer's nodes, the filter, and their product over [-m, m]; one kh x kw tile per input channel of the
+node's group, 1 px apart).  `upload` is the only place they reach the GPU (UiTextures it owns
 and frees in `release`).  What the panel shows lands in ExploreState (details, details_note).
 """
 
@@ -14,8 +15,8 @@ from collections.abc import Callable
 import numpy as np
 from convscope.engine.gpu import colormaps
 from convscope.engine.gpu.imgui_renderer import UiTexture
+from convscope.engine.graph.dag import Dag
 from convscope.engine.graph.explain import Explanation, explain
-from convscope.engine.graph.spec import NetSpec
 from convscope.scenes.explore.state import ExploreState
 
 DETAIL_IMAGES = ("patch", "filter", "product")  # conv node details: three strips of k x k tiles
@@ -34,7 +35,7 @@ class NodeDetails:
     def update(
         self,
         s: ExploreState,
-        spec: NetSpec | None,
+        dag: Dag | None,
         activations: np.ndarray | None,
         weights: dict | None,
         versions: tuple[int, int],
@@ -50,13 +51,13 @@ class NodeDetails:
         s.detail_ranges = {}
         self.images = {}
         self.version += 1
-        if s.selected < 0 or spec is None or s.selected >= spec.total_nodes:
+        if s.selected < 0 or dag is None or s.selected >= dag.total_nodes:
             return
         if activations is None:
             s.details_note = "waiting for the network..."
             return
         try:
-            e = explain(spec, s.selected, activations, weights)
+            e = explain(dag, s.selected, activations, weights)
         except ValueError:
             s.details_note = (
                 "waiting for the model's weights..." if weights is None else "no weights for this layer"
@@ -64,8 +65,8 @@ class NodeDetails:
             return
         s.details = e
         if e.patch is not None:
-            below = spec.layers[spec.index(e.layer.name) - 1]
-            self.images, s.detail_ranges = conv_images(e, s.colormap, node_range(below.name))
+            source = e.layer.inputs[0].source
+            self.images, s.detail_ranges = conv_images(e, s.colormap, node_range(source))
 
     def upload(self, ctx) -> None:
         for name in DETAIL_IMAGES:
@@ -94,7 +95,7 @@ def conv_images(
     e: Explanation, cmap: str, patch_range: tuple[float, float]
 ) -> tuple[dict[str, np.ndarray], dict[str, tuple[float, float, str]]]:
     """The input patch (over `patch_range` in `cmap`, like its nodes), the filter and their product (signed:
-    the diverging map over [-m, m], zero in its middle colour), as RGB strips of one k x k tile per input
+    the diverging map over [-m, m], zero in its middle colour), as RGB strips of one kh x kw tile per input
     channel, 1 px apart; and what each spans, (lo, hi, colormap), for the panel's colour bars."""
     out, ranges = {}, {}
     for name, block in (("patch", e.patch), ("filter", e.filter), ("product", e.product)):
@@ -107,9 +108,9 @@ def conv_images(
             m = float(np.abs(block).max())
             rgb = colormaps.sample(colormaps.DIVERGING, colormaps.signed_t(block, m))
             ranges[name] = (-m, m, colormaps.DIVERGING)
-        c, k, _ = block.shape
-        strip = np.zeros((k, c * (k + 1) - 1, 3), np.float32)
+        c, kh, kw = block.shape
+        strip = np.zeros((kh, c * (kw + 1) - 1, 3), np.float32)
         for ch in range(c):
-            strip[:, ch * (k + 1) : ch * (k + 1) + k] = rgb[ch]
+            strip[:, ch * (kw + 1) : ch * (kw + 1) + kw] = rgb[ch]
         out[name] = strip
     return out, ranges

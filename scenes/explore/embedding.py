@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from convscope.engine.graph.spec import NetSpec
+from convscope.engine.graph.dag import Dag
 from convscope.features.embedding.images_job import ImagesJob
 from convscope.features.embedding.messages import FilterData
 from convscope.features.embedding.panel import EmbedPanelState
@@ -47,7 +47,7 @@ class ExploreEmbedHost:
         self._opening = False  # an images request is waiting for the worker's image set
 
     # -- filters ------------------------------------------------------------------------------------------
-    def image_layers(self, spec: NetSpec) -> tuple[list[str], str]:
+    def image_layers(self, spec: Dag) -> tuple[list[str], str]:
         names = [x.name for x in spec.layers]  # the input's pixels too: the baseline the layers improve on
         return names, names[-2] if len(names) > 1 else names[-1]  # the last hidden layer
 
@@ -123,9 +123,9 @@ class ExploreEmbedHost:
         if spec is None or not 0 <= node < spec.total_nodes:
             return None
         layer = spec.layer_of(node)
-        i = spec.index(layer.name)
-        if layer.kind == "pool" and i > 0 and spec.layers[i - 1].kind == "conv":
-            conv = spec.layers[i - 1]  # pool map f is conv map f, pooled
+        source = spec.layer(layer.inputs[0].source) if layer.inputs else None
+        if layer.kind == "pool" and source is not None and source.kind == "conv":
+            conv = source  # pool map f is conv map f, pooled
         elif layer.kind == "conv":
             conv = layer
         else:

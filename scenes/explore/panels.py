@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 from convscope.engine.gpu import colormaps
-from convscope.engine.graph.explain import Explanation, fmt, formula_lines, node_label, position_text
+from convscope.engine.graph.explain import Explanation, fmt, formula_lines, position_text
 from convscope.engine.ui.layout import BESIDE, BOTTOM_RIGHT, LEFT, RIGHT, PanelLayout
 from convscope.engine.ui.widgets import TextureLike, color_bar, help_marker, image
 from convscope.features.embedding.panel import (
@@ -71,7 +71,7 @@ def gui_draw_panel(
     elif not guesses:
         imgui.text_colored(_DIM_RGBA, "waiting for the network...")
     for rank, (label, p) in enumerate(guesses):
-        bar = f"{label}   {100.0 * p:5.1f} %"
+        bar = f"{label[:10]}  {100.0 * p:.1f} %"  # a class name and its share fit the bar
         if rank == 0:
             imgui.push_style_color(imgui.Col_.plot_histogram, imgui.ImVec4(0.95, 0.65, 0.2, 1.0))
         imgui.progress_bar(p, imgui.ImVec2(112 * scale, 0), bar)
@@ -105,6 +105,16 @@ def gui_network_panel(state: ExploreState, scale: float, layout: PanelLayout) ->
         imgui.same_line()
         if imgui.radio_button(EDGE_MODE_LABELS[mode], state.edge_mode == mode):
             state.edge_mode = mode
+    if state.edges_sampled:
+        _, state.show_all_edges = imgui.checkbox("show all edges", state.show_all_edges)
+        imgui.same_line()
+        help_marker(
+            "A node with more than 5,000 incoming edges shows a sample: the half with the largest "
+            "|weight x input|, and the rest drawn at random in proportion to it.  Show all draws every edge."
+        )
+        if state.edge_note:
+            imgui.same_line()
+            imgui.text_colored(_DIM_RGBA, state.edge_note)
     _legend_numbers(state, scale)
     if state.layer_names and imgui.collapsing_header("layers"):
         for i, name in enumerate(state.layer_names):
@@ -201,40 +211,49 @@ def gui_details_panel(
     imgui.end()
 
 
+_OUTPUT_NAMES = {"logits": "logit", "log_probabilities": "log p", "probabilities": "p"}
+
+
 def _details(e: Explanation, state: ExploreState, images: dict[str, TextureLike], scale: float) -> None:
-    imgui.text(f"{e.layer.name}   ({e.kind}, node {e.node})")
+    op = f"{e.kind} ({e.layer.label})" if e.layer.label and e.layer.label != e.kind else e.kind
+    imgui.text(e.layer.name)
+    imgui.text_colored(_DIM_RGBA, f"{op}, node {e.node}")
     imgui.text_colored(_DIM_RGBA, position_text(e))
-    if e.kind == "output":
-        imgui.text(f"output: p = {fmt(e.result)}   (logit {fmt(e.value)})")
+    if e.probabilities is not None and e.output_kind != "probabilities":
+        imgui.text(f"output: p = {fmt(e.probability)}   ({_OUTPUT_NAMES[e.output_kind]} {fmt(e.value)})")
     else:
         imgui.text(f"output: {fmt(e.value)}")
+    if e.activation != "identity":
+        imgui.text_colored(_DIM_RGBA, f"then: {e.activation.replace('affine', 'batch norm')}")
     imgui.separator()
     for line in formula_lines(e):
         imgui.text_wrapped(line)
-    if e.kind == "conv":
+    if e.patch is not None:
         _conv_images(e, state, images, scale)
-    if e.kind == "pool":
+    if e.window is not None:
         _pool_window(e)
-    if e.kind == "output" and e.probabilities is not None:
-        _softmax_table(e, state)
+    if e.probabilities is not None:
+        _softmax_table(e)
     if e.terms is not None:
-        _contribution_chart(e, state, scale)
-        _terms_table(e, state, scale)
+        _contribution_chart(e, scale)
+        _terms_table(e, scale)
 
 
 def _conv_images(e: Explanation, state: ExploreState, images: dict[str, TextureLike], scale: float) -> None:
     """The patch (in the node colours), the filter and the product (diverging, centred on zero), each with
     a colour bar saying what its colours stand for."""
     imgui.separator()
-    c, k, _ = e.patch.shape
-    px = max(4.0, min(16.0, 280.0 / (c * (k + 1)))) * scale  # screen units per filter tap
+    c, kh, kw = e.patch.shape
+    total = e.layer.inputs[0].in_shape[0] // e.layer.inputs[0].groups
+    shown = f"first {c} of {total} channels, " if c < total else ""
+    px = max(4.0, min(16.0, 280.0 / (c * (kw + 1)))) * scale  # screen units per filter tap
     for name, caption in (("patch", "input patch x"), ("filter", "filter w"), ("product", "product w * x")):
         tex = images.get(name)
-        imgui.text_colored(_DIM_RGBA, f"{caption}  ({c} x {k} x {k})")
+        imgui.text_colored(_DIM_RGBA, f"{caption}  ({shown}{c} x {kh} x {kw})")
         if tex is None:
             continue
-        w = px * (c * (k + 1) - 1)
-        image(tex, (w, px * k))
+        w = px * (c * (kw + 1) - 1)
+        image(tex, (w, px * kh))
         rng = state.detail_ranges.get(name)
         if rng is not None:
             lo, hi, cmap = rng
@@ -248,33 +267,42 @@ def _conv_images(e: Explanation, state: ExploreState, images: dict[str, TextureL
 
 def _pool_window(e: Explanation) -> None:
     imgui.separator()
-    k = e.window.shape[0]
-    imgui.text_colored(_DIM_RGBA, f"the {k} x {k} window (* the winner)")
-    if imgui.begin_table("window", k, imgui.TableFlags_.borders | imgui.TableFlags_.sizing_fixed_fit):
-        for y in range(k):
+    kh, kw = e.window.shape
+    what = "(* the winner)" if e.pool == "max" else f"(their sum / {fmt(e.divisor)})"
+    imgui.text_colored(_DIM_RGBA, f"the {kh} x {kw} window {what}")
+    if kw > 6:  # wider than the panel (a global pool over a map): its range instead
+        imgui.text(f"values from {fmt(float(e.window.min()), 4)} to {fmt(float(e.window.max()), 4)}")
+        return
+    if imgui.begin_table("window", kw, imgui.TableFlags_.borders | imgui.TableFlags_.sizing_fixed_fit):
+        for y in range(kh):
             imgui.table_next_row()
-            for x in range(k):
+            for x in range(kw):
                 imgui.table_next_column()
                 text = fmt(float(e.window[y, x]), 4)
-                if y * k + x == e.winner:
+                if y * kw + x == e.winner:
                     imgui.text_colored(_WIN_RGBA, text + " *")
                 else:
                     imgui.text(text)
         imgui.end_table()
 
 
-def _softmax_table(e: Explanation, state: ExploreState) -> None:
+def _softmax_table(e: Explanation) -> None:
+    """Every class: the output layer's value and its probability, this node's class highlighted."""
     imgui.separator()
     flags = imgui.TableFlags_.borders_inner_h | imgui.TableFlags_.sizing_stretch_same
-    if imgui.begin_table("softmax", 3, flags):
+    flags |= imgui.TableFlags_.scroll_y
+    n = len(e.probabilities)
+    height = (min(n, 12) + 1.5) * imgui.get_text_line_height_with_spacing()
+    if imgui.begin_table("softmax", 3, flags, imgui.ImVec2(0, height)):
+        imgui.table_setup_scroll_freeze(0, 1)
         imgui.table_setup_column("class")
-        imgui.table_setup_column("logit z")
-        imgui.table_setup_column("p = softmax(z)")
+        imgui.table_setup_column(_OUTPUT_NAMES.get(e.output_kind, "value"))
+        imgui.table_setup_column("p")
         imgui.table_headers_row()
-        for i, (z, p) in enumerate(zip(e.logits, e.probabilities, strict=True)):
+        for i in range(n):
             imgui.table_next_row()
             color = _WIN_RGBA if i == e.unit else None
-            for text in (state.classes[i] if i < len(state.classes) else str(i), fmt(z, 4), fmt(p, 4)):
+            for text in (e.classes[i], fmt(float(e.outputs[i]), 4), fmt(float(e.probabilities[i]), 4)):
                 imgui.table_next_column()
                 if color is not None:
                     imgui.text_colored(color, text)
@@ -283,16 +311,17 @@ def _softmax_table(e: Explanation, state: ExploreState) -> None:
         imgui.end_table()
 
 
-def _contribution_chart(e: Explanation, state: ExploreState, scale: float) -> None:
-    """The largest terms w * x as horizontal bars, biggest on top (ImPlot)."""
+def _contribution_chart(e: Explanation, scale: float) -> None:
+    """The largest terms as horizontal bars, biggest on top (ImPlot)."""
     top = e.top_terms(10)
-    if e.kind == "conv" or not len(top):
-        return  # a conv node's terms are in the product image
+    if e.kind == "conv" or len(e.terms) <= 4:
+        return  # a conv node's terms are in the product image; a few are all in the formula
     imgui.separator()
-    imgui.text_colored(_DIM_RGBA, f"largest contributions w * x (of {len(e.terms)})")
+    what = "w * x" if e.weights is not None else "inputs"
+    imgui.text_colored(_DIM_RGBA, f"largest contributions {what} (of {len(e.terms)})")
     vals = e.terms[top][::-1].astype(np.float64)
     ys = np.arange(len(vals), dtype=np.float64)
-    labels = [node_label(e.source_layer, int(e.sources[i])) for i in top[::-1]]
+    labels = [e.source_names[i] for i in top[::-1]]
     flags = (
         implot.Flags_.no_legend
         | implot.Flags_.no_menus
@@ -309,15 +338,18 @@ def _contribution_chart(e: Explanation, state: ExploreState, scale: float) -> No
         implot.end_plot()
 
 
-def _terms_table(e: Explanation, state: ExploreState, scale: float) -> None:
-    """Every term of the weighted sum (input, weight, product), scrollable."""
+def _terms_table(e: Explanation, scale: float) -> None:
+    """Every term of the sum (input, weight, product), scrollable."""
     n = len(e.terms)
-    if not imgui.collapsing_header(f"all {n} terms  (x, w, w * x)"):
+    weighted = e.weights is not None
+    cols = (e.inputs, e.weights, e.terms) if weighted else (e.inputs, e.terms)
+    heads = ("x", "w", "w * x") if weighted else ("x", "term")
+    if not imgui.collapsing_header(f"all {n} terms  ({', '.join(heads)})"):
         return
     # Columns as wide as their widest entry (never clipped); a table wider than the panel scrolls sideways.
-    labels = [node_label(e.source_layer, int(s)) for s in e.sources]
+    labels = e.source_names
     pad = imgui.get_style().cell_padding.x * 2
-    numbers = [fmt(float(v), 4) for col in (e.inputs, e.weights, e.terms) for v in col]
+    numbers = [fmt(float(v), 4) for col in cols for v in col]
     # The longest string stands for its column (the numbers are digits, the labels share one pattern).
     from_w = imgui.calc_text_size(max([*labels, "from"], key=len)).x + pad
     num_w = imgui.calc_text_size(max([*numbers, "w * x"], key=len)).x + pad
@@ -329,10 +361,10 @@ def _terms_table(e: Explanation, state: ExploreState, scale: float) -> None:
         | imgui.TableFlags_.row_bg
     )
     height = (min(n + 1, 12) + 1) * imgui.get_text_line_height_with_spacing() + 4 * scale
-    if imgui.begin_table("terms", 4, flags, imgui.ImVec2(0, height)):
+    if imgui.begin_table("terms", 1 + len(cols), flags, imgui.ImVec2(0, height)):
         imgui.table_setup_scroll_freeze(1, 1)
         imgui.table_setup_column("from", imgui.TableColumnFlags_.width_fixed, from_w)
-        for col in ("x", "w", "w * x"):
+        for col in heads:
             imgui.table_setup_column(col, imgui.TableColumnFlags_.width_fixed, num_w)
         imgui.table_headers_row()
         clipper = imgui.ListClipper()
@@ -342,11 +374,14 @@ def _terms_table(e: Explanation, state: ExploreState, scale: float) -> None:
                 imgui.table_next_row()
                 imgui.table_next_column()
                 imgui.text(labels[i])
-                for col in (e.inputs, e.weights, e.terms):
+                for col in cols:
                     imgui.table_next_column()
                     imgui.text(fmt(float(col[i]), 4))
         imgui.end_table()
-    imgui.text(f"sum {fmt(e.weighted_sum)}  + bias {fmt(e.bias)}  = {fmt(e.pre_activation)}")
+    if weighted:
+        imgui.text(f"sum {fmt(e.weighted_sum)}  + bias {fmt(e.bias)}  = {fmt(e.pre_activation)}")
+    else:
+        imgui.text(f"sum {fmt(e.weighted_sum)}")
 
 
 def gui_experiments_panel(
@@ -356,7 +391,11 @@ def gui_experiments_panel(
     It grows up and left as it unfolds (the layout keeps it on screen)."""
     layout.place("Experiments", BOTTOM_RIGHT)
     imgui.set_next_window_collapsed(True, _FIRST)
-    if imgui.begin("Experiments", None, imgui.WindowFlags_.always_auto_resize)[0]:
+    expanded = imgui.begin("Experiments", None, imgui.WindowFlags_.always_auto_resize)[0]
+    if expanded and not state.one_channel:
+        # Shifts, turns, MNIST centring, morphs and the LeNet / MLP comparison act on the drawing pad.
+        _wrapped("These experiments act on the drawing pad: they apply to models that read one channel.")
+    elif expanded:
         other = "MLP" if state.model == "lenet" else "LeNet"
         _, state.compare = imgui.checkbox(f"compare with the {other}, side by side", state.compare)
         if imgui.collapsing_header("robustness", imgui.TreeNodeFlags_.default_open):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from convscope.engine.camera import OrbitCamera
-from convscope.engine.graph.spec import NetSpec
+from convscope.engine.graph.dag import Dag
 from convscope.engine.orbit import OrbitController
 from convscope.engine.ui.layout import PanelLayout
 from convscope.scenes.explore.morph import MorphState
@@ -48,7 +48,7 @@ class Interaction:
 
 @dataclass
 class NetworkData:
-    spec: NetSpec | None = None
+    spec: Dag | None = None  # the network shown (a worker's NetSpec goes through as_dag)
     activations: np.ndarray | None = None  # newest result, exactly as received
     weights: dict | None = None  # the model's parameters, for `spec` (from the worker)
     result_seq: int = 0  # seq of the newest result shown
@@ -60,6 +60,7 @@ class NetworkData:
     node_ranges: dict[str, np.ndarray] | None = None  # per normalisation mode, (L, 2)
     scale_cache: dict[tuple, float] = field(default_factory=dict)  # edge colour scales per layer
     edge_key: tuple | None = None  # what the edges on the GPU show
+    edge_sources: np.ndarray | None = None  # the source node ids of the edges drawn (a sample of many)
     outline_key: tuple | None = None  # what the outline on the GPU shows
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from dataclasses import replace
 
 import glfw
 import numpy as np
@@ -36,9 +37,11 @@ from convscope.engine.gpu.background import Background
 from convscope.engine.gpu.imgui_renderer import UiTexture
 from convscope.engine.gpu.normalize import layer_ranges
 from convscope.engine.gpu.scene_renderer import RenderSettings, SceneRenderer
-from convscope.engine.graph.edges import edge_scale, edge_values, incoming
+from convscope.engine.graph.dag import Dag
+from convscope.engine.graph.edges import EXACT_EDGES, edge_scale, edge_values, incoming, sample_edges
+from convscope.engine.graph.explain import class_names, output_layer
 from convscope.engine.graph.layout import Layout, build_layout
-from convscope.engine.graph.spec import NetSpec
+from convscope.engine.graph.spec import as_dag
 from convscope.engine.orbit import CLICK_SLOP, Click, OrbitController
 from convscope.engine.scene import FrameContext
 from convscope.engine.ui.help import HelpSection
@@ -135,7 +138,8 @@ class ExploreScene:
         return self.pads.pad
 
     @property
-    def spec(self) -> NetSpec | None:
+    def spec(self) -> Dag | None:
+        """The network shown, as a Dag (a worker's NetSpec is turned into one where it arrives)."""
         return self.net.spec
 
     @property
@@ -212,7 +216,7 @@ class ExploreScene:
         gui_experiments_panel(self.state, self.robust, self.morph, s, self.panels)
         gui_embedding_panel(self.state, self.embedding.textures(), s, self.panels)
         if self.compare is not None:
-            self.compare.gui(self.state.probabilities, self.state.model)
+            self.compare.gui(self.state.probabilities, self.state.model, self.state.classes)
         self.app.show_frame_time = self.state.show_frame_time
 
     def update(self, inp: InputState, dt: float, ui_mouse: bool, ui_keyboard: bool) -> None:
@@ -400,12 +404,13 @@ class ExploreScene:
         return self.state.hovered if self.state.hovered >= 0 else self.state.selected
 
     def display_values(self) -> np.ndarray:
-        """What the nodes show: the activations, except that output nodes show class probabilities
-        (the network's confidence, as in the paper) rather than raw logits."""
+        """What the nodes show: the activations, except that the output layer shows class probabilities
+        (the network's confidence, as in the paper) rather than logits or log-probabilities."""
         values = self.activations.copy()
-        out = self.spec.layers[-1]
-        if out.kind == "output" and self.state.probabilities is not None:
-            values[out.start : out.stop] = self.state.probabilities
+        out = output_layer(self.spec)
+        p = self.state.probabilities
+        if out is not None and p is not None and len(p) == out.count:
+            values[out.start : out.stop] = p
         return values
 
     @property
@@ -444,7 +449,7 @@ class ExploreScene:
         result = self.worker.poll()
         if self.worker.spec_version != self.net.spec_version and self.worker.spec is not None:
             self.net.spec_version = self.worker.spec_version
-            self._on_new_spec(self.worker.spec)
+            self._on_new_spec(self._dag_of(self.worker))
         if (
             self.worker.weights_version != self.net.weights_version
             and self.worker.spec_version == self.net.spec_version
@@ -477,7 +482,17 @@ class ExploreScene:
             self.startup.first_result_s = time.perf_counter() - self.startup.started_at
             _startup_log("first_activations")
 
-    def _on_new_spec(self, spec: NetSpec) -> None:
+    @staticmethod
+    def _dag_of(worker) -> Dag:
+        """The worker's network as a Dag, with the class names its input description gives when the
+        Dag has none of its own."""
+        dag = as_dag(worker.spec)
+        names = tuple(getattr(getattr(worker, "input_spec", None), "classes", ()) or ())
+        if names and not dag.classes:
+            dag = Dag(dag.model, dag.layers, dag.output, dag.output_kind, names)
+        return dag
+
+    def _on_new_spec(self, spec: Dag) -> None:
         keep = self.state.layer_visible if self.spec is not None and self.spec.model == spec.model else None
         reason = "start" if self.spec is None else "model"
         self.net.spec = spec
@@ -495,7 +510,13 @@ class ExploreScene:
         self.state.layer_visible = (
             keep if keep and len(keep) == len(spec.layers) else [True] * len(spec.layers)
         )
-        self.state.classes = spec.classes
+        out = output_layer(spec)
+        self.state.classes = class_names(spec, out.count) if out is not None else spec.classes
+        self.state.one_channel = spec.layers[0].is_grid and spec.layers[0].shape[0] == 1
+        if not self.state.one_channel:
+            self.state.compare = False  # the pad experiments apply to one-channel models only
+        if len(self.state.classes) == len(self.morph.classes):
+            self.morph.classes = self.state.classes  # the morph chart's lines by class name
         self.state.status = f"{spec.model}: {spec.total_nodes:,} nodes in {len(spec.layers)} layers"
         self.state.error = None
         self.view.show(build_layout(spec, visible=self.state.layer_visible))
@@ -567,21 +588,47 @@ class ExploreScene:
         s = self.state
         node = self.focus_node if s.show_edges else -1
         net = self.net
-        key = (node, net.result_version, net.weights_version, s.edge_mode, s.normalize, id(self.layout))
+        key = (
+            node,
+            net.result_version,
+            net.weights_version,
+            s.edge_mode,
+            s.normalize,
+            s.show_all_edges,
+            id(self.layout),
+        )
         if key == self.net.edge_key:
             return
         self.net.edge_key = key
+        s.edge_note, s.edges_sampled = "", False
+        net.edge_sources = None
         if node < 0 or self.spec is None or node >= self.spec.total_nodes:
             self.view.edges.clear()
             return
-        edges = incoming(self.spec, node)
-        visible = s.layer_visible
-        if edges.count == 0 or (visible and not visible[self.spec.index(edges.source_layer.name)]):
-            self.view.edges.clear()  # input node, or its inputs are hidden (their nodes are not drawn)
+        edges = incoming(self.spec, node, self.weights)
+        keep = np.arange(edges.count)
+        if s.layer_visible:  # edges from hidden layers go: their nodes are not drawn
+            keep = keep[np.asarray(s.layer_visible)[self.layout.layer_index[edges.sources]]]
+        sample = sample_edges(
+            _subset(edges, keep), self._contributions(edges, keep), show_all=s.show_all_edges
+        )
+        keep = keep[sample.keep]
+        s.edge_note = sample.note
+        s.edges_sampled = sample.total > EXACT_EDGES  # the toggle stays while "show all" is on
+        if not len(keep):
+            self.view.edges.clear()  # input node, or its inputs are hidden
             return
-        values = edge_values(edges, self.weights, self.activations, s.edge_mode)
+        net.edge_sources = edges.sources[keep]
+        values = edge_values(edges, self.weights, self.activations, s.edge_mode)[keep]
         pos = self.layout.positions
-        self.view.edges.set_edges(pos[edges.sources], values, pos[node], self._edge_scale(edges.layer))
+        self.view.edges.set_edges(pos[edges.sources[keep]], values, pos[node], self._edge_scale(edges.layer))
+
+    def _contributions(self, edges, keep: np.ndarray) -> np.ndarray | None:
+        """|weight x input| of the edges `keep`, what a sample of many edges is chosen by (None while the
+        numbers are not there; only computed for nodes with many edges)."""
+        if len(keep) <= EXACT_EDGES or self.activations is None:
+            return None
+        return edge_values(edges, self.weights, self.activations, "contribution")[keep]
 
     def _update_details(self) -> None:
         net = self.net
@@ -624,8 +671,20 @@ class ExploreScene:
             return
         layer = self.spec.layer_of(node)
         lo, hi = self._node_range(layer.name)
-        m = self._edge_scale(layer) if layer.kind != "input" and self.state.show_edges else None
+        drawn = any(e.kind != "opaque" for e in layer.inputs)  # an opaque block has no node edges
+        m = self._edge_scale(layer) if drawn and self.state.show_edges else None
         self.state.legend = Legend(layer.name, lo, hi, m)
+
+
+def _subset(edges, keep: np.ndarray):
+    """The edges `keep` of one node's incoming edges (same node and layer)."""
+    return replace(
+        edges,
+        sources=edges.sources[keep],
+        weight_index=edges.weight_index[keep],
+        edge_set=edges.edge_set[keep],
+        tap=edges.tap[keep],
+    )
 
 
 def _startup_log(event: str) -> None:

@@ -53,6 +53,7 @@ class ExploreState:
     layers_changed: bool = False  # set by the panel, consumed by the scene (re-layout)
     probabilities: np.ndarray | None = None  # newest class probabilities, (10,)
     classes: tuple[str, ...] = tuple(str(i) for i in range(10))
+    one_channel: bool = True  # the model reads one channel: the pad experiments (robustness, morph) apply
     status: str = "starting the network..."  # one line for the status panel
     error: str | None = None  # worker / weights problem shown in red; None when all is well
     nonfinite: str | None = None  # the newest result holds inf / NaN: says where, in place of the guesses
@@ -68,6 +69,9 @@ class ExploreState:
     compare: bool = False  # LeNet and MLP side by side on the same drawing
     show_edges: bool = True  # draw the incoming edges of the hovered (else the selected) node
     edge_mode: str = "weight"  # one of EDGE_MODES
+    show_all_edges: bool = False  # draw every incoming edge, not a sample of EXACT_EDGES (engine.graph.edges)
+    edges_sampled: bool = False  # the focus node has more than EXACT_EDGES edges: the "show all" toggle shows
+    edge_note: str = ""  # "showing 5,000 of 73,728 edges" while a sample is drawn
     details: Explanation | None = None  # the selected node's calculation for the newest result
     details_note: str | None = None  # why there are no details yet ("waiting for the weights")
     legend: Legend = field(default_factory=Legend)
@@ -89,7 +93,8 @@ class ExploreState:
         if self.probabilities is None or not np.all(np.isfinite(self.probabilities)):
             return []
         order = np.argsort(-self.probabilities)[:k]
-        return [(self.classes[i], float(self.probabilities[i])) for i in order]
+        name = lambda i: self.classes[i] if i < len(self.classes) else str(i)  # noqa: E731
+        return [(name(i), float(self.probabilities[i])) for i in order]
 
 
 def nonfinite_note(spec, activations: np.ndarray, probabilities: np.ndarray | None) -> str | None:

@@ -44,7 +44,7 @@ from convscope.engine.gpu.normalize import per_map, robust_ranges
 from convscope.engine.gpu.paths import PathBatch
 from convscope.engine.gpu.scene_renderer import RenderSettings
 from convscope.engine.graph.layout import Layout, LayoutStyle, build_layout
-from convscope.engine.graph.spec import NetSpec
+from convscope.engine.graph.spec import NetSpec, as_dag
 from convscope.engine.orbit import CLICK_SLOP, OrbitController
 from convscope.engine.scene import FrameContext
 from convscope.engine.ui.help import HelpSection
@@ -362,10 +362,10 @@ class TrainScene:
         values = self.display_values()
         mode = self.state.color_range
         if mode == "robust":
-            return values, robust_ranges(self.spec, values)
+            return values, robust_ranges(as_dag(self.spec), values)
         if mode == "map":
             ones = np.tile(np.array([[0.0, 1.0]], np.float32), (len(self.spec.layers), 1))
-            return per_map(self.spec, values), ones
+            return per_map(as_dag(self.spec), values), ones
         return values, None
 
     def help_sections(self) -> tuple[HelpSection, ...]:

@@ -1,0 +1,210 @@
+"""The explore scene on a traced network's Dag, without a worker: the Dag, its applied weights and its
+activations (models/trace.py) go in where the worker's would, and the scene's own code does the rest.
+
+- a small ResNet (3 channels, batch norm, residual adds, an adaptive pool): hover edges of every layer
+  kind reach the GPU with the values edges.py gives, the details equal torch's numbers, the output
+  layer shows the class probabilities under the names the input description gives, the pad
+  experiments are off for a 3-channel model, and a frame with a node's edges shows them;
+- a wide linear model (12,288 inputs per output node): its hover edges are a sample of 5,000 that
+  holds the largest |weight x input| terms, the scene says "showing 5,000 of 12,288 edges", and
+  "show all edges" draws every one.
+Run: python -m pytest tests/test_explore_dag.py -q
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from convscope.engine.config import AppConfig
+from convscope.engine.gpu.frame import OffscreenTarget
+from convscope.engine.graph.edges import EXACT_EDGES, edge_values, incoming
+from convscope.engine.view import NetworkView
+from convscope.scenes.explore.scene import ExploreScene
+from gl_helpers import gl_context
+
+pytestmark = pytest.mark.gl
+NETS = Path(__file__).parent / "nets"
+W, H = 640, 400
+CLASSES = ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def traced(model: torch.nn.Module, shape: tuple[int, ...], seed: int = 0):
+    from convscope.models.trace import activations, trace
+
+    t = trace(model, shape)
+    x = torch.rand((1, *shape), generator=torch.Generator().manual_seed(seed))
+    return t, activations(t, x)
+
+
+def resnet():
+    from convscope.models.loader import load_model
+
+    torch.manual_seed(1)
+    model = load_model(f"{NETS / 'small_resnet.py'}:SmallResNet")
+    sys.modules[type(model).__module__].randomize_batch_norm(model, 1)
+    return traced(model, (3, 32, 32))
+
+
+class Scene:
+    """An ExploreScene with a NetworkView on a headless context and a network handed in by hand."""
+
+    def __init__(self, t, acts, classes: tuple[str, ...] = ()) -> None:
+        self.ctx = gl_context()
+        s = self.scene = ExploreScene(AppConfig(pad_size=280))
+        s.ctx = self.ctx
+        s.view = NetworkView(self.ctx)
+        worker = SimpleNamespace(spec=t.dag, input_spec=SimpleNamespace(classes=classes))
+        s._on_new_spec(s._dag_of(worker))
+        s.net.weights = t.weights
+        s.net.weights_version += 1
+        s.net.activations = acts.flat.copy()
+        s.state.probabilities = acts.probabilities
+        s.state.network_input = np.ones((28, 28), np.float32)
+        s.net.result_version += 1
+        s.camera.fit(*s.layout.bounds, W / H)
+
+    def hover(self, node: int) -> None:
+        self.scene.state.hovered = node
+        self.scene._upload_edges()
+
+    def frame(self) -> np.ndarray:
+        s = self.scene
+        target = OffscreenTarget(self.ctx, W, H)
+        try:
+            target.use()
+            s.view.renderer.set_activations(s.display_values())
+            s.view.draw(s.camera, (W, H), s.render_settings(), edge_width=1.0)
+            self.ctx.finish()
+            return target.read()
+        finally:
+            target.release()
+
+    def close(self) -> None:
+        self.scene.view.release()
+        self.scene.details.release()
+
+
+def test_a_traced_resnet_in_the_explorer():
+    t, acts = resnet()
+    dag = t.dag
+    sc = Scene(t, acts, CLASSES)
+    s = sc.scene
+    try:
+        assert s.spec is not None and s.spec.total_nodes == dag.total_nodes
+        assert s.state.classes == CLASSES
+        assert s.state.top_guesses(1)[0][0] == CLASSES[acts.probabilities.argmax()]
+        assert not s.state.one_channel and not s.state.compare  # the pad experiments do not apply
+        out = dag.layer(dag.output)
+        np.testing.assert_allclose(s.display_values()[out.start : out.stop], acts.probabilities)
+        rng = np.random.default_rng(2)
+        seen = set()
+        for layer in dag.layers[1:]:
+            node = int(rng.integers(layer.start, layer.stop))
+            sc.hover(node)
+            edges = incoming(dag, node, t.weights)
+            assert s.view.edges.count == edges.count > 0, layer.name
+            assert s.state.edge_note == "" and not s.state.edges_sampled
+            seen.add(layer.kind)
+            # the details: the scene's explanation of the node equals what the network computed
+            s.state.selected = node
+            s._update_details()
+            e = s.state.details
+            assert e is not None and e.node == node, (layer.name, s.state.details_note)
+            assert e.result == pytest.approx(float(acts.flat[node]), rel=1e-4, abs=2e-5), layer.name
+            if layer.kind == "conv":
+                assert set(s.details.images) == {"patch", "filter", "product"}
+                kh, kw = layer.inputs[0].kernel
+                c = min(layer.inputs[0].in_shape[0], 64)
+                assert s.details.images["patch"].shape == (kh, c * (kw + 1) - 1, 3)
+            if layer.name == dag.output:
+                assert e.label == CLASSES[e.unit]
+        assert {"conv", "add", "pool", "dense"} <= seen
+        # A frame with the edges of an add node (two inputs: the block's conv and its shortcut) shows them.
+        add = dag.layer("block2.add")
+        node = add.start + 5 * 256 + 8 * 16 + 8
+        sc.hover(-1)
+        bare = sc.frame()
+        sc.hover(node)
+        assert s.view.edges.count == 2
+        lit = sc.frame()
+        changed = (np.abs(lit.astype(int) - bare.astype(int)).sum(axis=2) > 40).sum()
+        assert changed > 50, f"only {changed} pixels changed when the edges were drawn"
+        # Hiding one of its two source layers leaves the edge from the other (its nodes are still drawn).
+        s.state.layer_visible[dag.index("block2.shortcut.0")] = False
+        s._relayout()
+        sc.hover(node)
+        assert s.view.edges.count == 1
+        assert dag.layer_of(int(s.net.edge_sources[0])).name == "block2.conv2"
+    finally:
+        sc.close()
+
+
+def test_many_edges_are_sampled_and_show_all_draws_them():
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 64 * 64, 10))
+    t, acts = traced(model, (3, 64, 64), seed=4)
+    dag = t.dag
+    sc = Scene(t, acts)
+    s = sc.scene
+    try:
+        assert s.state.classes == tuple(str(i) for i in range(10))  # no names given: indices
+        out = dag.layers[-1]
+        node = out.start + 3
+        sc.hover(node)
+        assert s.state.edges_sampled and s.state.edge_note == "showing 5,000 of 12,288 edges"
+        assert s.view.edges.count == EXACT_EDGES
+        # the strongest terms are among those drawn
+        edges = incoming(dag, node, t.weights)
+        c = np.abs(edge_values(edges, t.weights, acts.flat, "contribution"))
+        top = edges.sources[np.argsort(-c)[: EXACT_EDGES // 2]]
+        drawn = s.net.edge_sources
+        assert len(drawn) == EXACT_EDGES and len(np.unique(drawn)) == EXACT_EDGES
+        assert np.isin(top, drawn).all(), "a top-|weight x input| edge is not drawn"
+        s.state.show_all_edges = True
+        sc.hover(node)
+        assert s.view.edges.count == 12_288 and s.state.edge_note == "" and s.state.edges_sampled
+    finally:
+        sc.close()
+
+
+def test_the_explorer_app_on_a_traced_model():
+    """The whole scene with panels, fed by a traced model in place of the worker: the guesses carry the
+    class names, and selecting nodes of the add, pool and output layers opens the details panel."""
+    from convscope.engine.app import App
+    from convscope.engine.graph.explain import formula_lines
+    from convscope.models.loader import load_model
+    from test_details import digit
+    from traced_worker import TracedWorker
+
+    torch.manual_seed(1)
+    model = load_model(f"{NETS / 'small_resnet.py'}:SmallResNet")
+    sys.modules[type(model).__module__].randomize_batch_norm(model, 1)
+    ctx = gl_context()
+    scene = ExploreScene(AppConfig(pad_size=280), drawing=digit())
+    scene.worker = TracedWorker(model, (3, 32, 32), scene.state.model, CLASSES)
+    app = App(scene, ctx=ctx, size=(1280, 720))
+    try:
+        for _ in range(6):
+            app.frame()
+        assert scene.ready and scene.spec.layers == scene.worker.spec.layers
+        assert scene.state.top_guesses(1)[0][0] in CLASSES
+        bare = app.read_pixels().copy()
+        dag = scene.spec
+        for name in ("block2.add", "pool", "fc"):
+            node = dag.layer(name).start + 3
+            scene.state.selected = node
+            for _ in range(4):
+                app.frame()
+            e = scene.state.details
+            assert e is not None and e.node == node and formula_lines(e), name
+            shot = app.read_pixels()
+            panel = np.abs(shot.astype(int) - bare.astype(int)).sum(axis=2) > 40
+            assert panel[20:200, 1280 - 330 : 1280 - 20].mean() > 0.2, f"no details panel for {name}"
+        assert e.label == CLASSES[3] and e.probabilities is not None
+    finally:
+        app.close()
