@@ -26,6 +26,8 @@ class TracedWorker:
         self.weights = self.traced.weights
         self.spec_version = self.weights_version = 1
         self.error = None
+        self.status = ""  # load progress text (none: the model is traced up front)
+        self.failed_model = None
         self.restarts = 0
         self.alive = self.ready = True
         self.state = "ready"
