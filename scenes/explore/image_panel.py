@@ -168,14 +168,15 @@ class ImagePanel:
         if self.state.pixels is None and self.state.datasets:
             self.state.open_dataset(1)
 
-    def take_input(self, spec: InputDescription) -> np.ndarray | None:
-        """The model's tensor when the picture, or the model's input, changed since the last call."""
+    def take_input(self, spec: InputDescription, generation: object = None) -> np.ndarray | None:
+        """The model's tensor when the picture, the model's input or `generation` (the scene's network
+        version: a reloaded model has not seen the picture) changed since the last call."""
         if not self._opened_default:
             self.open_default()
         s = self.state
         if s.pixels is None:
             return None
-        key = (s.version, tuple(spec.shape), tuple(spec.mean), tuple(spec.std))
+        key = (s.version, tuple(spec.shape), tuple(spec.mean), tuple(spec.std), generation)
         if key == self._sent_key:
             return None
         try:
