@@ -88,6 +88,7 @@ class ImagePanelState:
     error: str | None = None  # one line: the newest failure
     version: int = 0  # bumps each time `pixels` changes
     scroll_list: bool = False  # bring the picked row into view next frame
+    button_centers: dict[str, tuple[float, float]] = field(default_factory=dict)  # screen, for tests
 
     def find(self) -> None:
         """Look for test sets under data_dir (cheap: folders are only peeked into)."""
@@ -253,8 +254,11 @@ def gui_image_panel(s: ImagePanelState, thumb, seen, guesses: list[tuple[str, fl
         entered, s.path_text = imgui.input_text_with_hint(
             "##path", "image file or folder", s.path_text, flags
         )
+        _remember(s, "path")
         imgui.same_line()
-        if imgui.button("Open") or entered:
+        clicked = imgui.button("Open")
+        _remember(s, "open")
+        if clicked or entered:
             s.open_path(s.path_text)
 
     if thumb is not None:
@@ -290,14 +294,21 @@ def gui_image_panel(s: ImagePanelState, thumb, seen, guesses: list[tuple[str, fl
     _gui_list(s, width)
 
 
+def _remember(s: ImagePanelState, name: str) -> None:
+    lo, hi = imgui.get_item_rect_min(), imgui.get_item_rect_max()
+    s.button_centers[name] = ((lo.x + hi.x) / 2, (lo.y + hi.y) / 2)
+
+
 def _gui_steps(s: ImagePanelState) -> None:
     n = len(s.source) if s.source is not None else 0
     imgui.begin_disabled(n < 2)
     if imgui.arrow_button("##prev", imgui.Dir.left):
         s.step(-1)
+    _remember(s, "prev")
     imgui.same_line()
     if imgui.arrow_button("##next", imgui.Dir.right):
         s.step(1)
+    _remember(s, "next")
     imgui.end_disabled()
     imgui.same_line()
     if n:
