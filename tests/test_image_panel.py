@@ -332,7 +332,7 @@ def test_widget_frame_shows_the_picture_and_its_label(tmp_path):
         SCREENS.mkdir(parents=True, exist_ok=True)
         Image.fromarray(shot).save(SCREENS / "image_panel.png")
         rect = h.layout.rects["Image"][1]
-        assert rect.bottom < h.size[1] * 0.6, f"the panel leaves the Network panel room at 1280x720: {rect}"
+        assert rect.bottom < h.size[1] * 0.55, f"the panel leaves the Network panel room at 1280x720: {rect}"
         # The thumbnail: the first image item in the window. Find the red and blue halves on its row.
         red = np.all(np.abs(shot.astype(int) - (220, 30, 30)) < 12, axis=2)
         blue = np.all(np.abs(shot.astype(int) - (30, 30, 220)) < 12, axis=2)
@@ -341,6 +341,22 @@ def test_widget_frame_shows_the_picture_and_its_label(tmp_path):
         assert xs.mean() < np.nonzero(blue)[1].mean(), "red must be left of blue"
         white_rows = np.nonzero(np.all(shot > 245, axis=2).sum(axis=1) > 60)[0]
         assert len(white_rows) and white_rows.min() < ys.min(), "the white bar sits on top"
+        # An error: one red line at the bottom of the panel, the picture still there, the panel as tall.
+        assert not panel.state.open_path(str(tmp_path / "no such folder"))
+        h.frame()
+        h.frame()
+        fbo.clear(0.1, 0.1, 0.1, 1.0)
+        renderer.render(imgui.get_draw_data())
+        shot = np.frombuffer(fbo.read(components=3), np.uint8).reshape(h.size[1], h.size[0], 3)[::-1]
+        Image.fromarray(shot).save(SCREENS / "image_panel_error.png")
+        after = h.layout.rects["Image"][1]
+        assert after.h == rect.h, "an error line must not change the panel's height"
+        px = shot.astype(int)
+        reddish = (px[:, :, 0] > 200) & (px[:, :, 1] < 150) & (px[:, :, 2] < 140)
+        rows = np.nonzero(reddish[:, : int(after.right)].sum(axis=1) > 3)[0]
+        text_rows = rows[rows > ys.max() + 30]  # below the picture and the step row
+        assert len(text_rows) and text_rows.max() - text_rows.min() < 20, "one red line of text"
+        assert np.all(np.abs(shot.astype(int) - (220, 30, 30)) < 12, axis=2).sum() > 2000
     finally:
         fbo.release()
         panel.release()

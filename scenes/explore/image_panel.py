@@ -36,9 +36,13 @@ from imgui_bundle import imgui
 from PIL import Image
 
 WINDOW = "Image"
-THUMB_PX = 160  # the picked picture's texture edge (letterboxed); shown at this many window units x scale
-SEEN_SIDE = 112.0  # "what the network sees", in window units at UI scale 1 (as beside the pad)
-LIST_ROWS = 6  # rows of the picture list when it is open
+THUMB_PX = (
+    160  # the picked picture's texture edge (letterboxed); shown at most this many window units x scale
+)
+SEEN_SIDE = 112.0  # "model input" (what the network sees), in window units at UI scale 1, as beside the pad
+MIN_SIDE = 96.0  # window units at UI scale 1: the smallest the picture is shown
+GUESS_WIDTH = 136.0  # window units at UI scale 1: the top-guess bars ("automobile  100.0 %" fits)
+CHROME = 140.0  # window units at UI scale 1: the panel without its picture (title, three rows, padding)
 PATH_CHOICE = "file or folder..."  # the first source: a path typed in
 _ERROR_RGBA = imgui.ImVec4(1.0, 0.45, 0.4, 1.0)
 _DIM_RGBA = imgui.ImVec4(0.75, 0.78, 0.85, 1.0)
@@ -87,7 +91,7 @@ class ImagePanelState:
     label: str = ""  # its true label ("" where unknown)
     error: str | None = None  # one line: the newest failure
     version: int = 0  # bumps each time `pixels` changes
-    scroll_list: bool = False  # bring the picked row into view next frame
+    scroll_list: bool = True  # bring the picked row into view when the list opens
     button_centers: dict[str, tuple[float, float]] = field(default_factory=dict)  # screen, for tests
 
     def find(self) -> None:
@@ -222,6 +226,7 @@ class ImagePanel:
     def gui(self, explore_state, scale: float, layout: PanelLayout) -> None:
         """Top of the left column, where the drawing pad is for grey models.  `explore_state`: the scene's
         ExploreState, read for the top guesses only."""
+        side = picture_side(layout, THUMB_PX * scale, scale)
         layout.place(WINDOW, LEFT)
         imgui.begin(WINDOW, None, imgui.WindowFlags_.always_auto_resize | imgui.WindowFlags_.no_collapse)
         gui_image_panel(
@@ -230,68 +235,117 @@ class ImagePanel:
             self._seen_tex.ref if self._seen_tex is not None and self.seen is not None else None,
             explore_state.top_guesses(3),
             scale,
+            side,
         )
         layout.keep_inside(WINDOW)
         imgui.end()
 
 
-def gui_image_panel(s: ImagePanelState, thumb, seen, guesses: list[tuple[str, float]], scale: float) -> None:
-    """The panel's contents inside the caller's window; edits `s` only."""
-    width = (THUMB_PX + SEEN_SIDE) * scale + imgui.get_style().item_spacing.x
+def picture_side(layout: PanelLayout, full: float, scale: float) -> float:
+    """The picture's side in window units: `full`, less when the left column (this panel above the Network
+    panel, as measured last frame) would not fit the display's height; never under MIN_SIDE.  The rest of
+    the panel is taken as CHROME, not measured, so the picture does not shrink a little every frame (as
+    the drawing pad's side is found in scenes/explore/scene.py)."""
+    network = layout.previous("Network")
+    if network is None:
+        return full
+    room = layout.display[1] - (2 * layout.margin + layout.gap + CHROME) * scale - network.h
+    return float(min(max(room, MIN_SIDE * scale), full))
+
+
+def gui_image_panel(
+    s: ImagePanelState, thumb, seen, guesses: list[tuple[str, float]], scale: float, side: float
+) -> None:
+    """The panel's contents inside the caller's window; edits `s` only.  Rows: where the pictures come from;
+    the picture, what the model gets and its top guesses side by side; Prev / Next with the list and the
+    picture's name and true label; one line for an error.  Every row is there on every frame (placeholders
+    while empty, the list in a drop-down), so the panel keeps its height and the Network panel stacked
+    under it never has to move."""
+    style = imgui.get_style()
+    gap = style.item_spacing.x
+    seen_side = max(min(SEEN_SIDE * scale, side - imgui.get_text_line_height_with_spacing()), 16.0 * scale)
+    bars = GUESS_WIDTH * scale
+    width = side + seen_side + bars + 2 * gap
+
     titles = [PATH_CHOICE] + [d.title for d in s.datasets]
-    imgui.set_next_item_width(width)
+    imgui.set_next_item_width(width * 0.42)
     changed, k = imgui.combo("##source", s.choice, titles)
-    imgui.set_item_tooltip("where the pictures come from")
+    imgui.set_item_tooltip(
+        f"{titles[s.choice]}: where the pictures come from (a path typed beside, or a test set in --data-dir)"
+    )
     if changed and k != s.choice:
         if k == 0:
-            s.choice = 0  # the path field below; the pictures shown stay until something is opened
+            s.choice = 0  # type a path beside; the picture shown stays until something is opened
         else:
             s.open_dataset(k)
-    if s.choice == 0:
-        button = imgui.calc_text_size("Open").x + 2 * imgui.get_style().frame_padding.x
-        imgui.set_next_item_width(width - button - imgui.get_style().item_spacing.x)
-        flags = imgui.InputTextFlags_.enter_returns_true
-        entered, s.path_text = imgui.input_text_with_hint(
-            "##path", "image file or folder", s.path_text, flags
-        )
-        _remember(s, "path")
-        imgui.same_line()
-        clicked = imgui.button("Open")
-        _remember(s, "open")
-        if clicked or entered:
-            s.open_path(s.path_text)
+    imgui.same_line()
+    button = imgui.calc_text_size("Open").x + 2 * style.frame_padding.x
+    imgui.set_next_item_width(width * 0.58 - button - 2 * gap)
+    flags = imgui.InputTextFlags_.enter_returns_true
+    entered, s.path_text = imgui.input_text_with_hint("##path", "image file or folder", s.path_text, flags)
+    _remember(s, "path")
+    imgui.same_line()
+    clicked = imgui.button("Open")
+    _remember(s, "open")
+    if clicked or entered:
+        s.open_path(s.path_text)
 
     if thumb is not None:
-        image(thumb, (THUMB_PX * scale, THUMB_PX * scale))
+        image(thumb, (side, side))
     else:
-        imgui.dummy(imgui.ImVec2(THUMB_PX * scale, THUMB_PX * scale))
+        imgui.dummy(imgui.ImVec2(side, side))
     imgui.same_line()
     imgui.begin_group()
     imgui.text_colored(_DIM_RGBA, "model input")
     if seen is not None:
-        image(seen, (SEEN_SIDE * scale, SEEN_SIDE * scale))
+        image(seen, (seen_side, seen_side))
+    imgui.end_group()
+    imgui.same_line()
+    imgui.begin_group()
+    imgui.text("top guesses")
+    _gui_guesses(s, guesses, bars)
     imgui.end_group()
 
+    _gui_steps(s)
+    imgui.same_line()
     if s.pixels is None:
-        imgui.text_colored(_DIM_RGBA, "open a picture" if not s.datasets else "pick a test set above")
+        _one_line("open a picture" if not s.datasets else "pick a test set above", _rest(width), _DIM_RGBA)
     else:
-        imgui.text(s.name)
-        if s.label:
-            imgui.same_line()
-            imgui.text_colored(_DIM_RGBA, "true label:")
+        if s.label:  # the true label first: it is what the guesses are checked against
+            imgui.text_colored(_DIM_RGBA, "true label")
             imgui.same_line()
             imgui.text(s.label)
-    _gui_steps(s)
-    _gui_guesses(s, guesses, width)
+            imgui.same_line()
+        _one_line(s.name, _rest(width), _DIM_RGBA if s.label else None)
     if s.error:
-        imgui.push_text_wrap_pos(imgui.get_cursor_pos_x() + width)
-        imgui.text_colored(_ERROR_RGBA, s.error)
-        imgui.pop_text_wrap_pos()
-    for note in s.notes:
-        imgui.push_text_wrap_pos(imgui.get_cursor_pos_x() + width)
-        imgui.text_colored(_DIM_RGBA, note)
-        imgui.pop_text_wrap_pos()
-    _gui_list(s, width)
+        _one_line(s.error, width, _ERROR_RGBA)
+    else:
+        _one_line(s.notes[0] if s.notes else "", width, _DIM_RGBA)
+
+
+def _rest(width: float) -> float:
+    """What is left of a row `width` wide after the items already on it."""
+    return width - imgui.get_cursor_pos_x() + imgui.get_style().window_padding.x
+
+
+def _one_line(text: str, width: float, colour: imgui.ImVec4 | None = None) -> None:
+    """`text` cut to one line of `width` (the whole of it in a tooltip when cut)."""
+    shown = text
+    if imgui.calc_text_size(text).x > width:
+        lo, hi = 0, len(text)
+        while lo < hi:  # the longest prefix that fits with its ellipsis
+            mid = (lo + hi + 1) // 2
+            if imgui.calc_text_size(text[:mid] + "...").x <= width:
+                lo = mid
+            else:
+                hi = mid - 1
+        shown = text[:lo] + "..."
+    if colour is None:
+        imgui.text(shown)
+    else:
+        imgui.text_colored(colour, shown)
+    if shown != text:
+        imgui.set_item_tooltip(text)
 
 
 def _remember(s: ImagePanelState, name: str) -> None:
@@ -300,6 +354,7 @@ def _remember(s: ImagePanelState, name: str) -> None:
 
 
 def _gui_steps(s: ImagePanelState) -> None:
+    """Prev / Next, and where we are: a drop-down of every picture (clipped: a test set has thousands)."""
     n = len(s.source) if s.source is not None else 0
     imgui.begin_disabled(n < 2)
     if imgui.arrow_button("##prev", imgui.Dir.left):
@@ -311,39 +366,13 @@ def _gui_steps(s: ImagePanelState) -> None:
     _remember(s, "next")
     imgui.end_disabled()
     imgui.same_line()
-    if n:
-        imgui.text(f"{s.index + 1:,} of {n:,}")
-    else:
-        imgui.text_colored(_DIM_RGBA, "no pictures open")
-
-
-def _gui_guesses(s: ImagePanelState, guesses: list[tuple[str, float]], width: float) -> None:
-    if s.pixels is None:
-        return
-    imgui.text("top guesses")
-    if not guesses:
-        imgui.same_line()
-        imgui.text_colored(_DIM_RGBA, "waiting for the network...")
-    for rank, (label, p) in enumerate(guesses):
-        if rank == 0:
-            right = bool(s.label) and label == s.label
-            colour = imgui.ImVec4(0.35, 0.7, 0.35, 1.0) if right else imgui.ImVec4(0.95, 0.65, 0.2, 1.0)
-            imgui.push_style_color(imgui.Col_.plot_histogram, colour)
-        imgui.progress_bar(p, imgui.ImVec2(width, 0), f"{label}   {100.0 * p:5.1f} %")
-        if rank == 0:
-            imgui.pop_style_color()
-
-
-def _gui_list(s: ImagePanelState, width: float) -> None:
-    if s.source is None or len(s.source) < 2:
-        return
-    if not imgui.collapsing_header(f"pictures ({len(s.source):,})"):
-        return
-    rows = imgui.get_text_line_height_with_spacing() * LIST_ROWS
-    if imgui.begin_list_box("##pictures", imgui.ImVec2(width, rows)):
+    where = f"{s.index + 1:,} of {n:,}" if n else "none open"
+    imgui.set_next_item_width(imgui.calc_text_size("00,000 of 00,000").x + imgui.get_frame_height())
+    imgui.begin_disabled(n == 0)
+    if imgui.begin_combo("##pictures", where, imgui.ComboFlags_.height_large):
         clipper = imgui.ListClipper()
-        clipper.begin(len(s.source))
-        if s.scroll_list and s.index >= 0:
+        clipper.begin(n)
+        if s.index >= 0:
             clipper.include_item_by_index(s.index)
         while clipper.step():
             for i in range(clipper.display_start, clipper.display_end):
@@ -356,4 +385,25 @@ def _gui_list(s: ImagePanelState, width: float) -> None:
                 if clicked and i != s.index:
                     s.select(i)
         clipper.end()
-        imgui.end_list_box()
+        imgui.end_combo()
+    else:
+        s.scroll_list = True  # the next time the list opens, it opens at the picked picture
+    _remember(s, "list")
+    imgui.end_disabled()
+
+
+def _gui_guesses(s: ImagePanelState, guesses: list[tuple[str, float]], width: float) -> None:
+    """Three bars, always (empty until the network answers), the first green when it names the true label."""
+    for rank in range(3):
+        label, p = guesses[rank] if rank < len(guesses) else ("", 0.0)
+        if rank == 0:
+            right = bool(s.label) and label == s.label
+            colour = imgui.ImVec4(0.35, 0.7, 0.35, 1.0) if right else imgui.ImVec4(0.95, 0.65, 0.2, 1.0)
+            imgui.push_style_color(imgui.Col_.plot_histogram, colour)
+        if label:
+            text = f"{label}   {100.0 * p:5.1f} %"
+        else:
+            text = "waiting for the network..." if rank == 0 and s.pixels is not None else ""
+        imgui.progress_bar(p, imgui.ImVec2(width, 0), text)
+        if rank == 0:
+            imgui.pop_style_color()

@@ -102,6 +102,7 @@ class ExploreScene:
             self.pad.set_image(drawing)
         self.interaction = Interaction.new(CLICK_SLOP * ui_scale)
         self.images = ImagePanel(config.data_dir or "")  # replaces the pad for 3-channel models
+        self.model_input: np.ndarray | None = None  # the tensor last submitted: the dump's "input"
         self.worker = WorkerHandle(config.model, weights=config.weights or None)
         self.net = NetworkData()
         self.view: NetworkView | None = None  # renderer, edges, outline and picker (made in on_enter)
@@ -248,6 +249,7 @@ class ExploreScene:
             self.state.network_input = image
             model_input = image if spec is None or takes_images(spec) else to_model_input(image, spec)
             self.net.sent_seq = self.worker.submit(model_input)
+            self.model_input = model_input
             if self.compare is not None:
                 self.compare.submit(image)
         self._run_morph_curve()
