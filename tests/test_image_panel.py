@@ -93,6 +93,20 @@ def test_image_folder_follows_torchvision_order_and_labels(tmp_path):
     assert [ref.classes[y] for _, y in ref.samples] == [src.label(i) for i in range(4)]
 
 
+def test_a_symlink_loop_is_walked_once(tmp_path):
+    image_folder(tmp_path / "pets")
+    (tmp_path / "pets" / "cat" / "again").symlink_to(tmp_path / "pets", target_is_directory=True)
+    src = open_path(tmp_path / "pets")  # ends, each real folder walked once per class folder
+    assert [src.name(i) for i in range(len(src))] == [
+        "cat/a.png",
+        "cat/b.png",
+        "cat/again/dog/c.png",
+        "cat/again/dog/deep/d.png",
+        "dog/c.png",
+        "dog/deep/d.png",
+    ]
+
+
 def test_cifar_binary_batch_is_read_plane_by_plane(tmp_path):
     images, labels = cifar_images(3)
     path = write_cifar_binary(tmp_path / "cifar-10-batches-bin", images, labels)

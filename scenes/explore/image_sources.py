@@ -133,7 +133,20 @@ def _class_folders(root: Path) -> list[str]:
 def _images_under(folder: Path) -> list[Path]:
     """Image files anywhere under `folder`, in torchvision's order (sorted walk, sorted names)."""
     found: list[Path] = []
-    for here, _, files in sorted(os.walk(folder, followlinks=True)):
+    seen: set[tuple[int, int]] = set()  # folders already walked: a symlink loop is walked once
+    walked = []
+    for here, dirs, files in os.walk(folder, followlinks=True):
+        try:
+            st = os.stat(here)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        walked.append((here, files))
+    for here, files in sorted(walked):
         found += [Path(here) / f for f in sorted(files) if is_image_file(f)]
     return found
 
