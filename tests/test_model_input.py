@@ -16,6 +16,7 @@ from convscope.scenes.explore.preprocess import (
     normalize,
     pad_to_input,
     resize,
+    resize_matrix,
     to_model_input,
 )
 from PIL import Image
@@ -85,6 +86,17 @@ def test_shrinking_by_an_odd_ratio_is_the_exact_area_average():
     got = resize(img.astype(np.float32), 32, 20)
     np.testing.assert_allclose(got, ref, atol=1e-5)
     assert got.mean() == pytest.approx(img.mean(), abs=1e-5)
+
+
+@pytest.mark.parametrize("size", [(120, 90, 28, 40), (32, 32, 224, 224), (10, 40, 20, 10), (1, 5, 3, 1)])
+def test_resize_of_colour_pictures_is_the_matrix_form_per_channel(size):
+    h, w, out_h, out_w = size
+    img = np.random.default_rng(w).random((h, w, 3))
+    rows, cols = resize_matrix(h, out_h).astype(np.float64), resize_matrix(w, out_w).astype(np.float64)
+    ref = np.stack([rows @ img[:, :, c] @ cols.T for c in range(3)], axis=-1)
+    got = resize(img, out_h, out_w)
+    assert got.shape == (out_h, out_w, 3) and got.dtype == np.float32
+    np.testing.assert_allclose(got, ref, atol=1e-6)
 
 
 def test_a_small_picture_is_enlarged_smoothly_for_a_big_model():

@@ -229,17 +229,36 @@ def resize_matrix(n_in: int, n_out: int) -> np.ndarray:
     return _area_matrix(n_in, n_out) if n_out <= n_in else _bilinear_matrix(n_in, n_out)
 
 
+def _resample_axis(x: np.ndarray, n_out: int, axis: int) -> np.ndarray:
+    """`resize_matrix` applied along one axis, without multiplying by its zeros: each output pixel reads
+    only the few input pixels its row of the matrix weighs (about n_in / n_out + 2 when shrinking, 2 when
+    enlarging), so a photo shrinks to 224 px in milliseconds."""
+    weights = resize_matrix(x.shape[axis], n_out)
+    nonzero = weights > 0
+    first = nonzero.argmax(axis=1)
+    band = int(nonzero.sum(axis=1).max())  # the widest row: nonzeros of a row are contiguous
+    idx = np.minimum(first[:, None] + np.arange(band), x.shape[axis] - 1)
+    w = np.take_along_axis(weights, idx, axis=1) * (first[:, None] + np.arange(band) < x.shape[axis])
+    x = np.moveaxis(np.asarray(x, np.float32), axis, 0)
+    shape = (n_out, *([1] * (x.ndim - 1)))
+    out = np.zeros((n_out, *x.shape[1:]), np.float32)
+    for k in range(band):
+        out += w[:, k].reshape(shape) * x[idx[:, k]]
+    return np.moveaxis(out, 0, axis)
+
+
 def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """An (h, w) or (h, w, c) float array resampled to (height, width[, c]) float32, each axis by
-    `resize_matrix` (separable, so each channel is resampled on its own)."""
+    """An (h, w) or (h, w, c) float array resampled to (height, width[, c]) float32, each axis as
+    `resize_matrix` says (separable, so each channel is resampled on its own)."""
     image = np.asarray(image, np.float32)
     if image.ndim not in (2, 3) or min(image.shape[:2]) < 1:
         raise ValueError(f"expected a non-empty (h, w) or (h, w, c) array, got shape {image.shape}")
-    rows = resize_matrix(image.shape[0], height)
-    cols = resize_matrix(image.shape[1], width)
-    if image.ndim == 2:
-        return (rows @ image @ cols.T).astype(np.float32)
-    return np.einsum("yh,hwc,xw->yxc", rows, image, cols, optimize=True).astype(np.float32)
+    # The axis that shrinks more goes first: the second pass then has less to read.
+    if height / image.shape[0] <= width / image.shape[1]:
+        out = _resample_axis(_resample_axis(image, height, 0), width, 1)
+    else:
+        out = _resample_axis(_resample_axis(image, width, 1), height, 0)
+    return out.astype(np.float32)
 
 
 def _per_channel(values: tuple[float, ...], channels: int, what: str) -> np.ndarray:
