@@ -10,6 +10,7 @@ import pytest
 from convscope.scenes.explore.preprocess import (
     InputImageError,
     centre_crop,
+    check_input_file,
     denormalize,
     file_to_model_input,
     image_file_to_input,
@@ -208,3 +209,7 @@ def test_bad_input_files_are_one_line(tmp_path):
             file_to_model_input(path, spec)
         text = str(info.value)
         assert words in text and "\n" not in text and str(path.name) in text, text
+    check_input_file(tmp_path / "ok.png")  # readable: whether it fits is known once the model is
+    for path, _, words in cases[:4]:
+        with pytest.raises(InputImageError, match=words):
+            check_input_file(path)

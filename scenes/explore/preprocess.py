@@ -10,6 +10,7 @@ per-channel mean / std.  `to_model_input(source, spec)` gives the float32 (C, H,
 * a file (`--input`): an image goes one of the two ways above by the model's channels (a grey model gets
   the ink pipeline below); a `.npy` of exactly (C, H, W) is taken as the model's tensor as it is, so an
   input of any shape can be fed, e.g. the `input` array of a `--dump-activations` file.
+  `check_input_file(path)` tells a command line, before the model is known, whether the file is readable.
 
 Resampling (`resize`): area averages when shrinking (every source pixel counts by the area it covers:
 exact for any ratio, no aliasing, the mean kept; what Harley's pad does) and bilinear with half-pixel
@@ -368,6 +369,22 @@ def to_model_input(source: np.ndarray | Image.Image | str | Path, spec: InputDes
             return to_model_input(Image.fromarray(np.ascontiguousarray(pixels), "RGB"), spec)
         raise ValueError(f"an RGB image has 3 channels; this model takes {c}")
     raise ValueError(f"cannot feed an array of shape {arr.shape} to a model taking {spec.shape}")
+
+
+def check_input_file(path: str | Path) -> None:
+    """InputImageError (one line naming the file) unless `path` is a readable image or .npy array: for the
+    command line, which checks `--input` before the model (and so its input's shape) is known."""
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        try:
+            np.load(path, allow_pickle=False, mmap_mode="r")
+        except FileNotFoundError:
+            raise InputImageError(f"cannot read input {path}: no such file") from None
+        except (OSError, ValueError) as exc:
+            raise InputImageError(f"cannot read input {path}: not a readable .npy array ({exc})") from None
+        return
+    with open_image(path):
+        pass
 
 
 def file_to_model_input(path: str | Path, spec: InputDescription) -> np.ndarray:
