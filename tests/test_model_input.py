@@ -134,6 +134,16 @@ def test_pad_ink_is_area_resized_then_normalised():
     np.testing.assert_allclose(grey3, np.repeat((values[None] - 0.5) / 0.5, 3, axis=0), atol=1e-5)
 
 
+def test_a_flat_input_of_a_square_count_gets_the_picture_row_by_row():
+    values = np.random.default_rng(7).random((28, 28)).astype(np.float32)
+    canvas = np.kron(values, np.ones((10, 10), np.float32))
+    x = to_model_input(canvas, Spec((784,), (0.5,), (0.25,)))
+    assert x.shape == (784,)
+    np.testing.assert_allclose(x, ((values - 0.5) / 0.25).reshape(-1), atol=1e-5)
+    with pytest.raises(ValueError, match="a flat one of n \\* n values; this model takes \\(10,\\)"):
+        to_model_input(canvas, Spec((10,), (0.0,), (1.0,)))
+
+
 def test_normalize_per_channel_and_its_checks():
     x = np.ones((3, 2, 2), np.float32)
     np.testing.assert_allclose(normalize(x, (0.5, 0.25, 0.0), (0.5, 0.25, 2.0))[:, 0, 0], [1.0, 3.0, 0.5])

@@ -31,9 +31,10 @@ numpy and Pillow only (the render process never imports torch).
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -299,10 +300,27 @@ def centre_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return image[top : top + keep]
 
 
+class _Grid(NamedTuple):
+    shape: tuple[int, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def _flat_side(spec: InputDescription) -> int:
+    """n when the model takes a flat vector of n * n values (n >= 2), else 0."""
+    shape = tuple(int(s) for s in spec.shape)
+    if len(shape) != 1:
+        return 0
+    n = math.isqrt(shape[0])
+    return n if n >= 2 and n * n == shape[0] else 0
+
+
 def _model_shape(spec: InputDescription) -> tuple[int, int, int]:
     shape = tuple(int(s) for s in spec.shape)
     if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"an image input needs a (C, H, W) model input, this model takes {shape}")
+        raise ValueError(
+            f"a picture fits a (C, H, W) input or a flat one of n * n values; this model takes {shape}"
+        )
     return shape  # type: ignore[return-value]
 
 
@@ -346,6 +364,10 @@ def to_model_input(source: np.ndarray | Image.Image | str | Path, spec: InputDes
     ink pipeline (`image_to_ink`).  ValueError (InputImageError for files) when it cannot fit."""
     if isinstance(source, (str, Path)):
         return file_to_model_input(source, spec)
+    flat = _flat_side(spec)
+    if flat:  # a flat input of n * n values (an MLP that takes 784): the picture at n x n, row by row
+        grid = _Grid((1, flat, flat), spec.mean, spec.std)
+        return to_model_input(source, grid).reshape(-1)
     c, h, w = _model_shape(spec)
     if isinstance(source, Image.Image):
         if c == 1:

@@ -247,9 +247,10 @@ class ExploreScene:
             image = self.images.take_input(spec, self.net.spec_version)  # the picture, not the pad
         if image is not None:
             self.state.network_input = image
-            model_input = image if spec is None or takes_images(spec) else to_model_input(image, spec)
-            self.net.sent_seq = self.worker.submit(model_input)
-            self.model_input = model_input
+            model_input = image if spec is None or takes_images(spec) else self._drawing_input(image, spec)
+            if model_input is not None:
+                self.net.sent_seq = self.worker.submit(model_input)
+                self.model_input = model_input
             if self.compare is not None:
                 self.compare.submit(image)
         self._run_morph_curve()
@@ -371,6 +372,15 @@ class ExploreScene:
             glfw.KEY_Z, MOD_CONTROL | MOD_SHIFT
         ):
             self.pad.redo()
+
+    def _drawing_input(self, image: np.ndarray, spec) -> np.ndarray | None:
+        """The drawing as the model's tensor (resized, normalised); None, with the reason shown, when the
+        model's input cannot take a drawing."""
+        try:
+            return to_model_input(image, spec)
+        except ValueError as exc:
+            self.state.error = f"the drawing does not fit this model: {exc}"
+            return None
 
     def _run_morph_curve(self) -> None:
         """Once per new A / B: the blends go to the worker as one batch; its answer is picked up by a
