@@ -376,3 +376,51 @@ def test_widget_frame_shows_the_picture_and_its_label(tmp_path):
         panel.release()
         renderer.release()
         h.close()
+
+
+# -- in the explore scene ------------------------------------------------------------------------------------
+
+
+@pytest.mark.gl
+def test_scene_feeds_the_picture_to_a_colour_model(tmp_path):
+    """The scene with a worker that says its model takes 3 x 32 x 32: the Image panel replaces the pad and
+    the picked picture, normalised, is what is submitted.  (The shipped LeNet stands in for a colour
+    model: what reaches it is greyed to 28 x 28 here only so that it keeps answering.)"""
+    import time
+
+    from convscope.engine.app import App
+    from convscope.engine.config import AppConfig
+    from convscope.scenes.explore.preprocess import resize
+    from convscope.scenes.explore.scene import ExploreScene
+    from gl_helpers import gl_context
+
+    images, labels = cifar_images(5, seed=3)
+    write_cifar_binary(tmp_path / "cifar-10-batches-bin", images, labels)
+    scene = ExploreScene(AppConfig(data_dir=str(tmp_path)), None, 1.0)
+    submitted: list[np.ndarray] = []
+    real_submit = scene.worker.submit
+
+    def submit(x: np.ndarray) -> int:
+        submitted.append(x)
+        return real_submit(resize(np.clip(x.mean(axis=0) * 0.25 + 0.5, 0.0, 1.0), 28, 28))
+
+    scene.worker.input_spec = CIFAR
+    scene.worker.submit = submit
+    app = App(scene, ctx=gl_context(), size=(1280, 720))
+    try:
+        deadline = time.monotonic() + 90
+        while not scene.ready and time.monotonic() < deadline:
+            app.frame()
+            time.sleep(1 / 60)
+        assert scene.ready, scene.worker.error
+        np.testing.assert_allclose(submitted[-1], to_model_input(images[0], CIFAR), atol=1e-6)
+        scene.images.state.step(1)
+        for _ in range(3):
+            app.frame()
+        assert scene.images.state.label == CIFAR_CLASSES[labels[1]]
+        np.testing.assert_allclose(scene.model_input, to_model_input(images[1], CIFAR), atol=1e-6)
+        rects = scene.panels.rects
+        assert "Image" in rects and "Draw a digit" not in rects
+        assert rects["Image"][1].bottom <= rects["Network"][1].y, "the Network panel sits under the picture"
+    finally:
+        app.close()
