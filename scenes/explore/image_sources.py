@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -276,6 +277,13 @@ class DatasetEntry:
         return open_image_folder(self.path)
 
 
+def _short(stem: str) -> str:
+    """A file's name without the data set's name in it (cifar10_exact_subset -> exact_subset), so the
+    source list stays narrow."""
+    name = re.sub(r"^[_\-. ]*cifar[_\-]?10[_\-. ]*|[_\-. ]*cifar[_\-]?10[_\-. ]*$", "", stem, flags=re.I)
+    return name or stem
+
+
 def _npz_has_test_split(path: Path) -> bool:
     try:
         with np.load(path, allow_pickle=False) as z:  # reads the zip directory only
@@ -295,12 +303,12 @@ def find_datasets(data_dir: str | Path) -> tuple[list[DatasetEntry], list[str]]:
     for folder in (root, root / "cifar-10-batches-bin"):
         test = folder / "test_batch.bin"
         if test.is_file():
-            found.append(DatasetEntry(f"CIFAR-10 test ({test.parent.name}/)", test, "cifar-bin"))
+            found.append(DatasetEntry(f"CIFAR-10 {test.parent.name}/", test, "cifar-bin"))
     for folder in (root, root / "cifar10", root / "cifar-10"):
         if folder.is_dir():
             for npz in sorted(folder.glob("*.npz")):
                 if "cifar" in npz.name.lower() and _npz_has_test_split(npz):
-                    found.append(DatasetEntry(f"CIFAR-10 test, {npz.stem}", npz, "cifar-npz"))
+                    found.append(DatasetEntry(f"CIFAR-10 {_short(npz.stem)}", npz, "cifar-npz"))
     if (root / "cifar-10-batches-py").is_dir() and not any(e.kind.startswith("cifar") for e in found):
         notes.append(
             "cifar-10-batches-py/ holds Python pickles, which are never unpickled here: put the binary "
