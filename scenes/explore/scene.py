@@ -251,7 +251,7 @@ class ExploreScene:
             if model_input is not None:
                 self.net.sent_seq = self.worker.submit(model_input)
                 self.model_input = model_input
-            if self.compare is not None:
+            if self.compare is not None and not takes_images(spec):  # the compared nets take drawings
                 self.compare.submit(image)
         self._run_morph_curve()
         self._take_result()
