@@ -55,6 +55,7 @@ from convscope.scenes.explore.compare import CompareView
 from convscope.scenes.explore.details import NodeDetails
 from convscope.scenes.explore.embedding import explore_embed_view
 from convscope.scenes.explore.help_text import SECTIONS as HELP_SECTIONS
+from convscope.scenes.explore.image_panel import ImagePanel, model_input_spec, takes_images
 from convscope.scenes.explore.morph import MorphState, load_idx_digits
 from convscope.scenes.explore.pad import PadState
 from convscope.scenes.explore.panels import (
@@ -65,6 +66,7 @@ from convscope.scenes.explore.panels import (
     gui_network_panel,
 )
 from convscope.scenes.explore.parts import Experiments, Interaction, NetworkData, PadPart, Startup
+from convscope.scenes.explore.preprocess import to_model_input
 from convscope.scenes.explore.robustness import RobustnessState
 from convscope.scenes.explore.state import ExploreState, Legend, nonfinite_note
 from imgui_bundle import imgui
@@ -102,6 +104,8 @@ class ExploreScene:
         if drawing is not None:
             self.pad.set_image(drawing)
         self.interaction = Interaction.new(CLICK_SLOP * ui_scale)
+        self.images = ImagePanel(config.data_dir or "")  # replaces the pad for 3-channel models
+        self.model_input: np.ndarray | None = None  # the tensor last submitted: the dump's "input"
         self.worker = WorkerHandle(
             config.model, weights=config.weights or None, card=config.card or None, device=config.device
         )
@@ -202,6 +206,7 @@ class ExploreScene:
         self._background.release()
         self.pads.texture.release()
         self.pads.seen.release()
+        self.images.release()
 
     # -- per frame --------------------------------------------------------------------------------
 
@@ -209,8 +214,11 @@ class ExploreScene:
         s = self.ui_scale
         io = imgui.get_io()
         self.panels.begin_frame((io.display_size.x, io.display_size.y), s)
-        self.pads.side = pad_side(self.panels, self.pad.size * s, s)
-        gui_draw_panel(self.state, self.pad, self.pads.seen.ref, self.pads.side, s, self.panels)
+        if takes_images(model_input_spec(self.worker)):
+            self.images.gui(self.state, s, self.panels)
+        else:
+            self.pads.side = pad_side(self.panels, self.pad.size * s, s)
+            gui_draw_panel(self.state, self.pad, self.pads.seen.ref, self.pads.side, s, self.panels)
         gui_network_panel(self.state, s, self.panels)
         gui_details_panel(self.state, self.details.refs(), s, self.panels)
         gui_experiments_panel(self.state, self.robust, self.morph, s, self.panels)
@@ -240,10 +248,16 @@ class ExploreScene:
             self.state.drawing_input = image
         if self.morph.active and self.morph.take_input_changed():
             image = self.morph.image()
+        spec = model_input_spec(self.worker)  # None until the worker describes its model's input
+        if takes_images(spec):
+            image = self.images.take_input(spec, self.net.spec_version)  # the picture, not the pad
         if image is not None:
             self.state.network_input = image
-            self.net.sent_seq = self.worker.submit(image)
-            if self.compare is not None:
+            model_input = image if spec is None or takes_images(spec) else self._drawing_input(image, spec)
+            if model_input is not None:
+                self.net.sent_seq = self.worker.submit(model_input)
+                self.model_input = model_input
+            if self.compare is not None and not takes_images(spec):  # the compared nets take drawings
                 self.compare.submit(image)
         self._run_morph_curve()
         self._take_result()
@@ -266,8 +280,10 @@ class ExploreScene:
 
     def upload(self) -> None:
         self.pads.texture.sync(self.pad.canvas, self.pad.version)
-        if self.state.network_input is not None:
-            self.pads.seen.sync(self.state.network_input, self.sent_seq)
+        seen = self.state.network_input
+        if seen is not None and seen.shape == (INPUT_SIDE, INPUT_SIDE):  # a colour model's shows in its panel
+            self.pads.seen.sync(seen, self.sent_seq)
+        self.images.upload(self.ctx)
         if self.net.new_result and self.view.renderer is not None:
             self.net.new_result = False
             if self.input_blank:  # an empty pad: every node rests at the "no input" grey
@@ -362,6 +378,15 @@ class ExploreScene:
             glfw.KEY_Z, MOD_CONTROL | MOD_SHIFT
         ):
             self.pad.redo()
+
+    def _drawing_input(self, image: np.ndarray, spec) -> np.ndarray | None:
+        """The drawing as the model's tensor (resized, normalised); None, with the reason shown, when the
+        model's input cannot take a drawing."""
+        try:
+            return to_model_input(image, spec)
+        except ValueError as exc:
+            self.state.error = f"the drawing does not fit this model: {exc}"
+            return None
 
     def _run_morph_curve(self) -> None:
         """Once per new A / B: the blends go to the worker as one batch; its answer is picked up by a
