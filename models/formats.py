@@ -1,0 +1,273 @@
+"""Models read from a file alone, without the user's source: torch.export programs and ONNX files.
+
+`load_program(path)` reads a `.pt2` (torch.export.save) or an `.onnx` file into an fx.GraphModule in
+eval mode that models/trace.py traces like any model: its nodes keep their module paths (the
+program's `nn_module_stack`, the ONNX scopes), so the Dag's layers are named `layer1.0.conv1` as
+they would be from the source.  `program_input_shape(gm)` is the input (C, H, W) the file was made for.
+
+A `.pt2` is a zip of JSON (the graph), raw tensor bytes and a few pickles, and `torch.export.load`
+would run code from it: pickled weights and constants are read with `weights_only=False` or plain
+`pickle.loads`, the sample inputs fall back to `weights_only=False` when the safe read fails,
+symbolic sizes go through `sympy.sympify` (an `eval`), and `ExportedProgram.module()` `exec`s the
+archive's guard code.  So the archive is checked first (only the files the format names, no pickled
+tensors or objects, sample inputs that load with `weights_only=True`, size expressions of names,
+numbers and sympy's functions only), the program is lifted into a module here rather than by
+`.module()`, and it may call torch operators only.  ONNX files are protobuf data: models/onnx_torch.py.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import operator
+import re
+import zipfile
+from pathlib import Path
+
+import torch
+import torch.fx as fx
+from convscope.models.loader import LoadError
+from torch import nn
+
+SUFFIXES = (".pt2", ".onnx")
+
+
+def load_program(path: str | Path) -> fx.GraphModule:
+    """The model in a `.pt2` or `.onnx` file, as a GraphModule in eval mode.  Raises LoadError."""
+    path = Path(path)
+    if not path.is_file():
+        raise LoadError(f"no such file: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".pt2":
+        return load_pt2(path)
+    if suffix == ".onnx":
+        from convscope.models.onnx_torch import load_onnx
+
+        return load_onnx(path)
+    raise LoadError(f"{path}: expected a .pt2 or .onnx file")
+
+
+def program_input_shape(model: nn.Module) -> tuple[int, ...] | None:
+    """The input shape (without the batch dim) a program read by load_program was made for."""
+    meta = getattr(model, "meta", None)
+    shape = meta.get("convscope_input_shape") if isinstance(meta, dict) else None
+    return tuple(shape) if shape else None
+
+
+# -- .pt2 ------------------------------------------------------------------------------------------------
+
+# The files torch.export.save writes, relative to the archive's folder.  Anything else (compiled
+# AOTInductor libraries, pickled custom objects, the pre-2.7 pickled layout) is refused.
+_PT2_FILES = re.compile(
+    r"(archive_format|archive_version|byteorder|\.data/version|\.data/serialization_id"
+    r"|models/[\w.-]+\.json|data/weights/weight_\d+|data/weights/[\w.-]+_weights_config\.json"
+    r"|data/constants/tensor_\d+|data/constants/[\w.-]+_constants_config\.json"
+    r"|data/sample_inputs/[\w.-]+\.pt|extra/[^/]+)"
+)
+# The functions a size expression may call: those torch's deserializer hands sympy.
+_SYM_FUNCTIONS = {
+    "FloorDiv", "ModularIndexing", "Where", "PythonMod", "Mod", "CleanDiv", "CeilToInt", "FloorToInt",
+    "CeilDiv", "LShift", "RShift", "PowByNatural", "FloatPow", "FloatTrueDiv", "IntTrueDiv",
+    "IsNonOverlappingAndDenseIndicator", "TruncToFloat", "TruncToInt", "RoundToInt", "RoundDecimal",
+    "ToFloat", "Identity", "Max", "Min", "Abs", "Eq", "Ne", "Lt", "Le", "Gt", "Ge", "And", "Or", "Not",
+}  # fmt: skip
+_SYM_NAME = re.compile(r"[a-z]+\d+|oo|zoo|nan|true|false|True|False")
+_WORD = re.compile(r"[\w.:]*")
+_EXPR_NODES = (
+    ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.Constant, ast.Load,
+    ast.operator, ast.unaryop, ast.boolop, ast.cmpop,
+)  # fmt: skip
+
+
+def _safe_expr(text: str, guard: bool) -> bool:
+    """Whether `text` is arithmetic over size symbols (sympy functions allowed), or, for a guard,
+    over `L['x'].size()[i]` / `.stride()[i]` / `.dim()` — nothing that reaches further."""
+    try:
+        tree = ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError, RecursionError):
+        return False
+    for n in ast.walk(tree):
+        if isinstance(n, _EXPR_NODES):
+            if isinstance(n, ast.Constant) and not isinstance(n.value, int | float | str):
+                return False
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and not guard:
+                return False
+        elif isinstance(n, ast.Name):
+            ok = n.id == "L" if guard else (n.id in _SYM_FUNCTIONS or _SYM_NAME.fullmatch(n.id))
+            if not ok:
+                return False
+        elif isinstance(n, ast.Call):
+            if n.keywords:
+                return False
+            if guard:
+                if not (isinstance(n.func, ast.Attribute) and not n.args):
+                    return False
+            elif not (isinstance(n.func, ast.Name) and n.func.id in _SYM_FUNCTIONS):
+                return False
+        elif isinstance(n, ast.Attribute):
+            if not guard or n.attr not in ("size", "stride", "storage_offset", "dim", "numel"):
+                return False
+        elif isinstance(n, ast.Subscript):
+            if not guard:
+                return False
+        else:
+            return False
+    return True
+
+
+def _strings_under(obj, key: str):
+    """Every string value stored under `key` anywhere in a JSON tree."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k == key and isinstance(v, str):
+                yield v
+            else:
+                yield from _strings_under(v, key)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _strings_under(v, key)
+
+
+def _refused(path: Path, why: str) -> LoadError:
+    return LoadError(f"{path}: refused, {why}")
+
+
+def _check_pt2_archive(path: Path) -> None:
+    """Refuse an archive that torch.export.load would run code from (see the module docstring)."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise LoadError(f"{path} is not a torch.export program (not a zip archive: {exc})") from None
+    with zf:
+        names = [n for n in zf.namelist() if not n.endswith("/")]
+        roots = [n[: -len("archive_format")] for n in names if n.endswith("archive_format")]
+        if len(roots) != 1 or not any(n.startswith(roots[0] + "models/") for n in names):
+            raise LoadError(f"{path} is not a torch.export program (no archive_format, models/ in the zip)")
+        root = roots[0]
+        for name in names:
+            rel = name[len(root) :] if name.startswith(root) else name
+            if not name.startswith(root) or not _PT2_FILES.fullmatch(rel):
+                raise _refused(path, f"it holds {name!r}, which is not plain graph or tensor data")
+        try:
+            for name in names:
+                rel = name[len(root) :]
+                if rel.endswith("_config.json"):
+                    config = json.loads(zf.read(name)).get("config", {})
+                    pickled = [k for k, v in config.items() if v.get("use_pickle")]
+                    if pickled:
+                        raise _refused(path, f"{pickled[0]!r} is stored as a pickle (it could run code)")
+                elif rel.startswith("models/"):
+                    program = json.loads(zf.read(name))
+                    for expr in _strings_under(program, "expr_str"):
+                        if not _safe_expr(expr, guard=False):
+                            raise _refused(path, f"a size expression is not arithmetic: {expr[:60]!r}")
+                    # names and targets become Python identifiers in the module's generated code
+                    for key in ("name", "target"):
+                        bad = next((v for v in _strings_under(program, key) if not _WORD.fullmatch(v)), None)
+                        if bad is not None:
+                            raise _refused(path, f"a {key} is not a plain name: {bad[:60]!r}")
+                    for guard in program.get("guards_code") or []:
+                        if not isinstance(guard, str) or not _safe_expr(guard, guard=True):
+                            raise _refused(path, f"a guard is not a size check: {str(guard)[:60]!r}")
+                elif rel.startswith("data/sample_inputs/"):
+                    try:
+                        torch.load(io.BytesIO(zf.read(name)), weights_only=True)
+                    except Exception as exc:  # noqa: BLE001 - torch would retry this with weights_only=False
+                        raise _refused(path, f"its sample inputs are more than tensors ({exc})") from None
+        except LoadError:
+            raise
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, AttributeError, KeyError) as exc:
+            raise LoadError(f"{path} is damaged ({type(exc).__name__}: {str(exc)[:80]})") from None
+
+
+# Callables a program's graph may hold besides torch operators: Python's arithmetic on sizes.
+_SIZE_FUNCTIONS = {v for k, v in vars(operator).items() if callable(v) and not k.startswith("_")}
+
+
+def _check_targets(path: Path, graph: fx.Graph) -> None:
+    for n in graph.nodes:
+        if n.op == "call_function":
+            t = n.target
+            if isinstance(t, torch._ops.OpOverload) or t in _SIZE_FUNCTIONS:
+                continue
+            if getattr(t, "__module__", "") == "torch" and getattr(t, "__name__", "").startswith("sym_"):
+                continue
+            raise _refused(path, f"node {n.name!r} calls {t!r}, which is not a torch operator")
+        elif n.op in ("call_module", "call_method"):
+            raise _refused(path, f"node {n.name!r} is a {n.op}, which a program does not hold")
+
+
+def _set_tensor(root: nn.Module, target: str, value: torch.Tensor, parameter: bool) -> None:
+    *path, leaf = target.split(".")
+    m = root
+    for p in path:
+        if not hasattr(m, p):
+            m.add_module(p, nn.Module())
+        m = getattr(m, p)
+    value = value.detach().clone()
+    if parameter:
+        m.register_parameter(leaf, nn.Parameter(value, requires_grad=False))
+    else:
+        m.register_buffer(leaf, value)
+
+
+def _lift(path: Path, ep) -> fx.GraphModule:
+    """The program as a plain GraphModule: parameters, buffers and constants become attributes read by
+    get_attr, the one user input a placeholder, the user outputs its output (buffer updates, which
+    only a training-mode program makes, are dropped).  Node meta (module paths) is kept."""
+    from torch.export.graph_signature import InputKind, OutputKind
+
+    specs = {s.arg.name: s for s in ep.graph_signature.input_specs}
+    root = nn.Module()
+    graph = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {}
+    user = []
+    for n in ep.graph.nodes:
+        if n.op == "placeholder":
+            spec = specs[n.name]
+            if spec.kind == InputKind.USER_INPUT:
+                env[n] = graph.placeholder(n.name)
+                env[n].meta = dict(n.meta)
+                user.append(n)
+                continue
+            if spec.kind in (InputKind.PARAMETER, InputKind.BUFFER):
+                value = ep.state_dict.get(spec.target)
+                if value is None:  # a non-persistent buffer lives with the constants
+                    value = ep.constants.get(spec.target)
+            elif spec.kind == InputKind.CONSTANT_TENSOR:
+                value = ep.constants.get(spec.target)
+            else:
+                raise _refused(path, f"input {n.name!r} is a {spec.kind.name.lower()}")
+            if not isinstance(value, torch.Tensor):
+                raise LoadError(f"{path} is damaged: no tensor for {spec.target!r}")
+            _set_tensor(root, spec.target, value, spec.kind == InputKind.PARAMETER)
+            env[n] = graph.get_attr(spec.target)
+        elif n.op == "output":
+            outs = [a for a, s in zip(n.args[0], ep.graph_signature.output_specs, strict=True)]
+            kinds = [s.kind for s in ep.graph_signature.output_specs]
+            keep = [env[a] for a, k in zip(outs, kinds, strict=True) if k == OutputKind.USER_OUTPUT]
+            graph.output(keep[0] if len(keep) == 1 else tuple(keep))
+        else:
+            env[n] = graph.node_copy(n, lambda a: env[a])
+    if len(user) != 1:
+        raise LoadError(f"{path}: the program takes {len(user)} inputs; convscope feeds it one tensor")
+    gm = fx.GraphModule(root, graph, class_name=path.stem.replace("-", "_") or "Program")
+    gm.meta["convscope_program"] = True
+    val = user[0].meta.get("val")
+    if isinstance(val, torch.Tensor) and val.dim() >= 2:
+        gm.meta["convscope_input_shape"] = tuple(int(s) for s in val.shape[1:])
+    return gm.eval()
+
+
+def load_pt2(path: str | Path) -> fx.GraphModule:
+    """A torch.export program, checked (see the module docstring) and lifted into a GraphModule."""
+    path = Path(path)
+    _check_pt2_archive(path)
+    try:
+        ep = torch.export.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - a damaged or foreign archive raises anything
+        text = str(exc).strip().splitlines()
+        raise LoadError(f"cannot read {path}: {type(exc).__name__}: {text[0] if text else ''}") from None
+    _check_targets(path, ep.graph)
+    return _lift(path, ep)
