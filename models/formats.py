@@ -129,6 +129,13 @@ def _strings_under(obj, key: str):
             yield from _strings_under(v, key)
 
 
+def _unpickler_reason(exc: Exception) -> str:
+    """The line of torch's weights-only error that says what was refused (it spans many lines)."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", x).strip() for x in str(exc).splitlines() if x.strip()]
+    named = [x for x in lines if "Unsupported global" in x or "Unsupported operand" in x]
+    return (named or lines or [type(exc).__name__])[0][:160]
+
+
 def _refused(path: Path, why: str) -> LoadError:
     return LoadError(f"{path}: refused, {why}")
 
@@ -138,7 +145,7 @@ def _check_pt2_archive(path: Path) -> None:
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise LoadError(f"{path} is not a torch.export program (not a zip archive: {exc})") from None
+        raise LoadError(f"{path} is not a torch.export program (not a zip archive)") from None
     with zf:
         names = [n for n in zf.namelist() if not n.endswith("/")]
         roots = [n[: -len("archive_format")] for n in names if n.endswith("archive_format")]
@@ -174,7 +181,8 @@ def _check_pt2_archive(path: Path) -> None:
                     try:
                         torch.load(io.BytesIO(zf.read(name)), weights_only=True)
                     except Exception as exc:  # noqa: BLE001 - torch would retry this with weights_only=False
-                        raise _refused(path, f"its sample inputs are more than tensors ({exc})") from None
+                        why = _unpickler_reason(exc)
+                        raise _refused(path, f"its sample inputs are more than tensors ({why})") from None
         except LoadError:
             raise
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, AttributeError, KeyError) as exc:

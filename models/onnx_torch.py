@@ -44,22 +44,40 @@ def _attrs(node) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
+def _meta(node) -> dict[str, str]:
+    return {p.key: p.value for p in node.metadata_props}
+
+
+def _literal_list(text: str | None) -> list[str]:
+    try:
+        return [str(s) for s in ast.literal_eval(text)] if text else []
+    except (ValueError, SyntaxError):
+        return []
+
+
 def _scope(node) -> str:
-    """The module path a node belongs to, from the exporter's name scopes or the node's name."""
-    meta = {p.key: p.value for p in node.metadata_props}
-    scopes = meta.get("pkg.torch.onnx.name_scopes")
-    if scopes:
-        try:
-            parts = [str(s) for s in ast.literal_eval(scopes)][1:-1]
-        except (ValueError, SyntaxError):
-            parts = []
-        return ".".join(p for p in parts if p)
-    # torch's TorchScript exporter: "/layer1/layer1.0/conv1/Conv" (each scope its full or local name)
-    parts = [p for p in node.name.split("/") if p][:-1]
-    path = ""
-    for p in parts:
-        path = p if not path or p.startswith(path + ".") else f"{path}.{p}"
-    return path
+    """The module path a node runs in, from the exporter's name scopes or the node's name.  Either
+    spelling gives each level as its local name or as a path that extends the one before
+    (`/block2/shortcut/shortcut.0/Conv`, `['', 'block1', 'block1.bn1', 'op']`)."""
+    scopes = _literal_list(_meta(node).get("pkg.torch.onnx.name_scopes"))
+    levels = scopes[1:-1] if scopes else [p for p in node.name.split("/") if p][:-1]
+    parts: list[str] = []
+    for level in filter(None, levels):
+        if level.startswith(".".join(parts) + ".") and parts:
+            parts = [level]
+        elif parts and level.startswith(parts[-1] + "."):
+            parts[-1] = level
+        else:
+            parts.append(level)
+    return ".".join(parts)
+
+
+# ONNX ops that become torch.nn layers, and the name torch.fx gives the functional call of each
+_LAYER_OPS = {
+    "Conv": "conv2d", "Gemm": "linear", "MatMul": "linear", "BatchNormalization": "batch_norm",
+    "MaxPool": "max_pool2d", "AveragePool": "avg_pool2d", "GlobalAveragePool": "adaptive_avg_pool2d",
+    "GlobalMaxPool": "adaptive_max_pool2d", "ReduceMean": "mean",
+}  # fmt: skip
 
 
 def _clean(path: str) -> str:
@@ -104,6 +122,13 @@ class _Builder:
             for name in node.input:
                 self.users.setdefault(name, []).append(node)
         self.skip: dict[int, str] = {}  # id(node) of a bias Add merged into the Linear before it -> its input
+        scopes = [_scope(n) for n in model.graph.node]
+        self.containers = {s.rsplit(".", k)[0] for s in scopes for k in range(1, s.count(".") + 1)}
+        self.layer_ops: dict[str, int] = {}
+        for n, sc in zip(model.graph.node, scopes, strict=True):
+            if n.op_type in _LAYER_OPS:
+                self.layer_ops[sc] = self.layer_ops.get(sc, 0) + 1
+        self.node = None  # the ONNX node being read
 
     # values -------------------------------------------------------------------------------------------
     def dep(self, v) -> bool:
@@ -160,8 +185,23 @@ class _Builder:
             return self.root.get_submodule("onnx_constants").get_buffer(n.target.split(".")[-1])
         return self.example[n]
 
-    def module(self, m: nn.Module, x: fx.Node, scope: str, kind: str) -> fx.Node:
-        path = _clean(scope) or kind
+    def _layer_path(self, scope: str) -> str:
+        """Where the current node's layer goes: at `scope` when it is a torch.nn layer of its own
+        there, else (a functional call inside a module) at `scope.op`, named as torch.fx would."""
+        meta = _meta(self.node)
+        classes = _literal_list(meta.get("pkg.torch.onnx.class_hierarchy"))
+        if classes:
+            own = len(classes) >= 2 and classes[-2].startswith("torch.nn.modules.")
+        else:
+            own = bool(scope) and scope not in self.containers and self.layer_ops.get(scope) == 1
+        if own and scope:
+            return scope
+        scopes = _literal_list(meta.get("pkg.torch.onnx.name_scopes"))
+        op = re.sub(r"_\d+$", "", scopes[-1]) if scopes else _LAYER_OPS[self.node.op_type]
+        return f"{scope}.{op}" if scope else op
+
+    def module(self, m: nn.Module, x: fx.Node, scope: str) -> fx.Node:
+        path = _clean(self._layer_path(scope))
         base, k = path, 1
         while path in self.taken or self._exists(path):
             path, k = f"{base}_{k}", k + 1
@@ -209,6 +249,7 @@ class _Builder:
         handler = getattr(self, f"op_{node.op_type}", None)
         if handler is None:
             raise _Unsupported("not an op convscope reads")
+        self.node = node
         ins = [self.env[n] if n else None for n in node.input]
         outs = handler(node, ins, _attrs(node), _scope(node))
         outs = outs if isinstance(outs, list) else [outs]
@@ -269,7 +310,7 @@ class _Builder:
             conv.weight.copy_(w)
             if b is not None:
                 conv.bias.copy_(b)
-        return self.module(conv, x, scope, "conv")
+        return self.module(conv, x, scope)
 
     def _linear(self, x, w: torch.Tensor, b: torch.Tensor | None, scope: str):
         lin = nn.Linear(int(w.shape[1]), int(w.shape[0]), bias=b is not None)
@@ -277,7 +318,7 @@ class _Builder:
             lin.weight.copy_(w)
             if b is not None:
                 lin.bias.copy_(b.reshape(-1).expand(w.shape[0]))
-        return self.module(lin, x, scope, "linear")
+        return self.module(lin, x, scope)
 
     def op_Gemm(self, node, ins, a, scope):
         x, bmat = ins[0], ins[1]
@@ -324,7 +365,7 @@ class _Builder:
             bn.bias.copy_(shift)
             bn.running_mean.copy_(mean)
             bn.running_var.copy_(var)
-        return self.module(bn, x, scope, "batch_norm")
+        return self.module(bn, x, scope)
 
     def _pool(self, node, ins, a, scope, mode: str):
         if len(node.output) > 1 and node.output[1] and self.users.get(node.output[1]):
@@ -345,7 +386,7 @@ class _Builder:
         else:
             include = bool(a.get("count_include_pad", 0))
             pool = nn.AvgPool2d(tuple(kernel), tuple(strides), tuple(begin), ceil, count_include_pad=include)
-        return self.module(pool, x, scope, f"{mode}_pool")
+        return self.module(pool, x, scope)
 
     def op_MaxPool(self, node, ins, a, scope):
         return self._pool(node, ins, a, scope, "max")
@@ -356,12 +397,12 @@ class _Builder:
     def op_GlobalAveragePool(self, node, ins, a, scope):
         if self.ex(ins[0]).dim() != 4:
             raise _Unsupported("global pooling of other than (N, C, H, W)")
-        return self.module(nn.AdaptiveAvgPool2d(1), ins[0], scope, "avg_pool")
+        return self.module(nn.AdaptiveAvgPool2d(1), ins[0], scope)
 
     def op_GlobalMaxPool(self, node, ins, a, scope):
         if self.ex(ins[0]).dim() != 4:
             raise _Unsupported("global pooling of other than (N, C, H, W)")
-        return self.module(nn.AdaptiveMaxPool2d(1), ins[0], scope, "max_pool")
+        return self.module(nn.AdaptiveMaxPool2d(1), ins[0], scope)
 
     # elementwise
     op_Relu = _unary(torch.relu)
@@ -540,8 +581,10 @@ class _Builder:
         for ax, s, e, k in zip(axes, starts, ends, steps, strict=True):
             e = None if (k > 0 and e >= _INT64_MAX) or (k < 0 and e <= -_INT64_MAX) else e
             index[ax] = slice(int(s), None if e is None else int(e), int(k))
-        if not self.dep(x):
-            return x[tuple(index)]
+        if not self.dep(x):  # numpy slices backwards too (older exporters reverse pad lists so)
+            return torch.from_numpy(np.ascontiguousarray(x.numpy()[tuple(index)]))
+        if any(i.step < 0 for i in index if i.step is not None):
+            raise _Unsupported("a backwards slice of the input")
         return self.call(operator.getitem, (x, tuple(index)), scope=scope)
 
     def op_Gather(self, node, ins, a, scope):
@@ -589,7 +632,12 @@ class _Builder:
         axes = self._axes(ins, a)
         nd = self.ex(ins[0]).dim()
         axes = list(range(nd)) if axes is None else axes
-        return self.call(torch.mean, (ins[0], axes, bool(a.get("keepdims", 1))), scope=scope)
+        keep = bool(a.get("keepdims", 1))
+        if self.dep(ins[0]) and nd == 4 and sorted(x % 4 for x in axes) == [2, 3]:
+            # a global average (nn.AdaptiveAvgPool2d, x.mean((2, 3))): the pool layer trace.py draws
+            pooled = self.module(nn.AdaptiveAvgPool2d(1), ins[0], scope)
+            return pooled if keep else self.reshape_to(pooled, tuple(self.example[pooled].shape[:2]), scope)
+        return self.call(torch.mean, (ins[0], axes, keep), scope=scope)
 
 
 def load_onnx(path: str | Path) -> fx.GraphModule:
