@@ -144,7 +144,7 @@ def _check_pt2_archive(path: Path) -> None:
     """Refuse an archive that torch.export.load would run code from (see the module docstring)."""
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError):
         raise LoadError(f"{path} is not a torch.export program (not a zip archive)") from None
     with zf:
         names = [n for n in zf.namelist() if not n.endswith("/")]
