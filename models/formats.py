@@ -71,6 +71,10 @@ _SYM_FUNCTIONS = {
     "CeilDiv", "LShift", "RShift", "PowByNatural", "FloatPow", "FloatTrueDiv", "IntTrueDiv",
     "IsNonOverlappingAndDenseIndicator", "TruncToFloat", "TruncToInt", "RoundToInt", "RoundDecimal",
     "ToFloat", "Identity", "Max", "Min", "Abs", "Eq", "Ne", "Lt", "Le", "Gt", "Ge", "And", "Or", "Not",
+    # sympy's own classes, as srepr writes an expression: Mul(Integer(2), Symbol('s0', integer=True))
+    "Symbol", "Integer", "Rational", "Float", "Add", "Mul", "Pow", "Equality", "Unequality",
+    "StrictLessThan", "LessThan", "StrictGreaterThan", "GreaterThan", "BooleanTrue", "BooleanFalse",
+    "Infinity", "NegativeInfinity", "Zero", "One", "NegativeOne", "Half",
 }  # fmt: skip
 _SYM_NAME = re.compile(r"[a-z]+\d+|oo|zoo|nan|true|false|True|False")
 _WORD = re.compile(r"[\w.:]*")
@@ -81,8 +85,9 @@ _EXPR_NODES = (
 
 
 def _safe_expr(text: str, guard: bool) -> bool:
-    """Whether `text` is arithmetic over size symbols (sympy functions allowed), or, for a guard,
-    over `L['x'].size()[i]` / `.stride()[i]` / `.dim()` — nothing that reaches further."""
+    """Whether `text` is arithmetic over size symbols (calls of sympy's classes and functions with
+    constant arguments allowed), or, for a guard, over `L['x'].size()[i]` / `.stride()[i]` /
+    `.dim()`: nothing that reaches further (no attributes, no other names, no other calls)."""
     try:
         tree = ast.parse(text, mode="eval")
     except (SyntaxError, ValueError, RecursionError):
@@ -91,15 +96,14 @@ def _safe_expr(text: str, guard: bool) -> bool:
         if isinstance(n, _EXPR_NODES):
             if isinstance(n, ast.Constant) and not isinstance(n.value, int | float | str):
                 return False
-            if isinstance(n, ast.Constant) and isinstance(n.value, str) and not guard:
-                return False
         elif isinstance(n, ast.Name):
             ok = n.id == "L" if guard else (n.id in _SYM_FUNCTIONS or _SYM_NAME.fullmatch(n.id))
             if not ok:
                 return False
-        elif isinstance(n, ast.Call):
-            if n.keywords:
+        elif isinstance(n, ast.keyword):
+            if guard or not isinstance(n.value, ast.Constant):
                 return False
+        elif isinstance(n, ast.Call):
             if guard:
                 if not (isinstance(n.func, ast.Attribute) and not n.args):
                     return False
@@ -107,6 +111,8 @@ def _safe_expr(text: str, guard: bool) -> bool:
                 return False
         elif isinstance(n, ast.Attribute):
             if not guard or n.attr not in ("size", "stride", "storage_offset", "dim", "numel"):
+                return False
+            if not isinstance(n.value, ast.Subscript | ast.Name):
                 return False
         elif isinstance(n, ast.Subscript):
             if not guard:
@@ -213,7 +219,7 @@ def _set_tensor(root: nn.Module, target: str, value: torch.Tensor, parameter: bo
         if not hasattr(m, p):
             m.add_module(p, nn.Module())
         m = getattr(m, p)
-    value = value.detach().clone()
+    value = value.detach()  # the program is dropped after lifting: its tensors need no copy
     if parameter:
         m.register_parameter(leaf, nn.Parameter(value, requires_grad=False))
     else:

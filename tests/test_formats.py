@@ -213,6 +213,21 @@ def test_onnx_model_runs_on_a_batch(exported, fmt):
         np.testing.assert_allclose(model(x).numpy(), source(x).numpy(), atol=1e-5, rtol=0)
 
 
+def test_pt2_with_a_free_batch_size(tmp_path):
+    """A program exported with a symbolic batch dim holds size expressions (checked, then read)."""
+    source = _source("residual")
+    x = _input(Residual.shape, batch=2)
+    with _quiet():
+        dims = ({0: torch.export.Dim("batch", min=1, max=64)},)
+        torch.export.save(torch.export.export(source, (x,), dynamic_shapes=dims), tmp_path / "dyn.pt2")
+    model = load_model(str(tmp_path / "dyn.pt2"))
+    assert program_input_shape(model) == Residual.shape
+    assert trace(model, Residual.shape).dag.total_nodes == trace(source, Residual.shape).dag.total_nodes
+    x = _input(Residual.shape, seed=6, batch=5)
+    with torch.no_grad():
+        np.testing.assert_allclose(model(x).numpy(), source(x).numpy(), atol=1e-5, rtol=0)
+
+
 def test_pt2_takes_a_state_dict_of_its_source(exported, tmp_path):
     from safetensors.torch import save_file
 
