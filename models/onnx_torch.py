@@ -30,6 +30,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from convscope.models.loader import LoadError
 from torch import nn
+from torch.nn.utils import skip_init
 
 _INT64_MAX = 2**63 - 1
 
@@ -82,6 +83,13 @@ _LAYER_OPS = {
 
 def _clean(path: str) -> str:
     return ".".join(re.sub(r"\W", "_", p) or "_" for p in path.split(".")) if path else ""
+
+
+def _give(m: nn.Module, **params: torch.Tensor | None) -> None:
+    """Set a layer's parameters to the file's tensors (no copy, no random init before)."""
+    for name, t in params.items():
+        if t is not None:
+            setattr(m, name, nn.Parameter(t.float().contiguous(), requires_grad=False))
 
 
 def _unary(fn):
@@ -302,22 +310,16 @@ class _Builder:
             fn = {1: F.conv1d, 3: F.conv3d}[nd]
             return self.call(fn, (x, w, b, strides, begin, dil, int(a.get("group", 1))), scope=scope)
         groups = int(a.get("group", 1))
-        conv = nn.Conv2d(
-            int(w.shape[1]) * groups, int(w.shape[0]), tuple(kernel), tuple(strides), tuple(begin),
-            tuple(dil), groups, bias=b is not None,
+        conv = skip_init(
+            nn.Conv2d, int(w.shape[1]) * groups, int(w.shape[0]), tuple(kernel), tuple(strides),
+            tuple(begin), tuple(dil), groups, bias=b is not None,
         )  # fmt: skip
-        with torch.no_grad():
-            conv.weight.copy_(w)
-            if b is not None:
-                conv.bias.copy_(b)
+        _give(conv, weight=w, bias=b)
         return self.module(conv, x, scope)
 
     def _linear(self, x, w: torch.Tensor, b: torch.Tensor | None, scope: str):
-        lin = nn.Linear(int(w.shape[1]), int(w.shape[0]), bias=b is not None)
-        with torch.no_grad():
-            lin.weight.copy_(w)
-            if b is not None:
-                lin.bias.copy_(b.reshape(-1).expand(w.shape[0]))
+        lin = skip_init(nn.Linear, int(w.shape[1]), int(w.shape[0]), bias=b is not None)
+        _give(lin, weight=w, bias=None if b is None else b.reshape(-1).expand(w.shape[0]))
         return self.module(lin, x, scope)
 
     def op_Gemm(self, node, ins, a, scope):
@@ -359,12 +361,10 @@ class _Builder:
         if not self.dep(x) or dim not in (2, 4):
             return self.call(F.batch_norm, (x, mean, var, scale, shift, False, 0.0, a.get("epsilon", 1e-5)))
         eps = float(a.get("epsilon", 1e-5))
-        bn = (nn.BatchNorm2d if dim == 4 else nn.BatchNorm1d)(int(scale.numel()), eps=eps)
-        with torch.no_grad():
-            bn.weight.copy_(scale)
-            bn.bias.copy_(shift)
-            bn.running_mean.copy_(mean)
-            bn.running_var.copy_(var)
+        bn = skip_init(nn.BatchNorm2d if dim == 4 else nn.BatchNorm1d, int(scale.numel()), eps=eps)
+        _give(bn, weight=scale, bias=shift)
+        bn.running_mean, bn.running_var = mean.float().contiguous(), var.float().contiguous()
+        bn.num_batches_tracked = torch.zeros((), dtype=torch.long)
         return self.module(bn, x, scope)
 
     def _pool(self, node, ins, a, scope, mode: str):
@@ -406,7 +406,19 @@ class _Builder:
 
     # elementwise
     op_Relu = _unary(torch.relu)
-    op_Sigmoid = _unary(torch.sigmoid)
+
+    def op_Sigmoid(self, node, ins, a, scope):
+        # x * sigmoid(x) is how exporters write SiLU: one folded step, as from the source
+        users = self.users.get(node.output[0], [])
+        if (
+            len(users) == 1
+            and users[0].op_type == "Mul"
+            and sorted(users[0].input) == sorted([node.input[0], node.output[0]])
+        ):
+            self.skip[id(users[0])] = node.output[0]
+            return self.call(F.silu, (ins[0],), scope=scope)
+        return self.call(torch.sigmoid, (ins[0],), scope=scope)
+
     op_Tanh = _unary(torch.tanh)
     op_Exp = _unary(torch.exp)
     op_Log = _unary(torch.log)
