@@ -30,8 +30,6 @@ import torch.fx as fx
 from convscope.models.loader import LoadError
 from torch import nn
 
-SUFFIXES = (".pt2", ".onnx")
-
 
 def load_program(path: str | Path) -> fx.GraphModule:
     """The model in a `.pt2` or `.onnx` file, as a GraphModule in eval mode.  Raises LoadError."""
@@ -258,15 +256,14 @@ def _lift(path: Path, ep) -> fx.GraphModule:
             _set_tensor(root, spec.target, value, spec.kind == InputKind.PARAMETER)
             env[n] = graph.get_attr(spec.target)
         elif n.op == "output":
-            outs = [a for a, s in zip(n.args[0], ep.graph_signature.output_specs, strict=True)]
             kinds = [s.kind for s in ep.graph_signature.output_specs]
-            keep = [env[a] for a, k in zip(outs, kinds, strict=True) if k == OutputKind.USER_OUTPUT]
+            keep = [env[a] for a, k in zip(n.args[0], kinds, strict=True) if k == OutputKind.USER_OUTPUT]
             graph.output(keep[0] if len(keep) == 1 else tuple(keep))
         else:
             env[n] = graph.node_copy(n, lambda a: env[a])
     if len(user) != 1:
         raise LoadError(f"{path}: the program takes {len(user)} inputs; convscope feeds it one tensor")
-    gm = fx.GraphModule(root, graph, class_name=path.stem.replace("-", "_") or "Program")
+    gm = fx.GraphModule(root, graph, class_name=re.sub(r"\W", "_", path.stem) or "Program")
     gm.meta["convscope_program"] = True
     val = user[0].meta.get("val")
     if isinstance(val, torch.Tensor) and val.dim() >= 2:
