@@ -210,7 +210,7 @@ def _check_targets(path: Path, graph: fx.Graph) -> None:
             raise _refused(path, f"node {n.name!r} is a {n.op}, which a program does not hold")
 
 
-def _set_tensor(root: nn.Module, target: str, value: torch.Tensor, parameter: bool) -> None:
+def _set_tensor(root: nn.Module, target: str, value: torch.Tensor, parameter: bool, persistent: bool) -> None:
     *path, leaf = target.split(".")
     m = root
     for p in path:
@@ -221,7 +221,7 @@ def _set_tensor(root: nn.Module, target: str, value: torch.Tensor, parameter: bo
     if parameter:
         m.register_parameter(leaf, nn.Parameter(value, requires_grad=False))
     else:
-        m.register_buffer(leaf, value)
+        m.register_buffer(leaf, value, persistent=persistent)
 
 
 def _lift(path: Path, ep) -> fx.GraphModule:
@@ -253,7 +253,9 @@ def _lift(path: Path, ep) -> fx.GraphModule:
                 raise _refused(path, f"input {n.name!r} is a {spec.kind.name.lower()}")
             if not isinstance(value, torch.Tensor):
                 raise LoadError(f"{path} is damaged: no tensor for {spec.target!r}")
-            _set_tensor(root, spec.target, value, spec.kind == InputKind.PARAMETER)
+            # a state dict of the source model fits: its non-persistent buffers and constants stay out
+            persistent = spec.kind == InputKind.BUFFER and spec.persistent is not False
+            _set_tensor(root, spec.target, value, spec.kind == InputKind.PARAMETER, persistent)
             env[n] = graph.get_attr(spec.target)
         elif n.op == "output":
             kinds = [s.kind for s in ep.graph_signature.output_specs]

@@ -155,7 +155,8 @@ class _Builder:
             self.root.add_module("onnx_constants", nn.Module())
         name = f"c{self.n_const}"
         self.n_const += 1
-        self.root.onnx_constants.register_buffer(name, t.detach().clone())
+        # not in the state dict: the constants are part of the graph, not weights to load
+        self.root.onnx_constants.register_buffer(name, t.detach().clone(), persistent=False)
         return self.graph.get_attr(f"onnx_constants.{name}")
 
     def operand(self, v):
