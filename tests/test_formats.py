@@ -231,6 +231,9 @@ def test_test_nets_through_files(tmp_path, spec, shape, fmt):
         assert [x.name for x in got_t.dag.layers] == [x.name for x in want_t.dag.layers]
     x = _input(shape, seed=7)
     np.testing.assert_allclose(activations(got_t, x).flat, activations(want_t, x).flat, atol=1e-5, rtol=0)
+    if fmt == "pt2":  # the program has the source's parameter and buffer names: its state dict fits
+        torch.save(source.state_dict(), tmp_path / "w.pt")
+        assert load_model(str(path), weights=tmp_path / "w.pt") is not None
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "onnx-torchscript"])
