@@ -75,7 +75,9 @@ _SYM_FUNCTIONS = {
     "Infinity", "NegativeInfinity", "Zero", "One", "NegativeOne", "Half",
 }  # fmt: skip
 _SYM_NAME = re.compile(r"[a-z]+\d+|oo|zoo|nan|true|false|True|False")
-_WORD = re.compile(r"[\w.:]*")
+# Names and module paths end up inside generated Python (`getattr(self.blocks, "conv-1")`): any
+# character but quotes, backslashes and control characters, which could close that string.
+_PLAIN_NAME = re.compile(r"[^\"'\\\x00-\x1f\x7f]*")
 _EXPR_NODES = (
     ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.Constant, ast.Load,
     ast.operator, ast.unaryop, ast.boolop, ast.cmpop,
@@ -120,17 +122,17 @@ def _safe_expr(text: str, guard: bool) -> bool:
     return True
 
 
-def _strings_under(obj, key: str):
-    """Every string value stored under `key` anywhere in a JSON tree."""
+def _strings_under(obj, keys):
+    """(key, value) of every string stored under a key that `keys(key)` accepts in a JSON tree."""
     if isinstance(obj, dict):
         for k, v in obj.items():
-            if k == key and isinstance(v, str):
-                yield v
+            if isinstance(v, str) and keys(k):
+                yield k, v
             else:
-                yield from _strings_under(v, key)
+                yield from _strings_under(v, keys)
     elif isinstance(obj, list):
         for v in obj:
-            yield from _strings_under(v, key)
+            yield from _strings_under(v, keys)
 
 
 def _unpickler_reason(exc: Exception) -> str:
@@ -138,6 +140,11 @@ def _unpickler_reason(exc: Exception) -> str:
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", x).strip() for x in str(exc).splitlines() if x.strip()]
     named = [x for x in lines if "Unsupported global" in x or "Unsupported operand" in x]
     return (named or lines or [type(exc).__name__])[0][:160]
+
+
+def _is_name_key(key: str) -> bool:
+    """JSON keys of node names, op targets and parameter / buffer / constant paths."""
+    return key in ("name", "target") or key.endswith("_name")
 
 
 def _refused(path: Path, why: str) -> LoadError:
@@ -170,14 +177,12 @@ def _check_pt2_archive(path: Path) -> None:
                         raise _refused(path, f"{pickled[0]!r} is stored as a pickle (it could run code)")
                 elif rel.startswith("models/"):
                     program = json.loads(zf.read(name))
-                    for expr in _strings_under(program, "expr_str"):
+                    for _, expr in _strings_under(program, lambda k: k == "expr_str"):
                         if not _safe_expr(expr, guard=False):
                             raise _refused(path, f"a size expression is not arithmetic: {expr[:60]!r}")
-                    # names and targets become Python identifiers in the module's generated code
-                    for key in ("name", "target"):
-                        bad = next((v for v in _strings_under(program, key) if not _WORD.fullmatch(v)), None)
-                        if bad is not None:
-                            raise _refused(path, f"a {key} is not a plain name: {bad[:60]!r}")
+                    for key, name in _strings_under(program, _is_name_key):
+                        if not _PLAIN_NAME.fullmatch(name):
+                            raise _refused(path, f"a {key} is not a plain name: {name[:60]!r}")
                     for guard in program.get("guards_code") or []:
                         if not isinstance(guard, str) or not _safe_expr(guard, guard=True):
                             raise _refused(path, f"a guard is not a size check: {str(guard)[:60]!r}")
@@ -253,6 +258,8 @@ def _lift(path: Path, ep) -> fx.GraphModule:
                 raise _refused(path, f"input {n.name!r} is a {spec.kind.name.lower()}")
             if not isinstance(value, torch.Tensor):
                 raise LoadError(f"{path} is damaged: no tensor for {spec.target!r}")
+            if not _PLAIN_NAME.fullmatch(spec.target) or "" in spec.target.split("."):
+                raise _refused(path, f"a tensor's path is not a plain name: {spec.target[:60]!r}")
             # a state dict of the source model fits: its non-persistent buffers and constants stay out
             persistent = spec.kind == InputKind.BUFFER and spec.persistent is not False
             _set_tensor(root, spec.target, value, spec.kind == InputKind.PARAMETER, persistent)

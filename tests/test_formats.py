@@ -380,6 +380,21 @@ def test_pt2_that_would_run_code_is_refused(exported, tmp_path):
         node = program["graph_module"]["graph"]["nodes"][0]
         node["outputs"][0]["as_tensor"]["name"] = 'x"); import os; ("'
 
+    def quoted_parameter(program):  # a parameter's path is written into the module's code
+        def walk(obj):
+            if isinstance(obj, dict):
+                for k, v in obj.items():
+                    if k == "parameter_name":
+                        obj[k] = 'conv"); import os; ("'
+                        return True
+                    if walk(v):
+                        return True
+            elif isinstance(obj, list):
+                return any(walk(v) for v in obj)
+            return False
+
+        assert walk(program)
+
     def pickled_weight(name, data):
         if name is None:
             return []
@@ -410,6 +425,7 @@ def test_pt2_that_would_run_code_is_refused(exported, tmp_path):
         "size_expr": _edit_program(size_expr),
         "not_an_operator": _edit_program(not_an_operator),
         "quoted_name": _edit_program(quoted_name),
+        "quoted_parameter": _edit_program(quoted_parameter),
         "pickled_weight": pickled_weight,
         "pickled_inputs": pickled_inputs,
         "compiled_library": compiled_library,
