@@ -137,6 +137,7 @@ class _Builder:
             if n.op_type in _LAYER_OPS:
                 self.layer_ops[sc] = self.layer_ops.get(sc, 0) + 1
         self.node = None  # the ONNX node being read
+        self.initializers = {t.name for t in model.graph.initializer}
 
     # values -------------------------------------------------------------------------------------------
     def dep(self, v) -> bool:
@@ -203,6 +204,12 @@ class _Builder:
             own = len(classes) >= 2 and classes[-2].startswith("torch.nn.modules.")
         else:
             own = bool(scope) and scope not in self.containers and self.layer_ops.get(scope) == 1
+        weight = self.node.input[1] if len(self.node.input) > 1 else ""
+        named = re.fullmatch(r"(.+)\.weight", weight) if weight in self.initializers else None
+        if own and named and self.node.op_type in ("Conv", "Gemm", "MatMul"):
+            # torch's exporter keeps the parameter's name on a conv it fused a batch norm into,
+            # while the node takes the norm's scope: the weight names the layer as the source did
+            return named.group(1)
         if own and scope:
             return scope
         scopes = _literal_list(meta.get("pkg.torch.onnx.name_scopes"))

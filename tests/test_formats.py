@@ -4,7 +4,7 @@ Two small models are written here (conv + batch norm + relu + pool + linear; a r
 stride-2 1x1 shortcut, a global average and log_softmax), exported with torch.export.save (.pt2) and
 torch.onnx.export (.onnx, by the default torch.export-based exporter and by the TorchScript one),
 loaded by `load_model(path)` alone, traced, and checked against the source: the same node layers
-(kinds, shapes, node counts; names where the format keeps them), every layer's values equal to a
+(kinds, shapes, node counts, names), every layer's values equal to a
 torch forward pass of the source within 1e-5.  Damaged or foreign files are one LoadError line;
 a .pt2 that would make torch run code from it (guard code, pickles, non-operator calls) is refused
 before any of it runs.
@@ -186,8 +186,7 @@ def test_file_loads_traces_and_equals_the_source(exported, kind, fmt):
     ]
     folded = fmt != "pt2"  # ONNX exporters fold batch norm into the conv's weights: no affine step left
     assert [_chain(x, folded) for x in got.layers] == [_chain(x, folded) for x in want.layers]
-    if fmt != "onnx":  # the default ONNX exporter fuses batch norm into the conv under the norm's name
-        assert [x.name for x in got.layers] == [x.name for x in want.layers]
+    assert [x.name for x in got.layers] == [x.name for x in want.layers]
     assert got.output_kind == want.output_kind
     x = _input(shape, seed=9)
     acts = activations(got_t, x)
@@ -227,8 +226,7 @@ def test_test_nets_through_files(tmp_path, spec, shape, fmt):
     assert [(x.kind, x.shape, x.count) for x in got_t.dag.layers] == [
         (x.kind, x.shape, x.count) for x in want_t.dag.layers
     ]
-    if not (fmt == "onnx" and "Separable" in spec):  # batch norm fused under the norm's name
-        assert [x.name for x in got_t.dag.layers] == [x.name for x in want_t.dag.layers]
+    assert [x.name for x in got_t.dag.layers] == [x.name for x in want_t.dag.layers]
     x = _input(shape, seed=7)
     np.testing.assert_allclose(activations(got_t, x).flat, activations(want_t, x).flat, atol=1e-5, rtol=0)
     if fmt == "pt2":  # the program has the source's parameter and buffer names: its state dict fits
