@@ -1,8 +1,9 @@
 """Load a user's model: `FILE.py:NAME` or `package.module:NAME`, and its weights, with one-line errors.
 
 NAME is an nn.Module class (built with no arguments), a function that returns a module, or a
-module instance.  Weights are `.safetensors`, or `.pt` / `.pth` state dicts read with
-`torch.load(weights_only=True)`: a weights file is data, never code.  Every failure raises
+module instance; a `.pt2` or `.onnx` file needs no NAME (models/formats.py reads it).  Weights
+are `.safetensors`, or `.pt` / `.pth` state dicts read with `torch.load(weights_only=True)`: a
+weights file is data, never code.  Every failure raises
 LoadError whose message is one line naming the file, the key or the line of the user's code:
 not Python, raises on import, no such NAME, not a Module, weights for another model (first bad key
 and both shapes), NaN in the weights.  The model comes back in eval mode on the CPU.
@@ -95,8 +96,15 @@ def _candidates(module) -> list[str]:
 
 
 def load_model(spec: str, weights: str | Path | None = None) -> nn.Module:
-    """The module named by `spec` ('FILE.py:NAME' or 'package.module:NAME'), weights loaded, in eval
-    mode.  Raises LoadError."""
+    """The module named by `spec` ('FILE.py:NAME' or 'package.module:NAME', or a '.pt2' / '.onnx' file,
+    read without its source by models/formats.py), weights loaded, in eval mode.  Raises LoadError."""
+    if Path(spec).suffix.lower() in (".pt2", ".onnx"):
+        from convscope.models.formats import load_program
+
+        model = load_program(spec)
+        if weights is not None:
+            load_weights(model, weights, Path(spec).name)
+        return model.eval()
     where, sep, name = spec.rpartition(":")
     if not sep or not where or not name:
         raise LoadError(f"model {spec!r}: expected FILE.py:NAME or package.module:NAME")

@@ -985,6 +985,8 @@ def trace(
         gm = _export(model, x)
         if gm is None:
             raise TraceError(f"torch.export cannot trace {type(model).__name__}")
+    elif isinstance(model, fx.GraphModule) and model.meta.get("convscope_program"):
+        gm = model  # a .pt2 / .onnx program (models/formats.py) is a graph already; its nodes name its layers
     else:
         try:
             gm = fx.symbolic_trace(model)
