@@ -18,6 +18,7 @@ context exists (see tools/bench.py).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -173,6 +174,7 @@ def bench_resnet(frames: int = 60, repeats: int = 3, size=(1280, 720), case=None
         "trace_s": t_trace,
         "layout_s": t_layout,
         "renderer": renderer_string(ctx),
+        "load_average": os.getloadavg(),  # the machine is shared: frame times scale with its load
         "target_p50_ms": TARGET_MS,
         "rows": rows,
         "max_pixel_difference_opaque_vs_blended": same,
@@ -186,6 +188,7 @@ def bench_resnet(frames: int = 60, repeats: int = 3, size=(1280, 720), case=None
 def format_results(r: dict) -> str:
     lines = [
         f"{r['model']}: {r['nodes']:,} nodes in {r['layers']} layers, {r['size']}, {r['renderer']}",
+        f"trace {r['trace_s']:.1f} s, layout {r['layout_s']:.2f} s, load average {r['load_average'][0]:.1f}",
         f"{'view':<26}{'maps':<20}{'p50 ms':>8}{'p99 ms':>8}{'upload+ranges':>15}{'draw':>8}{'opaque':>8}",
     ]
     for x in r["rows"]:
