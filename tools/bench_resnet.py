@@ -21,6 +21,7 @@ import argparse
 import os
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -134,8 +135,11 @@ def memory_figures(ctx, layout) -> dict:
         batch.release()
 
 
-def bench_resnet(frames: int = 60, repeats: int = 3, size=(1280, 720), case=None, ctx=None) -> dict:
-    """Fitted and zoomed views, occluding and all-blended, `repeats` times interleaved; medians."""
+def bench_resnet(
+    frames: int = 60, repeats: int = 3, size=(1280, 720), case=None, ctx=None, png_dir: str | None = None
+) -> dict:
+    """Fitted and zoomed views, occluding and all-blended, `repeats` times interleaved; medians.  With
+    `png_dir`, the last frame of each view is written there (look at them)."""
     from convscope.engine.gpu.context import create_headless, renderer_string
     from convscope.engine.graph.layout import build_layout
 
@@ -170,6 +174,12 @@ def bench_resnet(frames: int = 60, repeats: int = 3, size=(1280, 720), case=None
         rows.append(row)
     # Both ways of drawing give the same picture (the last frames of one view hold the same input).
     same = {name: int(np.abs(f[0].astype(int) - f[1].astype(int)).max()) for name, f in frames_seen.items()}
+    if png_dir:
+        from PIL import Image
+
+        Path(png_dir).mkdir(parents=True, exist_ok=True)
+        for name, f in frames_seen.items():
+            Image.fromarray(f[0]).save(Path(png_dir) / f"resnet18_{name.split()[0]}.png")
     out = {
         "model": "torchvision resnet18(num_classes=10), 3x224x224",
         "nodes": dag.total_nodes,
@@ -217,11 +227,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--png-dir", help="write the last frame of each view here")
     args = ap.parse_args()
     t0 = time.perf_counter()
     case = resnet18_case()  # torch before the llvmpipe context
     traced = time.perf_counter() - t0
-    r = bench_resnet(args.frames, args.repeats, case=case)
+    r = bench_resnet(args.frames, args.repeats, case=case, png_dir=args.png_dir)
     r["trace_s"] = traced
     print(format_results(r))
 
