@@ -319,8 +319,15 @@ def gui_view(state: TrainState) -> None:
     _, state.jitter_gain = imgui.slider_float("jitter strength", state.jitter_gain, 0.0, 10.0, "%.1f")
     _, state.show_paths = imgui.checkbox("paths (top half of map sums)", state.show_paths)
     if state.show_paths and state.paths_total > EXACT_EDGES:  # too many to draw all: a sample
-        imgui.text_disabled(f"{state.paths_drawn:,} of {state.paths_total:,} drawn: by |weight x input|")
         _, state.show_all_paths = imgui.checkbox("all paths", state.show_all_paths)
+        imgui.same_line()
+        imgui.text_disabled(f"{state.paths_drawn:,} of {state.paths_total:,} drawn")
+        imgui.same_line()
+        help_marker(
+            f"More than {EXACT_EDGES:,} paths: drawn are the strongest by |weight x input| (the filter's"
+            " kernel summed for that input, times the input map's sum) and a sample of the rest, picked in"
+            " proportion to it, as the explorer does with many edges.  'all paths' draws every one."
+        )
     imgui.set_next_item_width(150)
     changed, i = imgui.combo("colours", COLORMAPS.index(state.colormap), list(COLORMAPS))
     if changed:
