@@ -37,6 +37,8 @@ uniform int u_highlight;     // node id drawn with a white outline; -1 for none
 uniform int u_jitter_on;
 uniform sampler2D u_jitter;  // RG32F by node id: amplitude and phase (one map moves as one)
 uniform float u_time;
+uniform int u_pass;          // 0: every map; 1: only maps whose gaps are closed; 2: only the others
+uniform float u_closed_px;   // a map's gaps are closed while its biggest node is at most this many px
 
 out vec2 v_cell;             // position in cell units: cell (i, j) spans i +- 0.5, j +- 0.5
 flat out int v_first;        // node id of cell (0, 0)
@@ -56,6 +58,21 @@ vec3 jitter_offset(float phase, float t) {  // as nodes.glsl
     return vec3(sin(53.0 * t + p), 0.5 * sin(41.0 * t + 2.3 * p), sin(67.0 * t + 3.7 * p + 1.7));
 }
 
+// Whether every node of the map at `origin` is small enough on screen for its square to fill its cell
+// (the fragment shader's grown_half at 2 * half_px <= 2): then the map covers each of its pixels wholly
+// and may be drawn opaque.  Judged at the map's least view depth, one of its four corners.
+bool gaps_closed(vec3 origin) {
+    if (grown_half(u_half / u_pitch, u_fill, 0.0) < 0.5 - 1e-3) {
+        return false;  // a size scale below 1 keeps a gap open however far
+    }
+    float near = 1e30;
+    for (int k = 0; k < 4; k++) {
+        vec2 c = vec2(k % 2, k / 2) * vec2(u_cells) - 0.5;
+        near = min(near, -(u_view * vec4(origin + vec3(c.x, 0.0, c.y) * u_pitch, 1.0)).z);
+    }
+    return near > 1e-6 && 2.0 * u_half * u_proj[1][1] * 0.5 * u_viewport.y / near <= u_closed_px;
+}
+
 void main() {
     int map = u_map_base + gl_InstanceID;
     vec3 origin = texelFetch(u_maps, texel(map, u_maps), 0).xyz;
@@ -64,6 +81,10 @@ void main() {
     if (u_jitter_on == 1) {
         vec2 jit = texelFetch(u_jitter, texel(v_first, u_jitter), 0).rg;
         origin += jit.x * jitter_offset(jit.y, u_time);
+    }
+    if (u_pass != 0 && gaps_closed(origin) != (u_pass == 1)) {
+        gl_Position = vec4(2.0, 2.0, 2.0, 1.0);  // the other pass draws this map: outside the clip volume
+        return;
     }
     vec3 step_view = vec3(u_view[0][2], u_view[1][2], u_view[2][2]) * u_pitch;  // d(view z) / d world x, z
     v_depth0 = -(u_view * vec4(origin, 1.0)).z;
@@ -131,6 +152,19 @@ float half_px_at(ivec2 cell) {
     return u_half * u_proj[1][1] * 0.5 * u_viewport.y / depth;
 }
 
+#if defined MAPS_CLOSED
+// A map whose gaps are closed (every node at most ~2 px, see gaps_closed): each pixel is its node's
+// colour, wholly covered: what the general shader below computes there, without working out coverage,
+// corners or border.
+void main() {
+    ivec2 cell = ivec2(floor(v_cell + 0.5));
+    if (any(lessThan(cell, ivec2(0))) || any(greaterThanEqual(cell, u_cells))) {
+        discard;  // a pixel centre on the quad's rim, rounded outside: as the general shader
+    }
+    float a = texelFetch(u_acts, texel(v_first + cell.y * u_cells.x + cell.x, u_acts), 0).r;
+    f_color = vec4(node_colour(a, u_range, u_colormap), 1.0);
+}
+#else
 void main() {
     vec2 fw = max(fwidth(v_cell), vec2(1e-6));  // cells per pixel, per axis
     float half_cells = u_half / u_pitch;
@@ -178,4 +212,5 @@ void main() {
     float shade = d > -u_border ? mix(1.0, u_border_shade, k) : 1.0;
     f_color = vec4(color * shade, alpha);
 }
+#endif
 #endif

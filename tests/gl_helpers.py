@@ -54,3 +54,25 @@ def smooth_activations(spec: NetSpec, seed: int = 0) -> np.ndarray:
             a = np.maximum(0, rng.normal(0, 1, layer.count))
         out[layer.start : layer.stop] = a.reshape(-1)
     return out
+
+
+def resnet18_shaped_dag(classes: int = 10):
+    """A Dag with the layers and shapes that models/trace.py gives torchvision's resnet18 at 3x224x224
+    (32 layers, 3,588,106 nodes: every conv, pool and residual add a layer), built without torch.  Edges
+    are left out: layouts and renderers need the shapes only."""
+    from convscope.engine.graph.dag import Dag, DagLayer
+
+    layers = [
+        DagLayer("input", "input", (3, 224, 224)),
+        DagLayer("conv1", "conv", (64, 112, 112)),
+        DagLayer("maxpool", "pool", (64, 56, 56)),
+    ]
+    for stage, (c, s) in enumerate(((64, 56), (128, 28), (256, 14), (512, 7)), start=1):
+        for block in (0, 1):
+            name = f"layer{stage}.{block}"
+            layers += [DagLayer(f"{name}.conv{k}", "conv", (c, s, s)) for k in (1, 2)]
+            if stage > 1 and block == 0:
+                layers.append(DagLayer(f"{name}.downsample.0", "conv", (c, s, s)))
+            layers.append(DagLayer(f"{name}.add", "add", (c, s, s)))
+    layers += [DagLayer("avgpool", "pool", (512, 1, 1)), DagLayer("fc", "dense", (classes,))]
+    return Dag.build("resnet18", layers)

@@ -13,7 +13,7 @@ from convscope.engine.gpu.nodes import NodeBatch
 from convscope.engine.graph.layout import build_layout
 from convscope.engine.graph.picking import Picker
 from convscope.engine.graph.spec import synthetic_spec
-from gl_helpers import gl_context, lenet_spec, mlp_spec
+from gl_helpers import gl_context, lenet_spec, mlp_spec, resnet18_shaped_dag
 
 pytestmark = pytest.mark.gl
 SIZES = [(1280, 720), (1600, 900), (1920, 1080)]
@@ -156,7 +156,7 @@ def test_picks_name_the_node_at_every_level(lenet):
 
 def test_gpu_memory_is_at_most_8_bytes_per_node():
     ctx = gl_context()
-    for spec in (lenet_spec(), mlp_spec(), synthetic_spec(1_000_000)):
+    for spec in (lenet_spec(), mlp_spec(), synthetic_spec(1_000_000), resnet18_shaped_dag()):
         batch = NodeBatch(ctx, build_layout(spec))
         try:
             # Every layer of build_layout is regular: no per-node geometry, feature maps or rows alike.
@@ -164,8 +164,30 @@ def test_gpu_memory_is_at_most_8_bytes_per_node():
             total = sum(batch.gpu_bytes().values())
             per_node = total / spec.total_nodes
             assert per_node <= 8.0, f"{spec.model}: {per_node:.2f} bytes per node ({batch.gpu_bytes()})"
+            # Per layer kind (row padding left out): 4 bytes per node + 12 per map.
+            per_layer = batch.layer_bytes()
+            assert per_layer.sum() <= total
+            for kind in {layer.kind for layer in spec.layers}:
+                mine = [i for i, layer in enumerate(spec.layers) if layer.kind == kind]
+                nodes = sum(spec.layers[i].count for i in mine)
+                got = per_layer[mine].sum() / nodes
+                assert got <= 8.0, f"{spec.model}, {kind} layers: {got:.2f} bytes per node"
         finally:
             batch.release()
+
+
+def test_resnet18_shaped_memory_figure():
+    """The ResNet-18 case of the benchmark (3.6M nodes): 4 bytes per node and 12 per map, as laid out."""
+    dag = resnet18_shaped_dag()
+    assert dag.total_nodes == 3_588_106
+    batch = NodeBatch(gl_context(), build_layout(dag))
+    try:
+        maps = sum(g.maps for g in batch.grids.values())
+        assert batch.layer_bytes().sum() == 4 * dag.total_nodes + 12 * maps
+        per_node = sum(batch.gpu_bytes().values()) / dag.total_nodes
+        assert 4.0 <= per_node <= 4.1, f"{per_node:.3f} bytes per node ({batch.gpu_bytes()})"
+    finally:
+        batch.release()
 
 
 def test_only_changed_layers_are_uploaded(lenet):

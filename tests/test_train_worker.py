@@ -85,6 +85,9 @@ def test_snapshot_equals_a_direct_forward_pass(handle, data, tmp_path):
     for name, want in ref.items():
         np.testing.assert_allclose(got[name], want, rtol=0, atol=1e-5, err_msg=name)
     np.testing.assert_array_equal(snap.first_filters, model.convs[0].weight.detach().numpy())
+    for i, conv in enumerate(model.convs, start=1):  # the paths' weights: kernels summed per input channel
+        want = conv.weight.detach().sum(dim=(2, 3)).numpy()
+        np.testing.assert_allclose(snap.pair_weights[f"conv{i}"], want, rtol=1e-6, atol=1e-7)
     for name, sums in snap.filter_sums.items():
         np.testing.assert_allclose(sums, want_sums := ref[name].reshape(len(sums), -1).sum(1), rtol=1e-5)
         assert want_sums.shape == sums.shape

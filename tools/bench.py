@@ -9,6 +9,9 @@ Sections (`--only NAME...`; all by default):
     the LeNet, with a new drawing sent every frame (target >= 30 fps on llvmpipe, >= 60 on a GPU);
   * frame time of synthetic layouts of 100k, 1M and 10M nodes (scene renderer, fresh activations
     every frame; feature maps as quads, and node by node up to 1M for comparison);
+  * torchvision's ResNet-18 at 3x224x224 (3.6M nodes) in the explore view's renderer, fitted and zoomed
+    into one map, fresh activations every frame (target p50 <= 33 ms on llvmpipe), and its GPU bytes
+    per node by layer kind (target <= 8);
   * time from launch to first frame and to first activations (target first frame <= 2 s);
   * the GL renderer string and the CPU;
   * hover cost per hover change (pick + edges + upload), the training scene's frame time and training
@@ -149,6 +152,7 @@ SECTIONS = (
     "latency",
     "explore",
     "render",
+    "resnet",
     "startup",
     "hover",
     "training",
@@ -186,6 +190,12 @@ def run_section(name: str, quick: bool, skip_big: bool, data_dir: str | None = N
             rows += bench_suite(sizes=(10_000_000,), modes=("auto",), **common)
         print(format_table(rows))
         return rows
+    if name == "resnet":
+        from bench_resnet import bench_resnet, format_results
+
+        r = bench_resnet(frames=20 if quick else 60, repeats=1 if quick else 3)
+        print(format_results(r))
+        return r
     if name == "startup":
         r = bench_startup(1 if quick else 5)
         print(f"  first frame {r['first_frame_s']:.2f} s, first activations {r['first_activations_s']:.2f} s")

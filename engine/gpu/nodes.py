@@ -16,7 +16,9 @@ far away it reads as one picture, closer the gaps, rounded corners and borders f
 size.  Only the other layers (fully connected rows, camera-facing squares) keep per-node geometry:
 centres follow from one origin per map (or per wrapped row block) and cell arithmetic too, so only a
 layout off any regular grid needs per-node geometry (an RGBA32F texture holding just those nodes).
-GPU memory: `gpu_bytes()`, 4 bytes per node (the activation) plus 12 per map.
+GPU memory: `gpu_bytes()`, 4 bytes per node (the activation) plus 12 per map.  Maps far enough
+for their gaps to close are opaque: they are drawn first, near to far, so the maps they hide fail the
+depth test before being shaded (a fitted deep net stacks dozens of sheets on the same pixels).
 
 How a per-node layer is drawn (shaders/nodes.glsl builds both):
   "quads"   6 vertices per node (no index buffer); any size on screen
@@ -44,6 +46,9 @@ from convscope.engine.graph.layout import Layout
 ACT_TEX_WIDTH = 4096  # width of the per-node textures (texels); height grows with the node count
 MODES = ("quads", "points", "auto")
 AUTO_POINT_PX = 24.0  # "auto" draws a layer as points while its nodes are at most this many pixels
+CLOSED_PX = 1.9  # maps.glsl closes a map's gaps fully while its nodes are at most 2 px: a margin below that
+OPEN, CLOSED, MIXED = 0, 1, 2  # NodeBatch.map_cover: no map of a layer / every map / some have closed gaps
+PASS_ALL, PASS_CLOSED, PASS_OPEN = 0, 1, 2  # maps.glsl u_pass: which of a layer's maps a draw call draws
 
 
 def gl_bytes(m: np.ndarray) -> bytes:
@@ -62,6 +67,8 @@ class NodeStyle:
     # units seen from a low angle would shrink to dashes, so vector layers face the camera.
     close_gaps: bool = True  # far-away nodes grow to fill their cell instead of aliasing
     maps: bool = True  # regular feature maps as one quad each (maps.glsl); False: node by node (nodes.glsl)
+    occlude: bool = True  # maps far enough for their gaps to close are drawn opaque, near to far, so the
+    # maps they hide cost no shading; False blends every map far to near (the same picture, slower)
 
 
 @dataclass(frozen=True)
@@ -135,6 +142,7 @@ class NodeBatch:
             "quads": create_program(ctx, "nodes"),
             "points": create_program(ctx, "nodes", {"NODE_POINTS": 1}),
             "maps": create_program(ctx, "maps"),
+            "maps_closed": create_program(ctx, "maps", {"MAPS_CLOSED": 1}),
         }
         self.acts = ctx.texture(_texture_shape(self.count, self.max_tex), 1, dtype="f4")
         self.acts.filter = (moderngl.NEAREST, moderngl.NEAREST)
@@ -149,6 +157,7 @@ class NodeBatch:
         self.jitter_time = 0.0  # seconds; the caller advances it while jitter is on
         self.ranges = np.tile(np.array([0.0, 1.0], np.float32), (self.n_layers, 1))
         self.visible = np.ones(self.n_layers, bool)
+        self.last_opaque = 0  # map layers the last draw drew (wholly or partly) opaque (tests, benchmarks)
         self.set_layout(layout)
 
     # --- data --------------------------------------------------------------------------------
@@ -396,25 +405,77 @@ class NodeBatch:
         grids = [i for i in sorted(self.map_layers) if used[i]]
         if grids:
             eye = -view[:3, :3].T @ view[:3, 3]
-            centres = self.layout.layer_bounds[grids].mean(axis=1)
-            order = np.argsort(-np.linalg.norm(centres - eye, axis=1), kind="stable")
-            prog = self.programs["maps"]
+            dist = np.linalg.norm(self.layout.layer_bounds[grids].mean(axis=1) - eye, axis=1)
+            cover = self.map_cover(view, proj, viewport)
+            if not s.occlude:
+                cover[:] = OPEN
+            # Maps whose gaps are closed cover their pixels wholly: drawn first, near to far, writing
+            # depth and without blending, so the maps behind them fail the depth test before their
+            # fragments are shaded (llvmpipe skips a block whose pixels all fail).  In a fitted deep net
+            # most sheets overlap on screen: that is most of the frame's shading saved.  Where a layer
+            # is partly near, maps.glsl sorts its maps into the two passes by the same test per map.
+            near_first = np.argsort(dist, kind="stable")
+            self.last_opaque = 0
+            for k in near_first:
+                i = grids[k]
+                if cover[i] != OPEN:
+                    # The general shader where the white ring of the highlighted node must show.
+                    ring = self.spec.layers[i].start <= highlight < self.spec.layers[i].stop
+                    program = "maps" if ring else "maps_closed"
+                    self._draw_maps(i, PASS_ALL if cover[i] == CLOSED else PASS_CLOSED, program)
+                    self.last_opaque += 1
+            # The rest far to near, blended: a map's partly covered pixels (gaps narrower than a pixel,
+            # antialiased edges) mix with what lies behind them.
             self.ctx.enable(moderngl.BLEND)
             self.ctx.blend_func = moderngl.SRC_ALPHA, moderngl.ONE_MINUS_SRC_ALPHA, moderngl.ONE, moderngl.ONE
-            for k in order:
-                g = self.grids[grids[k]]
-                layer = self.spec.layers[g.layer]
-                set_uniform(prog, "u_range", tuple(float(x) for x in self.ranges[g.layer]))
-                set_uniform(prog, "u_fill", float(self._fill[g.layer]) if s.close_gaps else 1.0)
-                set_uniform(prog, "u_map_base", g.map_base)
-                set_uniform(prog, "u_node_base", layer.start)
-                set_uniform(prog, "u_cells", g.cells)
-                set_uniform(prog, "u_pitch", g.pitch)
-                set_uniform(prog, "u_half", g.half * float(s.size_scale))
-                self.vaos["maps"].render(moderngl.TRIANGLES, vertices=6, instances=g.maps)
+            for k in near_first[::-1]:
+                i = grids[k]
+                if cover[i] != CLOSED:
+                    self._draw_maps(i, PASS_ALL if cover[i] == OPEN else PASS_OPEN)
             self.ctx.blend_func = moderngl.DEFAULT_BLENDING
             self.ctx.disable(moderngl.BLEND)
         return used
+
+    def _draw_maps(self, i: int, which: int, program: str = "maps") -> None:
+        """One draw call: the maps of grid layer i as quads (maps.glsl); `which` maps (PASS_*)."""
+        s = self.style
+        prog = self.programs[program]
+        g = self.grids[i]
+        layer = self.spec.layers[i]
+        set_uniform(prog, "u_range", tuple(float(x) for x in self.ranges[i]))
+        set_uniform(prog, "u_fill", float(self._fill[i]) if s.close_gaps else 1.0)
+        set_uniform(prog, "u_map_base", g.map_base)
+        set_uniform(prog, "u_node_base", layer.start)
+        set_uniform(prog, "u_cells", g.cells)
+        set_uniform(prog, "u_pitch", g.pitch)
+        set_uniform(prog, "u_half", g.half * float(s.size_scale))
+        set_uniform(prog, "u_pass", which)
+        set_uniform(prog, "u_closed_px", CLOSED_PX)
+        self.vaos[program].render(moderngl.TRIANGLES, vertices=6, instances=g.maps)
+
+    def map_cover(self, view: np.ndarray, proj: np.ndarray, viewport: tuple[int, int]) -> np.ndarray:
+        """Per layer this frame: CLOSED where every node is at most CLOSED_PX across on screen, so
+        maps.glsl grows each into its whole cell (gaps closed, no corners, no border) and every pixel
+        of every map is fully covered; OPEN where no node is that small (or gaps never close); MIXED
+        between.  Judged at the layer box's least and greatest view depth (its corners along the view
+        axis): a node is biggest where the depth is least."""
+        out = np.full(self.n_layers, OPEN, np.int8)
+        if not self.style.close_gaps:
+            return out
+        lo, hi = self.layout.layer_bounds[:, 0], self.layout.layer_bounds[:, 1]
+        corners = np.stack([np.where(np.array(bits, bool), hi, lo) for bits in np.ndindex(2, 2, 2)], axis=1)
+        depth = -(corners @ view[2, :3] + view[2, 3])  # view-space depth of each corner (L, 8)
+        near, far = depth.min(axis=1), depth.max(axis=1)
+        size = self._biggest * self.style.size_scale * proj[1, 1] * 0.5 * viewport[1]
+        px_near = np.where(near > 1e-6, size / np.maximum(near, 1e-6), np.inf)
+        px_far = np.where(far > 1e-6, size / np.maximum(far, 1e-6), np.inf)
+        # Far-away nodes grow to fill their cell: fill x half size / pitch = 0.5 (a size scale below 1
+        # keeps a gap open however far).
+        pitch = np.array([self.grids[i].pitch if i in self.grids else 1.0 for i in range(self.n_layers)])
+        fills = self._fill * 0.5 * self._biggest * self.style.size_scale / pitch >= 0.5 - 1e-3
+        out[fills & (px_far <= CLOSED_PX)] = MIXED
+        out[fills & (px_near <= CLOSED_PX)] = CLOSED
+        return out
 
     def gpu_bytes(self) -> dict[str, int]:
         """Bytes of GPU memory this batch holds, by texture (textures are whole rows of texels)."""
@@ -423,6 +484,16 @@ class NodeBatch:
         out["map origins"] = self.maps.width * self.maps.height * 12
         if self.jitter is not None:
             out["jitter"] = self.jitter.width * self.jitter.height * 8
+        return out
+
+    def layer_bytes(self) -> np.ndarray:
+        """GPU bytes each layer holds, row padding left out (L,): its activations (4 per node), plus one
+        origin per map (12) for a regular layer or the geometry of each node (16) for an irregular one.
+        The same at every level of detail: far and near read the same textures."""
+        out = np.zeros(self.n_layers, np.int64)
+        for i, layer in enumerate(self.spec.layers):
+            g = self.grids.get(i)
+            out[i] = 4 * layer.count + (12 * g.maps if g is not None else 16 * layer.count)
         return out
 
     def release(self) -> None:

@@ -292,7 +292,7 @@ class EdgeSample:
 
 
 def sample_edges(
-    edges: Edges,
+    edges: Edges | int,
     contribution: np.ndarray | None,
     limit: int = EXACT_EDGES,
     show_all: bool = False,
@@ -303,8 +303,8 @@ def sample_edges(
     (so the strongest edges are always there), the rest is drawn at random with probability in
     proportion to |contribution| (a picture of the spread, stable for a given seed).  Without
     contributions (NaN, or None) the pick is uniform.  The same rule serves hover edges and the
-    training scene's paths."""
-    n = edges.count
+    training scene's paths (`edges` may be just the number of candidates)."""
+    n = int(edges) if isinstance(edges, (int, np.integer)) else edges.count
     if show_all or n <= limit:
         return EdgeSample(np.arange(n, dtype=np.int64), n, False)
     if contribution is None:

@@ -8,7 +8,8 @@ has the message table, the flow control and the heartbeat.
 
 Snapshot payload, float32, in this order (SnapshotLayout has the offsets): stats (STATS), history (HISTORY
 rows of step, loss, accuracy), acts (every node, by id), jitter (per filter), sums (per grid layer and
-channel), filters (the first conv layer's weights).
+channel), filters (the first conv layer's weights), pairs (per conv layer, each filter's kernel summed per
+input channel: (C_out, C_in), the weight of a path in the scene).
 """
 
 from __future__ import annotations
@@ -200,6 +201,8 @@ class SnapshotLayout:
     sums: slice = field(init=False)
     filters: slice = field(init=False)
     filter_shape: tuple[int, int, int, int] = field(init=False)
+    pairs: slice = field(init=False)
+    pair_shapes: dict[str, tuple[int, int]] = field(init=False)  # conv layer -> (C_out, C_in), spec order
     count: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -210,6 +213,9 @@ class SnapshotLayout:
         before = self.spec.layers[self.spec.index(first.name) - 1]
         k = first.kernel or 1
         shape = (first.shape[0], before.shape[0], k, k)
+        pair_shapes = {
+            c.name: (c.shape[0], self.spec.layers[self.spec.index(c.name) - 1].shape[0]) for c in convs
+        }
         sizes = [
             ("stats", len(STATS)),
             ("history", HISTORY * HISTORY_COLS),
@@ -217,12 +223,14 @@ class SnapshotLayout:
             ("jitter", sum(c.shape[0] for c in convs)),
             ("sums", sum(g.shape[0] for g in grid_layers(self.spec))),
             ("filters", int(np.prod(shape))),
+            ("pairs", sum(a * b for a, b in pair_shapes.values())),
         ]
         at = 0
         for name, n in sizes:
             object.__setattr__(self, name, slice(at, at + n))
             at += n
         object.__setattr__(self, "filter_shape", shape)
+        object.__setattr__(self, "pair_shapes", pair_shapes)
         object.__setattr__(self, "count", at)
 
 
@@ -238,6 +246,7 @@ class TrainSnapshot:
     jitter: np.ndarray  # (filters over all conv layers,) float32
     filter_sums: dict[str, np.ndarray]  # grid layer name -> (channels,) float32
     first_filters: np.ndarray  # (filters, in_channels, k, k) float32
+    pair_weights: dict[str, np.ndarray]  # conv layer name -> (C_out, C_in) float32: kernels summed per input
 
     @property
     def paused(self) -> bool:
@@ -257,6 +266,10 @@ def unpack(layout: SnapshotLayout, buf: np.ndarray, seq: int, version: int) -> T
     for g in grid_layers(layout.spec):
         sums[g.name] = buf[at : at + g.shape[0]]
         at += g.shape[0]
+    pairs, at = {}, layout.pairs.start
+    for name, (c_out, c_in) in layout.pair_shapes.items():
+        pairs[name] = buf[at : at + c_out * c_in].reshape(c_out, c_in)
+        at += c_out * c_in
     return TrainSnapshot(
         seq=seq,
         spec_version=version,
@@ -266,4 +279,5 @@ def unpack(layout: SnapshotLayout, buf: np.ndarray, seq: int, version: int) -> T
         jitter=buf[layout.jitter],
         filter_sums=sums,
         first_filters=buf[layout.filters].reshape(layout.filter_shape),
+        pair_weights=pairs,
     )

@@ -527,6 +527,9 @@ class _TrainWorker:
                 torch.cat(sums, out=view[lay.sums])
                 torch.cat(jitter, out=view[lay.jitter])
                 view[lay.filters].copy_(model.convs[0].weight.detach().reshape(-1))
+                # Each filter's kernel summed per input channel: the weight of a path in the scene.
+                pairs = [c.weight.detach().sum(dim=(2, 3)).reshape(-1) for c in model.convs]
+                view[lay.pairs].copy_(torch.cat(pairs))
                 del view
             del out
         self.send(T.Snap(self.version, self.seq))

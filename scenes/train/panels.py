@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from convscope.engine.graph.edges import EXACT_EDGES
 from convscope.engine.ui.layout import BOTTOM_LEFT, LEFT, RIGHT, PanelLayout
 from convscope.engine.ui.widgets import TextureLike, help_marker, image
 from convscope.features.embedding.panel import IMAGES, Textures, fill_window, gui_embed, measure_chrome
@@ -317,6 +318,16 @@ def gui_view(state: TrainState) -> None:
     imgui.set_next_item_width(150)
     _, state.jitter_gain = imgui.slider_float("jitter strength", state.jitter_gain, 0.0, 10.0, "%.1f")
     _, state.show_paths = imgui.checkbox("paths (top half of map sums)", state.show_paths)
+    if state.show_paths and state.paths_total > EXACT_EDGES:  # too many to draw all: a sample
+        _, state.show_all_paths = imgui.checkbox("all paths", state.show_all_paths)
+        imgui.same_line()
+        imgui.text_disabled(f"{state.paths_drawn:,} of {state.paths_total:,} drawn")
+        imgui.same_line()
+        help_marker(
+            f"More than {EXACT_EDGES:,} paths: drawn are the strongest by |weight x input| (the filter's"
+            " kernel summed for that input, times the input map's sum) and a sample of the rest, picked in"
+            " proportion to it, as the explorer does with many edges.  'all paths' draws every one."
+        )
     imgui.set_next_item_width(150)
     changed, i = imgui.combo("colours", COLORMAPS.index(state.colormap), list(COLORMAPS))
     if changed:

@@ -23,7 +23,9 @@ What is drawn, from each snapshot:
   paths   one per filter pair between consecutive layers: previous map (input channel or pooled map) ->
           each filter of the next conv layer, and each conv map -> its pooled map.  A path's width is the
           sum of its target map for the monitored image; only the top half of each layer's maps (sorted
-          by that sum; ties by index) get paths, as in the paper.
+          by that sum; ties by index) get paths, as in the paper.  Past EXACT_EDGES of them (wide
+          layers), the hover edges' rule picks which: the strongest |weight x input| (the pair's kernel
+          sum times the source map's sum) and a sample of the rest, with the count in the View panel.
 
 Length: the scene class and its Geometry (paths and jitter per architecture); the panels, state,
 embedding view and help text are already modules of their own.
@@ -43,6 +45,7 @@ from convscope.engine.gpu.imgui_renderer import UiTexture
 from convscope.engine.gpu.normalize import per_map, robust_ranges
 from convscope.engine.gpu.paths import PathBatch
 from convscope.engine.gpu.scene_renderer import RenderSettings
+from convscope.engine.graph.edges import sample_edges
 from convscope.engine.graph.layout import Layout, LayoutStyle, build_layout
 from convscope.engine.graph.spec import NetSpec, as_dag
 from convscope.engine.orbit import CLICK_SLOP, OrbitController
@@ -138,8 +141,15 @@ class Geometry:
         self.node_phase = np.where(has, phase_of_filter[np.maximum(self.filter_of_node, 0)], 0.0).astype(
             np.float32
         )
-        # Paths: source point, target point, and where the target map's sum sits in the sums vector.
-        p0, p1, dst, dst_layer = [], [], [], []
+        # Paths: source point, target point, where the source and target maps' sums sit in the sums
+        # vector, and where the pair's weight sits in the pairs vector (-1: a pooling path, weight 1).
+        p0, p1, dst, dst_layer, src, pair = [], [], [], [], [], []
+        self.pair_at: dict[str, int] = {}
+        at = 0
+        for i, layer in enumerate(spec.layers):
+            if layer.kind == "conv" and i > 0:
+                self.pair_at[layer.name] = at
+                at += layer.shape[0] * spec.layers[i - 1].shape[0]
         layers = spec.layers
         for i in range(1, len(layers)):
             a, b = layers[i - 1], layers[i]
@@ -156,13 +166,47 @@ class Geometry:
             p0.append(ca[ia])
             p1.append(cb[ib])
             dst.append(self.sum_at[b.name] + ib)
+            src.append(self.sum_at[a.name] + ia)
+            conv = b.kind == "conv"
+            pair.append(self.pair_at[b.name] + ib * len(ca) + ia if conv else np.full(len(ib), -1))
             dst_layer.append(np.full(len(ib), self.grids.index(b)))
         self.path_p0 = np.concatenate(p0) if p0 else np.zeros((0, 3), np.float32)
         self.path_p1 = np.concatenate(p1) if p1 else np.zeros((0, 3), np.float32)
         self.path_dst = np.concatenate(dst) if dst else np.zeros(0, np.int64)
+        self.path_src = np.concatenate(src) if src else np.zeros(0, np.int64)
+        self.path_pair = np.concatenate(pair) if pair else np.zeros(0, np.int64)
 
     def sums_vector(self, snap: TrainSnapshot) -> np.ndarray:
         return np.concatenate([snap.filter_sums[g.name] for g in self.grids]).astype(np.float64)
+
+    def pairs_vector(self, snap: TrainSnapshot) -> np.ndarray:
+        """Every conv layer's (C_out, C_in) kernel sums, flat in the order of path_pair."""
+        flat = [snap.pair_weights[name].reshape(-1) for name in self.pair_at]
+        return np.concatenate(flat).astype(np.float64) if flat else np.zeros(0)
+
+    def path_contributions(self, sums: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+        """|weight x input| of every path: the source map's sum (its input) times the pair's kernel sum
+        (a pooling path's weight is 1).  Summing a kernel first is exact for the map's total away from
+        its borders: sum over the output of w * x = sum(w) * sum(x) there."""
+        known = pairs[np.maximum(self.path_pair, 0)] if len(pairs) else np.ones(len(self.path_pair))
+        weight = np.where(self.path_pair >= 0, known, 1.0)
+        c = np.abs(weight * sums[self.path_src])
+        return np.where(np.isfinite(c), c, 0.0)
+
+    def sample_paths(
+        self, widths: np.ndarray, contributions: np.ndarray, show_all: bool = False
+    ) -> tuple[np.ndarray, int, int]:
+        """The hover edges' rule for the paths that `widths` draws: all of them up to EXACT_EDGES, else
+        that many chosen by |weight x input| (the strongest always; sample_edges).  Returns the widths
+        with the others set to 0, how many are drawn and how many there were."""
+        candidates = np.flatnonzero(widths > 0)
+        pick = sample_edges(len(candidates), contributions[candidates], show_all=show_all)
+        if not pick.sampled:
+            return widths, len(candidates), len(candidates)
+        out = np.zeros_like(widths)
+        kept = candidates[pick.keep]
+        out[kept] = widths[kept]
+        return out, len(kept), pick.total
 
     def path_widths(self, sums: np.ndarray, scale: float = 1.0) -> np.ndarray:
         """Pixel width of every path: 0 unless its target map is in the top half of its layer."""
@@ -230,7 +274,8 @@ class TrainScene:
         self._fit_pending = False
         self._new_snapshot = False
         self._jitter_nodes: np.ndarray | None = None
-        self._path_widths: np.ndarray | None = None
+        self._path_widths: np.ndarray | None = None  # as drawn: past EXACT_EDGES a sample (sample_paths)
+        self._path_raw: tuple[np.ndarray, np.ndarray] | None = None  # each path's width, |weight x input|
         self._view_key: tuple | None = None  # the view settings last uploaded (jitter, paths, selection)
         self.view: NetworkView | None = None  # renderer, outline and picker (made in on_enter)
         self._filters_size = (1, 1)
@@ -309,7 +354,15 @@ class TrainScene:
         if r is None:
             return
         st = self.state
-        view_key = (st.show_jitter, st.show_paths, st.selected, st.jitter_gain, self.ui_scale, st.color_range)
+        view_key = (
+            st.show_jitter,
+            st.show_paths,
+            st.show_all_paths,
+            st.selected,
+            st.jitter_gain,
+            self.ui_scale,
+            st.color_range,
+        )
         if self._new_snapshot or view_key != self._view_key:
             snap = self.snapshot
             range_changed = self._view_key is None or view_key[-1] != self._view_key[-1]
@@ -322,6 +375,9 @@ class TrainScene:
             jitter = self.jitter_amplitudes() if st.show_jitter else None
             r.nodes.set_jitter(jitter, self.geometry.node_phase if jitter is not None else None)
             g = self.geometry
+            if self._path_raw is not None:
+                picked = g.sample_paths(*self._path_raw, st.show_all_paths)
+                self._path_widths, st.paths_drawn, st.paths_total = picked
             if st.show_paths and self._path_widths is not None and len(g.path_dst):
                 self._paths.set_segments(g.path_p0, g.path_p1, self._path_widths, PATH_RGBA)
             else:
@@ -467,7 +523,9 @@ class TrainScene:
             self._jitter_nodes = np.where(idx >= 0, rel[np.maximum(idx, 0)], 0.0).astype(np.float32)
         else:
             self._jitter_nodes = None
-        self._path_widths = g.path_widths(g.sums_vector(snap), self.ui_scale)
+        sums = g.sums_vector(snap)
+        contributions = g.path_contributions(sums, g.pairs_vector(snap))
+        self._path_raw = (g.path_widths(sums, self.ui_scale), contributions)
 
     def _upload_filters(self, snap: TrainSnapshot) -> None:
         pic = filter_montage(snap.first_filters)
@@ -539,6 +597,7 @@ class TrainScene:
         self.snapshot = None
         self._jitter_nodes = None
         self._path_widths = None
+        self._path_raw = None
         self._view_key = None
         self._paths.clear()
         st.widths = [c.shape[0] for c in self.geometry.convs]

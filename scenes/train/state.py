@@ -245,6 +245,9 @@ class TrainState:
     show_jitter: bool = True
     jitter_gain: float = 4.0
     show_paths: bool = True
+    show_all_paths: bool = False  # past EXACT_EDGES paths, draw them all instead of a sample
+    paths_drawn: int = 0  # paths drawn / candidates (top half of the maps); less past EXACT_EDGES
+    paths_total: int = 0
     show_frame_time: bool = False
     reset_camera: bool = False
     requests: list[tuple[str, dict]] = field(default_factory=list)  # commands for the worker
