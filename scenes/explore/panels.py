@@ -32,6 +32,7 @@ from convscope.scenes.explore.state import (
     MODEL_LABELS,
     MODELS,
     NORMALIZE,
+    model_label,
     ExploreState,
 )
 from imgui_bundle import imgui, implot
@@ -92,7 +93,8 @@ def gui_network_panel(state: ExploreState, scale: float, layout: PanelLayout) ->
     """Under the drawing panel, so the scene keeps the right side: model, colours, layers, camera."""
     layout.place("Network", LEFT)
     imgui.begin("Network", None, imgui.WindowFlags_.always_auto_resize | imgui.WindowFlags_.no_collapse)
-    state.model = _combo("model", state.model, MODELS, MODEL_LABELS)
+    models = MODELS + tuple(m for m in state.own_models if m not in MODELS)
+    state.model = _combo("model", state.model, models, {m: model_label(m) for m in models})
     state.colormap = _combo("colours", state.colormap, COLORMAPS)
     _colormap_legend(state, scale)
     imgui.text("range")

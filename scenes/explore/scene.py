@@ -68,7 +68,7 @@ from convscope.scenes.explore.panels import (
 from convscope.scenes.explore.parts import Experiments, Interaction, NetworkData, PadPart, Startup
 from convscope.scenes.explore.preprocess import to_model_input
 from convscope.scenes.explore.robustness import RobustnessState
-from convscope.scenes.explore.state import ExploreState, Legend, nonfinite_note
+from convscope.scenes.explore.state import MODELS, ExploreState, Legend, nonfinite_note
 from imgui_bundle import imgui
 
 INPUT_SIDE = 28
@@ -99,6 +99,7 @@ class ExploreScene:
         self.config = config
         self.ui_scale = ui_scale
         self.state = ExploreState(model=config.model, colormap=config.colormap, normalize=config.normalize)
+        self.state.own_models = () if config.model in MODELS else (config.model,)
         self.state.show_frame_time = config.show_frame_time
         self.pads = PadPart(PadState(size=config.pad_size, radius=config.brush))
         if drawing is not None:

@@ -17,6 +17,18 @@ COLORMAPS = ("harley", "viridis", "grayscale")
 NORMALIZE = ("layer", "global")
 MODELS = registry.names()
 MODEL_LABELS = {name: registry.entry(name).display for name in MODELS}
+
+
+def model_label(model: str) -> str:
+    """What the model menu shows: a shipped network's display name, else the file (no folders) and NAME."""
+    if model in MODEL_LABELS:
+        return MODEL_LABELS[model]
+    where, sep, name = model.rpartition(":")
+    if sep and ("/" in where or where.endswith(".py")):
+        return f"{where.rsplit('/', 1)[-1]}:{name}"
+    return model.rsplit("/", 1)[-1]
+
+
 EDGE_MODES = ("weight", "contribution")  # edge colour: the weight, or weight x input (engine.graph.edges)
 EDGE_MODE_LABELS = {"weight": "weight", "contribution": "weight x input"}
 EMBED_IMAGE_COUNTS = (
@@ -45,6 +57,9 @@ class Legend:
 @dataclass
 class ExploreState:
     model: str = "lenet"  # model the user chose; the worker may still be loading it
+    own_models: tuple[
+        str, ...
+    ] = ()  # models named on the command line (FILE.py:NAME, net.onnx...): in the menu too
     colormap: str = "harley"
     normalize: str = "layer"
     show_frame_time: bool = False
