@@ -29,11 +29,10 @@ from convscope.scenes.explore.state import (
     COLORMAPS,
     EDGE_MODE_LABELS,
     EDGE_MODES,
-    MODEL_LABELS,
     MODELS,
     NORMALIZE,
-    model_label,
     ExploreState,
+    model_label,
 )
 from imgui_bundle import imgui, implot
 
