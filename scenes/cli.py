@@ -386,8 +386,9 @@ def parse(argv: list[str] | None = None):
         cfg.card = _model_card(cfg, opts, file_card, model_check)
     drawing = None
     if opts.input and Path(opts.input).suffix.lower() == ".npy":
-        if not opts.headless:
-            raise UsageError("--input X.npy (a model input tensor) needs --headless")
+        if not opts.headless or opts.screenshot:
+            # the scene feeds the model from its pad or image panel, which hold pictures, not tensors
+            raise UsageError("--input X.npy (a model input tensor) needs --headless without --screenshot")
         return opts, cfg, _read_tensor(opts.input)
     if opts.no_vsync:
         cfg.vsync = False

@@ -194,3 +194,11 @@ def test_colour_picture_in_the_headless_scene(residual, tmp_path, capsys):
     check_against_source(dump, residual, want)
     frame = np.asarray(Image.open(shot).convert("RGB"), np.float32)
     assert frame.std() > 5.0, "the screenshot is not an empty frame"
+
+
+def test_tensor_input_needs_the_dump_path(tmp_path, capsys):
+    """The scene feeds the model from its pad or image panel: a .npy tensor goes with a dump only."""
+    np.save(tmp_path / "x.npy", np.zeros((3, 16, 16), np.float32))
+    for extra in (["--headless", "--screenshot", str(tmp_path / "s.png")], ["--frames", "2"]):
+        rc, err = run_cli(["--input", str(tmp_path / "x.npy"), *extra], capsys)
+        assert rc == 2 and err.count("\n") == 1 and "needs --headless without --screenshot" in err, err
