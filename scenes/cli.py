@@ -83,9 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--screenshot", metavar="OUT.png", help="write the last frame as PNG")
     p.add_argument(
         "--input",
-        metavar="DRAWING.png",
-        help="start with this drawing on the pad (any size, any polarity); with --headless also X.npy: "
-        "the tensor handed to the model as it is (C,H,W, already normalised)",
+        metavar="PICTURE.png",
+        help="start with this picture (any size): on the pad as a drawing (any polarity), and in the Image "
+        "panel for a colour model; with --headless and no --screenshot also X.npy: the tensor handed to "
+        "the model as it is (C,H,W, already normalised)",
     )
     p.add_argument(
         "--dump-activations",
