@@ -23,6 +23,15 @@ class ConfigError(ValueError):
     """A config file or value is unreadable or invalid; the message names the file and key."""
 
 
+# A model read from a file alone (models/formats.py): named by the file, with no :NAME.
+_PROGRAM_SUFFIXES = (".pt2", ".onnx")
+
+
+def _user_model(name: str) -> bool:
+    """FILE.py:NAME, package.module:NAME or a FILE.pt2 / FILE.onnx: the worker says if it loads."""
+    return ":" in name or name.lower().endswith(_PROGRAM_SUFFIXES)
+
+
 # The networks `model` may name.  The engine knows no particular network: whoever does (the scenes,
 # from models/registry.py) says which with set_model_names; until then any name passes here.
 _model_names: tuple[str, ...] = ()
@@ -35,7 +44,7 @@ def set_model_names(names) -> None:
 
 @dataclass
 class AppConfig:
-    model: str = "lenet"  # network shown at start: a name of models/registry.py, FILE.py:NAME or pkg.mod:NAME
+    model: str = "lenet"  # network shown first: a registry name, FILE.py:NAME, pkg.mod:NAME, FILE.pt2/.onnx
     width: int = 1600  # window size in screen coordinates (pixels on a non-HiDPI screen)
     height: int = 900
     fullscreen: bool = False  # fullscreen on the primary monitor
@@ -55,8 +64,7 @@ class AppConfig:
     card: dict = field(default_factory=dict)
 
     def validate(self) -> AppConfig:
-        user_model = ":" in self.model  # FILE.py:NAME or package.module:NAME: the worker says if it loads
-        if _model_names and self.model not in _model_names and not user_model:
+        if _model_names and self.model not in _model_names and not _user_model(self.model):
             raise ConfigError(f"model: {self.model!r} is not one of {', '.join(map(repr, _model_names))}")
         if self.colormap not in ("harley", "viridis", "grayscale"):
             raise ConfigError(f"colormap: {self.colormap!r} is not one of 'harley', 'viridis', 'grayscale'")
@@ -78,7 +86,7 @@ class AppConfig:
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             raise ConfigError(f"device: {self.device!r} is not one of 'auto', 'cpu', 'cuda', 'mps'")
         for name, path in self.weights.items():
-            if name not in ("lenet", "mlp") and ":" not in name:
+            if name not in ("lenet", "mlp") and not _user_model(name):
                 raise ConfigError(f"weights: {name!r} is not one of 'lenet', 'mlp'")
             if not Path(path).is_file():  # also refuses a FIFO or a device: the worker would block on it
                 raise ConfigError(f"weights: cannot read {path} (for {name})")

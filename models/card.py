@@ -8,7 +8,8 @@
 
 `parse_card(values, where)` checks every field and raises CardError (one line naming the field and the
 file) for each mistake; `read_card(path)` reads a TOML file; `card_beside(model)` finds FILE.toml next to
-FILE.py.  `merge` layers cards: the shipped or beside-file card < --config's [card] < the command line.
+FILE.py (or next to a FILE.pt2 / FILE.onnx given as the model).  `merge` layers cards: the shipped or
+beside-file card < --config's [card] < the command line.
 Pure Python (tomllib): the render process reads cards for the command line's checks, the worker to load.
 """
 
@@ -178,11 +179,23 @@ def read_card(path: str | Path) -> ModelCard:
     return parse_card(values, f"model card {path}", path.parent)
 
 
+PROGRAM_SUFFIXES = (".pt2", ".onnx")  # models read from a file alone (models/formats.py), named without :NAME
+
+
+def is_program_file(model: str) -> bool:
+    """`model` names a .pt2 / .onnx file, not FILE.py:NAME or a shipped name (the file may not exist)."""
+    return Path(model).suffix.lower() in PROGRAM_SUFFIXES
+
+
 def card_beside(model: str) -> Path | None:
-    """FILE.toml next to FILE.py for a model named 'FILE.py:NAME', if there is one."""
-    where, sep, _ = model.rpartition(":")
-    if not sep or not where.endswith(".py"):
-        return None
+    """FILE.toml next to FILE.py for a model named 'FILE.py:NAME', or next to FILE.pt2 / FILE.onnx for a
+    model given as that file, if there is one."""
+    if is_program_file(model):
+        where = model
+    else:
+        where, sep, _ = model.rpartition(":")
+        if not sep or not where.endswith(".py"):
+            return None
     path = Path(where).with_suffix(".toml")
     return path if path.is_file() else None
 

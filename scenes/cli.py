@@ -1,11 +1,11 @@
 """The `convscope` command: parses the command line, loads the config and starts a window or a headless run.
 
-    convscope [--model lenet|mlp|FILE.py:NAME|package.module:NAME] [--weights FILE] [--fullscreen]
-              [--config FILE.toml] [--input-shape C,H,W] [--normalize MEAN[,..]/STD[,..]]
+    convscope [--model lenet|mlp|FILE.py:NAME|package.module:NAME|FILE.pt2|FILE.onnx] [--weights FILE]
+              [--fullscreen] [--config FILE.toml] [--input-shape C,H,W] [--normalize MEAN[,..]/STD[,..]]
               [--classes NAMES] [--device auto|cpu|cuda|mps]
     convscope --headless --frames N --width W --height H --screenshot OUT.png
-              [--input DRAWING.png] [--dump-activations OUT.npz]
-    convscope --model FILE.py:NAME --headless [--input X.npy|DRAWING.png] [--dump-activations OUT.npz]
+              [--input PICTURE.png] [--dump-activations OUT.npz]
+    convscope --model FILE.py:NAME --headless [--input X.npy|PICTURE.png] [--dump-activations OUT.npz]
               [--explain LAYER:INDEX --explain-json OUT.json]   (no window, no OpenGL)
     convscope --kiosk [--config kiosk.toml] [--no-supervisor]
     convscope --kiosk --headless --frames N --screenshot OUT.png
@@ -15,12 +15,14 @@
     convscope --scene train --headless --frames N --screenshot OUT.png
 
 A user's model takes its input shape, normalisation, class names and weights from a model card: FILE.toml
-beside FILE.py, the card fields of the --config file, then these flags, each overriding the one before
-(models/card.py).  Every user mistake (unknown option, unreadable file, bad value, a model that does not
-load) and every failure while running (no OpenGL, the network not answering, a full disk) ends with one
-line on stderr that starts with "convscope: error:" and exit status 2, never a traceback.  Output paths are
-checked here, before anything starts (engine/files.check_output); the scenes write them through
-engine/files.atomic_write.
+beside FILE.py (or beside FILE.pt2 / FILE.onnx, whose input shape otherwise comes from the file itself), the
+card fields of the --config file, then these flags, each overriding the one before (models/card.py).
+`--input PICTURE` is checked here and read twice: as a drawing for the pad, and, once the worker says
+what the model takes, as that model's tensor (scenes/explore/run.py).  Every user mistake (unknown
+option, unreadable file, bad value, a model that does not load) and every failure while running (no
+OpenGL, the network not answering, a full disk) ends with one line on stderr that starts with
+"convscope: error:" and exit status 2, never a traceback.  Output paths are checked here, before
+anything starts (engine/files.check_output); the scenes write them through engine/files.atomic_write.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         metavar="NAME",
         help=f"network to show first: {' or '.join(registry.names())} (default lenet), or your own as "
-        "FILE.py:NAME or package.module:NAME (an nn.Module class or a function returning one)",
+        "FILE.py:NAME or package.module:NAME (an nn.Module class or a function returning one), or a "
+        "FILE.pt2 (torch.export) / FILE.onnx read without its source",
     )
     p.add_argument(
         "--fullscreen", action="store_true", default=None, help="fullscreen on the primary monitor"
@@ -80,9 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--screenshot", metavar="OUT.png", help="write the last frame as PNG")
     p.add_argument(
         "--input",
-        metavar="DRAWING.png",
-        help="start with this drawing on the pad (any size, any polarity); with --headless also X.npy: "
-        "the tensor handed to the model as it is (C,H,W, already normalised)",
+        metavar="PICTURE.png",
+        help="start with this picture (any size): on the pad as a drawing (any polarity), and in the Image "
+        "panel for a colour model; with --headless and no --screenshot also X.npy: the tensor handed to "
+        "the model as it is (C,H,W, already normalised)",
     )
     p.add_argument(
         "--dump-activations",
@@ -214,17 +218,21 @@ def _mirror_url(value: str) -> str:
 
 
 def _check_model(model: str | None) -> str | None:
-    """A shipped name, or FILE.py:NAME / package.module:NAME (the file must exist).  Returns the card
-    file beside FILE.py, if any."""
-    from convscope.models.card import card_beside
+    """A shipped name, FILE.py:NAME / package.module:NAME, or a FILE.pt2 / FILE.onnx (the file must
+    exist).  Returns the card file beside FILE.py (or the .pt2 / .onnx file), if any."""
+    from convscope.models.card import card_beside, is_program_file
 
     if model is None or registry.is_shipped(model):
         return None
+    if is_program_file(model):  # a program read without its source: no :NAME
+        if not Path(model).is_file():
+            raise UsageError(f"--model: no file {model}")
+        return card_beside(model)
     where, sep, name = model.rpartition(":")
     if not sep or not where or not name:
         raise UsageError(
             f"--model: {model!r} is neither a shipped network ({', '.join(registry.names())}) "
-            "nor FILE.py:NAME / package.module:NAME"
+            "nor FILE.py:NAME / package.module:NAME / FILE.pt2 / FILE.onnx"
         )
     if (where.endswith(".py") or "/" in where) and not Path(where).is_file():
         raise UsageError(f"--model: no file {where}")
@@ -379,8 +387,9 @@ def parse(argv: list[str] | None = None):
         cfg.card = _model_card(cfg, opts, file_card, model_check)
     drawing = None
     if opts.input and Path(opts.input).suffix.lower() == ".npy":
-        if not opts.headless:
-            raise UsageError("--input X.npy (a model input tensor) needs --headless")
+        if not opts.headless or opts.screenshot:
+            # the scene feeds the model from its pad or image panel, which hold pictures, not tensors
+            raise UsageError("--input X.npy (a model input tensor) needs --headless without --screenshot")
         return opts, cfg, _read_tensor(opts.input)
     if opts.no_vsync:
         cfg.vsync = False

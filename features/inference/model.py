@@ -1,9 +1,10 @@
 """The worker's loaded model: one load path for every network, shipped or the user's, and its device.
 
 `load_traced(request, progress)` resolves the name (a shipped one through models/registry.py to its
-builder, weights file and card; 'FILE.py:NAME' / 'package.module:NAME' through models/loader.py, with
-the card beside FILE.py), merges the cards (the model's own < the request's), traces the model at the
-card's input shape (models/trace.py) and moves it to the device.  Every failure is a LoadFailed with one
+builder, weights file and card; 'FILE.py:NAME' / 'package.module:NAME' / a '.pt2' or '.onnx' file through
+models/loader.py, with the card beside the file), merges the cards (the model's own < the request's),
+traces the model at the card's input shape (for a .pt2 / .onnx without one: the shape the file was
+exported for) and moves it to the device.  Every failure is a LoadFailed with one
 line.  `LoadedModel.run(x, out)` is one forward pass whose activations land in `out` (a shared-memory
 view) in Dag node order; `forward_all` lets the embedding view's vector code (features/embedding/
 vectors.py) use a traced model like the hand-written ones.  Worker side only: imports torch.
@@ -145,14 +146,26 @@ def load_traced(model: str, weights: str | None, card_dict: dict, device: str,
         C.check_against(card, f"model {model}")
     except (C.CardError, ValueError) as exc:
         raise LoadFailed(str(exc)) from None
-    if card.input_shape is None:
+    program = C.is_program_file(model)
+    if card.input_shape is None and not program:
         raise LoadFailed(f"model {model}: no input shape (give --input-shape C,H,W or a model card)")
     dev = pick_device(device)
-    progress("importing...")
+    progress("reading..." if program else "importing...")
     try:
         net = load_model(builder, weights if weights is not None else card.weights)
     except LoadError as exc:
         raise LoadFailed(str(exc)) from None
+    if card.input_shape is None:  # a .pt2 / .onnx file knows the input it was exported for
+        from convscope.models.formats import program_input_shape
+
+        shape = program_input_shape(net)
+        if shape is None:
+            raise LoadFailed(f"model {model}: the file names no input shape (give --input-shape C,H,W)")
+        card = replace(card, input_shape=shape)
+        try:
+            C.check_against(card, f"model {model}")
+        except C.CardError as exc:
+            raise LoadFailed(str(exc)) from None
     progress("tracing...")
     try:
         traced = trace(net, card.input_shape, name=model)

@@ -2,10 +2,15 @@
 
 The window and the headless screenshot build the same ExploreScene and drive it with the same
 engine.app.App; the headless one renders into an offscreen framebuffer through EGL and, before its N
-frames, waits until the worker has answered the starting drawing, so a screenshot always shows a real
+frames, waits until the worker has answered the starting input, so a screenshot always shows a real
 result.  Without a screenshot, `run_dump` needs no OpenGL: it talks to the worker through the same
 WorkerHandle the scene uses and writes what the render process received (`--dump-activations`, by Dag
 layer name) and one node's calculation (`--explain`, engine/graph/dag_explain.py).
+
+`--input PICTURE` is known before the model is: the command line makes a 28 x 28 drawing of it for the
+pad.  Once the worker reports the model's InputSpec, a model that does not take that drawing as it is
+gets the picture itself (preprocess.file_to_model_input): in `run_dump` directly, in the scene through
+the image panel (colour models) or the pad (grey ones).  A dump's `input` is the tensor handed over.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from convscope.engine.config import AppConfig
 from convscope.engine.files import atomic_write, write_screenshot
 from convscope.engine.gpu.context import GLVersionError, create_headless
 from convscope.engine.ui.backend import UiConfig
+from convscope.scenes.explore.preprocess import INPUT_SIZE
 from convscope.scenes.explore.scene import ExploreScene
 
 
@@ -53,15 +59,19 @@ def nonfinite_layers(arrays: dict[str, np.ndarray]) -> list[str]:
 
 
 def write_activations(scene: ExploreScene, path: Path) -> None:
-    """One array per layer, shaped and named as in the spec, plus `probabilities`; the layer
-    named "input" is the network input.  Non-finite values are written as they came, listed in the
+    """One array per layer, shaped and named as in the spec, plus `probabilities` and `input`: the tensor
+    handed to the model (`scene.model_input`).  Non-finite values are written as they came, listed in the
     array `nonfinite` (names; empty when all is finite) and in one warning line on stderr."""
     if scene.activations is None:
         raise AppError("no activations to write: the network has not answered")
     arrays = {x.name: scene.activations[x.start : x.stop].reshape(x.shape) for x in scene.spec.layers}
     arrays["probabilities"] = scene.state.probabilities
-    if "input" not in arrays:
-        arrays["input"] = scene.state.network_input
+    first = scene.spec.layers[0]
+    sent = scene.model_input
+    if sent is not None and np.shape(sent) == tuple(first.shape):
+        arrays["input"] = np.asarray(sent, np.float32)
+    else:  # a drawing sent before the worker described its input: the model got it converted
+        arrays["input"] = scene.activations[first.start : first.stop].reshape(first.shape)
     bad = nonfinite_layers(arrays)
     arrays["nonfinite"] = np.array(bad, dtype=str)
     atomic_write(path, lambda f: np.savez(f, **arrays))
@@ -92,9 +102,32 @@ def explain_index(dag, layer: str, index: tuple[int, ...]) -> int:
     return lay.start + flat
 
 
+def input_picture(opts) -> str | None:
+    """The `--input` file when it is a picture (not a .npy tensor)."""
+    path = getattr(opts, "input", None)
+    return None if not path or Path(path).suffix.lower() == ".npy" else str(path)
+
+
+def takes_drawing_as_is(shape: tuple[int, ...] | None) -> bool:
+    """The model takes the pad's 28 x 28 drawing without resampling (the shipped LeNet and MLP)."""
+    return shape in ((1, INPUT_SIZE, INPUT_SIZE), (INPUT_SIZE * INPUT_SIZE,))
+
+
+def picture_for_model(path: str, spec) -> np.ndarray:
+    """`--input PICTURE` as the tensor `spec`'s model takes (resized, cropped, normalised); AppError."""
+    from convscope.scenes.explore.preprocess import InputImageError, file_to_model_input
+
+    try:
+        return file_to_model_input(path, spec)
+    except InputImageError as exc:
+        raise AppError(str(exc)) from None
+
+
 def run_dump(cfg: AppConfig, opts, model_input: np.ndarray | None) -> None:
     """Load the model in a worker, run one input, write the dump and / or the explanation; no OpenGL.
-    `model_input`: the tensor handed to the model (input_shape), a 2D drawing, or None (a blank pad)."""
+    `model_input`: the tensor handed to the model (input_shape), a 2D drawing, or None (a blank pad).
+    A `--input` picture is read again once the model's input is known, unless the model takes the
+    28 x 28 drawing as it is: a colour or larger model gets the picture, not the drawing made of it."""
     from convscope.engine.graph.dag_explain import explain_node
     from convscope.features.inference.handle import WorkerHandle
 
@@ -104,7 +137,10 @@ def run_dump(cfg: AppConfig, opts, model_input: np.ndarray | None) -> None:
     try:
         if not handle.start(cfg.worker_timeout):
             raise AppError(handle.error or f"model {cfg.model} did not load")
-        x = model_input if model_input is not None else np.zeros((28, 28), np.float32)
+        picture = input_picture(opts)
+        if picture is not None and not takes_drawing_as_is(handle.input_shape):
+            model_input = picture_for_model(picture, handle.input_spec)
+        x = model_input if model_input is not None else np.zeros((INPUT_SIZE, INPUT_SIZE), np.float32)
         x = np.asarray(x, np.float32)
         if x.ndim != 2 and x.shape != handle.input_shape:
             raise AppError(f"--input holds shape {x.shape}; {cfg.model} takes {handle.input_shape}")
@@ -139,6 +175,14 @@ def run_dump(cfg: AppConfig, opts, model_input: np.ndarray | None) -> None:
         atomic_write(opts.explain_json, lambda f: f.write(text.encode()))
 
 
+def offer_picture(scene: ExploreScene, opts) -> None:
+    """`--input PICTURE` in the scene: the pad holds its drawing already (a grey model draws from it); the
+    image panel gets the picture itself, which it feeds to a colour model once the worker describes it."""
+    picture = input_picture(opts)
+    if picture is not None and not scene.images.state.open_path(picture):
+        raise AppError(scene.images.state.error or f"--input: cannot read {picture}")
+
+
 def run_headless(cfg: AppConfig, opts, drawing: np.ndarray | None) -> None:
     width, height = opts.width or 1280, opts.height or 720
     try:
@@ -146,6 +190,7 @@ def run_headless(cfg: AppConfig, opts, drawing: np.ndarray | None) -> None:
     except GLVersionError as exc:
         raise AppError(str(exc)) from None
     scene = ExploreScene(cfg, drawing, cfg.ui_scale)
+    offer_picture(scene, opts)
     app = App(scene, ctx=ctx, size=(width, height), ui_config=UiConfig(ui_scale=cfg.ui_scale))
     app.show_frame_time = cfg.show_frame_time
     try:
@@ -175,6 +220,7 @@ def run_window(cfg: AppConfig, opts, drawing: np.ndarray | None) -> None:
         raise AppError(str(exc)) from None
     scale = cfg.ui_scale * window.ui_scale_hint
     scene = ExploreScene(cfg, drawing, scale)
+    offer_picture(scene, opts)
     app = App(scene, window=window, ui_config=UiConfig(ui_scale=scale), show_frame_time=cfg.show_frame_time)
     try:
         if opts.frames is not None and (opts.screenshot or opts.dump_activations):
