@@ -202,3 +202,25 @@ def test_tensor_input_needs_the_dump_path(tmp_path, capsys):
     for extra in (["--headless", "--screenshot", str(tmp_path / "s.png")], ["--frames", "2"]):
         rc, err = run_cli(["--input", str(tmp_path / "x.npy"), *extra], capsys)
         assert rc == 2 and err.count("\n") == 1 and "needs --headless without --screenshot" in err, err
+
+
+def test_colour_model_without_a_picture_reads_black_and_shows_no_input(residual, tmp_path, capsys):
+    """No --input and no data set: the scene does not wait for a picture; the model reads a black image
+    (its normalised zeros) and the nodes rest at the "no input" grey."""
+    path = export(residual, "pt2", tmp_path / "pt2")
+    dump, shot = tmp_path / "acts.npz", tmp_path / "shot.png"
+    rc, err = run_cli(["--model", str(path), "--device", "cpu", "--headless", "--frames", "2",
+                       "--width", "1280", "--height", "720", "--normalize", "0.5,0.4,0.3/0.25,0.2,0.1",
+                       "--screenshot", str(shot), "--dump-activations", str(dump)], capsys)  # fmt: skip
+    if rc == 2 and "OpenGL" in err:
+        pytest.skip(err)
+    assert rc == 0, err
+    spec = InputSpec(Residual.shape, (0.5, 0.4, 0.3), (0.25, 0.2, 0.1), tuple("abcde"))
+    want = to_model_input(np.zeros((*Residual.shape[1:], 3), np.float32), spec)
+    assert np.allclose(want[:, 0, 0], [-2.0, -2.0, -3.0])
+    check_against_source(dump, residual, want)
+    frame = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    right = frame[:, 760:]  # the network, right of the panels: grey nodes, no colour map
+    # the colour map's dark blues, purples and magentas (the amber skip arc and the grey nodes are not)
+    mapped = (right[:, :, 2] - right[:, :, 1]) > 40
+    assert mapped.sum() < 0.001 * mapped.size, mapped.sum()

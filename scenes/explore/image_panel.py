@@ -233,7 +233,7 @@ class ImagePanel:
             self.state,
             self._thumb_tex.ref if self._thumb_tex is not None and self.state.thumb is not None else None,
             self._seen_tex.ref if self._seen_tex is not None and self.seen is not None else None,
-            explore_state.top_guesses(3),
+            [] if self.state.pixels is None else explore_state.top_guesses(3),  # no picture: no reading
             scale,
             side,
         )

@@ -68,7 +68,7 @@ from convscope.scenes.explore.panels import (
 from convscope.scenes.explore.parts import Experiments, Interaction, NetworkData, PadPart, Startup
 from convscope.scenes.explore.preprocess import to_model_input
 from convscope.scenes.explore.robustness import RobustnessState
-from convscope.scenes.explore.state import MODELS, ExploreState, Legend, nonfinite_note
+from convscope.scenes.explore.state import MODELS, ExploreState, Legend, model_label, nonfinite_note
 from imgui_bundle import imgui
 
 INPUT_SIDE = 28
@@ -107,6 +107,7 @@ class ExploreScene:
         self.interaction = Interaction.new(CLICK_SLOP * ui_scale)
         self.images = ImagePanel(config.data_dir or "")  # replaces the pad for 3-channel models
         self.model_input: np.ndarray | None = None  # the tensor last submitted: the dump's "input"
+        self._blank_for: tuple | None = None  # the model a black "no picture" input was sent to
         self.worker = WorkerHandle(
             config.model, weights=config.weights or None, card=config.card or None, device=config.device
         )
@@ -250,10 +251,17 @@ class ExploreScene:
         if self.morph.active and self.morph.take_input_changed():
             image = self.morph.image()
         spec = model_input_spec(self.worker)  # None until the worker describes its model's input
+        blank = False
         if takes_images(spec):
             image = self.images.take_input(spec, self.net.spec_version)  # the picture, not the pad
+            key = (tuple(spec.shape), tuple(spec.mean), tuple(spec.std), self.net.spec_version)
+            if image is None and self.images.state.pixels is None and self._blank_for != key:
+                # No picture (none given, no data set found): the model reads a black image, shown as
+                # "no input" like an empty pad, so the view and a headless run never wait for one.
+                self._blank_for, blank = key, True
+                image = to_model_input(np.zeros((*spec.shape[1:], 3), np.float32), spec)
         if image is not None:
-            self.state.network_input = image
+            self.state.network_input = np.zeros_like(image) if blank else image
             model_input = image if spec is None or takes_images(spec) else self._drawing_input(image, spec)
             if model_input is not None:
                 self.net.sent_seq = self.worker.submit(model_input)
@@ -460,13 +468,15 @@ class ExploreScene:
             self.state.error = self.worker.error
         elif self.state.model != self.worker.model:
             self.worker.switch_model(self.state.model)
-            self.state.status = f"loading {self.state.model}..."
+            self.state.status = f"loading {model_label(self.state.model)}..."
             self.state.probabilities = None
         if self.worker.status:
-            self.state.status = f"{self.worker.model}: {self.worker.status}"  # "tracing..."
+            self.state.status = f"{model_label(self.worker.model)}: {self.worker.status}"  # "tracing..."
         elif self.worker.ready and self.worker.spec is not None and self.state.status.endswith("..."):
             spec = self.worker.spec  # loaded again after a failed switch: the same spec, no new layout
-            self.state.status = f"{spec.model}: {spec.total_nodes:,} nodes in {len(spec.layers)} layers"
+            self.state.status = (
+                f"{model_label(spec.model)}: {spec.total_nodes:,} nodes in {len(spec.layers)} layers"
+            )
         if self.worker.error and self.worker.spec is None:
             self.state.error = self.worker.error
             self.state.status = "no network loaded"
@@ -543,7 +553,9 @@ class ExploreScene:
             self.state.compare = False  # the pad experiments apply to one-channel models only
         if len(self.state.classes) == len(self.morph.classes):
             self.morph.classes = self.state.classes  # the morph chart's lines by class name
-        self.state.status = f"{spec.model}: {spec.total_nodes:,} nodes in {len(spec.layers)} layers"
+        self.state.status = (
+            f"{model_label(spec.model)}: {spec.total_nodes:,} nodes in {len(spec.layers)} layers"
+        )
         self.state.error = None
         self.view.show(build_layout(spec, visible=self.state.layer_visible))
         self.interaction.fit_pending = True
