@@ -14,6 +14,11 @@ off-screen, after a resize or when it grows (a panel larger than the display kee
 corner on screen).  `free()` is the part of the display between the left and the right docked panels
 (LEFT, BOTTOM_LEFT / RIGHT, CENTER_RIGHT), measured this frame: the camera fits the network into it.
 All in window units (ImGui's display units); `to_framebuffer` scales a rectangle to pixels.
+
+Presentation mode (`begin_frame(..., presentation=True)`, the app's F5): the frame it starts every panel
+placed is folded to its title bar (and unfolded the frame it ends); `flags()` lets a panel that is never
+folded otherwise be folded and opened by a click on its title bar meanwhile; folded panels leave
+`free()` their column and only take a strip off its top or bottom, so the network gets most of the screen.
 """
 
 from __future__ import annotations
@@ -72,21 +77,30 @@ class PanelLayout:
         self._next = {LEFT: 0.0, RIGHT: 0.0}
         self.reflows = 0  # display size changes seen (tests)
         self._frame: int | None = None  # ImGui frame of the last begin_frame
+        self.presentation = False
+        self._fold: bool | None = None  # this frame folds (True) or unfolds (False) every panel placed
+        self.collapsed: set[str] = set()  # panels measured folded to their title bar this frame
+        self._collapsed_prev: set[str] = set()
 
-    def begin_frame(self, display: tuple[float, float], scale: float = 1.0) -> None:
+    def begin_frame(
+        self, display: tuple[float, float], scale: float = 1.0, presentation: bool = False
+    ) -> None:
         display = (float(display[0]), float(display[1]))
         frame = imgui.get_frame_count()
         # Frames without this layout (its scene was hidden behind another that may use the same
         # window names, "Network" say) count like a resize: every panel is put back in place.
         skipped = self._frame is not None and frame != self._frame + 1
         self._frame = frame
-        if display != self.display or scale != self.scale or skipped:
+        self._fold = None if presentation == self.presentation else presentation
+        self.presentation = presentation
+        if display != self.display or scale != self.scale or skipped or self._fold is not None:
             self.reflows += 1
             self._settle = SETTLE_FRAMES
         else:
             self._settle = max(self._settle - 1, 0)
         self.display, self.scale = display, scale
         self._previous, self.rects = self.rects, {}
+        self._collapsed_prev, self.collapsed = self.collapsed, set()
         m = self.margin * scale
         self._next = {LEFT: m, RIGHT: m}
 
@@ -128,9 +142,18 @@ class PanelLayout:
         else:
             cond = imgui.Cond_.first_use_ever
         imgui.set_next_window_pos(imgui.ImVec2(*pos), cond, imgui.ImVec2(*pivot))
+        if self._fold is not None:
+            imgui.set_next_window_collapsed(self._fold, imgui.Cond_.always)
         if not dock:
             anchor += _PASSING
         self.rects[name] = (anchor, Rect(pos[0], pos[1], 0.0, 0.0))  # until keep_inside measures it
+
+    def flags(self, flags: int) -> int:
+        """A panel's window flags as this mode wants them: in presentation mode every panel can be
+        folded and opened again by a click on its title bar (no_collapse is dropped)."""
+        if self.presentation:
+            return flags & ~imgui.WindowFlags_.no_collapse
+        return flags
 
     def max_size(self) -> tuple[float, float]:
         """The largest panel that fits the display with its margins."""
@@ -147,6 +170,8 @@ class PanelLayout:
             imgui.set_window_pos(imgui.ImVec2(x, y))
         anchor = self.rects.get(name, (LEFT, None))[0]
         r = Rect(x, y, size.x, size.y)
+        if imgui.is_window_collapsed():
+            self.collapsed.add(name)
         self.rects[name] = (anchor, r)
         return r
 
@@ -162,13 +187,37 @@ class PanelLayout:
     def left_edge(self, previous: bool = False) -> float:
         """Right edge of the left docked panels (0 when none)."""
         rects = self._previous if previous else self.rects
-        edges = [r.right for a, r in rects.values() if a in _DOCK_LEFT and r.w > 0]
+        edges = [
+            r.right for n, (a, r) in rects.items() if a in _DOCK_LEFT and r.w > 0 and self._open(n, previous)
+        ]
         return max(edges, default=0.0)
 
     def right_edge(self) -> float:
         """Left edge of the right docked panels (the display's width when none)."""
-        edges = [r.x for a, r in self.rects.values() if a in _DOCK_RIGHT and r.w > 0]
+        edges = [r.x for n, (a, r) in self.rects.items() if a in _DOCK_RIGHT and r.w > 0 and self._open(n)]
         return min(edges, default=self.display[0])
+
+    def _open(self, name: str, previous: bool = False) -> bool:
+        """Not folded to its title bar (this frame's measure, or last frame's for `previous`)."""
+        return not self.presentation or name not in (self._collapsed_prev if previous else self.collapsed)
+
+    def _tab_strips(self) -> tuple[float, float]:
+        """(top, bottom) of the part of the display the folded panels' title bars leave, in presentation
+        mode: those in the upper half push the top down, those in the lower half the bottom up."""
+        w, h = self.display
+        top, bottom = 0.0, h
+        if not self.presentation:
+            return top, bottom
+        for name in self.collapsed:
+            got = self.rects.get(name)
+            if got is None or got[0].endswith(_PASSING):
+                continue
+            r = got[1]
+            if r.y + r.h / 2 < h / 2:
+                top = max(top, r.bottom + self.gap * self.scale)
+            else:
+                bottom = min(bottom, r.y - self.gap * self.scale)
+        return top, bottom if bottom > top else h
 
     def free(self, min_fraction: float = 0.0, reserve_left: float = 0.0) -> Rect:
         """The display between the left and right docked panels, `reserve_left` more window units off
@@ -181,6 +230,7 @@ class PanelLayout:
         right = self.right_edge()
         x0 = left + reserve_left * self.scale if left > 0 else 0.0
         x1 = right if right < w else w
+        top, bottom = self._tab_strips()
         if x1 - x0 < min_fraction * w or x1 <= x0:
-            return Rect(0.0, 0.0, w, h)
-        return Rect(x0, 0.0, x1 - x0, h)
+            return Rect(0.0, top, w, bottom - top)
+        return Rect(x0, top, x1 - x0, bottom - top)

@@ -9,6 +9,8 @@ node (engine/graph/explain.py); every number in it comes from there.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from convscope.engine.gpu import colormaps
 from convscope.engine.graph.explain import Explanation, fmt, formula_lines, node_label, position_text
@@ -51,7 +53,11 @@ def gui_draw_panel(
 ) -> None:
     """Top of the left column: the pad with its tools, what the network sees, and the top three guesses."""
     layout.place("Draw a digit", LEFT)
-    imgui.begin("Draw a digit", None, imgui.WindowFlags_.always_auto_resize | imgui.WindowFlags_.no_collapse)
+    imgui.begin(
+        "Draw a digit",
+        None,
+        layout.flags(imgui.WindowFlags_.always_auto_resize | imgui.WindowFlags_.no_collapse),
+    )
     gui_pad(pad, pad_side)
     imgui.same_line()
     imgui.begin_group()
@@ -88,10 +94,15 @@ def _combo(label: str, value: str, options: tuple[str, ...], labels: dict[str, s
     return options[i] if changed else value
 
 
-def gui_network_panel(state: ExploreState, scale: float, layout: PanelLayout) -> None:
-    """Under the drawing panel, so the scene keeps the right side: model, colours, layers, camera."""
+def gui_network_panel(
+    state: ExploreState, scale: float, layout: PanelLayout, view_row: Callable[[], None] | None = None
+) -> None:
+    """Under the drawing panel, so the scene keeps the right side: model, colours, layers, camera; and
+    the app's View row (UI scale, presentation mode) when `view_row` draws one."""
     layout.place("Network", LEFT)
-    imgui.begin("Network", None, imgui.WindowFlags_.always_auto_resize | imgui.WindowFlags_.no_collapse)
+    imgui.begin(
+        "Network", None, layout.flags(imgui.WindowFlags_.always_auto_resize | imgui.WindowFlags_.no_collapse)
+    )
     state.model = _combo("model", state.model, MODELS, MODEL_LABELS)
     state.colormap = _combo("colours", state.colormap, COLORMAPS)
     _colormap_legend(state, scale)
@@ -120,6 +131,8 @@ def gui_network_panel(state: ExploreState, scale: float, layout: PanelLayout) ->
     _, state.show_embedding = imgui.checkbox(
         "Embedding window (t-SNE of filters / images)", state.show_embedding
     )
+    if view_row is not None:
+        view_row()
     gui_status(state)
     layout.keep_inside("Network")
     imgui.end()
@@ -188,7 +201,7 @@ def gui_details_panel(
     imgui.set_next_window_size_constraints(
         imgui.ImVec2(width, 0), imgui.ImVec2(width, max(display.y - 20 * scale, 100))
     )
-    flags = imgui.WindowFlags_.no_collapse | imgui.WindowFlags_.always_auto_resize
+    flags = layout.flags(imgui.WindowFlags_.no_collapse | imgui.WindowFlags_.always_auto_resize)
     _, keep = imgui.begin("Node details", True, flags)
     if not keep:
         state.selected = -1

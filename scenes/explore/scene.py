@@ -44,6 +44,7 @@ from convscope.engine.scene import FrameContext
 from convscope.engine.ui.help import HelpSection
 from convscope.engine.ui.input import MOD_CONTROL, MOD_SHIFT, InputState
 from convscope.engine.ui.layout import PanelLayout, to_framebuffer
+from convscope.engine.ui.settings import gui_view_row
 from convscope.engine.view import NetworkView
 from convscope.features.embedding.panel import SELECTED_RGB
 from convscope.features.inference import WorkerHandle
@@ -202,10 +203,14 @@ class ExploreScene:
     def gui(self) -> None:
         s = self.ui_scale
         io = imgui.get_io()
-        self.panels.begin_frame((io.display_size.x, io.display_size.y), s)
+        presenting = bool(getattr(self.app, "presentation", False))
+        if presenting != self.panels.presentation:
+            self.interaction.fit_pending = True  # presentation mode on or off: frame the network anew
+        self.panels.begin_frame((io.display_size.x, io.display_size.y), s, presenting)
         self.pads.side = pad_side(self.panels, self.pad.size * s, s)
         gui_draw_panel(self.state, self.pad, self.pads.seen.ref, self.pads.side, s, self.panels)
-        gui_network_panel(self.state, s, self.panels)
+        prefs = getattr(self.app, "prefs", None)
+        gui_network_panel(self.state, s, self.panels, (lambda: gui_view_row(prefs)) if prefs else None)
         gui_details_panel(self.state, self.details.refs(), s, self.panels)
         gui_experiments_panel(self.state, self.robust, self.morph, s, self.panels)
         gui_embedding_panel(self.state, self.embedding.textures(), s, self.panels)
@@ -282,7 +287,8 @@ class ExploreScene:
             self.compare.upload()
 
     def draw(self, viewport: tuple[int, int]) -> None:
-        if self.interaction.fit_reflows != self.panels.reflows and self.controller.at_home():
+        settling = self.interaction.fit_reflows != self.panels.reflows or self.panels.reflowing
+        if settling and self.controller.at_home():
             self.interaction.fit_pending = True  # resized while at the home view: frame the network anew
         if self.interaction.fit_pending and self.layout is not None:
             self.interaction.fit_pending = False

@@ -9,6 +9,7 @@ into `state.requests`, which the scene sends.  Sizes are in window coordinates t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from convscope.engine.ui.layout import BOTTOM_LEFT, LEFT, RIGHT, PanelLayout
@@ -57,7 +58,9 @@ def _column(title: str, anchor: str, width: float, scale: float, layout: PanelLa
     imgui.set_next_window_size_constraints(
         imgui.ImVec2(width * scale, 0), imgui.ImVec2(width * scale, layout.max_size()[1])
     )
-    imgui.begin(title, None, imgui.WindowFlags_.always_auto_resize | imgui.WindowFlags_.no_collapse)
+    imgui.begin(
+        title, None, layout.flags(imgui.WindowFlags_.always_auto_resize | imgui.WindowFlags_.no_collapse)
+    )
 
 
 # -- left column ---------------------------------------------------------------------------------------
@@ -250,12 +253,16 @@ def gui_right(
     filters_size: tuple[int, int],
     scale: float,
     layout: PanelLayout,
+    view_row: Callable[[], None] | None = None,
 ) -> None:
+    """The right column; `view_row` draws the app's View row (UI scale, presentation) under "View"."""
     _column("Network", RIGHT, RIGHT_WIDTH, scale, layout)
     if imgui.collapsing_header("Steering", imgui.TreeNodeFlags_.default_open):
         gui_steering(state)
     if imgui.collapsing_header("View"):
         gui_view(state)
+        if view_row is not None:
+            view_row()
     if imgui.collapsing_header("Charts", imgui.TreeNodeFlags_.default_open):
         gui_charts(state, scale)
     if imgui.collapsing_header("First-layer filters", imgui.TreeNodeFlags_.default_open) and filters:
@@ -292,15 +299,16 @@ def gui_steering(state: TrainState) -> None:
             state.request("remove_layer", layer=k)
             state.selected = None
         imgui.pop_id()
-    imgui.set_next_item_width(90)
-    changed, pos = imgui.slider_int("##pos", state.new_layer_position, 0, n, "at %d")
+    # Drag fields, not sliders: a slider's grab sat over the "16 filters" it names.
+    imgui.set_next_item_width(70 * imgui.get_style().font_scale_dpi)
+    changed, pos = imgui.drag_int("##pos", state.new_layer_position, 0.05, 0, n, "at %d")
     if changed:
-        state.new_layer_position = int(pos)
+        state.new_layer_position = int(min(max(pos, 0), n))
     imgui.same_line()
-    imgui.set_next_item_width(90)
-    changed, width = imgui.slider_int("##width", state.new_layer_width, 1, 64, "%d filters")
+    imgui.set_next_item_width(90 * imgui.get_style().font_scale_dpi)
+    changed, width = imgui.drag_int("##width", state.new_layer_width, 0.2, 1, 64, "%d filters")
     if changed:
-        state.new_layer_width = int(width)
+        state.new_layer_width = int(min(max(width, 1), 64))
     imgui.same_line()
     if imgui.button("+ layer"):
         state.request("add_layer", position=min(state.new_layer_position, n), width=state.new_layer_width)
