@@ -17,8 +17,9 @@ All in window units (ImGui's display units); `to_framebuffer` scales a rectangle
 
 Presentation mode (`begin_frame(..., presentation=True)`, the app's F5): the frame it starts every panel
 placed is folded to its title bar (and unfolded the frame it ends); `flags()` lets a panel that is never
-folded otherwise be folded and opened by a click on its title bar meanwhile; folded panels leave
-`free()` their column and only take a strip off its top or bottom, so the network gets most of the screen.
+folded otherwise be folded and opened by a click on its title bar meanwhile; folded panels do not count
+in `free()`: the network gets the whole screen, the tabs sit in its corners (a network's corners are
+empty: its layers narrow towards the output), and a panel opened again docks as before.
 """
 
 from __future__ import annotations
@@ -201,24 +202,6 @@ class PanelLayout:
         """Not folded to its title bar (this frame's measure, or last frame's for `previous`)."""
         return not self.presentation or name not in (self._collapsed_prev if previous else self.collapsed)
 
-    def _tab_strips(self) -> tuple[float, float]:
-        """(top, bottom) of the part of the display the folded panels' title bars leave, in presentation
-        mode: those in the upper half push the top down, those in the lower half the bottom up."""
-        w, h = self.display
-        top, bottom = 0.0, h
-        if not self.presentation:
-            return top, bottom
-        for name in self.collapsed:
-            got = self.rects.get(name)
-            if got is None or got[0].endswith(_PASSING):
-                continue
-            r = got[1]
-            if r.y + r.h / 2 < h / 2:
-                top = max(top, r.bottom + self.gap * self.scale)
-            else:
-                bottom = min(bottom, r.y - self.gap * self.scale)
-        return top, bottom if bottom > top else h
-
     def free(self, min_fraction: float = 0.0, reserve_left: float = 0.0) -> Rect:
         """The display between the left and right docked panels, `reserve_left` more window units off
         its left (the fit's own margin keeps the network off the panels' edges); all of the display
@@ -230,7 +213,6 @@ class PanelLayout:
         right = self.right_edge()
         x0 = left + reserve_left * self.scale if left > 0 else 0.0
         x1 = right if right < w else w
-        top, bottom = self._tab_strips()
         if x1 - x0 < min_fraction * w or x1 <= x0:
-            return Rect(0.0, top, w, bottom - top)
-        return Rect(x0, top, x1 - x0, bottom - top)
+            return Rect(0.0, 0.0, w, h)
+        return Rect(x0, 0.0, x1 - x0, h)
