@@ -78,6 +78,7 @@ class PanelLayout:
         self._next = {LEFT: 0.0, RIGHT: 0.0}
         self.reflows = 0  # display size changes seen (tests)
         self._frame: int | None = None  # ImGui frame of the last begin_frame
+        self._refit = False  # this frame fits every panel placed to its contents (a new scale)
         self.presentation = False
         self._fold: bool | None = None  # this frame folds (True) or unfolds (False) every panel placed
         self.collapsed: set[str] = set()  # panels measured folded to their title bar this frame
@@ -91,8 +92,12 @@ class PanelLayout:
         # Frames without this layout (its scene was hidden behind another that may use the same
         # window names, "Network" say) count like a resize: every panel is put back in place.
         skipped = self._frame is not None and frame != self._frame + 1
+        first = self._frame is None
         self._frame = frame
         self._fold = None if presentation == self.presentation else presentation
+        # A panel whose rows fill its width (colour bars, -1 wide widgets) would keep the width of a larger
+        # scale forever: on a new scale each panel is fitted to its contents once.
+        self._refit = scale != self.scale and not first
         self.presentation = presentation
         if display != self.display or scale != self.scale or skipped or self._fold is not None:
             self.reflows += 1
@@ -145,6 +150,9 @@ class PanelLayout:
         imgui.set_next_window_pos(imgui.ImVec2(*pos), cond, imgui.ImVec2(*pivot))
         if self._fold is not None:
             imgui.set_next_window_collapsed(self._fold, imgui.Cond_.always)
+        folded = self._fold is True or (self.presentation and name in self._collapsed_prev)
+        if self._refit and not folded:  # a folded tab keeps its width: the title bar, not the panel
+            imgui.set_next_window_size(imgui.ImVec2(0.0, 0.0), imgui.Cond_.always)  # 0: fit the contents
         if not dock:
             anchor += _PASSING
         self.rects[name] = (anchor, Rect(pos[0], pos[1], 0.0, 0.0))  # until keep_inside measures it
