@@ -39,6 +39,7 @@ from convscope.scenes.explore.state import (
 from imgui_bundle import imgui, implot
 
 _FIRST = imgui.Cond_.first_use_ever
+_RANGE_LABELS = {"layer": "per layer", "global": "whole network"}  # what one colour range spans
 _ERROR_RGBA = imgui.ImVec4(1.0, 0.45, 0.4, 1.0)
 _DIM_RGBA = imgui.ImVec4(0.75, 0.78, 0.85, 1.0)
 
@@ -106,10 +107,10 @@ def gui_network_panel(
     state.model = _combo("model", state.model, MODELS, MODEL_LABELS)
     state.colormap = _combo("colours", state.colormap, COLORMAPS)
     _colormap_legend(state, scale)
-    imgui.text("range")
+    imgui.text("colour range:")
     for mode in NORMALIZE:
         imgui.same_line()
-        if imgui.radio_button(f"per {mode}", state.normalize == mode):
+        if imgui.radio_button(_RANGE_LABELS.get(mode, mode), state.normalize == mode):
             state.normalize = mode
     _, state.show_edges = imgui.checkbox("edges by", state.show_edges)
     for mode in EDGE_MODES:

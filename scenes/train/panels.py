@@ -221,8 +221,8 @@ def gui_checkpoint(state: TrainState) -> None:
     imgui.same_line()
     if imgui.button("Load"):
         state.request("load", path=state.checkpoint_path)
-    imgui.same_line()
-    imgui.text_colored(_DIM, "model + optimizer + run state")
+    # On its own line, wrapped: beside the buttons it ran past the panel's edge ("run stat").
+    _wrapped("saves and loads the model, the optimizer and the run state", _DIM)
 
 
 def gui_status(state: TrainState) -> None:
@@ -358,7 +358,8 @@ def _plot(
     implot.setup_axes("", "", fit, 0 if y_limits else fit)
     if log_y:  # one spike no longer flattens the rest of the curve
         implot.setup_axis_scale(implot.ImAxis_.y1, implot.Scale_.log10)
-        y_limits = y_limits or _log_limits(series)
+        # Before any data an auto-fitted log axis spans 1e-300 .. 1e-153: show where a loss will be.
+        y_limits = y_limits or _log_limits(series) or EMPTY_LOG_LIMITS
     if y_limits:
         implot.setup_axis_limits(implot.ImAxis_.y1, y_limits[0], y_limits[1], imgui.Cond_.always)
     implot.setup_legend(implot.Location_.north, implot.LegendFlags_.horizontal | implot.LegendFlags_.outside)
@@ -371,6 +372,12 @@ def _plot(
         else:
             implot.plot_line(label, x, y)
     implot.end_plot()
+
+
+EMPTY_LOG_LIMITS = (
+    0.01,
+    10.0,
+)  # a log chart's y range before its first point (a 10-class loss starts at 2.3)
 
 
 def _log_limits(series: list[tuple[str, Series]]) -> tuple[float, float] | None:
