@@ -79,6 +79,7 @@ class PanelLayout:
         self.reflows = 0  # display size changes seen (tests)
         self._frame: int | None = None  # ImGui frame of the last begin_frame
         self._refit = False  # this frame fits every panel placed to its contents (a new scale)
+        self._docked: frozenset[str] = frozenset()  # the docked panels of the last frame
         self.presentation = False
         self._fold: bool | None = None  # this frame folds (True) or unfolds (False) every panel placed
         self.collapsed: set[str] = set()  # panels measured folded to their title bar this frame
@@ -99,7 +100,10 @@ class PanelLayout:
         # scale forever: on a new scale each panel is fitted to its contents once.
         self._refit = scale != self.scale and not first
         self.presentation = presentation
-        if display != self.display or scale != self.scale or skipped or self._fold is not None:
+        # A docked panel that opened or closed (the Embedding window) changes the free area like a resize.
+        docked = frozenset(n for n, (a, _) in self.rects.items() if a in _DOCK_LEFT + _DOCK_RIGHT)
+        redocked, self._docked = docked != self._docked and not first, docked
+        if display != self.display or scale != self.scale or skipped or self._fold is not None or redocked:
             self.reflows += 1
             self._settle = SETTLE_FRAMES
         else:
@@ -127,7 +131,14 @@ class PanelLayout:
         m = self.margin * self.scale
         prev = self._previous.get(name)
         height = prev[1].h if prev is not None else 0.0
-        if anchor in (LEFT, RIGHT):
+        if anchor == RIGHT and not dock:
+            # A passing panel at the right (node details) opens beside the docked right panels, not over them.
+            edges = [
+                r.x for n, (a, r) in self._previous.items() if a in _DOCK_RIGHT and r.w > 0 and n != name
+            ]
+            x = min(edges, default=w) - (self.gap * self.scale if edges else m)
+            pos, pivot = (x, m), (1.0, 0.0)
+        elif anchor in (LEFT, RIGHT):
             y = self._next[anchor]
             self._next[anchor] = y + height + self.gap * self.scale
             pos, pivot = ((m, y), (0.0, 0.0)) if anchor == LEFT else ((w - m, y), (1.0, 0.0))

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 from convscope.engine.gpu import colormaps
 from convscope.engine.graph.explain import Explanation, fmt, formula_lines, node_label, position_text
-from convscope.engine.ui.layout import BESIDE, BOTTOM_RIGHT, LEFT, RIGHT, PanelLayout
+from convscope.engine.ui.layout import BOTTOM_RIGHT, LEFT, RIGHT, PanelLayout
 from convscope.engine.ui.widgets import TextureLike, color_bar, help_marker, image
 from convscope.features.embedding.panel import (
     FILTERS,
@@ -389,14 +389,16 @@ _GRADIENT_KINDS = ("filter_gradients", "activation_gradients")
 
 
 def gui_embedding_panel(state: ExploreState, textures: Textures, scale: float, layout: PanelLayout) -> None:
-    """The 2D embedding of a conv layer's filters for the drawing (or of many images), bottom left of the
-    scene, beside the drawing panels; its close button hides it.  The plot takes
+    """The 2D embedding of a conv layer's filters for the drawing (or of many images), at the right of the
+    scene; its close button hides it.  The plot takes
     the height the controls leave (measured the frame before), so resizing the window resizes it."""
     if not state.show_embedding:
         return
     io = imgui.get_io()
     height = min(max(io.display_size.y * 0.64, EMBED_MIN_HEIGHT * scale), EMBED_MAX_HEIGHT * scale)
-    layout.place("Embedding", BESIDE)
+    # Docked at the right: the network is framed in the room left of it (while the camera is at home), so
+    # the window never covers the map its points outline (at the bottom it hid conv1).
+    layout.place("Embedding", RIGHT)
     imgui.set_next_window_size(imgui.ImVec2(EMBED_WIDTH * scale, height), _FIRST)
     expanded, keep = imgui.begin("Embedding", True, imgui.WindowFlags_.no_scrollbar)
     if not keep:

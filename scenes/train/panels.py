@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from convscope.engine.ui.layout import BOTTOM_LEFT, LEFT, RIGHT, PanelLayout
+from convscope.engine.ui.layout import BESIDE, LEFT, RIGHT, PanelLayout
 from convscope.engine.ui.widgets import TextureLike, help_marker, image
 from convscope.features.embedding.panel import IMAGES, Textures, fill_window, gui_embed, measure_chrome
 from convscope.scenes.train.state import (
@@ -427,9 +427,19 @@ def gui_embedding(state: TrainState, textures: Textures, scale: float, layout: P
     """The 2D embedding of one layer's filters (or of many images) in a window at the bottom left; the plot
     takes the height the controls leave (measured the frame before), so resizing the window resizes it."""
     io = imgui.get_io()
-    height = min(max(io.display_size.y - 400 * scale, EMBED_MIN_HEIGHT * scale), EMBED_MAX_HEIGHT * scale)
-    layout.place("Embedding", BOTTOM_LEFT)
-    imgui.set_next_window_size(imgui.ImVec2(EMBED_WIDTH * scale, height), _FIRST)
+    # Under the Training panel when the room it leaves takes the window, following that panel's bottom as
+    # its sections open and close; else at the bottom beside the left column.  Never over the Training
+    # panel's rows (it covered the Hyperparameters at 900 px high).
+    training = layout.rect("Training")
+    room = io.display_size.y - (training.bottom if training else 0.0) - (layout.gap + layout.margin) * scale
+    if training is not None and room >= EMBED_MIN_HEIGHT * scale:
+        layout.place("Embedding", LEFT, always=True)
+        height = min(room, EMBED_MAX_HEIGHT * scale)
+        imgui.set_next_window_size(imgui.ImVec2(EMBED_WIDTH * scale, height), imgui.Cond_.always)
+    else:
+        height = min(max(io.display_size.y - 400 * scale, EMBED_MIN_HEIGHT * scale), EMBED_MAX_HEIGHT * scale)
+        layout.place("Embedding", BESIDE, always=True)
+        imgui.set_next_window_size(imgui.ImVec2(EMBED_WIDTH * scale, height), _FIRST)
     expanded, _ = imgui.begin("Embedding", None, imgui.WindowFlags_.no_scrollbar)
     if not expanded:
         layout.keep_inside("Embedding")
