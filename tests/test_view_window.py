@@ -88,6 +88,7 @@ class Probe:
 
     def resize(self, w: int, h: int) -> None:
         self.window()
+        xdo(self.display, "windowmove", self.wid, "0", "0")  # the whole window on the screen
         xdo(self.display, "windowsize", self.wid, str(w), str(h))
 
     def shot(self, name: str, size) -> np.ndarray:

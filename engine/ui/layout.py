@@ -80,6 +80,7 @@ class PanelLayout:
         self._frame: int | None = None  # ImGui frame of the last begin_frame
         self._refit = False  # this frame fits every panel placed to its contents (a new scale)
         self._docked: frozenset[str] = frozenset()  # the docked panels of the last frame
+        self._unfolded: dict[str, tuple[float, float]] = {}  # a folded panel's size before it was folded
         self.presentation = False
         self._fold: bool | None = None  # this frame folds (True) or unfolds (False) every panel placed
         self.collapsed: set[str] = set()  # panels measured folded to their title bar this frame
@@ -161,12 +162,27 @@ class PanelLayout:
         imgui.set_next_window_pos(imgui.ImVec2(*pos), cond, imgui.ImVec2(*pivot))
         if self._fold is not None:
             imgui.set_next_window_collapsed(self._fold, imgui.Cond_.always)
-        folded = self._fold is True or (self.presentation and name in self._collapsed_prev)
-        if self._refit and not folded:  # a folded tab keeps its width: the title bar, not the panel
+        if self.folded(name):  # a tab as wide as its title, not as the panel it folds
+            if name not in self._unfolded and prev is not None and prev[1].w > 0:
+                self._unfolded[name] = (prev[1].w, prev[1].h)  # given back when it opens again
+            style = imgui.get_style()
+            title = imgui.calc_text_size(name.split("##")[0]).x
+            tab = title + imgui.get_frame_height() + 3 * style.frame_padding.x + 2 * style.window_padding.x
+            imgui.set_next_window_size(imgui.ImVec2(tab, 0.0), imgui.Cond_.always)
+        elif name in self._unfolded:
+            imgui.set_next_window_size(imgui.ImVec2(*self._unfolded.pop(name)), imgui.Cond_.always)
+        elif self._refit:
             imgui.set_next_window_size(imgui.ImVec2(0.0, 0.0), imgui.Cond_.always)  # 0: fit the contents
         if not dock:
             anchor += _PASSING
         self.rects[name] = (anchor, Rect(pos[0], pos[1], 0.0, 0.0))  # until keep_inside measures it
+
+    def folded(self, name: str) -> bool:
+        """Presentation mode folds (or has folded) this panel to a tab: a caller setting the panel's size
+        or size constraints should leave them to the layout this frame."""
+        return self._fold is True or (
+            self._fold is None and self.presentation and name in self._collapsed_prev
+        )
 
     def flags(self, flags: int) -> int:
         """A panel's window flags as this mode wants them: in presentation mode every panel can be

@@ -55,9 +55,10 @@ def _wrapped(text: str, color: imgui.ImVec4 | None = None) -> None:
 
 def _column(title: str, anchor: str, width: float, scale: float, layout: PanelLayout) -> None:
     layout.place(title, anchor)
-    imgui.set_next_window_size_constraints(
-        imgui.ImVec2(width * scale, 0), imgui.ImVec2(width * scale, layout.max_size()[1])
-    )
+    if not layout.folded(title):  # a folded tab takes the width of its title (engine/ui/layout.py)
+        imgui.set_next_window_size_constraints(
+            imgui.ImVec2(width * scale, 0), imgui.ImVec2(width * scale, layout.max_size()[1])
+        )
     imgui.begin(
         title, None, layout.flags(imgui.WindowFlags_.always_auto_resize | imgui.WindowFlags_.no_collapse)
     )
@@ -435,7 +436,8 @@ def gui_embedding(state: TrainState, textures: Textures, scale: float, layout: P
     if training is not None and room >= EMBED_MIN_HEIGHT * scale:
         layout.place("Embedding", LEFT, always=True)
         height = min(room, EMBED_MAX_HEIGHT * scale)
-        imgui.set_next_window_size(imgui.ImVec2(EMBED_WIDTH * scale, height), imgui.Cond_.always)
+        if not layout.folded("Embedding"):
+            imgui.set_next_window_size(imgui.ImVec2(EMBED_WIDTH * scale, height), imgui.Cond_.always)
     else:
         height = min(max(io.display_size.y - 400 * scale, EMBED_MIN_HEIGHT * scale), EMBED_MAX_HEIGHT * scale)
         layout.place("Embedding", BESIDE, always=True)
