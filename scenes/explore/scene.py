@@ -267,7 +267,10 @@ class ExploreScene:
         self.pads.texture.sync(self.pad.canvas, self.pad.version)
         if self.state.network_input is not None:
             self.pads.seen.sync(self.state.network_input, self.sent_seq)
-        if self.net.new_result and self.view.renderer is not None:
+        norm_changed = self.state.normalize != getattr(self, "_uploaded_normalize", self.state.normalize)
+        self._uploaded_normalize = self.state.normalize
+        redraw = self.net.new_result or (norm_changed and self.activations is not None)
+        if redraw and self.view.renderer is not None:
             self.net.new_result = False
             if self.input_blank:  # an empty pad: every node rests at the "no input" grey
                 nan = np.full(self.spec.total_nodes, np.nan, np.float32)
@@ -277,7 +280,7 @@ class ExploreScene:
             else:
                 # NaN in the node texture means "no data yet" (grey); a NaN the network computed is
                 # shown like inf, in the colormap's colour for non-finite values.
-                values = self.display_values()
+                values = self._global_outputs(self.display_values())
                 self.view.renderer.set_activations(np.where(np.isnan(values), np.float32(np.inf), values))
         self._upload_edges()
         self.details.upload(self.ctx)
@@ -410,6 +413,22 @@ class ExploreScene:
         out = self.spec.layers[-1]
         if out.kind == "output" and self.state.probabilities is not None:
             values[out.start : out.stop] = self.state.probabilities
+        return values
+
+    def _global_outputs(self, values: np.ndarray) -> np.ndarray:
+        """With one colour range for the whole network the output's probabilities (0..1) sat at the dark
+        end of a range set by activations in the tens, winner included: they are drawn stretched over the
+        other layers' range instead (p = 1 at its top), for the colours only."""
+        out = self.spec.layers[-1]
+        if self.state.normalize != "global" or out.kind != "output" or self.state.probabilities is None:
+            return values
+        rest = values[: out.start]
+        rest = rest[np.isfinite(rest)]
+        if not len(rest):
+            return values
+        lo, hi = float(rest.min()), float(rest.max())
+        values = values.copy()
+        values[out.start : out.stop] = lo + self.state.probabilities * (hi - lo)
         return values
 
     @property
