@@ -28,7 +28,6 @@ from convscope.scenes.train.state import (
 )
 from imgui_bundle import imgui, implot
 
-_FIRST = imgui.Cond_.first_use_ever
 _ERROR = imgui.ImVec4(1.0, 0.45, 0.4, 1.0)
 _DIM = imgui.ImVec4(0.75, 0.78, 0.85, 1.0)
 _WARN = imgui.ImVec4(1.0, 0.8, 0.35, 1.0)
@@ -441,7 +440,11 @@ def gui_embedding(state: TrainState, textures: Textures, scale: float, layout: P
     else:
         height = min(max(io.display_size.y - 400 * scale, EMBED_MIN_HEIGHT * scale), EMBED_MAX_HEIGHT * scale)
         layout.place("Embedding", BESIDE, always=True)
-        imgui.set_next_window_size(imgui.ImVec2(EMBED_WIDTH * scale, height), _FIRST)
+        # Between the columns: no wider than the room they leave (a larger UI scale reached the right one).
+        room_w = layout.right_edge() - layout.left_edge(previous=True) - 2 * layout.gap * scale
+        width = max(min(EMBED_WIDTH * scale, room_w), 200 * scale)
+        if not layout.folded("Embedding"):
+            imgui.set_next_window_size(imgui.ImVec2(width, height), imgui.Cond_.always)
     expanded, _ = imgui.begin("Embedding", None, imgui.WindowFlags_.no_scrollbar)
     if not expanded:
         layout.keep_inside("Embedding")
