@@ -81,6 +81,8 @@ class PanelLayout:
         self._refit = False  # this frame fits every panel placed to its contents (a new scale)
         self._docked: frozenset[str] = frozenset()  # the docked panels of the last frame
         self._unfolded: dict[str, tuple[float, float]] = {}  # a folded panel's size before it was folded
+        self._avoid: dict[str, tuple[float, float]] = {}  # a passing panel's point not to cover (avoid())
+        self._aside: set[str] = set()  # passing panels moved beside the left column to keep off that point
         self.presentation = False
         self._fold: bool | None = None  # this frame folds (True) or unfolds (False) every panel placed
         self.collapsed: set[str] = set()  # panels measured folded to their title bar this frame
@@ -139,6 +141,18 @@ class PanelLayout:
             ]
             x = min(edges, default=w) - (self.gap * self.scale if edges else m)
             pos, pivot = (x, m), (1.0, 0.0)
+            # Where it would cover the point it refers to (`avoid`: the node it explains), it goes beside
+            # the left column instead, at once.
+            target = self._avoid.get(name)
+            aside = False
+            if target is not None and prev is not None and prev[1].w > 0:
+                if x - prev[1].w <= target[0] <= x and m <= target[1] <= m + prev[1].h:
+                    left = self.left_edge(previous=True)
+                    pos, pivot = (left + (self.gap * self.scale if left > 0 else m), m), (0.0, 0.0)
+                    aside = True
+            if aside != (name in self._aside):  # moved aside, or back once the point is clear again
+                always = True
+                self._aside ^= {name}
         elif anchor in (LEFT, RIGHT):
             y = self._next[anchor]
             self._next[anchor] = y + height + self.gap * self.scale
@@ -176,6 +190,13 @@ class PanelLayout:
         if not dock:
             anchor += _PASSING
         self.rects[name] = (anchor, Rect(pos[0], pos[1], 0.0, 0.0))  # until keep_inside measures it
+
+    def avoid(self, name: str, point: tuple[float, float] | None) -> None:
+        """Keep the passing panel `name` off `point` (window units; the node it explains), or forget it."""
+        if point is None:
+            self._avoid.pop(name, None)
+        else:
+            self._avoid[name] = (float(point[0]), float(point[1]))
 
     def folded(self, name: str) -> bool:
         """Presentation mode folds (or has folded) this panel to a tab: a caller setting the panel's size

@@ -211,6 +211,7 @@ class ExploreScene:
         gui_draw_panel(self.state, self.pad, self.pads.seen.ref, self.pads.side, s, self.panels)
         prefs = getattr(self.app, "prefs", None)
         gui_network_panel(self.state, s, self.panels, (lambda: gui_view_row(prefs)) if prefs else None)
+        self.panels.avoid("Node details", self._selected_on_screen(io.display_size))
         gui_details_panel(self.state, self.details.refs(), s, self.panels)
         gui_experiments_panel(self.state, self.robust, self.morph, s, self.panels)
         gui_embedding_panel(self.state, self.embedding.textures(), s, self.panels)
@@ -414,6 +415,14 @@ class ExploreScene:
         if out.kind == "output" and self.state.probabilities is not None:
             values[out.start : out.stop] = self.state.probabilities
         return values
+
+    def _selected_on_screen(self, display) -> tuple[float, float] | None:
+        """The selected node's place on screen in window units (the details panel keeps off it), or None."""
+        node, lay = self.state.selected, self.layout
+        if node < 0 or lay is None or node >= len(lay.positions) or self.compare is not None:
+            return None
+        p = self.camera.project(lay.positions[node : node + 1], max(display.x, 1.0), max(display.y, 1.0))[0]
+        return (float(p[0]), float(p[1])) if np.all(np.isfinite(p)) else None
 
     def _global_outputs(self, values: np.ndarray) -> np.ndarray:
         """With one colour range for the whole network the output's probabilities (0..1) sat at the dark
