@@ -37,6 +37,7 @@ COLORMAPS = ("harley", "viridis", "grayscale")
 TALL_DISPLAY = 900  # window units: below this the Hyperparameters section starts closed, for the Embedding
 EMBED_WIDTH = 372  # the panel's two radio buttons a row and its "refresh every" label fit at this width
 EMBED_MIN_HEIGHT, EMBED_MAX_HEIGHT = 260, 460  # the Embedding window's first height, window units
+EMBED_LEFT_MIN_HEIGHT = 180  # the least room under the Training panel the window takes (else it goes beside)
 
 
 def _fmt(v: float, spec: str = ".4f") -> str:
@@ -432,14 +433,14 @@ def gui_embedding(state: TrainState, textures: Textures, scale: float, layout: P
     # panel's rows (it covered the Hyperparameters at 900 px high).
     training = layout.rect("Training")
     room = io.display_size.y - (training.bottom if training else 0.0) - (layout.gap + layout.margin) * scale
-    if training is not None and room >= EMBED_MIN_HEIGHT * scale:
+    if training is not None and room >= EMBED_LEFT_MIN_HEIGHT * scale:
         layout.place("Embedding", LEFT, always=True)
         height = min(room, EMBED_MAX_HEIGHT * scale)
         if not layout.folded("Embedding"):
             imgui.set_next_window_size(imgui.ImVec2(EMBED_WIDTH * scale, height), imgui.Cond_.always)
     else:
         height = min(max(io.display_size.y - 400 * scale, EMBED_MIN_HEIGHT * scale), EMBED_MAX_HEIGHT * scale)
-        layout.place("Embedding", BESIDE, always=True)
+        layout.place("Embedding", BESIDE, always=True)  # off the Training panel, at the network's bottom left
         # Between the columns: no wider than the room they leave (a larger UI scale reached the right one).
         room_w = layout.right_edge() - layout.left_edge(previous=True) - 2 * layout.gap * scale
         width = max(min(EMBED_WIDTH * scale, room_w), 200 * scale)
