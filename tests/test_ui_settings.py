@@ -124,3 +124,20 @@ def test_headless_runs_neither_read_nor_write_the_settings(ctx, tmp_path, monkey
         assert app.ui_scale == pytest.approx(1.0), "a screenshot run must not depend on the user's settings"
     finally:
         app.close()
+
+
+def test_the_scene_switch_hands_the_ui_scale_to_every_scene():
+    from convscope.scenes.train.switch import SceneSwitch
+
+    class Dummy:
+        def __init__(self) -> None:
+            self.ui_scale = 1.0
+
+    switch = SceneSwitch({"A": Dummy, "B": Dummy}, "A", 1.0)
+    switch.ui_scale = 1.5
+    assert switch.scenes["A"].ui_scale == 1.5
+    switch.wanted = "B"
+    switch._fc = None
+    switch.scenes["B"] = Dummy()  # built later, like a first switch to it
+    switch.ui_scale = 1.21
+    assert [s.ui_scale for s in switch.scenes.values()] == [1.21, 1.21]
