@@ -80,6 +80,7 @@ class PanelLayout:
         self._frame: int | None = None  # ImGui frame of the last begin_frame
         self._refit = False  # this frame fits every panel placed to its contents (a new scale)
         self._docked: frozenset[str] = frozenset()  # the docked panels of the last frame
+        self._stack: dict[str, float] = {}  # heights of the stacked (LEFT / RIGHT) panels last frame
         self._unfolded: dict[str, tuple[float, float]] = {}  # a folded panel's size before it was folded
         self._avoid: dict[str, tuple[float, float]] = {}  # a passing panel's point not to cover (avoid())
         self._aside: set[str] = set()  # passing panels moved beside the left column to keep off that point
@@ -106,9 +107,15 @@ class PanelLayout:
         # A docked panel that opened or closed (the Embedding window) changes the free area like a resize.
         docked = frozenset(n for n, (a, _) in self.rects.items() if a in _DOCK_LEFT + _DOCK_RIGHT)
         redocked, self._docked = docked != self._docked and not first, docked
+        # A stacked panel whose height changed (a section opened, or its first frames after a scene switch,
+        # when it still had another scene's size) moves the panels under it: positions are applied again.
+        stack = {n: r.h for n, (a, r) in self.rects.items() if a in (LEFT, RIGHT)}
+        restack, self._stack = stack != self._stack and not first, stack
         if display != self.display or scale != self.scale or skipped or self._fold is not None or redocked:
             self.reflows += 1
             self._settle = SETTLE_FRAMES
+        elif restack:
+            self._settle = max(self._settle - 1, 1)
         else:
             self._settle = max(self._settle - 1, 0)
         self.display, self.scale = display, scale

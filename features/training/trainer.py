@@ -135,9 +135,9 @@ class TrainerConfig:
     max_loss: float = 1e4  # a batch loss above this counts as divergence, like NaN (sane 10-class CE: < 20)
     refit_images: int = 1024  # training images the head is re-fitted on after a layer edit (0: none)
     warmup_steps: int = 1000  # after a layer edit the lr ramps from a tenth to its value over these steps
-    # From a layer edit on (until Reset) each step's gradient norm is clipped to this (0: never).  The
-    # network after "+ layer" is sharper than the one trained so far: unclipped, a run at the default SGD
-    # settings drifted to chance ~1000 steps after "+ layer" at 1, when the warm-up reached the full lr.
+    # From a layer edit on (until Reset, or a larger lr set by hand) each step's gradient norm is clipped
+    # to this (0: never).  The network after "+ layer" is sharper than the one trained so far: unclipped,
+    # a run at the default SGD settings drifted to chance ~1000 steps after "+ layer" at 1.
     edit_clip: float = 1.0
     good_every: int = 16  # steps between copies of the good weights (the divergence guard's rolling copy)
     suspect_steps: int = (
@@ -325,6 +325,10 @@ class Trainer:
         if before == after:
             return  # only the seed changed: it waits for reset()
         position = (self.epoch, self.offset)
+        if new.lr > old.lr:
+            # A larger step asked for by hand is shown as it is: clipped, lr 10 after a layer edit no longer
+            # blew up but silently stalled, and the divergence guard had nothing to tell.
+            self._clip = False
         if new.optimizer != old.optimizer:
             self.optimizer = convert_optimizer(
                 self.optimizer, old.optimizer, new, self.model, self.step_count
