@@ -7,7 +7,11 @@ this frame reaches the worker in this frame's update, not the next one.
 
 The app owns the ImGui context and renderer, the frame clock, the frame-time overlay and the app-wide
 keys (engine/ui/help.py): F1 or `?` shows the scene's help (from its `help_sections()`), Ctrl+S or Print
-saves a screenshot through `save_screenshot`; the scene owns everything about its network.
+saves a screenshot through `save_screenshot`; the scene owns everything about its network.  It also
+owns the View settings (engine/ui/settings.py): Ctrl+= / Ctrl+- / Ctrl+0 and the scenes' View row
+change `prefs.ui_scale` (remembered in the user's config folder for windowed runs), F5 toggles
+presentation mode (`prefs.presentation`: bigger type; the scenes' panel layouts fold their panels).
+Between frames the app applies them: ImGui's style, and the scene's `ui_scale` attribute when it has one.
 """
 
 from __future__ import annotations
@@ -34,6 +38,15 @@ from convscope.engine.ui.help import (
     screenshot_wanted,
 )
 from convscope.engine.ui.input import InputCollector, InputState
+from convscope.engine.ui.settings import (
+    PRESENTATION_SCALE,
+    UiPrefs,
+    clamp_scale,
+    load_prefs,
+    presentation_toggled,
+    save_prefs,
+    scale_step,
+)
 from imgui_bundle import imgui
 
 
@@ -86,6 +99,7 @@ class App:
         show_frame_time: bool = False,
         quit_chord: bool = True,  # Ctrl+Q closes the window; False where no key may close it (kiosk)
         shortcuts: bool | None = None,  # F1 / ? help and Ctrl+S / Print screenshots; None: as quit_chord
+        remember_ui: bool | None = None,  # load / save the UI scale (settings.json); None: windowed runs
     ) -> None:
         if window is None and (ctx is None or size is None):
             raise ValueError("App needs a window, or a ctx and a size for headless runs")
@@ -101,6 +115,14 @@ class App:
         self.stats = FrameStats()
         self.frames = 0
         self.ui = UiBackend(ui_config)
+        # The config's scale (times the monitor's DPI hint) is the base the user's factor multiplies.
+        self.base_scale = self.ui.ui_scale
+        self.remember_ui = (
+            (window is not None and self.shortcuts_enabled) if remember_ui is None else remember_ui
+        )
+        self.prefs = load_prefs() if self.remember_ui else UiPrefs()
+        self._applied: tuple[float, bool] = (1.0, False)  # (prefs.ui_scale, presentation) in effect
+        self._apply_prefs()
         self.imgui_renderer = ImGuiRenderer(self.ctx)
         self.offscreen: OffscreenTarget | None = None
         self._headless_input: InputCollector | None = None
@@ -133,6 +155,7 @@ class App:
         if self.window is not None and self.quit_chord and _quit_chord(inp):
             self.window.request_close()
         viewport = inp.framebuffer_size
+        self._apply_prefs()
         self.ui.new_frame(inp.window_size, inp.framebuffer_scale, dt, inp)
         shoot = self.shortcuts_enabled and self._app_keys(inp)
         self.scene.gui()
@@ -167,9 +190,44 @@ class App:
         sections = getattr(self.scene, "help_sections", None)
         return list(sections()) if callable(sections) else []
 
+    @property
+    def presentation(self) -> bool:
+        """Presentation mode is on (the scenes fold their panels and fit the network to the room)."""
+        return self.prefs.presentation
+
+    @property
+    def ui_scale(self) -> float:
+        """The scale in effect: base x the user's factor (x PRESENTATION_SCALE in presentation mode)."""
+        return self.ui.ui_scale
+
+    def _apply_prefs(self) -> None:
+        """Between frames: bring ImGui's style and the scene's scale to `prefs`; save a new scale."""
+        p = self.prefs
+        p.ui_scale = clamp_scale(p.ui_scale)
+        wanted = (p.ui_scale, p.presentation)
+        if wanted == self._applied:
+            return
+        scale_changed = wanted[0] != self._applied[0]
+        self._applied = wanted
+        scale = self.base_scale * p.ui_scale * (PRESENTATION_SCALE if p.presentation else 1.0)
+        self.ui.set_ui_scale(scale)
+        if hasattr(self.scene, "ui_scale"):
+            self.scene.ui_scale = scale
+        if scale_changed and self.remember_ui:
+            try:
+                save_prefs(p)
+            except OSError as exc:
+                self.shortcuts.show_note(f"UI scale not remembered: {exc}", error=True)
+
     def _app_keys(self, inp: InputState) -> bool:
-        """F1 / ? / Esc for the help overlay; True when a screenshot was asked for."""
+        """F1 / ? / Esc for the help overlay, UI scale and presentation keys; True when a screenshot was
+        asked for."""
         sc = self.shortcuts
+        step = scale_step(inp)
+        if step is not None:
+            self.prefs.ui_scale = clamp_scale(self.prefs.ui_scale * step if step else 1.0)
+        if presentation_toggled(inp):
+            self.prefs.presentation = not self.prefs.presentation
         if help_toggled(inp, imgui.get_io().want_text_input):
             sc.help_open = not sc.help_open
         elif sc.help_open and help_closed(inp):

@@ -13,3 +13,12 @@ os.environ.setdefault("PYOPENGL_PLATFORM", "egl")  # imgui-bundle's PyOpenGL imp
 
 with contextlib.suppress(ImportError):
     import triton  # noqa: F401
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _private_config_dir(tmp_path_factory, monkeypatch):
+    """No test reads or writes the user's own settings (engine/ui/settings.py): the config folder is a
+    fresh temporary one; a test that needs its own sets XDG_CONFIG_HOME again."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))

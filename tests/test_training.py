@@ -610,3 +610,31 @@ def test_adding_a_layer_at_the_default_settings_keeps_the_loss_within_2x(digits:
     )
     assert val_after < 2 * val_before and first50 < 2 * train_before, msg
     assert t.optimizer.param_groups[0]["lr"] < t.hyper.lr, "the lr warms up after a layer edit"
+
+
+@pytest.mark.slow
+def test_after_adding_a_layer_at_1_the_run_keeps_learning(digits: Dataset) -> None:
+    """'+ layer' at 1 (16 filters) on a net trained 1500 steps at the default settings, then 2000 more
+    steps (the lr warm-up and 1000 steps at the full lr): the held-out loss ends near where it was and far
+    from chance (ln 10 = 2.30).  Before the gradient was clipped after layer edits, the loss drifted to
+    2.3-2.5 and the accuracy to 10 % once the warm-up reached the full lr."""
+    t = Trainer(digits, Hyper(), TrainerConfig(val_every=0))
+    for _ in range(1500):
+        t.step()
+    x, y = to_input(digits.x_val[:500]), digits.y_val[:500]
+
+    def held_out_loss() -> float:
+        t.model.eval()
+        with torch.no_grad():
+            return float(F.cross_entropy(t.model(x), y))
+
+    before = held_out_loss()
+    t.add_layer(1, 16)
+    curve = []
+    for i in range(2000):
+        assert t.step()["ok"], t.message
+        if i % 250 == 249:
+            curve.append(round(held_out_loss(), 3))
+    acc = t.validate()
+    msg = f"held-out loss {before:.3f} before '+ layer', then every 250 steps {curve}; accuracy {acc:.3f}"
+    assert max(curve[-4:]) < 0.6 and acc > 0.85, msg

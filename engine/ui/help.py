@@ -39,6 +39,8 @@ APP_SECTION = HelpSection(
     (
         ("F1 or ?", "open / close this help (Esc closes it too)"),
         ("Ctrl+S or Print", "save a screenshot (screenshots/ in your Pictures folder)"),
+        ("F5", "presentation mode: big type, panels folded to their title bars (click one to open it)"),
+        ("Ctrl+= / Ctrl+-", "UI scale larger / smaller (remembered for the next run); Ctrl+0 back to 100 %"),
         ("Ctrl+Q", "quit"),
     ),
 )

@@ -14,6 +14,12 @@ off-screen, after a resize or when it grows (a panel larger than the display kee
 corner on screen).  `free()` is the part of the display between the left and the right docked panels
 (LEFT, BOTTOM_LEFT / RIGHT, CENTER_RIGHT), measured this frame: the camera fits the network into it.
 All in window units (ImGui's display units); `to_framebuffer` scales a rectangle to pixels.
+
+Presentation mode (`begin_frame(..., presentation=True)`, the app's F5): the frame it starts every panel
+placed is folded to its title bar (and unfolded the frame it ends); `flags()` lets a panel that is never
+folded otherwise be folded and opened by a click on its title bar meanwhile; folded panels do not count
+in `free()`: the network gets the whole screen, the tabs sit in its corners (a network's corners are
+empty: its layers narrow towards the output), and a panel opened again docks as before.
 """
 
 from __future__ import annotations
@@ -72,21 +78,49 @@ class PanelLayout:
         self._next = {LEFT: 0.0, RIGHT: 0.0}
         self.reflows = 0  # display size changes seen (tests)
         self._frame: int | None = None  # ImGui frame of the last begin_frame
+        self._refit = False  # this frame fits every panel placed to its contents (a new scale)
+        self._docked: frozenset[str] = frozenset()  # the docked panels of the last frame
+        self._stack: dict[str, float] = {}  # heights of the stacked (LEFT / RIGHT) panels last frame
+        self._unfolded: dict[str, tuple[float, float]] = {}  # a folded panel's size before it was folded
+        self._avoid: dict[str, tuple[float, float]] = {}  # a passing panel's point not to cover (avoid())
+        self._aside: set[str] = set()  # passing panels moved beside the left column to keep off that point
+        self.presentation = False
+        self._fold: bool | None = None  # this frame folds (True) or unfolds (False) every panel placed
+        self.collapsed: set[str] = set()  # panels measured folded to their title bar this frame
+        self._collapsed_prev: set[str] = set()
 
-    def begin_frame(self, display: tuple[float, float], scale: float = 1.0) -> None:
+    def begin_frame(
+        self, display: tuple[float, float], scale: float = 1.0, presentation: bool = False
+    ) -> None:
         display = (float(display[0]), float(display[1]))
         frame = imgui.get_frame_count()
         # Frames without this layout (its scene was hidden behind another that may use the same
         # window names, "Network" say) count like a resize: every panel is put back in place.
         skipped = self._frame is not None and frame != self._frame + 1
+        first = self._frame is None
         self._frame = frame
-        if display != self.display or scale != self.scale or skipped:
+        self._fold = None if presentation == self.presentation else presentation
+        # A panel whose rows fill its width (colour bars, -1 wide widgets) would keep the width of a larger
+        # scale forever: on a new scale each panel is fitted to its contents once.
+        self._refit = scale != self.scale and not first
+        self.presentation = presentation
+        # A docked panel that opened or closed (the Embedding window) changes the free area like a resize.
+        docked = frozenset(n for n, (a, _) in self.rects.items() if a in _DOCK_LEFT + _DOCK_RIGHT)
+        redocked, self._docked = docked != self._docked and not first, docked
+        # A stacked panel whose height changed (a section opened, or its first frames after a scene switch,
+        # when it still had another scene's size) moves the panels under it: positions are applied again.
+        stack = {n: r.h for n, (a, r) in self.rects.items() if a in (LEFT, RIGHT)}
+        restack, self._stack = stack != self._stack and not first, stack
+        if display != self.display or scale != self.scale or skipped or self._fold is not None or redocked:
             self.reflows += 1
             self._settle = SETTLE_FRAMES
+        elif restack:
+            self._settle = max(self._settle - 1, 1)
         else:
             self._settle = max(self._settle - 1, 0)
         self.display, self.scale = display, scale
         self._previous, self.rects = self.rects, {}
+        self._collapsed_prev, self.collapsed = self.collapsed, set()
         m = self.margin * scale
         self._next = {LEFT: m, RIGHT: m}
 
@@ -107,7 +141,26 @@ class PanelLayout:
         m = self.margin * self.scale
         prev = self._previous.get(name)
         height = prev[1].h if prev is not None else 0.0
-        if anchor in (LEFT, RIGHT):
+        if anchor == RIGHT and not dock:
+            # A passing panel at the right (node details) opens beside the docked right panels, not over them.
+            edges = [
+                r.x for n, (a, r) in self._previous.items() if a in _DOCK_RIGHT and r.w > 0 and n != name
+            ]
+            x = min(edges, default=w) - (self.gap * self.scale if edges else m)
+            pos, pivot = (x, m), (1.0, 0.0)
+            # Where it would cover the point it refers to (`avoid`: the node it explains), it goes beside
+            # the left column instead, at once.
+            target = self._avoid.get(name)
+            aside = False
+            if target is not None and prev is not None and prev[1].w > 0:
+                if x - prev[1].w <= target[0] <= x and m <= target[1] <= m + prev[1].h:
+                    left = self.left_edge(previous=True)
+                    pos, pivot = (left + (self.gap * self.scale if left > 0 else m), m), (0.0, 0.0)
+                    aside = True
+            if aside != (name in self._aside):  # moved aside, or back once the point is clear again
+                always = True
+                self._aside ^= {name}
+        elif anchor in (LEFT, RIGHT):
             y = self._next[anchor]
             self._next[anchor] = y + height + self.gap * self.scale
             pos, pivot = ((m, y), (0.0, 0.0)) if anchor == LEFT else ((w - m, y), (1.0, 0.0))
@@ -128,9 +181,43 @@ class PanelLayout:
         else:
             cond = imgui.Cond_.first_use_ever
         imgui.set_next_window_pos(imgui.ImVec2(*pos), cond, imgui.ImVec2(*pivot))
+        if self._fold is not None:
+            imgui.set_next_window_collapsed(self._fold, imgui.Cond_.always)
+        if self.folded(name):  # a tab as wide as its title, not as the panel it folds
+            if name not in self._unfolded and prev is not None and prev[1].w > 0:
+                self._unfolded[name] = (prev[1].w, prev[1].h)  # given back when it opens again
+            style = imgui.get_style()
+            title = imgui.calc_text_size(name.split("##")[0]).x
+            tab = title + imgui.get_frame_height() + 3 * style.frame_padding.x + 2 * style.window_padding.x
+            imgui.set_next_window_size(imgui.ImVec2(tab, 0.0), imgui.Cond_.always)
+        elif name in self._unfolded:
+            imgui.set_next_window_size(imgui.ImVec2(*self._unfolded.pop(name)), imgui.Cond_.always)
+        elif self._refit:
+            imgui.set_next_window_size(imgui.ImVec2(0.0, 0.0), imgui.Cond_.always)  # 0: fit the contents
         if not dock:
             anchor += _PASSING
         self.rects[name] = (anchor, Rect(pos[0], pos[1], 0.0, 0.0))  # until keep_inside measures it
+
+    def avoid(self, name: str, point: tuple[float, float] | None) -> None:
+        """Keep the passing panel `name` off `point` (window units; the node it explains), or forget it."""
+        if point is None:
+            self._avoid.pop(name, None)
+        else:
+            self._avoid[name] = (float(point[0]), float(point[1]))
+
+    def folded(self, name: str) -> bool:
+        """Presentation mode folds (or has folded) this panel to a tab: a caller setting the panel's size
+        or size constraints should leave them to the layout this frame."""
+        return self._fold is True or (
+            self._fold is None and self.presentation and name in self._collapsed_prev
+        )
+
+    def flags(self, flags: int) -> int:
+        """A panel's window flags as this mode wants them: in presentation mode every panel can be
+        folded and opened again by a click on its title bar (no_collapse is dropped)."""
+        if self.presentation:
+            return flags & ~imgui.WindowFlags_.no_collapse
+        return flags
 
     def max_size(self) -> tuple[float, float]:
         """The largest panel that fits the display with its margins."""
@@ -147,6 +234,8 @@ class PanelLayout:
             imgui.set_window_pos(imgui.ImVec2(x, y))
         anchor = self.rects.get(name, (LEFT, None))[0]
         r = Rect(x, y, size.x, size.y)
+        if imgui.is_window_collapsed():
+            self.collapsed.add(name)
         self.rects[name] = (anchor, r)
         return r
 
@@ -162,13 +251,19 @@ class PanelLayout:
     def left_edge(self, previous: bool = False) -> float:
         """Right edge of the left docked panels (0 when none)."""
         rects = self._previous if previous else self.rects
-        edges = [r.right for a, r in rects.values() if a in _DOCK_LEFT and r.w > 0]
+        edges = [
+            r.right for n, (a, r) in rects.items() if a in _DOCK_LEFT and r.w > 0 and self._open(n, previous)
+        ]
         return max(edges, default=0.0)
 
     def right_edge(self) -> float:
         """Left edge of the right docked panels (the display's width when none)."""
-        edges = [r.x for a, r in self.rects.values() if a in _DOCK_RIGHT and r.w > 0]
+        edges = [r.x for n, (a, r) in self.rects.items() if a in _DOCK_RIGHT and r.w > 0 and self._open(n)]
         return min(edges, default=self.display[0])
+
+    def _open(self, name: str, previous: bool = False) -> bool:
+        """Not folded to its title bar (this frame's measure, or last frame's for `previous`)."""
+        return not self.presentation or name not in (self._collapsed_prev if previous else self.collapsed)
 
     def free(self, min_fraction: float = 0.0, reserve_left: float = 0.0) -> Rect:
         """The display between the left and right docked panels, `reserve_left` more window units off

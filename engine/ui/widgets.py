@@ -77,7 +77,11 @@ def color_bar(
     colors = np.asarray(colors, np.float32).reshape(-1, 3)
     if len(colors) < 2:
         colors = np.repeat(colors[:1], 2, axis=0)
+    fill = not width
     width = float(width) if width else max(imgui.get_content_region_avail().x, 16.0)
+    # A bar that fills the row claims no width of its own: otherwise an auto-resizing panel could never
+    # shrink again (after a smaller UI scale), its bar holding it at the width it had.
+    claim = 0.0 if fill else width
     height = float(height) if height else imgui.get_text_line_height() * 0.6
     dl = imgui.get_window_draw_list()
     p = imgui.get_cursor_screen_pos()
@@ -87,7 +91,7 @@ def color_bar(
         x0 = p.x + width * i / (n - 1)
         x1 = p.x + width * (i + 1) / (n - 1)
         dl.add_rect_filled_multi_color((x0, p.y), (x1, p.y + height), u32[i], u32[i + 1], u32[i + 1], u32[i])
-    imgui.dummy(imgui.ImVec2(width, height))
+    imgui.dummy(imgui.ImVec2(claim, height))
     rect = (p.x, p.y, p.x + width, p.y + height)
     if labels:
         rgba = label_rgba or imgui.get_style_color_vec4(imgui.Col_.text_disabled)
@@ -98,5 +102,5 @@ def color_bar(
             centre = p.x + width * (i / (k - 1) if k > 1 else 0.5)
             x = min(max(centre - tw / 2, p.x), p.x + width - tw)  # the end labels stay inside the bar
             dl.add_text((x, y), imgui.get_color_u32(rgba), text)
-        imgui.dummy(imgui.ImVec2(width, imgui.get_text_line_height()))
+        imgui.dummy(imgui.ImVec2(claim, imgui.get_text_line_height()))
     return rect

@@ -435,8 +435,12 @@ def gui_embed(state: EmbedPanelState, textures: Textures = None) -> None:
     else:
         state._t = 1.0
     if state.progress is not None:
-        n = len(state.ids)
-        overlay = f"{state.phase} {100 * state.progress:.0f}%" + (f"  ({n} points)" if n else "")
+        # The point count is of the layout shown, so only when that belongs to this view; a job that has
+        # not started has no percentage yet (it read "queued 0 % (6 points)", the 6 of another view).
+        n = len(state.ids) if _same_points(state.shown_view, state.view) else 0
+        waiting = state.phase in ("queued", "waiting")
+        overlay = state.phase if waiting else f"{state.phase} {100 * state.progress:.0f}%"
+        overlay += f"  ({n} points)" if n and not waiting else ""
         imgui.progress_bar(float(np.clip(state.progress, 0.0, 1.0)), imgui.ImVec2(-1, 0), overlay)
     if _same_points(state.shown_view, state.view) and len(state.ids):
         _plot(state, textures)

@@ -135,6 +135,10 @@ class TrainerConfig:
     max_loss: float = 1e4  # a batch loss above this counts as divergence, like NaN (sane 10-class CE: < 20)
     refit_images: int = 1024  # training images the head is re-fitted on after a layer edit (0: none)
     warmup_steps: int = 1000  # after a layer edit the lr ramps from a tenth to its value over these steps
+    # From a layer edit on (until Reset, or a larger lr set by hand) each step's gradient norm is clipped
+    # to this (0: never).  The network after "+ layer" is sharper than the one trained so far: unclipped,
+    # a run at the default SGD settings drifted to chance ~1000 steps after "+ layer" at 1.
+    edit_clip: float = 1.0
     good_every: int = 16  # steps between copies of the good weights (the divergence guard's rolling copy)
     suspect_steps: int = (
         500  # a blow-up this soon after a hyperparameter change restores the weights before it
@@ -253,6 +257,7 @@ class Trainer:
         self.val_acc: float | None = None
         self.val_step: int | None = None
         self._warm_left = 0  # steps of lr warm-up left after a layer edit (see _warm_up)
+        self._clip = False  # clip the gradient's norm to config.edit_clip: a layer was edited since the start
         self._edit_step = -(10**9)  # step_count at the latest layer edit (the guard's advice names it)
         self._rebase_guard()
 
@@ -320,6 +325,10 @@ class Trainer:
         if before == after:
             return  # only the seed changed: it waits for reset()
         position = (self.epoch, self.offset)
+        if new.lr > old.lr:
+            # A larger step asked for by hand is shown as it is: clipped, lr 10 after a layer edit no longer
+            # blew up but silently stalled, and the divergence guard had nothing to tell.
+            self._clip = False
         if new.optimizer != old.optimizer:
             self.optimizer = convert_optimizer(
                 self.optimizer, old.optimizer, new, self.model, self.step_count
@@ -399,6 +408,8 @@ class Trainer:
         for p in self._params:  # what optimizer.zero_grad(set_to_none=True) does, without its overhead
             p.grad = None
         loss.backward()
+        if self._clip:
+            torch.nn.utils.clip_grad_norm_(self._params, self.config.edit_clip)
         self.optimizer.step()
         if self.paused and not self._weights_finite():  # single_step: the next loss will not check them
             return self._blow_up("the weights became NaN or inf")
@@ -543,6 +554,7 @@ class Trainer:
     def _after_edit(self, what: str, layer: bool = False) -> None:
         if layer:
             self._warm_left = self.config.warmup_steps
+            self._clip = self.config.edit_clip > 0
             self._edit_step = self.step_count
         self.n_edits += 1
         self._params = list(self.model.parameters())

@@ -38,7 +38,7 @@ from convscope.engine.graph.dag import Dag
 from convscope.engine.graph.explain import class_names, output_layer
 from convscope.engine.graph.layout import Layout, build_layout
 from convscope.engine.graph.spec import as_dag
-from convscope.engine.orbit import HALF_TURN
+from convscope.engine.orbit import HALF_TURN, fit_camera
 from convscope.engine.ui.input import MOUSE_LEFT, MOUSE_RIGHT, InputState
 from convscope.features.inference import WorkerHandle
 from imgui_bundle import imgui
@@ -48,6 +48,7 @@ Rect = tuple[int, int, int, int]  # x, y, width, height in framebuffer pixels, t
 LABELS = {"lenet": "LeNet (CNN)", "mlp": "MLP (784-300-100-10)"}
 FIT_MARGIN = 0.08  # fraction of each half's half-size kept free around a fitted network
 LABEL_ROOM = 90  # framebuffer pixels kept free left of each network for its layer names (not in the bounds)
+GUESS_ROOM = 100  # framebuffer pixels kept free at the top of each half for its guesses card
 
 _TITLE = (1.0, 1.0, 1.0, 1.0)
 _DIM = (0.75, 0.78, 0.85, 1.0)
@@ -227,7 +228,11 @@ class CompareView:
                     continue
                 self._fit(key, camera, renderer.layout, (w, h))
                 gl_rect = (x, fb_h - y - h, w, h)  # GL counts rows from the bottom
-                self.ctx.scissor = gl_rect  # the renderer's clear and background stay in the half
+                # The renderer's clear and background stay in the half, but the outer halves reach the
+                # framebuffer's edges: the strip under the docked panels showed black between them.
+                x0 = 0 if key == "primary" else x
+                x1 = fb_w if key == "other" or len(jobs) == 1 else x + w
+                self.ctx.scissor = (x0, 0, x1 - x0, fb_h)
                 renderer.draw(TileCamera(camera, gl_rect, (fb_w, fb_h)), (fb_w, fb_h), rs)
         finally:
             self.ctx.scissor = None
@@ -333,8 +338,11 @@ class CompareView:
         self._fit_keys[key] = (layout, size)
         w, h = size
         room = min(LABEL_ROOM, w // 4)
-        camera.fit(*layout.bounds, (w - room) / max(h, 1), margin=FIT_MARGIN)
-        camera.pan(room / 2, 0.0, h)  # the picture moves right by room / 2: the names fit on the left
+        top = min(GUESS_ROOM, h // 4)
+        # Framed like the single view (engine/orbit.py): the network's projected box fills the half, less
+        # room on the left for the layer names and at the top for the guesses card.  camera.fit alone
+        # framed the bounding sphere and left both networks small.
+        fit_camera(camera, layout.bounds, (room, top, w - room, h - top), (w, h), margin=FIT_MARGIN)
 
 
 def _guesses(

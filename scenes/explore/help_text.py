@@ -34,11 +34,13 @@ SECTIONS = (
         "Network panel",
         (
             ("model", "LeNet (a CNN) or the MLP"),
-            ("colours, range", "colormap; colour range per layer or over all layers"),
+            ("colours, colour range", "colormap; one colour range per layer, or one for the whole network"),
             ("edges by", "edge colour: the weight, or weight x input (its contribution)"),
             ("layers", "show or hide layers"),
             ("Embedding window", "t-SNE of a layer's filters or of many images; click a point to select"),
             ("frame time", "frame time overlay"),
+            ("UI scale - / +", "text and controls smaller / larger (Ctrl+- / Ctrl+=), remembered"),
+            ("presentation (F5)", "big type, panels folded to tabs (click one to open it), network refitted"),
         ),
     ),
     HelpSection(

@@ -9,10 +9,12 @@ node (engine/graph/explain.py); every number in it comes from there.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from convscope.engine.gpu import colormaps
 from convscope.engine.graph.explain import Explanation, fmt, formula_lines, position_text
-from convscope.engine.ui.layout import BESIDE, BOTTOM_RIGHT, LEFT, RIGHT, PanelLayout
+from convscope.engine.ui.layout import BOTTOM_RIGHT, LEFT, RIGHT, PanelLayout
 from convscope.engine.ui.widgets import TextureLike, color_bar, help_marker, image
 from convscope.features.embedding.panel import (
     FILTERS,
@@ -37,6 +39,7 @@ from convscope.scenes.explore.state import (
 from imgui_bundle import imgui, implot
 
 _FIRST = imgui.Cond_.first_use_ever
+_RANGE_LABELS = {"layer": "per layer", "global": "whole network"}  # what one colour range spans
 _ERROR_RGBA = imgui.ImVec4(1.0, 0.45, 0.4, 1.0)
 _DIM_RGBA = imgui.ImVec4(0.75, 0.78, 0.85, 1.0)
 
@@ -51,7 +54,11 @@ def gui_draw_panel(
 ) -> None:
     """Top of the left column: the pad with its tools, what the network sees, and the top three guesses."""
     layout.place("Draw a digit", LEFT)
-    imgui.begin("Draw a digit", None, imgui.WindowFlags_.always_auto_resize | imgui.WindowFlags_.no_collapse)
+    imgui.begin(
+        "Draw a digit",
+        None,
+        layout.flags(imgui.WindowFlags_.always_auto_resize | imgui.WindowFlags_.no_collapse),
+    )
     gui_pad(pad, pad_side)
     imgui.same_line()
     imgui.begin_group()
@@ -88,18 +95,23 @@ def _combo(label: str, value: str, options: tuple[str, ...], labels: dict[str, s
     return options[i] if changed else value
 
 
-def gui_network_panel(state: ExploreState, scale: float, layout: PanelLayout) -> None:
-    """Under the drawing panel, so the scene keeps the right side: model, colours, layers, camera."""
+def gui_network_panel(
+    state: ExploreState, scale: float, layout: PanelLayout, view_row: Callable[[], None] | None = None
+) -> None:
+    """Under the drawing panel, so the scene keeps the right side: model, colours, layers, camera; and
+    the app's View row (UI scale, presentation mode) when `view_row` draws one."""
     layout.place("Network", LEFT)
-    imgui.begin("Network", None, imgui.WindowFlags_.always_auto_resize | imgui.WindowFlags_.no_collapse)
+    imgui.begin(
+        "Network", None, layout.flags(imgui.WindowFlags_.always_auto_resize | imgui.WindowFlags_.no_collapse)
+    )
     models = MODELS + tuple(m for m in state.own_models if m not in MODELS)
     state.model = _combo("model", state.model, models, {m: model_label(m) for m in models})
     state.colormap = _combo("colours", state.colormap, COLORMAPS)
     _colormap_legend(state, scale)
-    imgui.text("range")
+    imgui.text("colour range:")
     for mode in NORMALIZE:
         imgui.same_line()
-        if imgui.radio_button(f"per {mode}", state.normalize == mode):
+        if imgui.radio_button(_RANGE_LABELS.get(mode, mode), state.normalize == mode):
             state.normalize = mode
     _, state.show_edges = imgui.checkbox("edges by", state.show_edges)
     for mode in EDGE_MODES:
@@ -131,6 +143,8 @@ def gui_network_panel(state: ExploreState, scale: float, layout: PanelLayout) ->
     _, state.show_embedding = imgui.checkbox(
         "Embedding window (t-SNE of filters / images)", state.show_embedding
     )
+    if view_row is not None:
+        view_row()
     gui_status(state)
     layout.keep_inside("Network")
     imgui.end()
@@ -199,7 +213,7 @@ def gui_details_panel(
     imgui.set_next_window_size_constraints(
         imgui.ImVec2(width, 0), imgui.ImVec2(width, max(display.y - 20 * scale, 100))
     )
-    flags = imgui.WindowFlags_.no_collapse | imgui.WindowFlags_.always_auto_resize
+    flags = layout.flags(imgui.WindowFlags_.no_collapse | imgui.WindowFlags_.always_auto_resize)
     _, keep = imgui.begin("Node details", True, flags)
     if not keep:
         state.selected = -1
@@ -415,14 +429,16 @@ _GRADIENT_KINDS = ("filter_gradients", "activation_gradients")
 
 
 def gui_embedding_panel(state: ExploreState, textures: Textures, scale: float, layout: PanelLayout) -> None:
-    """The 2D embedding of a conv layer's filters for the drawing (or of many images), bottom left of the
-    scene, beside the drawing panels; its close button hides it.  The plot takes
+    """The 2D embedding of a conv layer's filters for the drawing (or of many images), at the right of the
+    scene; its close button hides it.  The plot takes
     the height the controls leave (measured the frame before), so resizing the window resizes it."""
     if not state.show_embedding:
         return
     io = imgui.get_io()
     height = min(max(io.display_size.y * 0.64, EMBED_MIN_HEIGHT * scale), EMBED_MAX_HEIGHT * scale)
-    layout.place("Embedding", BESIDE)
+    # Docked at the right: the network is framed in the room left of it (while the camera is at home), so
+    # the window never covers the map its points outline (at the bottom it hid conv1).
+    layout.place("Embedding", RIGHT)
     imgui.set_next_window_size(imgui.ImVec2(EMBED_WIDTH * scale, height), _FIRST)
     expanded, keep = imgui.begin("Embedding", True, imgui.WindowFlags_.no_scrollbar)
     if not keep:

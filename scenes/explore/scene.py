@@ -47,6 +47,7 @@ from convscope.engine.scene import FrameContext
 from convscope.engine.ui.help import HelpSection
 from convscope.engine.ui.input import MOD_CONTROL, MOD_SHIFT, InputState
 from convscope.engine.ui.layout import PanelLayout, to_framebuffer
+from convscope.engine.ui.settings import gui_view_row
 from convscope.engine.view import NetworkView
 from convscope.features.embedding.panel import SELECTED_RGB
 from convscope.features.inference import WorkerHandle
@@ -215,13 +216,18 @@ class ExploreScene:
     def gui(self) -> None:
         s = self.ui_scale
         io = imgui.get_io()
-        self.panels.begin_frame((io.display_size.x, io.display_size.y), s)
+        presenting = bool(getattr(self.app, "presentation", False))
+        if presenting != self.panels.presentation:
+            self.interaction.fit_pending = True  # presentation mode on or off: frame the network anew
+        self.panels.begin_frame((io.display_size.x, io.display_size.y), s, presenting)
         if takes_images(model_input_spec(self.worker)):
             self.images.gui(self.state, s, self.panels)
         else:
             self.pads.side = pad_side(self.panels, self.pad.size * s, s)
             gui_draw_panel(self.state, self.pad, self.pads.seen.ref, self.pads.side, s, self.panels)
-        gui_network_panel(self.state, s, self.panels)
+        prefs = getattr(self.app, "prefs", None)
+        gui_network_panel(self.state, s, self.panels, (lambda: gui_view_row(prefs)) if prefs else None)
+        self.panels.avoid("Node details", self._selected_on_screen(io.display_size))
         gui_details_panel(self.state, self.details.refs(), s, self.panels)
         gui_experiments_panel(self.state, self.robust, self.morph, s, self.panels)
         gui_embedding_panel(self.state, self.embedding.textures(), s, self.panels)
@@ -293,7 +299,10 @@ class ExploreScene:
         if seen is not None and seen.shape == (INPUT_SIDE, INPUT_SIDE):  # a colour model's shows in its panel
             self.pads.seen.sync(seen, self.sent_seq)
         self.images.upload(self.ctx)
-        if self.net.new_result and self.view.renderer is not None:
+        norm_changed = self.state.normalize != getattr(self, "_uploaded_normalize", self.state.normalize)
+        self._uploaded_normalize = self.state.normalize
+        redraw = self.net.new_result or (norm_changed and self.activations is not None)
+        if redraw and self.view.renderer is not None:
             self.net.new_result = False
             if self.input_blank:  # an empty pad: every node rests at the "no input" grey
                 nan = np.full(self.spec.total_nodes, np.nan, np.float32)
@@ -303,7 +312,7 @@ class ExploreScene:
             else:
                 # NaN in the node texture means "no data yet" (grey); a NaN the network computed is
                 # shown like inf, in the colormap's colour for non-finite values.
-                values = self.display_values()
+                values = self._global_outputs(self.display_values())
                 self.view.renderer.set_activations(np.where(np.isnan(values), np.float32(np.inf), values))
         self._upload_edges()
         self.details.upload(self.ctx)
@@ -313,7 +322,8 @@ class ExploreScene:
             self.compare.upload()
 
     def draw(self, viewport: tuple[int, int]) -> None:
-        if self.interaction.fit_reflows != self.panels.reflows and self.controller.at_home():
+        settling = self.interaction.fit_reflows != self.panels.reflows or self.panels.reflowing
+        if settling and self.controller.at_home():
             self.interaction.fit_pending = True  # resized while at the home view: frame the network anew
         if self.interaction.fit_pending and self.layout is not None:
             self.interaction.fit_pending = False
@@ -445,6 +455,30 @@ class ExploreScene:
         p = self.state.probabilities
         if out is not None and p is not None and len(p) == out.count:
             values[out.start : out.stop] = p
+        return values
+
+    def _selected_on_screen(self, display) -> tuple[float, float] | None:
+        """The selected node's place on screen in window units (the details panel keeps off it), or None."""
+        node, lay = self.state.selected, self.layout
+        if node < 0 or lay is None or node >= len(lay.positions) or self.compare is not None:
+            return None
+        p = self.camera.project(lay.positions[node : node + 1], max(display.x, 1.0), max(display.y, 1.0))[0]
+        return (float(p[0]), float(p[1])) if np.all(np.isfinite(p)) else None
+
+    def _global_outputs(self, values: np.ndarray) -> np.ndarray:
+        """With one colour range for the whole network the output's probabilities (0..1) sat at the dark
+        end of a range set by activations in the tens, winner included: they are drawn stretched over the
+        other layers' range instead (p = 1 at its top), for the colours only."""
+        out, p = output_layer(self.spec), self.state.probabilities
+        if self.state.normalize != "global" or out is None or p is None or len(p) != out.count:
+            return values
+        rest = values[: out.start]
+        rest = rest[np.isfinite(rest)]
+        if not len(rest):
+            return values
+        lo, hi = float(rest.min()), float(rest.max())
+        values = values.copy()
+        values[out.start : out.stop] = lo + p * (hi - lo)
         return values
 
     @property

@@ -34,9 +34,11 @@ SECTIONS = (
         "Network panel",
         (
             ("+ filter, - selected", "add a filter to a layer, remove the selected one"),
-            ("- layer, + layer (at, filters)", "remove a conv layer, insert one (starts as the identity)"),
+            ("- layer, + layer (at, filters)", "remove a conv layer, insert one (drag the numbers)"),
             ("jitter, paths", "gradient size per filter as trembling; paths of the strongest maps"),
             ("colours, range", "colormap; colour range per layer (typical peak or min-max) or per map"),
+            ("View: UI scale - / +", "text and controls smaller / larger (Ctrl+- / Ctrl+=), remembered"),
+            ("View: presentation (F5)", "big type, panels folded to tabs (click one to open it)"),
             ("Charts", "loss (log scale), accuracy, images/s against the step"),
             ("First-layer filters", "conv1's weights as pictures"),
         ),

@@ -9,10 +9,11 @@ into `state.requests`, which the scene sends.  Sizes are in window coordinates t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from convscope.engine.graph.edges import EXACT_EDGES
-from convscope.engine.ui.layout import BOTTOM_LEFT, LEFT, RIGHT, PanelLayout
+from convscope.engine.ui.layout import BESIDE, LEFT, RIGHT, PanelLayout
 from convscope.engine.ui.widgets import TextureLike, help_marker, image
 from convscope.features.embedding.panel import IMAGES, Textures, fill_window, gui_embed, measure_chrome
 from convscope.scenes.train.state import (
@@ -28,7 +29,6 @@ from convscope.scenes.train.state import (
 )
 from imgui_bundle import imgui, implot
 
-_FIRST = imgui.Cond_.first_use_ever
 _ERROR = imgui.ImVec4(1.0, 0.45, 0.4, 1.0)
 _DIM = imgui.ImVec4(0.75, 0.78, 0.85, 1.0)
 _WARN = imgui.ImVec4(1.0, 0.8, 0.35, 1.0)
@@ -38,6 +38,7 @@ COLORMAPS = ("harley", "viridis", "grayscale")
 TALL_DISPLAY = 900  # window units: below this the Hyperparameters section starts closed, for the Embedding
 EMBED_WIDTH = 372  # the panel's two radio buttons a row and its "refresh every" label fit at this width
 EMBED_MIN_HEIGHT, EMBED_MAX_HEIGHT = 260, 460  # the Embedding window's first height, window units
+EMBED_LEFT_MIN_HEIGHT = 180  # the least room under the Training panel the window takes (else it goes beside)
 
 
 def _fmt(v: float, spec: str = ".4f") -> str:
@@ -55,10 +56,13 @@ def _wrapped(text: str, color: imgui.ImVec4 | None = None) -> None:
 
 def _column(title: str, anchor: str, width: float, scale: float, layout: PanelLayout) -> None:
     layout.place(title, anchor)
-    imgui.set_next_window_size_constraints(
-        imgui.ImVec2(width * scale, 0), imgui.ImVec2(width * scale, layout.max_size()[1])
+    if not layout.folded(title):  # a folded tab takes the width of its title (engine/ui/layout.py)
+        imgui.set_next_window_size_constraints(
+            imgui.ImVec2(width * scale, 0), imgui.ImVec2(width * scale, layout.max_size()[1])
+        )
+    imgui.begin(
+        title, None, layout.flags(imgui.WindowFlags_.always_auto_resize | imgui.WindowFlags_.no_collapse)
     )
-    imgui.begin(title, None, imgui.WindowFlags_.always_auto_resize | imgui.WindowFlags_.no_collapse)
 
 
 # -- left column ---------------------------------------------------------------------------------------
@@ -219,8 +223,8 @@ def gui_checkpoint(state: TrainState) -> None:
     imgui.same_line()
     if imgui.button("Load"):
         state.request("load", path=state.checkpoint_path)
-    imgui.same_line()
-    imgui.text_colored(_DIM, "model + optimizer + run state")
+    # On its own line, wrapped: beside the buttons it ran past the panel's edge ("run stat").
+    _wrapped("saves and loads the model, the optimizer and the run state", _DIM)
 
 
 def gui_status(state: TrainState) -> None:
@@ -251,12 +255,16 @@ def gui_right(
     filters_size: tuple[int, int],
     scale: float,
     layout: PanelLayout,
+    view_row: Callable[[], None] | None = None,
 ) -> None:
+    """The right column; `view_row` draws the app's View row (UI scale, presentation) under "View"."""
     _column("Network", RIGHT, RIGHT_WIDTH, scale, layout)
     if imgui.collapsing_header("Steering", imgui.TreeNodeFlags_.default_open):
         gui_steering(state)
     if imgui.collapsing_header("View"):
         gui_view(state)
+        if view_row is not None:
+            view_row()
     if imgui.collapsing_header("Charts", imgui.TreeNodeFlags_.default_open):
         gui_charts(state, scale)
     if imgui.collapsing_header("First-layer filters", imgui.TreeNodeFlags_.default_open) and filters:
@@ -293,15 +301,16 @@ def gui_steering(state: TrainState) -> None:
             state.request("remove_layer", layer=k)
             state.selected = None
         imgui.pop_id()
-    imgui.set_next_item_width(90)
-    changed, pos = imgui.slider_int("##pos", state.new_layer_position, 0, n, "at %d")
+    # Drag fields, not sliders: a slider's grab sat over the "16 filters" it names.
+    imgui.set_next_item_width(70 * imgui.get_style().font_scale_dpi)
+    changed, pos = imgui.drag_int("##pos", state.new_layer_position, 0.05, 0, n, "at %d")
     if changed:
-        state.new_layer_position = int(pos)
+        state.new_layer_position = int(min(max(pos, 0), n))
     imgui.same_line()
-    imgui.set_next_item_width(90)
-    changed, width = imgui.slider_int("##width", state.new_layer_width, 1, 64, "%d filters")
+    imgui.set_next_item_width(90 * imgui.get_style().font_scale_dpi)
+    changed, width = imgui.drag_int("##width", state.new_layer_width, 0.2, 1, 64, "%d filters")
     if changed:
-        state.new_layer_width = int(width)
+        state.new_layer_width = int(min(max(width, 1), 64))
     imgui.same_line()
     if imgui.button("+ layer"):
         state.request("add_layer", position=min(state.new_layer_position, n), width=state.new_layer_width)
@@ -361,7 +370,8 @@ def _plot(
     implot.setup_axes("", "", fit, 0 if y_limits else fit)
     if log_y:  # one spike no longer flattens the rest of the curve
         implot.setup_axis_scale(implot.ImAxis_.y1, implot.Scale_.log10)
-        y_limits = y_limits or _log_limits(series)
+        # Before any data an auto-fitted log axis spans 1e-300 .. 1e-153: show where a loss will be.
+        y_limits = y_limits or _log_limits(series) or EMPTY_LOG_LIMITS
     if y_limits:
         implot.setup_axis_limits(implot.ImAxis_.y1, y_limits[0], y_limits[1], imgui.Cond_.always)
     implot.setup_legend(implot.Location_.north, implot.LegendFlags_.horizontal | implot.LegendFlags_.outside)
@@ -374,6 +384,12 @@ def _plot(
         else:
             implot.plot_line(label, x, y)
     implot.end_plot()
+
+
+EMPTY_LOG_LIMITS = (
+    0.01,
+    10.0,
+)  # a log chart's y range before its first point (a 10-class loss starts at 2.3)
 
 
 def _log_limits(series: list[tuple[str, Series]]) -> tuple[float, float] | None:
@@ -423,9 +439,24 @@ def gui_embedding(state: TrainState, textures: Textures, scale: float, layout: P
     """The 2D embedding of one layer's filters (or of many images) in a window at the bottom left; the plot
     takes the height the controls leave (measured the frame before), so resizing the window resizes it."""
     io = imgui.get_io()
-    height = min(max(io.display_size.y - 400 * scale, EMBED_MIN_HEIGHT * scale), EMBED_MAX_HEIGHT * scale)
-    layout.place("Embedding", BOTTOM_LEFT)
-    imgui.set_next_window_size(imgui.ImVec2(EMBED_WIDTH * scale, height), _FIRST)
+    # Under the Training panel when the room it leaves takes the window, following that panel's bottom as
+    # its sections open and close; else at the bottom beside the left column.  Never over the Training
+    # panel's rows (it covered the Hyperparameters at 900 px high).
+    training = layout.rect("Training")
+    room = io.display_size.y - (training.bottom if training else 0.0) - (layout.gap + layout.margin) * scale
+    if training is not None and room >= EMBED_LEFT_MIN_HEIGHT * scale:
+        layout.place("Embedding", LEFT, always=True)
+        height = min(room, EMBED_MAX_HEIGHT * scale)
+        if not layout.folded("Embedding"):
+            imgui.set_next_window_size(imgui.ImVec2(EMBED_WIDTH * scale, height), imgui.Cond_.always)
+    else:
+        height = min(max(io.display_size.y - 400 * scale, EMBED_MIN_HEIGHT * scale), EMBED_MAX_HEIGHT * scale)
+        layout.place("Embedding", BESIDE, always=True)  # off the Training panel, at the network's bottom left
+        # Between the columns: no wider than the room they leave (a larger UI scale reached the right one).
+        room_w = layout.right_edge() - layout.left_edge(previous=True) - 2 * layout.gap * scale
+        width = max(min(EMBED_WIDTH * scale, room_w), 200 * scale)
+        if not layout.folded("Embedding"):
+            imgui.set_next_window_size(imgui.ImVec2(width, height), imgui.Cond_.always)
     expanded, _ = imgui.begin("Embedding", None, imgui.WindowFlags_.no_scrollbar)
     if not expanded:
         layout.keep_inside("Embedding")

@@ -53,6 +53,7 @@ from convscope.engine.scene import FrameContext
 from convscope.engine.ui.help import HelpSection
 from convscope.engine.ui.input import InputState
 from convscope.engine.ui.layout import PanelLayout, to_framebuffer
+from convscope.engine.ui.settings import gui_view_row
 from convscope.engine.view import NetworkView
 from convscope.features.embedding.panel import EmbedPanelState
 from convscope.features.training.handle import TrainHandle
@@ -323,10 +324,15 @@ class TrainScene:
     def gui(self) -> None:
         s = self.ui_scale
         io = imgui.get_io()
-        self.panels.begin_frame((io.display_size.x, io.display_size.y), s)
+        presenting = bool(getattr(self.app, "presentation", False))
+        if presenting != self.panels.presentation:
+            self._fit_pending = True  # presentation mode on or off: frame the network in the new room
+        self.panels.begin_frame((io.display_size.x, io.display_size.y), s, presenting)
         gui_left(self.state, self._sample_tex.ref if self.snapshot is not None else None, s, self.panels)
         tex = self._filters_tex.ref if self._filters_tex is not None else None
-        gui_right(self.state, tex, self._filters_size, s, self.panels)
+        prefs = getattr(self.app, "prefs", None)
+        view_row = (lambda: gui_view_row(prefs)) if prefs is not None else None
+        gui_right(self.state, tex, self._filters_size, s, self.panels, view_row)
         gui_embedding(self.state, self.embedding.textures(), s, self.panels)
         self.app.show_frame_time = self.state.show_frame_time
 
@@ -388,7 +394,8 @@ class TrainScene:
         r.nodes.jitter_time = self.time
 
     def draw(self, viewport: tuple[int, int]) -> None:
-        if self._fit_reflows != self.panels.reflows and self.controller.at_home():
+        settling = self._fit_reflows != self.panels.reflows or self.panels.reflowing
+        if settling and self.controller.at_home():
             self._fit_pending = True  # resized while at the home view: frame the network anew
         if self._fit_pending and self.geometry is not None:
             self._fit_pending = False

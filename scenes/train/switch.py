@@ -28,9 +28,21 @@ class SceneSwitch:
         self.scene: Scene = factories[first]()
         self.scenes: dict[str, Scene] = {first: self.scene}  # every scene built so far, kept when hidden
         self._entered: set[str] = set()
-        self.ui_scale = ui_scale
+        self._ui_scale = ui_scale
         self._fc: FrameContext | None = None
         self.switches = 0
+
+    @property
+    def ui_scale(self) -> float:
+        return self._ui_scale
+
+    @ui_scale.setter
+    def ui_scale(self, scale: float) -> None:
+        """The app's UI scale (Ctrl+= / Ctrl+-, presentation mode) reaches every scene, hidden ones too."""
+        self._ui_scale = scale
+        for scene in self.scenes.values():
+            if hasattr(scene, "ui_scale"):
+                scene.ui_scale = scale
 
     def on_enter(self, fc: FrameContext) -> None:
         self._fc = fc
@@ -47,6 +59,8 @@ class SceneSwitch:
             self.name = self.wanted
             if self.name not in self.scenes:
                 self.scenes[self.name] = self.factories[self.name]()
+                if hasattr(self.scenes[self.name], "ui_scale"):
+                    self.scenes[self.name].ui_scale = self._ui_scale  # built at the scale of its time
             self.scene = self.scenes[self.name]
             if self.name not in self._entered:
                 self.scene.on_enter(self._fc)
