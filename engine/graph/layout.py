@@ -485,9 +485,9 @@ def build_layout(graph, style: LayoutStyle | None = None, visible: list[bool] | 
     level = _levels(sources, vis)
     n_levels = int(level.max()) + 1 if n_layers else 0
 
-    folded = [False] * n_layers  # grid layers wrapped for being far wider than the others
-
-    def arrange(per_row: list[int], level: np.ndarray, vis: list[bool], least: float = style.layer_gap):
+    def arrange(per_row, level, vis, least: float = style.layer_gap, folded=(False,) * n_layers):
+        """(width, depth) of every layer and the height of every level; `folded`: grid layers wrapped
+        for being far wider than the others (their gaps allow for a steeper view)."""
         ext = np.array([_extent(graph, i, per_row[i], style) for i in range(n_layers)]).reshape(-1, 2)
         need = np.zeros(int(level.max()) + 1 if n_layers else 0)  # least gap next to each level
         for i in range(n_layers):
@@ -514,10 +514,10 @@ def build_layout(graph, style: LayoutStyle | None = None, visible: list[bool] | 
     per_row = narrowed
     # The least gap follows the whole network's median one (all layers shown, so hiding one leaves the
     # others' spacing alone): a network of even gaps, like LeNet's, keeps them.
-    _, y_full = arrange(per_row, _levels(sources, every), every)
+    _, y_full = arrange(per_row, _levels(sources, every), every, style.layer_gap, folded)
     median_gap = float(np.median(np.diff(y_full))) if len(y_full) > 1 else style.layer_gap
     least = max(style.layer_gap, style.min_gap_share * median_gap)
-    ext, y_of_level = arrange(per_row, level, vis, least)
+    ext, y_of_level = arrange(per_row, level, vis, least, folded)
 
     # Left to right on each level, the spine held at X = 0 (its weight dwarfs the others').
     spine = _spine(graph, sources, level)
