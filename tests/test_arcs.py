@@ -64,10 +64,11 @@ def near(img: np.ndarray, px: np.ndarray, rgb, tol: int = 60, radius: int = 2) -
 
 
 def arc_samples(arc) -> np.ndarray:
-    """Points on the vertical run of an arc (away from the layers it joins)."""
+    """Points on the vertical run of an arc, a quarter of it in from either end (away from the layers it
+    joins and the names written beside them)."""
     p = arc.points
     mid = len(p) // 2
-    return np.array([p[mid - 1], p[mid], (p[mid - 1] + p[mid]) / 2])
+    return np.array([p[mid - 1] + t * (p[mid] - p[mid - 1]) for t in (0.25, 0.5, 0.75)])
 
 
 def test_polyline_vertices_make_a_band_of_two_triangles_per_segment():

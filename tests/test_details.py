@@ -399,3 +399,74 @@ def test_an_all_zero_product_shows_the_zero_colour(app):
     np.testing.assert_allclose(tiles, np.broadcast_to(grey, tiles.shape), atol=1e-6)
     lo, hi, _ = ranges["product"]
     assert lo == hi == 0.0
+
+
+def test_many_channel_heatmaps_wrap_into_rows_inside_the_panel():
+    """A small ResNet's block2.conv2 node reads 32 x 3 x 3 inputs and block3.conv2's 64 x 3 x 3: the patch,
+    filter and product heatmaps wrap into rows of 8 / 16 tiles that stay inside the window, each under
+    its colour bar's width, and every tap on screen shows its value's colour; the 3-channel stem conv
+    keeps one strip."""
+    import sys
+
+    import torch
+    from convscope.engine.graph.explain import heatmap_grid
+    from convscope.models.loader import load_model
+    from convscope.scenes.explore.details import DETAIL_IMAGES, conv_images
+    from traced_worker import TracedWorker
+
+    nets = Path(__file__).resolve().parent / "nets"
+    torch.manual_seed(1)
+    model = load_model(f"{nets / 'small_resnet.py'}:SmallResNet")
+    sys.modules[type(model).__module__].randomize_batch_norm(model, 1)
+    from convscope.engine.gpu.context import create_headless
+
+    ctx = create_headless()
+    scene = ExploreScene(AppConfig(pad_size=280), drawing=digit())
+    scene.worker = TracedWorker(model, (3, 32, 32), scene.state.model, tuple("abcdefghij"))
+    app = App(scene, ctx=ctx, size=(W, H))
+    try:
+        app.frame()
+        # A 3-channel model takes a picture, not the pad: hand the stand-in worker the digit directly.
+        scene.net.sent_seq = scene.worker.submit(digit())
+        frames_until(app, lambda: scene.ready)
+        dag = scene.spec
+        grids = {"conv": (3, 1), "block2.conv2": (8, 4), "block3.conv2": (16, 4)}
+        for name, (per_row, rows) in grids.items():
+            layer = dag.layer(name)
+            _, h, w = layer.shape
+            node = layer.start + (layer.shape[0] // 2) * h * w + (h // 3) * w + w // 2
+            scene.state.selected = node
+            frames_until(app, lambda node=node: getattr(scene.state.details, "node", None) == node)
+            for _ in range(4):  # the panel lays itself out
+                app.frame()
+            e = scene.state.details
+            assert e.patch is not None, name
+            c, kh, kw = e.patch.shape
+            assert heatmap_grid(c, kh, kw)[:2] == (per_row, rows), name
+            shot = app.read_pixels().copy()
+            save(shot, f"heatmaps_{name}")
+            source = e.layer.inputs[0].source
+            images, _ = conv_images(e, scene.state.colormap, scene.state.detail_ranges["patch"][:2])
+            assert images["patch"].shape == (rows * (kh + 1) - 1, per_row * (kw + 1) - 1, 3), source
+            px = heatmap_grid(c, kh, kw)[2]
+            for kind in DETAIL_IMAGES:
+                x0, y0, x1, _ = scene.state.bar_rects[kind]
+                img = images[kind]
+                iw, ih = px * img.shape[1], px * img.shape[0]
+                assert x0 + iw <= min(x1, W) + 0.5, (name, kind, x0, iw, x1)  # inside the panel's bar width
+                # the image sits right above its colour bar (an item spacing between): find how far
+                taps_y = (np.arange(img.shape[0]) + 0.5) * px
+                taps_x = (np.arange(img.shape[1]) + 0.5) * px
+                best = None
+                for gap in range(0, 12):
+                    top = y0 - gap - ih
+                    ys = (top + taps_y).astype(int)
+                    xs = (x0 + taps_x).astype(int)
+                    seen = shot[ys[:, None], xs[None, :]].astype(float) / 255.0
+                    err = np.abs(seen - img).max(axis=2)
+                    if best is None or np.median(err) < best[0]:
+                        best = (float(np.median(err)), float(np.percentile(err, 99)), gap)
+                assert best[0] < 0.02 and best[1] < 0.06, (name, kind, best)
+    finally:
+        app.close()
+        ctx.release()

@@ -23,6 +23,7 @@ import torch
 from convscope.engine.config import AppConfig
 from convscope.engine.gpu.frame import OffscreenTarget
 from convscope.engine.graph.edges import EXACT_EDGES, edge_values, incoming
+from convscope.engine.graph.explain import heatmap_grid
 from convscope.engine.view import NetworkView
 from convscope.scenes.explore.scene import ExploreScene
 from gl_helpers import gl_context
@@ -120,7 +121,9 @@ def test_a_traced_resnet_in_the_explorer():
                 assert set(s.details.images) == {"patch", "filter", "product"}
                 kh, kw = layer.inputs[0].kernel
                 c = min(layer.inputs[0].in_shape[0], 64)
-                assert s.details.images["patch"].shape == (kh, c * (kw + 1) - 1, 3)
+                per_row, rows, _ = heatmap_grid(c, kh, kw)
+                assert per_row * rows >= c > per_row * (rows - 1), layer.name
+                assert s.details.images["patch"].shape == (rows * (kh + 1) - 1, per_row * (kw + 1) - 1, 3)
             if layer.name == dag.output:
                 assert e.label == CLASSES[e.unit]
         assert {"conv", "add", "pool", "dense"} <= seen
@@ -189,6 +192,9 @@ def test_the_explorer_app_on_a_traced_model():
     scene.worker = TracedWorker(model, (3, 32, 32), scene.state.model, CLASSES)
     app = App(scene, ctx=ctx, size=(1280, 720))
     try:
+        app.frame()
+        # A 3-channel model takes a picture, not the pad: hand the stand-in worker the digit directly.
+        scene.net.sent_seq = scene.worker.submit(digit())
         for _ in range(6):
             app.frame()
         assert scene.ready and scene.spec.layers == scene.worker.spec.layers

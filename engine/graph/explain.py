@@ -29,6 +29,8 @@ from convscope.engine.graph.dag_explain import explain_node
 from convscope.engine.graph.edges import locate, pool_divisor
 
 MAX_PATCH_CHANNELS = 64  # conv details: the first this many input channels of the patch are drawn
+HEATMAP_BOX = (280.0, 88.0)  # panel units one conv heatmap may span: three share the panel with the text
+STRIP_CHANNELS = 8  # up to this many input channels in one strip (LeNet's 1 and 6); more wrap into rows
 
 
 @dataclass(frozen=True)
@@ -284,6 +286,26 @@ def _adaptive_window(layer: DagLayer, node: int, in_shape: tuple[int, ...]) -> t
         -(-((oy + 1) * h) // ho) - (oy * h) // ho,
         -(-((ox + 1) * w) // wo) - (ox * w) // wo,
     )
+
+
+def heatmap_grid(channels: int, kh: int, kw: int) -> tuple[int, int, float]:
+    """How a conv node's patch / filter / product heatmaps are laid out: (tiles per row, rows, panel
+    units per tap).  A few channels make one strip, as wide as fits HEATMAP_BOX (between 4 and 16 units
+    a tap); more wrap into rows of 8, 16, 32 ... (channel 8 r + k is easy to find), the count that draws
+    the taps biggest inside the box."""
+    if channels <= STRIP_CHANNELS:
+        return channels, 1, max(4.0, min(16.0, HEATMAP_BOX[0] / (channels * (kw + 1))))
+    best = (channels, 1, 0.0)
+    per_row = STRIP_CHANNELS
+    while True:
+        per_row = min(per_row, channels)
+        rows = -(-channels // per_row)
+        px = min(16.0, HEATMAP_BOX[0] / (per_row * (kw + 1) - 1), HEATMAP_BOX[1] / (rows * (kh + 1) - 1))
+        if px > best[2] + 1e-9:
+            best = (per_row, rows, px)
+        if per_row == channels:
+            return best
+        per_row *= 2
 
 
 # -- text ----------------------------------------------------------------------------------------------

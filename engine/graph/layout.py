@@ -4,9 +4,10 @@ Takes a Dag (engine/graph/dag.py) or a NetSpec (a chain: layers without `inputs`
 them).  The look follows Harley 2015: layers are horizontal sheets stacked along +Y (input at the
 bottom); a grid layer's maps are square grids in the XZ plane (image row -> +Z, column -> +X, upright
 from the default camera), side by side along X, or in a near-square block when there are many or the
-row would be far wider than the network is tall.  Vector layers are rows along X; very long ones wrap
-into a near-square grid.  Levels are spaced by their deepest sheet, so sheets seen from the home
-view's pitch do not cover each other.
+row would be far wider than the network is tall, or in even rows when it would be far wider than the
+network's median layer.  Vector layers are rows along X; very long ones wrap into a near-square grid.
+Levels are spaced by their deepest sheet (a folded one more: it sits low, seen steeply), and never
+much closer than the network's median gap, so sheets seen from the home view do not cover each other.
 
 A layer's level is the longest path from an input (hidden layers take no level).  The spine, the
 longest path into the output, stands straight; layers sharing a level (inception towers, resnet
@@ -39,10 +40,17 @@ class LayoutStyle:
     max_row: int = 160  # longer vector layers wrap into several rows
     square_from: int = 1000  # vector layers of at least this many units wrap into a near-square grid
     layer_gap: float = 28.0  # least vertical distance between consecutive levels
+    min_gap_share: float = 0.6  # ... and at least this share of the network's median level gap: where
+    # deep sheets set wide gaps, a run of shallow ones at the least gap ends up a few pixels apart when
+    # fitted, seen steeply at the bottom of the view, each sheet covering the one below
     gap_per_depth: float = 0.8  # ... and at least this times the deeper (Z extent) of their sheets: at
     # the home view's 28 degree pitch a sheet of depth D covers about 0.53 D of gap, plus perspective
     max_maps_per_row: int = 16  # more maps than this are arranged in a near-square block
     max_aspect: float = 4.0  # a layer wider than this times the network's height wraps into rows
+    max_width_share: float = 3.0  # ... and a grid layer wider than this times the median layer's: its
+    # labels would sit far out to the left and the fit would be set by that one row
+    folded_gap_per_depth: float = 1.2  # the gap by such a folded sheet: big maps come first, at the
+    # bottom of the fitted view, seen steeply (some 45 degrees), where 0.8 D has sheets touch
     branch_gap: float = 16.0  # free room between layers side by side on one level
     arc_margin: float = 10.0  # how far an arc clears the widest layer it passes
     arc_spacing: float = 6.0  # distance between nested arcs on one side
@@ -195,9 +203,11 @@ def _narrowed(graph, i: int, per_row: int, width_cap: float, style: LayoutStyle)
     layer = graph.layers[i]
     n = layer.shape[0] if layer.is_grid else layer.count
     least = math.ceil(math.sqrt(n))
+    if _extent(graph, i, per_row, style)[0] <= width_cap:
+        return per_row
     while per_row > least and _extent(graph, i, per_row, style)[0] > width_cap:
         per_row = max(least, min(per_row - 1, int(per_row * 0.9)))
-    return per_row
+    return math.ceil(n / math.ceil(n / per_row))  # rows as even as they can be: 8 + 8, not 9 + 7
 
 
 def _grid_nodes(layer, per_row: int, style: LayoutStyle, out: np.ndarray, x0: float, y: float):
@@ -475,13 +485,16 @@ def build_layout(graph, style: LayoutStyle | None = None, visible: list[bool] | 
     level = _levels(sources, vis)
     n_levels = int(level.max()) + 1 if n_layers else 0
 
-    def arrange(per_row: list[int], level: np.ndarray, vis: list[bool]):
+    def arrange(per_row, level, vis, least: float = style.layer_gap, folded=(False,) * n_layers):
+        """(width, depth) of every layer and the height of every level; `folded`: grid layers wrapped
+        for being far wider than the others (their gaps allow for a steeper view)."""
         ext = np.array([_extent(graph, i, per_row[i], style) for i in range(n_layers)]).reshape(-1, 2)
-        depth = np.zeros(int(level.max()) + 1 if n_layers else 0)
+        need = np.zeros(int(level.max()) + 1 if n_layers else 0)  # least gap next to each level
         for i in range(n_layers):
             if vis[i]:
-                depth[level[i]] = max(depth[level[i]], ext[i, 1])
-        gaps = np.maximum(style.layer_gap, style.gap_per_depth * np.maximum(depth[:-1], depth[1:]))
+                ratio = style.folded_gap_per_depth if folded[i] else style.gap_per_depth
+                need[level[i]] = max(need[level[i]], ratio * ext[i, 1])
+        gaps = np.maximum(least, np.maximum(need[:-1], need[1:]))
         return ext, np.concatenate([[0.0], np.cumsum(gaps)])
 
     per_row = [
@@ -490,10 +503,21 @@ def build_layout(graph, style: LayoutStyle | None = None, visible: list[bool] | 
     # A layer far wider than the network is tall would leave every sheet a sliver when fitted.  The
     # height is the whole network's, so hiding layers never rearranges the others.
     every = [True] * n_layers
-    _, y_full = arrange(per_row, _levels(sources, every), every)
+    ext_full, y_full = arrange(per_row, _levels(sources, every), every)
     width_cap = style.max_aspect * max(float(y_full[-1]), style.layer_gap)
-    per_row = [_narrowed(graph, i, per_row[i], width_cap, style) for i in range(n_layers)]
-    ext, y_of_level = arrange(per_row, level, vis)
+    grid_cap = style.max_width_share * float(np.median(ext_full[:, 0])) if n_layers else width_cap
+    narrowed = [
+        _narrowed(graph, i, per_row[i], min(width_cap, grid_cap) if x.is_grid else width_cap, style)
+        for i, x in enumerate(layers)
+    ]
+    folded = [narrowed[i] != per_row[i] and ext_full[i, 0] <= width_cap for i in range(n_layers)]
+    per_row = narrowed
+    # The least gap follows the whole network's median one (all layers shown, so hiding one leaves the
+    # others' spacing alone): a network of even gaps, like LeNet's, keeps them.
+    _, y_full = arrange(per_row, _levels(sources, every), every, style.layer_gap, folded)
+    median_gap = float(np.median(np.diff(y_full))) if len(y_full) > 1 else style.layer_gap
+    least = max(style.layer_gap, style.min_gap_share * median_gap)
+    ext, y_of_level = arrange(per_row, level, vis, least, folded)
 
     # Left to right on each level, the spine held at X = 0 (its weight dwarfs the others').
     spine = _spine(graph, sources, level)

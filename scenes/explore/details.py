@@ -2,10 +2,11 @@
 
 Per frame `update` redoes the explanation (engine/graph/explain.py, on the network's Dag) only when
 the selection, the result, the weights or the colour settings changed; for a conv node (any kernel,
-stride, dilation or groups) it also builds three RGB strips (the input patch coloured like its source
+stride, dilation or groups) it also builds three RGB images (the input patch coloured like its source
 layer's nodes, the filter, and their product over [-m, m]; one kh x kw tile per input channel of the
-node's group, 1 px apart).  `upload` is the only place they reach the GPU (UiTextures it owns
-and frees in `release`).  What the panel shows lands in ExploreState (details, details_note).
+node's group, 1 px apart: one strip for a few channels, rows that fit the panel for many).  `upload`
+is the only place they reach the GPU (UiTextures it owns and frees in `release`).  What the panel
+shows lands in ExploreState (details, details_note).
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import numpy as np
 from convscope.engine.gpu import colormaps
 from convscope.engine.gpu.imgui_renderer import UiTexture
 from convscope.engine.graph.dag import Dag
-from convscope.engine.graph.explain import Explanation, explain
+from convscope.engine.graph.explain import Explanation, explain, heatmap_grid
 from convscope.scenes.explore.state import ExploreState
 
-DETAIL_IMAGES = ("patch", "filter", "product")  # conv node details: three strips of k x k tiles
+DETAIL_IMAGES = ("patch", "filter", "product")  # conv node details: three images of k x k tiles
 
 
 class NodeDetails:
@@ -95,8 +96,9 @@ def conv_images(
     e: Explanation, cmap: str, patch_range: tuple[float, float]
 ) -> tuple[dict[str, np.ndarray], dict[str, tuple[float, float, str]]]:
     """The input patch (over `patch_range` in `cmap`, like its nodes), the filter and their product (signed:
-    the diverging map over [-m, m], zero in its middle colour), as RGB strips of one kh x kw tile per input
-    channel, 1 px apart; and what each spans, (lo, hi, colormap), for the panel's colour bars."""
+    the diverging map over [-m, m], zero in its middle colour), as RGB images of one kh x kw tile per input
+    channel, 1 px apart, channel after channel along rows of `heatmap_grid`'s width (one strip for a few
+    channels); and what each spans, (lo, hi, colormap), for the panel's colour bars."""
     out, ranges = {}, {}
     for name, block in (("patch", e.patch), ("filter", e.filter), ("product", e.product)):
         block = np.nan_to_num(block.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
@@ -109,8 +111,10 @@ def conv_images(
             rgb = colormaps.sample(colormaps.DIVERGING, colormaps.signed_t(block, m))
             ranges[name] = (-m, m, colormaps.DIVERGING)
         c, kh, kw = block.shape
-        strip = np.zeros((kh, c * (kw + 1) - 1, 3), np.float32)
+        per_row, rows, _ = heatmap_grid(c, kh, kw)
+        grid = np.zeros((rows * (kh + 1) - 1, per_row * (kw + 1) - 1, 3), np.float32)
         for ch in range(c):
-            strip[:, ch * (kw + 1) : ch * (kw + 1) + kw] = rgb[ch]
-        out[name] = strip
+            y, x = divmod(ch, per_row)
+            grid[y * (kh + 1) : y * (kh + 1) + kh, x * (kw + 1) : x * (kw + 1) + kw] = rgb[ch]
+        out[name] = grid
     return out, ranges

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 from convscope.engine.gpu import colormaps
-from convscope.engine.graph.explain import Explanation, fmt, formula_lines, position_text
+from convscope.engine.graph.explain import Explanation, fmt, formula_lines, heatmap_grid, position_text
 from convscope.engine.ui.layout import BOTTOM_RIGHT, LEFT, RIGHT, PanelLayout
 from convscope.engine.ui.widgets import TextureLike, color_bar, help_marker, image
 from convscope.features.embedding.panel import (
@@ -261,14 +261,15 @@ def _conv_images(e: Explanation, state: ExploreState, images: dict[str, TextureL
     c, kh, kw = e.patch.shape
     total = e.layer.inputs[0].in_shape[0] // e.layer.inputs[0].groups
     shown = f"first {c} of {total} channels, " if c < total else ""
-    px = max(4.0, min(16.0, 280.0 / (c * (kw + 1)))) * scale  # screen units per filter tap
+    per_row, rows, px = heatmap_grid(c, kh, kw)
+    px *= scale  # screen units per filter tap
     for name, caption in (("patch", "input patch x"), ("filter", "filter w"), ("product", "product w * x")):
         tex = images.get(name)
         imgui.text_colored(_DIM_RGBA, f"{caption}  ({shown}{c} x {kh} x {kw})")
         if tex is None:
             continue
-        w = px * (c * (kw + 1) - 1)
-        image(tex, (w, px * kh))
+        w = px * (per_row * (kw + 1) - 1)
+        image(tex, (w, px * (rows * (kh + 1) - 1)))
         rng = state.detail_ranges.get(name)
         if rng is not None:
             lo, hi, cmap = rng
