@@ -382,7 +382,7 @@ def test_widget_frame_shows_the_picture_and_its_label(tmp_path):
 
 
 @pytest.mark.gl
-def test_scene_feeds_the_picture_to_a_colour_model(tmp_path):
+def test_scene_feeds_the_picture_to_a_colour_model(tmp_path, monkeypatch):
     """The scene with a worker that says its model takes 3 x 32 x 32: the Image panel replaces the pad and
     the picked picture, normalised, is what is submitted.  (The shipped LeNet stands in for a colour
     model: what reaches it is greyed to 28 x 28 here only so that it keeps answering.)"""
@@ -404,18 +404,20 @@ def test_scene_feeds_the_picture_to_a_colour_model(tmp_path):
         submitted.append(x)
         return real_submit(resize(np.clip(x.mean(axis=0) * 0.25 + 0.5, 0.0, 1.0), 28, 28))
 
-    scene.worker.input_spec = CIFAR
     scene.worker.submit = submit
+    # The scene is told the model takes 3 x 32 x 32 (the handle itself keeps LeNet's input, which the
+    # greyed pictures above are converted to).
+    monkeypatch.setattr("convscope.scenes.explore.scene.model_input_spec", lambda worker: CIFAR)
     app = App(scene, ctx=gl_context(), size=(1280, 720))
     try:
         deadline = time.monotonic() + 90
-        while not scene.ready and time.monotonic() < deadline:
+        while not (scene.ready and submitted) and time.monotonic() < deadline:
             app.frame()
             time.sleep(1 / 60)
-        assert scene.ready, scene.worker.error
+        assert scene.ready and submitted, scene.worker.error
         np.testing.assert_allclose(submitted[-1], to_model_input(images[0], CIFAR), atol=1e-6)
         scene.images.state.step(1)
-        for _ in range(3):
+        for _ in range(8):
             app.frame()
         assert scene.images.state.label == CIFAR_CLASSES[labels[1]]
         np.testing.assert_allclose(scene.model_input, to_model_input(images[1], CIFAR), atol=1e-6)

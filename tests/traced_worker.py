@@ -22,7 +22,9 @@ class TracedWorker:
         self.traced = trace(model, shape, name=name)
         self.model = name
         self.spec = self.traced.dag
-        self.input_spec = SimpleNamespace(shape=shape, classes=tuple(classes))
+        c = shape[0] if len(shape) == 3 else 1
+        mean, std = (0.0,) * c, (1.0,) * c
+        self.input_spec = SimpleNamespace(shape=shape, mean=mean, std=std, classes=tuple(classes))
         self.weights = self.traced.weights
         self.spec_version = self.weights_version = 1
         self.error = None
@@ -47,8 +49,12 @@ class TracedWorker:
         seq, image, t0 = self._pending
         self._pending = None
         c, h, w = self.input_spec.shape
-        x = torch.nn.functional.interpolate(torch.from_numpy(image)[None, None], (h, w), mode="area")
-        acts = activations(self.traced, x.expand(1, c, h, w).contiguous())
+        if image.shape == (c, h, w):  # the model's own tensor (a picture, or a black "no picture")
+            x = torch.from_numpy(image)[None]
+        else:  # a drawing: the like of the real worker's fallback, area-resized onto every channel
+            x = torch.nn.functional.interpolate(torch.from_numpy(image)[None, None], (h, w), mode="area")
+            x = x.expand(1, c, h, w).contiguous()
+        acts = activations(self.traced, x)
         return Result(seq, acts.flat, acts.probabilities, time.perf_counter() - t0, 0.0, 1, self.model)
 
     def check(self) -> bool:

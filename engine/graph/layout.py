@@ -107,11 +107,13 @@ class Layout:
 
 def _sources(graph) -> list[list[tuple[int, int, str]]]:
     """Per layer, its edge sets as (source layer index, edge set index, kind); a layer without an
-    `inputs` attribute (a NetSpec's) reads the one before it."""
+    `inputs` attribute (a NetSpec's) reads the one before it, and so does every layer of a graph that
+    names no inputs at all (a shape-only description: stacked, not strewn side by side as unconnected)."""
     index = {layer.name: i for i, layer in enumerate(graph.layers)}
+    connected = any(getattr(layer, "inputs", ()) for layer in graph.layers)
     out = []
     for i, layer in enumerate(graph.layers):
-        if hasattr(layer, "inputs"):
+        if connected and hasattr(layer, "inputs"):
             out.append([(index[e.source], k, e.kind) for k, e in enumerate(layer.inputs)])
         else:
             out.append([(i - 1, 0, "chain")] if i else [])
