@@ -108,6 +108,7 @@ class ExploreScene:
         self.interaction = Interaction.new(CLICK_SLOP * ui_scale)
         self.images = ImagePanel(config.data_dir or "")  # replaces the pad for 3-channel models
         self.model_input: np.ndarray | None = None  # the tensor last submitted: the dump's "input"
+        self._fitted_for: tuple | None = None  # _fit_key of the last fit
         self._blank_for: tuple | None = None  # the model a black "no picture" input was sent to
         self.worker = WorkerHandle(
             config.model, weights=config.weights or None, card=config.card or None, device=config.device
@@ -323,8 +324,10 @@ class ExploreScene:
 
     def draw(self, viewport: tuple[int, int]) -> None:
         settling = self.interaction.fit_reflows != self.panels.reflows or self.panels.reflowing
-        if settling and self.controller.at_home():
-            self.interaction.fit_pending = True  # resized while at the home view: frame the network anew
+        if settling and self.controller.at_home() and self._fit_key(viewport) != self._fitted_for:
+            # Resized, or the panels left another free area, while at the home view: frame the network
+            # anew (not when a panel only changed height and the free area stayed: no jump on hover).
+            self.interaction.fit_pending = True
         if self.interaction.fit_pending and self.layout is not None:
             self.interaction.fit_pending = False
             self._fit(viewport)
@@ -430,6 +433,11 @@ class ExploreScene:
         """Frame the whole network inside the part of the view the docked panels leave free."""
         self.controller.fit(self.layout.bounds, self._free_region(viewport), viewport, margin=0.08)
         self.interaction.fit_reflows = self.panels.reflows
+        self._fitted_for = self._fit_key(viewport)
+
+    def _fit_key(self, viewport: tuple[int, int]) -> tuple:
+        """What a fit depends on: the free area, the view's size and the layout."""
+        return self._free_region(viewport), tuple(viewport), id(self.layout)
 
     def render_settings(self) -> RenderSettings:
         return RenderSettings(
