@@ -131,7 +131,8 @@ def test_a_dying_worker_is_restarted_with_back_off_and_one_error_line():
         expected = [BACKOFF_FIRST_S * 2**k for k in range(3)]
         assert all(e - 0.25 < w <= e + 1e-6 for w, e in zip(waits, expected, strict=True)), (waits, expected)
         spacing = [b - a for a, b in zip(restarted, restarted[1:], strict=False)]
-        assert all(d >= e for d, e in zip(spacing, expected[:2], strict=True)), (spacing, expected)
+        # (t is read after check() returned, the back-off is timed inside it: a few ms of slack.)
+        assert all(d >= e - 0.01 for d, e in zip(spacing, expected[:2], strict=True)), (spacing, expected)
         h._proc.join(30)
         h._next_restart = time.monotonic() + 60  # a long back-off: check() must keep waiting
         assert not h.check() and h.restarts == 3, "restarted within the back-off"
