@@ -35,7 +35,7 @@ from convscope.engine.camera import OrbitCamera
 from convscope.engine.config import AppConfig
 from convscope.engine.gpu.background import Background
 from convscope.engine.gpu.imgui_renderer import UiTexture
-from convscope.engine.gpu.normalize import layer_ranges
+from convscope.engine.gpu.normalize import all_ranges
 from convscope.engine.gpu.scene_renderer import RenderSettings, SceneRenderer
 from convscope.engine.graph.dag import Dag
 from convscope.engine.graph.edges import EXACT_EDGES, edge_scale, edge_values, incoming, sample_edges
@@ -544,9 +544,7 @@ class ExploreScene:
         self.state.nonfinite = nonfinite_note(self.spec, result.activations, result.probabilities)
         self.net.result_version += 1
         self.net.scale_cache.clear()
-        self.net.node_ranges = {
-            m: layer_ranges(self.spec, self.display_values(), m) for m in ("layer", "global")
-        }
+        self.net.node_ranges = all_ranges(self.spec, self.display_values())  # both modes, one pass
         if self.first_result_s is not None and math.isfinite(
             result.latency_s
         ):  # the first one waited for start-up
