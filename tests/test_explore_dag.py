@@ -214,3 +214,38 @@ def test_the_explorer_app_on_a_traced_model():
         assert e.label == CLASSES[3] and e.probabilities is not None
     finally:
         app.close()
+
+
+@pytest.mark.gl
+def test_a_grey_model_of_another_size_reads_the_pad_itself():
+    """A 1 x 32 x 32 model (LeNet-5): a stroke on the pad reaches it as the pad resized straight to 32 x 32,
+    not as the 28 x 28 view enlarged again (which would smear every stroke over two network pixels)."""
+    from convscope.engine.app import App
+    from convscope.models.loader import load_model
+    from convscope.scenes.explore.preprocess import pad_to_input, to_model_input
+    from traced_worker import TracedWorker
+
+    torch.manual_seed(0)
+    model = load_model(f"{NETS / 'lenet5.py'}:LeNet5")
+    scene = ExploreScene(AppConfig(pad_size=280))
+    scene.worker = TracedWorker(model, (1, 32, 32), scene.state.model)
+    submitted: list[np.ndarray] = []
+    real_submit = scene.worker.submit
+    scene.worker.submit = lambda x: submitted.append(np.array(x)) or real_submit(x)
+    app = App(scene, ctx=gl_context(), size=(1280, 720))
+    try:
+        app.frame()
+        pad = scene.pad
+        pad.begin_stroke(70.0, 60.0)
+        pad.stroke_to(200.0, 230.0)
+        pad.end_stroke()
+        for _ in range(3):
+            app.frame()
+        assert submitted, "the stroke was not sent"
+        spec = scene.worker.input_spec
+        np.testing.assert_allclose(submitted[-1], to_model_input(pad.canvas, spec), atol=1e-6)
+        blurred = to_model_input(pad_to_input(pad.canvas), spec)
+        assert np.abs(submitted[-1] - blurred).max() > 0.05, "the input went through the 28 x 28 view"
+        assert scene.state.drawing_input.shape == (28, 28)  # robustness and morph keep their 28 x 28 view
+    finally:
+        app.close()

@@ -249,12 +249,14 @@ class ExploreScene:
         if self.morph.take_back_to_pad():
             self.pad.dirty = True  # "back to the pad": the network still holds the blend
         changed, ended = self.pad.consume()
-        image = None
+        image = canvas = None
         if changed or ended:
             self.morph.stop()  # drawing again hands the input back to the pad
             self.morph.take_back_to_pad()  # the drawing goes out below anyway
             image = robustness.network_input(self.pad.canvas, self.robust.mnist_centering)
             self.state.drawing_input = image
+            if not self.robust.mnist_centering:
+                canvas = self.pad.canvas  # a grey model of another size reads the pad itself, not its 28x28
         if self.morph.active and self.morph.take_input_changed():
             image = self.morph.image()
         spec = model_input_spec(self.worker)  # None until the worker describes its model's input
@@ -269,7 +271,9 @@ class ExploreScene:
                 image = to_model_input(np.zeros((*spec.shape[1:], 3), np.float32), spec)
         if image is not None:
             self.state.network_input = np.zeros_like(image) if blank else image
-            model_input = image if spec is None or takes_images(spec) else self._drawing_input(image, spec)
+            model_input = (
+                image if spec is None or takes_images(spec) else self._drawing_input(image, spec, canvas)
+            )
             if model_input is not None:
                 self.net.sent_seq = self.worker.submit(model_input)
                 self.model_input = model_input
@@ -401,9 +405,13 @@ class ExploreScene:
         ):
             self.pad.redo()
 
-    def _drawing_input(self, image: np.ndarray, spec) -> np.ndarray | None:
+    def _drawing_input(self, image: np.ndarray, spec, canvas: np.ndarray | None = None) -> np.ndarray | None:
         """The drawing as the model's tensor (resized, normalised); None, with the reason shown, when the
-        model's input cannot take a drawing."""
+        model's input cannot take a drawing.  `canvas`, the pad itself, is read straight at the model's
+        H x W when that is not 28 x 28: resizing the 28 x 28 view up again would blur the strokes."""
+        shape = tuple(spec.shape)
+        if canvas is not None and len(shape) == 3 and shape[1:] != image.shape:
+            image = canvas
         try:
             return to_model_input(image, spec)
         except ValueError as exc:
