@@ -76,3 +76,12 @@ def resnet18_shaped_dag(classes: int = 10):
             layers.append(DagLayer(f"{name}.add", "add", (c, s, s)))
     layers += [DagLayer("avgpool", "pool", (512, 1, 1)), DagLayer("fc", "dense", (classes,))]
     return Dag.build("resnet18", layers)
+
+
+def release_framebuffer(ctx, fbo) -> None:
+    """Release `fbo`, handing the binding back to framebuffer 0 first when it is the bound one: moderngl
+    re-binds the current framebuffer after making another, and a deleted one there is a
+    GL_INVALID_OPERATION that a later test on the shared context would be blamed for."""
+    if ctx.fbo is fbo:
+        ctx.detect_framebuffer(0).use()
+    fbo.release()

@@ -316,6 +316,7 @@ def test_widget_opens_a_typed_path_and_steps(tmp_path):
 
 @pytest.mark.gl
 def test_widget_frame_shows_the_picture_and_its_label(tmp_path):
+    from convscope.engine.gpu.frame import OffscreenTarget
     from convscope.engine.gpu.imgui_renderer import ImGuiRenderer
     from gl_helpers import gl_context
 
@@ -332,17 +333,17 @@ def test_widget_frame_shows_the_picture_and_its_label(tmp_path):
     panel = ImagePanel(str(tmp_path))
     h = Harness(panel)
     renderer = ImGuiRenderer(ctx)
-    fbo = ctx.simple_framebuffer(h.size)
+    target = OffscreenTarget(ctx, *h.size)  # releases cleanly even while bound (a GL error otherwise)
     try:
         for _ in range(4):
             panel.take_input(CIFAR)
             panel.upload(ctx)
             h.frame()
         assert panel.state.name == "flag/one.png" and panel.state.label == "flag"
-        fbo.use()
-        fbo.clear(0.1, 0.1, 0.1, 1.0)
+        target.use()
+        target.clear((0.1, 0.1, 0.1, 1.0))
         renderer.render(imgui.get_draw_data())
-        shot = np.frombuffer(fbo.read(components=3), np.uint8).reshape(h.size[1], h.size[0], 3)[::-1]
+        shot = target.read()
         SCREENS.mkdir(parents=True, exist_ok=True)
         Image.fromarray(shot).save(SCREENS / "image_panel.png")
         rect = h.layout.rects["Image"][1]
@@ -359,9 +360,9 @@ def test_widget_frame_shows_the_picture_and_its_label(tmp_path):
         assert not panel.state.open_path(str(tmp_path / "no such folder"))
         h.frame()
         h.frame()
-        fbo.clear(0.1, 0.1, 0.1, 1.0)
+        target.clear((0.1, 0.1, 0.1, 1.0))
         renderer.render(imgui.get_draw_data())
-        shot = np.frombuffer(fbo.read(components=3), np.uint8).reshape(h.size[1], h.size[0], 3)[::-1]
+        shot = target.read()
         Image.fromarray(shot).save(SCREENS / "image_panel_error.png")
         after = h.layout.rects["Image"][1]
         assert after.h == rect.h, "an error line must not change the panel's height"
@@ -372,7 +373,7 @@ def test_widget_frame_shows_the_picture_and_its_label(tmp_path):
         assert len(text_rows) and text_rows.max() - text_rows.min() < 20, "one red line of text"
         assert np.all(np.abs(shot.astype(int) - (220, 30, 30)) < 12, axis=2).sum() > 2000
     finally:
-        fbo.release()
+        target.release()
         panel.release()
         renderer.release()
         h.close()

@@ -13,7 +13,7 @@ import pytest
 from convscope.engine.gpu.imgui_renderer import ImGuiRenderer, UiTexture
 from convscope.engine.ui import widgets
 from convscope.engine.ui.backend import UiBackend
-from gl_helpers import gl_context
+from gl_helpers import gl_context, release_framebuffer
 from imgui_bundle import imgui
 from PIL import Image
 
@@ -52,7 +52,7 @@ def render(ui, gui, size=(320, 240), scale=(1.0, 1.0), frames=3, name=None) -> n
             np.frombuffer(fbo.read(components=3), np.uint8).reshape(fb_size[1], fb_size[0], 3)[::-1].copy()
         )
     finally:
-        fbo.release()
+        release_framebuffer(ctx, fbo)
     if name:
         SCREENS.mkdir(parents=True, exist_ok=True)
         Image.fromarray(pixels).save(SCREENS / f"imgui_{name}.png")
@@ -173,7 +173,7 @@ def test_numpy_texture_shows_upright_and_render_target_needs_flip(ui):
         px = render(ui, gui, name="textures")
     finally:
         ui[2].forget_texture(target.glo)
-        target_fbo.release()
+        release_framebuffer(ctx, target_fbo)
         target.release()
         image.release()
     x, y = int(pos["numpy"].x), int(pos["numpy"].y)
@@ -253,7 +253,7 @@ def test_render_restores_viewport_and_scissor(ui):
         pixels = np.frombuffer(fbo.read(components=3), np.uint8)
         assert pixels.min() == 255
     finally:
-        fbo.release()
+        release_framebuffer(ctx, fbo)
 
 
 def test_empty_frame_and_zero_size_display_draw_nothing(ui):
@@ -341,7 +341,7 @@ def test_vtx_offset_and_list_offsets_address_the_right_vertices(ui):
         px = np.frombuffer(fbo.read(components=3), np.uint8).reshape(64, 64, 3)[::-1]
     finally:
         renderer.forget_texture(white.glo)
-        fbo.release()
+        release_framebuffer(ctx, fbo)
         white.release()
     assert near(px[16, 16], (255, 0, 0)) and near(px[16, 48], (0, 255, 0))
     assert near(px[48, 16], (0, 0, 255)), "the command with vtx_offset=4 drew the wrong vertices"

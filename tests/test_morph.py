@@ -231,7 +231,7 @@ def test_panel_screenshot_shows_the_curve(one_to_seven):
     """out/screens/morph_panel.png: the real '1' -> '7' curve; the '1' line (orange) starts high on the
     left, the '7' line (grey) ends high on the right."""
     from convscope.engine.gpu.imgui_renderer import ImGuiRenderer
-    from gl_helpers import gl_context
+    from gl_helpers import gl_context, release_framebuffer
 
     ctx = gl_context()
     h = Harness()
@@ -257,7 +257,7 @@ def test_panel_screenshot_shows_the_curve(one_to_seven):
         assert ys[left].max() < ys.min() + 10, "class 1 does not start at the top"
         assert ys.max() - ys.min() > 80, "class 1 never falls"
     finally:
-        fbo.release()
+        release_framebuffer(ctx, fbo)
         renderer.release()
         h.close()
 

@@ -215,7 +215,7 @@ def test_widget_buttons_and_right_drag(harness):
 @pytest.mark.gl
 def test_widget_screenshot():
     from convscope.engine.gpu.imgui_renderer import ImGuiRenderer, UiTexture
-    from gl_helpers import gl_context
+    from gl_helpers import gl_context, release_framebuffer
 
     ctx = gl_context()
     h = Harness(PadState(size=280, radius=14.0))
@@ -246,7 +246,7 @@ def test_widget_screenshot():
         assert px[int(oy + 60), int(ox + 140)].min() > 240
         assert px[int(oy + 250), int(ox + 30)].max() < 15
     finally:
-        fbo.release()
+        release_framebuffer(ctx, fbo)
         texture.release()
         renderer.release()
         h.close()
