@@ -43,7 +43,10 @@ def digit() -> np.ndarray:
 
 
 def our_segments() -> set[str]:
-    return {p.name for p in Path("/dev/shm").glob("convscope*")}
+    """This process's segments only: other test runs on the machine make their own."""
+    from convscope.engine.proc.shm import list_segments, segment_prefix
+
+    return set(list_segments(segment_prefix()))
 
 
 @pytest.fixture(scope="module")

@@ -15,15 +15,6 @@ from ui_driver import frame, frames_until, save
 pytestmark = pytest.mark.gl
 
 
-@pytest.fixture(scope="module")
-def ctx():
-    from convscope.engine.gpu.context import create_headless
-
-    ctx = create_headless()
-    yield ctx
-    ctx.release()
-
-
 def test_the_winner_is_lit_with_one_colour_range_for_the_whole_network(ctx, tmp_path):
     from convscope.scenes.explore.scene import ExploreScene
 

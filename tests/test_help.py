@@ -19,15 +19,6 @@ from ui_driver import SCREENS, frame
 pytestmark = pytest.mark.gl
 
 
-@pytest.fixture(scope="module")
-def ctx():
-    from convscope.engine.gpu.context import create_headless
-
-    ctx = create_headless()
-    yield ctx
-    ctx.release()
-
-
 def press(app: App, key: int, mods: int = 0) -> None:
     sink = app.headless_input
     sink.on_key(key, KEY_PRESS, mods)

@@ -158,15 +158,6 @@ def assert_same(a, b) -> None:
     assert a["card"] == b["card"] and a["visitors"] == b["visitors"]
 
 
-@pytest.fixture(scope="module")
-def ctx():
-    from convscope.engine.gpu.context import create_headless
-
-    ctx = create_headless()
-    yield ctx
-    ctx.release()
-
-
 pytestmark = pytest.mark.gl
 
 

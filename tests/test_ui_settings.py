@@ -53,15 +53,6 @@ def test_an_unwritable_config_folder_raises_a_clear_error(tmp_path):
         save_prefs(UiPrefs(ui_scale=1.5), blocker / "convscope" / "settings.json")
 
 
-@pytest.fixture(scope="module")
-def ctx():
-    from convscope.engine.gpu.context import create_headless
-
-    ctx = create_headless()
-    yield ctx
-    ctx.release()
-
-
 def _press(app: App, key: int, mods: int = 0, frames: int = 2) -> None:
     app.headless_input.on_key(key, KEY_PRESS, mods)
     app.headless_input.on_key(key, KEY_RELEASE, mods)
