@@ -247,5 +247,8 @@ def test_a_grey_model_of_another_size_reads_the_pad_itself():
         blurred = to_model_input(pad_to_input(pad.canvas), spec)
         assert np.abs(submitted[-1] - blurred).max() > 0.05, "the input went through the 28 x 28 view"
         assert scene.state.drawing_input.shape == (28, 28)  # robustness and morph keep their 28 x 28 view
+        # "what the network sees" shows the 32 x 32 tensor, back in [0, 1]
+        np.testing.assert_allclose(scene._seen_image(), submitted[-1][0], atol=1e-6)  # mean 0, std 1 here
+        assert scene.pads.seen.size == (32, 32)
     finally:
         app.close()

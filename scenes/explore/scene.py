@@ -67,7 +67,7 @@ from convscope.scenes.explore.panels import (
     gui_network_panel,
 )
 from convscope.scenes.explore.parts import Experiments, Interaction, NetworkData, PadPart, Startup
-from convscope.scenes.explore.preprocess import to_model_input
+from convscope.scenes.explore.preprocess import denormalize, to_model_input
 from convscope.scenes.explore.robustness import RobustnessState
 from convscope.scenes.explore.state import MODELS, ExploreState, Legend, model_label, nonfinite_note
 from imgui_bundle import imgui
@@ -300,8 +300,12 @@ class ExploreScene:
 
     def upload(self) -> None:
         self.pads.texture.sync(self.pad.canvas, self.pad.version)
-        seen = self.state.network_input
-        if seen is not None and seen.shape == (INPUT_SIDE, INPUT_SIDE):  # a colour model's shows in its panel
+        seen = self._seen_image()
+        if seen is not None:
+            size = (seen.shape[1], seen.shape[0])
+            if self.pads.seen.size != size:  # a grey model of another H x W than the last
+                self.pads.seen.release()
+                self.pads.seen = UiTexture(self.ctx, size, 1, smooth=False)
             self.pads.seen.sync(seen, self.sent_seq)
         self.images.upload(self.ctx)
         norm_changed = self.state.normalize != getattr(self, "_uploaded_normalize", self.state.normalize)
@@ -325,6 +329,23 @@ class ExploreScene:
         self._upload_outline()
         if self.compare is not None:
             self.compare.upload()
+
+    def _seen_image(self) -> np.ndarray | None:
+        """What "what the network sees" shows: a grey model's input at its own H x W (the tensor handed
+        over, back in [0, 1]), else the 28 x 28 drawing; None for a colour model (its panel shows it)."""
+        seen = self.state.network_input
+        if seen is None or seen.shape != (INPUT_SIDE, INPUT_SIDE):
+            return None
+        x, spec = self.model_input, model_input_spec(self.worker)
+        if (
+            x is not None
+            and spec is not None
+            and x.ndim == 3
+            and x.shape[0] == 1
+            and x.shape[1:] != seen.shape
+        ):
+            return np.clip(denormalize(x, spec.mean, spec.std)[0], 0.0, 1.0)
+        return seen
 
     def draw(self, viewport: tuple[int, int]) -> None:
         settling = self.interaction.fit_reflows != self.panels.reflows or self.panels.reflowing
