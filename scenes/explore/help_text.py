@@ -17,6 +17,7 @@ SECTIONS = (
             ("click a node", "Node details: what it computes, with this drawing's numbers"),
             ("click empty space", "close the details"),
             ("F  /  Fit all", "fit the whole network into view"),
+            ("PageUp  /  PageDown", "fly to the next layer up (towards the output) / down"),
         ),
     ),
     HelpSection(
@@ -36,7 +37,7 @@ SECTIONS = (
             ("model", "LeNet (a CNN) or the MLP"),
             ("colours, colour range", "colormap; one colour range per layer, or one for the whole network"),
             ("edges by", "edge colour: the weight, or weight x input (its contribution)"),
-            ("layers", "show or hide layers"),
+            ("layers", "tick to show or hide a layer; click its name to fly to it"),
             ("Embedding window", "t-SNE of a layer's filters or of many images; click a point to select"),
             ("frame time", "frame time overlay"),
             ("UI scale - / +", "text and controls smaller / larger (Ctrl+- / Ctrl+=), remembered"),

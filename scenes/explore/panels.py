@@ -130,11 +130,17 @@ def gui_network_panel(
             imgui.text_colored(_DIM_RGBA, state.edge_note)
     _legend_numbers(state, scale)
     if state.layer_names and imgui.collapsing_header("layers"):
+        imgui.text_colored(_DIM_RGBA, "click a name: fly there")
+        if imgui.is_item_hovered():
+            imgui.set_tooltip("Tick: show or hide the layer.  PageUp / PageDown: the next layer up / down.")
         for i, name in enumerate(state.layer_names):
-            changed, on = imgui.checkbox(name, state.layer_visible[i])
+            changed, on = imgui.checkbox(f"##show {i}", state.layer_visible[i])
             if changed:
                 state.layer_visible[i] = on
                 state.layers_changed = True
+            imgui.same_line()
+            if imgui.selectable(f"{name}##fly {i}", state.current_layer == i)[0]:
+                state.fly_to = i
     imgui.separator()
     if imgui.button("Fit all (F)"):
         state.reset_camera = True

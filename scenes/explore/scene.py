@@ -289,7 +289,7 @@ class ExploreScene:
         if self.compare is not None:
             self.compare.steer(inp, ui_mouse, self.camera)
         else:
-            self._steer_camera(inp, ui_mouse, ui_keyboard)
+            self._steer_camera(inp, dt, ui_mouse, ui_keyboard)
             self._hover(inp, ui_mouse)
         if self.state.show_embedding:
             if not self.embedding.entered:
@@ -460,6 +460,7 @@ class ExploreScene:
 
     def _fit(self, viewport: tuple[int, int]) -> None:
         """Frame the whole network inside the part of the view the docked panels leave free."""
+        self.controller.flight = None  # a fit wins over a flight to one layer still on its way
         self.controller.fit(self.layout.bounds, self._free_region(viewport), viewport, margin=0.08)
         self.interaction.fit_reflows = self.panels.reflows
         self._fitted_for = self._fit_key(viewport)
@@ -612,6 +613,7 @@ class ExploreScene:
         self.interaction.hover_key = self.net.edge_key = None
         self.details.invalidate()
         self.state.layer_names = [x.name for x in spec.layers]
+        self.state.current_layer = -1
         self.state.layer_visible = (
             keep if keep and len(keep) == len(spec.layers) else [True] * len(spec.layers)
         )
@@ -637,12 +639,54 @@ class ExploreScene:
         self.interaction.hover_key = self.net.edge_key = self.net.outline_key = None
         self.interaction.fit_pending = True
 
-    def _steer_camera(self, inp: InputState, ui_mouse: bool, ui_keyboard: bool) -> None:
-        if self.state.reset_camera or (not ui_keyboard and inp.key_pressed(glfw.KEY_F)):
-            self.state.reset_camera = False
+    def _steer_camera(self, inp: InputState, dt: float, ui_mouse: bool, ui_keyboard: bool) -> None:
+        s = self.state
+        if s.reset_camera or (not ui_keyboard and inp.key_pressed(glfw.KEY_F)):
+            s.reset_camera = False
+            s.current_layer = -1
+            self.controller.flight = None
             self.interaction.fit_pending = True
+        if not ui_keyboard and s.layer_names:
+            step = inp.key_pressed(glfw.KEY_PAGE_UP) - inp.key_pressed(glfw.KEY_PAGE_DOWN)
+            if step:
+                start = s.current_layer if s.current_layer >= 0 else (-1 if step > 0 else len(s.layer_names))
+                s.fly_to = min(max(start + step, 0), len(s.layer_names) - 1)
+        if s.fly_to is not None:
+            self._fly_to_layer(s.fly_to, inp.framebuffer_size)
+            s.fly_to = None
         for click in self.controller.update(inp, ui_mouse):
             self._click(click, inp.framebuffer_size)
+        self.controller.step(dt)
+
+    def _fly_to_layer(self, index: int, viewport: tuple[int, int]) -> None:
+        """Fly to layer `index` from the current angle (looking down on it a little), framed in the free
+        area; a hidden layer is shown first."""
+        s = self.state
+        if self.layout is None or not 0 <= index < len(s.layer_names):
+            return
+        if not s.layer_visible[index]:
+            s.layer_visible[index] = True
+            self._relayout()
+            self.interaction.fit_pending = False  # the flight frames the new layout's layer instead
+        x, y, w, h = self._free_region(viewport)
+        renderer = self.view.renderer
+        if renderer is not None:  # the layer's name sits at its left: keep room for it beside the panels
+            atlas = renderer.labels.atlas
+            name_px = (
+                atlas.text_width(s.layer_names[index]) + 2 * atlas.outline_px + 8
+            ) * self.render_settings().label_scale
+            name_px = min(name_px, 0.35 * w)
+            x, w = x + name_px, w - name_px
+        goal = self.controller.fit_pose(
+            tuple(self.layout.layer_bounds[index]),
+            (x, y, w, h),
+            viewport,
+            margin=0.25,
+            keep_angle=True,
+            min_pitch=math.radians(25.0),
+        )
+        self.controller.fly_to(goal)
+        s.current_layer = index
 
     # -- picking, edges, details -------------------------------------------------------------------
 

@@ -66,6 +66,8 @@ class ExploreState:
     layer_names: list[str] = field(default_factory=list)  # from the current spec
     layer_visible: list[bool] = field(default_factory=list)  # per layer, same order
     layers_changed: bool = False  # set by the panel, consumed by the scene (re-layout)
+    fly_to: int | None = None  # a layer the panel asked to fly to (consumed by the scene)
+    current_layer: int = -1  # the layer flown to last (PageUp / PageDown step from it); -1: none
     probabilities: np.ndarray | None = None  # newest class probabilities, (10,)
     classes: tuple[str, ...] = tuple(str(i) for i in range(10))
     one_channel: bool = True  # the model reads one channel: the pad experiments (robustness, morph) apply
