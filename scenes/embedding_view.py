@@ -26,8 +26,9 @@ mapped from stable ids to the indices of the newest vectors.  Hover shows the fi
 
 Images mode: the worker computes one layer's activations of up to `image_count` images between its own work
 (progress bar), then the t-SNE process places them (progress, partial layouts); points are coloured by class;
-hover shows the image (one texture refilled with the hovered image); a click does what the host says (the
-training scene monitors a held-out image, the explorer puts the image on the drawing pad).  From
+hover shows the image (one texture refilled with the hovered image, grey or colour, at the job's thumbnail
+size); a click does what the host says (the training scene monitors a held-out image, the explorer feeds
+the image to the network).  From
 `raster_min_points` points on, the panel paints them into one picture (engine/ui/point_raster.py) that
 `upload` puts into a texture of the plot's size.
 """
@@ -269,6 +270,9 @@ class EmbedView:
             p.status = f"images: {exc}"
             return
         self._job, self._job_requested = job, False
+        classes = (getattr(handle, "image_data", None) or {}).get("classes")
+        if classes:
+            self.panel.class_names = tuple(classes)  # the image set's own names (an ImageFolder's folders)
         self.host.set_images_note(self._images_note(job, handle))
         p.status = ""
 
@@ -436,6 +440,7 @@ class EmbedView:
             self._hover_tex = UiTexture(self.ctx, (w, h), comps, smooth=False)
         self._hover_tex.upload(img.transpose(1, 2, 0) if comps == 3 else img[0])
         self._hover_id = hovered
+        p.image_aspect = w / h
 
     def _release_textures(self) -> None:
         for t in self._textures.values():

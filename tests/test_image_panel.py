@@ -15,7 +15,7 @@ from convscope.engine.ui.backend import UiBackend
 from convscope.engine.ui.input import KEY_PRESS, KEY_RELEASE, MOUSE_LEFT, InputCollector
 from convscope.engine.ui.layout import PanelLayout
 from convscope.scenes.explore.image_panel import ImagePanel, ImagePanelState, takes_images, thumbnail
-from convscope.scenes.explore.image_sources import (
+from convscope.features.data.image_sources import (
     CIFAR_CLASSES,
     SourceError,
     find_datasets,
