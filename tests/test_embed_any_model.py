@@ -219,3 +219,75 @@ def test_a_grey_model_of_32_by_32_embeds_the_digits_resized(tmp_path):
     with torch.no_grad():
         want = model((torch.from_numpy(big)[:, None] - 0.1) / 0.3).numpy()
     np.testing.assert_allclose(vectors, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.gl
+def test_the_explorer_shows_a_colour_model_s_images_in_colour_and_a_click_feeds_one(tmp_path):
+    """The whole window: images mode on SmallResNet over CIFAR images; the hovered point's tooltip is the
+    picture in colour (the frame differs from one where that thumbnail is grey only in a coloured patch of
+    the tooltip's size); a click opens the image in the Image panel, which feeds it to the network."""
+    from convscope.engine.app import App
+    from convscope.engine.config import AppConfig
+    from convscope.features.embedding.panel import IMAGES
+    from convscope.scenes.explore.preprocess import to_model_input
+    from convscope.scenes.explore.run import wait_until_ready
+    from convscope.scenes.explore.scene import ExploreScene
+    from gl_helpers import gl_context
+    from ui_driver import click, frame, frames_until, move, save
+
+    torch.set_num_threads(1)
+    data = tmp_path / "data"
+    test, test_y = cifar_images(60, 8)
+    write_cifar_bin(data / "cifar-10-batches-bin" / "test_batch.bin", test, test_y)
+    before = set(list_segments(segment_prefix()))
+    cfg = AppConfig(model=RESNET, card=dict(CARD), data_dir=str(data), device="cpu")
+    app = App(ExploreScene(cfg), ctx=gl_context(), size=(1600, 900))
+    try:
+        scene = app.scene
+        wait_until_ready(app, scene, TIMEOUT)
+        scene.state.show_embedding = True
+        p, view = scene.state.embed, scene.embedding
+        frames_until(app, lambda: IMAGES in p.widget_centers, "the Embedding window")
+        click(app, *p.widget_centers[IMAGES])
+        frames_until(
+            app, lambda: p.shown_view == (IMAGES, p.image_layer) and p.final and not p.animating, "the layout"
+        )
+        assert len(p.ids) == 60 and "all that CIFAR-10" in scene.state.embed_note
+        assert p.class_names == CIFAR_CLASSES
+        target = int(p.ids[0])
+        move(app, *p.pixel_of(target), frames=3)
+        hovered = p.hovered
+        assert hovered is not None and view._hover_id == hovered and view._hover_tex.components == 3
+        tex = np.frombuffer(view._hover_tex.texture.read(), np.uint8).reshape(32, 32, 3)
+        np.testing.assert_array_equal(tex, test[hovered])
+        frame(app)
+        colour = app.read_pixels()
+        save(colour, tmp_path, "embed_any_model", "colour_tooltip")
+        job = view._job
+        job.images[hovered] = job.images[hovered].mean(0, keepdims=True).astype(np.uint8)  # the same, grey
+        view._hover_id = None
+        for _ in range(4):  # uploaded, then the tooltip settles to its size again
+            frame(app)
+        grey = app.read_pixels()
+        ys, xs = np.nonzero(np.abs(colour.astype(int) - grey.astype(int)).max(-1) > 24)
+        assert len(ys), "the tooltip's picture did not change with its texture"
+        side = p.thumb_size
+        assert abs((ys.max() - ys.min() + 1) - side) <= 4 and abs((xs.max() - xs.min() + 1) - side) <= 4
+        patch = colour[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(int)
+        spread = patch.max(-1) - patch.min(-1)  # 0 for a grey pixel
+        assert spread.mean() > 40, (
+            f"the tooltip's picture is not in colour (channel spread {spread.mean():.1f})"
+        )
+        grey_patch = grey[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(int)
+        assert (grey_patch.max(-1) - grey_patch.min(-1)).max() <= 2
+
+        seq = scene.sent_seq
+        click(app, *p.pixel_of(hovered))
+        panel = scene.images.state
+        frames_until(app, lambda: scene.sent_seq > seq and scene.ready, "the clicked image's result")
+        assert panel.index == hovered and panel.label == CIFAR_CLASSES[test_y[hovered]]
+        assert "in the Image panel" in p.status
+        np.testing.assert_allclose(scene.model_input, to_model_input(test[hovered], scene.worker.input_spec))
+    finally:
+        app.close()
+    assert set(list_segments(segment_prefix())) - before == set(), "shared-memory segments left behind"
