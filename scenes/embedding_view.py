@@ -267,7 +267,8 @@ class EmbedView:
         try:
             job = handle.embed_images(p.image_layer, p.image_count, self.host.include_train())
         except (RuntimeError, KeyError, ValueError, OSError) as exc:
-            p.status = f"images: {exc}"
+            text = str(exc)
+            p.status = text if text.startswith("images") else f"images: {text}"
             return
         self._job, self._job_requested = job, False
         classes = (getattr(handle, "image_data", None) or {}).get("classes")
@@ -314,8 +315,10 @@ class EmbedView:
                 )
             return
         data = self._data
-        if data is None or data.layer != r.layer:
-            return  # a layout of a layer no longer shown
+        if data is None or data.layer != r.layer or p.mode != FILTERS:
+            # A layout of a layer no longer shown, or one that lands after the switch to images mode (it
+            # would overwrite that mode's status line; going back to filters asks again anyway).
+            return
         index_of = {int(sid): i for i, sid in enumerate(data.ids)}
         keep = np.array([int(s) in index_of for s in r.ids], bool)
         sids = r.ids[keep]
