@@ -291,3 +291,27 @@ def test_the_explorer_shows_a_colour_model_s_images_in_colour_and_a_click_feeds_
     finally:
         app.close()
     assert set(list_segments(segment_prefix())) - before == set(), "shared-memory segments left behind"
+
+
+def test_a_filters_layout_landing_in_images_mode_keeps_that_mode_s_status_line():
+    """The window opens in filters mode and asks for a layout; switched to images mode before it lands, the
+    late layout must not replace the images mode's line (e.g. that there is no image set)."""
+    from convscope.features.embedding.handle import EmbedResult
+    from convscope.features.embedding.messages import FilterData
+    from convscope.features.embedding.panel import FILTERS, IMAGES, EmbedPanelState
+    from convscope.scenes.embedding_view import EmbedView
+
+    panel = EmbedPanelState()
+    view = EmbedView(panel, host=None, embed=object())  # neither is reached on this path
+    rows = np.random.default_rng(0).random((4, 9), np.float32)
+    view._data = FilterData(
+        1, 0, "conv", 0, np.arange(4), {"coefficients": rows}, (1, 3, 3), (8, 8), 0, 1.0, 0, -1, 0.1
+    )
+    late = EmbedResult(1, "coefficients", "conv", np.arange(4), rows[:, :2], True, 1.0, 0.01, 0.0, "trivial")
+    panel.mode, panel.status = IMAGES, f"images: {NO_COLOUR_SET}"
+    view._show(late)
+    assert panel.status == f"images: {NO_COLOUR_SET}" and not len(panel.ids)
+    panel.mode = FILTERS
+    view.host = type("Host", (), {"filters_source": lambda self, d: "the drawing"})()
+    view._show(late)  # in filters mode the same layout is shown
+    assert len(panel.ids) == 4 and panel.status.startswith("conv: 4 filters")
