@@ -125,12 +125,21 @@ class ImageSet:
             if part.ndim == 3:  # grey uint8 (N, h0, w0)
                 return np.clip(resize_batch(part[lo:hi].astype(np.float32) / 255.0, h, w), 0.0, 1.0)
             return model_pixels_batch(part[lo:hi], h, w)
-        out = np.zeros((hi - lo, h, w, 3), np.float32)
+        pics: list[np.ndarray | None] = []
         for k in range(lo, hi):  # decoded one by one: JPEG bytes or files of any size
             try:
-                out[k - lo] = image_to_model_pixels(part.pixels(k), h, w)
-            except (SourceError, ValueError):
-                pass  # an unreadable file among thousands stays black rather than end the job
+                pics.append(part.pixels(k))
+            except SourceError:
+                pics.append(None)  # an unreadable file among thousands stays black rather than end the job
+        first = pics[0] if pics else None
+        if first is not None and all(
+            p is not None and p.dtype == np.uint8 and p.shape == first.shape for p in pics
+        ):
+            return model_pixels_batch(np.stack(pics), h, w)  # CIFAR's JPEGs: one size, resized together
+        out = np.zeros((hi - lo, h, w, 3), np.float32)
+        for i, pic in enumerate(pics):
+            if pic is not None:
+                out[i] = image_to_model_pixels(pic, h, w)
         return out
 
 
