@@ -267,8 +267,7 @@ class EmbedView:
         try:
             job = handle.embed_images(p.image_layer, p.image_count, self.host.include_train())
         except (RuntimeError, KeyError, ValueError, OSError) as exc:
-            text = str(exc)
-            p.status = text if text.startswith("images") else f"images: {text}"
+            p.status = _images_line(str(exc))
             return
         self._job, self._job_requested = job, False
         classes = (getattr(handle, "image_data", None) or {}).get("classes")
@@ -291,7 +290,7 @@ class EmbedView:
         if job is None:
             return
         if job.state in ("failed", "cancelled"):
-            p.status = f"images: {job.error or job.state}"
+            p.status = _images_line(job.error or job.state)
             self._job = None
         elif job.state == "done" and not self._job_requested and p.mode == IMAGES:
             self._job_requested = True
@@ -450,6 +449,12 @@ class EmbedView:
             t.release()
         self._textures.clear()
         self._refs = {}
+
+
+def _images_line(text: str) -> str:
+    """The status line of an images job that did not run: what the worker or the handle said, once
+    prefixed (the worker's refusals already start with "images")."""
+    return text if text.startswith("images") else f"images: {text}"
 
 
 __all__ = ["EmbedHost", "EmbedView"]
