@@ -187,7 +187,7 @@ class ImagesLayout:
 
     n: int
     d: int
-    image_shape: tuple[int, int, int]  # (C, H, W) of the input images
+    image_shape: tuple[int, int, int]  # (C, H, W) of each picture: the inference worker's thumb_shape
 
     @property
     def labels(self) -> slice:
