@@ -187,7 +187,7 @@ class ImagesLayout:
 
     n: int
     d: int
-    image_shape: tuple[int, int, int]  # (C, H, W) of each picture: the inference worker's thumb_shape
+    image_shape: tuple[int, int, int]  # (C, H, W) per picture: thumb_shape (explorer), the data's (trainer)
 
     @property
     def labels(self) -> slice:
