@@ -26,8 +26,9 @@ mapped from stable ids to the indices of the newest vectors.  Hover shows the fi
 
 Images mode: the worker computes one layer's activations of up to `image_count` images between its own work
 (progress bar), then the t-SNE process places them (progress, partial layouts); points are coloured by class;
-hover shows the image (one texture refilled with the hovered image); a click does what the host says (the
-training scene monitors a held-out image, the explorer puts the image on the drawing pad).  From
+hover shows the image (one texture refilled with the hovered image, grey or colour, at the job's thumbnail
+size); a click does what the host says (the training scene monitors a held-out image, the explorer feeds
+the image to the network).  From
 `raster_min_points` points on, the panel paints them into one picture (engine/ui/point_raster.py) that
 `upload` puts into a texture of the plot's size.
 """
@@ -266,9 +267,12 @@ class EmbedView:
         try:
             job = handle.embed_images(p.image_layer, p.image_count, self.host.include_train())
         except (RuntimeError, KeyError, ValueError, OSError) as exc:
-            p.status = f"images: {exc}"
+            p.status = _images_line(str(exc))
             return
         self._job, self._job_requested = job, False
+        classes = (getattr(handle, "image_data", None) or {}).get("classes")
+        if classes:
+            self.panel.class_names = tuple(classes)  # the image set's own names (an ImageFolder's folders)
         self.host.set_images_note(self._images_note(job, handle))
         p.status = ""
 
@@ -286,7 +290,7 @@ class EmbedView:
         if job is None:
             return
         if job.state in ("failed", "cancelled"):
-            p.status = f"images: {job.error or job.state}"
+            p.status = _images_line(job.error or job.state)
             self._job = None
         elif job.state == "done" and not self._job_requested and p.mode == IMAGES:
             self._job_requested = True
@@ -310,8 +314,10 @@ class EmbedView:
                 )
             return
         data = self._data
-        if data is None or data.layer != r.layer:
-            return  # a layout of a layer no longer shown
+        if data is None or data.layer != r.layer or p.mode != FILTERS:
+            # A layout of a layer no longer shown, or one that lands after the switch to images mode (it
+            # would overwrite that mode's status line; going back to filters asks again anyway).
+            return
         index_of = {int(sid): i for i, sid in enumerate(data.ids)}
         keep = np.array([int(s) in index_of for s in r.ids], bool)
         sids = r.ids[keep]
@@ -436,12 +442,19 @@ class EmbedView:
             self._hover_tex = UiTexture(self.ctx, (w, h), comps, smooth=False)
         self._hover_tex.upload(img.transpose(1, 2, 0) if comps == 3 else img[0])
         self._hover_id = hovered
+        p.image_aspect = w / h
 
     def _release_textures(self) -> None:
         for t in self._textures.values():
             t.release()
         self._textures.clear()
         self._refs = {}
+
+
+def _images_line(text: str) -> str:
+    """The status line of an images job that did not run: what the worker or the handle said, once
+    prefixed (the worker's refusals already start with "images")."""
+    return text if text.startswith("images") else f"images: {text}"
 
 
 __all__ = ["EmbedHost", "EmbedView"]

@@ -14,8 +14,7 @@ import pytest
 from convscope.engine.ui.backend import UiBackend
 from convscope.engine.ui.input import KEY_PRESS, KEY_RELEASE, MOUSE_LEFT, InputCollector
 from convscope.engine.ui.layout import PanelLayout
-from convscope.scenes.explore.image_panel import ImagePanel, ImagePanelState, takes_images, thumbnail
-from convscope.scenes.explore.image_sources import (
+from convscope.features.data.image_sources import (
     CIFAR_CLASSES,
     SourceError,
     find_datasets,
@@ -23,6 +22,7 @@ from convscope.scenes.explore.image_sources import (
     read_cifar_binary,
     read_cifar_npz,
 )
+from convscope.scenes.explore.image_panel import ImagePanel, ImagePanelState, takes_images, thumbnail
 from convscope.scenes.explore.preprocess import to_model_input
 from convscope.scenes.explore.state import ExploreState
 from imgui_bundle import imgui

@@ -164,6 +164,21 @@ def image_dim(shape: tuple[int, ...], max_dim: int = MAX_IMAGE_DIM) -> int:
     return int(np.prod(shape))
 
 
+THUMB_SIDE = 64  # the longest side of an images-job thumbnail (what a hover shows, what a click opens)
+THUMB_BYTES = 64 << 20  # all of a job's thumbnails together stay under this (they are in two processes)
+
+
+def thumb_shape(view: tuple[int, int, int], n: int) -> tuple[int, int, int]:
+    """(C, h, w) of the thumbnails of n images of a model that sees (C, H, W): the model's picture itself
+    when it is small (a 28 x 28 digit, a 32 x 32 CIFAR image), else shrunk, aspect kept, to at most
+    THUMB_SIDE across and THUMB_BYTES for all n (20,000 colour images: 33 x 33)."""
+    c, h, w = (int(v) for v in view)
+    scale = min(1.0, THUMB_SIDE / max(h, w), math.sqrt(THUMB_BYTES / max(n * c * h * w, 1)))
+    if scale >= 1.0:
+        return (c, h, w)
+    return (c, max(1, int(h * scale)), max(1, int(w * scale)))
+
+
 @dataclass(frozen=True)
 class ImagesLayout:
     """The two segments of one images job.  The pixels segment: labels (n floats), then the images' uint8
@@ -172,7 +187,7 @@ class ImagesLayout:
 
     n: int
     d: int
-    image_shape: tuple[int, int, int]  # (C, H, W) of the input images
+    image_shape: tuple[int, int, int]  # (C, H, W) per picture: thumb_shape (explorer), the data's (trainer)
 
     @property
     def labels(self) -> slice:

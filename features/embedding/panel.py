@@ -95,6 +95,7 @@ class EmbedPanelState:
     plot_size: tuple[float, float] = (-1.0, 320.0)  # ImPlot size; -1: the window's width
     chrome: float = 150.0  # window units of the host window that are not the plot (fill_window, per frame)
     thumb_size: float = 96.0  # tooltip picture side in pixels
+    image_aspect: float = 1.0  # width / height of the images mode's pictures (H x W need not be square)
     marker_size: float = 5.0  # filter markers; images get a smaller one (many points)
 
     selected_filter: int | None = None  # a filter index in `layer`: set by a click here or by the scene
@@ -612,7 +613,11 @@ def _tooltip(state: EmbedPanelState, point_id: int, textures: Textures, images: 
     imgui.text(text)
     tex = _lookup(textures, point_id)
     if tex is not None:
-        imgui.image(as_texture_ref(tex), imgui.ImVec2(state.thumb_size, state.thumb_size))
+        w = h = state.thumb_size
+        if images:  # the longer side gets thumb_size, the picture keeps its shape
+            a = max(state.image_aspect, 1e-3)
+            w, h = (w, h / a) if a >= 1.0 else (w * a, h)
+        imgui.image(as_texture_ref(tex), imgui.ImVec2(w, h))
     note = None if images else state.kind_notes.get(state.kind)
     if note:
         imgui.text_colored(_DIM, note)

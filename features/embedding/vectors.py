@@ -194,7 +194,9 @@ class ImageVectors:
     the 20,000 forward passes (seconds) with its steps instead of stalling for all of them.
 
     The network is copied at construction: every image is seen by the same weights even while training
-    goes on between steps.  `images`: (N, C, H, W) uint8 or float in [0, 1].  Maps with more than `max_dim`
+    goes on between steps.  `images`: (N, C, H, W) uint8 or float in [0, 1], or anything with a length whose
+    slices are such tensors (the inference worker's images, made at the model's size one batch at a time).
+    Maps with more than `max_dim`
     values are average-pooled to s x s first (`pooled_side`): t-SNE reduces them to 50 PCA dimensions
     anyway, and 20,000 full 16x32x32 maps would be 1.3 GB.
     """

@@ -3,9 +3,12 @@ images jobs.  A mixin of WorkerHandle (handle.py), which holds the state these c
 
 `embed_filters(layer)` returns a job id; once the worker has written that conv layer's four vector kinds
 for the current drawing into the model's filters slot, `filters[id]` holds them (DrawingFilters) and
-`replies[id]` says (ok, text).  `open_images(data_dir)` has the worker load its image set once
-(`image_data`); `embed_images(layer, count, include_train)` starts an images job (embedding/images_job.py)
-that `images` follows.  A model switch or a restart ends every job with a reason.
+`replies[id]` says (ok, text).  `open_images(data_dir)` has the worker load the image set that fits the
+model's input once (`image_data`: grey MNIST / digits or colour CIFAR-10 / ImageFolder, features/data/
+image_set.py); `embed_images(layer, count, include_train)` starts an images job (embedding/images_job.py)
+that `images` follows: the worker makes each batch at the model's size, the thumbnails come here
+(ImagesJob.images, (n, C, h, w) uint8, messages.thumb_shape).  A model switch or a restart ends every job
+with a reason.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from convscope.engine.proc.handle import READY
+from convscope.features.data.image_set import image_kind, view_shape
 from convscope.features.embedding import messages as V
 from convscope.features.embedding.images_job import ImagesJob, ImagesJobs
 from convscope.features.inference import messages as P
@@ -54,15 +58,24 @@ class DrawingEmbedding(ImagesJobs):
         return job
 
     def open_images(self, data_dir: str | os.PathLike | None, retry: bool = False) -> None:
-        """Have the worker load the image set of `data_dir` (MNIST, else the built-in digits); returns at
-        once, `image_data` is set when it is there (`image_error` if it could not be).  Asking again for
-        the same directory does nothing, unless it failed and `retry`."""
+        """Have the worker load the image set of `data_dir` that the model's input takes (grey: MNIST, else
+        the built-in digits; colour: CIFAR-10 or an ImageFolder); returns at once, `image_data` is set when
+        it is there (`image_error`, one line, if it could not be, or the model takes no pictures).  Asking
+        again for the same directory and kind does nothing, unless it failed and `retry`."""
         d = "" if data_dir is None else os.fspath(data_dir)
-        if d == self._image_dir and (self.image_data is not None or self.image_error is None or not retry):
+        if self.input_spec is None:
+            return  # the model's input decides which images: ask once it is here
+        try:
+            kind = image_kind(self.input_spec.shape)
+        except ValueError as exc:
+            self._image_key, self.image_data, self.image_error = None, None, str(exc)
             return
-        self._image_dir, self.image_data, self.image_error = d, None, None
+        key = (d, kind)
+        if key == self._image_key and (self.image_data is not None or self.image_error is None or not retry):
+            return
+        self._image_key, self.image_data, self.image_error = key, None, None
         if self._conn is not None:
-            self._send(P.OpenImages(d))
+            self._send(P.OpenImages(d, kind))
 
     def embed_images(
         self, layer: str, count: int, include_train: bool = True, max_dim: int = V.MAX_IMAGE_DIM
@@ -74,10 +87,13 @@ class DrawingEmbedding(ImagesJobs):
         info = self.image_data
         if info is None:
             raise RuntimeError(self.image_error or "the images are not loaded yet (open_images)")
+        shape = tuple(self.input_spec.shape)
+        if info.get("kind") != image_kind(shape):
+            raise RuntimeError(f"the image set is {info.get('kind')}; the model takes {shape} (open_images)")
         n_test, n_train = int(info["n_test"]), int(info["n_train"])
         n = max(1, min(int(count), n_test + (n_train if include_train else 0)))
         d = V.image_dim(self.spec.layer(layer).shape, max_dim)  # KeyError for an unknown layer
-        lay = V.ImagesLayout(n, d, (1, *P.INPUT_SHAPE))
+        lay = V.ImagesLayout(n, d, V.thumb_shape(view_shape(shape), n))
         self._embed_id += 1
         job = self._new_images_job(self._embed_id, layer, min(n, n_test), bool(include_train), lay)
         if not self._send(P.EmbedImages(job.cmd, self._load_id, self._images_request(job, max_dim))):
@@ -153,8 +169,8 @@ class DrawingEmbedding(ImagesJobs):
             del self.replies[next(iter(self.replies))]
 
     def _on_images_info(self, info: dict) -> None:
-        if info.get("data_dir") != self._image_dir:
-            return  # for a directory asked for before
+        if (info.get("data_dir"), info.get("kind")) != self._image_key:
+            return  # for a set asked for before
         if "error" in info:
             self.image_error = str(info["error"])
         else:

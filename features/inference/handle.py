@@ -127,7 +127,7 @@ class WorkerHandle(ProcessHandle, DrawingEmbedding):
         self.images_meta: dict = {}  # what the worker said of the last finished one (seconds, batches, ...)
         self.image_data: dict | None = None  # the worker's image set (open_images): sizes, name, note
         self.image_error: str | None = None  # why it could not be loaded
-        self._image_dir: str | None = None  # asked for with open_images
+        self._image_key: tuple[str, str] | None = None  # (data_dir, kind) asked for with open_images
         self._batch_id = 0
         self._batches: dict[int, tuple[Slot, int]] = {}  # infer_batch id -> (segment, images), in flight
         self._batch_done: dict[int, BatchResult] = {}  # answered, not yet taken by batch()
@@ -358,9 +358,9 @@ class WorkerHandle(ProcessHandle, DrawingEmbedding):
 
     def _spawned(self) -> None:
         self._send_load()
-        if self._image_dir is not None:
+        if self._image_key is not None:
             self.image_data = self.image_error = None  # a new worker has no image set: load it again
-            self._send(P.OpenImages(self._image_dir))
+            self._send(P.OpenImages(*self._image_key))
 
     def _send_load(self) -> None:
         self._load_id += 1

@@ -115,6 +115,7 @@ class EmbedFilters(NamedTuple):
 
 class OpenImages(NamedTuple):
     data_dir: str
+    kind: str  # "grey" or "colour" (features/data/image_set.py): which images the model takes
 
 
 class EmbedImages(NamedTuple):
@@ -180,7 +181,8 @@ class EmbedFailed(NamedTuple):
 
 
 class ImagesInfo(NamedTuple):
-    info: dict  # dataset, source, note, reason, n_test, n_train, classes, data_dir; or error, data_dir
+    # dataset, source, note, reason, n_test, n_train, classes, data_dir, kind, entry; or error, data_dir, kind
+    info: dict
 
 
 class BatchDone(NamedTuple):

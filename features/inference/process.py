@@ -108,7 +108,7 @@ class _Worker:
                 elif kind is P.EmbedFilters:
                     self.embed_filters(msg.job, msg.load_id, msg.layer)
                 elif kind is P.OpenImages:
-                    self.open_images(msg.data_dir)
+                    self.open_images(msg.data_dir, msg.kind)
                 elif kind is P.EmbedImages:
                     self.start_images(msg.job, msg.load_id, msg.request)
                 elif kind is P.CancelImages:
@@ -331,15 +331,17 @@ class _Worker:
         }
         self.send(P.Filters(job, load_id, meta))
 
-    def open_images(self, data_dir: str) -> None:
-        """Load the image set of `data_dir` in a thread (IMAGES_INFO when done), or answer at once."""
-        info = self.images.open(data_dir)
+    def open_images(self, data_dir: str, kind: str) -> None:
+        """Load the `kind` image set of `data_dir` in a thread (IMAGES_INFO when done), or answer at once."""
+        info = self.images.open(data_dir, kind)
         if info is not None:
             self.send(P.ImagesInfo(info))
 
     def start_images(self, job: int, load_id: int, kw: dict) -> None:
         """Attach the job's segment and set up an ImageVectors; `step_images` computes it one batch per turn
-        of the loop and writes each batch's labels, pixels and vectors into the segment."""
+        of the loop (the images made at the model's size as it goes) and writes each batch's labels,
+        thumbnails and vectors into the segment."""
+        from convscope.features.data.image_set import image_kind, view_shape
         from convscope.features.embedding.vectors import ImageVectors
 
         self.drop_job()
@@ -354,23 +356,25 @@ class _Worker:
             names = [x.name for x in self.spec.layers]
             if layer not in names:
                 raise ValueError(f"no layer {layer!r}; the network has {names}")
-            x, y = data.first(n, bool(kw["include_train"]))
+            available = data.count(bool(kw["include_train"]))
+            if not 0 < n <= available:
+                raise ValueError(f"{n} images asked for, {available} available")
+            shape = tuple(int(s) for s in self.loaded.input_spec.shape)
+            if image_kind(shape) != data.kind:
+                raise ValueError(f"the image set is {data.kind}, the network takes {shape}: open it again")
             expected = V.image_dim(self.spec.layer(layer).shape, int(kw["max_dim"]))
             if d != expected:
                 raise ValueError(f"{layer}: vectors have {expected} values, not {d}")
-            lay = V.ImagesLayout(n, d, tuple(int(s) for s in x.shape[1:]))
-            if tuple(x.shape[1:]) != tuple(self.loaded.input_spec.shape):
-                raise ValueError(
-                    f"the images are {tuple(x.shape[1:])}, the network takes {self.loaded.input_spec.shape}"
-                )
+            lay = V.ImagesLayout(n, d, V.thumb_shape(view_shape(shape), n))
+            images = _JobImages(data, n, shape, lay.image_shape)
             adapter = self.loaded.images_adapter()
-            iv = ImageVectors(adapter, x, layer, batch_size=MIN_BATCH * 4, max_dim=int(kw["max_dim"]))
+            iv = ImageVectors(adapter, images, layer, batch_size=MIN_BATCH * 4, max_dim=int(kw["max_dim"]))
             writer = ImagesWriter(job, kw, lay)
         except Exception as exc:  # refused: nothing runs, the drawings go on
             self.send(P.EmbedFailed(job, f"images: {exc}"))
             return
         self.send(V.ImgAttached(job))
-        self.job = _ImagesJob(job, writer, lay, iv, y.numpy(), x.numpy())
+        self.job = _ImagesJob(job, writer, lay, iv, data.labels[:n], images)
 
     def step_images(self) -> None:
         """One batch of the images job, sized to take about IMAGE_STEP_S; finishes the job after the last."""
@@ -390,9 +394,7 @@ class _Worker:
             job.batches += 1
             # The labels and pixels go in with their vectors: the first touch of a fresh segment's pages
             # costs too, and a drawing must not wait for 20,000 images' worth of it at once.
-            job.writer.write(
-                start, stop, job.iv.out[start:stop], job.labels[start:stop], job.pixels[start:stop]
-            )
+            job.writer.write(start, stop, job.iv.out[start:stop], job.labels[start:stop], job.images.thumbs)
         except Exception as exc:  # a failed job must not take the drawings down; the render side is told
             self.send(P.EmbedFailed(job.cmd, f"images: {type(exc).__name__}: {exc}"))
             self.drop_job()
@@ -421,95 +423,69 @@ class _Worker:
 class _ImagesJob:
     """The running embed_images job: its segment, its layout and the ImageVectors stepping through it."""
 
-    def __init__(self, cmd: int, writer, layout, iv, labels: np.ndarray, pixels: np.ndarray) -> None:
+    def __init__(self, cmd: int, writer, layout, iv, labels: np.ndarray, images: _JobImages) -> None:
         self.cmd, self.writer, self.layout, self.iv = cmd, writer, layout, iv
-        self.labels, self.pixels = labels, pixels  # (n,) int64 and (n, 1, 28, 28) uint8 views
+        self.labels, self.images = labels, images  # (n,) int64, and where each batch's thumbnails come from
         self.t0 = self.reported = time.perf_counter()
         self.longest = 0.0  # seconds of the slowest batch (what a drawing may have waited)
         self.batches = 0
 
 
-class _Images:
-    """An image set in memory, test images first, then training ones (concatenated once, by the loader
-    thread, so a job takes a view of the first n instead of copying 15 MB between two drawings)."""
+class _JobImages:
+    """A job's images as ImageVectors reads them: a slice is one batch of model inputs (raw [0, 1], torch),
+    made from the image set when it is read, so only one batch ever exists at the model's size.  The
+    thumbnails of the batch read last wait in `thumbs` for the writer."""
 
-    def __init__(self, x_test, y_test, x_train, y_train, info: dict) -> None:
+    def __init__(self, data, n: int, shape: tuple[int, ...], thumb: tuple[int, int, int]) -> None:
+        self.data, self.n, self.shape, self.thumb = data, n, shape, thumb
+        self.thumbs: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, rows: slice):
         import torch
 
-        self.n_test, self.n_train, self.info = len(x_test), len(x_train), info
-        self.x = torch.cat([x_test, x_train])  # uint8 (N, 1, 28, 28)
-        self.y = torch.cat([y_test, y_train])  # int64 (N,)
-
-    def first(self, n: int, include_train: bool):
-        """The first `n` images and labels: test images, then (if `include_train`) training images."""
-        total = self.n_test + (self.n_train if include_train else 0)
-        if not 0 < n <= total:
-            raise ValueError(f"{n} images asked for, {total} available")
-        return self.x[:n], self.y[:n]
-
-
-def load_images(data_dir: str) -> _Images:
-    """MNIST (test 10,000 + training 60,000, 28x28) from `data_dir` (features/data/datasets.py reads the IDX
-    files; no download), or, without it, scikit-learn's built-in digits upscaled to 28x28, with a note."""
-    from convscope.features.data.datasets import DatasetUnavailable, builtin_digits, load_mnist
-
-    note = reason = ""
-    try:
-        if not data_dir:
-            raise DatasetUnavailable("no --data-dir given")
-        ds = load_mnist(data_dir, download=False, channels=1)
-        crop = (slice(None), slice(None), slice(2, 30), slice(2, 30))  # undo load_mnist's padding to 32
-        x_test, x_train = ds.x_val[crop].contiguous(), ds.x_train[crop].contiguous()
-        name, source = "MNIST", ds.source
-    except DatasetUnavailable as exc:
-        ds = builtin_digits(channels=1, size=P.INPUT_SHAPE[0])
-        x_test, x_train = ds.x_val, ds.x_train
-        name, source = "digits", ds.source
-        note = f"No MNIST here: scikit-learn's {len(x_test) + len(x_train):,} built-in 8x8 digits, upscaled."
-        reason = str(exc)
-    info = {
-        "dataset": name,
-        "source": source,
-        "note": note,  # why these images stand in for MNIST, in a line ("" for MNIST itself)
-        "reason": reason,  # the longer story (where MNIST was looked for)
-        "n_test": len(x_test),
-        "n_train": len(x_train),
-        "classes": tuple(ds.classes),
-        "data_dir": data_dir,
-    }
-    return _Images(x_test, ds.y_val, x_train, ds.y_train, info)
+        start, stop, _ = rows.indices(self.n)
+        batch = self.data.batch(start, stop, self.shape, self.thumb)
+        self.thumbs = batch.thumbs
+        return torch.from_numpy(batch.inputs)
 
 
 class _ImageSet:
     """The embedding view's image set, loaded by a thread so that drawings keep flowing meanwhile."""
 
     def __init__(self) -> None:
-        self.data: _Images | None = None
-        self._dir: str | None = None  # what `data` or the running thread is for
+        self.data = None  # features/data/image_set.ImageSet
+        self._key: tuple[str, str] | None = None  # (data_dir, kind) of `data` or of the running thread
         self._thread: threading.Thread | None = None
-        self._result: list = []  # the thread's _Images or exception
+        self._result: list = []  # the thread's ImageSet or exception
 
     @property
     def loading(self) -> bool:
         return self._thread is not None
 
-    def open(self, data_dir: str) -> dict | None:
-        """Start loading `data_dir` unless it is loaded (its info, at once) or loading (None)."""
-        if self._dir == data_dir and self.data is not None:
+    def open(self, data_dir: str, kind: str) -> dict | None:
+        """Start loading the `kind` set of `data_dir` unless it is loaded (its info, at once) or loading
+        (None)."""
+        key = (data_dir, kind)
+        if self._key == key and self.data is not None:
             return self.data.info
-        if self._dir == data_dir and self._thread is not None:
+        if self._key == key and self._thread is not None:
             return None
         if self._thread is not None:
-            self._thread.join()  # another directory was loading: let it end, it is not wanted any more
+            self._thread.join()  # another set was loading: let it end, it is not wanted any more
             self._thread = None
-        self._dir, self.data, self._result = data_dir, None, []
-        self._thread = threading.Thread(target=self._load, args=(data_dir, self._result), daemon=True)
+        self._key, self.data, self._result = key, None, []
+        self._thread = threading.Thread(target=self._load, args=(data_dir, kind, self._result), daemon=True)
         self._thread.start()
         return None
 
-    def _load(self, data_dir: str, out: list) -> None:
+    def _load(self, data_dir: str, kind: str, out: list) -> None:
+        from convscope.features.data.image_set import open_image_set
+
         try:
-            out.append(load_images(data_dir))
+            out.append(open_image_set(data_dir, kind))
         except Exception as exc:  # reported as IMAGES_INFO's "error"
             out.append(exc)
 
@@ -520,7 +496,11 @@ class _ImageSet:
         self._thread.join()
         self._thread = None
         got = self._result[0] if self._result else RuntimeError("the loader ended without a result")
+        data_dir, kind = self._key
         if isinstance(got, Exception):
-            return {"error": f"{type(got).__name__}: {got}", "data_dir": self._dir}
+            from convscope.features.data.image_set import NoImageSet
+
+            text = str(got) if isinstance(got, NoImageSet) else f"{type(got).__name__}: {got}"
+            return {"error": text, "data_dir": data_dir, "kind": kind}
         self.data = got
         return got.info

@@ -11,10 +11,13 @@ What is particular here:
   a node of that map, or of the pool map right after it, selects the filter's point; a click on the point
   selects the map's most active node for the drawing (its centre when the map is dark), so the details
   panel shows the filter at work where it responds most; the scene outlines the map.
-- Images come from the worker's image set: MNIST's test (then training) images from --data-dir, else the
-  built-in scikit-learn digits, which the window says.  They can be embedded by any layer, the input's
-  pixels and the fc layers included (so the MLP, which has no filters, has an images mode too).  A click on
-  an image puts it on the drawing pad, and so through the network.
+- Images come from the worker's image set, the one the model's input takes (features/data/image_set.py):
+  for a grey model MNIST's test (then training) images from --data-dir, else the built-in scikit-learn
+  digits, which the window says; for a colour model the test set the Image panel opens first (CIFAR-10,
+  then its training images where there are some, or an ImageFolder), or one line saying there is none.
+  Either is resized to the model's H x W.  They can be embedded by any layer, the input's pixels and the
+  fc layers included (so the MLP, which has no filters, has an images mode too).  A click on a grey image
+  puts it on the drawing pad, on a colour one opens it in the Image panel: either way through the network.
 - A restarted worker loads the same weights, so the layouts still hold: the view just asks again.
 """
 
@@ -28,6 +31,7 @@ from convscope.features.embedding.messages import FilterData
 from convscope.features.embedding.panel import EmbedPanelState
 from convscope.features.inference.handle import WorkerHandle
 from convscope.scenes.embedding_view import EmbedView
+from convscope.scenes.explore.image_panel import model_input_spec, takes_images
 
 if TYPE_CHECKING:
     from convscope.scenes.explore.scene import ExploreScene
@@ -85,6 +89,8 @@ class ExploreEmbedHost:
             self._opening = True
             handle.open_images(self.scene.config.data_dir, retry=True)
         if handle.image_data is None and handle.image_error is None:
+            if takes_images(model_input_spec(handle)):
+                return "loading the images (CIFAR-10 or an ImageFolder from --data-dir)..."
             return "loading the images (MNIST from --data-dir, else the built-in digits)..."
         self._opening = False
         info = handle.image_data or {}
@@ -107,10 +113,33 @@ class ExploreEmbedHost:
     def open_image(self, job: ImagesJob, image: int) -> str:
         if job.images is None or not 0 <= image < len(job.images):
             return ""
-        self.scene.pad.set_image(job.images[image][0].astype("float32") / 255.0)
         label = int(job.labels[image]) if job.labels is not None else -1
         which = "test" if image < job.n_val else "training"
-        return f"{which} image {image} ({self._class(label)}) is on the pad"
+        name = self._image_class(label)
+        if job.images.shape[1] == 3:  # a colour model: the Image panel feeds it, not the pad
+            return self._open_colour(job, image, f"{which} image {image} ({name})")
+        self.scene.pad.set_image(job.images[image][0].astype("float32") / 255.0)
+        return f"{which} image {image} ({name}) is on the pad"
+
+    def _open_colour(self, job: ImagesJob, image: int, what: str) -> str:
+        """A colour image into the Image panel: the test set's own picture when the panel lists that set
+        (so Prev / Next walk on from it), else (a training image) the thumbnail itself."""
+        panel = self.scene.images.state
+        entry = (self.scene.worker.image_data or {}).get("entry", "")
+        k = next((k for k, e in enumerate(panel.datasets, 1) if str(e.path) == entry), 0)
+        if image < job.n_val and k:
+            if panel.choice != k or panel.source is None:
+                panel.open_dataset(k)
+            if panel.choice == k and panel.select(image):
+                return f"{what} is in the Image panel"
+        label = self._image_class(int(job.labels[image]))
+        panel.show_pixels(job.images[image].transpose(1, 2, 0), what, label)
+        return f"{what} is in the Image panel"
+
+    def _image_class(self, label: int) -> str:
+        """A label of the image set by its own class names (a model's may differ: an ImageFolder's)."""
+        classes = (self.scene.worker.image_data or {}).get("classes") or self.scene.state.classes
+        return classes[label] if 0 <= label < len(classes) else str(label)
 
     # -- selection ----------------------------------------------------------------------------------------
     def _convs(self) -> list:

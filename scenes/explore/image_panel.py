@@ -1,7 +1,7 @@
 """The image panel: what a colour model is fed, shown instead of the drawing pad for 3-channel inputs.
 
 `ImagePanelState` (no GL, no worker) holds where the pictures come from and which one is picked: a path
-typed in (an image file, a folder of images or an ImageFolder, scenes/explore/image_sources.py) or one of
+typed in (an image file, a folder of images or an ImageFolder, features/data/image_sources.py) or one of
 the test sets found under `--data-dir` (CIFAR-10 without pickles, ImageFolders).  Prev / Next and a list
 walk the pictures; the picked one shows with its true label.  A file, folder or picture that cannot be read
 leaves one line in the panel and the previous picture in place (its index moves on, so Next gets past it).
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from convscope.engine.ui.layout import LEFT, PanelLayout
 from convscope.engine.ui.widgets import image
-from convscope.scenes.explore.image_sources import (
+from convscope.features.data.image_sources import (
     DatasetEntry,
     ImageSource,
     SourceError,
@@ -152,6 +152,15 @@ class ImagePanelState:
 
     def step(self, delta: int) -> bool:
         return self.select(self.index + delta) if self.source is not None else False
+
+    def show_pixels(self, pixels: np.ndarray, name: str, label: str = "") -> None:
+        """A picture from elsewhere (the Embedding window's thumbnail of a training image), shown and fed
+        on its own: there is no source to walk from it."""
+        self.source, self.index = None, -1
+        self.pixels = np.ascontiguousarray(pixels)
+        self.thumb = thumbnail(self.pixels)
+        self.name, self.label, self.error = name, label, None
+        self.version += 1
 
 
 class ImagePanel:

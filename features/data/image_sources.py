@@ -10,10 +10,14 @@ known); `pixels(i)` decodes one on demand as (h, w, 3) RGB (uint8, or float in [
   records of one label byte and 3072 pixel bytes, planes R, G, B) or an npz holding `x_test` / `y_test`
   (uint8 N x 32 x 32 x 3) or `test_jpeg` / `test_offsets` / `y_test` (JPEG files end to end), read with
   `allow_pickle=False`.  torchvision's `cifar-10-batches-py` pickles are pointed out but not read.
+  `DatasetEntry.open_training()` reads the training split beside it the same ways (`data_batch_*.bin`,
+  `x_train` / `y_train`, `train_jpeg` / `train_offsets` / `y_train`), where there is one.
 * `find_datasets(data_dir)`: the test sets above, and ImageFolders at `data_dir`, `data_dir/test`,
   `data_dir/val` and one folder level down, found without listing whole trees.
 
-Every failure is a `SourceError` with one line naming the file or folder.
+A source of a labelled set also has `targets` (class numbers, -1 where unknown) and `classes` (names).
+Every failure is a `SourceError` with one line naming the file or folder.  numpy and Pillow only: the
+explorer's Image panel and the workers' images mode (features/data/image_set.py) both read these.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from convscope.scenes.explore.preprocess import InputImageError, open_image, rgb_to_pixels
+from convscope.features.data.pictures import InputImageError, open_image, rgb_to_pixels
 from PIL import Image
 
 # torchvision's IMG_EXTENSIONS, and GIF, which Pillow reads too.
@@ -48,10 +52,20 @@ class ImageSource:
 
     title: str = ""
 
-    def __init__(self, title: str, names: list[str], labels: list[str]) -> None:
+    def __init__(
+        self,
+        title: str,
+        names: list[str],
+        labels: list[str],
+        targets: np.ndarray | None = None,
+        classes: tuple[str, ...] = (),
+    ) -> None:
         self.title = title
         self._names = names
         self._labels = labels
+        # Class numbers in `classes` order (-1: unknown), for the t-SNE window's colours.
+        self.targets = np.full(len(names), -1, np.int64) if targets is None else np.asarray(targets, np.int64)
+        self.classes = tuple(classes)
 
     def __len__(self) -> int:
         return len(self._names)
@@ -70,10 +84,18 @@ class FileList(ImageSource):
     """Image files on disk, decoded when picked.  Paths are kept as strings: an ImageNet-sized folder
     (50,000 files) lists in a fraction of a second that way, Path objects take seconds."""
 
-    def __init__(self, title: str, paths: list[str], labels: list[str], root: str) -> None:
+    def __init__(
+        self,
+        title: str,
+        paths: list[str],
+        labels: list[str],
+        root: str,
+        targets: np.ndarray | None = None,
+        classes: tuple[str, ...] = (),
+    ) -> None:
         cut = len(os.path.join(root, ""))
         names = [q[cut:] if q.startswith(root) else os.path.basename(q) for q in paths]
-        super().__init__(title, names, labels)
+        super().__init__(title, names, labels, targets, classes)
         self.paths = paths
 
     def pixels(self, i: int) -> np.ndarray:
@@ -88,7 +110,8 @@ class ArrayImages(ImageSource):
     """Decoded uint8 (N, H, W, 3) images in memory (CIFAR-10's binary batch or an npz's x_test)."""
 
     def __init__(self, title: str, images: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> None:
-        super().__init__(title, [f"#{i}" for i in range(len(images))], [_class(classes, y) for y in labels])
+        names = [f"#{i}" for i in range(len(images))]
+        super().__init__(title, names, [_class(classes, y) for y in labels], labels, classes)
         self.images = images
 
     def pixels(self, i: int) -> np.ndarray:
@@ -106,7 +129,8 @@ class JpegImages(ImageSource):
         labels: np.ndarray,
         classes: tuple[str, ...],
     ) -> None:
-        super().__init__(title, [f"#{i}" for i in range(len(labels))], [_class(classes, y) for y in labels])
+        names = [f"#{i}" for i in range(len(labels))]
+        super().__init__(title, names, [_class(classes, y) for y in labels], labels, classes)
         self.buffer, self.offsets = buffer, offsets
 
     def pixels(self, i: int) -> np.ndarray:
@@ -174,13 +198,17 @@ def open_image_folder(root: Path) -> FileList:
     """A torchvision ImageFolder: every image under each class folder, labelled with the folder's name."""
     paths: list[str] = []
     labels: list[str] = []
-    for c in _class_folders(root):
+    targets: list[int] = []
+    classes = _class_folders(root)
+    for k, c in enumerate(classes):
         found = _images_under(root / c)
         paths += found
         labels += [c] * len(found)
+        targets += [k] * len(found)
     if not paths:
         raise SourceError(f"no images in the class folders of {root}")
-    return FileList(f"{root.name}/ ({len(_class_folders(root))} classes)", paths, labels, str(root))
+    title = f"{root.name}/ ({len(classes)} classes)"
+    return FileList(title, paths, labels, str(root), np.array(targets, np.int64), tuple(classes))
 
 
 def open_path(path: str | Path) -> ImageSource:
@@ -209,10 +237,7 @@ def open_path(path: str | Path) -> ImageSource:
 # -- CIFAR-10 without pickles -------------------------------------------------------------------------------
 
 
-def read_cifar_binary(path: str | Path) -> ArrayImages:
-    """CIFAR-10's binary batch (e.g. cifar-10-batches-bin/test_batch.bin); class names from the
-    batches.meta.txt beside it when there is one."""
-    path = Path(path)
+def _cifar_records(path: Path) -> np.ndarray:
     try:
         raw = np.fromfile(path, np.uint8)
     except OSError as exc:
@@ -222,7 +247,14 @@ def read_cifar_binary(path: str | Path) -> ArrayImages:
             f"{path} is not a CIFAR-10 binary batch: {raw.size} bytes is not a whole number of "
             f"{CIFAR_RECORD}-byte records"
         )
-    records = raw.reshape(-1, CIFAR_RECORD)
+    return raw.reshape(-1, CIFAR_RECORD)
+
+
+def read_cifar_binary(path: str | Path, more: tuple[Path, ...] = ()) -> ArrayImages:
+    """CIFAR-10's binary batch (e.g. cifar-10-batches-bin/test_batch.bin), and the batches in `more`
+    after it; class names from the batches.meta.txt beside it when there is one."""
+    path = Path(path)
+    records = np.concatenate([_cifar_records(p) for p in (path, *more)]) if more else _cifar_records(path)
     images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     classes = CIFAR_CLASSES
     meta = path.parent / "batches.meta.txt"
@@ -232,34 +264,35 @@ def read_cifar_binary(path: str | Path) -> ArrayImages:
     return ArrayImages(f"CIFAR-10 {path.stem}", np.ascontiguousarray(images), records[:, 0], classes)
 
 
-def read_cifar_npz(path: str | Path) -> ImageSource:
-    """The test split of a CIFAR-10 npz: exact pixels (x_test, y_test) or JPEGs (test_jpeg,
+def read_cifar_npz(path: str | Path, split: str = "test") -> ImageSource:
+    """The test (or "train") split of a CIFAR-10 npz: exact pixels (x_test, y_test) or JPEGs (test_jpeg,
     test_offsets, y_test); label_names when present."""
     path = Path(path)
+    xk, yk, jk, ok = (f"x_{split}", f"y_{split}", f"{split}_jpeg", f"{split}_offsets")
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
             classes = tuple(str(s) for s in z["label_names"]) if "label_names" in keys else CIFAR_CLASSES
-            if {"x_test", "y_test"} <= keys:
-                x, y = z["x_test"], z["y_test"]
+            if {xk, yk} <= keys:
+                x, y = z[xk], z[yk]
                 if x.dtype != np.uint8 or x.ndim != 4 or x.shape[3] != 3 or y.shape != (len(x),):
                     raise SourceError(
-                        f"{path}: x_test must be uint8 (N, H, W, 3) with N labels, got {x.dtype} {x.shape} "
+                        f"{path}: {xk} must be uint8 (N, H, W, 3) with N labels, got {x.dtype} {x.shape} "
                         f"and {y.shape}"
                     )
-                return ArrayImages(f"CIFAR-10 test ({path.name})", x, y, classes)
-            if {"test_jpeg", "test_offsets", "y_test"} <= keys:
-                buf, off, y = z["test_jpeg"], z["test_offsets"], z["y_test"]
+                return ArrayImages(f"CIFAR-10 {split} ({path.name})", x, y, classes)
+            if {jk, ok, yk} <= keys:
+                buf, off, y = z[jk], z[ok], z[yk]
                 if off.shape != (len(y) + 1,) or buf.dtype != np.uint8 or int(off[-1]) > len(buf):
-                    raise SourceError(f"{path}: test_offsets do not fit test_jpeg and y_test")
-                return JpegImages(f"CIFAR-10 test ({path.name}, JPEG)", buf, off, y, classes)
+                    raise SourceError(f"{path}: {ok} do not fit {jk} and {yk}")
+                return JpegImages(f"CIFAR-10 {split} ({path.name}, JPEG)", buf, off, y, classes)
     except SourceError:
         raise
     except FileNotFoundError:
         raise SourceError(f"cannot read {path}: no such file") from None
     except (OSError, ValueError, KeyError) as exc:
         raise SourceError(f"cannot read {path}: not a readable npz ({exc})") from None
-    raise SourceError(f"{path} holds no test split (x_test / y_test, or test_jpeg / test_offsets / y_test)")
+    raise SourceError(f"{path} holds no {split} split ({xk} / {yk}, or {jk} / {ok} / {yk})")
 
 
 # -- what a data folder offers ----------------------------------------------------------------------
@@ -277,6 +310,18 @@ class DatasetEntry:
         if self.kind == "cifar-npz":
             return read_cifar_npz(self.path)
         return open_image_folder(self.path)
+
+    def open_training(self) -> ImageSource | None:
+        """The training split that goes with this test set (CIFAR-10's), or None where there is none."""
+        if self.kind == "cifar-bin":
+            batches = tuple(sorted(self.path.parent.glob("data_batch_*.bin")))
+            return read_cifar_binary(batches[0], batches[1:]) if batches else None
+        if self.kind == "cifar-npz":
+            try:
+                return read_cifar_npz(self.path, "train")
+            except SourceError:
+                return None  # a test-only npz
+        return None
 
 
 def _short(stem: str) -> str:
