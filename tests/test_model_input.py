@@ -223,3 +223,16 @@ def test_bad_input_files_are_one_line(tmp_path):
     for path, _, words in cases[:4]:
         with pytest.raises(InputImageError, match=words):
             check_input_file(path)
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (1, 64, 64), (3, 20, 20), (1, 32, 24)])
+def test_the_worker_handle_converts_a_drawing_as_the_scene_does(shape):
+    """A caller that hands WorkerHandle.submit a 2-D drawing (tools, the kiosk) gets the same tensor as the
+    explorer's own conversion, enlarging and shrinking alike."""
+    from convscope.features.inference.messages import InputSpec
+    from convscope.features.inference.model_input import as_model_input
+
+    rng = np.random.default_rng(5)
+    ink = np.clip(rng.random((28, 28), np.float32) * 1.4 - 0.2, 0.0, 1.0)
+    spec = InputSpec(shape, (0.2,) * shape[0], (0.3,) * shape[0], ())
+    np.testing.assert_allclose(as_model_input(ink, spec), to_model_input(ink, spec), atol=1e-6)

@@ -1,32 +1,16 @@
 """A drawing (ink 1 on 0, any H x W) as the tensor a model takes: resized to its H x W, copied to every
 channel, normalised with its card's mean and std.  WorkerHandle.submit / infer_batch use it for the
 explorer's 28x28 drawings; a caller that builds the model input itself passes an array of exactly
-InputSpec.shape, which goes through untouched.  numpy only (render process).
+InputSpec.shape, which goes through untouched.  The resize is the explorer's own
+(features/data/pictures.py: area averages down, bilinear up), so a drawing reaches the model the same
+way whether the scene or this handle converts it.  numpy and Pillow only (render process).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from convscope.features.data.pictures import resize
 from convscope.features.inference.messages import InputSpec
-
-
-def _resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Area-weighted resize of a 2D image (exact box averages when shrinking, bilinear-like when growing)."""
-    src_h, src_w = img.shape
-    if (src_h, src_w) == (h, w):
-        return img
-
-    def weights(n_in: int, n_out: int) -> np.ndarray:
-        # Row i of the matrix: how much of each input pixel falls into output pixel i.
-        m = np.zeros((n_out, n_in), np.float64)
-        scale = n_in / n_out
-        for i in range(n_out):
-            lo, hi = i * scale, (i + 1) * scale
-            for j in range(int(np.floor(lo)), min(n_in, int(np.ceil(hi)))):
-                m[i, j] = min(hi, j + 1) - max(lo, j)
-        return m / m.sum(axis=1, keepdims=True)
-
-    return (weights(src_h, h) @ img.astype(np.float64) @ weights(src_w, w).T).astype(np.float32)
 
 
 def drawing_to_input(drawing: np.ndarray, spec: InputSpec) -> np.ndarray:
@@ -37,7 +21,7 @@ def drawing_to_input(drawing: np.ndarray, spec: InputSpec) -> np.ndarray:
     shape = tuple(spec.shape)
     if len(shape) == 3:
         c, h, w = shape
-        x = np.broadcast_to(_resize(img, h, w), (c, h, w))
+        x = np.broadcast_to(np.clip(resize(img, h, w), 0.0, 1.0), (c, h, w))
         mean = np.asarray(spec.mean, np.float32).reshape(-1, 1, 1)
         std = np.asarray(spec.std, np.float32).reshape(-1, 1, 1)
     elif img.size == shape[0]:
