@@ -314,6 +314,23 @@ def test_widget_opens_a_typed_path_and_steps(tmp_path):
         h.close()
 
 
+def test_guess_bars_fit_the_longest_class_name():
+    """"automobile   10.7 %" was cut to "mobile" on a bar of fixed width: the bars fit the longest class
+    name (within bounds), whatever picture is shown."""
+    from convscope.scenes.explore.image_panel import GUESS_MAX_WIDTH, GUESS_WIDTH, guess_width
+
+    h = Harness(ImagePanel())
+    try:
+        h.frame()
+        need = imgui.calc_text_size("automobile   100.0 %").x + 2 * imgui.get_style().frame_padding.x
+        assert guess_width(CIFAR_CLASSES, 1.0) >= need
+        assert guess_width(CIFAR_CLASSES, 2.0) > guess_width(CIFAR_CLASSES, 1.0)
+        assert guess_width(tuple("0123456789"), 1.0) == GUESS_WIDTH
+        assert guess_width(("x" * 300,), 1.0) == GUESS_MAX_WIDTH
+    finally:
+        h.close()
+
+
 @pytest.mark.gl
 def test_widget_frame_shows_the_picture_and_its_label(tmp_path):
     from convscope.engine.gpu.frame import OffscreenTarget

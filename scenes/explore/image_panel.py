@@ -41,7 +41,8 @@ THUMB_PX = (
 )
 SEEN_SIDE = 112.0  # "model input" (what the network sees), in window units at UI scale 1, as beside the pad
 MIN_SIDE = 96.0  # window units at UI scale 1: the smallest the picture is shown
-GUESS_WIDTH = 136.0  # window units at UI scale 1: the top-guess bars ("automobile  100.0 %" fits)
+GUESS_WIDTH = 136.0  # window units at UI scale 1: the top-guess bars at the least
+GUESS_MAX_WIDTH = 3 * GUESS_WIDTH  # and at the most (a longer class name is cut at both ends)
 CHROME = 140.0  # window units at UI scale 1: the panel without its picture (title, three rows, padding)
 PATH_CHOICE = "file or folder..."  # the first source: a path typed in
 _ERROR_RGBA = imgui.ImVec4(1.0, 0.45, 0.4, 1.0)
@@ -234,7 +235,7 @@ class ImagePanel:
 
     def gui(self, explore_state, scale: float, layout: PanelLayout) -> None:
         """Top of the left column, where the drawing pad is for grey models.  `explore_state`: the scene's
-        ExploreState, read for the top guesses only."""
+        ExploreState, read for the top guesses and the class names only."""
         side = picture_side(layout, THUMB_PX * scale, scale)
         layout.place(WINDOW, LEFT)
         imgui.begin(WINDOW, None, imgui.WindowFlags_.always_auto_resize | imgui.WindowFlags_.no_collapse)
@@ -245,6 +246,7 @@ class ImagePanel:
             [] if self.state.pixels is None else explore_state.top_guesses(3),  # no picture: no reading
             scale,
             side,
+            explore_state.classes,
         )
         layout.keep_inside(WINDOW)
         imgui.end()
@@ -263,7 +265,13 @@ def picture_side(layout: PanelLayout, full: float, scale: float) -> float:
 
 
 def gui_image_panel(
-    s: ImagePanelState, thumb, seen, guesses: list[tuple[str, float]], scale: float, side: float
+    s: ImagePanelState,
+    thumb,
+    seen,
+    guesses: list[tuple[str, float]],
+    scale: float,
+    side: float,
+    classes: tuple[str, ...] = (),
 ) -> None:
     """The panel's contents inside the caller's window; edits `s` only.  Rows: where the pictures come from;
     the picture, what the model gets and its top guesses side by side; Prev / Next with the list and the
@@ -273,7 +281,7 @@ def gui_image_panel(
     style = imgui.get_style()
     gap = style.item_spacing.x
     seen_side = max(min(SEEN_SIDE * scale, side - imgui.get_text_line_height_with_spacing()), 16.0 * scale)
-    bars = GUESS_WIDTH * scale
+    bars = guess_width(classes, scale)
     width = side + seen_side + bars + 2 * gap
 
     titles = [PATH_CHOICE] + [d.title for d in s.datasets]
@@ -399,6 +407,15 @@ def _gui_steps(s: ImagePanelState) -> None:
         s.scroll_list = True  # the next time the list opens, it opens at the picked picture
     _remember(s, "list")
     imgui.end_disabled()
+
+
+def guess_width(classes: tuple[str, ...], scale: float) -> float:
+    """Width of the top-guess bars: the longest class name with "100.0 %" fits on a bar (a fixed width cut
+    "automobile" to "mobile"), within GUESS_WIDTH .. GUESS_MAX_WIDTH; the same for every picture, so the
+    panel keeps its width."""
+    pad = 2 * imgui.get_style().frame_padding.x + 6 * scale
+    widest = max((imgui.calc_text_size(f"{c}   100.0 %").x for c in classes), default=0.0)
+    return float(min(max(GUESS_WIDTH * scale, widest + pad), GUESS_MAX_WIDTH * scale))
 
 
 def _gui_guesses(s: ImagePanelState, guesses: list[tuple[str, float]], width: float) -> None:
