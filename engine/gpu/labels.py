@@ -84,6 +84,15 @@ class GlyphAtlas:
             pen += g.advance
         return out
 
+    def ink_box(self, text: str, align: str = "center") -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) around the anchor, pixels at text size 1, y down: where the glyph quads of
+        `text` (outline included) lie as `layout` places them; all zero for blank text."""
+        quads = [(x, y, x + g.rect[2], y + g.rect[3]) for g, x, y in self.layout(text, align)]
+        if not quads:
+            return (0.0, 0.0, 0.0, 0.0)
+        x0, y0, x1, y1 = np.array(quads, np.float64).T
+        return (float(x0.min()), float(y0.min()), float(x1.max()), float(y1.max()))
+
 
 class LabelBatch:
     def __init__(self, ctx: moderngl.Context, atlas: GlyphAtlas | None = None) -> None:

@@ -1,0 +1,246 @@
+"""Where each layer's name is drawn on screen, for one view: beside its layer where nothing else is.
+
+Names keep a constant pixel size while the network shrinks with distance, so in a deep, folded network
+a name can run into a neighbour's, into a skip arc or over another layer's sheet.  `place_names` tries
+a few spots per layer in turn (left of it; over its far edge or under its near edge, from either corner
+or centred; beyond the arcs on its right or left where no other layer stands there), first with the
+full name, then from its last word on ("downsample.0"), and drops the name where no spot is free.  A
+spot is free when its text box (pixels, outline included) overlaps no box placed before, no layer's
+sheet and no arc, column link or frame as projected.  Order decides who yields: the focused layer first
+(hovered or selected, so it always shows its full name), then the layers with nothing beside them on
+the left (the spine), bottom to top, then the branches.  Pure numpy (no GL): the result is what
+LabelBatch takes, plus each text box, which tests check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1: pixels, y down
+ARC_PX = 3.0  # an arc's or a frame's half width on screen, with a pixel to spare
+CLEAR_PX = 2.0  # least free space between two text boxes
+SIDE_PX = 12.0  # a name beside its layer stands this far off its edge
+EDGE_PX = 10.0  # a name over (under) its layer stands this far above (below) the edge's corner
+
+
+@dataclass(frozen=True)
+class NameTag:
+    """One layer's name as drawn: `text` pinned to world point `anchor`, shifted by `offset` pixels (y
+    down, before the UI text scale) and aligned by `align` to it, as LabelBatch.set_labels takes them."""
+
+    layer: int
+    text: str
+    anchor: tuple[float, float, float]
+    offset: tuple[float, float]
+    align: str
+    box: Box  # where its ink lies on screen
+
+
+def short_name(title: str) -> str:
+    """A module path from its last word on ("layer2.0.downsample.0" -> "downsample.0", "layer2.1.conv2"
+    -> "conv2"), the op an opaque layer stands for kept ("a.b.roll [roll]" -> "roll [roll]"); "" where
+    that is the whole name (a short name stays whole or is dropped)."""
+    name, sep, rest = title.partition(" [")
+    parts = name.split(".")
+    words = [k for k, p in enumerate(parts) if not p.isdigit()]
+    if len(parts) < 3 or not words or words[-1] == 0:
+        return ""
+    return ".".join(parts[words[-1] :]) + sep + rest
+
+
+def project(view_proj: np.ndarray, points: np.ndarray, viewport: tuple[int, int]) -> np.ndarray:
+    """World points (..., 3) -> pixels (..., 2), y down; NaN behind the eye."""
+    p = np.asarray(points, np.float64)
+    clip = p @ view_proj[:3, :3].T + view_proj[:3, 3]
+    w = p @ view_proj[3, :3] + view_proj[3, 3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ndc = np.where((w > 1e-9)[..., None], clip[..., :2] / w[..., None], np.nan)
+    return np.stack([(ndc[..., 0] + 1.0) * 0.5 * viewport[0], (1.0 - ndc[..., 1]) * 0.5 * viewport[1]], -1)
+
+
+def _boxes_hit(box: Box, boxes: np.ndarray) -> bool:
+    if not len(boxes):
+        return False
+    x0, y0, x1, y1 = box
+    c = CLEAR_PX
+    bx0, by0, bx1, by1 = boxes.T
+    return bool(np.any((bx0 < x1 + c) & (x0 - c < bx1) & (by0 < y1 + c) & (y0 - c < by1)))
+
+
+def _quads_hit(box: Box, quads: np.ndarray) -> bool:
+    """Whether the box overlaps a convex quad of `quads` (M, 4, 2): no separating axis among the box's
+    two and the quad's four."""
+    if not len(quads):
+        return False
+    x0, y0, x1, y1 = box
+    lo, hi = quads.min(axis=1), quads.max(axis=1)
+    near = (lo[:, 0] < x1) & (x0 < hi[:, 0]) & (lo[:, 1] < y1) & (y0 < hi[:, 1])
+    q = quads[near]
+    if not len(q):
+        return False
+    edge = np.roll(q, -1, axis=1) - q
+    normal = np.stack([-edge[..., 1], edge[..., 0]], -1)  # (M, 4 axes, 2)
+    corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+    pq = np.einsum("mcd,mad->mac", q, normal)  # quad corners on each axis
+    pr = np.einsum("cd,mad->mac", corners, normal)  # box corners on each axis
+    apart = (pq.max(-1) <= pr.min(-1)) | (pr.max(-1) <= pq.min(-1))
+    return bool(np.any(~apart.any(axis=1)))
+
+
+def _segments_hit(box: Box, a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether any segment a[k] -> b[k] (pixels) passes through the box grown by an arc's half width."""
+    if not len(a):
+        return False
+    x0, y0, x1, y1 = box[0] - ARC_PX, box[1] - ARC_PX, box[2] + ARC_PX, box[3] + ARC_PX
+    near = (np.minimum(a[:, 0], b[:, 0]) <= x1) & (np.maximum(a[:, 0], b[:, 0]) >= x0)
+    near &= (np.minimum(a[:, 1], b[:, 1]) <= y1) & (np.maximum(a[:, 1], b[:, 1]) >= y0)
+    if not near.any():
+        return False
+    p, d = a[near], b[near] - a[near]
+    t0, t1 = np.zeros(len(p)), np.ones(len(p))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for k, (lo, hi) in enumerate(((x0, x1), (y0, y1))):
+            ta, tb = (lo - p[:, k]) / d[:, k], (hi - p[:, k]) / d[:, k]
+            flat = d[:, k] == 0  # parallel to this slab: inside it or never
+            inside = (p[:, k] >= lo) & (p[:, k] <= hi)
+            t0 = np.where(flat, np.where(inside, t0, 2.0), np.maximum(t0, np.minimum(ta, tb)))
+            t1 = np.where(flat, t1, np.minimum(t1, np.maximum(ta, tb)))
+    return bool(np.any(t0 <= t1))
+
+
+def place_names(
+    layout,
+    titles: Sequence[str],
+    visible: Sequence[bool],
+    view_proj: np.ndarray,
+    viewport: tuple[int, int],
+    ink: Callable[[str, str], Box],
+    scale: float = 0.8,
+    ui_scale: float = 1.0,
+    focus: int = -1,
+    taken: Sequence[Box] = (),
+    arcs: bool = True,
+) -> list[NameTag]:
+    """The names of the visible layers of `layout` that have room in this view (see the module doc).
+    `ink(text, align)` is the text's ink box around its anchor at text size 1 (GlyphAtlas.ink_box);
+    `scale` the names' text size, `ui_scale` the UI's on top (LabelBatch.draw's scale); `taken` boxes
+    already drawn (class labels); `arcs`: whether arcs, links and frames are drawn (they are obstacles)."""
+    vp = np.asarray(view_proj, np.float64)
+    b = np.asarray(layout.layer_bounds, np.float64)
+    levels = np.asarray(layout.levels)
+    shown = [i for i in range(len(b)) if visible[i]]
+    # Every shown layer's sheet as a screen quad (its four corners in its plane).
+    y = (b[:, 0, 1] + b[:, 1, 1]) / 2
+    xs, zs = b[:, :, 0], b[:, :, 2]
+    corners = np.stack(
+        [
+            np.stack([xs[:, 0], y, zs[:, 0]], -1),
+            np.stack([xs[:, 1], y, zs[:, 0]], -1),
+            np.stack([xs[:, 1], y, zs[:, 1]], -1),
+            np.stack([xs[:, 0], y, zs[:, 1]], -1),
+        ],
+        1,
+    )
+    quads = project(vp, corners, viewport)
+    on_screen = ~np.isnan(quads).any(axis=(1, 2))
+    # Arcs, column links and frames as screen segments.
+    lines = [a.points for a in (*layout.arcs, *layout.links)] + [f for _, f in layout.frames] if arcs else []
+    seg_a, seg_b = np.zeros((0, 2)), np.zeros((0, 2))
+    if lines:
+        pa = project(vp, np.concatenate([p[:-1] for p in lines]), viewport)
+        pb = project(vp, np.concatenate([p[1:] for p in lines]), viewport)
+        keep = ~(np.isnan(pa).any(1) | np.isnan(pb).any(1))
+        seg_a, seg_b = pa[keep], pb[keep]
+    # How far out to the right (left) the arcs beside a layer's level run: a name there stands beyond them.
+    right, left = b[:, 1, 0].copy(), b[:, 0, 0].copy()
+    for arc in layout.arcs if arcs else ():
+        lo, hi = levels[arc.source], levels[arc.target]
+        by = (levels >= lo) & (levels <= hi)
+        if arc.side > 0:
+            right[by] = np.maximum(right[by], arc.points[:, 0].max())
+        else:
+            left[by] = np.minimum(left[by], arc.points[:, 0].min())
+
+    placed = [np.asarray(t, np.float64) for t in taken]
+    boxes = np.array(placed).reshape(-1, 4)
+
+    def beside_left(i: int) -> bool:
+        return any(visible[j] and levels[j] == levels[i] and b[j, 1, 0] <= b[i, 0, 0] for j in shown)
+
+    def beside_right(i: int) -> bool:
+        return any(visible[j] and levels[j] == levels[i] and b[j, 0, 0] >= b[i, 1, 0] for j in shown)
+
+    def spots(i: int):
+        (x0, _, z0), (x1, _, z1) = b[i]
+        yi, zm, xm = y[i], (z0 + z1) / 2, (x0 + x1) / 2
+        out = [
+            ("side", (x0, yi, zm), (-SIDE_PX, 0.0), "right"),
+            ("edge", (x0, yi, z0), (0.0, -EDGE_PX), "left"),
+            ("edge", (x0, yi, z1), (0.0, EDGE_PX), "left"),
+            ("edge", (x1, yi, z0), (0.0, -EDGE_PX), "right"),
+            ("edge", (x1, yi, z1), (0.0, EDGE_PX), "right"),
+            ("edge", (xm, yi, z0), (0.0, -EDGE_PX), "center"),
+            ("edge", (xm, yi, z1), (0.0, EDGE_PX), "center"),
+            ("side", (right[i], yi, zm), (SIDE_PX, 0.0), "left"),
+            ("side", (left[i], yi, zm), (-SIDE_PX, 0.0), "right"),
+        ]
+        if beside_left(i):  # a branch: its left is its neighbour's, so over or under it first
+            out = [out[1], out[2], out[7], *out[3:7]]
+        if beside_right(i):  # beyond the arcs on the right would name the neighbour there
+            out = [x for x in out if not (x[0] == "side" and x[2][0] > 0)]
+        return out
+
+    def box_of(anchor_px: np.ndarray, text: str, offset, align: str) -> Box:
+        ix0, iy0, ix1, iy1 = ink(text, align)
+        ox, oy = offset
+        ax, ay = anchor_px
+        return (
+            ax + ui_scale * (scale * ix0 + ox),
+            ay + ui_scale * (scale * iy0 + oy),
+            ax + ui_scale * (scale * ix1 + ox),
+            ay + ui_scale * (scale * iy1 + oy),
+        )
+
+    def free(box: Box, i: int, kind: str) -> bool:
+        # A name beside its layer is clear of that layer's sheet by construction (the sheet's slanted
+        # edge may still touch the box's corner); over or under it, its own sheet counts too.
+        others = [j for j in shown if on_screen[j] and (j != i or kind == "edge")]
+        return not (
+            _boxes_hit(box, boxes) or _quads_hit(box, quads[others]) or _segments_hit(box, seg_a, seg_b)
+        )
+
+    primary = [i for i in shown if not beside_left(i)]
+    order = sorted(primary, key=lambda i: (levels[i], i)) + [i for i in shown if i not in set(primary)]
+    if 0 <= focus < len(b) and visible[focus]:
+        order = [focus] + [i for i in order if i != focus]
+    tags = []
+    for i in order:
+        if not on_screen[i]:
+            continue
+        texts = [titles[i]] if i == focus else [titles[i], short_name(titles[i])]
+        choice = None
+        for text in (t for t in texts if t):
+            for kind, anchor, offset, align in spots(i):
+                a = project(vp, np.array(anchor), viewport)
+                if np.isnan(a).any():
+                    continue
+                box = box_of(a, text, offset, align)
+                if free(box, i, kind):
+                    choice = (text, anchor, offset, align, box)
+                    break
+            if choice:
+                break
+        if choice is None and i == focus:  # the focused layer's name is drawn anyway, the others yield
+            kind, anchor, offset, align = spots(i)[0]
+            a = project(vp, np.array(anchor), viewport)
+            if not np.isnan(a).any():
+                choice = (titles[i], anchor, offset, align, box_of(a, titles[i], offset, align))
+        if choice is None:
+            continue
+        text, anchor, offset, align, box = choice
+        tags.append(NameTag(i, text, tuple(float(v) for v in anchor), offset, align, box))
+        boxes = np.vstack([boxes, np.array(box)[None]])
+    return tags
