@@ -70,24 +70,79 @@ def _boxes_hit(box: Box, boxes: np.ndarray) -> bool:
     return bool(np.any((bx0 < x1 + c) & (x0 - c < bx1) & (by0 < y1 + c) & (y0 - c < by1)))
 
 
-def _quads_hit(box: Box, quads: np.ndarray) -> bool:
-    """Whether the box overlaps a convex quad of `quads` (M, 4, 2): no separating axis among the box's
-    two and the quad's four."""
-    if not len(quads):
-        return False
-    x0, y0, x1, y1 = box
-    lo, hi = quads.min(axis=1), quads.max(axis=1)
-    near = (lo[:, 0] < x1) & (x0 < hi[:, 0]) & (lo[:, 1] < y1) & (y0 < hi[:, 1])
-    q = quads[near]
-    if not len(q):
-        return False
-    edge = np.roll(q, -1, axis=1) - q
-    normal = np.stack([-edge[..., 1], edge[..., 0]], -1)  # (M, 4 axes, 2)
-    corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
-    pq = np.einsum("mcd,mad->mac", q, normal)  # quad corners on each axis
-    pr = np.einsum("cd,mad->mac", corners, normal)  # box corners on each axis
-    apart = (pq.max(-1) <= pr.min(-1)) | (pr.max(-1) <= pq.min(-1))
-    return bool(np.any(~apart.any(axis=1)))
+class _Sheets:
+    """The layers' sheets as screen quads (M, 4, 2), with what the overlap test needs precomputed."""
+
+    def __init__(self, quads: np.ndarray, layers: np.ndarray) -> None:
+        self.layers = layers
+        self.lo, self.hi = quads.min(axis=1), quads.max(axis=1)
+        edge = np.roll(quads, -1, axis=1) - quads
+        self.normal = np.stack([-edge[..., 1], edge[..., 0]], -1)  # (M, 4 axes, 2)
+        on_axes = np.einsum("mcd,mad->mac", quads, self.normal)  # each quad's corners on its own axes
+        self.qmin, self.qmax = on_axes.min(-1), on_axes.max(-1)
+
+    def hit(self, box: Box, skip: int = -1) -> bool:
+        """Whether the box overlaps a quad (other than layer `skip`'s): no separating axis among the
+        box's two and the quad's four."""
+        x0, y0, x1, y1 = box
+        near = (self.lo[:, 0] < x1) & (x0 < self.hi[:, 0]) & (self.lo[:, 1] < y1) & (y0 < self.hi[:, 1])
+        near &= self.layers != skip
+        if not near.any():
+            return False
+        corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+        on_axes = np.einsum("cd,mad->mac", corners, self.normal[near])
+        apart = (self.qmax[near] <= on_axes.min(-1)) | (on_axes.max(-1) <= self.qmin[near])
+        return bool(np.any(~apart.any(axis=1)))
+
+
+class _Lines:
+    """Arcs, links and frames as screen segments a -> b (pixels), with their bounding boxes."""
+
+    def __init__(self, a: np.ndarray, b: np.ndarray) -> None:
+        self.a, self.d = a, b - a
+        self.lo, self.hi = np.minimum(a, b), np.maximum(a, b)
+
+    def hit(self, box: Box) -> bool:
+        """Whether a segment passes through the box grown by an arc's half width (slab clipping)."""
+        x0, y0, x1, y1 = box[0] - ARC_PX, box[1] - ARC_PX, box[2] + ARC_PX, box[3] + ARC_PX
+        near = (self.lo[:, 0] <= x1) & (self.hi[:, 0] >= x0) & (self.lo[:, 1] <= y1) & (self.hi[:, 1] >= y0)
+        if not near.any():
+            return False
+        p, d = self.a[near], self.d[near]
+        t0, t1 = np.zeros(len(p)), np.ones(len(p))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for k, (lo, hi) in enumerate(((x0, x1), (y0, y1))):
+                ta, tb = (lo - p[:, k]) / d[:, k], (hi - p[:, k]) / d[:, k]
+                flat = d[:, k] == 0  # parallel to this slab: inside it or never
+                inside = (p[:, k] >= lo) & (p[:, k] <= hi)
+                t0 = np.where(flat, np.where(inside, t0, 2.0), np.maximum(t0, np.minimum(ta, tb)))
+                t1 = np.where(flat, t1, np.minimum(t1, np.maximum(ta, tb)))
+        return bool(np.any(t0 <= t1))
+
+
+class _Sheets:
+    """The layers' sheets as screen quads (M, 4, 2), with what the overlap test needs precomputed."""
+
+    def __init__(self, quads: np.ndarray, layers: np.ndarray) -> None:
+        self.layers = layers
+        self.lo, self.hi = quads.min(axis=1), quads.max(axis=1)
+        edge = np.roll(quads, -1, axis=1) - quads
+        self.normal = np.stack([-edge[..., 1], edge[..., 0]], -1)  # (M, 4 axes, 2)
+        on_axes = np.einsum("mcd,mad->mac", quads, self.normal)  # each quad's corners on its own axes
+        self.qmin, self.qmax = on_axes.min(-1), on_axes.max(-1)
+
+    def hit(self, box: Box, skip: int = -1) -> bool:
+        """Whether the box overlaps a quad (other than layer `skip`'s): no separating axis among the
+        box's two and the quad's four."""
+        x0, y0, x1, y1 = box
+        near = (self.lo[:, 0] < x1) & (x0 < self.hi[:, 0]) & (self.lo[:, 1] < y1) & (y0 < self.hi[:, 1])
+        near &= self.layers != skip
+        if not near.any():
+            return False
+        corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+        on_axes = np.einsum("cd,mad->mac", corners, self.normal[near])
+        apart = (self.qmax[near] <= on_axes.min(-1)) | (on_axes.max(-1) <= self.qmin[near])
+        return bool(np.any(~apart.any(axis=1)))
 
 
 def _segments_hit(box: Box, a: np.ndarray, b: np.ndarray) -> bool:
@@ -146,14 +201,17 @@ def place_names(
     )
     quads = project(vp, corners, viewport)
     on_screen = ~np.isnan(quads).any(axis=(1, 2))
+    drawn = np.array([i for i in shown if on_screen[i]], np.int64)
+    sheets = _Sheets(quads[drawn], drawn)
     # Arcs, column links and frames as screen segments.
     lines = [a.points for a in (*layout.arcs, *layout.links)] + [f for _, f in layout.frames] if arcs else []
-    seg_a, seg_b = np.zeros((0, 2)), np.zeros((0, 2))
+    pa, pb = np.zeros((0, 2)), np.zeros((0, 2))
     if lines:
         pa = project(vp, np.concatenate([p[:-1] for p in lines]), viewport)
         pb = project(vp, np.concatenate([p[1:] for p in lines]), viewport)
         keep = ~(np.isnan(pa).any(1) | np.isnan(pb).any(1))
-        seg_a, seg_b = pa[keep], pb[keep]
+        pa, pb = pa[keep], pb[keep]
+    segments = _Lines(pa, pb)
     # How far out to the right (left) the arcs beside a layer's level run: a name there stands beyond them.
     right, left = b[:, 1, 0].copy(), b[:, 0, 0].copy()
     for arc in layout.arcs if arcs else ():
@@ -167,34 +225,48 @@ def place_names(
     placed = [np.asarray(t, np.float64) for t in taken]
     boxes = np.array(placed).reshape(-1, 4)
 
-    def beside_left(i: int) -> bool:
-        return any(visible[j] and levels[j] == levels[i] and b[j, 1, 0] <= b[i, 0, 0] for j in shown)
+    # Whether another shown layer stands on the same level to the left (right).
+    lv, x_lo, x_hi = levels[shown], b[shown, 0, 0], b[shown, 1, 0]
+    beside_left = {i: bool(np.any((lv == levels[i]) & (x_hi <= b[i, 0, 0]))) for i in shown}
+    beside_right = {i: bool(np.any((lv == levels[i]) & (x_lo >= b[i, 1, 0]))) for i in shown}
 
-    def beside_right(i: int) -> bool:
-        return any(visible[j] and levels[j] == levels[i] and b[j, 0, 0] >= b[i, 1, 0] for j in shown)
+    # The anchors of the nine spots of every layer (see `how` below), projected at once.
+    (x0, _, z0), (x1, _, z1) = b[:, 0].T, b[:, 1].T
+    zm, xm = (z0 + z1) / 2, (x0 + x1) / 2
+    spot_x = np.stack([x0, x0, x0, x1, x1, xm, xm, right, left], -1)
+    spot_z = np.stack([zm, z0, z1, z0, z1, z0, z1, zm, zm], -1)
+    spot_anchor = np.stack([spot_x, np.broadcast_to(y[:, None], spot_x.shape), spot_z], -1)
+    spot_px = project(vp, spot_anchor, viewport)
 
-    def spots(i: int):
-        (x0, _, z0), (x1, _, z1) = b[i]
-        yi, zm, xm = y[i], (z0 + z1) / 2, (x0 + x1) / 2
-        out = [
-            ("side", (x0, yi, zm), (-SIDE_PX, 0.0), "right"),
-            ("edge", (x0, yi, z0), (0.0, -EDGE_PX), "left"),
-            ("edge", (x0, yi, z1), (0.0, EDGE_PX), "left"),
-            ("edge", (x1, yi, z0), (0.0, -EDGE_PX), "right"),
-            ("edge", (x1, yi, z1), (0.0, EDGE_PX), "right"),
-            ("edge", (xm, yi, z0), (0.0, -EDGE_PX), "center"),
-            ("edge", (xm, yi, z1), (0.0, EDGE_PX), "center"),
-            ("side", (right[i], yi, zm), (SIDE_PX, 0.0), "left"),
-            ("side", (left[i], yi, zm), (-SIDE_PX, 0.0), "right"),
+    def spots(i: int) -> list[tuple[str, np.ndarray, np.ndarray, tuple[float, float], str]]:
+        """(kind, anchor, its pixel position, offset, align) of each spot of layer i, best first."""
+        anchors, px = spot_anchor[i], spot_px[i]
+        how = [
+            ("side", (-SIDE_PX, 0.0), "right"),
+            ("edge", (0.0, -EDGE_PX), "left"),
+            ("edge", (0.0, EDGE_PX), "left"),
+            ("edge", (0.0, -EDGE_PX), "right"),
+            ("edge", (0.0, EDGE_PX), "right"),
+            ("edge", (0.0, -EDGE_PX), "center"),
+            ("edge", (0.0, EDGE_PX), "center"),
+            ("side", (SIDE_PX, 0.0), "left"),
+            ("side", (-SIDE_PX, 0.0), "right"),
         ]
-        if beside_left(i):  # a branch: its left is its neighbour's, so over or under it first
-            out = [out[1], out[2], out[7], *out[3:7]]
-        if beside_right(i):  # beyond the arcs on the right would name the neighbour there
-            out = [x for x in out if not (x[0] == "side" and x[2][0] > 0)]
-        return out
+        order = list(range(9))
+        if beside_left[i]:  # a branch: its left is its neighbour's, so over or under it first
+            order = [1, 2, 7, 3, 4, 5, 6]
+        if beside_right[i]:  # beyond the arcs on the right would name the neighbour there
+            order = [k for k in order if k != 7]
+        return [
+            (how[k][0], anchors[k], px[k], how[k][1], how[k][2]) for k in order if not np.isnan(px[k]).any()
+        ]
+
+    inks: dict[tuple[str, str], Box] = {}
 
     def box_of(anchor_px: np.ndarray, text: str, offset, align: str) -> Box:
-        ix0, iy0, ix1, iy1 = ink(text, align)
+        if (text, align) not in inks:
+            inks[text, align] = ink(text, align)
+        ix0, iy0, ix1, iy1 = inks[text, align]
         ox, oy = offset
         ax, ay = anchor_px
         return (
@@ -207,37 +279,32 @@ def place_names(
     def free(box: Box, i: int, kind: str) -> bool:
         # A name beside its layer is clear of that layer's sheet by construction (the sheet's slanted
         # edge may still touch the box's corner); over or under it, its own sheet counts too.
-        others = [j for j in shown if on_screen[j] and (j != i or kind == "edge")]
         return not (
-            _boxes_hit(box, boxes) or _quads_hit(box, quads[others]) or _segments_hit(box, seg_a, seg_b)
+            _boxes_hit(box, boxes) or sheets.hit(box, skip=i if kind == "side" else -1) or segments.hit(box)
         )
 
-    primary = [i for i in shown if not beside_left(i)]
-    order = sorted(primary, key=lambda i: (levels[i], i)) + [i for i in shown if i not in set(primary)]
+    primary = [i for i in shown if not beside_left[i]]
+    order = sorted(primary, key=lambda i: (levels[i], i)) + [i for i in shown if beside_left[i]]
     if 0 <= focus < len(b) and visible[focus]:
         order = [focus] + [i for i in order if i != focus]
     tags = []
     for i in order:
         if not on_screen[i]:
             continue
+        places = spots(i)
         texts = [titles[i]] if i == focus else [titles[i], short_name(titles[i])]
         choice = None
         for text in (t for t in texts if t):
-            for kind, anchor, offset, align in spots(i):
-                a = project(vp, np.array(anchor), viewport)
-                if np.isnan(a).any():
-                    continue
-                box = box_of(a, text, offset, align)
+            for kind, anchor, px, offset, align in places:
+                box = box_of(px, text, offset, align)
                 if free(box, i, kind):
                     choice = (text, anchor, offset, align, box)
                     break
             if choice:
                 break
-        if choice is None and i == focus:  # the focused layer's name is drawn anyway, the others yield
-            kind, anchor, offset, align = spots(i)[0]
-            a = project(vp, np.array(anchor), viewport)
-            if not np.isnan(a).any():
-                choice = (titles[i], anchor, offset, align, box_of(a, titles[i], offset, align))
+        if choice is None and i == focus and places:  # the focused layer's name is drawn anyway
+            _, anchor, px, offset, align = places[0]
+            choice = (titles[i], anchor, offset, align, box_of(px, titles[i], offset, align))
         if choice is None:
             continue
         text, anchor, offset, align, box = choice
