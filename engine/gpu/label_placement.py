@@ -73,20 +73,17 @@ def _boxes_hit(box: Box, boxes: np.ndarray) -> bool:
 class _Sheets:
     """The layers' sheets as screen quads (M, 4, 2), with what the overlap test needs precomputed."""
 
-    def __init__(self, quads: np.ndarray, layers: np.ndarray) -> None:
-        self.layers = layers
+    def __init__(self, quads: np.ndarray) -> None:
         self.lo, self.hi = quads.min(axis=1), quads.max(axis=1)
         edge = np.roll(quads, -1, axis=1) - quads
         self.normal = np.stack([-edge[..., 1], edge[..., 0]], -1)  # (M, 4 axes, 2)
         on_axes = np.einsum("mcd,mad->mac", quads, self.normal)  # each quad's corners on its own axes
         self.qmin, self.qmax = on_axes.min(-1), on_axes.max(-1)
 
-    def hit(self, box: Box, skip: int = -1) -> bool:
-        """Whether the box overlaps a quad (other than layer `skip`'s): no separating axis among the
-        box's two and the quad's four."""
+    def hit(self, box: Box) -> bool:
+        """Whether the box overlaps a quad: no separating axis among the box's two and the quad's four."""
         x0, y0, x1, y1 = box
         near = (self.lo[:, 0] < x1) & (x0 < self.hi[:, 0]) & (self.lo[:, 1] < y1) & (y0 < self.hi[:, 1])
-        near &= self.layers != skip
         if not near.any():
             return False
         corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
@@ -118,52 +115,6 @@ class _Lines:
                 t0 = np.where(flat, np.where(inside, t0, 2.0), np.maximum(t0, np.minimum(ta, tb)))
                 t1 = np.where(flat, t1, np.minimum(t1, np.maximum(ta, tb)))
         return bool(np.any(t0 <= t1))
-
-
-class _Sheets:
-    """The layers' sheets as screen quads (M, 4, 2), with what the overlap test needs precomputed."""
-
-    def __init__(self, quads: np.ndarray, layers: np.ndarray) -> None:
-        self.layers = layers
-        self.lo, self.hi = quads.min(axis=1), quads.max(axis=1)
-        edge = np.roll(quads, -1, axis=1) - quads
-        self.normal = np.stack([-edge[..., 1], edge[..., 0]], -1)  # (M, 4 axes, 2)
-        on_axes = np.einsum("mcd,mad->mac", quads, self.normal)  # each quad's corners on its own axes
-        self.qmin, self.qmax = on_axes.min(-1), on_axes.max(-1)
-
-    def hit(self, box: Box, skip: int = -1) -> bool:
-        """Whether the box overlaps a quad (other than layer `skip`'s): no separating axis among the
-        box's two and the quad's four."""
-        x0, y0, x1, y1 = box
-        near = (self.lo[:, 0] < x1) & (x0 < self.hi[:, 0]) & (self.lo[:, 1] < y1) & (y0 < self.hi[:, 1])
-        near &= self.layers != skip
-        if not near.any():
-            return False
-        corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
-        on_axes = np.einsum("cd,mad->mac", corners, self.normal[near])
-        apart = (self.qmax[near] <= on_axes.min(-1)) | (on_axes.max(-1) <= self.qmin[near])
-        return bool(np.any(~apart.any(axis=1)))
-
-
-def _segments_hit(box: Box, a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether any segment a[k] -> b[k] (pixels) passes through the box grown by an arc's half width."""
-    if not len(a):
-        return False
-    x0, y0, x1, y1 = box[0] - ARC_PX, box[1] - ARC_PX, box[2] + ARC_PX, box[3] + ARC_PX
-    near = (np.minimum(a[:, 0], b[:, 0]) <= x1) & (np.maximum(a[:, 0], b[:, 0]) >= x0)
-    near &= (np.minimum(a[:, 1], b[:, 1]) <= y1) & (np.maximum(a[:, 1], b[:, 1]) >= y0)
-    if not near.any():
-        return False
-    p, d = a[near], b[near] - a[near]
-    t0, t1 = np.zeros(len(p)), np.ones(len(p))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for k, (lo, hi) in enumerate(((x0, x1), (y0, y1))):
-            ta, tb = (lo - p[:, k]) / d[:, k], (hi - p[:, k]) / d[:, k]
-            flat = d[:, k] == 0  # parallel to this slab: inside it or never
-            inside = (p[:, k] >= lo) & (p[:, k] <= hi)
-            t0 = np.where(flat, np.where(inside, t0, 2.0), np.maximum(t0, np.minimum(ta, tb)))
-            t1 = np.where(flat, t1, np.minimum(t1, np.maximum(ta, tb)))
-    return bool(np.any(t0 <= t1))
 
 
 def place_names(
@@ -202,7 +153,7 @@ def place_names(
     quads = project(vp, corners, viewport)
     on_screen = ~np.isnan(quads).any(axis=(1, 2))
     drawn = np.array([i for i in shown if on_screen[i]], np.int64)
-    sheets = _Sheets(quads[drawn], drawn)
+    sheets = _Sheets(quads[drawn])
     # Arcs, column links and frames as screen segments.
     lines = [a.points for a in (*layout.arcs, *layout.links)] + [f for _, f in layout.frames] if arcs else []
     pa, pb = np.zeros((0, 2)), np.zeros((0, 2))
@@ -257,9 +208,11 @@ def place_names(
             order = [1, 2, 7, 3, 4, 5, 6]
         if beside_right[i]:  # beyond the arcs on the right would name the neighbour there
             order = [k for k in order if k != 7]
-        return [
-            (how[k][0], anchors[k], px[k], how[k][1], how[k][2]) for k in order if not np.isnan(px[k]).any()
-        ]
+        out = []
+        for k in order:
+            if not np.isnan(px[k]).any():
+                out.append((how[k][0], anchors[k], px[k], how[k][1], how[k][2]))
+        return out
 
     inks: dict[tuple[str, str], Box] = {}
 
@@ -276,12 +229,20 @@ def place_names(
             ay + ui_scale * (scale * iy1 + oy),
         )
 
-    def free(box: Box, i: int, kind: str) -> bool:
-        # A name beside its layer is clear of that layer's sheet by construction (the sheet's slanted
-        # edge may still touch the box's corner); over or under it, its own sheet counts too.
-        return not (
-            _boxes_hit(box, boxes) or sheets.hit(box, skip=i if kind == "side" else -1) or segments.hit(box)
-        )
+    def off_edge(i: int, anchor_px: np.ndarray, box: Box, offset: tuple[float, float]) -> tuple[float, float]:
+        """A name beside layer i pinned to the middle of its side edge, moved out as far as that edge,
+        slanted in perspective, reaches past the anchor over the name's height."""
+        a, b_ = quads[i, [0, 3]] if offset[0] < 0 else quads[i, [1, 2]]
+        if abs(b_[1] - a[1]) < 1e-6:
+            return offset
+        ys = np.clip([box[1], box[3]], *sorted((a[1], b_[1])))
+        xs = a[0] + (ys - a[1]) / (b_[1] - a[1]) * (b_[0] - a[0])
+        if offset[0] < 0:
+            return (offset[0] - max(0.0, float(anchor_px[0] - xs.min())) / ui_scale, offset[1])
+        return (offset[0] + max(0.0, float(xs.max() - anchor_px[0])) / ui_scale, offset[1])
+
+    def free(box: Box) -> bool:
+        return not (_boxes_hit(box, boxes) or sheets.hit(box) or segments.hit(box))
 
     primary = [i for i in shown if not beside_left[i]]
     order = sorted(primary, key=lambda i: (levels[i], i)) + [i for i in shown if beside_left[i]]
@@ -296,8 +257,10 @@ def place_names(
         choice = None
         for text in (t for t in texts if t):
             for kind, anchor, px, offset, align in places:
+                if kind == "side":
+                    offset = off_edge(i, px, box_of(px, text, offset, align), offset)
                 box = box_of(px, text, offset, align)
-                if free(box, i, kind):
+                if free(box):
                     choice = (text, anchor, offset, align, box)
                     break
             if choice:
