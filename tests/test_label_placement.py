@@ -169,3 +169,58 @@ def test_harley_networks_keep_their_names_left_of_each_layer(make):
         # 12 px left of the edge's middle, a little more where the edge slants out under the name
         assert t.align == "right" and t.offset[1] == 0.0 and -16.0 <= t.offset[0] <= -12.0
         np.testing.assert_allclose(t.anchor, [lo[0], (lo[1] + hi[1]) / 2, (lo[2] + hi[2]) / 2], atol=1e-4)
+
+
+@pytest.mark.gl
+@pytest.mark.parametrize("view", ["1280x720", "1920x1080"])
+def test_resnet18_frame_shows_each_name_in_its_box_and_no_arc_under_it(layouts, view):
+    """Three frames of ResNet-18 from the home view: names and arcs, arcs alone, neither.  Every pixel
+    the names change lies in a drawn name's box (the boxes are where the text is), each box holds some
+    of its text, and no pixel an arc changes lies in a box."""
+    from convscope.engine.gpu.frame import OffscreenTarget
+    from convscope.engine.gpu.scene_renderer import RenderSettings, SceneRenderer
+    from gl_helpers import gl_context, smooth_activations
+    from PIL import Image
+
+    lay = layouts["resnet18"]
+    ctx = gl_context()
+    (w, h), free = VIEWS[view]
+    cam = OrbitCamera()
+    fit_camera(cam, lay.bounds, free, (w, h))
+    r = SceneRenderer(ctx, lay)
+    target = OffscreenTarget(ctx, w, h)
+    frames = {}
+    try:
+        r.set_activations(smooth_activations(lay.spec))
+        for key, names_on, arcs_on in (("all", True, True), ("arcs", False, True), ("none", False, False)):
+            target.use()
+            r.draw(cam, (w, h), RenderSettings(show_layer_names=names_on, show_arcs=arcs_on))
+            frames[key] = target.read().astype(int)
+            if key == "all":
+                tags = list(r.name_tags)
+        assert ctx.error == "GL_NO_ERROR"
+    finally:
+        target.release()
+        r.release()
+    Image.fromarray(frames["all"].astype(np.uint8)).save(f"/tmp/convscope_names_resnet18_{view}.png")
+    text = np.abs(frames["all"] - frames["arcs"]).max(-1) > 40
+    arc = np.abs(frames["arcs"] - frames["none"]).max(-1) > 20
+    assert arc.sum() > 500, "no arcs drawn"
+    in_box = np.zeros((h, w), bool)
+    for t in tags:
+        x0, y0, x1, y1 = (
+            int(np.floor(t.box[0])),
+            int(np.floor(t.box[1])),
+            int(np.ceil(t.box[2])),
+            int(np.ceil(t.box[3])),
+        )
+        box = np.zeros((h, w), bool)
+        box[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)] = True
+        assert (text & box).sum() >= 20, f"no text in the box of {t.text}"
+        assert not (arc & box).any(), f"an arc is drawn under the name {t.text}"
+        in_box |= box
+    grown = in_box.copy()
+    for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1)):  # a pixel of slack for the anchor's rounding
+        grown |= np.roll(in_box, (dy, dx), axis=(0, 1))
+    stray = text & ~grown
+    assert stray.sum() == 0, f"{stray.sum()} text pixels outside every box, e.g. at {np.argwhere(stray)[:3]}"
