@@ -31,7 +31,9 @@ VIEWS = {  # name: (viewport, the free rectangle the network is fitted into)
     "1280x720": ((1280, 720), (0, 0, 1280, 720)),
     "1920x1080": ((1920, 1080), (0, 0, 1920, 1080)),
     "1280x720-panels": ((1280, 720), (300, 0, 700, 720)),
+    "1280x720-narrow": ((1280, 720), (500, 0, 500, 720)),  # panels on both sides
 }
+FITTED = ["1280x720", "1920x1080", "1280x720-panels"]
 ATLAS = GlyphAtlas()
 
 
@@ -58,7 +60,10 @@ def names(layout, view: str, focus: int = -1):
     titles = [layer_title(x) for x in layout.spec.layers]
     visible = [True] * len(titles)
     vp = home_view(layout, view)
-    return place_names(layout, titles, visible, vp, VIEWS[view][0], ATLAS.ink_box, NAME_SCALE, focus=focus)
+    viewport, free = VIEWS[view]
+    return place_names(
+        layout, titles, visible, vp, viewport, ATLAS.ink_box, NAME_SCALE, focus=focus, region=free
+    )
 
 
 def inside(points: np.ndarray, box, grow: float = 0.0) -> np.ndarray:
@@ -108,7 +113,7 @@ def check_readable(layout, view: str, tags) -> None:
             assert not inside(px, box).any(), f"the name {name!r} covers a node of {x.name}"
 
 
-@pytest.mark.parametrize("view", sorted(VIEWS))
+@pytest.mark.parametrize("view", FITTED)
 @pytest.mark.parametrize("net", sorted(TRACED))
 def test_names_at_the_fitted_view_overlap_nothing(layouts, net, view):
     lay = layouts[net]
@@ -124,6 +129,11 @@ def test_names_at_the_fitted_view_overlap_nothing(layouts, net, view):
             if not any(lv[j] == lv[i] and b[j, 1, 0] <= b[i, 0, 0] for j in range(len(titles))):
                 assert drawn.get(i) == t, (t, drawn.get(i))
     assert len(drawn) >= 0.8 * len(titles), sorted(set(titles) - {titles[i] for i in drawn})
+    # The fit leaves the names room: all of them lie in the part of the view the network was fitted to.
+    fx, fy, fw, fh = VIEWS[view][1]
+    for t in tags:
+        x0, y0, x1, y1 = t.box
+        assert fx <= x0 and x1 <= fx + fw and fy <= y0 and y1 <= fy + fh, (t.text, t.box)
 
 
 def test_resnet18_names_beside_folded_columns(layouts):
@@ -137,16 +147,16 @@ def test_resnet18_names_beside_folded_columns(layouts):
 def test_the_focused_layer_shows_its_full_name(layouts):
     lay = layouts["resnet18"]
     idx = {x.name: i for i, x in enumerate(lay.spec.layers)}
-    focus = idx["layer2.0.downsample.0"]
-    # In the narrow view it has no room of its own ...
-    assert focus not in {t.layer for t in names(lay, "1280x720-panels")}
+    focus = idx["layer4.0.downsample.0"]
+    # In a narrow view it has no room of its own ...
+    assert focus not in {t.layer for t in names(lay, "1280x720-narrow")}
     # ... hovered (or selected), it comes first and whole; the others keep clear of it.
-    tags = names(lay, "1280x720-panels", focus=focus)
-    assert tags[0].layer == focus and tags[0].text == "layer2.0.downsample.0"
+    tags = names(lay, "1280x720-narrow", focus=focus)
+    assert tags[0].layer == focus and tags[0].text == "layer4.0.downsample.0"
     x0, y0, x1, y1 = tags[0].box
     for t in tags[1:]:
         assert t.box[2] <= x0 or x1 <= t.box[0] or t.box[3] <= y0 or y1 <= t.box[1], t.text
-    check_readable(lay, "1280x720-panels", tags[1:])
+    check_readable(lay, "1280x720-narrow", tags[1:])
 
 
 def test_a_name_is_shortened_from_its_last_word_on():

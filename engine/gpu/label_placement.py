@@ -5,11 +5,12 @@ a name can run into a neighbour's, into a skip arc or over another layer's sheet
 a few spots per layer in turn (left of it; over its far edge or under its near edge, from either corner
 or centred; beyond the arcs on its right or left where no other layer stands there), first with the
 full name, then from its last word on ("downsample.0"), and drops the name where no spot is free.  A
-spot is free when its text box (pixels, outline included) overlaps no box placed before, no layer's
-sheet and no arc, column link or frame as projected.  Order decides who yields: the focused layer first
-(hovered or selected, so it always shows its full name), then the layers with nothing beside them on
-the left (the spine), bottom to top, then the branches.  Pure numpy (no GL): the result is what
-LabelBatch takes, plus each text box, which tests check.
+spot is free when its text box (pixels, outline included) lies in the part of the view no panel covers
+and overlaps no box placed before, no layer's sheet and no arc, column link or frame as projected.
+Order decides who yields: the focused layer first (hovered or selected, so it always shows its full
+name), then the layers with nothing beside them on the left (the spine), bottom to top, then the
+branches.  Pure numpy (no GL): the result is what LabelBatch takes, plus each text box, which tests
+check.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1: pixels, y down
 ARC_PX = 3.0  # an arc's or a frame's half width on screen, with a pixel to spare
-CLEAR_PX = 2.0  # least free space between two text boxes
+CLEAR_PX = 1.0  # least free space between two text boxes (their outlines are inside them)
 SIDE_PX = 12.0  # a name beside its layer stands this far off its edge
 EDGE_PX = 10.0  # a name over (under) its layer stands this far above (below) the edge's corner
 
@@ -129,11 +130,14 @@ def place_names(
     focus: int = -1,
     taken: Sequence[Box] = (),
     arcs: bool = True,
+    region: tuple[float, float, float, float] | None = None,
 ) -> list[NameTag]:
     """The names of the visible layers of `layout` that have room in this view (see the module doc).
     `ink(text, align)` is the text's ink box around its anchor at text size 1 (GlyphAtlas.ink_box);
     `scale` the names' text size, `ui_scale` the UI's on top (LabelBatch.draw's scale); `taken` boxes
-    already drawn (class labels); `arcs`: whether arcs, links and frames are drawn (they are obstacles)."""
+    already drawn (class labels); `arcs`: whether arcs, links and frames are drawn (they are obstacles);
+    `region` (x, y, w, h pixels, y down) where names may go: the part of the view no panel covers
+    (default: all of it)."""
     vp = np.asarray(view_proj, np.float64)
     b = np.asarray(layout.layer_bounds, np.float64)
     levels = np.asarray(layout.levels)
@@ -241,7 +245,11 @@ def place_names(
             return (offset[0] - max(0.0, float(anchor_px[0] - xs.min())) / ui_scale, offset[1])
         return (offset[0] + max(0.0, float(xs.max() - anchor_px[0])) / ui_scale, offset[1])
 
+    rx, ry, rw, rh = region if region is not None else (0.0, 0.0, float(viewport[0]), float(viewport[1]))
+
     def free(box: Box) -> bool:
+        if not (rx <= box[0] and box[2] <= rx + rw and ry <= box[1] and box[3] <= ry + rh):
+            return False  # (partly) off screen or under a panel
         return not (_boxes_hit(box, boxes) or sheets.hit(box) or segments.hit(box))
 
     primary = [i for i in shown if not beside_left[i]]

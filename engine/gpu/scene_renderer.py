@@ -37,6 +37,8 @@ class RenderSettings:
     show_class_labels: bool = True  # "0".."9" above the output nodes (while they have room side by side)
     show_layer_names: bool = True  # layer names beside each layer, where the view leaves them room
     label_scale: float = 1.0  # text size multiplier
+    label_region: tuple[int, int, int, int] | None = None  # where layer names may go: x, y, w, h in
+    # framebuffer pixels, y down (the part no panel covers); None: the whole view
     show_arcs: bool = True  # skip connections as arcs beside the layers, frames around opaque layers
 
 
@@ -107,6 +109,7 @@ class SceneRenderer:
             tuple(visible),
             focus if s.show_layer_names else -1,
             s.label_scale,
+            s.label_region,
         )
         if view_key == self._view_key:
             return
@@ -136,9 +139,19 @@ class SceneRenderer:
         if s.show_layer_names:
             titles = [layer_title(x) for x in self.spec.layers]
             self.name_tags = place_names(
-                self.layout, titles, visible, view_proj, viewport, atlas.ink_box, NAME_SCALE, s.label_scale,
-                focus, taken, s.show_arcs,
-            )  # fmt: skip
+                self.layout,
+                titles,
+                visible,
+                view_proj,
+                viewport,
+                atlas.ink_box,
+                scale=NAME_SCALE,
+                ui_scale=s.label_scale,
+                focus=focus,
+                taken=taken,
+                arcs=s.show_arcs,
+                region=s.label_region,
+            )
             for tag in self.name_tags:
                 texts.append(tag.text)
                 anchors.append(np.array(tag.anchor, np.float32))

@@ -57,15 +57,18 @@ class LayoutStyle:
     arc_spacing: float = 6.0  # distance between nested arcs on one side
     arc_corner_steps: int = 12  # polyline segments per rounded corner of an arc
     frame_margin: float = 2.0  # an opaque layer's frame, this far outside its nodes
-    reference_view: tuple[float, float] = (1000.0, 560.0)  # pixels: a 1280 x 720 window less panels and
-    # margins.  A deep network folds into the columns side by side that show it biggest there
+    reference_view: tuple[float, float] = (800.0, 640.0)  # pixels: a 1280 x 720 window less the docked
+    # panels (some 440 px on the left) and margins.  A deep network folds into the columns side by side
+    # that show it biggest there, its names included
     max_columns: int = 8
     min_column_levels: int = 6  # a column holds at least this many levels (short networks stay whole)
     max_stretch: float = 2.0  # a column shorter than the tallest spaces its levels up to this much wider
     name_char_px: float = 9.5  # a layer name's width per character in reference-view pixels (the names'
     # text is drawn at a constant pixel size): each column leaves its longest name this much room on its
     # left, plus `name_pad_px`, so that at the reference view no name reaches the column before
-    name_pad_px: float = 24.0
+    name_pad_px: float = (
+        40.0  # (the column link and, seen in perspective, the sheets' near corners take some)
+    )
 
 
 @dataclass(frozen=True)
@@ -92,11 +95,13 @@ class Layout:
     arcs: tuple[Arc, ...] = ()  # skip connections
     links: tuple[Arc, ...] = ()  # a folded network's hops from the top of one column to the next one
     frames: tuple[tuple[int, np.ndarray], ...] = ()  # (layer index, closed polyline (5, 3)) per opaque layer
+    name_room: float = 0.0  # a folded network: room kept left of it for its first column's names (world)
 
     @property
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Min / max corner of everything drawn: the layers and the arcs beside them."""
         lo, hi = self.layer_bounds[:, 0].min(axis=0), self.layer_bounds[:, 1].max(axis=0)
+        lo = lo - np.array([self.name_room, 0.0, 0.0], lo.dtype)  # fitted views leave the names room
         if self.arcs or self.links:
             pts = np.concatenate([a.points for a in (*self.arcs, *self.links)])
             lo, hi = np.minimum(lo, pts.min(axis=0)), np.maximum(hi, pts.max(axis=0))
@@ -389,9 +394,10 @@ def _fitted_scale(widths, heights, depth, names_px, link: float, style: LayoutSt
 
 
 def _fold(row_lo, row_hi, row_depth, row_name, y_of_level, cuts, style: LayoutStyle):
-    """(x offset, y) per level and the runs of levels per column: the fold, of at most max_columns,
-    that shows the network biggest in the reference view, columns bottom-aligned, left to right, each
-    one's longest name (`row_name`: pixels, per level) room to its left."""
+    """(x offset, y) per level, the runs of levels per column and the room left of the first for its
+    names (world units; none for one column): the fold, of at most max_columns, that shows the network
+    biggest in the reference view, columns bottom-aligned, left to right, each one's longest name
+    (`row_name`: pixels, per level) room to its left."""
     n = len(y_of_level)
     link = 2.0 * style.arc_spacing  # the link's band beside its column, clear of that column's arcs
     best = None
@@ -412,7 +418,7 @@ def _fold(row_lo, row_hi, row_depth, row_name, y_of_level, cuts, style: LayoutSt
     scale, runs, lo, hi, names = best
     x_off, y = np.zeros(n), np.array(y_of_level, np.float64)
     if len(runs) == 1:
-        return x_off, y, runs  # one column: the spine stays at X = 0
+        return x_off, y, runs, 0.0  # one column: the spine stays at X = 0
     # Between two columns: the link beside the left one, then the right one's names.
     gaps = [link + names[c] / scale for c in range(1, len(runs))]
     left = -0.5 * (float((hi - lo).sum()) + sum(gaps))  # the columns centred on X = 0
@@ -426,7 +432,7 @@ def _fold(row_lo, row_hi, row_depth, row_name, y_of_level, cuts, style: LayoutSt
         stretch = min(tallest / height, style.max_stretch) if height > 0 else 1.0
         y[a : b + 1] = (y_of_level[a : b + 1] - y_of_level[a]) * stretch
         left += hi[c] - lo[c]
-    return x_off, y, runs
+    return x_off, y, runs, names[0] / scale
 
 
 def _rounded(way: list[tuple[float, ...]], radius: float, steps: int) -> np.ndarray:
@@ -558,7 +564,7 @@ def build_layout(graph, style: LayoutStyle | None = None, visible: list[bool] | 
             x_centre[shown] = xs
 
     # A deep network folds into columns (its spines at X = x_off of their levels).
-    x_off, runs = np.zeros(n_levels), [(0, n_levels - 1)]
+    x_off, runs, name_room = np.zeros(n_levels), [(0, n_levels - 1)], 0.0
     if n_levels > 1:
         half = ext[:, 0] / 2
         row_lo, row_hi, row_depth = np.zeros(n_levels), np.zeros(n_levels), np.zeros(n_levels)
@@ -575,7 +581,9 @@ def build_layout(graph, style: LayoutStyle | None = None, visible: list[bool] | 
                 room = style.arc_margin + 3 * style.arc_spacing
                 row_hi[level[i]] = max(row_hi[level[i]], x_centre[i] + half[i] + room)
         cuts = _clean_cuts(sources, level, n_levels)
-        x_off, y_of_level, runs = _fold(row_lo, row_hi, row_depth, row_name, y_of_level, cuts, style)
+        x_off, y_of_level, runs, name_room = _fold(
+            row_lo, row_hi, row_depth, row_name, y_of_level, cuts, style
+        )
         x_centre += x_off[level]
 
     # Centre the stack vertically so the orbit target (origin) sits in the middle of the network.
@@ -611,4 +619,4 @@ def build_layout(graph, style: LayoutStyle | None = None, visible: list[bool] | 
         for i, layer in enumerate(layers)
         if layer.kind == "opaque"
     )
-    return Layout(graph, positions, sizes, layer_index, bounds, level, arcs, links, frames)
+    return Layout(graph, positions, sizes, layer_index, bounds, level, arcs, links, frames, name_room)
