@@ -165,6 +165,9 @@ def test_a_name_is_shortened_from_its_last_word_on():
     assert short_name("features.3.roll [roll]") == "roll [roll]"
     assert short_name("block1.add") == ""  # short already: whole or dropped
     assert short_name("conv1") == ""
+    # Never another layer's whole name: ResNet-18 has a "conv1" of its own.
+    assert short_name("layer1.0.conv1", {"conv1", "layer1.0.conv1"}) == "0.conv1"
+    assert short_name("a.b.c", {"c", "b.c"}) == ""
 
 
 @pytest.mark.parametrize("make", [lenet_spec, mlp_spec])

@@ -15,7 +15,7 @@ check.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,16 +40,21 @@ class NameTag:
     box: Box  # where its ink lies on screen
 
 
-def short_name(title: str) -> str:
+def short_name(title: str, others: Collection[str] = ()) -> str:
     """A module path from its last word on ("layer2.0.downsample.0" -> "downsample.0", "layer2.1.conv2"
-    -> "conv2"), the op an opaque layer stands for kept ("a.b.roll [roll]" -> "roll [roll]"); "" where
-    that is the whole name (a short name stays whole or is dropped)."""
+    -> "conv2"), the op an opaque layer stands for kept ("a.b.roll [roll]" -> "roll [roll]"), a part
+    longer where it would read as another layer's whole name (`others`: "layer1.0.conv1" -> "0.conv1"
+    beside a "conv1"); "" where that is the whole name (a short name stays whole or is dropped)."""
     name, sep, rest = title.partition(" [")
     parts = name.split(".")
     words = [k for k, p in enumerate(parts) if not p.isdigit()]
-    if len(parts) < 3 or not words or words[-1] == 0:
+    if len(parts) < 3 or not words:
         return ""
-    return ".".join(parts[words[-1] :]) + sep + rest
+    for k in range(words[-1], 0, -1):
+        short = ".".join(parts[k:]) + sep + rest
+        if short not in others:
+            return short
+    return ""
 
 
 def project(view_proj: np.ndarray, points: np.ndarray, viewport: tuple[int, int]) -> np.ndarray:
@@ -256,12 +261,13 @@ def place_names(
     order = sorted(primary, key=lambda i: (levels[i], i)) + [i for i in shown if beside_left[i]]
     if 0 <= focus < len(b) and visible[focus]:
         order = [focus] + [i for i in order if i != focus]
+    whole = set(titles)  # a short name must not read as another layer's
     tags = []
     for i in order:
         if not on_screen[i]:
             continue
         places = spots(i)
-        texts = [titles[i]] if i == focus else [titles[i], short_name(titles[i])]
+        texts = [titles[i]] if i == focus else [titles[i], short_name(titles[i], whole)]
         choice = None
         for text in (t for t in texts if t):
             for kind, anchor, px, offset, align in places:
