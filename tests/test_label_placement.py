@@ -107,10 +107,24 @@ def check_readable(layout, view: str, tags) -> None:
         hit = inside(arcs, box, grow=1.0)
         assert not hit.any(), f"an arc runs through the name {name!r} at {arcs[hit][0]}"
     # No name covers a node (of any layer, its own included): every node's centre, projected.
-    for x in spec.layers:
-        px = project(vp, layout.positions[x.start : x.stop], viewport)
+    nodes = [project(vp, layout.positions[x.start : x.stop], viewport) for x in spec.layers]
+    for x, px in zip(spec.layers, nodes, strict=True):
         for name, box in boxes.items():
             assert not inside(px, box).any(), f"the name {name!r} covers a node of {x.name}"
+    # A name beside its layer reads as that layer's: no other layer's node level with it lies nearer
+    # on its other side (as a name beyond the arcs would, by the next column's sheets).
+    for t in tags:
+        if t.offset[1] != 0.0:
+            continue  # over or under its layer
+        x0, y0, x1, y1 = t.box
+        own = nodes[t.layer][:, 0]
+        right = own.min() >= x1  # its layer to its right: the other side is its left
+        own_gap = own.min() - x1 if right else x0 - own.max()
+        for j, px in enumerate(nodes):
+            level = px[(px[:, 1] > y0) & (px[:, 1] < y1), 0]
+            gaps = x0 - level[level <= x0] if right else level[level >= x1] - x1
+            if j != t.layer and len(gaps):
+                assert gaps.min() >= own_gap, f"{t.text!r} reads as {spec.layers[j].name}'s name"
 
 
 @pytest.mark.parametrize("view", FITTED)
@@ -134,6 +148,17 @@ def test_names_at_the_fitted_view_overlap_nothing(layouts, net, view):
     for t in tags:
         x0, y0, x1, y1 = t.box
         assert fx <= x0 and x1 <= fx + fw and fy <= y0 and y1 <= fy + fh, (t.text, t.box)
+
+
+def test_eighty_layers_names_keep_to_their_columns():
+    """A folded 80-layer Dag in the narrow part of a 1280 x 720 view the panels leave: far from every
+    name fits, and those that do overlap nothing and read as their own layer's."""
+    from layout_nets import deep_dag
+
+    lay = build_layout(deep_dag(80))
+    tags = names(lay, "1280x720-panels")
+    assert len(tags) >= 30
+    check_readable(lay, "1280x720-panels", tags)
 
 
 def test_resnet18_names_beside_folded_columns(layouts):

@@ -6,11 +6,11 @@ a few spots per layer in turn (left of it; over its far edge or under its near e
 or centred; beyond the arcs on its right or left where no other layer stands there), first with the
 full name, then from its last word on ("downsample.0"), and drops the name where no spot is free.  A
 spot is free when its text box (pixels, outline included) lies in the part of the view no panel covers
-and overlaps no box placed before, no layer's sheet and no arc, column link or frame as projected.
+and overlaps no box placed before, no layer's sheet and no arc, column link or frame as projected; a
+name beside its layer must also be nearer that sheet than any sheet level with it on its other side.
 Order decides who yields: the focused layer first (hovered or selected, so it always shows its full
 name), then the layers with nothing beside them on the left (the spine), bottom to top, then the
-branches.  Pure numpy (no GL): the result is what LabelBatch takes, plus each text box, which tests
-check.
+branches.  Pure numpy (no GL): the result is what LabelBatch takes, plus each text box (for tests).
 """
 
 from __future__ import annotations
@@ -79,12 +79,28 @@ def _boxes_hit(box: Box, boxes: np.ndarray) -> bool:
 class _Sheets:
     """The layers' sheets as screen quads (M, 4, 2), with what the overlap test needs precomputed."""
 
-    def __init__(self, quads: np.ndarray) -> None:
+    def __init__(self, quads: np.ndarray, layers: np.ndarray) -> None:
+        self.layers = layers  # layer index of each quad
         self.lo, self.hi = quads.min(axis=1), quads.max(axis=1)
         edge = np.roll(quads, -1, axis=1) - quads
         self.normal = np.stack([-edge[..., 1], edge[..., 0]], -1)  # (M, 4 axes, 2)
         on_axes = np.einsum("mcd,mad->mac", quads, self.normal)  # each quad's corners on its own axes
         self.qmin, self.qmax = on_axes.min(-1), on_axes.max(-1)
+
+    def misread(self, box: Box, own: int) -> bool:
+        """Whether a name in `box` beside layer `own`'s sheet would read as another's: a sheet level
+        with it on its other side is nearer than its own (a name beyond the arcs, by the next column)."""
+        x0, y0, x1, y1 = box
+        k = np.flatnonzero(self.layers == own)
+        if not len(k):
+            return False
+        lo, hi = self.lo[k[0]], self.hi[k[0]]
+        level = (self.lo[:, 1] < y1) & (y0 < self.hi[:, 1]) & (self.layers != own)
+        if lo[0] >= x1 - 1.0:  # its sheet on its right: look left
+            gaps = x0 - self.hi[level & (self.hi[:, 0] <= x0), 0]
+            return bool(len(gaps)) and float(gaps.min()) < lo[0] - x1
+        gaps = self.lo[level & (self.lo[:, 0] >= x1), 0] - x1
+        return bool(len(gaps)) and float(gaps.min()) < x0 - hi[0]
 
     def hit(self, box: Box) -> bool:
         """Whether the box overlaps a quad: no separating axis among the box's two and the quad's four."""
@@ -104,6 +120,21 @@ class _Lines:
     def __init__(self, a: np.ndarray, b: np.ndarray) -> None:
         self.a, self.d = a, b - a
         self.lo, self.hi = np.minimum(a, b), np.maximum(a, b)
+
+    def misread(self, box: Box, own: int) -> bool:
+        """Whether a name in `box` beside layer `own`'s sheet would read as another's: a sheet level
+        with it on its other side is nearer than its own (a name beyond the arcs, by the next column)."""
+        x0, y0, x1, y1 = box
+        k = np.flatnonzero(self.layers == own)
+        if not len(k):
+            return False
+        lo, hi = self.lo[k[0]], self.hi[k[0]]
+        level = (self.lo[:, 1] < y1) & (y0 < self.hi[:, 1]) & (self.layers != own)
+        if lo[0] >= x1 - 1.0:  # its sheet on its right: look left
+            gaps = x0 - self.hi[level & (self.hi[:, 0] <= x0), 0]
+            return bool(len(gaps)) and float(gaps.min()) < lo[0] - x1
+        gaps = self.lo[level & (self.lo[:, 0] >= x1), 0] - x1
+        return bool(len(gaps)) and float(gaps.min()) < x0 - hi[0]
 
     def hit(self, box: Box) -> bool:
         """Whether a segment passes through the box grown by an arc's half width (slab clipping)."""
@@ -162,7 +193,7 @@ def place_names(
     quads = project(vp, corners, viewport)
     on_screen = ~np.isnan(quads).any(axis=(1, 2))
     drawn = np.array([i for i in shown if on_screen[i]], np.int64)
-    sheets = _Sheets(quads[drawn])
+    sheets = _Sheets(quads[drawn], drawn)
     # Arcs, column links and frames as screen segments.
     lines = [a.points for a in (*layout.arcs, *layout.links)] + [f for _, f in layout.frames] if arcs else []
     pa, pb = np.zeros((0, 2)), np.zeros((0, 2))
@@ -274,6 +305,8 @@ def place_names(
                 if kind == "side":
                     offset = off_edge(i, px, box_of(px, text, offset, align), offset)
                 box = box_of(px, text, offset, align)
+                if kind == "side" and sheets.misread(box, i):
+                    continue
                 if free(box):
                     choice = (text, anchor, offset, align, box)
                     break
