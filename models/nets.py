@@ -24,7 +24,11 @@ class LeNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(1, 6, 5)
+        # Pools as modules, not F.max_pool2d: the traced graph names layers by module path, so they
+        # read pool1 / pool2 as in the paper (they hold no weights: the state dict is unchanged).
+        self.pool1 = nn.MaxPool2d(2)
         self.conv2 = nn.Conv2d(6, 16, 5)
+        self.pool2 = nn.MaxPool2d(2)
         self.fc1 = nn.Linear(16 * 5 * 5, 120)
         self.fc2 = nn.Linear(120, 100)
         self.output = nn.Linear(100, 10)
@@ -37,9 +41,9 @@ class LeNet(nn.Module):
         a: dict[str, torch.Tensor] = {}
         a["input"] = x = F.pad(x, (2, 2, 2, 2))
         a["conv1"] = x = F.relu(self.conv1(x))
-        a["pool1"] = x = F.max_pool2d(x, 2)
+        a["pool1"] = x = self.pool1(x)
         a["conv2"] = x = F.relu(self.conv2(x))
-        a["pool2"] = x = F.max_pool2d(x, 2)
+        a["pool2"] = x = self.pool2(x)
         a["fc1"] = x = F.relu(self.fc1(x.flatten(1)))
         a["fc2"] = x = F.relu(self.fc2(x))
         a["output"] = self.output(x)  # logits; probabilities are their softmax
@@ -47,8 +51,8 @@ class LeNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.pad(x, (2, 2, 2, 2))
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = self.pool1(F.relu(self.conv1(x)))
+        x = self.pool2(F.relu(self.conv2(x)))
         x = F.relu(self.fc1(x.flatten(1)))
         x = F.relu(self.fc2(x))
         return self.output(x)

@@ -26,11 +26,9 @@ from PIL import Image
 pytestmark = pytest.mark.gl
 W, H = 1280, 720
 SCREENS = Path(__file__).resolve().parents[1] / "out" / "screens"
-# The traced LeNet (its pools named after F.max_pool2d); conv1's count is for a node away from the
-# border (it reads the 28x28 image through a zero pad, whose taps are not drawn).
-EDGE_COUNTS = {
-    "conv1": 25, "max_pool2d": 4, "conv2": 150, "max_pool2d_1": 4, "fc1": 400, "fc2": 120, "output": 100
-}  # fmt: skip
+# The traced LeNet; conv1's count is for a node away from the border (it reads the 28x28 image through
+# a zero pad, whose taps are not drawn).
+EDGE_COUNTS = {"conv1": 25, "pool1": 4, "conv2": 150, "pool2": 4, "fc1": 400, "fc2": 120, "output": 100}
 
 
 def digit() -> np.ndarray:

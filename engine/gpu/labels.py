@@ -62,6 +62,7 @@ class GlyphAtlas:
             dh.text(pen, c, font=font, fill=255, stroke_width=outline_px, stroke_fill=255)
             self.glyphs[c] = Glyph((px, py, x1 - x0 + 2, y1 - y0 + 2), (x0 - 1, y0 - 1), font.getlength(c))
         self.image = np.stack([np.asarray(fill), np.asarray(halo)], axis=-1)
+        self._ink: dict[tuple[str, str], tuple[float, float, float, float]] = {}
 
     @property
     def size(self) -> tuple[int, int]:
@@ -83,6 +84,17 @@ class GlyphAtlas:
                 out.append((g, round(pen) + g.bearing[0], round(top) + g.bearing[1]))
             pen += g.advance
         return out
+
+    def ink_box(self, text: str, align: str = "center") -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) around the anchor, pixels at text size 1, y down: where the glyph quads of
+        `text` (outline included) lie as `layout` places them; all zero for blank text."""
+        key = (text, align)
+        if key not in self._ink:  # asked for every name on every camera move: measured once
+            quads = [(x, y, x + g.rect[2], y + g.rect[3]) for g, x, y in self.layout(text, align)]
+            box = np.array(quads, np.float64).reshape(-1, 4)
+            lo, hi = (box[:, :2].min(0), box[:, 2:].max(0)) if len(box) else (np.zeros(2), np.zeros(2))
+            self._ink[key] = (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
+        return self._ink[key]
 
 
 class LabelBatch:

@@ -15,12 +15,15 @@ import numpy as np
 from convscope.engine.camera import OrbitCamera
 from convscope.engine.gpu.arcs import ArcBatch
 from convscope.engine.gpu.background import Background, BackgroundStyle
+from convscope.engine.gpu.label_placement import NameTag, place_names, project
 from convscope.engine.gpu.labels import LabelBatch
 from convscope.engine.gpu.nodes import NodeBatch, NodeStyle
 from convscope.engine.gpu.normalize import all_ranges
 from convscope.engine.graph.explain import class_names, output_layer
 from convscope.engine.graph.layout import Layout
 from convscope.engine.graph.spec import NetSpec, as_dag
+
+NAME_SCALE = 0.8  # layer names' text size, against the class labels' 1.0
 
 
 @dataclass
@@ -32,8 +35,10 @@ class RenderSettings:
     highlight: int = -1  # node id with a white outline (hover); -1 for none
     visible: tuple[bool, ...] | None = None  # per layer; None shows all
     show_class_labels: bool = True  # "0".."9" above the output nodes (while they have room side by side)
-    show_layer_names: bool = True  # layer names left of each layer
+    show_layer_names: bool = True  # layer names beside each layer, where the view leaves them room
     label_scale: float = 1.0  # text size multiplier
+    label_region: tuple[int, int, int, int] | None = None  # where layer names may go: x, y, w, h in
+    # framebuffer pixels, y down (the part no panel covers); None: the whole view
     show_arcs: bool = True  # skip connections as arcs beside the layers, frames around opaque layers
 
 
@@ -60,7 +65,9 @@ class SceneRenderer:
         self.arcs.set_layout(layout)
         self.labels = LabelBatch(ctx)
         self._ranges: dict[str, np.ndarray] | None = None
-        self._label_key: tuple | None = None
+        self._label_key: tuple | None = None  # what the label buffer holds
+        self._view_key: tuple | None = None  # the view and settings the names were placed for
+        self.name_tags: list[NameTag] = []  # the layer names drawn in the last frame, with their boxes
         self._dag = as_dag(layout.spec)
         self._output = output_layer(self._dag)  # labelled with class names (None: no vector output)
         self._classes = class_names(self._dag, self._output.count) if self._output is not None else ()
@@ -74,7 +81,7 @@ class SceneRenderer:
         self.nodes.set_layout(layout)
         self.arcs.set_layout(layout)
         self.layout = layout
-        self._label_key = None
+        self._label_key = self._view_key = None
 
     def set_activations(self, acts: np.ndarray, ranges: np.ndarray | None = None) -> None:
         """Upload a new result: float32 (N,) by node id.  Colour ranges are `ranges` (L, 2) when
@@ -87,14 +94,28 @@ class SceneRenderer:
         else:
             self._ranges = all_ranges(self._dag, acts)
 
-    def _update_labels(self, s: RenderSettings) -> None:
+    def _update_labels(self, s: RenderSettings, view_proj: np.ndarray, viewport: tuple[int, int]) -> None:
+        """Class labels over the output nodes, and every layer's name where this view leaves it room
+        (label_placement.py); the label buffer is rewritten only when what is drawn changes."""
         visible = s.visible if s.visible is not None else (True,) * len(self.spec.layers)
-        key = (s.show_class_labels, s.show_layer_names, tuple(visible))
-        if key == self._label_key:
+        hl = s.highlight
+        focus = int(self.layout.layer_index[hl]) if 0 <= hl < len(self.layout.layer_index) else -1
+        view_key = (
+            np.asarray(view_proj, np.float64).tobytes(),
+            tuple(viewport),
+            s.show_class_labels,
+            s.show_layer_names,
+            s.show_arcs,
+            tuple(visible),
+            focus if s.show_layer_names else -1,
+            s.label_scale,
+            s.label_region,
+        )
+        if view_key == self._view_key:
             return
-        self._label_key = key
-        texts, anchors, offsets, scales, colors, aligns = [], [], [], [], [], []
-        layers = self.spec.layers
+        self._view_key = view_key
+        atlas = self.labels.atlas
+        texts, anchors, offsets, scales, colors, aligns, taken = [], [], [], [], [], [], []
         last = self._output
         if s.show_class_labels and last is not None and visible[self._dag.index(last.name)]:
             pos = self.layout.positions[last.start : last.stop]
@@ -108,28 +129,41 @@ class SceneRenderer:
                 scales.append(1.0)
                 colors.append((1.0, 1.0, 1.0, 1.0))
                 aligns.append("center")
+            at = project(view_proj, np.array(anchors, np.float64).reshape(-1, 3), viewport)
+            for a, name in zip(at, texts, strict=True):
+                if not np.isnan(a).any():  # the layer names keep off them
+                    x0, y0, x1, y1 = atlas.ink_box(name, "center")
+                    k, up = s.label_scale, -14.0
+                    taken.append((a[0] + k * x0, a[1] + k * (y0 + up), a[0] + k * x1, a[1] + k * (y1 + up)))
+        self.name_tags = []
         if s.show_layer_names:
-            bounds, levels = self.layout.layer_bounds, self.layout.levels
-            for i, layer in enumerate(layers):
-                if not visible[i]:
-                    continue
-                lo, hi = bounds[i]
-                texts.append(layer_title(layer))
-                # Left of the layer, unless a branch sits there (same level): then over its far corner.
-                beside = len(levels) and any(
-                    visible[j] and levels[j] == levels[i] and bounds[j, 1, 0] <= lo[0]
-                    for j in range(len(layers))
-                )
-                if beside:
-                    anchors.append(np.array([lo[0], (lo[1] + hi[1]) / 2, lo[2]], np.float32))
-                    offsets.append((0.0, -10.0))
-                    aligns.append("left")
-                else:
-                    anchors.append(np.array([lo[0], (lo[1] + hi[1]) / 2, (lo[2] + hi[2]) / 2], np.float32))
-                    offsets.append((-12.0, 0.0))
-                    aligns.append("right")
-                scales.append(0.8)
+            titles = [layer_title(x) for x in self.spec.layers]
+            self.name_tags = place_names(
+                self.layout,
+                titles,
+                visible,
+                view_proj,
+                viewport,
+                atlas.ink_box,
+                scale=NAME_SCALE,
+                ui_scale=s.label_scale,
+                focus=focus,
+                taken=taken,
+                arcs=s.show_arcs,
+                region=s.label_region,
+            )
+            for tag in self.name_tags:
+                texts.append(tag.text)
+                anchors.append(np.array(tag.anchor, np.float32))
+                offsets.append(tag.offset)
+                aligns.append(tag.align)
+                scales.append(NAME_SCALE)
                 colors.append((0.92, 0.94, 0.98, 0.9))
+        where = np.round(np.array(anchors, np.float64).reshape(-1, 3), 4)
+        label_key = (tuple(texts), where.tobytes(), tuple(map(tuple, offsets)), tuple(aligns))
+        if label_key == self._label_key:
+            return
+        self._label_key = label_key
         self.labels.set_labels(
             texts, np.array(anchors, np.float32).reshape(-1, 3), offsets, colors, align=aligns, scale=scales
         )
@@ -150,7 +184,7 @@ class SceneRenderer:
         self.nodes.set_visible(s.visible if s.visible is not None else [True] * len(self.spec.layers))
         if s.show_class_labels and not self.class_labels_fit(proj @ view, viewport, s.label_scale):
             s = replace(s, show_class_labels=False)  # zoomed out: they would run into one smudge
-        self._update_labels(s)
+        self._update_labels(s, proj @ view, viewport)
         self.ctx.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)
         self.background.draw(viewport)
         modes = self.nodes.draw(

@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from convscope.engine.camera import OrbitCamera
 
 
 @dataclass(frozen=True)
@@ -56,12 +57,18 @@ class LayoutStyle:
     arc_spacing: float = 6.0  # distance between nested arcs on one side
     arc_corner_steps: int = 12  # polyline segments per rounded corner of an arc
     frame_margin: float = 2.0  # an opaque layer's frame, this far outside its nodes
-    reference_view: tuple[float, float] = (1000.0, 560.0)  # pixels: a 1280 x 720 window less panels and
-    # margins.  A deep network folds into the columns side by side that show it biggest there
+    reference_view: tuple[float, float] = (800.0, 640.0)  # pixels: a 1280 x 720 window less the docked
+    # panels (some 440 px on the left) and margins.  A deep network folds into the columns side by side
+    # that show it biggest there, its names included
     max_columns: int = 8
     min_column_levels: int = 6  # a column holds at least this many levels (short networks stay whole)
     max_stretch: float = 2.0  # a column shorter than the tallest spaces its levels up to this much wider
-    name_px: float = 150.0  # room left of each column for the layer names, in reference-view pixels
+    name_char_px: float = 9.5  # a layer name's width per character in reference-view pixels (the names'
+    # text is drawn at a constant pixel size): each column leaves its longest name this much room on its
+    # left, plus `name_pad_px`, so that at the reference view no name reaches the column before
+    name_pad_px: float = (
+        40.0  # (the column link and, seen in perspective, the sheets' near corners take some)
+    )
 
 
 @dataclass(frozen=True)
@@ -88,11 +95,13 @@ class Layout:
     arcs: tuple[Arc, ...] = ()  # skip connections
     links: tuple[Arc, ...] = ()  # a folded network's hops from the top of one column to the next one
     frames: tuple[tuple[int, np.ndarray], ...] = ()  # (layer index, closed polyline (5, 3)) per opaque layer
+    name_room: float = 0.0  # a folded network: room kept left of it for its first column's names (world)
 
     @property
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Min / max corner of everything drawn: the layers and the arcs beside them."""
         lo, hi = self.layer_bounds[:, 0].min(axis=0), self.layer_bounds[:, 1].max(axis=0)
+        lo = lo - np.array([self.name_room, 0.0, 0.0], lo.dtype)  # fitted views leave the names room
         if self.arcs or self.links:
             pts = np.concatenate([a.points for a in (*self.arcs, *self.links)])
             lo, hi = np.minimum(lo, pts.min(axis=0)), np.maximum(hi, pts.max(axis=0))
@@ -366,22 +375,31 @@ def _partition(y_of_level: np.ndarray, cuts: list[int], k: int) -> list[tuple[in
     return runs[::-1]
 
 
-def _fitted_scale(widths, heights, depth, style: LayoutStyle) -> tuple[float, float]:
-    """(pixels per world unit, column gap) of columns `widths` x `heights` fitted into the reference
-    view from the home pitch, with `name_px` of room left of every column for the layer names."""
+def _fitted_scale(widths, heights, depth, names_px, link: float, style: LayoutStyle) -> float:
+    """Pixels per world unit, at the middle of the view, of columns `widths` x `heights` (`depth` deep)
+    fitted into the reference view by the home camera, with `names_px` of room left of each column
+    (after the first) for its layer names and `link` world units between two columns for the link."""
     ref_w, ref_h = style.reference_view
-    tall = float(max(heights)) * math.cos(math.radians(28)) + depth * math.sin(math.radians(28))
-    gap = 0.0
-    for _ in range(8):  # the gap in world units depends on the scale it yields: a few rounds settle it
-        scale = min(ref_w / (float(sum(widths)) + gap * len(widths)), ref_h / max(tall, 1e-9))
-        gap = style.name_px / scale
-    return scale, gap
+    cam = OrbitCamera()
+    scale = 1.0
+    for _ in range(
+        6
+    ):  # the names' room in world units depends on the scale it yields: a few rounds settle it
+        wide = float(sum(widths)) + sum(link + n / scale for n in names_px[1:])
+        half = np.array([wide, float(max(heights)), depth]) / 2
+        cam.fit(-half, half, ref_w / ref_h, margin=0.08)
+        px = cam.project(np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]), ref_w, ref_h)
+        scale = float(px[1, 0] - px[0, 0])
+    return scale
 
 
-def _fold(row_lo, row_hi, row_depth, y_of_level, cuts, style: LayoutStyle):
-    """(x offset, y) per level and the runs of levels per column: the fold, of at most max_columns,
-    that shows the network biggest in the reference view, columns bottom-aligned, left to right."""
+def _fold(row_lo, row_hi, row_depth, row_name, y_of_level, cuts, style: LayoutStyle):
+    """(x offset, y) per level, the runs of levels per column and the room left of the first for its
+    names (world units; none for one column): the fold, of at most max_columns, that shows the network
+    biggest in the reference view, columns bottom-aligned, left to right, each one's longest name
+    (`row_name`: pixels, per level) room to its left."""
     n = len(y_of_level)
+    link = 2.0 * style.arc_spacing  # the link's band beside its column, clear of that column's arcs
     best = None
     for k in range(1, style.max_columns + 1):
         runs = _partition(y_of_level, cuts, k)
@@ -392,23 +410,29 @@ def _fold(row_lo, row_hi, row_depth, y_of_level, cuts, style: LayoutStyle):
         lo = np.array([row_lo[a : b + 1].min() for a, b in runs])
         hi = np.array([row_hi[a : b + 1].max() for a, b in runs])
         heights = [float(y_of_level[b] - y_of_level[a]) for a, b in runs]
-        scale, gap = _fitted_scale(hi - lo, heights, float(row_depth.max()), style)
+        names = [float(row_name[a : b + 1].max()) + style.name_pad_px for a, b in runs]
+        depth = float(row_depth.max()) + 2 * style.arc_margin  # the links pass in front of the sheets
+        scale = _fitted_scale(hi - lo, heights, depth, names, link, style)
         if best is None or scale > best[0] * 1.05:  # another column must pay for itself
-            best = (scale, runs, lo, hi, gap)
-    _, runs, lo, hi, gap = best
+            best = (scale, runs, lo, hi, names)
+    scale, runs, lo, hi, names = best
     x_off, y = np.zeros(n), np.array(y_of_level, np.float64)
     if len(runs) == 1:
-        return x_off, y, runs  # one column: the spine stays at X = 0
-    left = -0.5 * (float((hi - lo).sum()) + gap * (len(runs) - 1))  # the columns centred on X = 0
+        return x_off, y, runs, 0.0  # one column: the spine stays at X = 0
+    # Between two columns: the link beside the left one, then the right one's names.
+    gaps = [link + names[c] / scale for c in range(1, len(runs))]
+    left = -0.5 * (float((hi - lo).sum()) + sum(gaps))  # the columns centred on X = 0
     tallest = max(float(y_of_level[b] - y_of_level[a]) for a, b in runs)
     for c, (a, b) in enumerate(runs):
+        if c:
+            left += gaps[c - 1]
         x_off[a : b + 1] = left - lo[c]
         # A shorter column spreads its levels (the tallest sets the fitted height anyway), within reason.
         height = float(y_of_level[b] - y_of_level[a])
         stretch = min(tallest / height, style.max_stretch) if height > 0 else 1.0
         y[a : b + 1] = (y_of_level[a : b + 1] - y_of_level[a]) * stretch
-        left += hi[c] - lo[c] + gap
-    return x_off, y, runs
+        left += hi[c] - lo[c]
+    return x_off, y, runs, names[0] / scale
 
 
 def _rounded(way: list[tuple[float, ...]], radius: float, steps: int) -> np.ndarray:
@@ -451,8 +475,8 @@ def _links(sources, level, vis, bounds, arcs, x_off, y_of_level, runs, style: La
             [float(bounds[here, 1, 0].max())]
             + [float(x.points[:, 0].max()) for x in arcs if x.target in here]
         )
-        x_next = float(bounds[there, 0, 0].min())
-        xc = right + 0.35 * (x_next - right)  # nearer its own column: the next one's names sit by it
+        # Just beyond its own column's outermost arc: the rest of the gap holds the next column's names.
+        xc = right + style.arc_spacing
         zf = float(bounds[np.r_[here, there], 1, 2].max()) + style.arc_margin
         up = 0.5 * (y_of_level[b] - y_of_level[b - 1]) if b > a else style.layer_gap
         down = 0.5 * (y_of_level[a2 + 1] - y_of_level[a2]) if b2 > a2 else style.layer_gap
@@ -540,10 +564,15 @@ def build_layout(graph, style: LayoutStyle | None = None, visible: list[bool] | 
             x_centre[shown] = xs
 
     # A deep network folds into columns (its spines at X = x_off of their levels).
-    x_off, runs = np.zeros(n_levels), [(0, n_levels - 1)]
+    x_off, runs, name_room = np.zeros(n_levels), [(0, n_levels - 1)], 0.0
     if n_levels > 1:
         half = ext[:, 0] / 2
         row_lo, row_hi, row_depth = np.zeros(n_levels), np.zeros(n_levels), np.zeros(n_levels)
+        row_name, row_left = np.zeros(n_levels), np.full(n_levels, np.inf)
+        for i in range(n_layers):
+            if vis[i] and x_centre[i] - half[i] < row_left[level[i]]:  # the leftmost names its level
+                row_left[level[i]] = x_centre[i] - half[i]
+                row_name[level[i]] = len(layers[i].name) * style.name_char_px
         for i in range(n_layers):
             if vis[i]:
                 row_depth[level[i]] = max(row_depth[level[i]], ext[i, 1])
@@ -552,7 +581,9 @@ def build_layout(graph, style: LayoutStyle | None = None, visible: list[bool] | 
                 room = style.arc_margin + 3 * style.arc_spacing
                 row_hi[level[i]] = max(row_hi[level[i]], x_centre[i] + half[i] + room)
         cuts = _clean_cuts(sources, level, n_levels)
-        x_off, y_of_level, runs = _fold(row_lo, row_hi, row_depth, y_of_level, cuts, style)
+        x_off, y_of_level, runs, name_room = _fold(
+            row_lo, row_hi, row_depth, row_name, y_of_level, cuts, style
+        )
         x_centre += x_off[level]
 
     # Centre the stack vertically so the orbit target (origin) sits in the middle of the network.
@@ -588,4 +619,4 @@ def build_layout(graph, style: LayoutStyle | None = None, visible: list[bool] | 
         for i, layer in enumerate(layers)
         if layer.kind == "opaque"
     )
-    return Layout(graph, positions, sizes, layer_index, bounds, level, arcs, links, frames)
+    return Layout(graph, positions, sizes, layer_index, bounds, level, arcs, links, frames, name_room)

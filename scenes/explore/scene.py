@@ -367,7 +367,9 @@ class ExploreScene:
             w = viewport[0]
             scale = w / max(self.app.ui.display_width, 1.0)  # framebuffer pixels per window unit
             width = self.ui_scale * scale if self.state.show_edges else None
-            self.view.draw(self.camera, viewport, self.render_settings(), edge_width=width)
+            # Layer names keep to the part of the view the panels leave free, as the fit does.
+            settings = replace(self.render_settings(), label_region=self._free_region(viewport))
+            self.view.draw(self.camera, viewport, settings, edge_width=width)
         if self.first_frame_s is None:
             self.startup.first_frame_s = time.perf_counter() - self.startup.started_at
             _startup_log("first_frame")
