@@ -252,3 +252,37 @@ def test_a_grey_model_of_another_size_reads_the_pad_itself():
         assert scene.pads.seen.size == (32, 32)
     finally:
         app.close()
+
+
+@pytest.mark.gl
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)])
+def test_a_long_layer_list_scrolls_inside_the_network_panel(size):
+    """A deep colour model's layer list opened: the Network panel stays under the Image panel and inside
+    the window (it grew past the bottom, was pushed up and covered the picture); its list scrolls."""
+    from convscope.engine.app import App
+    from traced_worker import TracedWorker
+
+    torch.manual_seed(0)
+    convs = [torch.nn.Conv2d(3, 3, 3, padding=1) for _ in range(30)]
+    model = torch.nn.Sequential(*convs, torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 10)).eval()
+    scene = ExploreScene(AppConfig(pad_size=280))
+    scene.worker = TracedWorker(model, (3, 8, 8), scene.state.model, CLASSES)
+    app = App(scene, ctx=gl_context(), size=size)
+    try:
+        for _ in range(3):
+            app.frame()
+        assert len(scene.state.layer_names) > 30
+        scene.state.show_layers = True
+        for _ in range(8):
+            app.frame()
+        rects = scene.panels.rects
+        image, network = rects["Image"][1], rects["Network"][1]
+        assert image.bottom <= network.y + 1, (image, network)
+        assert network.bottom <= size[1], network
+        assert network.h > 300, "the list is open"
+        scene.state.fly_to = len(scene.state.layer_names) - 1  # the list follows the layer flown to
+        for _ in range(3):
+            app.frame()
+        assert scene.state.listed_layer == len(scene.state.layer_names) - 1
+    finally:
+        app.close()

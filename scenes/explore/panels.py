@@ -129,18 +129,14 @@ def gui_network_panel(
             imgui.same_line()
             imgui.text_colored(_DIM_RGBA, state.edge_note)
     _legend_numbers(state, scale)
-    if state.layer_names and imgui.collapsing_header("layers"):
+    if state.layer_names:
+        imgui.set_next_item_open(state.show_layers, imgui.Cond_.always)
+        state.show_layers = imgui.collapsing_header("layers")
+    if state.layer_names and state.show_layers:
         imgui.text_colored(_DIM_RGBA, "click a name: fly there")
         if imgui.is_item_hovered():
             imgui.set_tooltip("Tick: show or hide the layer.  PageUp / PageDown: the next layer up / down.")
-        for i, name in enumerate(state.layer_names):
-            changed, on = imgui.checkbox(f"##show {i}", state.layer_visible[i])
-            if changed:
-                state.layer_visible[i] = on
-                state.layers_changed = True
-            imgui.same_line()
-            if imgui.selectable(f"{name}##fly {i}", state.current_layer == i)[0]:
-                state.fly_to = i
+        _gui_layer_list(state)
     imgui.separator()
     if imgui.button("Fit all (F)"):
         state.reset_camera = True
@@ -162,6 +158,37 @@ def _colormap_legend(state: ExploreState, scale: float) -> None:
     ends = ("low", "high") if lg.layer is None else (fmt(lg.node_lo, 3), fmt(lg.node_hi, 3))
     colors = colormaps.sample(state.colormap, np.linspace(0.0, 1.0, 48))
     state.bar_rects["nodes"] = color_bar(colors, ends, height=10 * scale, label_rgba=_DIM_RGBA)
+
+
+# Rows of the Network panel under the layer list (Fit all, Embedding, UI scale, two status lines, spacing):
+# the list scrolls rather than push them, and the panel, past the bottom of the window.
+_ROWS_BELOW_LIST = 7.5
+_MIN_LIST_ROWS = 4
+
+
+def _gui_layer_list(state: ExploreState) -> None:
+    """One row per layer: a tick to show or hide it, its name to fly there; a scrolling list no taller
+    than the room left above the window's bottom (ResNet-18 has 32 layers), kept on the layer flown to."""
+    row = imgui.get_frame_height_with_spacing()
+    room = imgui.get_io().display_size.y - imgui.get_cursor_screen_pos().y - _ROWS_BELOW_LIST * row
+    rows = len(state.layer_names)
+    height = min(rows * row + imgui.get_style().window_padding.y, max(room, _MIN_LIST_ROWS * row))
+    widest = max(imgui.calc_text_size(n).x for n in state.layer_names)
+    style = imgui.get_style()
+    width = widest + row + 2 * style.item_spacing.x + style.scrollbar_size + 2 * style.window_padding.x
+    imgui.begin_child("##layer list", imgui.ImVec2(width, height))
+    for i, name in enumerate(state.layer_names):
+        changed, on = imgui.checkbox(f"##show {i}", state.layer_visible[i])
+        if changed:
+            state.layer_visible[i] = on
+            state.layers_changed = True
+        imgui.same_line()
+        if imgui.selectable(f"{name}##fly {i}", state.current_layer == i)[0]:
+            state.fly_to = i
+        if state.current_layer == i and state.listed_layer != i:
+            imgui.set_scroll_here_y(0.5)  # PageUp / PageDown: the row of the layer flown to stays in sight
+            state.listed_layer = i
+    imgui.end_child()
 
 
 def _legend_numbers(state: ExploreState, scale: float) -> None:

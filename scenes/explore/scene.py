@@ -109,6 +109,9 @@ class ExploreScene:
         self.images = ImagePanel(config.data_dir or "")  # replaces the pad for 3-channel models
         self.model_input: np.ndarray | None = None  # the tensor last submitted: the dump's "input"
         self._fitted_for: tuple | None = None  # _fit_key of the last fit
+        # Camera flights (fly to a layer) are stepped and ended here; a host that shares the controller
+        # and flies it itself (the kiosk) turns this off.
+        self.owns_flights = True
         self._blank_for: tuple | None = None  # the model a black "no picture" input was sent to
         self.worker = WorkerHandle(
             config.model, weights=config.weights or None, card=config.card or None, device=config.device
@@ -462,7 +465,8 @@ class ExploreScene:
 
     def _fit(self, viewport: tuple[int, int]) -> None:
         """Frame the whole network inside the part of the view the docked panels leave free."""
-        self.controller.flight = None  # a fit wins over a flight to one layer still on its way
+        if self.owns_flights:
+            self.controller.flight = None  # a fit wins over a flight to one layer still on its way
         self.controller.fit(self.layout.bounds, self._free_region(viewport), viewport, margin=0.08)
         self.interaction.fit_reflows = self.panels.reflows
         self._fitted_for = self._fit_key(viewport)
@@ -646,19 +650,21 @@ class ExploreScene:
         if s.reset_camera or (not ui_keyboard and inp.key_pressed(glfw.KEY_F)):
             s.reset_camera = False
             s.current_layer = -1
-            self.controller.flight = None
+            if self.owns_flights:
+                self.controller.flight = None
             self.interaction.fit_pending = True
         if not ui_keyboard and s.layer_names:
             step = inp.key_pressed(glfw.KEY_PAGE_UP) - inp.key_pressed(glfw.KEY_PAGE_DOWN)
             if step:
                 start = s.current_layer if s.current_layer >= 0 else (-1 if step > 0 else len(s.layer_names))
                 s.fly_to = min(max(start + step, 0), len(s.layer_names) - 1)
-        if s.fly_to is not None:
+        if s.fly_to is not None and self.owns_flights:
             self._fly_to_layer(s.fly_to, inp.framebuffer_size)
-            s.fly_to = None
+        s.fly_to = None
         for click in self.controller.update(inp, ui_mouse):
             self._click(click, inp.framebuffer_size)
-        self.controller.step(dt)
+        if self.owns_flights:
+            self.controller.step(dt)
 
     def _fly_to_layer(self, index: int, viewport: tuple[int, int]) -> None:
         """Fly to layer `index` from the current angle (looking down on it a little), framed in the free

@@ -68,6 +68,8 @@ class ExploreState:
     layers_changed: bool = False  # set by the panel, consumed by the scene (re-layout)
     fly_to: int | None = None  # a layer the panel asked to fly to (consumed by the scene)
     current_layer: int = -1  # the layer flown to last (PageUp / PageDown step from it); -1: none
+    listed_layer: int = -1  # the layer the panel's list last scrolled to
+    show_layers: bool = False  # the Network panel's layer list is open
     probabilities: np.ndarray | None = None  # newest class probabilities, (10,)
     classes: tuple[str, ...] = tuple(str(i) for i in range(10))
     one_channel: bool = True  # the model reads one channel: the pad experiments (robustness, morph) apply

@@ -88,6 +88,7 @@ class KioskScene:
         self.kiosk = kiosk
         self.clock = clock
         self.inner = ExploreScene(config, None, ui_scale)
+        self.inner.owns_flights = False  # the kiosk flies the shared camera controller itself
         self.idle = IdleMachine(kiosk.attract_after, kiosk.reset_after, clock)
         self.attract = Attract(
             self.inner.pad,
