@@ -39,6 +39,7 @@ LEFT, RIGHT, CENTER_RIGHT, BOTTOM_LEFT, BOTTOM_RIGHT, BESIDE = (
 _DOCK_LEFT = (LEFT, BOTTOM_LEFT)
 _DOCK_RIGHT = (RIGHT, CENTER_RIGHT)
 _PASSING = "+passing"  # marks the anchor of a panel that does not dock
+_NO_KEY = object()  # size_due's "never asked"
 SETTLE_FRAMES = 3  # frames positions are re-applied after a change: stacked panels learn their heights
 
 
@@ -88,6 +89,7 @@ class PanelLayout:
         self._fold: bool | None = None  # this frame folds (True) or unfolds (False) every panel placed
         self.collapsed: set[str] = set()  # panels measured folded to their title bar this frame
         self._collapsed_prev: set[str] = set()
+        self._size_keys: dict[str, object] = {}  # what each panel's size was last worked out from (size_due)
 
     def begin_frame(
         self, display: tuple[float, float], scale: float = 1.0, presentation: bool = False
@@ -218,6 +220,14 @@ class PanelLayout:
         if self.presentation:
             return flags & ~imgui.WindowFlags_.no_collapse
         return flags
+
+    def size_due(self, name: str, key: object) -> bool:
+        """True when `key` (what the panel's size is worked out from: the display and the UI scale, say)
+        differs from the last call for `name`: the caller sets the size then, and leaves it to the user
+        in between (a window made for 1920x1080 would keep that size at 1280x720)."""
+        due = self._size_keys.get(name, _NO_KEY) != key
+        self._size_keys[name] = key
+        return due
 
     def max_size(self) -> tuple[float, float]:
         """The largest panel that fits the display with its margins."""
