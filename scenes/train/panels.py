@@ -35,6 +35,7 @@ _DIM = imgui.ImVec4(0.75, 0.78, 0.85, 1.0)
 _WARN = imgui.ImVec4(1.0, 0.8, 0.35, 1.0)
 LEFT_WIDTH = 330  # window units at ui_scale 1; the scene keeps the 3D view clear of both columns
 RIGHT_WIDTH = 360
+_LABEL_ROOM = -110  # a slider or combo leaves this much of the row (at UI scale 1) to its label
 COLORMAPS = ("harley", "viridis", "grayscale")
 EMBED_WIDTH = 372  # the panel's two radio buttons a row and its "refresh every" label fit at this width
 EMBED_MAX_HEIGHT = 460  # window units: the Embedding window under the Training panel grows no taller
@@ -125,7 +126,7 @@ def speed_label(speed: float | None) -> str:
 
 def gui_speed(state: TrainState) -> None:
     """How fast training runs, from a step every two seconds to full speed, and the rate measured."""
-    imgui.set_next_item_width(-110)
+    imgui.set_next_item_width(_LABEL_ROOM * imgui.get_style().font_scale_dpi)
     # A combo, not a slider: a slider's grab would cover the rate it names.
     changed, i = imgui.combo("speed", state.speed, [speed_label(v) for v in SPEEDS])
     if changed and i != state.speed:
@@ -177,31 +178,31 @@ def gui_sample(state: TrainState, sample: TextureLike | None, scale: float) -> N
 def gui_hyper(state: TrainState) -> None:
     """Each change goes to the worker at once and takes effect at its next step."""
     changes: dict = {}
-    imgui.set_next_item_width(-110)
+    imgui.set_next_item_width(_LABEL_ROOM * imgui.get_style().font_scale_dpi)
     changed, lr = imgui.slider_float(
         "learning rate", state.lr, 1e-5, 10.0, "%.2e", imgui.SliderFlags_.logarithmic
     )
     if changed:
         state.lr = changes["lr"] = float(lr)
-    imgui.set_next_item_width(-110)
+    imgui.set_next_item_width(_LABEL_ROOM * imgui.get_style().font_scale_dpi)
     imgui.begin_disabled(state.optimizer != "sgd")
     changed, mom = imgui.slider_float("momentum", state.momentum, 0.0, 0.99, "%.2f")
     imgui.end_disabled()
     if changed:
         state.momentum = changes["momentum"] = float(mom)
-    imgui.set_next_item_width(-110)
+    imgui.set_next_item_width(_LABEL_ROOM * imgui.get_style().font_scale_dpi)
     changed, bs = imgui.slider_int(
         "batch size", state.batch_size, 1, 512, "%d", imgui.SliderFlags_.logarithmic
     )
     if changed:
         state.batch_size = changes["batch_size"] = int(bs)
-    imgui.set_next_item_width(-110)
+    imgui.set_next_item_width(_LABEL_ROOM * imgui.get_style().font_scale_dpi)
     changed, wd = imgui.slider_float(
         "weight decay", state.weight_decay, 0.0, 0.1, "%.1e", imgui.SliderFlags_.logarithmic
     )
     if changed:
         state.weight_decay = changes["weight_decay"] = float(wd)
-    imgui.set_next_item_width(-110)
+    imgui.set_next_item_width(_LABEL_ROOM * imgui.get_style().font_scale_dpi)
     names = [OPTIMIZER_LABELS[o] for o in OPTIMIZERS]
     changed, i = imgui.combo("optimizer", OPTIMIZERS.index(state.optimizer), names)
     if changed and OPTIMIZERS[i] != state.optimizer:
