@@ -1,5 +1,6 @@
 """Helper for tests/test_panel_layout.py (not a test): runs one scene in a real window and reports, as
-JSON, the window size, every panel's rectangle, the free area and the network's screen box.
+JSON, the window size, every panel's rectangle, the free area, the network's screen box and the Embedding
+window's plot.
 
     python tests/panel_probe.py explore|explore_embed|train|kiosk OUT.json STOP_FILE
 
@@ -78,7 +79,11 @@ def main(kind: str, out: Path, stop: Path) -> None:
                 "rects": {name: _xywh(r) for name, (_, r) in p.rects.items()},
                 "free": _xywh(p.free(getattr(sys.modules[type(scene).__module__], "FREE_MIN_FRACTION", 0.0))),
                 "box": None,
+                "plot": None,  # the Embedding plot's (x0, y0, x1, y1) once it shows a layout
             }
+            embed = getattr(getattr(scene, "state", None), "embed", None)
+            if embed is not None and embed.plot_rect[2] > 0:
+                report["plot"] = [float(v) for v in embed.plot_rect]
             if lay is not None:
                 fw, fh = window.framebuffer_size
                 pts = camera.project(lay.positions, fw, fh) * (now[0] / max(fw, 1))
