@@ -463,7 +463,7 @@ def gui_embedding_panel(state: ExploreState, textures: Textures, scale: float, l
     # Docked at the right: the network is framed in the room left of it (while the camera is at home), so
     # the window never covers the map its points outline (at the bottom it hid conv1).
     layout.place("Embedding", RIGHT)
-    if layout.size_due("Embedding", (display, scale)) and not layout.folded("Embedding"):
+    if not layout.folded("Embedding") and layout.size_due("Embedding", (display, scale)):
         imgui.set_next_window_size(imgui.ImVec2(*embed_size(display, scale, layout)), imgui.Cond_.always)
     expanded, keep = imgui.begin("Embedding", True, imgui.WindowFlags_.no_scrollbar)
     if not keep:
