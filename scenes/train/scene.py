@@ -82,7 +82,7 @@ HOME_PITCH = math.radians(30.0)
 LABEL_ROOM = 50  # window units left of the widest sheet for its name
 LABEL_HALF_LINE = 10  # window units above the top sheet and below the lowest, for their names
 FREE_MIN_FRACTION = 0.28  # the network gets the whole view when the columns would leave it less
-# (at 1280x720 the columns with the Embedding window leave about 31 %: the network fits there, not under them)
+# (at 1280x720 the columns leave 44 %, 33 % at a UI scale of 121 %: the network fits there, not under them)
 
 
 def top_half(values: np.ndarray) -> np.ndarray:
