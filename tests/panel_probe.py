@@ -1,11 +1,13 @@
 """Helper for tests/test_panel_layout.py (not a test): runs one scene in a real window and reports, as
-JSON, the window size, every panel's rectangle, the free area and the network's screen box.
+JSON, the window size, every panel's rectangle, the free area, the network's screen box and the Embedding
+window's plot.
 
-    python tests/panel_probe.py explore|train|kiosk OUT.json STOP_FILE
+    python tests/panel_probe.py explore|explore_embed|train|kiosk OUT.json STOP_FILE
 
 The test resizes the window from outside (xdotool) and reads OUT.json, which is rewritten (atomically)
 every few frames until STOP_FILE exists.  The explorer selects a node once its network is up, so
-its Node details panel is open too.
+its Node details panel is open too; explore_embed then also opens the Embedding window (as its checkbox
+does), once the network has been framed without it.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def _xywh(r) -> list[float]:
 
 def main(kind: str, out: Path, stop: Path) -> None:
     window = Window(WindowConfig(width=1280, height=720, vsync=False))
-    if kind == "explore":
+    if kind in ("explore", "explore_embed"):
         from convscope.scenes.explore.scene import ExploreScene
 
         scene = ExploreScene(AppConfig())
@@ -56,7 +58,7 @@ def main(kind: str, out: Path, stop: Path) -> None:
         while not stop.exists() and time.monotonic() < deadline and not window.should_close:
             app.frame()
             spec = getattr(scene, "spec", None)
-            if kind == "explore" and spec is not None and scene.state.selected < 0:
+            if kind.startswith("explore") and spec is not None and scene.state.selected < 0:
                 scene.state.selected = spec.layers[-2].start + 3
             now = window.size
             at_size = at_size + 1 if now == size else 0
@@ -64,17 +66,24 @@ def main(kind: str, out: Path, stop: Path) -> None:
             lay = layout()
             still = getattr(scene, "flight", None) is None
             fitted = fitted + 1 if lay is not None and still else 0
+            if kind == "explore_embed" and fitted >= 8:
+                scene.state.show_embedding = True
             if app.frames % 4:
                 continue
             p = panels()
             report = {
                 "size": list(now),
+                "frames": app.frames,
                 "frames_at_size": at_size,
                 "fitted_frames": fitted,
                 "rects": {name: _xywh(r) for name, (_, r) in p.rects.items()},
                 "free": _xywh(p.free(getattr(sys.modules[type(scene).__module__], "FREE_MIN_FRACTION", 0.0))),
                 "box": None,
+                "plot": None,  # the Embedding plot's (x0, y0, x1, y1) once it shows a layout
             }
+            embed = getattr(getattr(scene, "state", None), "embed", None)
+            if embed is not None and embed.plot_rect[2] > 0:
+                report["plot"] = [float(v) for v in embed.plot_rect]
             if lay is not None:
                 fw, fh = window.framebuffer_size
                 pts = camera.project(lay.positions, fw, fh) * (now[0] / max(fw, 1))

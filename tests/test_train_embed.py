@@ -239,7 +239,8 @@ def test_command_line_screenshot_shows_the_embedding_window(tmp_path):
     assert done.returncode == 0, done.stderr
     img = np.asarray(Image.open(out).convert("RGB"))
     assert img.shape == (H, W, 3)
-    # The Embedding window sits at the bottom left; its plot has the filter markers.
-    corner = img[H // 2 :, : W // 3].reshape(-1, 3).astype(int)
+    # The Embedding window sits at the bottom, left of the right column (at 1280x720 in the band under the
+    # network, beside the Training panel); its plot has the filter markers.
+    corner = img[H // 2 :, : 3 * W // 5].reshape(-1, 3).astype(int)
     markers = (np.abs(corner - np.array(FILTER_RGB) * 255).max(-1) <= 30).sum()
     assert markers > 100, f"no filter layout in the Embedding window ({markers} marker pixels)"

@@ -1,7 +1,8 @@
 """Windows open beside what they refer to (headless, real scenes): Node details never covers the node it
 explains (a node at the right end of fc2 sends it beside the left column), the explorer's Embedding window
 docks at the right and the network is framed left of it, and the training scene's Embedding window
-never covers the Training panel's rows (Hyperparameters open at 900 px high).
+never covers the Training panel's rows (Hyperparameters open) nor the network, and its plot is at least
+200 px high at 1280x720, 1600x900 and 1920x1080.
 Screenshots: out/screens/beside_<name>.png.
 """
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from convscope.engine.app import App
 from convscope.engine.config import AppConfig
-from ui_driver import frame, frames_until, save
+from ui_driver import embed_shown, frame, frames_until, save
 
 pytestmark = pytest.mark.gl
 
@@ -66,8 +67,11 @@ def test_node_details_and_the_embedding_window_keep_off_the_network(ctx, tmp_pat
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("size", [(1600, 900), (1280, 720)])
+@pytest.mark.parametrize("size", [(1920, 1080), (1600, 900), (1280, 720)])
 def test_the_training_embedding_window_covers_no_training_rows(ctx, tmp_path, size):
+    """... and its plot is at least EMBED_PLOT_MIN high (it was 70 px at 1280x720), with the network framed
+    clear of it."""
+    from convscope.scenes.train.panels import EMBED_PLOT_MIN
     from convscope.scenes.train.scene import TrainScene
     from convscope.scenes.train.state import TrainConfig
 
@@ -75,12 +79,20 @@ def test_the_training_embedding_window_covers_no_training_rows(ctx, tmp_path, si
     app = App(scene, ctx=ctx, size=size)
     try:
         frames_until(app, lambda: scene.snapshot is not None, "the training process")
+        frames_until(app, lambda: embed_shown(app, "conv1", scene.state.widths[0]), "conv1's layout")
         for _ in range(8):
             frame(app)
         rects = {n: r for n, (_, r) in scene.panels.rects.items()}
         assert "Embedding" in rects and "Training" in rects, rects
         for other in ("Training", "Network"):
             assert not _overlap(rects["Embedding"], rects[other]), (size, rects)
+        x0, y0, x1, y1 = scene.state.embed.plot_rect
+        assert y1 - y0 >= EMBED_PLOT_MIN, f"at {size} the plot is {x1 - x0:.0f} x {y1 - y0:.0f} px"
+        pts = scene.camera.project(scene.geometry.layout.positions, *size)
+        box = (pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max())
+        for name, r in rects.items():
+            clear = box[2] < r.x or r.right < box[0] or box[3] < r.y or r.bottom < box[1]
+            assert clear, f"at {size} the network {box} is under {name} {r}"
         save(app.read_pixels(), tmp_path, "beside", f"train_{size[0]}x{size[1]}")
     finally:
         app.close()

@@ -6,13 +6,15 @@ A scene calls `begin_frame(display, scale)` once per frame before its panels, th
   LEFT / RIGHT      a column at that edge, panels stacked top to bottom in call order
   CENTER_RIGHT      the right edge, vertically centred
   BOTTOM_LEFT / BOTTOM_RIGHT   that corner
-  BESIDE            bottom, just right of the left column (a window that refers to the network)
+  BESIDE            bottom, just right of the left column (a window that refers to the network): a band
+                    under the network, which is framed above it
 Positions are applied on the first frames and again for a few frames after every change of the
 window size (so the layout reflows), otherwise only on first use (the user may move a panel).
 `keep_inside` clamps the current window into the display every frame: no panel is ever left
 off-screen, after a resize or when it grows (a panel larger than the display keeps its top-left
 corner on screen).  `free()` is the part of the display between the left and the right docked panels
-(LEFT, BOTTOM_LEFT / RIGHT, CENTER_RIGHT), measured this frame: the camera fits the network into it.
+(LEFT, BOTTOM_LEFT / RIGHT, CENTER_RIGHT) and above a BESIDE band, measured this frame: the camera fits
+the network into it.  `size_due` tells a panel sized by the layout when to size it anew.
 All in window units (ImGui's display units); `to_framebuffer` scales a rectangle to pixels.
 
 Presentation mode (`begin_frame(..., presentation=True)`, the app's F5): the frame it starts every panel
@@ -39,6 +41,7 @@ LEFT, RIGHT, CENTER_RIGHT, BOTTOM_LEFT, BOTTOM_RIGHT, BESIDE = (
 _DOCK_LEFT = (LEFT, BOTTOM_LEFT)
 _DOCK_RIGHT = (RIGHT, CENTER_RIGHT)
 _PASSING = "+passing"  # marks the anchor of a panel that does not dock
+_NO_KEY = object()  # size_due's "never asked"
 SETTLE_FRAMES = 3  # frames positions are re-applied after a change: stacked panels learn their heights
 
 
@@ -88,6 +91,7 @@ class PanelLayout:
         self._fold: bool | None = None  # this frame folds (True) or unfolds (False) every panel placed
         self.collapsed: set[str] = set()  # panels measured folded to their title bar this frame
         self._collapsed_prev: set[str] = set()
+        self._size_keys: dict[str, object] = {}  # what each panel's size was last worked out from (size_due)
 
     def begin_frame(
         self, display: tuple[float, float], scale: float = 1.0, presentation: bool = False
@@ -104,8 +108,13 @@ class PanelLayout:
         # scale forever: on a new scale each panel is fitted to its contents once.
         self._refit = scale != self.scale and not first
         self.presentation = presentation
-        # A docked panel that opened or closed (the Embedding window) changes the free area like a resize.
-        docked = frozenset(n for n, (a, _) in self.rects.items() if a in _DOCK_LEFT + _DOCK_RIGHT)
+        # A docked panel that opened, closed or moved to another dock (the Embedding window), or a bottom band
+        # whose top moved (folded by its arrow), changes the free area like a resize.
+        docked = frozenset(
+            (n, a, round(r.y) if a == BESIDE else 0)
+            for n, (a, r) in self.rects.items()
+            if a in _DOCK_LEFT + _DOCK_RIGHT + (BESIDE,)
+        )
         redocked, self._docked = docked != self._docked and not first, docked
         # A stacked panel whose height changed (a section opened, or its first frames after a scene switch,
         # when it still had another scene's size) moves the panels under it: positions are applied again.
@@ -219,6 +228,14 @@ class PanelLayout:
             return flags & ~imgui.WindowFlags_.no_collapse
         return flags
 
+    def size_due(self, name: str, key: object) -> bool:
+        """True when `key` (what the panel's size is worked out from: the display and the UI scale, say)
+        differs from the last call for `name`: the caller sets the size then, and leaves it to the user
+        in between (a window made for 1920x1080 would keep that size at 1280x720)."""
+        due = self._size_keys.get(name, _NO_KEY) != key
+        self._size_keys[name] = key
+        return due
+
     def max_size(self) -> tuple[float, float]:
         """The largest panel that fits the display with its margins."""
         m = self.margin * self.scale
@@ -265,10 +282,15 @@ class PanelLayout:
         """Not folded to its title bar (this frame's measure, or last frame's for `previous`)."""
         return not self.presentation or name not in (self._collapsed_prev if previous else self.collapsed)
 
+    def bottom_edge(self) -> float:
+        """Top of the BESIDE band under the network (the display's height when none)."""
+        tops = [r.y for n, (a, r) in self.rects.items() if a == BESIDE and r.w > 0 and self._open(n)]
+        return min(tops, default=self.display[1])
+
     def free(self, min_fraction: float = 0.0, reserve_left: float = 0.0) -> Rect:
-        """The display between the left and right docked panels, `reserve_left` more window units off
-        its left (the fit's own margin keeps the network off the panels' edges); all of the display
-        when that would leave less than `min_fraction` of its width."""
+        """The display between the left and right docked panels and above a BESIDE band, `reserve_left`
+        more window units off its left (the fit's own margin keeps the network off the panels' edges); all
+        of the display when that would leave less than `min_fraction` of its width or height."""
         w, h = self.display
         if w <= 0 or h <= 0:
             return Rect(0.0, 0.0, 0.0, 0.0)  # no panels laid out yet (or none shown): nothing known
@@ -276,6 +298,7 @@ class PanelLayout:
         right = self.right_edge()
         x0 = left + reserve_left * self.scale if left > 0 else 0.0
         x1 = right if right < w else w
-        if x1 - x0 < min_fraction * w or x1 <= x0:
+        y1 = min(self.bottom_edge(), h)
+        if x1 - x0 < min_fraction * w or x1 <= x0 or y1 < min_fraction * h:
             return Rect(0.0, 0.0, w, h)
-        return Rect(x0, 0.0, x1 - x0, h)
+        return Rect(x0, 0.0, x1 - x0, y1)

@@ -236,16 +236,25 @@ def gui_details_panel(
     state: ExploreState, images: dict[str, TextureLike], scale: float, layout: PanelLayout
 ) -> None:
     """Top-right: what the selected node computes, with the numbers of the current input.  Its close
-    button clears the selection."""
+    button clears the selection.  With the Embedding window open (drawn before this panel) it goes under
+    that window, as wide, in one right-hand column: side by side the two left the network a third of a
+    1280 px wide screen, stacked the column is as wide as the Embedding window alone."""
     if state.selected < 0:
         return
     display = imgui.get_io().display_size
-    layout.place("Node details", RIGHT, appearing=True, dock=False)  # it comes and goes: the view stays
-    # Fixed width, height fitted to the contents but never taller than the display.
-    width = DETAILS_WIDTH * scale
-    imgui.set_next_window_size_constraints(
-        imgui.ImVec2(width, 0), imgui.ImVec2(width, max(display.y - 20 * scale, 100))
-    )
+    embed = layout.rect("Embedding") if state.show_embedding else None
+    if embed is not None and embed.w > 0:
+        layout.place("Node details", RIGHT, appearing=True)  # docked: the network is framed left of both
+        width = embed.w
+        # Down to the Experiments tab at the bottom right (folded to its title bar until opened).
+        bottom = display.y - (layout.margin + layout.gap) * scale - imgui.get_frame_height()
+        tallest = max(bottom - layout.rect("Node details").y, 100 * scale)
+    else:
+        layout.place("Node details", RIGHT, appearing=True, dock=False)  # it comes and goes: the view stays
+        width = DETAILS_WIDTH * scale
+        tallest = max(display.y - 20 * scale, 100)
+    # Fixed width, height fitted to the contents but never taller than the room (it scrolls then).
+    imgui.set_next_window_size_constraints(imgui.ImVec2(width, 0), imgui.ImVec2(width, tallest))
     flags = layout.flags(imgui.WindowFlags_.no_collapse | imgui.WindowFlags_.always_auto_resize)
     _, keep = imgui.begin("Node details", True, flags)
     if not keep:
@@ -457,23 +466,38 @@ def gui_experiments_panel(
 
 # -- the Embedding window --------------------------------------------------------------------------------
 
-EMBED_WIDTH = 430  # window units at ui_scale 1
+EMBED_WIDTH = 430  # window units at ui_scale 1, on a display at least WIDE_DISPLAY wide
+EMBED_NARROW_WIDTH = 372  # below that: its widest rows (two radio buttons each) still fit
+WIDE_DISPLAY = 1600  # window units at ui_scale 1
 EMBED_MIN_HEIGHT, EMBED_MAX_HEIGHT = 300, 520
+EMBED_SHARE = 0.6  # of the right-hand column's height; Node details takes the rest when a node is selected
 _GRADIENT_KINDS = ("filter_gradients", "activation_gradients")
 
 
+def embed_size(display: tuple[float, float], scale: float, layout: PanelLayout) -> tuple[float, float]:
+    """The Embedding window's size for a display: the top share of the right-hand column, the same whether a
+    node is selected or not (the plot does not jump when Node details opens under it)."""
+    w, h = display
+    width = (EMBED_WIDTH if w >= WIDE_DISPLAY * scale else EMBED_NARROW_WIDTH) * scale
+    # The column runs from the top margin down to the Experiments tab (folded to its title bar).
+    column = h - (2 * layout.margin + layout.gap) * scale - imgui.get_frame_height()
+    height = min(max(column * EMBED_SHARE, EMBED_MIN_HEIGHT * scale), EMBED_MAX_HEIGHT * scale)
+    return width, height
+
+
 def gui_embedding_panel(state: ExploreState, textures: Textures, scale: float, layout: PanelLayout) -> None:
-    """The 2D embedding of a conv layer's filters for the drawing (or of many images), at the right of the
-    scene; its close button hides it.  The plot takes
-    the height the controls leave (measured the frame before), so resizing the window resizes it."""
+    """The 2D embedding of a conv layer's filters for the drawing (or of many images), at the top right of
+    the scene; its close button hides it.  The plot takes the height the controls leave (measured the frame
+    before), so resizing the window resizes it; a new display size or UI scale sizes it anew."""
     if not state.show_embedding:
         return
     io = imgui.get_io()
-    height = min(max(io.display_size.y * 0.64, EMBED_MIN_HEIGHT * scale), EMBED_MAX_HEIGHT * scale)
+    display = (io.display_size.x, io.display_size.y)
     # Docked at the right: the network is framed in the room left of it (while the camera is at home), so
     # the window never covers the map its points outline (at the bottom it hid conv1).
     layout.place("Embedding", RIGHT)
-    imgui.set_next_window_size(imgui.ImVec2(EMBED_WIDTH * scale, height), _FIRST)
+    if not layout.folded("Embedding") and layout.size_due("Embedding", (display, scale)):
+        imgui.set_next_window_size(imgui.ImVec2(*embed_size(display, scale, layout)), imgui.Cond_.always)
     expanded, keep = imgui.begin("Embedding", True, imgui.WindowFlags_.no_scrollbar)
     if not keep:
         state.show_embedding = False

@@ -1,6 +1,7 @@
 """The training scene's ImGui panels: run control, monitored sample, hyperparameters, checkpoints (left);
-steering, view options, charts and the first layer's filters (right); the Embedding window (bottom left,
-features/embedding/panel.py's panel plus this scene's options).
+steering, view options, charts and the first layer's filters (right); the Embedding window (under the
+Training panel, or in a band under the network on a short display; features/embedding/panel.py's panel plus
+this scene's options).
 
 One function per panel section; each reads and edits `TrainState` only (no GL, no worker): commands go
 into `state.requests`, which the scene sends.  Sizes are in window coordinates times the UI scale.
@@ -34,11 +35,13 @@ _DIM = imgui.ImVec4(0.75, 0.78, 0.85, 1.0)
 _WARN = imgui.ImVec4(1.0, 0.8, 0.35, 1.0)
 LEFT_WIDTH = 330  # window units at ui_scale 1; the scene keeps the 3D view clear of both columns
 RIGHT_WIDTH = 360
+_LABEL_ROOM = -110  # a slider or combo leaves this much of the row (at UI scale 1) to its label
 COLORMAPS = ("harley", "viridis", "grayscale")
-TALL_DISPLAY = 900  # window units: below this the Hyperparameters section starts closed, for the Embedding
 EMBED_WIDTH = 372  # the panel's two radio buttons a row and its "refresh every" label fit at this width
-EMBED_MIN_HEIGHT, EMBED_MAX_HEIGHT = 260, 460  # the Embedding window's first height, window units
-EMBED_LEFT_MIN_HEIGHT = 180  # the least room under the Training panel the window takes (else it goes beside)
+EMBED_MAX_HEIGHT = 560  # window units: the Embedding window under the Training panel grows no taller
+EMBED_PLOT_MIN = 200  # window units: the least plot height (at 70 px a layout showed no structure)
+EMBED_CHROME = 250  # window units: the window's title, controls and status lines, all but the plot
+EMBED_BAND_MAX = 0.62  # of the display's height: the most the band under the network takes (large UI scales)
 
 
 def _fmt(v: float, spec: str = ".4f") -> str:
@@ -70,9 +73,9 @@ def gui_left(state: TrainState, sample: TextureLike | None, scale: float, layout
     _column("Training", LEFT, LEFT_WIDTH, scale, layout)
     gui_run(state)
     gui_sample(state, sample, scale)
-    # On a short display the Embedding window sits where the hyperparameters would reach: they start closed.
-    tall = imgui.get_io().display_size.y >= TALL_DISPLAY * scale
-    if imgui.collapsing_header("Hyperparameters", imgui.TreeNodeFlags_.default_open if tall else 0):
+    # Open from the start: the Embedding window goes to the band under the network when this panel leaves
+    # it too little room, so it never sits where the hyperparameters reach.
+    if imgui.collapsing_header("Hyperparameters", imgui.TreeNodeFlags_.default_open):
         gui_hyper(state)
     if imgui.collapsing_header("Checkpoint"):
         gui_checkpoint(state)
@@ -123,7 +126,7 @@ def speed_label(speed: float | None) -> str:
 
 def gui_speed(state: TrainState) -> None:
     """How fast training runs, from a step every two seconds to full speed, and the rate measured."""
-    imgui.set_next_item_width(-110)
+    imgui.set_next_item_width(_LABEL_ROOM * imgui.get_style().font_scale_dpi)
     # A combo, not a slider: a slider's grab would cover the rate it names.
     changed, i = imgui.combo("speed", state.speed, [speed_label(v) for v in SPEEDS])
     if changed and i != state.speed:
@@ -175,31 +178,31 @@ def gui_sample(state: TrainState, sample: TextureLike | None, scale: float) -> N
 def gui_hyper(state: TrainState) -> None:
     """Each change goes to the worker at once and takes effect at its next step."""
     changes: dict = {}
-    imgui.set_next_item_width(-110)
+    imgui.set_next_item_width(_LABEL_ROOM * imgui.get_style().font_scale_dpi)
     changed, lr = imgui.slider_float(
         "learning rate", state.lr, 1e-5, 10.0, "%.2e", imgui.SliderFlags_.logarithmic
     )
     if changed:
         state.lr = changes["lr"] = float(lr)
-    imgui.set_next_item_width(-110)
+    imgui.set_next_item_width(_LABEL_ROOM * imgui.get_style().font_scale_dpi)
     imgui.begin_disabled(state.optimizer != "sgd")
     changed, mom = imgui.slider_float("momentum", state.momentum, 0.0, 0.99, "%.2f")
     imgui.end_disabled()
     if changed:
         state.momentum = changes["momentum"] = float(mom)
-    imgui.set_next_item_width(-110)
+    imgui.set_next_item_width(_LABEL_ROOM * imgui.get_style().font_scale_dpi)
     changed, bs = imgui.slider_int(
         "batch size", state.batch_size, 1, 512, "%d", imgui.SliderFlags_.logarithmic
     )
     if changed:
         state.batch_size = changes["batch_size"] = int(bs)
-    imgui.set_next_item_width(-110)
+    imgui.set_next_item_width(_LABEL_ROOM * imgui.get_style().font_scale_dpi)
     changed, wd = imgui.slider_float(
         "weight decay", state.weight_decay, 0.0, 0.1, "%.1e", imgui.SliderFlags_.logarithmic
     )
     if changed:
         state.weight_decay = changes["weight_decay"] = float(wd)
-    imgui.set_next_item_width(-110)
+    imgui.set_next_item_width(_LABEL_ROOM * imgui.get_style().font_scale_dpi)
     names = [OPTIMIZER_LABELS[o] for o in OPTIMIZERS]
     changed, i = imgui.combo("optimizer", OPTIMIZERS.index(state.optimizer), names)
     if changed and OPTIMIZERS[i] != state.optimizer:
@@ -436,23 +439,26 @@ def filter_montage(weights: np.ndarray, per_row: int = 8) -> np.ndarray:
 
 # -- the Embedding window ------------------------------------------------------------------------------
 def gui_embedding(state: TrainState, textures: Textures, scale: float, layout: PanelLayout) -> None:
-    """The 2D embedding of one layer's filters (or of many images) in a window at the bottom left; the plot
-    takes the height the controls leave (measured the frame before), so resizing the window resizes it."""
+    """The 2D embedding of one layer's filters (or of many images): under the Training panel where the room
+    it leaves gives the plot EMBED_PLOT_MIN, else in a band at the bottom beside the left column, with the
+    network framed above it.  The plot takes the height the controls leave (measured the frame before)."""
     io = imgui.get_io()
-    # Under the Training panel when the room it leaves takes the window, following that panel's bottom as
-    # its sections open and close; else at the bottom beside the left column.  Never over the Training
-    # panel's rows (it covered the Hyperparameters at 900 px high).
+    h = io.display_size.y
+    # Under the Training panel, following its bottom as its sections open and close, when there is room;
+    # never over the Training panel's rows (it covered the Hyperparameters at 900 px high).  The chrome is a
+    # fixed allowance, not measured: a progress bar or a second status line would move the window each time.
     training = layout.rect("Training")
-    room = io.display_size.y - (training.bottom if training else 0.0) - (layout.gap + layout.margin) * scale
-    if training is not None and room >= EMBED_LEFT_MIN_HEIGHT * scale:
+    room = h - (training.bottom if training else 0.0) - (layout.gap + layout.margin) * scale
+    if training is not None and room >= (EMBED_CHROME + EMBED_PLOT_MIN) * scale:
         layout.place("Embedding", LEFT, always=True)
         height = min(room, EMBED_MAX_HEIGHT * scale)
         if not layout.folded("Embedding"):
             imgui.set_next_window_size(imgui.ImVec2(EMBED_WIDTH * scale, height), imgui.Cond_.always)
     else:
-        height = min(max(io.display_size.y - 400 * scale, EMBED_MIN_HEIGHT * scale), EMBED_MAX_HEIGHT * scale)
-        layout.place("Embedding", BESIDE, always=True)  # off the Training panel, at the network's bottom left
-        # Between the columns: no wider than the room they leave (a larger UI scale reached the right one).
+        # The band under the network (at 1280x720 the room under the panel left a 70 px plot): the layout
+        # frames the network above it; as wide as the columns let it be, up to EMBED_WIDTH.
+        layout.place("Embedding", BESIDE, always=True)
+        height = min((EMBED_CHROME + EMBED_PLOT_MIN) * scale, EMBED_BAND_MAX * h)
         room_w = layout.right_edge() - layout.left_edge(previous=True) - 2 * layout.gap * scale
         width = max(min(EMBED_WIDTH * scale, room_w), 200 * scale)
         if not layout.folded("Embedding"):

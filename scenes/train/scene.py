@@ -52,7 +52,7 @@ from convscope.engine.orbit import CLICK_SLOP, OrbitController
 from convscope.engine.scene import FrameContext
 from convscope.engine.ui.help import HelpSection
 from convscope.engine.ui.input import InputState
-from convscope.engine.ui.layout import PanelLayout, to_framebuffer
+from convscope.engine.ui.layout import PanelLayout, Rect, to_framebuffer
 from convscope.engine.ui.settings import gui_view_row
 from convscope.engine.view import NetworkView
 from convscope.features.embedding.panel import EmbedPanelState
@@ -80,8 +80,9 @@ HEALTHY_STEPS = 50  # steps without a blow-up after which a red guard message gi
 LAYOUT_STYLE = LayoutStyle(max_maps_per_row=24, layer_gap=80.0)
 HOME_PITCH = math.radians(30.0)
 LABEL_ROOM = 50  # window units left of the widest sheet for its name
+LABEL_HALF_LINE = 10  # window units above the top sheet and below the lowest, for their names
 FREE_MIN_FRACTION = 0.28  # the network gets the whole view when the columns would leave it less
-# (at 1280x720 the columns with the Embedding window leave about 31 %: the network fits there, not under them)
+# (at 1280x720 the columns leave 44 %, 33 % at a UI scale of 121 %: the network fits there, not under them)
 
 
 def top_half(values: np.ndarray) -> np.ndarray:
@@ -639,7 +640,11 @@ class TrainScene:
         """Fit the network between the two panel columns when they leave room, else the whole view.  Layer
         names are drawn left of their sheets: LABEL_ROOM more is kept clear on the left."""
         scale = viewport[0] / max(self.app.ui.display_width, 1.0)  # framebuffer pixels per window unit
-        free = to_framebuffer(self.panels.free(FREE_MIN_FRACTION, reserve_left=LABEL_ROOM), (scale, scale))
+        r = self.panels.free(FREE_MIN_FRACTION, reserve_left=LABEL_ROOM)
+        # A name is centred on its sheet's row: half a line of it reaches above the top sheet (in a free area
+        # above the Embedding band the fit is height-bound, and "output" touched the window's top edge).
+        pad = min(LABEL_HALF_LINE * self.ui_scale, r.h / 4)
+        free = to_framebuffer(Rect(r.x, r.y + pad, r.w, r.h - 2 * pad), (scale, scale))
         self.controller.fit(self.geometry.layout.bounds, free, viewport, margin=0.04, pitch=HOME_PITCH)
         self._fit_reflows = self.panels.reflows
 
