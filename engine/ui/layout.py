@@ -91,6 +91,7 @@ class PanelLayout:
         self._fold: bool | None = None  # this frame folds (True) or unfolds (False) every panel placed
         self.collapsed: set[str] = set()  # panels measured folded to their title bar this frame
         self._collapsed_prev: set[str] = set()
+        self._folded_before: set[str] = set()  # panels already folded when presentation mode began
         self._size_keys: dict[str, object] = {}  # what each panel's size was last worked out from (size_due)
 
     def begin_frame(
@@ -104,6 +105,8 @@ class PanelLayout:
         first = self._frame is None
         self._frame = frame
         self._fold = None if presentation == self.presentation else presentation
+        if self._fold is True:  # what the user had folded stays folded when presentation mode ends
+            self._folded_before = set(self.collapsed)
         # A panel whose rows fill its width (colour bars, -1 wide widgets) would keep the width of a larger
         # scale forever: on a new scale each panel is fitted to its contents once.
         self._refit = scale != self.scale and not first
@@ -191,14 +194,11 @@ class PanelLayout:
             cond = imgui.Cond_.first_use_ever
         imgui.set_next_window_pos(imgui.ImVec2(*pos), cond, imgui.ImVec2(*pivot))
         if self._fold is not None:
-            imgui.set_next_window_collapsed(self._fold, imgui.Cond_.always)
+            imgui.set_next_window_collapsed(self._fold or name in self._folded_before, imgui.Cond_.always)
         if self.folded(name):  # a tab as wide as its title, not as the panel it folds
             if name not in self._unfolded and prev is not None and prev[1].w > 0:
                 self._unfolded[name] = (prev[1].w, prev[1].h)  # given back when it opens again
-            style = imgui.get_style()
-            title = imgui.calc_text_size(name.split("##")[0]).x
-            tab = title + imgui.get_frame_height() + 3 * style.frame_padding.x + 2 * style.window_padding.x
-            imgui.set_next_window_size(imgui.ImVec2(tab, 0.0), imgui.Cond_.always)
+            imgui.set_next_window_size(imgui.ImVec2(self.tab_width(name), 0.0), imgui.Cond_.always)
         elif name in self._unfolded:
             imgui.set_next_window_size(imgui.ImVec2(*self._unfolded.pop(name)), imgui.Cond_.always)
         elif self._refit:
@@ -206,6 +206,17 @@ class PanelLayout:
         if not dock:
             anchor += _PASSING
         self.rects[name] = (anchor, Rect(pos[0], pos[1], 0.0, 0.0))  # until keep_inside measures it
+
+    @staticmethod
+    def tab_width(name: str) -> float:
+        """Width of the panel `name` folded to its title bar: its title, the arrow and the paddings."""
+        style = imgui.get_style()
+        title = imgui.calc_text_size(name.split("##")[0]).x
+        return title + imgui.get_frame_height() + 3 * style.frame_padding.x + 2 * style.window_padding.x
+
+    def was_collapsed(self, name: str) -> bool:
+        """The panel was folded to its title bar last frame."""
+        return name in self._collapsed_prev
 
     def avoid(self, name: str, point: tuple[float, float] | None) -> None:
         """Keep the passing panel `name` off `point` (window units; the node it explains), or forget it."""
