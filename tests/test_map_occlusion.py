@@ -71,7 +71,7 @@ def test_fitted_resnet_shaped_net_is_drawn_opaque_and_looks_the_same():
         got = frames(batch, cam, acts)
         assert got["opaque"] == len(batch.map_layers)
         lit = (got[True].max(axis=2) > 8).mean()
-        assert lit > 0.02, f"only {lit:.1%} of the frame shows nodes"  # folded in columns: ~3.6 %
+        assert lit > 0.01, f"only {lit:.1%} of the frame shows nodes"  # two columns, room for names: ~1.9 %
         n = differing(got[True], got[False])
         assert n == 0, f"{n} pixels differ between opaque near-to-far and blended far-to-near"
     finally:

@@ -200,7 +200,9 @@ class PanelLayout:
                 self._unfolded[name] = (prev[1].w, prev[1].h)  # given back when it opens again
             imgui.set_next_window_size(imgui.ImVec2(self.tab_width(name), 0.0), imgui.Cond_.always)
         elif name in self._unfolded:
-            imgui.set_next_window_size(imgui.ImVec2(*self._unfolded.pop(name)), imgui.Cond_.always)
+            size = self._unfolded.pop(name)
+            if name not in self._folded_before:  # a tab before presentation mode keeps its tab's width
+                imgui.set_next_window_size(imgui.ImVec2(*size), imgui.Cond_.always)
         elif self._refit:
             imgui.set_next_window_size(imgui.ImVec2(0.0, 0.0), imgui.Cond_.always)  # 0: fit the contents
         if not dock:
@@ -256,13 +258,19 @@ class PanelLayout:
         """Inside the current window, before imgui.end(): clamp it into the display, record its rect."""
         pos, size = imgui.get_window_pos(), imgui.get_window_size()
         w, h = self.display
+        collapsed = imgui.is_window_collapsed()
+        if collapsed and size.x < self.tab_width(name) - 1.0:
+            # An auto-sized panel folded can come back from presentation mode a few pixels wide ("E" of
+            # "Experiments"): at least its title shows.
+            size = imgui.ImVec2(self.tab_width(name), size.y)
+            imgui.set_window_size(size)
         x = min(max(pos.x, 0.0), max(w - size.x, 0.0))
         y = min(max(pos.y, 0.0), max(h - size.y, 0.0))
         if (x, y) != (pos.x, pos.y):
             imgui.set_window_pos(imgui.ImVec2(x, y))
         anchor = self.rects.get(name, (LEFT, None))[0]
         r = Rect(x, y, size.x, size.y)
-        if imgui.is_window_collapsed():
+        if collapsed:
             self.collapsed.add(name)
         self.rects[name] = (anchor, r)
         return r

@@ -449,10 +449,6 @@ def gui_experiments_panel(
     It grows up and left as it unfolds (the layout keeps it on screen)."""
     layout.place("Experiments", BOTTOM_RIGHT)
     imgui.set_next_window_collapsed(True, _FIRST)
-    if layout.was_collapsed("Experiments") and not layout.folded("Experiments"):
-        # Folded, it is a tab as wide as its title (an auto-sized window folded keeps whatever width it
-        # last had: after presentation mode that was 16 px, "E").
-        imgui.set_next_window_size(imgui.ImVec2(layout.tab_width("Experiments"), 0.0), imgui.Cond_.always)
     expanded = imgui.begin("Experiments", None, imgui.WindowFlags_.always_auto_resize)[0]
     if expanded and not state.one_channel:
         # Shifts, turns, MNIST centring, morphs and the LeNet / MLP comparison act on the drawing pad.
