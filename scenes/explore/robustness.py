@@ -272,8 +272,9 @@ _DIM = imgui.ImVec4(0.75, 0.78, 0.85, 1.0)
 
 
 def describe_input(image: np.ndarray | None) -> str:
-    """One line on where the ink of a 28x28 input sits, compared with MNIST's digits."""
-    if image is None:
+    """One line on where the ink of a 28x28 input sits, compared with MNIST's digits ("" for no input, or
+    for a picture that is not one grey drawing)."""
+    if image is None or np.ndim(image) != 2:
         return ""
     com = center_of_mass(image)
     bounds = ink_box(image)
