@@ -242,6 +242,27 @@ def test_divergent_learning_rate_restores_the_weights_from_before_the_change(dig
     assert np.mean([s["loss"] for s in losses[-50:]]) < np.mean([s["loss"] for s in losses[:50]])
 
 
+def test_a_blow_up_after_a_layer_edit_brings_back_the_settings_and_the_clip(digits: Dataset) -> None:
+    """After '+ layer' the steps are clipped; a larger lr set by hand ends the clip (so lr 10 shows what it
+    does), and when that blows up the guard brings back the lr from before, the clip that ran with it, and
+    a fresh lr warm-up: the optimizer's lr is a tenth of the set one, which the controls must not show."""
+    t = Trainer(digits, Hyper(batch_size=8, lr=0.02), replace(SMALL, clip_from_start=False))
+    _train(t, 3, {})
+    t.add_layer(1, 4)
+    assert t.clip_norm == 1.0 and t.warm_left == t.config.warmup_steps
+    _train(t, 5, {})
+    t.set_hyper(lr=10.0, weight_decay=1.0)
+    t.step()
+    assert t.clip_norm == 0.0, "a larger lr set by hand runs unclipped"
+    stats = _train(t, 100, {})
+    assert not stats["ok"] and t.paused, f"no pause after 100 divergent steps: {stats}"
+    assert "layer edit" in t.message and "settings (lr 0.02)" in t.message, t.message
+    assert t.hyper.lr == 0.02 and stats["lr"] == 0.02 and t.clip_norm == 1.0, (t.hyper, t.clip_norm)
+    assert t.optimizer.param_groups[0]["lr"] == pytest.approx(0.002), "the warm-up starts over"
+    t.resume()
+    assert all(s["ok"] for s in (t.step() for _ in range(50))), t.message
+
+
 def test_a_burst_of_changes_keeps_the_weights_from_before_the_first(digits: Dataset) -> None:
     t = Trainer(digits, Hyper(batch_size=8), SMALL)
     history = {0: _weights(t)}

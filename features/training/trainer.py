@@ -276,6 +276,7 @@ class Trainer:
         self.val_step: int | None = None
         self.val_loss: float | None = None  # mean cross-entropy of the latest validation pass
         self._warm_left = 0  # steps of lr warm-up left after a layer edit (see _warm_up)
+        self._warm_steps = self.config.warmup_steps  # the length of that warm-up's ramp
         # Each step's gradient norm is clipped to this (0: not clipped): config.edit_clip from the start or
         # from a layer edit on
         self.clip_norm = max(float(self.config.edit_clip), 0.0) if self.config.clip_from_start else 0.0
@@ -533,7 +534,7 @@ class Trainer:
         else:
             advice = "lower the learning rate and resume"
         if after_edit:
-            self._warm_left = self.config.warmup_steps
+            self._start_warm_up()
         self.message = (
             f"training paused at step {failed}: {reason} ({failed_with}). "
             f"Restored the weights and optimizer state of step {self.step_count} ({why}){restored}; {advice}."
@@ -574,18 +575,25 @@ class Trainer:
         n = min(self.config.refit_images, len(self.data.x_train))
         return to_input(self.data.x_train[:n], self.device) if n > 0 else None
 
+    def _start_warm_up(self) -> None:
+        """A ramp of `warmup_steps` from here; the optimizer's lr is at once the ramp's first (what the next
+        step uses, and what a snapshot shows as opt_lr)."""
+        self._warm_left = self._warm_steps = self.config.warmup_steps
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.hyper.lr * (0.1 if self._warm_left > 1 else 1.0)
+
     def _warm_up(self) -> None:
         """After a layer edit the re-fitted head and the new layer are far from what the optimizer's
         settings were tuned on: the lr ramps linearly from a tenth to its value over `warmup_steps`."""
         left = self._warm_left
         self._warm_left = left - 1
-        factor = 1.0 if left <= 1 else 1.0 - 0.9 * left / max(self.config.warmup_steps, 1)
+        factor = 1.0 if left <= 1 else 1.0 - 0.9 * left / max(self._warm_steps, 1)
         for group in self.optimizer.param_groups:
             group["lr"] = self.hyper.lr * factor
 
     def _after_edit(self, what: str, layer: bool = False) -> None:
         if layer:
-            self._warm_left = self.config.warmup_steps
+            self._start_warm_up()
             self.clip_norm = max(float(self.config.edit_clip), 0.0)
             self._edit_step = self.step_count
         self.n_edits += 1
@@ -721,6 +729,7 @@ class Trainer:
                 "edit": {
                     "clip_norm": self.clip_norm,
                     "warm_left": self.warm_left,
+                    "warm_steps": self._warm_steps,
                     "edit_step": self._edit_step,
                 },
                 "smooth": {k: [s.value, s.weight] for k, s in (("loss", self._loss), ("acc", self._acc))},
@@ -762,15 +771,16 @@ class Trainer:
             edit = run.get("edit", {})  # a checkpoint from before edits were saved: as if none happened
             clip_norm = float(edit.get("clip_norm", 0.0))
             warm_left = int(edit.get("warm_left", 0))
+            warm_steps = int(edit.get("warm_steps", self.config.warmup_steps))
             edit_step = int(edit.get("edit_step", NO_EDIT))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CheckpointError(f"{where}: bad run state in the manifest ({exc})") from None
         if min(seed, step, epoch, offset, n_edits) < 0 or offset > len(self.data.x_train):
             raise CheckpointError(f"{where}: run state out of range for this data set")
-        if not (0 <= clip_norm < math.inf and 0 <= warm_left <= 10**9 and edit_step <= step):
+        if not (0 <= clip_norm < math.inf and 0 <= warm_left <= max(warm_steps, 0) and edit_step <= step):
             raise CheckpointError(
-                f"{where}: bad edit state in the manifest (clip_norm {clip_norm}, warm_left {warm_left}, "
-                f"edit_step {edit_step} at step {step})"
+                f"{where}: bad edit state in the manifest (clip_norm {clip_norm}, warm_left {warm_left} of "
+                f"{warm_steps}, edit_step {edit_step} at step {step})"
             )
         if ck.optimizer_name != hyper.optimizer:
             raise CheckpointError(
@@ -807,7 +817,7 @@ class Trainer:
         self._jitter_ready = all(j is not None and j.dim() > 1 for j in jitter)
         self.val_acc, self.val_loss, self.val_step = val_acc, val_loss, val_step
         self.clip_norm, self._pinned_clip = clip_norm, clip_norm
-        self._warm_left, self._edit_step = warm_left, edit_step
+        self._warm_left, self._warm_steps, self._edit_step = warm_left, warm_steps, edit_step
         self._params = list(model.parameters())
         self._rebase_guard()
         self.paused = True

@@ -501,6 +501,8 @@ class TrainScene:
         st.val_acc = s["val_acc"]
         st.images_per_s = s["images_per_s"]
         st.monitor_index = int(s["monitor_index"])
+        st.lr_now, st.warm_left = float(s["opt_lr"]), int(s["warm_left"])
+        st.clip_norm = float(s["clip_norm"])
         st.monitor_label = int(s["monitor_label"])
         st.n_val = int(s["n_val"])
         out = self.spec.layers[-1]
