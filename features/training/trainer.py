@@ -440,7 +440,7 @@ class Trainer:
             p.grad = None
         loss.backward()
         if self.clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self._params, self.clip_norm)
+            self._clip_gradients()
         self.optimizer.step()
         if self.paused and not self._weights_finite():  # single_step: the next loss will not check them
             return self._blow_up("the weights became NaN or inf")
@@ -477,6 +477,16 @@ class Trainer:
             "message": self.message,
             **kw,
         }
+
+    def _clip_gradients(self) -> float:
+        """Scale the gradients so that their joint norm is at most `clip_norm`; returns the norm before.
+        What torch.nn.utils.clip_grad_norm_ does, in three calls: its checks cost ~55 us a step here
+        (3 % of a 4-image step), these ~15 us."""
+        grads = [p.grad for p in self._params if p.grad is not None]
+        total = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
+        if total > self.clip_norm:  # NaN fails this: the next step's loss reports it
+            torch._foreach_mul_(grads, self.clip_norm / (total + 1e-6))
+        return total
 
     def _weights_finite(self) -> bool:
         # One sum per tensor: NaN/inf propagate into it.  (A sum can also overflow for weights near 1e38,
