@@ -266,11 +266,13 @@ def add_conv_layer(
     *,
     generator: torch.Generator | None = None,
     calibration: torch.Tensor | None = None,
+    ridge: float = 1e-2,
 ) -> int:
     """Insert a conv+ReLU+pool stage with `width` filters before conv layer `position` (len = at the end).
 
     Initialised as the identity on min(width, channels in) channels (see the module docstring); with
-    `calibration` images (B, C, H, W) the head is then re-fitted to keep their logits.  Returns `position`.
+    `calibration` images (B, C, H, W) the head is then re-fitted to keep their logits (`ridge`: refit_head's
+    pull towards the block-rule weights).  Returns `position`.
     """
     n = len(model.convs)
     p = _check_int(f"position (0..{n})", position, 0, n)
@@ -312,7 +314,7 @@ def add_conv_layer(
     assert model.spec == new, (model.spec, new)
     _sync(model, optimizer)
     if targets is not None:
-        refit_head(model, calibration, targets)
+        refit_head(model, calibration, targets, ridge)
         _forget_head_state(optimizer)
     return p
 
@@ -323,10 +325,12 @@ def remove_conv_layer(
     layer_idx: int,
     *,
     calibration: torch.Tensor | None = None,
+    ridge: float = 1e-2,
 ) -> None:
     """Remove conv layer `layer_idx` (with its pool); the next layer reads what the removed one read.
 
-    With `calibration` images the head is re-fitted to keep their logits (see the module docstring)."""
+    With `calibration` images the head is re-fitted to keep their logits (see the module docstring; `ridge`
+    as in add_conv_layer)."""
     k = _check_layer(model, layer_idx)
     n = len(model.convs)
     if n == 1:
@@ -353,7 +357,7 @@ def remove_conv_layer(
     assert model.spec == new, (model.spec, new)
     _sync(model, optimizer)
     if targets is not None:
-        refit_head(model, calibration, targets)
+        refit_head(model, calibration, targets, ridge)
         _forget_head_state(optimizer)
 
 
