@@ -423,7 +423,7 @@ def distill(
 
     The head re-fit alone cannot undo what an inserted layer's pooling does to the layers after it: on
     MNIST the held-out loss still went 0.3 -> 1.2 after "+ layer".  A few dozen steps towards the old
-    predictions bring it back most of the way (docs/BENCHMARKS.md, "Layer edits").  Adam's steps are about
+    predictions take back about half of the rise (docs/BENCHMARKS.md, "Layer edits").  Adam's steps are about
     `lr` per weight whatever the gradient, so `lr` must stay small next to the weights (3e-3 took a trained
     net on the digits to chance).  Returns the last batch's divergence."""
     params = [p for conv in model.convs[first:] for p in conv.parameters()] + list(model.head.parameters())

@@ -39,9 +39,10 @@ bit.  `reset()` rebuilds the *current* architecture from the seed (so an edited 
 with the same net trained from scratch, as in the paper's section 4.2).
 
 Layer edits re-fit the linear head on the first `refit_images` training images (models/surgery.py explains
-why), train the layers from the edit on for `settle_steps` towards the predictions from before it, ramp
-the lr up again over `warmup_steps`, and from then on clip each step's gradient norm to `edit_clip` (until
-Reset, or a larger lr set by hand).  A checkpoint keeps the clip, the warm-up left and
+why), train the layers from the edit on for `settle_steps` towards the predictions from before it, and ramp
+the lr up again over `warmup_steps`.  Each step's gradient norm is clipped to `edit_clip` from the first
+step (`clip_from_start`) or from a layer edit on, until a larger lr is set by hand; a blow-up that brings
+back the settings from before brings back the clip too.  A checkpoint keeps the clip, the warm-up left and
 the step of the edit, so a loaded run trains on as the saved one would have; docs/BENCHMARKS.md ("Layer
 edits") has the losses around each edit on MNIST and CIFAR-10.
 
