@@ -42,7 +42,9 @@ remove_conv_layer then re-fit the linear head (weight and bias, in place) so tha
 match the logits before the edit in the least-squares sense, with a ridge pull towards the block-rule weights
 (`refit_head`).  With 256 training images this keeps 86-97% on the digits.  After a re-fit every running
 optimizer state (momentum, Adam's moments) is zeroed: it described the old weights, and carried over it
-drove the first steps after an added layer into a blow-up at the default settings.
+drove the first steps after an added layer into a blow-up at the default settings.  The re-fitted head
+cannot undo what the pooling of an inserted layer does to the layers after it; `distill` then trains the
+whole network for a few steps towards the old predictions on the same images (the trainer calls it).
 
 Refused (SurgeryError): removing the last filter of a layer or the last conv layer, more than MAX_WIDTH
 filters, a layer that would pool the maps below 1x1, out-of-range indices, and an optimizer that does not
@@ -264,11 +266,13 @@ def add_conv_layer(
     *,
     generator: torch.Generator | None = None,
     calibration: torch.Tensor | None = None,
+    ridge: float = 1e-2,
 ) -> int:
     """Insert a conv+ReLU+pool stage with `width` filters before conv layer `position` (len = at the end).
 
     Initialised as the identity on min(width, channels in) channels (see the module docstring); with
-    `calibration` images (B, C, H, W) the head is then re-fitted to keep their logits.  Returns `position`.
+    `calibration` images (B, C, H, W) the head is then re-fitted to keep their logits (`ridge`: refit_head's
+    pull towards the block-rule weights).  Returns `position`.
     """
     n = len(model.convs)
     p = _check_int(f"position (0..{n})", position, 0, n)
@@ -310,7 +314,7 @@ def add_conv_layer(
     assert model.spec == new, (model.spec, new)
     _sync(model, optimizer)
     if targets is not None:
-        refit_head(model, calibration, targets)
+        refit_head(model, calibration, targets, ridge)
         _forget_head_state(optimizer)
     return p
 
@@ -321,10 +325,12 @@ def remove_conv_layer(
     layer_idx: int,
     *,
     calibration: torch.Tensor | None = None,
+    ridge: float = 1e-2,
 ) -> None:
     """Remove conv layer `layer_idx` (with its pool); the next layer reads what the removed one read.
 
-    With `calibration` images the head is re-fitted to keep their logits (see the module docstring)."""
+    With `calibration` images the head is re-fitted to keep their logits (see the module docstring; `ridge`
+    as in add_conv_layer)."""
     k = _check_layer(model, layer_idx)
     n = len(model.convs)
     if n == 1:
@@ -351,7 +357,7 @@ def remove_conv_layer(
     assert model.spec == new, (model.spec, new)
     _sync(model, optimizer)
     if targets is not None:
-        refit_head(model, calibration, targets)
+        refit_head(model, calibration, targets, ridge)
         _forget_head_state(optimizer)
 
 
@@ -398,3 +404,44 @@ def refit_head(model: RevaCNN, images: torch.Tensor, targets: torch.Tensor, ridg
         theta = theta0 + torch.linalg.solve(gram + lam * eye, x.T @ (targets.to(torch.float64) - x @ theta0))
         model.head.weight.copy_(theta[:-1].T)
         model.head.bias.copy_(theta[-1])
+
+
+def distill(
+    model: RevaCNN,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    steps: int,
+    lr: float,
+    batch: int,
+    generator: torch.Generator | None = None,
+    first: int = 0,
+) -> float:
+    """Train conv layers `first`.. and the head of `model` for `steps` Adam steps (an optimizer of its own,
+    thrown away after) so that its predictions on `images` match `targets` (logits of the network before an
+    edit): the KL divergence of softmax(model(images)) from softmax(targets), on batches of `batch` images
+    drawn with `generator`.  The layers before `first` are left alone: their maps did not change.
+
+    The head re-fit alone cannot undo what an inserted layer's pooling does to the layers after it: on
+    MNIST the held-out loss still went 0.3 -> 1.2 after "+ layer".  A few dozen steps towards the old
+    predictions take back about half of the rise (docs/BENCHMARKS.md, "Layer edits").  Adam's steps are about
+    `lr` per weight whatever the gradient, so `lr` must stay small next to the weights (3e-3 took a trained
+    net on the digits to chance).  Returns the last batch's divergence."""
+    params = [p for conv in model.convs[first:] for p in conv.parameters()] + list(model.head.parameters())
+    opt = torch.optim.Adam(params, lr=lr)
+    soft = F.log_softmax(targets.detach(), dim=1)
+    was = model.training
+    model.train()
+    kl = math.nan
+    for _ in range(steps):
+        idx = torch.randint(0, len(images), (min(batch, len(images)),), generator=generator)
+        out = F.log_softmax(model(images[idx.to(images.device)]), dim=1)
+        loss = F.kl_div(out, soft[idx.to(soft.device)], log_target=True, reduction="batchmean")
+        for p in model.parameters():
+            p.grad = None
+        loss.backward()
+        opt.step()
+        kl = float(loss.detach())
+    for p in model.parameters():
+        p.grad = None
+    model.train(was)
+    return kl

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import convscope.models.checkpoint as ckpt_mod
@@ -232,3 +233,66 @@ def test_bad_checkpoint_leaves_the_live_session_untouched(digits: Dataset, tmp_p
             for key, v in entries.items():
                 _equal(t.optimizer.state[dict(t.model.named_parameters())[name]][key], v, f"{name}/{key}")
     assert t.step()["ok"]
+
+
+def test_a_run_saved_after_a_layer_edit_clips_and_warms_up_after_load(
+    digits: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gradient clip and the lr warm-up a layer edit started are part of the run: loaded into a session
+    that never edited (and does not clip from the start), every step is clipped to the saved norm and the
+    run continues bit for bit.  The norm 0.02 is smaller than every gradient here, so a step that skipped
+    the clip would differ."""
+    edited = replace(SMALL, clip_from_start=False, edit_clip=0.02, warmup_steps=20, settle_steps=2)
+    t = Trainer(digits, Hyper(batch_size=8, lr=0.02, seed=3), edited)
+    for _ in range(3):
+        t.step()
+    t.add_layer(1, 4)
+    t.step()
+    t.save(tmp_path / "run")
+    saved = (t.clip_norm, t.warm_left, t.optimizer.param_groups[0]["lr"])
+    straight = [t.step() for _ in range(4)]
+
+    other = Trainer(digits, Hyper(batch_size=32, seed=99), replace(SMALL, clip_from_start=False))
+    assert other.clip_norm == 0.0
+    clipped: list[tuple[float, float, float]] = []  # (clip norm, gradient norm before, after)
+    real = Trainer._clip_gradients
+
+    def spy(self: Trainer) -> float:
+        total = real(self)
+        after = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in self._params])))
+        clipped.append((self.clip_norm, total, after))
+        return total
+
+    monkeypatch.setattr(Trainer, "_clip_gradients", spy)
+    other.load(tmp_path / "run.json")
+    assert (other.clip_norm, other.warm_left) == saved[:2] == (0.02, 19), (other.clip_norm, other.warm_left)
+    other.resume()
+    resumed = [other.step() for _ in range(4)]
+    assert len(clipped) == 4 and all(m == 0.02 and g > 0.02 and a <= 0.02 for m, g, a in clipped), clipped
+    assert other.optimizer.param_groups[0]["lr"] > saved[2], "the warm-up goes on where it stopped"
+    for key in ("loss", "loss_smooth", "step"):
+        got, want = [s[key] for s in resumed], [s[key] for s in straight]
+        assert got == want, f"{key}: expected {want}, got {got}"
+    for (name, a), b in zip(t.model.state_dict().items(), other.model.state_dict().values(), strict=True):
+        _equal(b, a, f"{name} after 4 resumed steps")
+
+
+def test_a_checkpoint_without_edit_state_loads_as_before(digits: Dataset, tmp_path: Path) -> None:
+    """A checkpoint from before the edit state was saved loads as it did then: no clip, no warm-up.  A
+    malformed edit state is refused with the file named, and the session is as it was."""
+    t = Trainer(digits, Hyper(batch_size=8, seed=1), SMALL)
+    t.step()
+    t.add_layer(0, 3)
+    manifest = t.save(tmp_path / "run")
+    assert json.loads(manifest.read_text())["meta"]["run"]["edit"]["clip_norm"] == 1.0
+    _rewrite(manifest, doc=lambda d: d["meta"]["run"].pop("edit"))
+    fresh = Trainer(digits, Hyper(batch_size=8), SMALL)
+    assert fresh.clip_norm == 1.0, "a new run clips from the start"
+    fresh.load(manifest)
+    assert (fresh.clip_norm, fresh.warm_left, fresh.step_count) == (0.0, 0, 1), fresh.message
+    for bad in ({"clip_norm": -1}, {"clip_norm": "lots"}, {"warm_left": -5}, "yes"):
+        _rewrite(manifest, doc=lambda d, bad=bad: d["meta"]["run"].__setitem__("edit", bad))
+        model = fresh.model
+        with pytest.raises(CheckpointError, match="edit state|bad run state") as err:
+            fresh.load(manifest)
+        assert str(manifest) in str(err.value) and fresh.model is model and fresh.clip_norm == 0.0

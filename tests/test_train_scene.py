@@ -412,6 +412,30 @@ def test_monitor_cycles_through_held_out_images(app, monkeypatch):
     st.monitor_cycle = False
 
 
+def test_a_blow_up_after_a_layer_edit_shows_the_restored_lr_and_the_clip(app):
+    """'+ layer', then lr 10 by hand: the guard restores the weights and the settings from before, and the
+    controls show the lr that was set (0.02), not the optimizer's, which the warm-up that starts over holds
+    at a tenth; the clip the edit turned on (and lr 10 turned off) is on again, and the panel says both."""
+    from convscope.scenes.train.panels import _step_note
+
+    scene, st = app.scene, app.scene.state
+    frames_until(app, lambda: scene.handle.ready and st.running)
+    layers = len(st.widths)
+    st.request("add_layer", position=layers, width=4)
+    frames_until(app, lambda: len(st.widths) == layers + 1 and st.warm_left > 0)
+    assert st.clip_norm == 1.0 and "warming up after the layer edit" in _step_note(st), _step_note(st)
+    st.lr = 10.0  # what the slider does, and the request it makes
+    st.request("set_hyper", lr=10.0)
+    frames_until(app, lambda: not st.running and "paused" in st.message)
+    stats = scene.snapshot.stats
+    assert "layer edit" in st.message, st.message
+    assert stats["hyper_lr"] == pytest.approx(0.02) and stats["opt_lr"] == pytest.approx(0.002), stats
+    assert st.lr == pytest.approx(0.02), f"the controls show lr {st.lr}, the worker uses {stats['hyper_lr']}"
+    assert st.clip_norm == 1.0 and "gradient norm clipped to 1" in _step_note(st), _step_note(st)
+    st.request("remove_layer", layer=layers)
+    frames_until(app, lambda: len(st.widths) == layers)
+
+
 @pytest.mark.slow
 def test_train_explore_train_keeps_the_run():
     """Train -> Explore -> Train in one window: the training process keeps running while the explorer is

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import math
 import os
 import shutil
 import socket
@@ -262,3 +263,30 @@ def test_shipped_weights_reach_target_on_real_mnist(real_root, capsys, name: str
     result = json.loads(capsys.readouterr().out)
     assert result["n"] == 10000
     assert result["accuracy"] >= target, f"{name}: expected >= {target}, got {result['accuracy']}"
+
+
+def test_bench_layer_edits_runs_the_worker_and_flags_chance(fake_root, tmp_path, capsys) -> None:
+    """tools/bench_layer_edits.py end to end on the fake MNIST (random pixels and labels: nothing to learn),
+    through a real training worker: one row per case with the numbers it reports, the edit really made
+    (the network grows a conv layer), and every row flagged as stuck at chance, so the tool exits 1."""
+    import bench_layer_edits
+
+    out = tmp_path / "edits.json"
+    argv = ["--data-dir", str(fake_root), "--datasets", "mnist", "--seeds", "0", "--before", "60"]
+    code = bench_layer_edits.main([*argv, "--after", "120", "--cases", "none", "add0", "--json", str(out)])
+    rows = json.loads(out.read_text())
+    assert code == 1 and [r["case"] for r in rows] == ["none", "add0"], (code, rows)
+    assert [len(r["widths"]) for r in rows] == [3, 4], "the '+ layer' row trains a 4-layer network"
+    for r in rows:
+        assert r["step"] >= 60 and r["end_step"] >= r["step"] + 120 and r["guard"] == 0, r
+        assert all(math.isfinite(r[k]) for k in ("val_before", "val_right_after", "val_end", "train_next")), r
+        assert not r["clear_of_chance"] and r["clip_norm"] == 1.0, r
+    assert capsys.readouterr().out.count("AT CHANCE") == 2
+
+
+def test_bench_layer_edits_bad_arguments_are_one_clear_line(tmp_path, capsys) -> None:
+    import bench_layer_edits
+
+    assert bench_layer_edits.main(["--data-dir", str(tmp_path / "absent")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("convscope: error:") and err.count("\n") == 1, err

@@ -105,6 +105,10 @@ STATS = (
     "history_rows",
     "publishes",  # snapshots written so far
     "publish_seconds",  # worker time spent writing them (before this one): their share of its clock
+    "val_loss",  # mean held-out cross-entropy of the latest validation pass, NaN before the first
+    "hyper_lr",  # the learning rate set; opt_lr is lower while it warms up again after a layer edit
+    "clip_norm",  # each step's gradient norm is clipped to this since a layer edit (0: not clipped)
+    "warm_left",  # steps of that lr warm-up left
 )
 STAT_INDEX = {name: i for i, name in enumerate(STATS)}
 HISTORY = 256  # per-step rows per snapshot: up to HISTORY steps between two snapshots are all charted

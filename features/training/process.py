@@ -499,6 +499,10 @@ class _TrainWorker:
             "history_rows": rows,
             "publishes": self.seq + 1,
             "publish_seconds": self.publish_seconds,
+            "val_loss": nan if tr.val_loss is None else tr.val_loss,
+            "hyper_lr": tr.hyper.lr,
+            "clip_norm": tr.clip_norm,
+            "warm_left": tr.warm_left,
         }
         model = tr.model
         mkldnn = torch.backends.mkldnn

@@ -36,12 +36,19 @@ Determinism.  A run starts from `hyper.seed` (kept as `run_seed`; a changed seed
 initial weights, the batch order (epoch e is a permutation drawn from (run_seed, e)) and the weights drawn by
 surgery ((run_seed, edits so far)) all follow from it, so a run resumed from a checkpoint continues bit for
 bit.  `reset()` rebuilds the *current* architecture from the seed (so an edited '20-20-21' net can be compared
-with the same net trained from scratch, as in the paper's section 4.2).  Layer edits re-fit the linear head
-on the first `refit_images` training images (models/surgery.py explains why).
+with the same net trained from scratch, as in the paper's section 4.2).
+
+Layer edits re-fit the linear head on the first `refit_images` training images (models/surgery.py explains
+why), train the layers from the edit on for `settle_steps` towards the predictions from before it, and ramp
+the lr up again over `warmup_steps`.  Each step's gradient norm is clipped to `edit_clip` from the first
+step (`clip_from_start`) or from a layer edit on, until a larger lr is set by hand; a blow-up that brings
+back the settings from before brings back the clip too.  A checkpoint keeps the clip, the warm-up left and
+the step of the edit, so a loaded run trains on as the saved one would have; docs/BENCHMARKS.md ("Layer
+edits") has the losses around each edit on MNIST and CIFAR-10.
 
 Stats dict of step(): step, epoch (fractional), batch_size, lr, optimizer, loss, loss_smooth, acc (this
-batch), acc_smooth, images_per_s (smoothed, validation excluded), val_acc / val_step (latest pass, None
-before the first), ok (False when the guard fired), paused, message.
+batch), acc_smooth, images_per_s (smoothed, validation excluded), val_acc / val_loss / val_step (latest
+pass, None before the first), ok (False when the guard fired), paused, message.
 
 Torch-side only: imported by the worker process and the tools, never by the render process.
 
@@ -79,6 +86,7 @@ MAX_LR = 10.0
 MAX_BATCH = 4096
 _SEED_MIX = 1_000_003  # spreads (seed, counter) pairs over generator seeds
 JITTER_IMAGES = 16  # TrainerConfig.jitter_every=0: a jitter sample at least every this many images
+NO_EDIT = -(10**9)  # Trainer._edit_step before any layer edit: never "soon after" one
 
 
 @dataclass(frozen=True)
@@ -134,11 +142,28 @@ class TrainerConfig:
     monitor_index: int = 0  # held-out image whose activations drive the paths
     max_loss: float = 1e4  # a batch loss above this counts as divergence, like NaN (sane 10-class CE: < 20)
     refit_images: int = 1024  # training images the head is re-fitted on after a layer edit (0: none)
+    # ... and then the layers from the edit on are trained for this many steps towards the net's
+    # predictions from before the edit on those images (surgery.distill; 0: not).  On MNIST an inserted
+    # layer's pooling left the held-out loss at 2-4x its value with the head re-fit alone; 50 steps (~1 s
+    # on one core) take back about half of the rise.
+    settle_steps: int = 50
+    settle_lr: float = 1e-3  # Adam's step size for those steps (3e-3 took a trained net to chance)
+    settle_batch: int = 128  # calibration images per step of them
+    # The head re-fit's pull towards the block-rule weights after "- layer" (surgery.refit_head's ridge;
+    # "+ layer" keeps its 0.01).  Without a conv layer's pool the head reads 4x the inputs, more than the
+    # 1,024 images pin down: at 0.01 its largest weight grew 75x and the run lurched later (MNIST and
+    # CIFAR-10 "- layer conv1", 2 seeds each: peak held-out loss in the next 2,000 steps 0.86 / 0.86 /
+    # 2.22 / 2.18; at 1.0: 0.64 / 0.51 / 1.98 / 1.96, as low right after the edit).
+    remove_ridge: float = 1.0
     warmup_steps: int = 1000  # after a layer edit the lr ramps from a tenth to its value over these steps
     # From a layer edit on (until Reset, or a larger lr set by hand) each step's gradient norm is clipped
     # to this (0: never).  The network after "+ layer" is sharper than the one trained so far: unclipped,
     # a run at the default SGD settings drifted to chance ~1000 steps after "+ layer" at 1.
     edit_clip: float = 1.0
+    # ... and from the first step (until a larger lr is set by hand): at the default SGD settings on
+    # CIFAR-10 the unclipped net's conv3 went dead within 200 steps (6 % of its units active) and the
+    # loss sat at chance for 12,000 steps (seed 0); clipped, it reached 1.7 / 41 % in 4,000.
+    clip_from_start: bool = True
     good_every: int = 16  # steps between copies of the good weights (the divergence guard's rolling copy)
     suspect_steps: int = (
         500  # a blow-up this soon after a hyperparameter change restores the weights before it
@@ -256,10 +281,20 @@ class Trainer:
         self._jitter_ready = False  # every entry is a per-weight buffer of its layer's weight shape
         self.val_acc: float | None = None
         self.val_step: int | None = None
+        self.val_loss: float | None = None  # mean cross-entropy of the latest validation pass
         self._warm_left = 0  # steps of lr warm-up left after a layer edit (see _warm_up)
-        self._clip = False  # clip the gradient's norm to config.edit_clip: a layer was edited since the start
-        self._edit_step = -(10**9)  # step_count at the latest layer edit (the guard's advice names it)
+        self._warm_steps = self.config.warmup_steps  # the length of that warm-up's ramp
+        # Each step's gradient norm is clipped to this (0: not clipped): config.edit_clip from the start or
+        # from a layer edit on
+        self.clip_norm = max(float(self.config.edit_clip), 0.0) if self.config.clip_from_start else 0.0
+        self._pinned_clip = 0.0  # clip_norm when the guard pinned its copy: it comes back with the settings
+        self._edit_step = NO_EDIT  # step_count at the latest layer edit (the guard's advice names it)
         self._rebase_guard()
+
+    @property
+    def warm_left(self) -> int:
+        """Steps of the lr warm-up after a layer edit still to come (0: the lr is the one set)."""
+        return max(self._warm_left, 0)
 
     @property
     def spec(self) -> NetSpec:
@@ -325,19 +360,22 @@ class Trainer:
         if before == after:
             return  # only the seed changed: it waits for reset()
         position = (self.epoch, self.offset)
+        clip, pinned = self.clip_norm, self._guard.pinned
         if new.lr > old.lr:
             # A larger step asked for by hand is shown as it is: clipped, lr 10 after a layer edit no longer
             # blew up but silently stalled, and the divergence guard had nothing to tell.
-            self._clip = False
+            self.clip_norm = 0.0
         if new.optimizer != old.optimizer:
             self.optimizer = convert_optimizer(
                 self.optimizer, old.optimizer, new, self.model, self.step_count
             )
             # Copies must hold state the new optimizer understands: start them over from the converted one.
             self._rebase_guard()
-            self._guard.pin(self._params, self.optimizer, self.step_count, position, before, after)
-            return
         self._guard.pin(self._params, self.optimizer, self.step_count, position, before, after)
+        if self._guard.pinned is not pinned:  # a new copy, not a burst: the weights the old clip left
+            self._pinned_clip = clip
+        if new.optimizer != old.optimizer:
+            return
         for group in self.optimizer.param_groups:
             group["lr"] = new.lr
             group["weight_decay"] = new.weight_decay
@@ -408,8 +446,8 @@ class Trainer:
         for p in self._params:  # what optimizer.zero_grad(set_to_none=True) does, without its overhead
             p.grad = None
         loss.backward()
-        if self._clip:
-            torch.nn.utils.clip_grad_norm_(self._params, self.config.edit_clip)
+        if self.clip_norm > 0:
+            self._clip_gradients()
         self.optimizer.step()
         if self.paused and not self._weights_finite():  # single_step: the next loss will not check them
             return self._blow_up("the weights became NaN or inf")
@@ -440,11 +478,22 @@ class Trainer:
             "lr": self.hyper.lr,
             "optimizer": self.hyper.optimizer,
             "val_acc": self.val_acc,
+            "val_loss": self.val_loss,
             "val_step": self.val_step,
             "paused": self.paused,
             "message": self.message,
             **kw,
         }
+
+    def _clip_gradients(self) -> float:
+        """Scale the gradients so that their joint norm is at most `clip_norm`; returns the norm before.
+        What torch.nn.utils.clip_grad_norm_ does, in three calls: its checks cost ~55 us a step here
+        (3 % of a 4-image step), these ~15 us."""
+        grads = [p.grad for p in self._params if p.grad is not None]
+        total = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
+        if total > self.clip_norm:  # NaN fails this: the next step's loss reports it
+            torch._foreach_mul_(grads, self.clip_norm / (total + 1e-6))
+        return total
 
     def _weights_finite(self) -> bool:
         # One sum per tensor: NaN/inf propagate into it.  (A sum can also overflow for weights near 1e38,
@@ -502,7 +551,7 @@ class Trainer:
         else:
             advice = "lower the learning rate and resume"
         if after_edit:
-            self._warm_left = self.config.warmup_steps
+            self._start_warm_up()
         self.message = (
             f"training paused at step {failed}: {reason} ({failed_with}). "
             f"Restored the weights and optimizer state of step {self.step_count} ({why}){restored}; {advice}."
@@ -525,6 +574,7 @@ class Trainer:
             return ""
         self._pending = None
         self.hyper = replace(self.hyper, **before)
+        self.clip_norm = self._pinned_clip  # the settings came back: so does the clipping they ran with
         for group in self.optimizer.param_groups:
             group["lr"] = self.hyper.lr
             group["weight_decay"] = self.hyper.weight_decay
@@ -542,19 +592,26 @@ class Trainer:
         n = min(self.config.refit_images, len(self.data.x_train))
         return to_input(self.data.x_train[:n], self.device) if n > 0 else None
 
+    def _start_warm_up(self) -> None:
+        """A ramp of `warmup_steps` from here; the optimizer's lr is at once the ramp's first (what the next
+        step uses, and what a snapshot shows as opt_lr)."""
+        self._warm_left = self._warm_steps = self.config.warmup_steps
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.hyper.lr * (0.1 if self._warm_left > 1 else 1.0)
+
     def _warm_up(self) -> None:
         """After a layer edit the re-fitted head and the new layer are far from what the optimizer's
         settings were tuned on: the lr ramps linearly from a tenth to its value over `warmup_steps`."""
         left = self._warm_left
         self._warm_left = left - 1
-        factor = 1.0 if left <= 1 else 1.0 - 0.9 * left / max(self.config.warmup_steps, 1)
+        factor = 1.0 if left <= 1 else 1.0 - 0.9 * left / max(self._warm_steps, 1)
         for group in self.optimizer.param_groups:
             group["lr"] = self.hyper.lr * factor
 
     def _after_edit(self, what: str, layer: bool = False) -> None:
         if layer:
-            self._warm_left = self.config.warmup_steps
-            self._clip = self.config.edit_clip > 0
+            self._start_warm_up()
+            self.clip_norm = max(float(self.config.edit_clip), 0.0)
             self._edit_step = self.step_count
         self.n_edits += 1
         self._params = list(self.model.parameters())
@@ -581,24 +638,46 @@ class Trainer:
             self._jitter[layer_idx] = torch.cat([jit[:filter_idx], jit[filter_idx + 1 :]])
         self._after_edit(f"removed filter {filter_idx} from conv{layer_idx + 1}")
 
+    def _predictions(self, images: torch.Tensor | None) -> torch.Tensor | None:
+        """The logits of `images` now, before a layer edit changes the network (what _settle aims for)."""
+        if images is None or self.config.settle_steps <= 0:
+            return None
+        self.model.eval()
+        with torch.no_grad():
+            return self.model(images)
+
+    def _settle(
+        self, images: torch.Tensor | None, targets: torch.Tensor | None, g: torch.Generator, first: int
+    ) -> None:
+        """After a layer edit (head already re-fitted): a few steps of conv layers `first`.. and the head
+        towards `targets`, the predictions from before the edit."""
+        if images is None or targets is None:
+            return
+        c = self.config
+        surgery.distill(self.model, images, targets, c.settle_steps, c.settle_lr, c.settle_batch, g, first)
+
     def add_layer(self, position: int, width: int) -> int:
-        """Insert a conv layer before conv layer `position` (len: at the end), initialised as the identity."""
+        """Insert a conv layer before conv layer `position` (len: at the end), initialised as the identity,
+        then re-fit the head and settle the net towards its predictions from before (module docstring)."""
         self._collapse_jitter()
+        images, g = self._calibration(), self._edit_generator()
+        targets = self._predictions(images)
         p = surgery.add_conv_layer(
-            self.model,
-            self.optimizer,
-            position,
-            width,
-            generator=self._edit_generator(),
-            calibration=self._calibration(),
+            self.model, self.optimizer, position, width, generator=g, calibration=images
         )
+        self._settle(images, targets, g, p)
         self._jitter.insert(p, None)
         self._after_edit(f"added conv layer {p + 1} with {width} filters", layer=True)
         return p
 
     def remove_layer(self, layer_idx: int) -> None:
         self._collapse_jitter()
-        surgery.remove_conv_layer(self.model, self.optimizer, layer_idx, calibration=self._calibration())
+        images, g = self._calibration(), self._edit_generator()
+        targets = self._predictions(images)
+        surgery.remove_conv_layer(
+            self.model, self.optimizer, layer_idx, calibration=images, ridge=self.config.remove_ridge
+        )
+        self._settle(images, targets, g, layer_idx)
         del self._jitter[layer_idx]
         self._after_edit(f"removed conv layer {layer_idx + 1}", layer=True)
 
@@ -633,16 +712,19 @@ class Trainer:
         }
 
     def validate(self) -> float:
-        """Accuracy on the first `val_limit` held-out images; also stored as val_acc / val_step."""
+        """Accuracy on the first `val_limit` held-out images; also stored as val_acc / val_step, with their
+        mean cross-entropy as val_loss (the measure of a layer edit: tools/bench_layer_edits.py)."""
         n = min(len(self.data.x_val), self.config.val_limit)
-        correct = 0
+        correct, loss = 0, 0.0
         self.model.eval()
         with torch.no_grad():
             for s in range(0, n, self.config.val_batch):
                 e = min(n, s + self.config.val_batch)
                 logits = self.model(to_input(self.data.x_val[s:e], self.device))
-                correct += int((logits.argmax(1).cpu() == self.data.y_val[s:e]).sum())
-        self.val_acc, self.val_step = correct / n, self.step_count
+                y = self.data.y_val[s:e].to(self.device)
+                correct += int((logits.argmax(1) == y).sum())
+                loss += float(F.cross_entropy(logits, y, reduction="sum"))
+        self.val_acc, self.val_loss, self.val_step = correct / n, loss / n, self.step_count
         return self.val_acc
 
     # -- checkpoints ----------------------------------------------------------------------------------------
@@ -660,7 +742,15 @@ class Trainer:
                 "offset": self.offset,
                 "n_edits": self.n_edits,
                 "val_acc": self.val_acc,
+                "val_loss": self.val_loss if self.val_loss is None or math.isfinite(self.val_loss) else None,
                 "val_step": self.val_step,
+                # What a layer edit changed in how training goes on (absent in older checkpoints: no edit)
+                "edit": {
+                    "clip_norm": self.clip_norm,
+                    "warm_left": self.warm_left,
+                    "warm_steps": self._warm_steps,
+                    "edit_step": self._edit_step,
+                },
                 "smooth": {k: [s.value, s.weight] for k, s in (("loss", self._loss), ("acc", self._acc))},
             },
             "dataset": {
@@ -695,11 +785,22 @@ class Trainer:
             seed, step, epoch, offset, n_edits = (int(run[k]) for k in keys)
             smooth = {k: [float(v) for v in run["smooth"][k]] for k in ("loss", "acc")}
             val_acc = None if run.get("val_acc") is None else float(run["val_acc"])
+            val_loss = None if run.get("val_loss") is None else float(run["val_loss"])
             val_step = None if run.get("val_step") is None else int(run["val_step"])
-        except (KeyError, TypeError, ValueError) as exc:
+            edit = run.get("edit", {})  # a checkpoint from before edits were saved: as if none happened
+            clip_norm = float(edit.get("clip_norm", 0.0))
+            warm_left = int(edit.get("warm_left", 0))
+            warm_steps = int(edit.get("warm_steps", self.config.warmup_steps))
+            edit_step = int(edit.get("edit_step", NO_EDIT))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CheckpointError(f"{where}: bad run state in the manifest ({exc})") from None
         if min(seed, step, epoch, offset, n_edits) < 0 or offset > len(self.data.x_train):
             raise CheckpointError(f"{where}: run state out of range for this data set")
+        if not (0 <= clip_norm < math.inf and 0 <= warm_left <= max(warm_steps, 0) and edit_step <= step):
+            raise CheckpointError(
+                f"{where}: bad edit state in the manifest (clip_norm {clip_norm}, warm_left {warm_left} of "
+                f"{warm_steps}, edit_step {edit_step} at step {step})"
+            )
         if ck.optimizer_name != hyper.optimizer:
             raise CheckpointError(
                 f"{where}: optimizer state is {ck.optimizer_name}'s but hyper says {hyper.optimizer}"
@@ -733,7 +834,9 @@ class Trainer:
         self._rate = _Smooth(self.config.rate_beta)
         self._jitter = jitter
         self._jitter_ready = all(j is not None and j.dim() > 1 for j in jitter)
-        self.val_acc, self.val_step = val_acc, val_step
+        self.val_acc, self.val_loss, self.val_step = val_acc, val_loss, val_step
+        self.clip_norm, self._pinned_clip = clip_norm, clip_norm
+        self._warm_left, self._warm_steps, self._edit_step = warm_left, warm_steps, edit_step
         self._params = list(model.parameters())
         self._rebase_guard()
         self.paused = True

@@ -175,6 +175,17 @@ def gui_sample(state: TrainState, sample: TextureLike | None, scale: float) -> N
     imgui.end_group()
 
 
+def _step_note(state: TrainState) -> str:
+    """What the steps run with besides the sliders: the warm-up after a layer edit and the gradient clip."""
+    parts = []
+    if state.warm_left > 0 and math.isfinite(state.lr_now):
+        parts.append(f"lr {state.lr_now:.2e} now, warming up after the layer edit ({state.warm_left} steps)")
+    parts.append(
+        f"gradient norm clipped to {state.clip_norm:g}" if state.clip_norm > 0 else "gradients not clipped"
+    )
+    return "; ".join(parts)
+
+
 def gui_hyper(state: TrainState) -> None:
     """Each change goes to the worker at once and takes effect at its next step."""
     changes: dict = {}
@@ -184,6 +195,7 @@ def gui_hyper(state: TrainState) -> None:
     )
     if changed:
         state.lr = changes["lr"] = float(lr)
+    _wrapped(_step_note(state), _DIM)
     imgui.set_next_item_width(_LABEL_ROOM * imgui.get_style().font_scale_dpi)
     imgui.begin_disabled(state.optimizer != "sgd")
     changed, mom = imgui.slider_float("momentum", state.momentum, 0.0, 0.99, "%.2f")

@@ -485,8 +485,9 @@ class TrainScene:
             st.steps_per_s = (rates[-1][1] - rates[0][1]) / (rates[-1][0] - rates[0][0])
         if not s["ok"]:
             # The guard restored the weights (and the settings from before a suspect change): the
-            # controls show what the worker now uses, not what blew up.
-            st.lr, st.momentum = float(s["opt_lr"]), float(s["opt_momentum"])
+            # controls show what the worker now uses, not what blew up.  The lr is the one set, not the
+            # optimizer's, which a warm-up after a layer edit holds lower for a while.
+            st.lr, st.momentum = float(s["hyper_lr"]), float(s["opt_momentum"])
             st.weight_decay, st.batch_size = float(s["opt_weight_decay"]), int(s["batch_size"])
             st.optimizer = OPTIMIZERS[int(s["optimizer"])]
             self._notice_step = step
@@ -501,6 +502,8 @@ class TrainScene:
         st.val_acc = s["val_acc"]
         st.images_per_s = s["images_per_s"]
         st.monitor_index = int(s["monitor_index"])
+        st.lr_now, st.warm_left = float(s["opt_lr"]), int(s["warm_left"])
+        st.clip_norm = float(s["clip_norm"])
         st.monitor_label = int(s["monitor_label"])
         st.n_val = int(s["n_val"])
         out = self.spec.layers[-1]

@@ -225,6 +225,9 @@ class TrainState:
     monitor_pred: int = -1
     monitor_prob: float = math.nan
     n_val: int = 0
+    lr_now: float = math.nan  # the optimizer's lr: below `lr` while it warms up again after a layer edit
+    warm_left: int = 0  # steps of that warm-up left
+    clip_norm: float = 0.0  # each step's gradient norm is clipped to this (0: not clipped)
 
     # -- what the user edits (read by the scene) ---------------------------------------------------
     lr: float = 0.01
