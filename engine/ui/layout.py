@@ -73,6 +73,9 @@ class PanelLayout:
     def __init__(self, margin: float = 10.0, gap: float = 8.0) -> None:
         self.margin = margin  # window units at scale 1, between a panel and the display's edge
         self.gap = gap  # between stacked panels
+        # Window units kept clear at the bottom centre for a host's own strip (the scene selector): a BESIDE
+        # band sits above it and the free area ends there.
+        self.bottom_reserve = 0.0
         self.display = (0.0, 0.0)
         self.scale = 1.0
         self.rects: dict[str, tuple[str, Rect]] = {}  # this frame's panels: anchor, measured rect
@@ -183,7 +186,8 @@ class PanelLayout:
         elif anchor == BOTTOM_RIGHT:
             pos, pivot = (w - m, h - m), (1.0, 1.0)
         elif anchor == BESIDE:
-            pos, pivot = (self.left_edge(previous=True) + self.gap * self.scale, h - m), (0.0, 1.0)
+            x = self.left_edge(previous=True) + self.gap * self.scale
+            pos, pivot = (x, h - m - self.bottom_reserve), (0.0, 1.0)
         else:
             raise ValueError(f"unknown anchor {anchor!r}")
         if always or self.reflowing:
@@ -302,9 +306,9 @@ class PanelLayout:
         return not self.presentation or name not in (self._collapsed_prev if previous else self.collapsed)
 
     def bottom_edge(self) -> float:
-        """Top of the BESIDE band under the network (the display's height when none)."""
+        """Top of the BESIDE band under the network, else of the bottom reserve."""
         tops = [r.y for n, (a, r) in self.rects.items() if a == BESIDE and r.w > 0 and self._open(n)]
-        return min(tops, default=self.display[1])
+        return min(tops, default=self.display[1] - self.bottom_reserve)
 
     def free(self, min_fraction: float = 0.0, reserve_left: float = 0.0) -> Rect:
         """The display between the left and right docked panels and above a BESIDE band, `reserve_left`

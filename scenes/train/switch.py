@@ -87,6 +87,9 @@ class SceneSwitch:
             imgui.same_line()
             if imgui.radio_button(name, self.wanted == name):
                 self.wanted = name
+        panels = getattr(self.scene, "panels", None)
+        if hasattr(panels, "bottom_reserve"):  # the scene keeps its band and its network above this strip
+            panels.bottom_reserve = imgui.get_window_size().y + 8 * s
         imgui.end()
 
     def help_sections(self) -> list[HelpSection]:
