@@ -111,7 +111,8 @@ STATS = (
     "warm_left",  # steps of that lr warm-up left
 )
 STAT_INDEX = {name: i for i, name in enumerate(STATS)}
-HISTORY = 256  # per-step rows per snapshot: up to HISTORY steps between two snapshots are all charted
+HISTORY = 1024  # per-step rows per snapshot: up to HISTORY steps between two snapshots are all charted
+# (at ~500 steps/s a render process held up for half a second, on a busy machine, missed rows at 256)
 HISTORY_COLS = 3  # step, loss, acc
 
 
