@@ -121,21 +121,6 @@ class _Lines:
         self.a, self.d = a, b - a
         self.lo, self.hi = np.minimum(a, b), np.maximum(a, b)
 
-    def misread(self, box: Box, own: int) -> bool:
-        """Whether a name in `box` beside layer `own`'s sheet would read as another's: a sheet level
-        with it on its other side is nearer than its own (a name beyond the arcs, by the next column)."""
-        x0, y0, x1, y1 = box
-        k = np.flatnonzero(self.layers == own)
-        if not len(k):
-            return False
-        lo, hi = self.lo[k[0]], self.hi[k[0]]
-        level = (self.lo[:, 1] < y1) & (y0 < self.hi[:, 1]) & (self.layers != own)
-        if lo[0] >= x1 - 1.0:  # its sheet on its right: look left
-            gaps = x0 - self.hi[level & (self.hi[:, 0] <= x0), 0]
-            return bool(len(gaps)) and float(gaps.min()) < lo[0] - x1
-        gaps = self.lo[level & (self.lo[:, 0] >= x1), 0] - x1
-        return bool(len(gaps)) and float(gaps.min()) < x0 - hi[0]
-
     def hit(self, box: Box) -> bool:
         """Whether a segment passes through the box grown by an arc's half width (slab clipping)."""
         x0, y0, x1, y1 = box[0] - ARC_PX, box[1] - ARC_PX, box[2] + ARC_PX, box[3] + ARC_PX
