@@ -315,7 +315,7 @@ def test_widget_opens_a_typed_path_and_steps(tmp_path):
 
 
 def test_guess_bars_fit_the_longest_class_name():
-    """"automobile   10.7 %" was cut to "mobile" on a bar of fixed width: the bars fit the longest class
+    """ "automobile   10.7 %" was cut to "mobile" on a bar of fixed width: the bars fit the longest class
     name (within bounds), whatever picture is shown."""
     from convscope.scenes.explore.image_panel import GUESS_MAX_WIDTH, GUESS_WIDTH, guess_width
 

@@ -29,6 +29,29 @@ def display():
         yield name
 
 
+def start_probe(display: str, kind: str, out: Path, stop: Path) -> subprocess.Popen:
+    """panel_probe.py running `kind` on `display`, reporting into `out` until `stop` exists."""
+    env = {k: v for k, v in os.environ.items() if k != "PYOPENGL_PLATFORM"}
+    env["DISPLAY"] = display
+    return subprocess.Popen(
+        [sys.executable, str(PROBE), kind, str(out), str(stop)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stop_probe(proc: subprocess.Popen, stop: Path) -> None:
+    """Ask the probe to end (the stop file) and wait for it; killed after a minute."""
+    stop.touch()
+    try:
+        proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+
+
 def wait_report(out: Path, proc, cond, what: str, timeout: float = 150.0) -> dict:
     deadline = time.monotonic() + timeout
     while True:
@@ -60,15 +83,7 @@ def test_panels_stay_on_screen_through_resizes_and_the_network_starts_in_the_fre
     display, tmp_path, kind
 ):
     out, stop = tmp_path / "report.json", tmp_path / "stop"
-    env = {k: v for k, v in os.environ.items() if k != "PYOPENGL_PLATFORM"}
-    env["DISPLAY"] = display
-    proc = subprocess.Popen(
-        [sys.executable, str(PROBE), kind, str(out), str(stop)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_probe(display, kind, out, stop)
     try:
         first = wait_report(
             out,
@@ -93,9 +108,4 @@ def test_panels_stay_on_screen_through_resizes_and_the_network_starts_in_the_fre
             if kind != "kiosk":  # the kiosk flies home only when asked (Fit, Reset, a new visitor)
                 assert box_inside(r["box"], r["free"]), (w, h, r["box"], r["free"])
     finally:
-        stop.touch()
-        try:
-            proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+        stop_probe(proc, stop)

@@ -15,13 +15,12 @@ import itertools
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from test_panel_layout import PROBE, box_inside, inside, wait_report
+from test_panel_layout import box_inside, inside, start_probe, stop_probe, wait_report
 from xvfb_display import xdo, xvfb_screen
 
 pytestmark = [pytest.mark.window, pytest.mark.slow]
@@ -66,15 +65,7 @@ def run_through_sizes(display: str, tmp_path: Path, kind: str, ready, check) -> 
     """Start the probe as `kind`, wait for `ready(report)`, then at each of SIZES wait for a settled report,
     take a screenshot and `check(report, w, h)` it."""
     out, stop = tmp_path / "report.json", tmp_path / "stop"
-    env = {k: v for k, v in os.environ.items() if k != "PYOPENGL_PLATFORM"}
-    env["DISPLAY"] = display
-    proc = subprocess.Popen(
-        [sys.executable, str(PROBE), kind, str(out), str(stop)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_probe(display, kind, out, stop)
     try:
         start = ready(lambda cond, what: wait_report(out, proc, cond, what))
         wid = xdo(display, "search", "--name", "^convscope$").split()[0]
@@ -93,12 +84,7 @@ def run_through_sizes(display: str, tmp_path: Path, kind: str, ready, check) -> 
             shot(display, wid, f"{kind}_{w}x{h}_{i}", (w, h))
             check(r, w, h)
     finally:
-        stop.touch()
-        try:
-            proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+        stop_probe(proc, stop)
 
 
 def panels_and_network_clear(r: dict, w: int, h: int) -> None:
