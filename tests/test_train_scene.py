@@ -464,9 +464,15 @@ def test_train_explore_train_keeps_the_run():
                 break
         assert isinstance(explore, ExploreScene) and explore.activations is not None, "the explorer came up"
         assert train.handle.alive and train.handle.pid == pid, "the training process lives on behind it"
+        assert train.state.step > step, "the step counter kept up while the explorer was shown"
         switch.wanted = "Train"
         frame(app)
         assert switch.scene is train, "the same training scene, not a new one"
+        # Every step taken meanwhile is in the loss chart: no straight line across the time away.
+        back, loss = train.state.step, train.state.charts.loss
+        assert loss.n < loss.cap
+        away = loss.x[loss.x > step]
+        np.testing.assert_array_equal(away[: back - step], np.arange(step + 1, back + 1, dtype=np.float64))
         frames_until(app, lambda: train.state.step > step + 20)
         assert train.handle.pid == pid and train.handle.restarts == 0
         # Both scenes have a "Network" panel (one ImGui window name): the training scene's is back at the

@@ -465,10 +465,26 @@ class TrainScene:
             return None
         return self._jitter_nodes * float(self.state.jitter_gain)
 
+    def background(self, dt: float) -> None:
+        """While another scene is shown: the worker trains on, and its snapshots are still read for the
+        counters and the charts (a straight line across the time away otherwise); the pictures wait."""
+        self.time += dt
+        self._watch_worker()
+        snap = self.handle.poll()
+        if snap is not None and snap.spec_version == self._spec_version and self.spec is not None:
+            self.snapshot = snap
+            self._new_snapshot = True  # drawn from on the first frame back
+            self._take_stats(snap)
+
     def _take_snapshot(self, snap: TrainSnapshot, dt: float) -> None:
-        st, s = self.state, snap.stats
         self.snapshot = snap
         self._new_snapshot = True
+        self._take_stats(snap)
+        self._take_pictures(snap, dt)
+
+    def _take_stats(self, snap: TrainSnapshot) -> None:
+        """The snapshot's numbers: counters, the steps-a-second rate, the restored settings, the charts."""
+        st, s = self.state, snap.stats
         st.running = not snap.paused
         # Steps a second over the last RATE_WINDOW_S of the worker's own clock (not the frame rate).
         clock, step = float(s["clock"]), int(s["step"])
@@ -524,6 +540,9 @@ class TrainScene:
                 c.rate.append(st.step, st.images_per_s)
         if math.isfinite(s["val_acc"]) and s["val_step"] > c.val_acc.last_x:
             c.val_acc.append(s["val_step"], s["val_acc"])
+
+    def _take_pictures(self, snap: TrainSnapshot, dt: float) -> None:
+        """What the snapshot changes in the view: gradient jitter per node and the activation paths."""
         # Jitter: per-filter magnitudes over a slowly forgetting peak, then per node.
         g = self.geometry
         jit = np.nan_to_num(np.asarray(snap.jitter, np.float64), nan=0.0, posinf=0.0)

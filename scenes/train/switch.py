@@ -100,6 +100,9 @@ class SceneSwitch:
 
     def update(self, inp: InputState, dt: float, ui_mouse: bool, ui_keyboard: bool) -> None:
         self.scene.update(inp, dt, ui_mouse, ui_keyboard)
+        for scene in self.scenes.values():  # a scene left behind that goes on working (training) keeps up
+            if scene is not self.scene and callable(getattr(scene, "background", None)):
+                scene.background(dt)
 
     def upload(self) -> None:
         self.scene.upload()
