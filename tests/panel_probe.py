@@ -25,7 +25,22 @@ from convscope.engine.ui.backend import UiConfig
 from convscope.engine.window import Window, WindowConfig
 
 
-def _xywh(r) -> list[float]:
+def screen_box(camera, layout, window) -> list[float]:
+    """[x0, y0, x1, y1] of every node of `layout` as `camera` shows it, in window units."""
+    fw, fh = window.framebuffer_size
+    pts = camera.project(layout.positions, fw, fh) * (window.size[0] / max(fw, 1))
+    pts = pts[np.isfinite(pts).all(1)]
+    return [float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max())]
+
+
+def write_report(out: Path, report: dict) -> None:
+    """The report as JSON at `out`, replaced at once (the test never reads half a file)."""
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report))
+    os.replace(tmp, out)
+
+
+def xywh(r) -> list[float]:
     return [r.x, r.y, r.w, r.h]
 
 
@@ -76,8 +91,8 @@ def main(kind: str, out: Path, stop: Path) -> None:
                 "frames": app.frames,
                 "frames_at_size": at_size,
                 "fitted_frames": fitted,
-                "rects": {name: _xywh(r) for name, (_, r) in p.rects.items()},
-                "free": _xywh(p.free(getattr(sys.modules[type(scene).__module__], "FREE_MIN_FRACTION", 0.0))),
+                "rects": {name: xywh(r) for name, (_, r) in p.rects.items()},
+                "free": xywh(p.free(getattr(sys.modules[type(scene).__module__], "FREE_MIN_FRACTION", 0.0))),
                 "box": None,
                 "plot": None,  # the Embedding plot's (x0, y0, x1, y1) once it shows a layout
             }
@@ -85,14 +100,8 @@ def main(kind: str, out: Path, stop: Path) -> None:
             if embed is not None and embed.plot_rect[2] > 0:
                 report["plot"] = [float(v) for v in embed.plot_rect]
             if lay is not None:
-                fw, fh = window.framebuffer_size
-                pts = camera.project(lay.positions, fw, fh) * (now[0] / max(fw, 1))
-                pts = pts[np.isfinite(pts).all(1)]
-                report["box"] = [float(pts[:, 0].min()), float(pts[:, 1].min())]
-                report["box"] += [float(pts[:, 0].max()), float(pts[:, 1].max())]
-            tmp = out.with_suffix(".tmp")
-            tmp.write_text(json.dumps(report))
-            os.replace(tmp, out)
+                report["box"] = screen_box(camera, lay, window)
+            write_report(out, report)
     finally:
         app.close()
         window.close()

@@ -11,21 +11,15 @@ from outside (xdotool) and takes screenshots of the screen.
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from convscope.engine.app import App
 from convscope.engine.config import AppConfig
 from convscope.engine.ui.backend import UiConfig
 from convscope.engine.window import Window, WindowConfig
-
-
-def _xywh(r) -> list[float]:
-    return [r.x, r.y, r.w, r.h]
+from panel_probe import screen_box, write_report, xywh  # tests/ is this script's folder
 
 
 def main(kind: str, out: Path, stop: Path) -> None:
@@ -61,20 +55,14 @@ def main(kind: str, out: Path, stop: Path) -> None:
                 "remembered": app.prefs.ui_scale,
                 "presentation": app.presentation,
                 "collapsed": sorted(p.collapsed),
-                "rects": {name: _xywh(r) for name, (_, r) in p.rects.items()},
-                "free": _xywh(p.free(FREE_MIN_FRACTION)),
+                "rects": {name: xywh(r) for name, (_, r) in p.rects.items()},
+                "free": xywh(p.free(FREE_MIN_FRACTION)),
                 "box": None,
             }
             lay = layout()
             if lay is not None:
-                fw, fh = window.framebuffer_size
-                pts = scene.camera.project(lay.positions, fw, fh) * (now[0] / max(fw, 1))
-                pts = pts[np.isfinite(pts).all(1)]
-                report["box"] = [float(pts[:, 0].min()), float(pts[:, 1].min())]
-                report["box"] += [float(pts[:, 0].max()), float(pts[:, 1].max())]
-            tmp = out.with_suffix(".tmp")
-            tmp.write_text(json.dumps(report))
-            os.replace(tmp, out)
+                report["box"] = screen_box(scene.camera, lay, window)
+            write_report(out, report)
     finally:
         app.close()
         window.close()
