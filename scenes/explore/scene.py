@@ -97,6 +97,11 @@ def pad_side(layout: PanelLayout, full: float, scale: float) -> float:
     return float(min(max(room, MIN_PAD_SIDE * scale), full))
 
 
+def loaded_status(spec: Dag) -> str:
+    """The status line of a loaded network: its name, nodes and layers."""
+    return f"{model_label(spec.model)}: {spec.total_nodes:,} nodes in {len(spec.layers)} layers"
+
+
 class ExploreScene:
     def __init__(self, config: AppConfig, drawing: np.ndarray | None = None, ui_scale: float = 1.0) -> None:
         self.config = config
@@ -115,6 +120,7 @@ class ExploreScene:
         # and flies it itself (the kiosk) turns this off.
         self.owns_flights = True
         self._blank_for: tuple | None = None  # the model a black "no picture" input was sent to
+        self._uploaded_normalize = self.state.normalize  # the colour-range mode the node colours were set for
         self.worker = WorkerHandle(
             config.model, weights=config.weights or None, card=config.card or None, device=config.device
         )
@@ -314,7 +320,7 @@ class ExploreScene:
                 self.pads.seen = UiTexture(self.ctx, size, 1, smooth=False)
             self.pads.seen.sync(seen, self.sent_seq)
         self.images.upload(self.ctx)
-        norm_changed = self.state.normalize != getattr(self, "_uploaded_normalize", self.state.normalize)
+        norm_changed = self.state.normalize != self._uploaded_normalize
         self._uploaded_normalize = self.state.normalize
         redraw = self.net.new_result or (norm_changed and self.activations is not None)
         if redraw and self.view.renderer is not None:
@@ -555,9 +561,7 @@ class ExploreScene:
             self.state.status = f"{model_label(self.worker.model)}: {self.worker.status}"  # "tracing..."
         elif self.worker.ready and self.worker.spec is not None and self.state.status.endswith("..."):
             spec = self.worker.spec  # loaded again after a failed switch: the same spec, no new layout
-            self.state.status = (
-                f"{model_label(spec.model)}: {spec.total_nodes:,} nodes in {len(spec.layers)} layers"
-            )
+            self.state.status = loaded_status(spec)
         if self.worker.error and self.worker.spec is None:
             self.state.error = self.worker.error
             self.state.status = "no network loaded"
@@ -633,9 +637,7 @@ class ExploreScene:
             self.state.compare = False  # the pad experiments apply to one-channel models only
         if len(self.state.classes) == len(self.morph.classes):
             self.morph.classes = self.state.classes  # the morph chart's lines by class name
-        self.state.status = (
-            f"{model_label(spec.model)}: {spec.total_nodes:,} nodes in {len(spec.layers)} layers"
-        )
+        self.state.status = loaded_status(spec)
         self.state.error = None
         self.view.show(build_layout(spec, visible=self.state.layer_visible))
         self.interaction.fit_pending = True
